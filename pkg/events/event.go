@@ -1,0 +1,115 @@
+// Package events is the gate's voice: the attempt, block and unblock events
+// it publishes on NATS JetStream, their JSON wire form, the subject names,
+// a publisher that never makes a login wait, and helpers to subscribe.
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is the wire-format version written in every event ("v").
+const Version = 1
+
+// Type says what an event is; it matches the subject's second part.
+type Type string
+
+const (
+	TypeAttempt Type = "attempt"
+	TypeBlock   Type = "block"
+	TypeUnblock Type = "unblock"
+)
+
+// Attempt is one login attempt, refused ones included.
+type Attempt struct {
+	V         int       `json:"v"`
+	Type      Type      `json:"type"` // always TypeAttempt
+	ID        string    `json:"id"`   // UUIDv7, also the JetStream message id
+	Time      time.Time `json:"time"`
+	IP        string    `json:"ip"`
+	Username  string    `json:"username"`
+	Result    string    `json:"result"` // success | failure | blocked
+	BlockedBy []string  `json:"blocked_by,omitempty"`
+	Path      string    `json:"path,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+	Gate      string    `json:"gate,omitempty"` // instance that decided
+	// Counters after the attempt (0 when that kind was not counted).
+	IPFailures       int `json:"ip_failures"`
+	UsernameFailures int `json:"username_failures"`
+	PairFailures     int `json:"pair_failures"`
+}
+
+// Block is a block or an unblock of one subject.
+type Block struct {
+	V       int       `json:"v"`
+	Type    Type      `json:"type"` // TypeBlock or TypeUnblock
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // ip | username | pair
+	Subject string    `json:"subject"`
+	// Until is when a block ends; nil for a permanent block and for unblocks.
+	Until     *time.Time `json:"until,omitempty"`
+	Permanent bool       `json:"permanent"`
+	Failures  int        `json:"failures"`
+	Reason    string     `json:"reason"` // auto | admin | blacklist
+	Gate      string     `json:"gate,omitempty"`
+}
+
+// ErrMalformed is wrapped by every decode error.
+var ErrMalformed = errors.New("events: malformed event")
+
+// Validate checks an attempt's fields.
+func (a *Attempt) Validate() error {
+	switch {
+	case a.V != Version:
+		return fmt.Errorf("%w: version %d, want %d", ErrMalformed, a.V, Version)
+	case a.Type != TypeAttempt:
+		return fmt.Errorf("%w: type %q, want %q", ErrMalformed, a.Type, TypeAttempt)
+	case a.ID == "":
+		return fmt.Errorf("%w: missing id", ErrMalformed)
+	case a.Time.IsZero():
+		return fmt.Errorf("%w: missing time", ErrMalformed)
+	case a.Result != "success" && a.Result != "failure" && a.Result != "blocked":
+		return fmt.Errorf("%w: result %q", ErrMalformed, a.Result)
+	}
+	return nil
+}
+
+// Validate checks a block or unblock event's fields.
+func (b *Block) Validate() error {
+	switch {
+	case b.V != Version:
+		return fmt.Errorf("%w: version %d, want %d", ErrMalformed, b.V, Version)
+	case b.Type != TypeBlock && b.Type != TypeUnblock:
+		return fmt.Errorf("%w: type %q", ErrMalformed, b.Type)
+	case b.ID == "":
+		return fmt.Errorf("%w: missing id", ErrMalformed)
+	case b.Time.IsZero():
+		return fmt.Errorf("%w: missing time", ErrMalformed)
+	case b.Kind != "ip" && b.Kind != "username" && b.Kind != "pair":
+		return fmt.Errorf("%w: kind %q", ErrMalformed, b.Kind)
+	case b.Subject == "":
+		return fmt.Errorf("%w: missing subject", ErrMalformed)
+	}
+	return nil
+}
+
+// DecodeAttempt parses and validates an attempt event.
+func DecodeAttempt(data []byte) (Attempt, error) {
+	var a Attempt
+	if err := json.Unmarshal(data, &a); err != nil {
+		return Attempt{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return a, a.Validate()
+}
+
+// DecodeBlock parses and validates a block or unblock event.
+func DecodeBlock(data []byte) (Block, error) {
+	var b Block
+	if err := json.Unmarshal(data, &b); err != nil {
+		return Block{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return b, b.Validate()
+}

@@ -1,0 +1,62 @@
+package gate
+
+import "time"
+
+// Outcome is the result of one attempt as reported in events.
+type Outcome string
+
+const (
+	OutcomeSuccess Outcome = "success" // the password check passed
+	OutcomeFailure Outcome = "failure" // the password check failed
+	OutcomeBlocked Outcome = "blocked" // refused before the password check
+)
+
+// AttemptRecord describes one finished attempt, refused ones included.
+type AttemptRecord struct {
+	Time      time.Time
+	IP        string // the client address, canonical, full (not the /64)
+	Username  string // as the client sent it, trimmed and capped (not case-folded)
+	Outcome   Outcome
+	BlockedBy []Kind // for OutcomeBlocked, and for the failure that blocked
+	Path      string
+	UserAgent string
+	// Failures after the attempt per kind (absent kinds were not counted).
+	IPFailures, UsernameFailures, PairFailures int
+}
+
+// Reason says why a block or unblock happened.
+type Reason string
+
+const (
+	ReasonAuto      Reason = "auto"      // too many failures, or a successful login lifted it
+	ReasonAdmin     Reason = "admin"     // an operator blocked or unblocked by hand
+	ReasonBlacklist Reason = "blacklist" // the IP is in DEFENDER_IP_BLACKLIST
+)
+
+// TransitionRecord is a block or unblock of one subject.
+type TransitionRecord struct {
+	Time      time.Time
+	Kind      Kind
+	Subject   string
+	Blocked   bool      // true: block; false: unblock
+	Until     time.Time // when a block ends; zero when Permanent or unblock
+	Permanent bool
+	Failures  int
+	Reason    Reason
+}
+
+// Emitter receives what the gate decided, for publication elsewhere (see
+// package events). Both methods are called on the login path: they must
+// return at once and never block.
+type Emitter interface {
+	EmitAttempt(AttemptRecord)
+	EmitTransition(TransitionRecord)
+}
+
+// Hooks are callbacks fired once per transition, like django-defender's
+// ip_block / username_block / ip_unblock / username_unblock signals. They run
+// on the goroutine that made the transition: keep them short.
+type Hooks struct {
+	OnBlock   func(TransitionRecord)
+	OnUnblock func(TransitionRecord)
+}

@@ -1,0 +1,175 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Kind is a dimension by which failures are counted and sources blocked.
+type Kind string
+
+const (
+	// KindIP counts by client address (an IPv6 client by its prefix, see
+	// Config.IPv6Prefix). Subject: "203.0.113.7" or "2001:db8:1:2::/64".
+	KindIP Kind = "ip"
+	// KindUsername counts by normalised username. Subject: the username.
+	KindUsername Kind = "username"
+	// KindPair counts the (IP, username) pair, in combo mode
+	// (DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME). Subject: PairSubject(ip, username).
+	KindPair Kind = "pair"
+)
+
+// Kinds lists every Kind, in the order decisions report them.
+var Kinds = []Kind{KindIP, KindUsername, KindPair}
+
+// Valid reports whether k is one of the Kinds.
+func (k Kind) Valid() bool { return k == KindIP || k == KindUsername || k == KindPair }
+
+// PairSubject is the subject of a KindPair counter. An IP subject never
+// contains '|', so the first '|' separates the two parts unambiguously.
+func PairSubject(ip, username string) string { return ip + "|" + username }
+
+// Counter is one dimension of one attempt as the store sees it.
+type Counter struct {
+	Kind    Kind
+	Subject string // canonical subject, never empty
+	// Limit is the number of failures tolerated: the failure that takes the
+	// failure count above Limit blocks the subject (django-defender's ">").
+	Limit int
+}
+
+// Policy holds the timings a store applies. The gate passes the same value
+// on every call.
+type Policy struct {
+	// AttemptCooloff is the TTL of a failure counter, renewed by every
+	// failure (a sliding window). 0: failures are never forgotten.
+	AttemptCooloff time.Duration
+	// LockoutCooloffs is the duration of the first, second, ... lockout of
+	// a subject within LockoutMemory; the last value repeats. An element of
+	// 0 means that lockout never expires. Never empty.
+	LockoutCooloffs []time.Duration
+	// LockoutMemory is how long a subject's count of earlier lockouts is
+	// kept after its latest lockout (DEFENDER_ACCESS_ATTEMPT_EXPIRATION).
+	LockoutMemory time.Duration
+	// PendingTimeout is how long a charged attempt (Begin) may stay
+	// unfinished; after it the attempt counts as a failure.
+	PendingTimeout time.Duration
+}
+
+// Op is the input of one store call.
+type Op struct {
+	Counters []Counter // one or two counters; never empty, kinds distinct
+	Policy   *Policy
+	// Token identifies a charged attempt: set by the caller for Begin (a
+	// unique random string) and passed back unchanged to Finish.
+	Token string
+}
+
+// BlockState describes a subject that is blocked now.
+type BlockState struct {
+	Kind    Kind
+	Subject string
+	// TTL is the time left until the block ends. 0 when Permanent.
+	TTL time.Duration
+	// Permanent is true when the block never expires (cool-off 0).
+	Permanent bool
+}
+
+// Transition is a change of a subject's blocked state caused by one store
+// call. Each transition is reported by exactly one call, even when several
+// processes race on the same subject: the store decides it atomically.
+type Transition struct {
+	Kind    Kind
+	Subject string
+	// Blocked is true for a new block, false for a block lifted (by a
+	// successful login or an admin). Expiry is not a transition.
+	Blocked bool
+	// Duration of a new block; 0 when Permanent or when Blocked is false.
+	Duration  time.Duration
+	Permanent bool
+	// Failures is the failure count that caused a block (0 for unblocks).
+	Failures int
+	// Lockouts is the subject's number of lockouts within
+	// Policy.LockoutMemory including this one (0 for unblocks).
+	Lockouts int
+}
+
+// Result is the outcome of one store call.
+type Result struct {
+	// Blocked lists the counters of the Op whose subject is blocked after
+	// the call, in Op.Counters order. Empty when none is.
+	Blocked []BlockState
+	// Failures holds, per Op.Counters index, the subject's failure count
+	// after the call (pending charges not included).
+	Failures []int
+	// Admitted (Begin only) is true when the attempt was charged and may
+	// reach the password check.
+	Admitted bool
+	// Saturated (Begin only) lists the kinds whose in-flight charges
+	// already fill the failure budget: the attempt was refused although no
+	// block exists yet, because enough earlier attempts are still being
+	// checked to block the subject if they fail.
+	Saturated []Kind
+	// LastChance (Begin only) is true when this attempt took the last slot
+	// of some counter's budget: if it fails, that subject is blocked
+	// (exactly so when attempts do not overlap).
+	LastChance bool
+	// Transitions made by this call.
+	Transitions []Transition
+}
+
+// Store keeps failure counters, in-flight charges and blocks. Every method
+// is one atomic operation and, for a networked store, one round trip.
+// Implementations must be safe for concurrent use.
+type Store interface {
+	// Check reports blocks and failure counts. It writes nothing.
+	Check(ctx context.Context, op Op) (Result, error)
+
+	// Begin refuses the attempt if any counter's subject is blocked
+	// (Result.Blocked) or saturated (Result.Saturated), counting nothing.
+	// Otherwise it charges op.Token as pending on every counter and sets
+	// Admitted. A counter is saturated when
+	//   min(failures, Limit) + pending >= Limit + 1
+	// so at most Limit+1 attempts are ever admitted before a block, and
+	// after a block expires with failures still above Limit, exactly one
+	// attempt at a time is admitted (django-defender's "next failure
+	// re-blocks").
+	//
+	// Pending charges older than Policy.PendingTimeout are first turned
+	// into failures (they may block), by Begin, Finish and Record alike.
+	Begin(ctx context.Context, op Op) (Result, error)
+
+	// Finish settles a charge made by Begin with the same op. On success it
+	// removes the charge and clears every counter's failures and block
+	// (a Transition for each block lifted). On failure it removes the
+	// charge and, if the charge was still pending (not already expired into
+	// a failure), counts a failure on every counter: the failure that takes
+	// a count above its Limit blocks that subject for the next lockout
+	// cool-off. A subject already blocked stays as it is. Finishing an
+	// unknown token as a failure counts nothing.
+	Finish(ctx context.Context, op Op, success bool) (Result, error)
+
+	// Record is django-defender's one-call flow for an attempt whose
+	// outcome is known: if any counter is blocked it returns the blocks and
+	// counts nothing; otherwise it acts as Finish on a fresh charge.
+	Record(ctx context.Context, op Op, success bool) (Result, error)
+
+	// Block blocks a subject by hand for d (0: permanent), replacing any
+	// current block of it. The Transition has Blocked true if the subject
+	// was not blocked before; otherwise it is nil.
+	Block(ctx context.Context, kind Kind, subject string, d time.Duration) (*Transition, error)
+
+	// Unblock lifts a subject's block and forgets its failures, pending
+	// charges and lockout history. The Transition is nil if no block existed.
+	Unblock(ctx context.Context, kind Kind, subject string) (*Transition, error)
+
+	// Blocked lists the subjects of one kind blocked now, at most limit
+	// (limit <= 0: all). Its cost grows with the number of blocked
+	// subjects, never with the size of the store.
+	Blocked(ctx context.Context, kind Kind, limit int) ([]BlockState, error)
+}
+
+// ErrStoreUnavailable wraps every error of a store that could not be
+// reached in time; Config.FailMode decides what the gate does then.
+var ErrStoreUnavailable = errors.New("gate: store unavailable")
