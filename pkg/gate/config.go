@@ -1,0 +1,429 @@
+package gate
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FailMode says what the gate does when its store cannot answer in time.
+type FailMode string
+
+const (
+	// FailOpen lets the attempt through (and logs it): an outage of Redis
+	// never locks users out, but protection pauses.
+	FailOpen FailMode = "open"
+	// FailClosed refuses the attempt (the middleware answers 503): no
+	// guessing while protection is down, but no logins either.
+	FailClosed FailMode = "closed"
+)
+
+// Config holds every setting of the gate. DefaultConfig gives the defaults;
+// ConfigFromEnv reads DEFENDER_* variables over them. Field comments name
+// the variable.
+type Config struct {
+	// FailureLimit is the number of failures tolerated before a block
+	// (DEFENDER_LOGIN_FAILURE_LIMIT, 3): failure limit+1 blocks.
+	FailureLimit int
+	// IPFailureLimit (DEFENDER_LOGIN_FAILURE_LIMIT_IP) and
+	// UsernameFailureLimit (DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME) override
+	// FailureLimit per side; ConfigFromEnv defaults them to FailureLimit.
+	IPFailureLimit       int
+	UsernameFailureLimit int
+	// LockOutByIPAndUsername is combo mode
+	// (DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME): failures are counted for the
+	// (IP, username) pair with FailureLimit, so one user behind a shared IP
+	// cannot lock out the others. A success never clears the IP.
+	LockOutByIPAndUsername bool
+	// DisableIPLockout (DEFENDER_DISABLE_IP_LOCKOUT) and
+	// DisableUsernameLockout (DEFENDER_DISABLE_USERNAME_LOCKOUT) turn one
+	// side off. In combo mode, disabling a side counts the other side alone.
+	DisableIPLockout       bool
+	DisableUsernameLockout bool
+	// AttemptCooloff is how long failures are remembered after the latest
+	// one (DEFENDER_ATTEMPT_COOLOFF_TIME, default DEFENDER_COOLOFF_TIME =
+	// 300 s); 0 = forever.
+	AttemptCooloff time.Duration
+	// LockoutCooloffs are the durations of the first, second, ... block of a
+	// subject (DEFENDER_LOCKOUT_COOLOFF_TIME, one value or a comma list that
+	// escalates; default DEFENDER_COOLOFF_TIME). 0 = never expires.
+	LockoutCooloffs []time.Duration
+	// BehindReverseProxy (DEFENDER_BEHIND_REVERSE_PROXY) takes the client
+	// address from ReverseProxyHeader (DEFENDER_REVERSE_PROXY_HEADER,
+	// X-Forwarded-For), read from the right, skipping TrustedProxies
+	// (DEFENDER_TRUSTED_PROXIES, CIDR list). When TrustedProxies is set, the
+	// header is ignored unless the direct peer is one of them.
+	BehindReverseProxy bool
+	ReverseProxyHeader string
+	TrustedProxies     []netip.Prefix
+	// IPv6Prefix is the prefix length by which IPv6 clients are counted
+	// (DEFENDER_IPV6_PREFIX, 64): an attacker holds a whole /64.
+	IPv6Prefix int
+	// UsernameFormField is the form field holding the username
+	// (DEFENDER_USERNAME_FORM_FIELD, "username").
+	UsernameFormField string
+	// MaxUsernameLength caps usernames, in characters, after normalisation
+	// (DEFENDER_MAX_USERNAME_LENGTH, 255).
+	MaxUsernameLength int
+	// KeyPrefix prefixes every store key (DEFENDER_CACHE_PREFIX, "defender").
+	KeyPrefix string
+	// LockoutURL, if set, answers a locked-out request with a 302 there
+	// (DEFENDER_LOCKOUT_URL).
+	LockoutURL string
+	// LockoutTemplate, if set, is the path of an html/template rendered as
+	// the lockout page (DEFENDER_LOCKOUT_TEMPLATE) with cooloff_time_seconds,
+	// cooloff_time_minutes and failure_limit.
+	LockoutTemplate string
+	// RedisURL selects the Redis store (DEFENDER_REDIS_URL); empty means the
+	// in-memory store.
+	RedisURL string
+	// StoreTimeout bounds every store call (DEFENDER_REDIS_TIMEOUT, 100 ms).
+	StoreTimeout time.Duration
+	// FailMode decides when the store fails or times out (DEFENDER_FAIL_MODE).
+	FailMode FailMode
+	// IPWhitelist (DEFENDER_IP_WHITELIST, CIDR or addresses) and
+	// UsernameWhitelist (DEFENDER_USERNAME_WHITELIST) are never blocked;
+	// IPBlacklist (DEFENDER_IP_BLACKLIST) is always refused.
+	IPWhitelist       []netip.Prefix
+	UsernameWhitelist []string
+	IPBlacklist       []netip.Prefix
+	// StoreAccessAttempts publishes an event for every attempt
+	// (DEFENDER_STORE_ACCESS_ATTEMPTS, true). Block events are always sent.
+	StoreAccessAttempts bool
+	// AccessAttemptExpiration is how long attempts are kept in the history
+	// and lockouts counted for escalation (DEFENDER_ACCESS_ATTEMPT_EXPIRATION,
+	// 24 h; the variable is in hours).
+	AccessAttemptExpiration time.Duration
+	// PendingTimeout is how long an attempt may stay between Begin and its
+	// outcome before it counts as a failure (DEFENDER_PENDING_TIMEOUT, 30 s).
+	PendingTimeout time.Duration
+	// MemoryMaxEntries bounds the in-memory store
+	// (DEFENDER_MEMORY_MAX_ENTRIES, 1,000,000).
+	MemoryMaxEntries int
+}
+
+// DefaultConfig returns the defaults of django-defender and of the new settings.
+func DefaultConfig() Config {
+	return Config{
+		FailureLimit:            3,
+		IPFailureLimit:          3,
+		UsernameFailureLimit:    3,
+		AttemptCooloff:          300 * time.Second,
+		LockoutCooloffs:         []time.Duration{300 * time.Second},
+		ReverseProxyHeader:      "X-Forwarded-For",
+		IPv6Prefix:              64,
+		UsernameFormField:       "username",
+		MaxUsernameLength:       255,
+		KeyPrefix:               "defender",
+		StoreTimeout:            100 * time.Millisecond,
+		FailMode:                FailOpen,
+		StoreAccessAttempts:     true,
+		AccessAttemptExpiration: 24 * time.Hour,
+		PendingTimeout:          30 * time.Second,
+		MemoryMaxEntries:        1_000_000,
+	}
+}
+
+// Validate reports the first setting that cannot work, naming its variable.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	for name, v := range map[string]int{
+		"DEFENDER_LOGIN_FAILURE_LIMIT":          c.FailureLimit,
+		"DEFENDER_LOGIN_FAILURE_LIMIT_IP":       c.IPFailureLimit,
+		"DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME": c.UsernameFailureLimit,
+	} {
+		if v < 0 || v > 1_000_000 {
+			bad(name, "%d is out of range 0..1000000", v)
+		}
+	}
+	if c.DisableIPLockout && c.DisableUsernameLockout {
+		bad("DEFENDER_DISABLE_IP_LOCKOUT", "both IP and username lockout are disabled: the gate would protect nothing")
+	}
+	if c.AttemptCooloff < 0 {
+		bad("DEFENDER_ATTEMPT_COOLOFF_TIME", "negative")
+	}
+	if len(c.LockoutCooloffs) == 0 {
+		bad("DEFENDER_LOCKOUT_COOLOFF_TIME", "needs at least one value")
+	}
+	for _, d := range c.LockoutCooloffs {
+		if d < 0 {
+			bad("DEFENDER_LOCKOUT_COOLOFF_TIME", "negative value %s", d)
+		}
+	}
+	if c.BehindReverseProxy && c.ReverseProxyHeader == "" {
+		bad("DEFENDER_REVERSE_PROXY_HEADER", "empty")
+	}
+	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
+		bad("DEFENDER_IPV6_PREFIX", "%d is out of range 1..128", c.IPv6Prefix)
+	}
+	if c.UsernameFormField == "" {
+		bad("DEFENDER_USERNAME_FORM_FIELD", "empty")
+	}
+	if c.MaxUsernameLength < 1 || c.MaxUsernameLength > 4096 {
+		bad("DEFENDER_MAX_USERNAME_LENGTH", "%d is out of range 1..4096", c.MaxUsernameLength)
+	}
+	if c.KeyPrefix == "" || strings.ContainsAny(c.KeyPrefix, " \t\r\n") {
+		bad("DEFENDER_CACHE_PREFIX", "%q must be non-empty without spaces", c.KeyPrefix)
+	}
+	if c.StoreTimeout <= 0 {
+		bad("DEFENDER_REDIS_TIMEOUT", "must be positive")
+	}
+	if c.FailMode != FailOpen && c.FailMode != FailClosed {
+		bad("DEFENDER_FAIL_MODE", "%q is neither open nor closed", c.FailMode)
+	}
+	if c.AccessAttemptExpiration <= 0 {
+		bad("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "must be positive")
+	}
+	if c.PendingTimeout <= 0 {
+		bad("DEFENDER_PENDING_TIMEOUT", "must be positive")
+	}
+	if c.MemoryMaxEntries < 1 {
+		bad("DEFENDER_MEMORY_MAX_ENTRIES", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// policy derives the timings the store applies.
+func (c *Config) policy() Policy {
+	return Policy{
+		AttemptCooloff:  c.AttemptCooloff,
+		LockoutCooloffs: c.LockoutCooloffs,
+		LockoutMemory:   c.AccessAttemptExpiration,
+		PendingTimeout:  c.PendingTimeout,
+	}
+}
+
+// EnvVars lists every variable ConfigFromEnv reads, for flags and docs.
+var EnvVars = []string{
+	"DEFENDER_LOGIN_FAILURE_LIMIT", "DEFENDER_LOGIN_FAILURE_LIMIT_IP",
+	"DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", "DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME",
+	"DEFENDER_DISABLE_IP_LOCKOUT", "DEFENDER_DISABLE_USERNAME_LOCKOUT",
+	"DEFENDER_COOLOFF_TIME", "DEFENDER_ATTEMPT_COOLOFF_TIME", "DEFENDER_LOCKOUT_COOLOFF_TIME",
+	"DEFENDER_BEHIND_REVERSE_PROXY", "DEFENDER_REVERSE_PROXY_HEADER", "DEFENDER_TRUSTED_PROXIES",
+	"DEFENDER_IPV6_PREFIX", "DEFENDER_USERNAME_FORM_FIELD", "DEFENDER_MAX_USERNAME_LENGTH",
+	"DEFENDER_CACHE_PREFIX", "DEFENDER_LOCKOUT_URL", "DEFENDER_LOCKOUT_TEMPLATE",
+	"DEFENDER_REDIS_URL", "DEFENDER_REDIS_TIMEOUT", "DEFENDER_FAIL_MODE",
+	"DEFENDER_IP_WHITELIST", "DEFENDER_USERNAME_WHITELIST", "DEFENDER_IP_BLACKLIST",
+	"DEFENDER_STORE_ACCESS_ATTEMPTS", "DEFENDER_ACCESS_ATTEMPT_EXPIRATION",
+	"DEFENDER_PENDING_TIMEOUT", "DEFENDER_MEMORY_MAX_ENTRIES",
+}
+
+// ConfigFromEnv reads DEFENDER_* variables through lookup (os.LookupEnv in
+// a main) over DefaultConfig, and validates the result. Every error names
+// the variable at fault.
+func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
+	c := DefaultConfig()
+	r := envReader{lookup: lookup}
+	c.FailureLimit = r.int("DEFENDER_LOGIN_FAILURE_LIMIT", c.FailureLimit)
+	c.IPFailureLimit = r.int("DEFENDER_LOGIN_FAILURE_LIMIT_IP", c.FailureLimit)
+	c.UsernameFailureLimit = r.int("DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", c.FailureLimit)
+	c.LockOutByIPAndUsername = r.bool("DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME", false)
+	c.DisableIPLockout = r.bool("DEFENDER_DISABLE_IP_LOCKOUT", false)
+	c.DisableUsernameLockout = r.bool("DEFENDER_DISABLE_USERNAME_LOCKOUT", false)
+	cooloff := r.seconds("DEFENDER_COOLOFF_TIME", 300*time.Second)
+	c.AttemptCooloff = r.seconds("DEFENDER_ATTEMPT_COOLOFF_TIME", cooloff)
+	c.LockoutCooloffs = r.secondsList("DEFENDER_LOCKOUT_COOLOFF_TIME", []time.Duration{cooloff})
+	c.BehindReverseProxy = r.bool("DEFENDER_BEHIND_REVERSE_PROXY", false)
+	c.ReverseProxyHeader = headerName(r.string("DEFENDER_REVERSE_PROXY_HEADER", c.ReverseProxyHeader))
+	c.TrustedProxies = r.prefixes("DEFENDER_TRUSTED_PROXIES")
+	c.IPv6Prefix = r.int("DEFENDER_IPV6_PREFIX", c.IPv6Prefix)
+	c.UsernameFormField = r.string("DEFENDER_USERNAME_FORM_FIELD", c.UsernameFormField)
+	c.MaxUsernameLength = r.int("DEFENDER_MAX_USERNAME_LENGTH", c.MaxUsernameLength)
+	c.KeyPrefix = r.string("DEFENDER_CACHE_PREFIX", c.KeyPrefix)
+	c.LockoutURL = r.string("DEFENDER_LOCKOUT_URL", "")
+	c.LockoutTemplate = r.string("DEFENDER_LOCKOUT_TEMPLATE", "")
+	c.RedisURL = r.string("DEFENDER_REDIS_URL", "")
+	c.StoreTimeout = r.duration("DEFENDER_REDIS_TIMEOUT", c.StoreTimeout, time.Millisecond)
+	c.FailMode = FailMode(strings.ToLower(r.string("DEFENDER_FAIL_MODE", string(c.FailMode))))
+	c.IPWhitelist = r.prefixes("DEFENDER_IP_WHITELIST")
+	c.UsernameWhitelist = r.list("DEFENDER_USERNAME_WHITELIST")
+	c.IPBlacklist = r.prefixes("DEFENDER_IP_BLACKLIST")
+	c.StoreAccessAttempts = r.bool("DEFENDER_STORE_ACCESS_ATTEMPTS", c.StoreAccessAttempts)
+	c.AccessAttemptExpiration = r.duration("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", c.AccessAttemptExpiration, time.Hour)
+	c.PendingTimeout = r.seconds("DEFENDER_PENDING_TIMEOUT", c.PendingTimeout)
+	c.MemoryMaxEntries = r.int("DEFENDER_MEMORY_MAX_ENTRIES", c.MemoryMaxEntries)
+	if r.err != nil {
+		return Config{}, r.err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// headerName accepts Django's META spelling (HTTP_X_FORWARDED_FOR) as well
+// as the header name.
+func headerName(s string) string {
+	if rest, ok := strings.CutPrefix(strings.ToUpper(s), "HTTP_"); ok {
+		s = strings.ReplaceAll(rest, "_", "-")
+	}
+	return s
+}
+
+// envReader parses variables, keeping the first error.
+type envReader struct {
+	lookup func(string) (string, bool)
+	err    error
+}
+
+func (r *envReader) get(name string) (string, bool) {
+	v, ok := r.lookup(name)
+	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+func (r *envReader) fail(name, v, want string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%s: %q is not %s", name, v, want)
+	}
+}
+
+func (r *envReader) string(name, def string) string {
+	if v, ok := r.get(name); ok {
+		return v
+	}
+	return def
+}
+
+func (r *envReader) int(name string, def int) int {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		r.fail(name, v, "an integer")
+		return def
+	}
+	return n
+}
+
+func (r *envReader) bool(name string, def bool) bool {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	switch strings.ToLower(v) {
+	case "1", "true", "yes", "on":
+		return true
+	case "0", "false", "no", "off":
+		return false
+	}
+	r.fail(name, v, "a boolean (true/false)")
+	return def
+}
+
+// duration parses an integer in unit (django-defender's seconds or hours)
+// or a Go duration such as "90s" or "1h30m".
+func (r *envReader) duration(name string, def, unit time.Duration) time.Duration {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	d, err := parseDuration(v, unit)
+	if err != nil {
+		r.fail(name, v, "a non-negative number of "+unitName(unit)+" or a duration like 90s")
+		return def
+	}
+	return d
+}
+
+func (r *envReader) seconds(name string, def time.Duration) time.Duration {
+	return r.duration(name, def, time.Second)
+}
+
+func (r *envReader) secondsList(name string, def []time.Duration) []time.Duration {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	v = strings.Trim(v, "[]")
+	var out []time.Duration
+	for _, part := range strings.Split(v, ",") {
+		d, err := parseDuration(strings.TrimSpace(part), time.Second)
+		if err != nil {
+			r.fail(name, v, "a list of non-negative seconds such as 60,300,0")
+			return def
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func (r *envReader) list(name string) []string {
+	v, ok := r.get(name)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func (r *envReader) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range r.list(name) {
+		p, err := ParsePrefix(s)
+		if err != nil {
+			r.fail(name, s, "an IP address or CIDR prefix")
+			return nil
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// ParsePrefix parses "10.0.0.0/8", "2001:db8::/32" or a single address
+// (a /32 or /128), masking host bits; IPv4-mapped IPv6 becomes IPv4.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		a = a.Unmap().WithZone("")
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+func parseDuration(v string, unit time.Duration) (time.Duration, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 || n > int64(100*365*24*time.Hour/unit) {
+			return 0, fmt.Errorf("out of range")
+		}
+		return time.Duration(n) * unit, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q", v)
+	}
+	return d, nil
+}
+
+func unitName(unit time.Duration) string {
+	switch unit {
+	case time.Hour:
+		return "hours"
+	case time.Millisecond:
+		return "milliseconds"
+	}
+	return "seconds"
+}

@@ -1,0 +1,612 @@
+package gate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Attempt is what the gate knows of one login attempt.
+type Attempt struct {
+	IP        netip.Addr // client address; invalid means unknown (not counted by IP)
+	Username  string     // as typed; normalised by the gate; empty is never counted
+	Path      string     // for events only
+	UserAgent string     // for events only
+}
+
+// Decision is the gate's answer. A refused attempt is a Decision, not an error.
+type Decision struct {
+	// Allowed is true when the attempt may go on (to the password check,
+	// or, after a failure, when the source is not blocked now).
+	Allowed bool
+	// BlockedBy lists why a refused attempt was refused.
+	BlockedBy []Kind
+	// RetryAfter is when the source may try again; 0 when Permanent or
+	// unknown.
+	RetryAfter time.Duration
+	// Permanent is true when the block never expires: only an admin (or, for
+	// a username, a successful login from elsewhere in IP mode) lifts it.
+	Permanent bool
+	// Reason is ReasonBlacklist for blacklisted addresses, else ReasonAuto.
+	Reason Reason
+	// LastChance (Begin) is true when a failure of this attempt blocks.
+	LastChance bool
+	// Degraded is true when the store failed and FailOpen let the attempt through.
+	Degraded bool
+	// Unavailable is true when the store failed and FailClosed refused it
+	// (answer 503, not a lockout).
+	Unavailable bool
+	// Err is the store error behind a Degraded or Unavailable decision.
+	Err error
+	// Failures after the call, per counted kind.
+	IPFailures, UsernameFailures, PairFailures int
+}
+
+// Option configures a Gate.
+type Option func(*Gate)
+
+// WithEmitter hands attempt and block events to e (see package events).
+func WithEmitter(e Emitter) Option { return func(g *Gate) { g.emit = e } }
+
+// WithHooks installs block and unblock callbacks.
+func WithHooks(h Hooks) Option { return func(g *Gate) { g.hooks = h } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(g *Gate) { g.log = l } }
+
+// WithRegisterer registers the gate's Prometheus metrics with reg.
+func WithRegisterer(reg prometheus.Registerer) Option { return func(g *Gate) { g.reg = reg } }
+
+// ErrClosed is returned by admin calls on a closed Gate.
+var ErrClosed = errors.New("gate: closed")
+
+// ErrSettled is the Err of a Decision returned for a ticket settled twice.
+var ErrSettled = errors.New("gate: ticket already settled")
+
+// Gate decides login attempts. It is safe for concurrent use; create one per
+// process and Close it at shutdown.
+type Gate struct {
+	cfg     Config
+	policy  Policy
+	store   Store
+	emit    Emitter
+	hooks   Hooks
+	log     *slog.Logger
+	reg     prometheus.Registerer
+	m       *metrics
+	ips     ipResolver
+	userWL  map[string]struct{}
+	lockout *template.Template
+
+	tokenPrefix string
+	tokenSeq    atomic.Uint64
+	lastWarn    atomic.Int64 // unix nanos of the latest degraded warning
+
+	settleMu sync.RWMutex // guards settleCh against send after close
+	settleCh chan settleJob
+	closed   bool
+	workers  sync.WaitGroup
+}
+
+// New returns a Gate deciding with cfg over store.
+func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
+	if store == nil {
+		return nil, errors.New("gate: nil store")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gate{cfg: cfg, policy: cfg.policy(), store: store, log: slog.Default(), ips: newIPResolver(&cfg)}
+	for _, o := range opts {
+		o(g)
+	}
+	g.m = newMetrics(g.reg)
+	g.userWL = make(map[string]struct{}, len(cfg.UsernameWhitelist))
+	for _, u := range cfg.UsernameWhitelist {
+		g.userWL[NormalizeUsername(u, cfg.MaxUsernameLength)] = struct{}{}
+	}
+	if cfg.LockoutTemplate != "" {
+		t, err := template.ParseFiles(cfg.LockoutTemplate)
+		if err != nil {
+			return nil, fmt.Errorf("DEFENDER_LOCKOUT_TEMPLATE: %w", err)
+		}
+		g.lockout = t
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	g.tokenPrefix = hex.EncodeToString(b[:]) + "-"
+	g.settleCh = make(chan settleJob, 4096)
+	for range 2 {
+		g.workers.Add(1)
+		go g.settleLoop()
+	}
+	return g, nil
+}
+
+// Config returns the gate's configuration.
+func (g *Gate) Config() Config { return g.cfg }
+
+// Close stops the background settling of outcomes after draining what is
+// queued, or when ctx ends (what is left then expires into failures).
+func (g *Gate) Close(ctx context.Context) error {
+	g.settleMu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.settleCh)
+	}
+	g.settleMu.Unlock()
+	done := make(chan struct{})
+	go func() { g.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("gate close: %w", ctx.Err())
+	}
+}
+
+// identity is an attempt reduced to what the store counts.
+type identity struct {
+	ip          string // canonical full address, for events
+	ipSubject   string
+	username    string // normalised
+	blacklisted bool
+	counters    [2]Counter
+	n           int
+}
+
+// identify applies the configuration: which kinds count this attempt.
+func (g *Gate) identify(a Attempt) identity {
+	c := &g.cfg
+	var id identity
+	id.username = NormalizeUsername(a.Username, c.MaxUsernameLength)
+	hasIP := a.IP.IsValid()
+	if hasIP {
+		ip := a.IP.Unmap().WithZone("")
+		id.ip = ip.String()
+		id.ipSubject = ipSubject(ip, c.IPv6Prefix)
+		if containsAddr(c.IPBlacklist, ip) {
+			id.blacklisted = true
+			return id
+		}
+		if containsAddr(c.IPWhitelist, ip) {
+			hasIP = false
+		}
+	}
+	hasUser := id.username != ""
+	if _, ok := g.userWL[id.username]; ok && hasUser {
+		hasUser = false
+	}
+	countIP := hasIP && !c.DisableIPLockout
+	countUser := hasUser && !c.DisableUsernameLockout
+	if c.LockOutByIPAndUsername && !c.DisableIPLockout && !c.DisableUsernameLockout {
+		if hasIP && hasUser {
+			id.counters[0] = Counter{Kind: KindPair, Subject: PairSubject(id.ipSubject, id.username), Limit: c.FailureLimit}
+			id.n = 1
+		}
+		return id
+	}
+	if countIP {
+		id.counters[id.n] = Counter{Kind: KindIP, Subject: id.ipSubject, Limit: c.IPFailureLimit}
+		id.n++
+	}
+	if countUser {
+		id.counters[id.n] = Counter{Kind: KindUsername, Subject: id.username, Limit: c.UsernameFailureLimit}
+		id.n++
+	}
+	return id
+}
+
+func (id *identity) op(p *Policy, token string) Op {
+	return Op{Counters: id.counters[:id.n], Policy: p, Token: token}
+}
+
+// call runs one store operation under the store deadline, timing it.
+func (g *Gate) call(ctx context.Context, name string, f func(context.Context) (Result, error)) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+	start := time.Now()
+	res, err := f(ctx)
+	cancel()
+	g.m.storeDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		g.m.storeErrors.WithLabelValues(name).Inc()
+		return res, fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, name, err)
+	}
+	return res, nil
+}
+
+// degrade turns a store error into a decision by the fail mode.
+func (g *Gate) degrade(err error) Decision {
+	g.m.degraded[g.cfg.FailMode].Inc()
+	now := time.Now().UnixNano()
+	if last := g.lastWarn.Load(); now-last > int64(time.Second) && g.lastWarn.CompareAndSwap(last, now) {
+		g.log.Warn("gate store unavailable", "fail_mode", string(g.cfg.FailMode), "err", err)
+	}
+	if g.cfg.FailMode == FailClosed {
+		return Decision{Unavailable: true, Err: err, Reason: ReasonAuto}
+	}
+	return Decision{Allowed: true, Degraded: true, Err: err}
+}
+
+// decide turns a store result into a decision.
+func decide(id *identity, res *Result) Decision {
+	d := Decision{Allowed: len(res.Blocked) == 0 && len(res.Saturated) == 0, Reason: ReasonAuto, LastChance: res.LastChance}
+	for i := 0; i < id.n && i < len(res.Failures); i++ {
+		switch id.counters[i].Kind {
+		case KindIP:
+			d.IPFailures = res.Failures[i]
+		case KindUsername:
+			d.UsernameFailures = res.Failures[i]
+		case KindPair:
+			d.PairFailures = res.Failures[i]
+		}
+	}
+	for _, b := range res.Blocked {
+		d.BlockedBy = append(d.BlockedBy, b.Kind)
+		if b.Permanent {
+			d.Permanent = true
+		} else if b.TTL > d.RetryAfter {
+			d.RetryAfter = b.TTL
+		}
+	}
+	for _, k := range res.Saturated {
+		d.BlockedBy = append(d.BlockedBy, k)
+		if d.RetryAfter < time.Second {
+			d.RetryAfter = time.Second // attempts in flight decide soon
+		}
+	}
+	if d.Permanent {
+		d.RetryAfter = 0
+	}
+	return d
+}
+
+var blacklisted = Decision{BlockedBy: []Kind{KindIP}, Permanent: true, Reason: ReasonBlacklist}
+
+// Check tells whether an attempt would be refused now. It counts nothing
+// and publishes nothing: use it to guard pages such as the login form.
+func (g *Gate) Check(ctx context.Context, a Attempt) Decision {
+	id := g.identify(a)
+	if id.blacklisted {
+		return blacklisted
+	}
+	if id.n == 0 {
+		return Decision{Allowed: true}
+	}
+	res, err := g.call(ctx, "check", func(ctx context.Context) (Result, error) {
+		return g.store.Check(ctx, id.op(&g.policy, ""))
+	})
+	if err != nil {
+		return g.degrade(err)
+	}
+	return decide(&id, &res)
+}
+
+// Ticket is an attempt admitted by Begin, waiting for its outcome. Settle
+// it exactly once with Finish or FinishAsync; a ticket never settled counts
+// as a failure after DEFENDER_PENDING_TIMEOUT.
+type Ticket struct {
+	g          *Gate
+	a          Attempt
+	id         identity
+	token      string
+	lastChance bool
+	charged    bool // false when nothing was charged (nothing to count, or degraded)
+	settled    atomic.Bool
+}
+
+// LastChance reports whether a failure of this attempt blocks its source.
+func (t *Ticket) LastChance() bool { return t.lastChance }
+
+// Begin is called before the password check. It refuses a blocked source
+// (the Decision says why and until when; the refusal is published as a
+// blocked attempt) or charges the attempt and returns its Ticket, in one
+// store round trip.
+func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
+	id := g.identify(a)
+	if id.blacklisted {
+		g.publishAttempt(&a, &id, OutcomeBlocked, &blacklisted)
+		return nil, blacklisted
+	}
+	t := &Ticket{g: g, a: a, id: id}
+	if id.n == 0 {
+		return t, Decision{Allowed: true}
+	}
+	t.token = g.tokenPrefix + strconv.FormatUint(g.tokenSeq.Add(1), 36)
+	res, err := g.call(ctx, "begin", func(ctx context.Context) (Result, error) {
+		return g.store.Begin(ctx, t.id.op(&g.policy, t.token))
+	})
+	if err != nil {
+		d := g.degrade(err)
+		if !d.Allowed {
+			return nil, d
+		}
+		return t, d
+	}
+	g.transitions(res.Transitions, ReasonAuto)
+	d := decide(&id, &res)
+	if !res.Admitted {
+		d.Allowed = false
+		if len(d.BlockedBy) == 0 { // defensive: a store must say why
+			d.BlockedBy = []Kind{id.counters[0].Kind}
+		}
+		g.publishAttempt(&a, &id, OutcomeBlocked, &d)
+		return nil, d
+	}
+	d.Allowed = true
+	t.charged, t.lastChance = true, res.LastChance
+	return t, d
+}
+
+// Finish reports the outcome of the password check and returns the state
+// after it: Allowed false means the source is blocked now (for a failure:
+// this failure blocked it). One store round trip.
+func (t *Ticket) Finish(ctx context.Context, success bool) Decision {
+	if !t.settled.CompareAndSwap(false, true) {
+		return Decision{Err: ErrSettled}
+	}
+	return t.g.settle(ctx, t, success)
+}
+
+// FinishAsync reports the outcome without waiting for the store: the gate
+// settles it in the background, retrying on errors. When its queue is full
+// it settles on the caller's goroutine instead, so nothing is dropped.
+func (t *Ticket) FinishAsync(success bool) {
+	if !t.settled.CompareAndSwap(false, true) {
+		return
+	}
+	g := t.g
+	if t.charged {
+		g.settleMu.RLock()
+		if !g.closed {
+			select {
+			case g.settleCh <- settleJob{t: t, success: success}:
+				g.settleMu.RUnlock()
+				return
+			default:
+				g.m.settleSync.Inc()
+			}
+		}
+		g.settleMu.RUnlock()
+	}
+	g.settle(context.Background(), t, success)
+}
+
+type settleJob struct {
+	t       *Ticket
+	success bool
+}
+
+func (g *Gate) settleLoop() {
+	defer g.workers.Done()
+	for j := range g.settleCh {
+		g.settle(context.Background(), j.t, j.success)
+	}
+}
+
+// settle writes an outcome, retrying a failed store call a few times when
+// the caller does not wait for the answer.
+func (g *Gate) settle(ctx context.Context, t *Ticket, success bool) Decision {
+	outcome := OutcomeFailure
+	if success {
+		outcome = OutcomeSuccess
+	}
+	if !t.charged {
+		d := Decision{Allowed: true}
+		g.publishAttempt(&t.a, &t.id, outcome, &d)
+		return d
+	}
+	var (
+		res Result
+		err error
+	)
+	for try := 0; try < 3; try++ {
+		res, err = g.call(ctx, "finish", func(ctx context.Context) (Result, error) {
+			return g.store.Finish(ctx, t.id.op(&g.policy, t.token), success)
+		})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(10<<try) * time.Millisecond)
+	}
+	if err != nil {
+		g.m.settleLost.Inc()
+		g.log.Error("gate could not record an outcome; its charge will expire into a failure",
+			"ip", t.id.ip, "username", t.id.username, "success", success, "err", err)
+		d := Decision{Allowed: success, Err: err}
+		g.publishAttempt(&t.a, &t.id, outcome, &d)
+		return d
+	}
+	g.transitions(res.Transitions, ReasonAuto)
+	d := decide(&t.id, &res)
+	g.publishAttempt(&t.a, &t.id, outcome, &d)
+	return d
+}
+
+// Record is django-defender's one-call flow, for an attempt whose outcome
+// is already known: a blocked source is refused (and nothing counted);
+// otherwise the outcome is counted and the Decision is the state after it,
+// so the failure that blocks gets Allowed false. One store round trip.
+func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
+	id := g.identify(a)
+	if id.blacklisted {
+		g.publishAttempt(&a, &id, OutcomeBlocked, &blacklisted)
+		return blacklisted
+	}
+	outcome := OutcomeFailure
+	if success {
+		outcome = OutcomeSuccess
+	}
+	if id.n == 0 {
+		d := Decision{Allowed: true}
+		g.publishAttempt(&a, &id, outcome, &d)
+		return d
+	}
+	res, err := g.call(ctx, "record", func(ctx context.Context) (Result, error) {
+		return g.store.Record(ctx, id.op(&g.policy, ""), success)
+	})
+	if err != nil {
+		d := g.degrade(err)
+		if d.Allowed {
+			g.publishAttempt(&a, &id, outcome, &d)
+		} else {
+			g.publishAttempt(&a, &id, OutcomeBlocked, &d)
+		}
+		return d
+	}
+	// Blocked before counting: refused. Blocked after a failure: the
+	// failure that blocked (its own transition is in res).
+	refused := len(res.Blocked) > 0 && !blockedBy(res.Transitions)
+	g.transitions(res.Transitions, ReasonAuto)
+	d := decide(&id, &res)
+	if refused {
+		outcome = OutcomeBlocked
+	}
+	g.publishAttempt(&a, &id, outcome, &d)
+	return d
+}
+
+func blockedBy(ts []Transition) bool {
+	for _, t := range ts {
+		if t.Blocked {
+			return true
+		}
+	}
+	return false
+}
+
+// Subject canonicalises an operator-given subject of kind k: an address or
+// IPv6 network for KindIP, a username for KindUsername, "ip|username" for
+// KindPair.
+func (g *Gate) Subject(k Kind, s string) (string, error) {
+	switch k {
+	case KindIP:
+		return g.IPSubject(s)
+	case KindUsername:
+		u := NormalizeUsername(s, g.cfg.MaxUsernameLength)
+		if u == "" {
+			return "", errors.New("gate: empty username")
+		}
+		return u, nil
+	case KindPair:
+		ip, user, ok := strings.Cut(s, "|")
+		if !ok {
+			return "", errors.New(`gate: a pair is "ip|username"`)
+		}
+		ipS, err := g.IPSubject(ip)
+		if err != nil {
+			return "", err
+		}
+		u := NormalizeUsername(user, g.cfg.MaxUsernameLength)
+		if u == "" {
+			return "", errors.New("gate: empty username")
+		}
+		return PairSubject(ipS, u), nil
+	}
+	return "", fmt.Errorf("gate: unknown kind %q", k)
+}
+
+// Block blocks a subject by hand for d (0: until unblocked), publishing a
+// block event with reason admin if it was not blocked already.
+func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duration) error {
+	s, err := g.Subject(k, subject)
+	if err != nil {
+		return err
+	}
+	tr, err := g.store.Block(ctx, k, s, d)
+	if err != nil {
+		return fmt.Errorf("block %s %q: %w", k, s, err)
+	}
+	if tr != nil {
+		g.transitions([]Transition{*tr}, ReasonAdmin)
+	}
+	return nil
+}
+
+// Unblock lifts a subject's block and forgets its failures, publishing an
+// unblock event with reason admin. It reports whether a block existed.
+func (g *Gate) Unblock(ctx context.Context, k Kind, subject string) (bool, error) {
+	s, err := g.Subject(k, subject)
+	if err != nil {
+		return false, err
+	}
+	tr, err := g.store.Unblock(ctx, k, s)
+	if err != nil {
+		return false, fmt.Errorf("unblock %s %q: %w", k, s, err)
+	}
+	if tr != nil {
+		g.transitions([]Transition{*tr}, ReasonAdmin)
+	}
+	return tr != nil, nil
+}
+
+// Blocked lists the subjects of kind k blocked now, at most limit (<= 0: all).
+func (g *Gate) Blocked(ctx context.Context, k Kind, limit int) ([]BlockState, error) {
+	if !k.Valid() {
+		return nil, fmt.Errorf("gate: unknown kind %q", k)
+	}
+	bs, err := g.store.Blocked(ctx, k, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list blocked %s: %w", k, err)
+	}
+	return bs, nil
+}
+
+// transitions publishes block and unblock events and runs the hooks.
+func (g *Gate) transitions(ts []Transition, reason Reason) {
+	if len(ts) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, t := range ts {
+		r := TransitionRecord{Time: now, Kind: t.Kind, Subject: t.Subject, Blocked: t.Blocked,
+			Permanent: t.Permanent, Failures: t.Failures, Reason: reason}
+		direction := "unblock"
+		if t.Blocked {
+			direction = "block"
+			if !t.Permanent {
+				r.Until = now.Add(t.Duration)
+			}
+			g.log.Info("gate blocked", "kind", string(t.Kind), "subject", t.Subject,
+				"failures", t.Failures, "permanent", t.Permanent, "duration", t.Duration, "reason", string(reason))
+		}
+		g.m.transitions.WithLabelValues(string(t.Kind), direction).Inc()
+		if g.emit != nil {
+			g.emit.EmitTransition(r)
+		}
+		if t.Blocked && g.hooks.OnBlock != nil {
+			g.hooks.OnBlock(r)
+		} else if !t.Blocked && g.hooks.OnUnblock != nil {
+			g.hooks.OnUnblock(r)
+		}
+	}
+}
+
+// publishAttempt counts an attempt and hands its event to the emitter.
+func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) {
+	g.m.attempts[o].Inc()
+	if g.emit == nil || !g.cfg.StoreAccessAttempts {
+		return
+	}
+	r := AttemptRecord{
+		Time: time.Now(), IP: id.ip, Username: id.username, Outcome: o,
+		Path: a.Path, UserAgent: a.UserAgent,
+		IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures,
+	}
+	if o != OutcomeSuccess {
+		r.BlockedBy = d.BlockedBy
+	}
+	g.emit.EmitAttempt(r)
+}

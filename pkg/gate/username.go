@@ -1,0 +1,82 @@
+package gate
+
+import (
+	"strings"
+	"sync"
+	"unicode"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+)
+
+// folders pools case folders: a cases.Caser is not safe for concurrent use.
+var folders = sync.Pool{New: func() any { c := cases.Fold(); return &c }}
+
+// NormalizeUsername turns what a client typed into the identity the gate
+// counts: invalid UTF-8 replaced, control and format characters (including
+// zero-width ones) removed, Unicode NFKC with case folding applied, spaces
+// trimmed, and the result capped at maxLen characters. So "Alice",
+// " alice " and the full-width "ａｌｉｃｅ" are one identity, and no
+// invisible character makes a new one. Empty means "no username".
+func NormalizeUsername(s string, maxLen int) string {
+	// Bound the work whatever the client sends.
+	if limit := 4 * (maxLen + 8); len(s) > limit {
+		s = s[:limit]
+	}
+	if ascii, ok := asciiFold(s); ok {
+		return capRunes(ascii, maxLen)
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) {
+			if unicode.IsSpace(r) {
+				return ' '
+			}
+			return -1
+		}
+		return r
+	}, s)
+	s = norm.NFKC.String(s)
+	f := folders.Get().(*cases.Caser)
+	s = f.String(s)
+	folders.Put(f)
+	s = norm.NFKC.String(s)
+	s = strings.TrimFunc(s, unicode.IsSpace)
+	return capRunes(s, maxLen)
+}
+
+// asciiFold is the fast path for printable ASCII, where NFKC is the
+// identity and case folding is lowercasing.
+func asciiFold(s string) (string, bool) {
+	upper := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f {
+			return "", false
+		}
+		if 'A' <= c && c <= 'Z' {
+			upper = true
+		}
+	}
+	s = strings.TrimSpace(s)
+	if upper {
+		s = strings.ToLower(s)
+	}
+	return s, true
+}
+
+// capRunes truncates s to at most n characters, then trims the spaces the
+// cut may have exposed.
+func capRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	count := 0
+	for i := range s {
+		if count == n {
+			return strings.TrimRightFunc(s[:i], unicode.IsSpace)
+		}
+		count++
+	}
+	return s
+}
