@@ -310,6 +310,21 @@ type Ticket struct {
 // LastChance reports whether a failure of this attempt blocks its source.
 func (t *Ticket) LastChance() bool { return t.lastChance }
 
+// Token identifies the ticket's charge in the store ("" when nothing was
+// charged). With Resume it lets another process settle the attempt, as the
+// gate service's two-phase API does.
+func (t *Ticket) Token() string { return t.token }
+
+// Resume rebuilds a ticket charged by Begin for the same attempt a, in this
+// or another process sharing the store, so that it can be settled. The
+// caller must make sure token came from Begin for a (the gate service signs
+// it); an unknown token settled as a failure counts nothing.
+func (g *Gate) Resume(a Attempt, token string) *Ticket {
+	t := &Ticket{g: g, a: a, id: g.identify(a), token: token}
+	t.charged = token != "" && t.id.n > 0 && !t.id.blacklisted
+	return t
+}
+
 // Begin is called before the password check. It refuses a blocked source
 // (the Decision says why and until when; the refusal is published as a
 // blocked attempt) or charges the attempt and returns its Ticket, in one
