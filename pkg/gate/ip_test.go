@@ -1,0 +1,149 @@
+package gate
+
+import (
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseIP(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" = error
+	}{
+		{"203.0.113.7", "203.0.113.7"},
+		{" 203.0.113.7 ", "203.0.113.7"},
+		{"203.0.113.7:5678", "203.0.113.7"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"[2001:db8::1]", "2001:db8::1"},
+		{"2001:DB8:0:0::1", "2001:db8::1"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
+		{"fe80::1%eth0", "fe80::1"},
+		{`"192.0.2.1"`, "192.0.2.1"},
+		{"", ""},
+		{"fish", ""},
+		{"0x41.0x41.0x41.0x41", ""},
+		{"192.168.100.34.y", ""},
+		{"1.2.3", ""},
+		{"unknown", ""},
+		{"999.1.1.1", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			a, err := ParseIP(tc.in)
+			if tc.want == "" {
+				assert.ErrorIs(t, err, ErrBadIP)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, a.String())
+		})
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	tests := []struct {
+		name    string
+		proxy   bool
+		trusted []netip.Prefix
+		remote  string
+		xff     []string
+		want    string
+	}{
+		{name: "direct", remote: "198.51.100.1:4000", want: "198.51.100.1"},
+		{name: "header ignored when not behind proxy", remote: "198.51.100.1:4000", xff: []string{"1.1.1.1"}, want: "198.51.100.1"},
+		{name: "one proxy, rightmost", proxy: true, remote: "10.0.0.2:1", xff: []string{"6.6.6.6, 203.0.113.9"}, want: "203.0.113.9"},
+		{name: "forged left entry ignored", proxy: true, trusted: trusted, remote: "10.0.0.2:1", xff: []string{"1.2.3.4, 203.0.113.9, 10.0.0.5"}, want: "203.0.113.9"},
+		{name: "untrusted peer forging header", proxy: true, trusted: trusted, remote: "198.51.100.7:1", xff: []string{"203.0.113.9"}, want: "198.51.100.7"},
+		{name: "several header lines", proxy: true, trusted: trusted, remote: "10.0.0.2:1", xff: []string{"203.0.113.9", "10.1.1.1"}, want: "203.0.113.9"},
+		{name: "port stripped", proxy: true, remote: "10.0.0.2:1", xff: []string{"203.0.113.9:5555"}, want: "203.0.113.9"},
+		{name: "ipv6 bracketed with port", proxy: true, remote: "10.0.0.2:1", xff: []string{"[2001:db8::7]:5555"}, want: "2001:db8::7"},
+		{name: "mapped becomes v4", proxy: true, remote: "10.0.0.2:1", xff: []string{"::ffff:203.0.113.9"}, want: "203.0.113.9"},
+		{name: "garbage falls back to peer", proxy: true, remote: "10.0.0.2:1", xff: []string{"unknown"}, want: "10.0.0.2"},
+		{name: "empty header falls back to peer", proxy: true, remote: "10.0.0.2:1", xff: []string{""}, want: "10.0.0.2"},
+		{name: "no header", proxy: true, remote: "10.0.0.2:1", want: "10.0.0.2"},
+		{name: "all hops trusted", proxy: true, trusted: trusted, remote: "10.0.0.2:1", xff: []string{"10.9.9.9, 10.0.0.5"}, want: "10.9.9.9"},
+		{name: "empty entries skipped", proxy: true, remote: "10.0.0.2:1", xff: []string{"203.0.113.9, ,"}, want: "203.0.113.9"},
+		{name: "unix socket peer", remote: "@", want: "invalid IP"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := ipResolver{behindProxy: tc.proxy, header: "X-Forwarded-For", trusted: tc.trusted}
+			r := httptest.NewRequest("POST", "/login", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			assert.Equal(t, tc.want, res.clientIP(r).String())
+		})
+	}
+}
+
+func TestIPSubject(t *testing.T) {
+	tests := []struct {
+		addr string
+		bits int
+		want string
+	}{
+		{"203.0.113.7", 64, "203.0.113.7"},
+		{"2001:db8:1:2:aaaa::1", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:aaaa::1", 48, "2001:db8:1::/48"},
+		{"2001:db8:1:2:aaaa::1", 128, "2001:db8:1:2:aaaa::1"},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, ipSubject(netip.MustParseAddr(tc.addr), tc.bits), tc.addr)
+	}
+}
+
+func FuzzParseIP(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "[::1]:80", "::ffff:1.2.3.4", "fe80::1%eth0", "garbage", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseIP(s)
+		if err != nil {
+			return
+		}
+		// Accepted: canonical, unmapped, zoneless, and stable.
+		require.True(t, a.IsValid())
+		require.False(t, a.Is4In6())
+		require.Empty(t, a.Zone())
+		b, err := ParseIP(a.String())
+		require.NoError(t, err)
+		require.Equal(t, a, b)
+	})
+}
+
+func FuzzClientIP(f *testing.F) {
+	f.Add("10.0.0.1:5", "1.2.3.4, 10.0.0.2")
+	f.Add("[::1]:1", "garbage,,,[2001:db8::1]:80")
+	f.Fuzz(func(t *testing.T, remote, xff string) {
+		res := ipResolver{behindProxy: true, header: "X-Forwarded-For", trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+		r := httptest.NewRequest("POST", "/", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("X-Forwarded-For", xff)
+		a := res.clientIP(r)
+		if !a.IsValid() {
+			return
+		}
+		require.False(t, a.Is4In6())
+		// The answer is the peer or an address written in the header.
+		peer, _ := ParseIP(remote)
+		if a != peer {
+			found := false
+			for _, e := range strings.Split(xff, ",") {
+				if b, err := ParseIP(e); err == nil && b == a {
+					found = true
+				}
+			}
+			require.True(t, found, "%s is neither the peer nor in the header", a)
+		}
+	})
+}
