@@ -98,6 +98,7 @@ type Gate struct {
 	settleCh chan settleJob
 	closed   bool
 	workers  sync.WaitGroup
+	queued   atomic.Int64 // jobs handed to the settle queue, not yet written
 }
 
 // New returns a Gate deciding with cfg over store.
@@ -305,6 +306,18 @@ type Ticket struct {
 	lastChance bool
 	charged    bool // false when nothing was charged (nothing to count, or degraded)
 	settled    atomic.Bool
+	// nextCooloff is the block a failure would start (LastChance tickets).
+	nextCooloff time.Duration
+}
+
+// lockoutDecision is the refusal a LastChance failure implies, before the
+// store has written the block.
+func (t *Ticket) lockoutDecision() Decision {
+	d := Decision{Reason: ReasonAuto, RetryAfter: t.nextCooloff, Permanent: t.nextCooloff == 0}
+	for i := 0; i < t.id.n; i++ {
+		d.BlockedBy = append(d.BlockedBy, t.id.counters[i].Kind)
+	}
+	return d
 }
 
 // LastChance reports whether a failure of this attempt blocks its source.
@@ -362,7 +375,33 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	}
 	d.Allowed = true
 	t.charged, t.lastChance = true, res.LastChance
+	if t.lastChance {
+		t.nextCooloff = g.nextCooloff(&res)
+	}
 	return t, d
+}
+
+// nextCooloff is the duration of the block a failure would start now.
+func (g *Gate) nextCooloff(res *Result) time.Duration {
+	cs := g.policy.LockoutCooloffs
+	n := 0
+	for _, l := range res.Lockouts {
+		n = max(n, l)
+	}
+	return cs[min(n, len(cs)-1)]
+}
+
+// Flush waits until every outcome handed to FinishAsync so far is written,
+// or ctx ends.
+func (g *Gate) Flush(ctx context.Context) error {
+	for g.queued.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gate flush: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Finish reports the outcome of the password check and returns the state
@@ -386,11 +425,13 @@ func (t *Ticket) FinishAsync(success bool) {
 	if t.charged {
 		g.settleMu.RLock()
 		if !g.closed {
+			g.queued.Add(1)
 			select {
 			case g.settleCh <- settleJob{t: t, success: success}:
 				g.settleMu.RUnlock()
 				return
 			default:
+				g.queued.Add(-1)
 				g.m.settleSync.Inc()
 			}
 		}
@@ -408,6 +449,7 @@ func (g *Gate) settleLoop() {
 	defer g.workers.Done()
 	for j := range g.settleCh {
 		g.settle(context.Background(), j.t, j.success)
+		g.queued.Add(-1)
 	}
 }
 

@@ -40,8 +40,9 @@ type middleware struct {
 // lockout instead of the handler's response. Other methods are only checked
 // (a blocked source cannot even see the form) and never counted.
 //
-// The store is called once before the handler; the outcome is written in
-// the background, except for the failure that blocks.
+// The store is called once, before the handler; the outcome is written in
+// the background (see Gate.Flush), so every login costs one round trip on
+// its critical path.
 func (g *Gate) Middleware(next http.Handler, opts ...MiddlewareOption) http.Handler {
 	m := &middleware{g: g, next: next}
 	field := g.cfg.UsernameFormField
@@ -101,14 +102,11 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		success = m.inferSuccess(bw)
 	}
 	settled = true
-	if success || !t.LastChance() || bw.committed {
-		t.FinishAsync(success)
-		bw.commit()
-		return
-	}
-	// The failure that blocks: settle now to answer with the block.
-	if after := t.Finish(r.Context(), false); !after.Allowed && after.Err == nil {
-		g.WriteLockout(w, r, after)
+	t.FinishAsync(success)
+	if !success && t.LastChance() && !bw.committed {
+		// The failure that blocks is answered with the lockout, as in
+		// django-defender; the block itself is written in the background.
+		g.WriteLockout(w, r, t.lockoutDecision())
 		return
 	}
 	bw.commit()

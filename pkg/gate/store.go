@@ -117,6 +117,11 @@ type Result struct {
 	LastChance bool
 	// Transitions made by this call.
 	Transitions []Transition
+	// Lockouts (Begin, optional) holds, per Op.Counters index, the number
+	// of lockouts of the subject within Policy.LockoutMemory so far, which
+	// selects the next lockout cool-off. Nil when the store does not say;
+	// the first cool-off is assumed then.
+	Lockouts []int
 }
 
 // Store keeps failure counters, in-flight charges and blocks. Every method
