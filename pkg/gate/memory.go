@@ -1,0 +1,981 @@
+package gate
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MemoryOptions configures a MemoryStore. The zero value is usable.
+type MemoryOptions struct {
+	// MaxEntries bounds the number of subjects tracked (a subject is one
+	// Kind and Subject with its failures, charges, block and lockout
+	// history). Default 1,000,000; values below 3 are raised to 3, as one
+	// call may need three entries at once. Each shard holds
+	// MaxEntries/Shards entries, so eviction may begin slightly before the
+	// whole store is full; the total never exceeds MaxEntries.
+	MaxEntries int
+	// Shards is the number of independently locked partitions. Default 64;
+	// rounded down to a power of two, and lowered so that every shard holds
+	// at least 64 entries.
+	Shards int
+	// Clock returns the current time. Default time.Now; tests inject a fake
+	// clock to test expiry without sleeping.
+	Clock func() time.Time
+	// SweepInterval is how often the background sweeper looks for expired
+	// entries. Default 1 s; negative: no sweeper (expired entries are then
+	// dropped only when touched or when room is needed).
+	SweepInterval time.Duration
+}
+
+// MemoryStats are counters of a MemoryStore for metrics.
+type MemoryStats struct {
+	// Entries is the number of subjects tracked now, expired ones not yet
+	// swept included. Never above MemoryOptions.MaxEntries.
+	Entries int
+	// Evictions counts live entries dropped to make room for a new
+	// subject, since the store was created.
+	Evictions uint64
+	// EvictedBlocks counts, among Evictions, entries that were blocked: a
+	// block is evicted only when its shard holds nothing but blocks.
+	EvictedBlocks uint64
+	// Expired counts entries removed because everything in them had
+	// expired, since the store was created.
+	Expired uint64
+}
+
+// MemoryStore is a Store kept in the memory of one process: the store of a
+// single gate instance, and of tests. It applies the same rules as
+// RedisStore. It is sharded (one lock per shard; a call locks the shards
+// of its counters in a fixed order), expires entries lazily on access and
+// with an incremental background sweeper, and never tracks more than
+// MemoryOptions.MaxEntries subjects: when full it drops expired entries
+// first, then plain failure counters, and blocks only when nothing else is
+// left in a shard.
+//
+// Create it with NewMemoryStore and stop its sweeper with Close.
+type MemoryStore struct {
+	shards   []memShard
+	mask     uint64
+	perShard int
+	seed     maphash.Seed
+	clock    func() time.Time
+
+	entries       atomic.Int64
+	evictions     atomic.Uint64
+	evictedBlocks atomic.Uint64
+	expired       atomic.Uint64
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+const (
+	numKinds       = 3  // len(Kinds)
+	minPerShard    = 64 // entries per shard at least, when MaxEntries allows
+	evictScan      = 8  // candidates looked at when choosing a victim
+	sweepBudget    = 32 // entries looked at per shard, list and round
+	sweepMaxRounds = 8  // rounds per shard and tick while many expire
+	forever        = math.MaxInt64
+)
+
+// NewMemoryStore returns an empty MemoryStore. Unless
+// opts.SweepInterval is negative it starts a sweeper goroutine, which
+// Close stops.
+func NewMemoryStore(opts MemoryOptions) *MemoryStore {
+	maxEntries := opts.MaxEntries
+	if maxEntries <= 0 {
+		maxEntries = 1_000_000
+	}
+	maxEntries = max(maxEntries, numKinds)
+	shards := opts.Shards
+	if shards <= 0 {
+		shards = 64
+	}
+	shards = min(shards, 1<<16)
+	for shards&(shards-1) != 0 {
+		shards &= shards - 1 // keep the highest bit: round down to a power of two
+	}
+	for shards > 1 && maxEntries/shards < minPerShard {
+		shards /= 2
+	}
+	s := &MemoryStore{
+		shards:   make([]memShard, shards),
+		mask:     uint64(shards - 1),
+		perShard: maxEntries / shards,
+		seed:     maphash.MakeSeed(),
+		clock:    opts.Clock,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	for i := range s.shards {
+		s.shards[i].init()
+	}
+	interval := opts.SweepInterval
+	if interval == 0 {
+		interval = time.Second
+	}
+	if interval < 0 {
+		close(s.done)
+		return s
+	}
+	go s.sweeper(interval)
+	return s
+}
+
+// Close stops the background sweeper and waits for it to return. The
+// store stays usable afterwards, without sweeping. Close is idempotent.
+func (s *MemoryStore) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+// Stats returns the store's counters.
+func (s *MemoryStore) Stats() MemoryStats {
+	return MemoryStats{
+		Entries:       int(s.entries.Load()),
+		Evictions:     s.evictions.Load(),
+		EvictedBlocks: s.evictedBlocks.Load(),
+		Expired:       s.expired.Load(),
+	}
+}
+
+// Check reports blocks and failure counts. It writes nothing.
+func (s *MemoryStore) Check(_ context.Context, op Op) (Result, error) {
+	var c memCall
+	if err := c.open(s, op, false); err != nil {
+		return Result{}, err
+	}
+	defer c.close()
+	now := c.now
+	res := Result{Failures: make([]int, c.n)}
+	for i := 0; i < c.n; i++ {
+		e := c.e[i]
+		if e == nil {
+			continue
+		}
+		if e.failures > 0 && e.failUntil > now {
+			res.Failures[i] = int(e.failures)
+		}
+		if e.blocked && e.blockUntil > now {
+			res.Blocked = append(res.Blocked, e.state(c.op.Counters[i], now))
+		}
+	}
+	return res, nil
+}
+
+// Begin refuses the attempt if a counter is blocked or saturated, and
+// otherwise charges op.Token on every counter; see Store.Begin.
+func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
+	if op.Token == "" {
+		return Result{}, errors.New("gate: memory store: Begin without a token")
+	}
+	var c memCall
+	if err := c.open(s, op, true); err != nil {
+		return Result{}, err
+	}
+	defer c.close()
+	c.begin = true
+	c.settleAll()
+	if c.anyBlocked() {
+		return c.result(), nil
+	}
+	var saturated []Kind
+	for i := 0; i < c.n; i++ {
+		if e := c.e[i]; e != nil {
+			limit := c.op.Counters[i].Limit
+			if min(int(e.failures), limit)+len(e.pending) >= limit+1 {
+				saturated = append(saturated, c.op.Counters[i].Kind)
+			}
+		}
+	}
+	if saturated != nil {
+		res := c.result()
+		res.Saturated = saturated
+		return res, nil
+	}
+	c.createAll()
+	p := c.op.Policy
+	ch := charge{token: op.Token, expires: forever, keep: forever}
+	if p.PendingTimeout > 0 {
+		ch.expires = addDur(c.now, p.PendingTimeout)
+		if p.AttemptCooloff > 0 {
+			ch.keep = addDur(ch.expires, p.AttemptCooloff)
+		}
+	}
+	lastChance := false
+	for i := 0; i < c.n; i++ {
+		e := c.e[i]
+		e.pending = append(e.pending, ch)
+		limit := c.op.Counters[i].Limit
+		if min(int(e.failures), limit)+len(e.pending) == limit+1 {
+			lastChance = true
+		}
+	}
+	res := c.result()
+	res.Admitted = true
+	res.LastChance = lastChance
+	return res, nil
+}
+
+// Finish settles a charge made by Begin; see Store.Finish.
+func (s *MemoryStore) Finish(_ context.Context, op Op, success bool) (Result, error) {
+	if op.Token == "" {
+		return Result{}, errors.New("gate: memory store: Finish without a token")
+	}
+	var c memCall
+	if err := c.open(s, op, true); err != nil {
+		return Result{}, err
+	}
+	defer c.close()
+	c.settleAll()
+	for i := 0; i < c.n; i++ {
+		e := c.e[i]
+		if e == nil {
+			continue
+		}
+		charged := e.uncharge(op.Token)
+		switch {
+		case success:
+			c.clear(i)
+		case charged:
+			c.fail(i)
+		}
+	}
+	return c.result(), nil
+}
+
+// Record is the one-call flow for an attempt whose outcome is known; see
+// Store.Record.
+func (s *MemoryStore) Record(_ context.Context, op Op, success bool) (Result, error) {
+	var c memCall
+	if err := c.open(s, op, true); err != nil {
+		return Result{}, err
+	}
+	defer c.close()
+	c.settleAll()
+	if c.anyBlocked() {
+		return c.result(), nil
+	}
+	if success {
+		for i := 0; i < c.n; i++ {
+			if c.e[i] != nil {
+				c.clear(i)
+			}
+		}
+		return c.result(), nil
+	}
+	c.createAll()
+	for i := 0; i < c.n; i++ {
+		c.fail(i)
+	}
+	return c.result(), nil
+}
+
+// Block blocks a subject by hand for d (0: permanent); see Store.Block.
+func (s *MemoryStore) Block(_ context.Context, kind Kind, subject string, d time.Duration) (*Transition, error) {
+	ki, err := kindIndex(kind)
+	if err != nil {
+		return nil, err
+	}
+	if subject == "" {
+		return nil, errors.New("gate: memory store: empty subject")
+	}
+	if d < 0 {
+		return nil, fmt.Errorf("gate: memory store: negative block duration %s", d)
+	}
+	sh := s.shardFor(ki, subject)
+	now := s.clock().UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[ki][subject]
+	if e == nil {
+		e = s.insert(sh, ki, subject, now, nil)
+	}
+	e.expire(now, sh)
+	was := e.blocked
+	e.blockUntil = forever
+	if d > 0 {
+		e.blockUntil = addDur(now, d)
+	}
+	if !was {
+		sh.markBlocked(e)
+		return &Transition{Kind: kind, Subject: subject, Blocked: true, Duration: d, Permanent: d == 0}, nil
+	}
+	return nil, nil
+}
+
+// Unblock lifts a subject's block and forgets everything about it; see
+// Store.Unblock.
+func (s *MemoryStore) Unblock(_ context.Context, kind Kind, subject string) (*Transition, error) {
+	ki, err := kindIndex(kind)
+	if err != nil {
+		return nil, err
+	}
+	sh := s.shardFor(ki, subject)
+	now := s.clock().UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[ki][subject]
+	if e == nil {
+		return nil, nil
+	}
+	was := e.blocked && e.blockUntil > now
+	s.remove(sh, e)
+	if !was {
+		return nil, nil
+	}
+	return &Transition{Kind: kind, Subject: subject}, nil
+}
+
+// Blocked lists the subjects of one kind blocked now, at most limit
+// (limit <= 0: all), those whose block ends first first and permanent
+// blocks last. It walks each shard's list of blocked subjects of that
+// kind, never the other entries. Shards are read one after the other, so
+// the list is not one atomic snapshot.
+func (s *MemoryStore) Blocked(_ context.Context, kind Kind, limit int) ([]BlockState, error) {
+	ki, err := kindIndex(kind)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock().UnixNano()
+	var out []BlockState
+	var until []int64
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		l := &sh.blocks[ki]
+		for e := l.front(); e != nil; {
+			next := l.next(e)
+			if e.blockUntil <= now {
+				s.unblockExpired(sh, e, now)
+			} else {
+				out = append(out, e.state(Counter{Kind: kind, Subject: e.subject}, now))
+				until = append(until, e.blockUntil)
+			}
+			e = next
+		}
+		sh.mu.Unlock()
+	}
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := cmp.Compare(until[a], until[b]); c != 0 {
+			return c
+		}
+		return strings.Compare(out[a].Subject, out[b].Subject)
+	})
+	if limit > 0 && len(idx) > limit {
+		idx = idx[:limit]
+	}
+	sorted := make([]BlockState, len(idx))
+	for i, j := range idx {
+		sorted[i] = out[j]
+	}
+	return sorted, nil
+}
+
+// charge is an attempt charged by Begin and not yet finished.
+type charge struct {
+	token string
+	// expires is when the charge turns into a failure (unix ns; forever
+	// without a PendingTimeout).
+	expires int64
+	// keep is when the failure it turns into would be forgotten: until
+	// then the charge keeps its entry alive.
+	keep int64
+}
+
+// entry is what the store knows about one subject. All times are unix
+// nanoseconds; forever means never.
+type entry struct {
+	subject      string
+	pending      []charge // in charge order
+	failUntil    int64    // when failures are forgotten
+	blockUntil   int64    // when the block ends, if blocked
+	lockoutUntil int64    // when the lockout count is forgotten
+	prev, next   *entry   // in the shard's lru list, or its blocks list when blocked
+	failures     int32
+	lockouts     int32
+	kind         uint8 // index in Kinds
+	blocked      bool  // in the blocks list; the block may have expired since
+}
+
+// expire forgets what has expired in e by now, except charges.
+func (e *entry) expire(now int64, sh *memShard) {
+	if e.failures > 0 && e.failUntil <= now {
+		e.failures = 0
+	}
+	if e.lockouts > 0 && e.lockoutUntil <= now {
+		e.lockouts = 0
+	}
+	if e.blocked && e.blockUntil <= now {
+		sh.unmarkBlocked(e)
+	}
+}
+
+// deadline is when everything in e will have expired: after it, e can be
+// dropped without changing any answer.
+func (e *entry) deadline() int64 {
+	var d int64
+	if e.failures > 0 {
+		d = max(d, e.failUntil)
+	}
+	if e.blocked {
+		d = max(d, e.blockUntil)
+	}
+	if e.lockouts > 0 {
+		d = max(d, e.lockoutUntil)
+	}
+	for i := range e.pending {
+		d = max(d, e.pending[i].keep)
+	}
+	return d
+}
+
+// empty reports whether e holds nothing, once expired parts are forgotten.
+func (e *entry) empty() bool {
+	return e.failures == 0 && !e.blocked && e.lockouts == 0 && len(e.pending) == 0
+}
+
+// uncharge removes token from e's charges and reports whether it was there.
+func (e *entry) uncharge(token string) bool {
+	for i := range e.pending {
+		if e.pending[i].token == token {
+			e.pending = slices.Delete(e.pending, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// addFailure counts one failure that happened at t.
+func (e *entry) addFailure(t int64, p *Policy) {
+	if e.failures > 0 && e.failUntil <= t {
+		e.failures = 0
+	}
+	if e.failures < math.MaxInt32 {
+		e.failures++
+	}
+	e.failUntil = forever
+	if p.AttemptCooloff > 0 {
+		e.failUntil = addDur(t, p.AttemptCooloff)
+	}
+}
+
+// state describes e's current block for counter c.
+func (e *entry) state(c Counter, now int64) BlockState {
+	if e.blockUntil == forever {
+		return BlockState{Kind: c.Kind, Subject: c.Subject, Permanent: true}
+	}
+	return BlockState{Kind: c.Kind, Subject: c.Subject, TTL: time.Duration(e.blockUntil - now)}
+}
+
+// entryList is an intrusive doubly linked ring of entries around a
+// sentinel.
+type entryList struct {
+	root entry
+}
+
+func (l *entryList) init() { l.root.prev, l.root.next = &l.root, &l.root }
+
+func (l *entryList) front() *entry { return l.next(&l.root) }
+
+func (l *entryList) next(e *entry) *entry {
+	if e.next == &l.root {
+		return nil
+	}
+	return e.next
+}
+
+func (l *entryList) pushBack(e *entry) {
+	e.prev, e.next = l.root.prev, &l.root
+	e.prev.next, l.root.prev = e, e
+}
+
+func unlink(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+// memShard is one independently locked part of a MemoryStore.
+type memShard struct {
+	mu sync.RWMutex
+	m  [numKinds]map[string]*entry
+	n  int // entries in m
+	// lru holds the entries that are not blocked, least recently written
+	// first: the eviction candidates.
+	lru entryList
+	// blocks holds, per kind, the blocked entries in block order.
+	blocks [numKinds]entryList
+	_      [64]byte // keep neighbouring shards' locks on different cache lines
+}
+
+func (sh *memShard) init() {
+	for i := range sh.m {
+		sh.m[i] = make(map[string]*entry)
+		sh.blocks[i].init()
+	}
+	sh.lru.init()
+}
+
+func (sh *memShard) markBlocked(e *entry) {
+	unlink(e)
+	e.blocked = true
+	sh.blocks[e.kind].pushBack(e)
+}
+
+func (sh *memShard) unmarkBlocked(e *entry) {
+	unlink(e)
+	e.blocked = false
+	e.blockUntil = 0
+	sh.lru.pushBack(e)
+}
+
+// touch marks e as just written, for eviction order.
+func (sh *memShard) touch(e *entry) {
+	if !e.blocked {
+		unlink(e)
+		sh.lru.pushBack(e)
+	}
+}
+
+func kindIndex(k Kind) (uint8, error) {
+	switch k {
+	case KindIP:
+		return 0, nil
+	case KindUsername:
+		return 1, nil
+	case KindPair:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("gate: memory store: unknown kind %q", k)
+}
+
+func (s *MemoryStore) shardIndex(ki uint8, subject string) int {
+	h := maphash.String(s.seed, subject)
+	h ^= uint64(ki+1) * 0x9e3779b97f4a7c15
+	h ^= h >> 29
+	return int(h & s.mask)
+}
+
+func (s *MemoryStore) shardFor(ki uint8, subject string) *memShard {
+	return &s.shards[s.shardIndex(ki, subject)]
+}
+
+// insert adds an empty entry for subject to sh, locked, making room first
+// if sh is full. It never evicts an entry of protect.
+func (s *MemoryStore) insert(sh *memShard, ki uint8, subject string, now int64, protect []*entry) *entry {
+	for sh.n >= s.perShard {
+		v := s.victim(sh, ki, now, protect)
+		if v == nil {
+			break // cannot happen: perShard >= numKinds >= len(protect)+1
+		}
+		if v.deadline() <= now {
+			s.expired.Add(1)
+		} else {
+			s.evictions.Add(1)
+			if v.blocked && v.blockUntil > now {
+				s.evictedBlocks.Add(1)
+			}
+		}
+		s.remove(sh, v)
+	}
+	e := &entry{subject: strings.Clone(subject), kind: ki}
+	sh.m[ki][e.subject] = e
+	sh.lru.pushBack(e)
+	sh.n++
+	s.entries.Add(1)
+	return e
+}
+
+// victim chooses the entry of sh least worth keeping: an expired one if
+// one is found, else the failure counter (no charge, no lockout history
+// preferred) that expires first among the least recently written, and a
+// block, ending first, only when sh holds no other entry.
+func (s *MemoryStore) victim(sh *memShard, ki uint8, now int64, protect []*entry) *entry {
+	var best *entry
+	var bestRich bool
+	var bestDeadline int64
+	seen := 0
+	for e := sh.lru.front(); e != nil && seen < evictScan; e = sh.lru.next(e) {
+		if slices.Contains(protect, e) {
+			continue
+		}
+		seen++
+		d := e.deadline()
+		if d <= now {
+			return e
+		}
+		rich := len(e.pending) > 0 || e.lockouts > 0
+		if best == nil || (!rich && bestRich) || (rich == bestRich && d < bestDeadline) {
+			best, bestRich, bestDeadline = e, rich, d
+		}
+	}
+	// Expired entries may hide behind long-lived ones: sample a few more.
+	seen = 0
+	for _, e := range sh.m[ki] {
+		if seen++; seen > evictScan {
+			break
+		}
+		if e.deadline() <= now && !slices.Contains(protect, e) {
+			return e
+		}
+	}
+	if best != nil {
+		return best
+	}
+	for k := range sh.blocks {
+		seen = 0
+		for e := sh.blocks[k].front(); e != nil && seen < evictScan; e = sh.blocks[k].next(e) {
+			if slices.Contains(protect, e) {
+				continue
+			}
+			seen++
+			if d := e.deadline(); best == nil || d < bestDeadline {
+				best, bestDeadline = e, d
+			}
+		}
+	}
+	return best
+}
+
+// remove drops e from sh, locked.
+func (s *MemoryStore) remove(sh *memShard, e *entry) {
+	delete(sh.m[e.kind], e.subject)
+	unlink(e)
+	sh.n--
+	s.entries.Add(-1)
+}
+
+// unblockExpired handles an entry found in a blocks list whose block
+// has ended: it is dropped if nothing else in it is live, else it goes
+// back among the counters.
+func (s *MemoryStore) unblockExpired(sh *memShard, e *entry, now int64) {
+	sh.unmarkBlocked(e)
+	if e.deadline() <= now {
+		s.remove(sh, e)
+		s.expired.Add(1)
+	}
+}
+
+// memCall is one store call in progress, holding the locks of the shards
+// of its counters.
+type memCall struct {
+	s     *MemoryStore
+	op    Op
+	now   int64
+	n     int
+	write bool
+	begin bool // report Result.Lockouts
+	ki    [numKinds]uint8
+	sh    [numKinds]*memShard
+	e     [numKinds]*entry
+	locks [numKinds]int // shard indexes locked, ascending, distinct
+	nl    int
+	trans []Transition
+}
+
+// open validates op, locks the shards of its counters in ascending order
+// and looks up their entries.
+func (c *memCall) open(s *MemoryStore, op Op, write bool) error {
+	if err := validateOp(op); err != nil {
+		return err
+	}
+	c.s, c.op, c.n, c.write = s, op, len(op.Counters), write
+	for i, ct := range op.Counters {
+		ki, _ := kindIndex(ct.Kind) // validated
+		idx := s.shardIndex(ki, ct.Subject)
+		c.ki[i], c.sh[i] = ki, &s.shards[idx]
+		j := c.nl
+		for j > 0 && c.locks[j-1] > idx {
+			j--
+		}
+		if j > 0 && c.locks[j-1] == idx {
+			continue
+		}
+		copy(c.locks[j+1:c.nl+1], c.locks[j:c.nl])
+		c.locks[j] = idx
+		c.nl++
+	}
+	for _, idx := range c.locks[:c.nl] {
+		if write {
+			s.shards[idx].mu.Lock()
+		} else {
+			s.shards[idx].mu.RLock()
+		}
+	}
+	c.now = s.clock().UnixNano()
+	for i, ct := range op.Counters {
+		c.e[i] = c.sh[i].m[c.ki[i]][ct.Subject]
+	}
+	return nil
+}
+
+// close drops the entries left empty, marks the others as written, and
+// unlocks.
+func (c *memCall) close() {
+	if c.write {
+		for i := 0; i < c.n; i++ {
+			e := c.e[i]
+			if e == nil || e.next == nil { // absent, or already removed
+				continue
+			}
+			if e.empty() {
+				c.s.remove(c.sh[i], e)
+			} else {
+				c.sh[i].touch(e)
+			}
+		}
+	}
+	for j := c.nl - 1; j >= 0; j-- {
+		if c.write {
+			c.s.shards[c.locks[j]].mu.Unlock()
+		} else {
+			c.s.shards[c.locks[j]].mu.RUnlock()
+		}
+	}
+}
+
+func validateOp(op Op) error {
+	if len(op.Counters) == 0 || len(op.Counters) > numKinds {
+		return fmt.Errorf("gate: memory store: %d counters, want 1 to %d", len(op.Counters), numKinds)
+	}
+	var seen [numKinds]bool
+	for _, ct := range op.Counters {
+		ki, err := kindIndex(ct.Kind)
+		if err != nil {
+			return err
+		}
+		if seen[ki] {
+			return fmt.Errorf("gate: memory store: kind %q twice in one op", ct.Kind)
+		}
+		seen[ki] = true
+		if ct.Subject == "" {
+			return fmt.Errorf("gate: memory store: empty %s subject", ct.Kind)
+		}
+		if ct.Limit < 0 {
+			return fmt.Errorf("gate: memory store: negative limit %d for %s", ct.Limit, ct.Kind)
+		}
+	}
+	if op.Policy == nil || len(op.Policy.LockoutCooloffs) == 0 {
+		return errors.New("gate: memory store: op without a policy or lockout cool-offs")
+	}
+	return nil
+}
+
+// settleAll forgets what has expired in the call's entries and turns
+// charges older than Policy.PendingTimeout into failures, which may block.
+func (c *memCall) settleAll() {
+	for i := 0; i < c.n; i++ {
+		e := c.e[i]
+		if e == nil {
+			continue
+		}
+		e.expire(c.now, c.sh[i])
+		converted := false
+		kept := e.pending[:0]
+		for _, ch := range e.pending {
+			if ch.expires > c.now {
+				kept = append(kept, ch)
+				continue
+			}
+			// The charge became a failure when it expired: count it then,
+			// so that a charge found late slides its counter as it would
+			// have if it had been found in time.
+			e.addFailure(ch.expires, c.op.Policy)
+			converted = true
+		}
+		clear(e.pending[len(kept):])
+		e.pending = kept
+		if converted {
+			if e.failures > 0 && e.failUntil <= c.now {
+				e.failures = 0
+			}
+			c.maybeBlock(i)
+		}
+	}
+}
+
+// fail counts a failure now on counter i, which may block its subject.
+func (c *memCall) fail(i int) {
+	c.e[i].addFailure(c.now, c.op.Policy)
+	c.maybeBlock(i)
+}
+
+// maybeBlock blocks counter i's subject if its failures are above the
+// limit and it is not blocked yet.
+func (c *memCall) maybeBlock(i int) {
+	e, ct, p := c.e[i], c.op.Counters[i], c.op.Policy
+	if e.blocked || int(e.failures) <= ct.Limit {
+		return
+	}
+	if e.lockouts > 0 && e.lockoutUntil <= c.now {
+		e.lockouts = 0
+	}
+	if e.lockouts < math.MaxInt32 {
+		e.lockouts++
+	}
+	e.lockoutUntil = addDur(c.now, p.LockoutMemory)
+	d := p.LockoutCooloffs[min(int(e.lockouts)-1, len(p.LockoutCooloffs)-1)]
+	t := Transition{Kind: ct.Kind, Subject: ct.Subject, Blocked: true, Failures: int(e.failures), Lockouts: int(e.lockouts)}
+	e.blockUntil = forever
+	if d > 0 {
+		e.blockUntil = addDur(c.now, d)
+		t.Duration = d
+	} else {
+		t.Permanent = true
+	}
+	c.sh[i].markBlocked(e)
+	c.trans = append(c.trans, t)
+}
+
+// clear forgets counter i's failures and lifts its block (success).
+func (c *memCall) clear(i int) {
+	e := c.e[i]
+	e.failures = 0
+	if e.blocked {
+		c.sh[i].unmarkBlocked(e)
+		ct := c.op.Counters[i]
+		c.trans = append(c.trans, Transition{Kind: ct.Kind, Subject: ct.Subject})
+	}
+}
+
+func (c *memCall) anyBlocked() bool {
+	for i := 0; i < c.n; i++ {
+		if c.e[i] != nil && c.e[i].blocked {
+			return true
+		}
+	}
+	return false
+}
+
+// createAll creates the entries of the counters that have none.
+func (c *memCall) createAll() {
+	for i := 0; i < c.n; i++ {
+		if c.e[i] == nil {
+			c.e[i] = c.s.insert(c.sh[i], c.ki[i], c.op.Counters[i].Subject, c.now, c.e[:c.n])
+		}
+	}
+}
+
+// result is the state of the call's counters, after settleAll and the
+// call's changes; for Begin with the lockout counts.
+func (c *memCall) result() Result {
+	buf := make([]int, 2*c.n) // one allocation for both slices
+	res := Result{Failures: buf[:c.n:c.n], Transitions: c.trans}
+	if c.begin {
+		res.Lockouts = buf[c.n:]
+	}
+	for i := 0; i < c.n; i++ {
+		e := c.e[i]
+		if e == nil {
+			continue
+		}
+		res.Failures[i] = int(e.failures)
+		if c.begin {
+			res.Lockouts[i] = int(e.lockouts)
+		}
+		if e.blocked {
+			res.Blocked = append(res.Blocked, e.state(c.op.Counters[i], c.now))
+		}
+	}
+	return res
+}
+
+// addDur returns t+d, saturating at forever.
+func addDur(t int64, d time.Duration) int64 {
+	if int64(d) > forever-t {
+		return forever
+	}
+	return t + int64(d)
+}
+
+// sweeper removes expired entries every interval until Close.
+func (s *MemoryStore) sweeper(interval time.Duration) {
+	defer close(s.done)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+			s.sweep()
+		}
+	}
+}
+
+// sweep looks, in every shard, at the least recently written entries, at
+// the oldest blocks and at a sample of the others, and drops what has
+// expired; it repeats in a shard while much of what it saw had expired.
+func (s *MemoryStore) sweep() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		for round := 0; round < sweepMaxRounds; round++ {
+			sh.mu.Lock()
+			seen, gone := s.sweepShard(sh, s.clock().UnixNano())
+			sh.mu.Unlock()
+			if gone*4 <= seen {
+				break
+			}
+		}
+	}
+}
+
+func (s *MemoryStore) sweepShard(sh *memShard, now int64) (seen, gone int) {
+	for e, k := sh.lru.front(), 0; e != nil && k < sweepBudget; k++ {
+		next := sh.lru.next(e)
+		seen++
+		if e.deadline() <= now {
+			s.remove(sh, e)
+			s.expired.Add(1)
+			gone++
+		}
+		e = next
+	}
+	for ki := range sh.blocks {
+		l := &sh.blocks[ki]
+		for e, k := l.front(), 0; e != nil && k < sweepBudget; k++ {
+			next := l.next(e)
+			seen++
+			if e.blockUntil <= now {
+				s.unblockExpired(sh, e, now)
+				gone++
+			}
+			e = next
+		}
+	}
+	for ki := range sh.m {
+		k := 0
+		for _, e := range sh.m[ki] {
+			if k++; k > sweepBudget {
+				break
+			}
+			seen++
+			if e.deadline() <= now {
+				s.remove(sh, e)
+				s.expired.Add(1)
+				gone++
+			}
+		}
+	}
+	return seen, gone
+}
