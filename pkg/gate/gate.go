@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"html/template"
 	"log/slog"
 	"net/netip"
@@ -95,7 +96,10 @@ type Gate struct {
 	lastWarn    atomic.Int64 // unix nanos of the latest degraded warning
 
 	settleMu sync.RWMutex // guards settleCh against send after close
-	settleCh chan settleJob
+	// settleCh holds one queue per worker; outcomes of one source go to
+	// one queue, so they are written in the order they happened.
+	settleCh []chan settleJob
+	seed     maphash.Seed
 	closed   bool
 	workers  sync.WaitGroup
 	queued   atomic.Int64 // jobs handed to the settle queue, not yet written
@@ -128,10 +132,12 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	g.tokenPrefix = hex.EncodeToString(b[:]) + "-"
-	g.settleCh = make(chan settleJob, 4096)
-	for range 2 {
+	g.seed = maphash.MakeSeed()
+	for range settleWorkers {
+		ch := make(chan settleJob, settleQueue)
+		g.settleCh = append(g.settleCh, ch)
 		g.workers.Add(1)
-		go g.settleLoop()
+		go g.settleLoop(ch)
 	}
 	return g, nil
 }
@@ -145,7 +151,9 @@ func (g *Gate) Close(ctx context.Context) error {
 	g.settleMu.Lock()
 	if !g.closed {
 		g.closed = true
-		close(g.settleCh)
+		for _, ch := range g.settleCh {
+			close(ch)
+		}
 	}
 	g.settleMu.Unlock()
 	done := make(chan struct{})
@@ -427,7 +435,7 @@ func (t *Ticket) FinishAsync(success bool) {
 		if !g.closed {
 			g.queued.Add(1)
 			select {
-			case g.settleCh <- settleJob{t: t, success: success}:
+			case g.settleCh[g.queueOf(&t.id)] <- settleJob{t: t, success: success}:
 				g.settleMu.RUnlock()
 				return
 			default:
@@ -445,9 +453,24 @@ type settleJob struct {
 	success bool
 }
 
-func (g *Gate) settleLoop() {
+// Background settling: workers and the capacity of each one's queue.
+const (
+	settleWorkers = 4
+	settleQueue   = 2048
+)
+
+// queueOf picks the settle queue of an attempt's source.
+func (g *Gate) queueOf(id *identity) int {
+	key := id.username
+	if key == "" {
+		key = id.ipSubject
+	}
+	return int(maphash.String(g.seed, key) % settleWorkers)
+}
+
+func (g *Gate) settleLoop(ch chan settleJob) {
 	defer g.workers.Done()
-	for j := range g.settleCh {
+	for j := range ch {
 		g.settle(context.Background(), j.t, j.success)
 		g.queued.Add(-1)
 	}
