@@ -879,7 +879,11 @@ func (c *memCall) createAll() {
 // result is the state of the call's counters, after settleAll and the
 // call's changes; for Begin with the lockout counts.
 func (c *memCall) result() Result {
-	buf := make([]int, 2*c.n) // one allocation for both slices
+	size := c.n
+	if c.begin {
+		size *= 2 // one allocation for both slices
+	}
+	buf := make([]int, size)
 	res := Result{Failures: buf[:c.n:c.n], Transitions: c.trans}
 	if c.begin {
 		res.Lockouts = buf[c.n:]
