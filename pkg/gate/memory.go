@@ -793,7 +793,7 @@ func (c *memCall) settleAll() {
 		converted := false
 		kept := e.pending[:0]
 		for _, ch := range e.pending {
-			if ch.expires > c.now {
+			if ch.expires >= c.now { // not older than PendingTimeout yet
 				kept = append(kept, ch)
 				continue
 			}
@@ -830,12 +830,14 @@ func (c *memCall) maybeBlock(i int) {
 	if e.lockouts > 0 && e.lockoutUntil <= c.now {
 		e.lockouts = 0
 	}
-	if e.lockouts < math.MaxInt32 {
-		e.lockouts++
+	lockouts := min(e.lockouts, math.MaxInt32-1) + 1
+	if p.LockoutMemory > 0 {
+		e.lockouts, e.lockoutUntil = lockouts, addDur(c.now, p.LockoutMemory)
+	} else {
+		e.lockouts = 0 // no memory: every lockout is the first
 	}
-	e.lockoutUntil = addDur(c.now, p.LockoutMemory)
-	d := p.LockoutCooloffs[min(int(e.lockouts)-1, len(p.LockoutCooloffs)-1)]
-	t := Transition{Kind: ct.Kind, Subject: ct.Subject, Blocked: true, Failures: int(e.failures), Lockouts: int(e.lockouts)}
+	d := p.LockoutCooloffs[min(int(lockouts)-1, len(p.LockoutCooloffs)-1)]
+	t := Transition{Kind: ct.Kind, Subject: ct.Subject, Blocked: true, Failures: int(e.failures), Lockouts: int(lockouts)}
 	e.blockUntil = forever
 	if d > 0 {
 		e.blockUntil = addDur(c.now, d)

@@ -218,6 +218,26 @@ func TestMemoryLockoutMemoryForgets(t *testing.T) {
 	assert.Equal(t, 1, lockouts())
 }
 
+func TestMemoryLockoutMemoryZeroMakesEveryLockoutTheFirst(t *testing.T) {
+	ctx := context.Background()
+	s, clock := newMemory(t, gate.MemoryOptions{})
+	p := testPolicy()
+	p.LockoutCooloffs = []time.Duration{time.Minute, time.Hour}
+	p.LockoutMemory = 0
+	op := ipOp(p, "198.51.100.6", 0, "")
+	for range 3 {
+		res, err := s.Record(ctx, op, false)
+		require.NoError(t, err)
+		require.Len(t, res.Transitions, 1)
+		assert.Equal(t, 1, res.Transitions[0].Lockouts)
+		assert.Equal(t, time.Minute, res.Transitions[0].Duration)
+		clock.Advance(time.Minute)
+	}
+	res, err := s.Begin(ctx, ipOp(p, "198.51.100.6", 5, "t"))
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, res.Lockouts)
+}
+
 func TestMemoryBeginSaturatesAndLastChance(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
@@ -330,9 +350,15 @@ func TestMemoryPendingTimeoutCountsAsFailure(t *testing.T) {
 		require.True(t, res.Admitted)
 	}
 
+	// A charge exactly PendingTimeout old is still pending.
+	clock.Advance(30 * time.Second)
+	res, err := s.Record(ctx, op(""), true)
+	require.NoError(t, err)
+	assert.Empty(t, res.Transitions)
+
 	// Check writes nothing: the charges are not converted by it.
-	clock.Advance(31 * time.Second)
-	res, err := s.Check(ctx, op(""))
+	clock.Advance(time.Second)
+	res, err = s.Check(ctx, op(""))
 	require.NoError(t, err)
 	assert.Equal(t, []int{0}, res.Failures)
 	assert.Empty(t, res.Blocked)
