@@ -102,6 +102,9 @@ func DecodeAttempt(data []byte) (Attempt, error) {
 	if err := json.Unmarshal(data, &a); err != nil {
 		return Attempt{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	if len(a.BlockedBy) == 0 {
+		a.BlockedBy = nil // as omitempty writes it
+	}
 	return a, a.Validate()
 }
 

@@ -1,0 +1,185 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultEventBuffer    = 65536
+	DefaultStreamMaxAge   = 7 * 24 * time.Hour
+	DefaultStreamMaxBytes = 1 << 30 // 1 GiB
+	DefaultDuplicates     = 2 * time.Minute
+)
+
+// Config is this package's part of a binary's configuration. Build it
+// with DefaultConfig or FromEnv; libraries never read the environment.
+type Config struct {
+	// NATSURL is a NATS URL or a comma-separated list of a cluster's URLs
+	// (DEFENDER_NATS_URL); "" means the gate embeds its own server.
+	NATSURL string
+	// SubjectPrefix is the first token(s) of every subject
+	// (DEFENDER_SUBJECT_PREFIX, "defender").
+	SubjectPrefix string
+	// EventBuffer is how many events the publisher holds while NATS is
+	// slow or away before it drops new ones (DEFENDER_EVENT_BUFFER, 65536).
+	EventBuffer int
+	// StreamMaxAge is how long the DEFENDER stream keeps an event
+	// (DEFENDER_STREAM_MAX_AGE, 7 days; 0 = no limit). Accepts a Go
+	// duration ("168h"), days ("7d") or plain seconds.
+	StreamMaxAge time.Duration
+	// StreamMaxBytes bounds the stream's size; the oldest events go first
+	// (DEFENDER_STREAM_MAX_BYTES, 1 GiB; 0 = no limit). Accepts bytes or a
+	// size like "512MiB", "1GB".
+	StreamMaxBytes int64
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		SubjectPrefix:  DefaultPrefix,
+		EventBuffer:    DefaultEventBuffer,
+		StreamMaxAge:   DefaultStreamMaxAge,
+		StreamMaxBytes: DefaultStreamMaxBytes,
+	}
+}
+
+// Validate reports every setting that cannot work, each naming its variable.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := (Subjects{Prefix: c.SubjectPrefix}).Validate(); err != nil || c.SubjectPrefix == "" {
+		errs = append(errs, fmt.Errorf("DEFENDER_SUBJECT_PREFIX: %q is not one or more NATS tokens without wildcards", c.SubjectPrefix))
+	}
+	if c.EventBuffer <= 0 {
+		errs = append(errs, fmt.Errorf("DEFENDER_EVENT_BUFFER: %d is not a positive integer", c.EventBuffer))
+	}
+	if c.StreamMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_AGE: %s is negative", c.StreamMaxAge))
+	} else if c.StreamMaxAge > 0 && c.StreamMaxAge < DefaultDuplicates {
+		errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_AGE: %s is shorter than the %s duplicate window", c.StreamMaxAge, DefaultDuplicates))
+	}
+	if c.StreamMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_BYTES: %d is negative", c.StreamMaxBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Subjects returns the subject names under the configured prefix.
+func (c *Config) Subjects() Subjects { return Subjects{Prefix: c.SubjectPrefix} }
+
+// Stream returns the configuration of the DEFENDER stream.
+func (c *Config) Stream() StreamConfig {
+	return StreamConfig{Subjects: c.Subjects(), MaxAge: c.StreamMaxAge, MaxBytes: c.StreamMaxBytes}
+}
+
+// FromEnv reads the configuration from lookup (os.LookupEnv in a main),
+// starting from DefaultConfig. Unset or empty variables keep their
+// default. The error names every bad variable, e.g.
+// `DEFENDER_EVENT_BUFFER: "abc" is not a positive integer`.
+func FromEnv(lookup func(string) (string, bool)) (Config, error) {
+	c := DefaultConfig()
+	var errs []error
+	get := func(name string) (string, bool) {
+		v, ok := lookup(name)
+		v = strings.TrimSpace(v)
+		return v, ok && v != ""
+	}
+	if v, ok := get("DEFENDER_NATS_URL"); ok {
+		c.NATSURL = v
+	}
+	if v, ok := get("DEFENDER_SUBJECT_PREFIX"); ok {
+		c.SubjectPrefix = v
+	}
+	if v, ok := get("DEFENDER_EVENT_BUFFER"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("DEFENDER_EVENT_BUFFER: %q is not a positive integer", v))
+		} else {
+			c.EventBuffer = n
+		}
+	}
+	if v, ok := get("DEFENDER_STREAM_MAX_AGE"); ok {
+		d, err := parseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_AGE: %q is not a duration like 168h, 7d or seconds", v))
+		} else {
+			c.StreamMaxAge = d
+		}
+	}
+	if v, ok := get("DEFENDER_STREAM_MAX_BYTES"); ok {
+		n, err := parseBytes(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_BYTES: %q is not a size like 1073741824, 512MiB or 1GB", v))
+		} else {
+			c.StreamMaxBytes = n
+		}
+	}
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// parseDuration accepts a Go duration, a whole number of days ("7d") or
+// plain seconds; negative values are refused.
+func parseDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		d = time.Duration(n) * time.Second
+		if n > int64(1<<63-1)/int64(time.Second) {
+			return 0, errors.New("too large")
+		}
+	} else if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n > int64(1<<63-1)/int64(24*time.Hour) {
+			return 0, errors.New("bad days")
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(s)
+		if err != nil {
+			return 0, err
+		}
+	}
+	if d < 0 {
+		return 0, errors.New("negative")
+	}
+	return d, nil
+}
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	// longest suffixes first
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
+	{"B", 1},
+}
+
+// parseBytes accepts a byte count with an optional unit (KiB, MB, G, ...).
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 || n > (1<<63-1)/mult {
+		return 0, errors.New("out of range")
+	}
+	return n * mult, nil
+}
