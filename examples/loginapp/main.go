@@ -1,0 +1,175 @@
+// Command loginapp is a small login site protected by defender's gate
+// middleware: a form, two users, and the lockout answer after too many
+// failures. It keeps counters in memory, or in Redis when
+// DEFENDER_REDIS_URL is set; every DEFENDER_* setting applies.
+//
+//	go run ./examples/loginapp          # http://127.0.0.1:8000/login
+//
+// Users: alice / wonderland and bob / builder (LOGINAPP_USERS="name:password,...").
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(log); err != nil {
+		log.Error("loginapp", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger) error {
+	cfg, err := gate.ConfigFromEnv(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	users, err := parseUsers(envOr("LOGINAPP_USERS", "alice:wonderland,bob:builder"))
+	if err != nil {
+		return fmt.Errorf("LOGINAPP_USERS: %w", err)
+	}
+	store, closeStore, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	g, err := gate.New(cfg, store, gate.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	addr := envOr("DEFENDER_HTTP_ADDR", "127.0.0.1:8000")
+	srv := &http.Server{Addr: addr, Handler: newSite(g, users), ReadHeaderTimeout: 5 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("login site listening", "url", "http://"+addr+"/login")
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return g.Close(shutdown)
+}
+
+func openStore(cfg gate.Config, log *slog.Logger) (gate.Store, func(), error) {
+	if cfg.RedisURL == "" {
+		log.Info("counting failures in memory (single instance); set DEFENDER_REDIS_URL to share them")
+		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries})
+		return m, func() { m.Close() }, nil
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
+	}
+	client := redis.NewClient(opt)
+	log.Info("counting failures in Redis", "addr", opt.Addr)
+	return gate.NewRedisStore(client, cfg.KeyPrefix), func() { client.Close() }, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func parseUsers(s string) (map[string]string, error) {
+	users := map[string]string{}
+	for _, pair := range strings.Split(s, ",") {
+		name, pw, ok := strings.Cut(strings.TrimSpace(pair), ":")
+		if !ok || name == "" || pw == "" {
+			return nil, fmt.Errorf("%q is not name:password", pair)
+		}
+		users[name] = pw
+	}
+	return users, nil
+}
+
+// site is the login application.
+type site struct {
+	users map[string]string
+	mux   *http.ServeMux
+}
+
+func newSite(g *gate.Gate, users map[string]string) http.Handler {
+	s := &site{users: users, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /{$}", s.home)
+	s.mux.Handle("/login", g.Middleware(http.HandlerFunc(s.login)))
+	s.mux.HandleFunc("POST /logout", s.logout)
+	return s.mux
+}
+
+func (s *site) home(w http.ResponseWriter, r *http.Request) {
+	c, err := r.Cookie("user")
+	if err != nil || c.Value == "" {
+		http.Redirect(w, r, "/login", http.StatusFound)
+		return
+	}
+	page(w, http.StatusOK, "Welcome", fmt.Sprintf(`<p>Signed in as <b>%s</b>.</p>
+<form method="post" action="/logout"><button>Sign out</button></form>`, escape(c.Value)))
+}
+
+func (s *site) login(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		user, pw := r.PostFormValue("username"), r.PostFormValue("password")
+		want, ok := s.users[user]
+		if ok && subtle.ConstantTimeCompare([]byte(pw), []byte(want)) == 1 {
+			http.SetCookie(w, &http.Cookie{Name: "user", Value: user, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+			http.Redirect(w, r, "/", http.StatusFound) // a redirect tells the gate: success
+			return
+		}
+		form(w, "Please enter a correct username and password.")
+		return
+	}
+	form(w, "")
+}
+
+func (s *site) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: "user", Value: "", Path: "/", MaxAge: -1})
+	http.Redirect(w, r, "/login", http.StatusFound)
+}
+
+func form(w http.ResponseWriter, msg string) {
+	body := `<form method="post" action="/login">
+<label>Username <input name="username" autofocus></label>
+<label>Password <input name="password" type="password"></label>
+<button>Sign in</button></form>`
+	if msg != "" {
+		body = `<p class="error">` + escape(msg) + `</p>` + body
+	}
+	page(w, http.StatusOK, "Sign in", body)
+}
+
+func page(w http.ResponseWriter, status int, title, body string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<!doctype html><html><head><meta charset="utf-8"><title>%s</title>
+<style>body{font-family:sans-serif;max-width:24rem;margin:4rem auto}label{display:block;margin:.5rem 0}
+.error{color:#b00}</style></head><body><h1>%s</h1>%s</body></html>`, title, title, body)
+}
+
+var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
+
+func escape(s string) string { return escaper.Replace(s) }

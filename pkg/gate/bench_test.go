@@ -1,0 +1,119 @@
+package gate_test
+
+import (
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// BenchmarkGate measures the gate's operations on each store. On Redis the
+// same run measures a PING, and every result reports its cost as a
+// multiple of that round trip ("x-ping"): absolute times on a shared
+// machine mean little, ratios within one run do.
+func BenchmarkGate(b *testing.B) {
+	cfg := gate.DefaultConfig()
+	cfg.FailureLimit, cfg.IPFailureLimit, cfg.UsernameFailureLimit = 1<<20, 1<<20, 1<<20 // never block
+	type storeCase struct {
+		name  string
+		store gate.Store
+		ping  func() error
+	}
+	mem := gate.NewMemoryStore(gate.MemoryOptions{})
+	defer mem.Close()
+	cases := []storeCase{{name: "memory", store: mem}}
+	if !testing.Short() {
+		srv := testenv.Redis(b)
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		defer c.Close()
+		cases = append(cases, storeCase{name: "redis", store: gate.NewRedisStore(c, "bench"),
+			ping: func() error { return c.Ping(ctx).Err() }})
+	}
+	for _, sc := range cases {
+		g, err := gate.New(cfg, sc.store, gate.WithLogger(quiet))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var pingNs float64
+		if sc.ping != nil {
+			b.Run(sc.name+"/ping", func(b *testing.B) {
+				for b.Loop() {
+					if err := sc.ping(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				pingNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			})
+		}
+		report := func(b *testing.B) {
+			if pingNs > 0 {
+				perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				b.ReportMetric(perOp/pingNs, "x-ping")
+			}
+		}
+		ips := make([]gate.Attempt, 1024)
+		for i := range ips {
+			ips[i] = gate.Attempt{IP: netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), Username: "bench" + strconv.Itoa(i)}
+		}
+		b.Run(sc.name+"/check", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				g.Check(ctx, ips[i%len(ips)])
+				i++
+			}
+			report(b)
+		})
+		b.Run(sc.name+"/login-critical-path", func(b *testing.B) {
+			// What a login waits for: Begin, then the outcome handed off.
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				tk, _ := g.Begin(ctx, ips[i%len(ips)])
+				tk.FinishAsync(i%2 == 0)
+				i++
+			}
+			report(b)
+			_ = g.Flush(ctx)
+		})
+		b.Run(sc.name+"/begin-finish", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				tk, _ := g.Begin(ctx, ips[i%len(ips)])
+				tk.Finish(ctx, i%2 == 0)
+				i++
+			}
+			report(b)
+		})
+		b.Run(sc.name+"/record", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				g.Record(ctx, ips[i%len(ips)], i%2 == 0)
+				i++
+			}
+			report(b)
+		})
+		b.Run(sc.name+"/parallel-login", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					tk, _ := g.Begin(ctx, ips[i%len(ips)])
+					tk.FinishAsync(false)
+					i++
+				}
+			})
+			_ = g.Flush(ctx)
+		})
+		ctxClose, cancel := contextWithTimeout(5 * time.Second)
+		_ = g.Close(ctxClose)
+		cancel()
+	}
+}

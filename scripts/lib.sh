@@ -1,0 +1,35 @@
+# Shared by scripts/*.sh: make sure the tools the project needs are here.
+# Sourced, not run.
+
+# need_packages installs the Debian/Ubuntu packages whose commands are
+# missing. Arguments are pairs: command package.
+need_packages() {
+	local missing=()
+	while [ $# -ge 2 ]; do
+		command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+		shift 2
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	local sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	echo "installing ${missing[*]} ..." >&2
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# need_go makes sure a Go toolchain able to build this module is on PATH:
+# Go 1.21+ fetches the version go.mod asks for by itself (GOTOOLCHAIN).
+need_go() {
+	export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
+	if ! command -v go >/dev/null 2>&1; then
+		need_packages go golang-go
+	fi
+	local minor
+	minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+	if [ "${minor:-0}" -lt 21 ]; then
+		echo "Go $(go env GOVERSION) is too old to fetch the toolchain this module needs;" >&2
+		echo "install Go 1.26 or newer from https://go.dev/dl/ and run again." >&2
+		exit 1
+	fi
+	export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+}

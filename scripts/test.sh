@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of the project against real servers (Redis, ClickHouse,
+# embedded NATS, headless Chromium), installing what is missing.
+#   ./scripts/test.sh            all tests
+#   ./scripts/test.sh -short     unit tests only, no servers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_go
+if [ "${1:-}" != "-short" ]; then
+	need_packages redis-server redis-server clickhouse-server clickhouse-server \
+		clickhouse-client clickhouse-client chromium chromium
+fi
+echo "== go vet"
+go vet ./...
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted" >&2
+	exit 1
+fi
+echo "== go test"
+go test -count=1 -timeout 20m "$@" ./...
+echo "== go test -race (gate and events)"
+go test -count=1 -race -timeout 10m "$@" ./pkg/gate/... ./pkg/events/...
