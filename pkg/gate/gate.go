@@ -185,7 +185,10 @@ func (g *Gate) identify(a Attempt) identity {
 	if hasIP {
 		ip := a.IP.Unmap().WithZone("")
 		id.ip = ip.String()
-		id.ipSubject = ipSubject(ip, c.IPv6Prefix)
+		id.ipSubject = id.ip
+		if ip.Is6() {
+			id.ipSubject = ipSubject(ip, c.IPv6Prefix)
+		}
 		if containsAddr(c.IPBlacklist, ip) {
 			id.blacklisted = true
 			return id
@@ -228,9 +231,9 @@ func (g *Gate) call(ctx context.Context, name string, f func(context.Context) (R
 	start := time.Now()
 	res, err := f(ctx)
 	cancel()
-	g.m.storeDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	g.m.opDuration[name].Observe(time.Since(start).Seconds())
 	if err != nil {
-		g.m.storeErrors.WithLabelValues(name).Inc()
+		g.m.opErrors[name].Inc()
 		return res, fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, name, err)
 	}
 	return res, nil

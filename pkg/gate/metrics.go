@@ -10,8 +10,11 @@ type metrics struct {
 	degraded      map[FailMode]prometheus.Counter
 	transitions   *prometheus.CounterVec
 	storeDuration *prometheus.HistogramVec
-	settleSync    prometheus.Counter
-	settleLost    prometheus.Counter
+	// per store operation, resolved once
+	opDuration map[string]prometheus.Observer
+	opErrors   map[string]prometheus.Counter
+	settleSync prometheus.Counter
+	settleLost prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,6 +53,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, o := range []Outcome{OutcomeSuccess, OutcomeFailure, OutcomeBlocked} {
 		m.attempts[o] = attempts.WithLabelValues(string(o))
+	}
+	m.opDuration, m.opErrors = map[string]prometheus.Observer{}, map[string]prometheus.Counter{}
+	for _, op := range []string{"check", "begin", "finish", "record"} {
+		m.opDuration[op] = m.storeDuration.WithLabelValues(op)
+		m.opErrors[op] = m.storeErrors.WithLabelValues(op)
 	}
 	for _, f := range []FailMode{FailOpen, FailClosed} {
 		m.degraded[f] = degraded.WithLabelValues(string(f))
