@@ -1,0 +1,335 @@
+package gate
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisClient is the part of a go-redis v9 client that RedisStore uses:
+// *redis.Client, *redis.ClusterClient and *redis.Ring all satisfy it.
+type RedisClient interface {
+	Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
+	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
+	EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
+	EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
+	ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd
+	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
+}
+
+// RedisStore is the Store shared by any number of gate instances through one
+// Redis (7.0 or later). Every method is one Lua script run with EVALSHA
+// (EVAL when the server lost the script), so each is atomic and one round
+// trip.
+//
+// Keys, for a counter of kind k (ip, username, pair) and subject s:
+//
+//	<prefix>:failed:<k>:<s>     failure count; TTL Policy.AttemptCooloff, renewed by each failure
+//	<prefix>:blocked:<k>:<s>    "blocked" while blocked; TTL the lockout cool-off (none if permanent)
+//	<prefix>:pending:<k>:<s>    sorted set of charged tokens scored by deadline (ms since epoch)
+//	<prefix>:lockouts:<k>:<s>   lockout count; TTL Policy.LockoutMemory after the latest lockout
+//	<prefix>:index:blocked:<k>  sorted set of blocked subjects scored by the block's end (+inf if permanent)
+//
+// The first two are django-defender's keys, so operators' scripts keep
+// working; a block key deleted by hand is honoured at once (the index entry
+// is dropped by the next Blocked).
+type RedisStore struct {
+	client RedisClient
+	prefix string
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a store keeping its keys under prefix
+// (DEFENDER_CACHE_PREFIX, "defender" by default).
+func NewRedisStore(client RedisClient, prefix string) *RedisStore {
+	return &RedisStore{client: client, prefix: prefix}
+}
+
+var (
+	//go:embed redis_common.lua
+	redisLuaCommon string
+	//go:embed redis_check.lua
+	redisLuaCheck string
+	//go:embed redis_begin.lua
+	redisLuaBegin string
+	//go:embed redis_finish.lua
+	redisLuaFinish string
+	//go:embed redis_record.lua
+	redisLuaRecord string
+	//go:embed redis_block.lua
+	redisLuaBlock string
+	//go:embed redis_unblock.lua
+	redisLuaUnblock string
+	//go:embed redis_blocked.lua
+	redisLuaBlocked string
+
+	// The check script carries the no-writes flag (a shebang must open the
+	// script), which lets Redis run it on replicas and under memory pressure.
+	redisScriptCheck   = redis.NewScript("#!lua flags=no-writes\n" + redisLuaCommon + redisLuaCheck)
+	redisScriptBegin   = redis.NewScript(redisLuaCommon + redisLuaBegin)
+	redisScriptFinish  = redis.NewScript(redisLuaCommon + redisLuaFinish)
+	redisScriptRecord  = redis.NewScript(redisLuaCommon + redisLuaRecord)
+	redisScriptBlock   = redis.NewScript(redisLuaCommon + redisLuaBlock)
+	redisScriptUnblock = redis.NewScript(redisLuaCommon + redisLuaUnblock)
+	redisScriptBlocked = redis.NewScript(redisLuaCommon + redisLuaBlocked)
+)
+
+// Check implements Store.
+func (s *RedisStore) Check(ctx context.Context, op Op) (Result, error) {
+	return s.run(ctx, "check", redisScriptCheck, op, false)
+}
+
+// Begin implements Store.
+func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
+	if op.Token == "" {
+		return Result{}, errors.New("redis begin: empty token")
+	}
+	return s.run(ctx, "begin", redisScriptBegin, op, false)
+}
+
+// Finish implements Store.
+func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, error) {
+	if op.Token == "" {
+		return Result{}, errors.New("redis finish: empty token")
+	}
+	return s.run(ctx, "finish", redisScriptFinish, op, success)
+}
+
+// Record implements Store.
+func (s *RedisStore) Record(ctx context.Context, op Op, success bool) (Result, error) {
+	return s.run(ctx, "record", redisScriptRecord, op, success)
+}
+
+// Block implements Store.
+func (s *RedisStore) Block(ctx context.Context, kind Kind, subject string, d time.Duration) (*Transition, error) {
+	if d < 0 {
+		return nil, fmt.Errorf("redis block %s %q: negative duration %s", kind, subject, d)
+	}
+	op := Op{
+		Counters: []Counter{{Kind: kind, Subject: subject}},
+		Policy:   &Policy{LockoutCooloffs: []time.Duration{d}},
+	}
+	res, err := s.run(ctx, "block", redisScriptBlock, op, false)
+	return redisTransition(res), err
+}
+
+// Unblock implements Store.
+func (s *RedisStore) Unblock(ctx context.Context, kind Kind, subject string) (*Transition, error) {
+	op := Op{
+		Counters: []Counter{{Kind: kind, Subject: subject}},
+		Policy:   &Policy{LockoutCooloffs: []time.Duration{0}},
+	}
+	res, err := s.run(ctx, "unblock", redisScriptUnblock, op, false)
+	return redisTransition(res), err
+}
+
+// Blocked implements Store. Subjects come soonest-ending first, permanent
+// blocks last.
+func (s *RedisStore) Blocked(ctx context.Context, kind Kind, limit int) ([]BlockState, error) {
+	if !kind.Valid() {
+		return nil, fmt.Errorf("redis blocked: invalid kind %q", kind)
+	}
+	limit = max(limit, 0)
+	keys := []string{s.prefix + ":index:blocked:" + string(kind)}
+	reply, err := redisScriptBlocked.Run(ctx, s.client, keys, s.prefix+":blocked:"+string(kind)+":", limit).Result()
+	if err != nil {
+		return nil, redisStoreError("blocked "+string(kind), err)
+	}
+	vals, ok := reply.([]any)
+	if !ok || len(vals)%2 != 0 {
+		return nil, fmt.Errorf("redis blocked %s: unexpected reply %T (%v)", kind, reply, reply)
+	}
+	out := make([]BlockState, 0, len(vals)/2)
+	for i := 0; i < len(vals); i += 2 {
+		subject, ok := vals[i].(string)
+		ttl, ok2 := vals[i+1].(int64)
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("redis blocked %s: unexpected entry %T, %T", kind, vals[i], vals[i+1])
+		}
+		st := BlockState{Kind: kind, Subject: subject}
+		if ttl < 0 {
+			st.Permanent = true
+		} else {
+			st.TTL = time.Duration(ttl) * time.Millisecond
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// key names one key of a counter: <prefix>:<what>:<kind>:<subject>.
+func (s *RedisStore) key(what string, c Counter) string {
+	return s.prefix + ":" + what + ":" + string(c.Kind) + ":" + c.Subject
+}
+
+// run executes one counter script (see redis_common.lua for its arguments
+// and reply) and decodes the reply.
+func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script, op Op, success bool) (Result, error) {
+	if err := validateRedisOp(op); err != nil {
+		return Result{}, fmt.Errorf("redis %s: %w", name, err)
+	}
+	p := op.Policy
+	keys := make([]string, 0, 5*len(op.Counters))
+	args := make([]any, 0, 5+2*len(op.Counters)+len(p.LockoutCooloffs))
+	flag := "0"
+	if success {
+		flag = "1"
+	}
+	args = append(args, redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory), op.Token, flag)
+	for _, c := range op.Counters {
+		keys = append(keys,
+			s.key("failed", c), s.key("blocked", c), s.key("pending", c), s.key("lockouts", c),
+			s.prefix+":index:blocked:"+string(c.Kind))
+		args = append(args, c.Subject, c.Limit)
+	}
+	for _, d := range p.LockoutCooloffs {
+		args = append(args, redisMillis(d))
+	}
+	reply, err := script.Run(ctx, s.client, keys, args...).Result()
+	if err != nil {
+		return Result{}, redisStoreError(name+" "+op.Counters[0].Subject, err)
+	}
+	res, err := decodeRedisResult(reply, op, script == redisScriptBegin)
+	if err != nil {
+		return Result{}, fmt.Errorf("redis %s: %w", name, err)
+	}
+	return res, nil
+}
+
+// validateRedisOp rejects what the scripts cannot make sense of.
+func validateRedisOp(op Op) error {
+	if len(op.Counters) == 0 {
+		return errors.New("no counters")
+	}
+	if op.Policy == nil || len(op.Policy.LockoutCooloffs) == 0 {
+		return errors.New("policy without lockout cool-offs")
+	}
+	seen := map[Kind]bool{}
+	for _, c := range op.Counters {
+		if !c.Kind.Valid() || seen[c.Kind] {
+			return fmt.Errorf("invalid or repeated kind %q", c.Kind)
+		}
+		seen[c.Kind] = true
+		if c.Subject == "" {
+			return fmt.Errorf("empty %s subject", c.Kind)
+		}
+		if c.Limit < 0 {
+			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
+		}
+	}
+	for _, d := range op.Policy.LockoutCooloffs {
+		if d < 0 {
+			return fmt.Errorf("negative lockout cool-off %s", d)
+		}
+	}
+	return nil
+}
+
+// decodeRedisResult reads the flat integer reply described in redis_common.lua.
+// withLockouts fills Result.Lockouts (Begin).
+func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
+	vals, ok := reply.([]any)
+	if !ok {
+		return Result{}, fmt.Errorf("unexpected reply %T", reply)
+	}
+	n := make([]int64, len(vals))
+	for i, v := range vals {
+		if n[i], ok = v.(int64); !ok {
+			return Result{}, fmt.Errorf("reply element %d: unexpected %T", i, v)
+		}
+	}
+	const head, perCounter, perTransition = 3, 5, 6
+	nc := len(op.Counters)
+	if len(n) < head || n[2] != int64(nc) || (len(n)-head-perCounter*nc) < 0 ||
+		(len(n)-head-perCounter*nc)%perTransition != 0 {
+		return Result{}, fmt.Errorf("malformed reply of %d values for %d counters", len(n), nc)
+	}
+	res := Result{
+		Admitted:   n[0] == 1,
+		LastChance: n[1] == 1,
+		Failures:   make([]int, nc),
+	}
+	if withLockouts {
+		res.Lockouts = make([]int, nc)
+	}
+	for i, c := range op.Counters {
+		v := n[head+perCounter*i:]
+		res.Failures[i] = int(v[0])
+		switch v[1] {
+		case 1:
+			res.Blocked = append(res.Blocked, BlockState{Kind: c.Kind, Subject: c.Subject, TTL: time.Duration(v[2]) * time.Millisecond})
+		case 2:
+			res.Blocked = append(res.Blocked, BlockState{Kind: c.Kind, Subject: c.Subject, Permanent: true})
+		}
+		if v[3] == 1 {
+			res.Saturated = append(res.Saturated, c.Kind)
+		}
+		if withLockouts {
+			res.Lockouts[i] = int(v[4])
+		}
+	}
+	for t := n[head+perCounter*nc:]; len(t) > 0; t = t[perTransition:] {
+		i := t[0] - 1
+		if i < 0 || i >= int64(nc) {
+			return Result{}, fmt.Errorf("transition of counter %d out of range", t[0])
+		}
+		c := op.Counters[i]
+		res.Transitions = append(res.Transitions, Transition{
+			Kind:      c.Kind,
+			Subject:   c.Subject,
+			Blocked:   t[1] == 1,
+			Duration:  time.Duration(t[2]) * time.Millisecond,
+			Permanent: t[3] == 1,
+			Failures:  int(t[4]),
+			Lockouts:  int(t[5]),
+		})
+	}
+	return res, nil
+}
+
+// redisTransition returns the one transition of an admin call, or nil.
+func redisTransition(res Result) *Transition {
+	if len(res.Transitions) == 0 {
+		return nil
+	}
+	t := res.Transitions[0]
+	return &t
+}
+
+// redisMillis is d in whole milliseconds for PEXPIRE and friends, rounded up so
+// that a positive duration never becomes 0 ("none").
+func redisMillis(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10)
+}
+
+// redisStoreError wraps a failed script call. Errors that Redis itself replied
+// (a wrong key type, a script error) are returned as they are; anything
+// else means Redis could not be reached in time and also wraps
+// ErrStoreUnavailable.
+func redisStoreError(what string, err error) error {
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !redisTransient(err) {
+		return fmt.Errorf("redis %s: %w", what, err)
+	}
+	return fmt.Errorf("redis %s: %w: %w", what, ErrStoreUnavailable, err)
+}
+
+// redisTransient reports a Redis reply that means "not now" rather than a fault
+// of the request: the server is loading, busy or has lost its master.
+func redisTransient(err error) bool {
+	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,204 @@
+-- redis_common.lua: functions shared by the scripts of RedisStore. Go puts
+-- this file in front of each script body (redis_<op>.lua), so every Store
+-- method stays one EVALSHA while no rule is written twice.
+--
+-- Counter scripts (check, begin, finish, record, block, unblock) take
+--   KEYS   five keys per counter i (1-based), from KEYS[5*(i-1)+1]:
+--          failed, blocked, pending, lockouts, blocked index of the kind
+--   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
+--   ARGV[2] pending timeout in ms (0: charges never expire)
+--   ARGV[3] lockout memory in ms (0: no memory, every lockout is the first)
+--   ARGV[4] token of the attempt ("" when none)
+--   ARGV[5] "1" when the attempt succeeded, else "0"
+--   ARGV[6+2*(i-1)], ARGV[7+2*(i-1)]  subject and limit of counter i
+--   ARGV[6+2*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
+-- and reply one flat array of integers:
+--   admitted (0/1), last chance (0/1), n,
+--   then per counter, 5 values: failures, block (0 none, 1 expiring,
+--        2 permanent), block ttl in ms, saturated (0/1), lockouts so far,
+--   then per transition, 6 values: counter index (1-based), blocked (0/1),
+--        duration in ms, permanent (0/1), failures, lockouts.
+--
+-- Keys (see redis.go): failed is a plain integer with a sliding TTL; blocked
+-- is the string "blocked" with the cool-off as TTL; pending is a sorted set
+-- of tokens scored by their deadline in ms; lockouts is an integer with the
+-- lockout memory as TTL; the index is a sorted set of blocked subjects
+-- scored by the block's end in ms (+inf when permanent), read by Blocked.
+-- Subjects only ever appear as key names and set members, never in a
+-- pattern.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- load_op parses KEYS and ARGV as described above. with_time reads the
+-- server clock (not needed, nor done, by read-only scripts).
+local function load_op(with_time)
+  local n = #KEYS / 5
+  local op = {
+    attempt_cooloff = tonumber(ARGV[1]),
+    pending_timeout = tonumber(ARGV[2]),
+    lockout_memory = tonumber(ARGV[3]),
+    token = ARGV[4],
+    success = ARGV[5] == '1',
+    counters = {},
+    cooloffs = {},
+    transitions = {},
+  }
+  if with_time then
+    op.now = now_ms()
+  end
+  for i = 1, n do
+    local k = 5 * (i - 1)
+    op.counters[i] = {
+      index = i,
+      failed = KEYS[k + 1],
+      blocked = KEYS[k + 2],
+      pending = KEYS[k + 3],
+      lockouts = KEYS[k + 4],
+      blocked_index = KEYS[k + 5],
+      subject = ARGV[6 + 2 * (i - 1)],
+      limit = tonumber(ARGV[7 + 2 * (i - 1)]),
+      saturated = 0,
+    }
+  end
+  for j = 6 + 2 * n, #ARGV do
+    op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])
+  end
+  return op
+end
+
+local function failures(c)
+  local v = redis.call('GET', c.failed)
+  if v then
+    return tonumber(v)
+  end
+  return 0
+end
+
+local function is_blocked(c)
+  return redis.call('EXISTS', c.blocked) == 1
+end
+
+local function add_transition(op, c, blocked, duration, permanent, nfailures, lockouts)
+  local t = op.transitions
+  t[#t + 1] = c.index
+  t[#t + 1] = blocked and 1 or 0
+  t[#t + 1] = duration
+  t[#t + 1] = permanent and 1 or 0
+  t[#t + 1] = nfailures
+  t[#t + 1] = lockouts
+end
+
+-- set_block blocks c for ms milliseconds (0: for ever), replacing any block,
+-- and records the block's end in the index read by Blocked.
+local function set_block(op, c, ms)
+  if ms > 0 then
+    redis.call('SET', c.blocked, 'blocked', 'PX', ms)
+    redis.call('ZADD', c.blocked_index, op.now + ms, c.subject)
+  else
+    redis.call('SET', c.blocked, 'blocked')
+    redis.call('ZADD', c.blocked_index, '+inf', c.subject)
+  end
+end
+
+-- lock_out is the automatic block of c after nfailures failures: the
+-- lockout count grows and picks the cool-off.
+local function lock_out(op, c, nfailures)
+  local lockouts = 1
+  if op.lockout_memory > 0 then
+    lockouts = redis.call('INCR', c.lockouts)
+    redis.call('PEXPIRE', c.lockouts, op.lockout_memory)
+  end
+  local ms = op.cooloffs[math.min(lockouts, #op.cooloffs)]
+  set_block(op, c, ms)
+  add_transition(op, c, true, ms, ms == 0, nfailures, lockouts)
+end
+
+-- count_failures adds n failures to c, renews the sliding TTL and blocks c
+-- when its count goes above the limit and it is not blocked already.
+local function count_failures(op, c, n)
+  local f = redis.call('INCRBY', c.failed, n)
+  if op.attempt_cooloff > 0 then
+    redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+  end
+  if f > c.limit and not is_blocked(c) then
+    lock_out(op, c, f)
+  end
+end
+
+-- settle_expired turns the charges whose deadline has passed into failures
+-- counted at their deadlines, as if each had been reported then: the
+-- count slides from each deadline, and what the attempt cool-off would
+-- have forgotten by now is forgotten.
+local function settle_expired(op)
+  for _, c in ipairs(op.counters) do
+    local due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+    if #due > 0 then
+      redis.call('ZREMRANGEBYSCORE', c.pending, '-inf', '(' .. op.now)
+      local count, ends = 0, -math.huge
+      local ttl = redis.call('PTTL', c.failed)
+      if ttl == -1 then
+        count, ends = failures(c), math.huge
+      elseif ttl >= 0 then
+        count, ends = failures(c), op.now + ttl
+      end
+      for j = 2, #due, 2 do
+        local deadline = tonumber(due[j])
+        if ends <= deadline then
+          count = 0
+        end
+        count = count + 1
+        if op.attempt_cooloff > 0 then
+          ends = math.max(ends, deadline + op.attempt_cooloff)
+        else
+          ends = math.huge
+        end
+      end
+      if ends == math.huge then
+        redis.call('SET', c.failed, count)
+      elseif ends > op.now then
+        redis.call('SET', c.failed, count, 'PX', ends - op.now)
+      else
+        count = 0
+        redis.call('DEL', c.failed)
+      end
+      if count > c.limit and not is_blocked(c) then
+        lock_out(op, c, count)
+      end
+    end
+  end
+end
+
+-- clear forgets c's failures and lifts its block (a transition if there was one).
+local function clear(op, c)
+  redis.call('DEL', c.failed)
+  if redis.call('DEL', c.blocked) == 1 then
+    add_transition(op, c, false, 0, false, 0, 0)
+  end
+  redis.call('ZREM', c.blocked_index, c.subject)
+end
+
+local function reply(op, admitted, last_chance)
+  local out = { admitted and 1 or 0, last_chance and 1 or 0, #op.counters }
+  for _, c in ipairs(op.counters) do
+    local ttl = redis.call('PTTL', c.blocked)
+    local state = 1
+    if ttl == -2 then
+      state, ttl = 0, 0
+    elseif ttl == -1 then
+      state, ttl = 2, 0
+    end
+    out[#out + 1] = failures(c)
+    out[#out + 1] = state
+    out[#out + 1] = ttl
+    out[#out + 1] = c.saturated
+    out[#out + 1] = tonumber(redis.call('GET', c.lockouts) or '0')
+  end
+  for _, v in ipairs(op.transitions) do
+    out[#out + 1] = v
+  end
+  return out
+end
+
