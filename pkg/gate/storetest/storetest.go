@@ -1,0 +1,925 @@
+// Package storetest is the conformance suite of gate.Store: every store
+// (Redis, in-memory, ...) runs it, and passing it is what "behaves like the
+// others" means. Each rule of the Store contract in package gate has a
+// subtest here.
+//
+// Subtests run in parallel and use fresh random subjects, so one store (or
+// one server behind several stores) may be shared by all of them. A few
+// subtests wait for short expiries (at most a few seconds in all); none
+// asserts how fast a store is.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// long is a duration no subtest waits for.
+const long = time.Hour
+
+// Run runs the suite. newStore is called once per subtest and may return
+// the same store every time, or a new one on a shared server.
+func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s *suite)
+	}{
+		{"Limits", testLimits},
+		{"BlockedRefusesAndCountsNothing", testBlockedRefuses},
+		{"CheckWritesNothing", testCheckWritesNothing},
+		{"Saturation", testSaturation},
+		{"ConcurrentBeginAdmitsLimitPlusOne", testConcurrentBegin},
+		{"LastChance", testLastChance},
+		{"OneAtATimeAfterBlockExpires", testOneAtATimeAfterExpiry},
+		{"SuccessClearsOwnCharge", testSuccessClears},
+		{"RecordSuccessClears", testRecordSuccess},
+		{"UnknownTokenCountsNothing", testUnknownToken},
+		{"FailureWhileBlockedKeepsBlock", testFailureWhileBlocked},
+		{"PendingExpiryBecomesFailures", testPendingExpiry},
+		{"PendingTimeoutZeroNeverExpires", testPendingNeverExpires},
+		{"SlidingAttemptCooloff", testSlidingCooloff},
+		{"LockoutEscalation", testLockoutEscalation},
+		{"LockoutMemoryForgets", testLockoutMemory},
+		{"PermanentBlock", testPermanent},
+		{"TwoCounters", testTwoCounters},
+		{"AdminBlockUnblock", testAdminBlockUnblock},
+		{"UnblockForgetsEverything", testUnblockForgets},
+		{"BlockedList", testBlockedList},
+		{"TransitionsOnceUnderRaces", testTransitionsOnce},
+		{"HostileSubjects", testHostileSubjects},
+		{"InvalidOps", testInvalidOps},
+	}
+	// The group waits for its parallel subtests, so Run returns when the
+	// suite is done.
+	t.Run("storetest", func(t *testing.T) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				tc.run(t, &suite{t: t, store: newStore(t), ctx: context.Background()})
+			})
+		}
+	})
+}
+
+// suite holds the store of one subtest and helpers that fail it on errors.
+type suite struct {
+	t     *testing.T
+	store gate.Store
+	ctx   context.Context
+}
+
+// policy returns long timings (nothing expires during a test) with one
+// lockout cool-off of cool.
+func policy(cool time.Duration) *gate.Policy {
+	return &gate.Policy{
+		AttemptCooloff:  long,
+		LockoutCooloffs: []time.Duration{cool},
+		LockoutMemory:   24 * time.Hour,
+		PendingTimeout:  long,
+	}
+}
+
+// random returns n random bytes in hex.
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// counter is a counter of kind with a fresh subject.
+func counter(kind gate.Kind, limit int) gate.Counter {
+	subject := "st-" + random(8)
+	switch kind {
+	case gate.KindIP:
+		subject = "198.51.100." + random(4)
+	case gate.KindPair:
+		subject = gate.PairSubject("198.51.100."+random(4), "st-"+random(6))
+	}
+	return gate.Counter{Kind: kind, Subject: subject, Limit: limit}
+}
+
+func op(p *gate.Policy, cs ...gate.Counter) gate.Op {
+	return gate.Op{Counters: cs, Policy: p, Token: random(16)}
+}
+
+// withToken is o with a fresh token, for a new attempt.
+func withToken(o gate.Op) gate.Op {
+	o.Token = random(16)
+	return o
+}
+
+func (s *suite) check(o gate.Op) gate.Result {
+	s.t.Helper()
+	r, err := s.store.Check(s.ctx, o)
+	require.NoError(s.t, err)
+	return r
+}
+
+// begin charges a new attempt: the op it returns (with its token) is the
+// one to Finish.
+func (s *suite) begin(o gate.Op) (gate.Op, gate.Result) {
+	s.t.Helper()
+	o = withToken(o)
+	r, err := s.store.Begin(s.ctx, o)
+	require.NoError(s.t, err)
+	return o, r
+}
+
+func (s *suite) finish(o gate.Op, success bool) gate.Result {
+	s.t.Helper()
+	r, err := s.store.Finish(s.ctx, o, success)
+	require.NoError(s.t, err)
+	return r
+}
+
+func (s *suite) record(o gate.Op, success bool) gate.Result {
+	s.t.Helper()
+	r, err := s.store.Record(s.ctx, withToken(o), success)
+	require.NoError(s.t, err)
+	return r
+}
+
+// fail records n failures that must not block.
+func (s *suite) fail(o gate.Op, n int) {
+	s.t.Helper()
+	for i := 0; i < n; i++ {
+		r := s.record(o, false)
+		require.Empty(s.t, r.Blocked, "failure %d of %d", i+1, n)
+	}
+}
+
+func (s *suite) blockedKinds(r gate.Result) []gate.Kind {
+	var ks []gate.Kind
+	for _, b := range r.Blocked {
+		ks = append(ks, b.Kind)
+	}
+	return ks
+}
+
+// isBlocked reports whether Check sees the counter of a one-counter op blocked.
+func (s *suite) isBlocked(o gate.Op) bool {
+	s.t.Helper()
+	return len(s.check(o).Blocked) > 0
+}
+
+func blocks(ts []gate.Transition) (n int) {
+	for _, t := range ts {
+		if t.Blocked {
+			n++
+		}
+	}
+	return n
+}
+
+func testLimits(t *testing.T, s *suite) {
+	for _, limit := range []int{0, 1, 3, 5} {
+		c := counter(gate.KindUsername, limit)
+		o := op(policy(time.Minute), c)
+		for i := 1; i <= limit; i++ {
+			r := s.record(o, false)
+			assert.Empty(t, r.Blocked, "limit %d: failure %d must not block", limit, i)
+			assert.Empty(t, r.Transitions)
+			assert.Equal(t, []int{i}, r.Failures)
+		}
+		r := s.record(o, false)
+		require.Len(t, r.Blocked, 1, "limit %d: failure %d blocks", limit, limit+1)
+		b := r.Blocked[0]
+		assert.Equal(t, c.Kind, b.Kind)
+		assert.Equal(t, c.Subject, b.Subject)
+		assert.False(t, b.Permanent)
+		assert.Greater(t, b.TTL, time.Duration(0))
+		assert.LessOrEqual(t, b.TTL, time.Minute)
+		assert.Equal(t, []int{limit + 1}, r.Failures)
+		require.Len(t, r.Transitions, 1)
+		assert.Equal(t, gate.Transition{
+			Kind: c.Kind, Subject: c.Subject, Blocked: true,
+			Duration: time.Minute, Failures: limit + 1, Lockouts: 1,
+		}, r.Transitions[0])
+		assert.True(t, s.isBlocked(o))
+	}
+}
+
+func testBlockedRefuses(t *testing.T, s *suite) {
+	c := counter(gate.KindIP, 2)
+	o := op(policy(time.Minute), c)
+	s.fail(o, 2)
+	require.NotEmpty(t, s.record(o, false).Blocked)
+
+	_, r := s.begin(o)
+	assert.False(t, r.Admitted, "Begin refused while blocked")
+	assert.Len(t, r.Blocked, 1)
+	assert.Empty(t, r.Saturated, "a block is not saturation")
+	assert.False(t, r.LastChance)
+	assert.Empty(t, r.Transitions)
+	assert.Equal(t, []int{3}, r.Failures)
+
+	for _, success := range []bool{false, true} {
+		r = s.record(o, success)
+		assert.Len(t, r.Blocked, 1, "Record(%v) refused while blocked", success)
+		assert.Empty(t, r.Transitions)
+		assert.Equal(t, []int{3}, r.Failures, "Record(%v) counted nothing", success)
+	}
+	assert.Equal(t, []int{3}, s.check(o).Failures)
+}
+
+func testCheckWritesNothing(t *testing.T, s *suite) {
+	c := counter(gate.KindUsername, 1)
+	o := op(policy(time.Minute), c)
+	r := s.check(o)
+	assert.Empty(t, r.Blocked)
+	assert.Equal(t, []int{0}, r.Failures)
+	assert.Empty(t, r.Transitions)
+	for i := 0; i < 5; i++ {
+		s.check(o)
+	}
+	s.fail(o, 1)
+	r = s.check(o)
+	assert.Equal(t, []int{1}, r.Failures)
+	assert.Empty(t, r.Blocked)
+	assert.False(t, r.Admitted)
+	// Check charged nothing: two attempts still fit (min(1,1)+0 < 2).
+	_, r = s.begin(o)
+	assert.True(t, r.Admitted)
+}
+
+func testSaturation(t *testing.T, s *suite) {
+	c := counter(gate.KindUsername, 2)
+	o := op(policy(time.Minute), c)
+	var charged []gate.Op
+	for i := 0; i < 3; i++ { // Limit+1 attempts fit
+		a, r := s.begin(o)
+		require.True(t, r.Admitted, "attempt %d", i+1)
+		assert.Equal(t, i == 2, r.LastChance, "attempt %d", i+1)
+		assert.Empty(t, r.Saturated)
+		charged = append(charged, a)
+	}
+	_, r := s.begin(o)
+	assert.False(t, r.Admitted, "the budget is full")
+	assert.Equal(t, []gate.Kind{gate.KindUsername}, r.Saturated)
+	assert.Empty(t, r.Blocked, "saturated, not blocked")
+	assert.Equal(t, []int{0}, r.Failures)
+	// The refused attempt charged nothing: freeing one slot admits one.
+	s.finish(charged[0], true)
+	_, r = s.begin(o)
+	assert.True(t, r.Admitted)
+	_, r = s.begin(o)
+	assert.False(t, r.Admitted)
+
+	// Failures count against the budget, capped at Limit.
+	c2 := counter(gate.KindIP, 2)
+	o2 := op(policy(time.Minute), c2)
+	s.fail(o2, 2)
+	_, r = s.begin(o2)
+	assert.True(t, r.Admitted)
+	assert.True(t, r.LastChance)
+	_, r = s.begin(o2)
+	assert.False(t, r.Admitted)
+	assert.Equal(t, []gate.Kind{gate.KindIP}, r.Saturated)
+}
+
+func testConcurrentBegin(t *testing.T, s *suite) {
+	for _, limit := range []int{0, 3} {
+		o := op(policy(time.Minute), counter(gate.KindUsername, limit), counter(gate.KindIP, 100))
+		const n = 300
+		var admitted, lastChance atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := s.store.Begin(s.ctx, withToken(o))
+				if !assert.NoError(t, err) {
+					return
+				}
+				if r.Admitted {
+					admitted.Add(1)
+				}
+				if r.LastChance {
+					lastChance.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		assert.EqualValues(t, limit+1, admitted.Load(), "limit %d: exactly Limit+1 admitted", limit)
+		assert.EqualValues(t, 1, lastChance.Load(), "limit %d: one last chance", limit)
+		assert.Equal(t, []int{0, 0}, s.check(o).Failures)
+	}
+}
+
+func testLastChance(t *testing.T, s *suite) {
+	c := counter(gate.KindUsername, 3)
+	o := op(policy(time.Minute), c)
+	a, r := s.begin(o)
+	require.True(t, r.Admitted)
+	assert.False(t, r.LastChance, "far from the limit")
+	s.finish(a, false)
+	s.fail(o, 2)
+	a, r = s.begin(o)
+	require.True(t, r.Admitted)
+	assert.True(t, r.LastChance, "3 failures, limit 3: this one blocks if it fails")
+	if r.Lockouts != nil {
+		assert.Equal(t, []int{0}, r.Lockouts)
+	}
+	r = s.finish(a, false)
+	require.Len(t, r.Blocked, 1, "the last chance failed")
+	assert.Equal(t, 1, blocks(r.Transitions))
+	assert.Equal(t, []int{4}, r.Failures)
+
+	// Two counters: the one closest to its limit decides.
+	o2 := op(policy(time.Minute), counter(gate.KindIP, 5), counter(gate.KindUsername, 0))
+	_, r = s.begin(o2)
+	require.True(t, r.Admitted)
+	assert.True(t, r.LastChance)
+}
+
+func testOneAtATimeAfterExpiry(t *testing.T, s *suite) {
+	c := counter(gate.KindUsername, 1)
+	o := op(policy(300*time.Millisecond), c)
+	s.fail(o, 1)
+	require.NotEmpty(t, s.record(o, false).Blocked)
+	require.Eventually(t, func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
+		"the block expires")
+	assert.Equal(t, []int{2}, s.check(o).Failures, "failures outlive the block")
+
+	a, r := s.begin(o)
+	require.True(t, r.Admitted)
+	assert.True(t, r.LastChance, "the next failure re-blocks")
+	assert.Empty(t, r.Transitions, "expiry is not a transition")
+	_, r = s.begin(o)
+	assert.False(t, r.Admitted, "one attempt at a time")
+	assert.Equal(t, []gate.Kind{gate.KindUsername}, r.Saturated)
+	r = s.finish(a, false)
+	require.Len(t, r.Blocked, 1, "re-blocked")
+	require.Len(t, r.Transitions, 1)
+	assert.Equal(t, 3, r.Transitions[0].Failures)
+	assert.Equal(t, 2, r.Transitions[0].Lockouts)
+}
+
+func testSuccessClears(t *testing.T, s *suite) {
+	ip, user := counter(gate.KindIP, 1), counter(gate.KindUsername, 1)
+	o := op(policy(time.Minute), ip, user)
+	first, r := s.begin(o)
+	require.True(t, r.Admitted)
+	second, r := s.begin(o)
+	require.True(t, r.Admitted)
+	s.finish(first, false)
+	r = s.record(o, false) // the second failure blocks both
+	require.Len(t, r.Blocked, 2)
+	require.Equal(t, 2, blocks(r.Transitions))
+
+	r = s.finish(second, true)
+	assert.Empty(t, r.Blocked, "success lifts the blocks")
+	assert.Equal(t, []int{0, 0}, r.Failures, "and clears the failures")
+	require.Len(t, r.Transitions, 2, "one unblock per lifted block")
+	for i, c := range []gate.Counter{ip, user} {
+		assert.Equal(t, gate.Transition{Kind: c.Kind, Subject: c.Subject}, r.Transitions[i])
+	}
+	assert.Empty(t, s.check(o).Blocked)
+
+	// Success removes only its own charge.
+	a, r := s.begin(o)
+	require.True(t, r.Admitted)
+	b, r := s.begin(o)
+	require.True(t, r.Admitted)
+	r = s.finish(a, true)
+	assert.Empty(t, r.Transitions, "nothing was blocked")
+	r = s.finish(b, false)
+	assert.Equal(t, []int{1, 1}, r.Failures, "the other charge is still pending and counts")
+	// Success with nothing blocked makes no transition.
+	r = s.record(o, true)
+	assert.Empty(t, r.Transitions)
+	assert.Equal(t, []int{0, 0}, r.Failures)
+}
+
+func testRecordSuccess(t *testing.T, s *suite) {
+	o := op(policy(time.Minute), counter(gate.KindUsername, 3))
+	s.fail(o, 3)
+	r := s.record(o, true)
+	assert.Equal(t, []int{0}, r.Failures)
+	assert.Empty(t, r.Blocked)
+	assert.Empty(t, r.Transitions)
+	s.fail(o, 3) // the budget is whole again
+}
+
+func testUnknownToken(t *testing.T, s *suite) {
+	o := op(policy(time.Minute), counter(gate.KindUsername, 3), counter(gate.KindIP, 3))
+	r := s.finish(withToken(o), false)
+	assert.Equal(t, []int{0, 0}, r.Failures, "unknown token: nothing counted")
+	a, r := s.begin(o)
+	require.True(t, r.Admitted)
+	r = s.finish(a, false)
+	assert.Equal(t, []int{1, 1}, r.Failures)
+	r = s.finish(a, false)
+	assert.Equal(t, []int{1, 1}, r.Failures, "a token counts once")
+	r = s.finish(a, true)
+	assert.Equal(t, []int{0, 0}, r.Failures, "success clears even with a settled token")
+}
+
+func testFailureWhileBlocked(t *testing.T, s *suite) {
+	c := counter(gate.KindUsername, 1)
+	o := op(policy(time.Minute), c)
+	a, r := s.begin(o)
+	require.True(t, r.Admitted)
+	s.fail(o, 1)
+	r = s.record(o, false)
+	require.Len(t, r.Blocked, 1)
+	require.Len(t, r.Transitions, 1)
+	r = s.finish(a, false)
+	assert.Len(t, r.Blocked, 1, "still blocked")
+	assert.Empty(t, r.Transitions, "an already blocked subject stays as it is")
+	assert.Equal(t, []int{3}, r.Failures, "the admitted attempt's failure counts")
+}
+
+func testPendingExpiry(t *testing.T, s *suite) {
+	p := policy(time.Minute)
+	p.PendingTimeout = 200 * time.Millisecond
+	ip, user := counter(gate.KindIP, 5), counter(gate.KindUsername, 1)
+	o := op(p, ip, user)
+	first, r := s.begin(o)
+	require.True(t, r.Admitted)
+	_, r = s.begin(o)
+	require.True(t, r.Admitted)
+	assert.True(t, r.LastChance)
+	_, r = s.begin(o)
+	require.False(t, r.Admitted, "saturated while the charges are pending")
+
+	time.Sleep(300 * time.Millisecond) // let both charges expire
+	_, r = s.begin(o)
+	assert.False(t, r.Admitted, "the two abandoned charges became failures and blocked")
+	assert.Equal(t, []int{2, 2}, r.Failures)
+	assert.Equal(t, []gate.Kind{gate.KindUsername}, s.blockedKinds(r))
+	require.Len(t, r.Transitions, 1, "the call that found them reports the block")
+	assert.Equal(t, gate.Transition{Kind: user.Kind, Subject: user.Subject, Blocked: true,
+		Duration: time.Minute, Failures: 2, Lockouts: 1}, r.Transitions[0])
+
+	r = s.finish(first, false)
+	assert.Equal(t, []int{2, 2}, r.Failures, "an expired charge counts once")
+	assert.Empty(t, r.Transitions)
+
+	// Finish and Record settle expired charges too.
+	for _, settle := range []string{"finish", "record"} {
+		o := op(p, counter(gate.KindUsername, 0))
+		_, r := s.begin(o)
+		require.True(t, r.Admitted)
+		time.Sleep(300 * time.Millisecond)
+		if settle == "finish" {
+			r = s.finish(withToken(o), false)
+		} else {
+			r = s.record(o, true) // refused: the expired charge blocked first
+		}
+		assert.Equal(t, []int{1}, r.Failures, settle)
+		assert.Len(t, r.Blocked, 1, settle)
+		assert.Equal(t, 1, blocks(r.Transitions), settle)
+	}
+}
+
+func testPendingNeverExpires(t *testing.T, s *suite) {
+	p := policy(time.Minute)
+	p.PendingTimeout = 0
+	o := op(p, counter(gate.KindUsername, 0))
+	a, r := s.begin(o)
+	require.True(t, r.Admitted)
+	time.Sleep(50 * time.Millisecond)
+	_, r = s.begin(o)
+	assert.False(t, r.Admitted)
+	assert.Equal(t, []int{0}, r.Failures, "a charge without timeout never turns into a failure")
+	assert.NotEmpty(t, r.Saturated)
+	r = s.finish(a, false)
+	assert.Equal(t, []int{1}, r.Failures)
+	assert.Len(t, r.Blocked, 1)
+}
+
+func testSlidingCooloff(t *testing.T, s *suite) {
+	p := policy(time.Minute)
+	p.AttemptCooloff = time.Second
+	o := op(p, counter(gate.KindIP, 10))
+	s.fail(o, 2)
+	time.Sleep(600 * time.Millisecond)
+	s.fail(o, 1) // renews the window
+	time.Sleep(600 * time.Millisecond)
+	assert.Equal(t, []int{3}, s.check(o).Failures, "each failure renews the window")
+	require.Eventually(t, func() bool { return s.check(o).Failures[0] == 0 }, 5*time.Second, 20*time.Millisecond,
+		"failures are forgotten a cool-off after the last one")
+	r := s.record(o, false)
+	assert.Equal(t, []int{1}, r.Failures, "counting starts over")
+}
+
+func testLockoutEscalation(t *testing.T, s *suite) {
+	p := policy(0)
+	p.LockoutCooloffs = []time.Duration{time.Second, 2 * time.Second, 0}
+	c := counter(gate.KindUsername, 0)
+	o := op(p, c)
+	for i, want := range []gate.Transition{
+		{Duration: time.Second, Failures: 1, Lockouts: 1},
+		{Duration: 2 * time.Second, Failures: 2, Lockouts: 2},
+		{Permanent: true, Failures: 3, Lockouts: 3},
+	} {
+		var r gate.Result
+		if i == 0 {
+			r = s.record(o, false)
+		} else {
+			require.Eventually(t, func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
+				"lockout %d expires", i)
+			a, rb := s.begin(o)
+			require.True(t, rb.Admitted)
+			if rb.Lockouts != nil {
+				assert.Equal(t, []int{i}, rb.Lockouts, "lockouts so far")
+			}
+			r = s.finish(a, false)
+		}
+		require.Len(t, r.Transitions, 1, "lockout %d", i+1)
+		want.Kind, want.Subject, want.Blocked = c.Kind, c.Subject, true
+		assert.Equal(t, want, r.Transitions[0], "lockout %d", i+1)
+		require.Len(t, r.Blocked, 1)
+		assert.Equal(t, want.Permanent, r.Blocked[0].Permanent)
+	}
+	st := s.check(o).Blocked
+	require.Len(t, st, 1)
+	assert.True(t, st[0].Permanent)
+	assert.Zero(t, st[0].TTL)
+}
+
+func testLockoutMemory(t *testing.T, s *suite) {
+	p := policy(0)
+	p.LockoutCooloffs = []time.Duration{300 * time.Millisecond, long}
+	p.LockoutMemory = 600 * time.Millisecond
+	c := counter(gate.KindUsername, 0)
+	o := op(p, c)
+	r := s.record(o, false)
+	require.Len(t, r.Transitions, 1)
+	require.Equal(t, 1, r.Transitions[0].Lockouts)
+	time.Sleep(900 * time.Millisecond) // block and lockout memory both gone
+	require.False(t, s.isBlocked(o))
+	r = s.record(o, false)
+	require.Len(t, r.Transitions, 1)
+	assert.Equal(t, 1, r.Transitions[0].Lockouts, "the earlier lockout is forgotten")
+	assert.Equal(t, 300*time.Millisecond, r.Transitions[0].Duration, "so the first cool-off applies again")
+}
+
+func testPermanent(t *testing.T, s *suite) {
+	c := counter(gate.KindIP, 1)
+	o := op(policy(0), c)
+	s.fail(o, 1)
+	r := s.record(o, false)
+	require.Len(t, r.Blocked, 1)
+	assert.Equal(t, gate.BlockState{Kind: c.Kind, Subject: c.Subject, Permanent: true}, r.Blocked[0])
+	require.Len(t, r.Transitions, 1)
+	assert.True(t, r.Transitions[0].Permanent)
+	assert.Zero(t, r.Transitions[0].Duration)
+	assert.Equal(t, []gate.BlockState{{Kind: c.Kind, Subject: c.Subject, Permanent: true}}, s.check(o).Blocked)
+}
+
+func testTwoCounters(t *testing.T, s *suite) {
+	ip, user := counter(gate.KindIP, 2), counter(gate.KindUsername, 1)
+	p := policy(time.Minute)
+	both := op(p, ip, user)
+	s.fail(both, 1)
+	r := s.record(both, false)
+	assert.Equal(t, []int{2, 2}, r.Failures)
+	assert.Equal(t, []gate.Kind{gate.KindUsername}, s.blockedKinds(r), "each counter has its own limit")
+	require.Len(t, r.Transitions, 1)
+	assert.Equal(t, user.Subject, r.Transitions[0].Subject)
+
+	r = s.record(both, false)
+	assert.Equal(t, []int{2, 2}, r.Failures, "refused by the username block: nothing counted")
+	ipOnly := op(p, ip)
+	assert.Empty(t, s.check(ipOnly).Blocked, "the IP is not blocked")
+
+	other := counter(gate.KindUsername, 5)
+	r = s.record(op(p, ip, other), false)
+	assert.Equal(t, []int{3, 1}, r.Failures)
+	assert.Equal(t, []gate.Kind{gate.KindIP}, s.blockedKinds(r))
+
+	r = s.check(both)
+	require.Len(t, r.Blocked, 2, "both listed, in Op.Counters order")
+	assert.Equal(t, ip.Subject, r.Blocked[0].Subject)
+	assert.Equal(t, user.Subject, r.Blocked[1].Subject)
+	assert.Equal(t, []int{3, 2}, r.Failures)
+}
+
+func testAdminBlockUnblock(t *testing.T, s *suite) {
+	for _, kind := range gate.Kinds {
+		c := counter(kind, 3)
+		o := op(policy(time.Minute), c)
+		tr, err := s.store.Block(s.ctx, kind, c.Subject, time.Hour)
+		require.NoError(t, err)
+		require.NotNil(t, tr, "%s: new block", kind)
+		assert.Equal(t, gate.Transition{Kind: kind, Subject: c.Subject, Blocked: true, Duration: time.Hour}, *tr)
+		st := s.check(o).Blocked
+		require.Len(t, st, 1)
+		assert.InDelta(t, float64(time.Hour), float64(st[0].TTL), float64(time.Minute))
+
+		tr, err = s.store.Block(s.ctx, kind, c.Subject, 0)
+		require.NoError(t, err)
+		assert.Nil(t, tr, "%s: replacing a block is no transition", kind)
+		assert.Equal(t, []gate.BlockState{{Kind: kind, Subject: c.Subject, Permanent: true}}, s.check(o).Blocked,
+			"the new block replaced the old")
+		_, r := s.begin(o)
+		assert.False(t, r.Admitted)
+
+		tr, err = s.store.Unblock(s.ctx, kind, c.Subject)
+		require.NoError(t, err)
+		require.NotNil(t, tr)
+		assert.Equal(t, gate.Transition{Kind: kind, Subject: c.Subject}, *tr)
+		assert.Empty(t, s.check(o).Blocked)
+		tr, err = s.store.Unblock(s.ctx, kind, c.Subject)
+		require.NoError(t, err)
+		assert.Nil(t, tr, "%s: nothing to unblock", kind)
+	}
+	// An automatic block replaced by hand, and a subject never seen.
+	c := counter(gate.KindUsername, 0)
+	r := s.record(op(policy(time.Minute), c), false)
+	require.Len(t, r.Transitions, 1)
+	tr, err := s.store.Block(s.ctx, c.Kind, c.Subject, time.Hour)
+	require.NoError(t, err)
+	assert.Nil(t, tr, "already blocked")
+	tr, err = s.store.Unblock(s.ctx, gate.KindIP, counter(gate.KindIP, 0).Subject)
+	require.NoError(t, err)
+	assert.Nil(t, tr)
+	// An expired block is not lifted by Unblock: no transition.
+	c = counter(gate.KindIP, 0)
+	_, err = s.store.Block(s.ctx, c.Kind, c.Subject, 100*time.Millisecond)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !s.isBlocked(op(policy(time.Minute), c)) },
+		5*time.Second, 20*time.Millisecond)
+	tr, err = s.store.Unblock(s.ctx, c.Kind, c.Subject)
+	require.NoError(t, err)
+	assert.Nil(t, tr, "expiry already ended the block")
+}
+
+func testUnblockForgets(t *testing.T, s *suite) {
+	p := policy(time.Minute)
+	p.LockoutCooloffs = []time.Duration{time.Minute, time.Hour}
+	c := counter(gate.KindUsername, 1)
+	o := op(p, c)
+	s.fail(o, 1)
+	r := s.record(o, false)
+	require.Len(t, r.Transitions, 1)
+	_, err := s.store.Unblock(s.ctx, c.Kind, c.Subject)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0}, s.check(o).Failures, "failures forgotten")
+
+	// Pending charges forgotten: the whole budget is free again.
+	for i := 0; i < 2; i++ {
+		_, r := s.begin(o)
+		require.True(t, r.Admitted)
+	}
+	_, err = s.store.Unblock(s.ctx, c.Kind, c.Subject)
+	require.NoError(t, err)
+	for i := 0; i < 2; i++ {
+		_, r := s.begin(o)
+		require.True(t, r.Admitted, "pending charges forgotten (%d)", i)
+	}
+	_, err = s.store.Unblock(s.ctx, c.Kind, c.Subject)
+	require.NoError(t, err)
+
+	// Lockout history forgotten: the next lockout is a first one.
+	s.fail(o, 1)
+	r = s.record(o, false)
+	require.Len(t, r.Transitions, 1)
+	assert.Equal(t, 1, r.Transitions[0].Lockouts)
+	assert.Equal(t, time.Minute, r.Transitions[0].Duration)
+}
+
+func testBlockedList(t *testing.T, s *suite) {
+	kind := gate.KindUsername
+	forever, hour, brief := counter(kind, 0), counter(kind, 0), counter(kind, 0)
+	for c, d := range map[gate.Counter]time.Duration{forever: 0, hour: time.Hour, brief: 300 * time.Millisecond} {
+		_, err := s.store.Block(s.ctx, kind, c.Subject, d)
+		require.NoError(t, err)
+	}
+	auto := counter(kind, 0)
+	require.Len(t, s.record(op(policy(time.Hour), auto), false).Transitions, 1)
+	ipBlocked := counter(gate.KindIP, 0)
+	_, err := s.store.Block(s.ctx, gate.KindIP, ipBlocked.Subject, time.Hour)
+	require.NoError(t, err)
+
+	mine := func(kind gate.Kind) map[string]gate.BlockState {
+		list, err := s.store.Blocked(s.ctx, kind, 0)
+		require.NoError(t, err)
+		out := map[string]gate.BlockState{}
+		for _, b := range list {
+			assert.Equal(t, kind, b.Kind)
+			if b.Permanent {
+				assert.Zero(t, b.TTL)
+			} else {
+				assert.Greater(t, b.TTL, time.Duration(0))
+			}
+			_, dup := out[b.Subject]
+			assert.False(t, dup, "listed twice: %q", b.Subject)
+			switch b.Subject {
+			case forever.Subject, hour.Subject, brief.Subject, auto.Subject, ipBlocked.Subject:
+				out[b.Subject] = b
+			}
+		}
+		return out
+	}
+	got := mine(kind)
+	require.Contains(t, got, forever.Subject)
+	assert.True(t, got[forever.Subject].Permanent)
+	require.Contains(t, got, hour.Subject)
+	assert.InDelta(t, float64(time.Hour), float64(got[hour.Subject].TTL), float64(time.Minute))
+	assert.Contains(t, got, auto.Subject)
+	assert.NotContains(t, got, ipBlocked.Subject, "other kinds are not listed")
+	assert.Contains(t, mine(gate.KindIP), ipBlocked.Subject)
+
+	for _, limit := range []int{1, 2} {
+		list, err := s.store.Blocked(s.ctx, kind, limit)
+		require.NoError(t, err)
+		assert.Len(t, list, limit, "at most limit, and there are more")
+	}
+
+	require.Eventually(t, func() bool {
+		_, ok := mine(kind)[brief.Subject]
+		return !ok
+	}, 5*time.Second, 20*time.Millisecond, "an expired block is not listed")
+
+	_, err = s.store.Unblock(s.ctx, kind, hour.Subject)
+	require.NoError(t, err)
+	r := s.record(op(policy(time.Hour), auto), true)
+	require.Empty(t, r.Transitions, "Record refuses a blocked subject, success or not")
+	_, err = s.store.Finish(s.ctx, withToken(op(policy(time.Hour), auto)), true)
+	require.NoError(t, err)
+	got = mine(kind)
+	assert.NotContains(t, got, hour.Subject, "unblocked")
+	assert.NotContains(t, got, auto.Subject, "lifted by a success")
+	assert.Contains(t, got, forever.Subject)
+}
+
+func testTransitionsOnce(t *testing.T, s *suite) {
+	const n = 40
+	run := func(f func(i int) []gate.Transition) (blocked, unblocked int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ts := f(i)
+				mu.Lock()
+				defer mu.Unlock()
+				for _, tr := range ts {
+					if tr.Blocked {
+						blocked++
+					} else {
+						unblocked++
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return blocked, unblocked
+	}
+	p := policy(time.Minute)
+	ip, user := counter(gate.KindIP, n-1), counter(gate.KindUsername, n-1)
+	o := op(p, ip, user)
+	var tickets []gate.Op
+	for i := 0; i < n; i++ {
+		a, r := s.begin(o)
+		require.True(t, r.Admitted)
+		tickets = append(tickets, a)
+	}
+	b, u := run(func(i int) []gate.Transition {
+		r, err := s.store.Finish(s.ctx, tickets[i], false)
+		assert.NoError(t, err)
+		return r.Transitions
+	})
+	assert.Equal(t, 2, b, "racing failures: one block per counter")
+	assert.Zero(t, u)
+
+	b, u = run(func(i int) []gate.Transition {
+		r, err := s.store.Finish(s.ctx, withToken(o), true)
+		assert.NoError(t, err)
+		return r.Transitions
+	})
+	assert.Zero(t, b)
+	assert.Equal(t, 2, u, "racing successes: one unblock per counter")
+
+	c := counter(gate.KindUsername, 3)
+	b, _ = run(func(i int) []gate.Transition {
+		r, err := s.store.Record(s.ctx, withToken(op(p, c)), false)
+		assert.NoError(t, err)
+		return r.Transitions
+	})
+	assert.Equal(t, 1, b, "racing Record failures: one block")
+
+	c = counter(gate.KindIP, 3)
+	b, u = run(func(i int) []gate.Transition {
+		var out []gate.Transition
+		tr, err := s.store.Block(s.ctx, c.Kind, c.Subject, time.Minute)
+		assert.NoError(t, err)
+		if tr != nil {
+			out = append(out, *tr)
+		}
+		return out
+	})
+	assert.Equal(t, 1, b, "racing admin blocks: one block")
+	_, u = run(func(i int) []gate.Transition {
+		var out []gate.Transition
+		tr, err := s.store.Unblock(s.ctx, c.Kind, c.Subject)
+		assert.NoError(t, err)
+		if tr != nil {
+			out = append(out, *tr)
+		}
+		return out
+	})
+	assert.Equal(t, 1, u, "racing admin unblocks: one unblock")
+}
+
+func testHostileSubjects(t *testing.T, s *suite) {
+	base := random(6)
+	// Pairs (a, b) where a, read as a glob pattern or a key fragment,
+	// would match or contain b.
+	hostile := [][2]string{
+		{base + "*", base + "x"},
+		{base + "?", base + "y"},
+		{base + "[xy]", base + "x"},
+		{base + "[^a]", base + "b"},
+		{base + `\*`, base + "*"},
+		{base + ":", base + ":blocked"},
+		{base + ":ip:", base + ":ip:x"},
+		{"{" + base + "}", "{" + base + "}x"},
+		{base + " sp ace", base + "\t\n"},
+		{base + "ünïcødé ☃", base + "unicode"},
+		{base + "\x00nul", base},
+		{base + "%s%d", base + "%"},
+		{base + strings.Repeat("ℵ", 1024), base + strings.Repeat("ℵ", 1023)},
+	}
+	p := policy(time.Minute)
+	for _, kind := range []gate.Kind{gate.KindIP, gate.KindUsername, gate.KindPair} {
+		for _, h := range hostile {
+			a := gate.Counter{Kind: kind, Subject: h[0], Limit: 0}
+			b := gate.Counter{Kind: kind, Subject: h[1], Limit: 0}
+			if kind == gate.KindIP {
+				a.Subject, b.Subject = "ip"+a.Subject, "ip"+b.Subject
+			}
+			oa, ob := op(p, a), op(p, b)
+			r := s.record(oa, false)
+			require.Len(t, r.Blocked, 1, "%s %q blocks", kind, a.Subject)
+			assert.Equal(t, a.Subject, r.Blocked[0].Subject)
+			assert.Equal(t, []int{0}, s.check(ob).Failures, "%s %q untouched by %q", kind, b.Subject, a.Subject)
+			assert.Empty(t, s.check(ob).Blocked)
+
+			list, err := s.store.Blocked(s.ctx, kind, 0)
+			require.NoError(t, err)
+			found := 0
+			for _, st := range list {
+				if st.Subject == a.Subject {
+					found++
+				}
+				assert.NotEqual(t, b.Subject, st.Subject)
+			}
+			assert.Equal(t, 1, found, "%s %q listed intact", kind, a.Subject)
+
+			_, err = s.store.Block(s.ctx, kind, b.Subject, time.Minute)
+			require.NoError(t, err)
+			tr, err := s.store.Unblock(s.ctx, kind, a.Subject)
+			require.NoError(t, err)
+			require.NotNil(t, tr)
+			assert.Equal(t, a.Subject, tr.Subject)
+			assert.Len(t, s.check(ob).Blocked, 1, "%s: unblocking %q leaves %q blocked", kind, a.Subject, b.Subject)
+			_, err = s.store.Unblock(s.ctx, kind, b.Subject)
+			require.NoError(t, err)
+		}
+	}
+	// The same subject under two kinds is two subjects.
+	subject := "198.51.100." + random(4)
+	r := s.record(op(p, gate.Counter{Kind: gate.KindIP, Subject: subject}), false)
+	require.Len(t, r.Blocked, 1)
+	assert.Empty(t, s.check(op(p, gate.Counter{Kind: gate.KindUsername, Subject: subject})).Blocked)
+}
+
+func testInvalidOps(t *testing.T, s *suite) {
+	c := counter(gate.KindUsername, 1)
+	bad := map[string]gate.Op{
+		"no counters":    {Policy: policy(time.Minute), Token: "t"},
+		"no policy":      {Counters: []gate.Counter{c}, Token: "t"},
+		"no cool-offs":   {Counters: []gate.Counter{c}, Policy: &gate.Policy{}, Token: "t"},
+		"repeated kinds": {Counters: []gate.Counter{c, c}, Policy: policy(time.Minute), Token: "t"},
+	}
+	for name, o := range bad {
+		_, err := s.store.Check(s.ctx, o)
+		assert.Error(t, err, "Check: %s", name)
+		_, err = s.store.Begin(s.ctx, o)
+		assert.Error(t, err, "Begin: %s", name)
+		_, err = s.store.Record(s.ctx, o, false)
+		assert.Error(t, err, "Record: %s", name)
+	}
+	_, err := s.store.Begin(s.ctx, gate.Op{Counters: []gate.Counter{c}, Policy: policy(time.Minute)})
+	assert.Error(t, err, "Begin without a token")
+	_, err = s.store.Block(s.ctx, gate.KindIP, "192.0.2.1", -time.Second)
+	assert.Error(t, err, "negative block")
+	_, err = s.store.Blocked(s.ctx, gate.Kind("nope"), 0)
+	assert.Error(t, err, "unknown kind")
+}
