@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// cliDeps opens what a CLI command needs, with warnings on stderr.
+func cliDeps(ctx context.Context, cfg *Config, need needs, stderr io.Writer) (*deps, *slog.Logger, error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := openDeps(ctx, cfg, need, log, nil)
+	return d, log, err
+}
+
+// closeCLI flushes events for up to 10 s.
+func closeCLI(ctx context.Context, d *deps, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	d.Close(cctx, log)
+}
+
+// cmdBlocked prints the blocked subjects as a table.
+func cmdBlocked(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	fs, cfg := newFlagSet("blocked", stderr, lookup)
+	asJSON := fs.Bool("json", false, "print JSON as GET /api/v1/blocked does")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: blocked takes no arguments", errUsage)
+	}
+	if err := cfg.finish(lookup, needs{redis: true}); err != nil {
+		return err
+	}
+	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeCLI(ctx, d, log)
+	list, err := listBlocked(ctx, d.gate, 0, time.Now())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSONTo(stdout, list)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tVALUE\tUNTIL\tLEFT")
+	n := 0
+	for _, part := range []struct {
+		kind string
+		es   []BlockedEntry
+	}{{"ip", list.IPs}, {"username", list.Usernames}, {"pair", list.Pairs}} {
+		for _, e := range part.es {
+			until, left := "permanent", "-"
+			if e.Until != nil {
+				until, left = e.Until.Format(time.RFC3339), humanDuration(e.RetryAfter)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", part.kind, printable(e.Value), until, left)
+			n++
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d blocked\n", n)
+	return nil
+}
+
+// cmdUnblock lifts a block: admin unblock ip|username|pair VALUE.
+func cmdUnblock(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	fs, cfg := newFlagSet("unblock", stderr, lookup)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return fmt.Errorf("%w: unblock ip|username|pair VALUE", errUsage)
+	}
+	if err := cfg.finish(lookup, needs{redis: true}); err != nil {
+		return err
+	}
+	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeCLI(ctx, d, log)
+	res, err := unblockSubject(ctx, d.gate, pos[0], pos[1])
+	if err != nil {
+		return err
+	}
+	if res.Unblocked {
+		fmt.Fprintf(stdout, "unblocked %s %s\n", res.Kind, res.Value)
+	} else {
+		fmt.Fprintf(stdout, "%s %s was not blocked (failures cleared)\n", res.Kind, res.Value)
+	}
+	warnNoEvents(cfg, stderr)
+	return nil
+}
+
+// cmdBlock blocks by hand: admin block ip|username|pair VALUE [--for 1h | --permanent].
+func cmdBlock(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	fs, cfg := newFlagSet("block", stderr, lookup)
+	forS := fs.String("for", "", "block duration: 90s, 1h30m, 7d or seconds (default: the first lockout cool-off)")
+	permanent := fs.Bool("permanent", false, "block until unblocked")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return fmt.Errorf("%w: block ip|username|pair VALUE [--for 1h | --permanent]", errUsage)
+	}
+	if *permanent && *forS != "" {
+		return fmt.Errorf("%w: --for and --permanent exclude each other", errUsage)
+	}
+	if err := cfg.finish(lookup, needs{redis: true}); err != nil {
+		return err
+	}
+	dur := cfg.Gate.LockoutCooloffs[0]
+	if *forS != "" {
+		if dur, err = parseDuration(*forS); err != nil {
+			return fmt.Errorf("%w: --for: %v", errUsage, err)
+		}
+	}
+	perm := *permanent || dur == 0
+	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeCLI(ctx, d, log)
+	res, err := blockSubject(ctx, d.gate, pos[0], pos[1], dur, perm, time.Now())
+	if err != nil {
+		return err
+	}
+	if res.Permanent {
+		fmt.Fprintf(stdout, "blocked %s %s permanently\n", res.Kind, res.Value)
+	} else {
+		fmt.Fprintf(stdout, "blocked %s %s until %s\n", res.Kind, res.Value, res.Until.Format(time.RFC3339))
+	}
+	warnNoEvents(cfg, stderr)
+	return nil
+}
+
+func warnNoEvents(cfg *Config, stderr io.Writer) {
+	if cfg.NATSURL == "" {
+		fmt.Fprintln(stderr, "warning: DEFENDER_NATS_URL is not set: no event was published")
+	}
+}
+
+// cmdAttempts prints attempts newest first as a table.
+func cmdAttempts(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	fs, cfg := newFlagSet("attempts", stderr, lookup)
+	q := url.Values{}
+	for _, f := range []struct{ name, usage string }{
+		{"username", "only this username"},
+		{"ip", "only this address or network (2001:db8::/64)"},
+		{"result", "success, failure or blocked"},
+		{"since", "from: RFC 3339, unix seconds or a duration ago (1h, 7d)"},
+		{"until", "to (exclusive), same forms as --since"},
+		{"limit", "rows, 1..1000 (default 50)"},
+		{"cursor", "continue after a previous page (printed as next)"},
+	} {
+		fs.Func(f.name, f.usage, func(v string) error { q.Set(f.name, v); return nil })
+	}
+	asJSON := fs.Bool("json", false, "print JSON as GET /api/v1/attempts does")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: attempts takes flags only, got %q", errUsage, pos)
+	}
+	if err := cfg.finish(lookup, needs{clickhouse: true}); err != nil {
+		return err
+	}
+	f, err := parseFilter(q, &cfg.Gate, time.Now())
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	d, log, err := cliDeps(ctx, cfg, needs{clickhouse: true}, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeCLI(ctx, d, log)
+	rows, next, err := d.hist.Attempts(ctx, f)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		page := AttemptPage{Attempts: rows}
+		if next != nil {
+			c := next.String()
+			page.Next = &c
+		}
+		return writeJSONTo(stdout, page)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tRESULT\tIP\tUSERNAME\tPATH")
+	for _, a := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Time.Format(time.RFC3339), a.Result, a.IP, printable(a.Username), printable(a.Path))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != nil {
+		fmt.Fprintf(stdout, "next: --cursor %s\n", next)
+	}
+	return nil
+}
+
+// printable escapes control characters so that data cannot drive the terminal.
+func printable(s string) string {
+	q := strconv.Quote(s)
+	q = q[1 : len(q)-1]
+	return strings.ReplaceAll(q, `\"`, `"`)
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// deps are the connections a command works with. Close releases them,
+// flushing the events still queued.
+type deps struct {
+	redis  *redis.Client
+	gate   *gate.Gate
+	hist   *History
+	nc     *nats.Conn
+	pub    *events.Publisher
+	pubErr chan error // Run's result
+	stop   context.CancelFunc
+}
+
+// openDeps opens what need asks for. The gate publishes the blocks and
+// unblocks made through it when NATS is configured.
+func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, reg prometheus.Registerer) (*deps, error) {
+	d := &deps{}
+	ok := false
+	defer func() {
+		if !ok {
+			d.Close(context.Background(), log)
+		}
+	}()
+	if need.redis {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
+		}
+		d.redis = redis.NewClient(opts)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = d.redis.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
+		}
+		if cfg.NATSURL != "" {
+			if err := d.openNATS(ctx, cfg, log, reg); err != nil {
+				return nil, err
+			}
+		}
+		gopts := []gate.Option{gate.WithLogger(log)}
+		if reg != nil {
+			gopts = append(gopts, gate.WithRegisterer(reg))
+		}
+		if d.pub != nil {
+			gopts = append(gopts, gate.WithEmitter(d.pub))
+		}
+		g, err := gate.New(cfg.Gate, gate.NewRedisStore(d.redis, cfg.CachePrefix), gopts...)
+		if err != nil {
+			return nil, err
+		}
+		d.gate = g
+	}
+	if need.clickhouse {
+		h, err := openHistory(cfg.ClickHouseURL)
+		if err != nil {
+			return nil, err
+		}
+		d.hist = h
+	}
+	ok = true
+	return d, nil
+}
+
+// openNATS connects, makes sure the DEFENDER stream exists (without
+// changing one that does) and starts the event publisher.
+func (d *deps) openNATS(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer) error {
+	ecfg, err := events.FromEnv(osLookup)
+	if err != nil {
+		return err
+	}
+	ecfg.NATSURL, ecfg.SubjectPrefix = cfg.NATSURL, cfg.SubjectPrefix
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	nc, js, err := events.Connect(cctx, cfg.NATSURL, "defender-admin")
+	if err != nil {
+		return err
+	}
+	d.nc = nc
+	if _, err := js.Stream(cctx, events.StreamName); errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := events.EnsureStream(cctx, js, ecfg.Stream()); err != nil {
+			return fmt.Errorf("create stream %s: %w", events.StreamName, err)
+		}
+	} else if err != nil {
+		log.Warn("cannot look up the event stream; events may not be stored", "stream", events.StreamName, "err", err)
+	}
+	pub, err := events.NewPublisher(js, events.PublisherOptions{
+		Subjects: events.Subjects{Prefix: cfg.SubjectPrefix}, Gate: "admin", Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	d.pub = pub
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d.stop = stop
+	d.pubErr = make(chan error, 1)
+	go func() { d.pubErr <- pub.Run(rctx) }()
+	return nil
+}
+
+// Close flushes queued events until ctx ends and closes every connection.
+func (d *deps) Close(ctx context.Context, log *slog.Logger) {
+	if d.gate != nil {
+		if err := d.gate.Close(ctx); err != nil {
+			log.Warn("gate close", "err", err)
+		}
+	}
+	if d.pub != nil {
+		if err := d.pub.Close(ctx); err != nil {
+			log.Warn("events left unpublished", "err", err)
+		}
+		d.stop()
+		<-d.pubErr
+	}
+	if d.nc != nil {
+		d.nc.Close()
+	}
+	if d.redis != nil {
+		_ = d.redis.Close()
+	}
+	if d.hist != nil {
+		_ = d.hist.Close()
+	}
+}

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Page sizes of attempt listings.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// ErrBadFilter is wrapped by every error about a filter value.
+var ErrBadFilter = errors.New("bad filter")
+
+// History reads the attempts and blocks the recorder stored in ClickHouse.
+// Every query is parameterised; listings page by (ts, id), never by OFFSET.
+type History struct {
+	conn driver.Conn
+}
+
+// openHistory prepares connections to ClickHouse over the native protocol;
+// they are dialled on first use (see Ping).
+func openHistory(dsn string) (*History, error) {
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("DEFENDER_CLICKHOUSE_URL: %w", err)
+	}
+	opts.DialTimeout = 5 * time.Second
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse open: %w", err)
+	}
+	return &History{conn: conn}, nil
+}
+
+// Close closes the connections.
+func (h *History) Close() error { return h.conn.Close() }
+
+// Ping checks that ClickHouse answers.
+func (h *History) Ping(ctx context.Context) error {
+	if err := h.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse ping: %w", err)
+	}
+	return nil
+}
+
+// AttemptRow is one stored attempt.
+type AttemptRow struct {
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	IP        string    `json:"ip"`
+	Username  string    `json:"username"`
+	Result    string    `json:"result"`
+	Path      string    `json:"path"`
+	UserAgent string    `json:"user_agent"`
+}
+
+// Cursor is the position after the last row of a page: the next page holds
+// the rows older than (Time, ID).
+type Cursor struct {
+	Time time.Time
+	ID   string
+}
+
+// String encodes the cursor for URLs ("next").
+func (c Cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.Time.Unix(), 10) + "." + c.ID))
+}
+
+// ParseCursor decodes Cursor.String.
+func ParseCursor(s string) (Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, fmt.Errorf("%w: cursor: %w", ErrBadFilter, err)
+	}
+	sec, id, ok := strings.Cut(string(b), ".")
+	n, err := strconv.ParseInt(sec, 10, 64)
+	if !ok || err != nil || id == "" || n < 0 {
+		return Cursor{}, fmt.Errorf("%w: cursor %q", ErrBadFilter, s)
+	}
+	return Cursor{Time: time.Unix(n, 0).UTC(), ID: id}, nil
+}
+
+// AttemptFilter selects attempts. Zero fields select everything.
+type AttemptFilter struct {
+	Username string
+	// Usernames matches any of these (the typed and the normalised form).
+	Usernames []string
+	// IP is an address or a network ("2001:db8::/64", "10.0.0.0/8").
+	IP     netip.Prefix
+	Result string // success | failure | blocked
+	Since  time.Time
+	Until  time.Time
+	Limit  int     // 1..maxLimit; 0 means defaultLimit
+	After  *Cursor // rows strictly older than this
+}
+
+// where renders the filter as a WHERE clause with its arguments.
+func (f *AttemptFilter) where() (string, []any) {
+	var conds []string
+	var args []any
+	add := func(cond string, a ...any) { conds = append(conds, cond); args = append(args, a...) }
+	if len(f.Usernames) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(f.Usernames)), ", ")
+		for _, u := range f.Usernames {
+			args = append(args, u)
+		}
+		conds = append(conds, "username IN ("+ph+")")
+	}
+	if f.IP.IsValid() {
+		ipCond(f.IP, add)
+	}
+	if f.Result != "" {
+		add("result = ?", f.Result)
+	}
+	if !f.Since.IsZero() {
+		add("ts >= toDateTime(?)", f.Since.Unix())
+	}
+	if !f.Until.IsZero() {
+		add("ts < toDateTime(?)", f.Until.Unix())
+	}
+	if f.After != nil {
+		// The first condition alone selects index ranges; the second breaks ties within a second.
+		add("ts <= toDateTime(?) AND (ts < toDateTime(?) OR toString(id) < ?)", f.After.Time.Unix(), f.After.Time.Unix(), f.After.ID)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// ipCond matches an address exactly, or a network by the numeric range of
+// its addresses.
+func ipCond(p netip.Prefix, add func(string, ...any)) {
+	p = p.Masked()
+	if p.IsSingleIP() {
+		add("ip = ?", p.Addr().String())
+		return
+	}
+	lo, hi := p.Addr().AsSlice(), p.Addr().AsSlice()
+	for i := range hi {
+		bits := p.Bits() - 8*i
+		switch {
+		case bits >= 8:
+		case bits <= 0:
+			hi[i] = 0xff
+		default:
+			hi[i] |= 0xff >> bits
+		}
+	}
+	if p.Addr().Is4() {
+		add("IPv4StringToNum(ip) BETWEEN ? AND ?", uint32From(lo), uint32From(hi))
+		return
+	}
+	add("IPv6StringToNum(ip) BETWEEN unhex(?) AND unhex(?)", hex.EncodeToString(lo), hex.EncodeToString(hi))
+}
+
+func uint32From(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// Attempts lists attempts newest first, and the cursor of the next page
+// (nil when this page is the last).
+func (h *History) Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRow, *Cursor, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	limit = min(limit, maxLimit)
+	where, args := f.where()
+	// One more row than asked tells whether an older page exists. LIMIT 1
+	// BY id hides copies of a redelivered event not merged away yet.
+	q := "SELECT toString(id) AS sid, ts, ip, username, toString(result), path, user_agent FROM attempts" + where +
+		" ORDER BY ts DESC, sid DESC LIMIT 1 BY sid LIMIT " + strconv.Itoa(limit+1)
+	rows, err := h.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query attempts: %w", err)
+	}
+	defer rows.Close()
+	out := make([]AttemptRow, 0, limit)
+	for rows.Next() {
+		var a AttemptRow
+		if err := rows.Scan(&a.ID, &a.Time, &a.IP, &a.Username, &a.Result, &a.Path, &a.UserAgent); err != nil {
+			return nil, nil, fmt.Errorf("scan attempt: %w", err)
+		}
+		a.Time = a.Time.UTC()
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read attempts: %w", err)
+	}
+	if len(out) <= limit {
+		return out, nil, nil
+	}
+	out = out[:limit]
+	last := out[limit-1]
+	return out, &Cursor{Time: last.Time, ID: last.ID}, nil
+}
+
+// BlockRow is one stored block or unblock.
+type BlockRow struct {
+	ID        string     `json:"id"`
+	Time      time.Time  `json:"time"`
+	Kind      string     `json:"kind"`
+	Subject   string     `json:"subject"`
+	Blocked   bool       `json:"blocked"` // false: an unblock
+	Until     *time.Time `json:"until"`
+	Permanent bool       `json:"permanent"`
+	Failures  int        `json:"failures"`
+	Reason    string     `json:"reason"`
+}
+
+// Blocks lists the latest blocks and unblocks of one subject, newest
+// first. For an IP it includes the pairs holding that IP.
+func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) ([]BlockRow, error) {
+	cond, args := "kind = ? AND subject = ?", []any{kind, subject}
+	switch kind {
+	case "ip":
+		cond, args = "(kind = 'ip' AND subject = ?) OR (kind = 'pair' AND startsWith(subject, ?))", []any{subject, subject + "|"}
+	case "username":
+		cond, args = "(kind = 'username' AND subject = ?) OR (kind = 'pair' AND endsWith(subject, ?))", []any{subject, "|" + subject}
+	}
+	q := "SELECT toString(id) AS sid, ts, toString(kind), subject, toString(action), until, permanent, failures, toString(reason) FROM blocks WHERE " +
+		cond + " ORDER BY ts DESC, sid DESC LIMIT 1 BY sid LIMIT " + strconv.Itoa(limit)
+	rows, err := h.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query blocks: %w", err)
+	}
+	defer rows.Close()
+	var out []BlockRow
+	for rows.Next() {
+		var (
+			b         BlockRow
+			action    string
+			until     time.Time
+			permanent uint8
+			failures  uint32
+		)
+		if err := rows.Scan(&b.ID, &b.Time, &b.Kind, &b.Subject, &action, &until, &permanent, &failures, &b.Reason); err != nil {
+			return nil, fmt.Errorf("scan block: %w", err)
+		}
+		b.Time, b.Blocked, b.Permanent, b.Failures = b.Time.UTC(), action == "block", permanent == 1, int(failures)
+		if b.Blocked && !b.Permanent && until.Unix() > 0 {
+			u := until.UTC()
+			b.Until = &u
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read blocks: %w", err)
+	}
+	return out, nil
+}
+
+// Window is a span of time the dashboard charts, with its bucket size.
+type Window struct {
+	Name string
+	Span time.Duration
+	Step time.Duration
+}
+
+// Windows are the dashboard's choices.
+var Windows = []Window{
+	{"15m", 15 * time.Minute, time.Minute},
+	{"1h", time.Hour, time.Minute},
+	{"24h", 24 * time.Hour, 15 * time.Minute},
+	{"7d", 7 * 24 * time.Hour, 2 * time.Hour},
+}
+
+// ParseWindow finds a window by name; "" is 1h.
+func ParseWindow(s string) (Window, error) {
+	if s == "" {
+		s = "1h"
+	}
+	for _, w := range Windows {
+		if w.Name == s {
+			return w, nil
+		}
+	}
+	return Window{}, fmt.Errorf("%w: window %q (want 15m, 1h, 24h or 7d)", ErrBadFilter, s)
+}
+
+// Series is a chart's data: one count per bucket per series.
+type Series struct {
+	Window  string           `json:"window"`
+	Step    int              `json:"step"`    // seconds per bucket
+	Buckets []int64          `json:"buckets"` // bucket starts, unix seconds, oldest first
+	Series  map[string][]int `json:"series"`
+}
+
+// newSeries lays out the buckets of w ending at now.
+func newSeries(w Window, now time.Time, names ...string) *Series {
+	step := int64(w.Step / time.Second)
+	n := int64(w.Span / w.Step)
+	last := now.Unix() / step * step
+	s := &Series{Window: w.Name, Step: int(step), Series: map[string][]int{}}
+	for i := n - 1; i >= 0; i-- {
+		s.Buckets = append(s.Buckets, last-i*step)
+	}
+	for _, name := range names {
+		s.Series[name] = make([]int, n)
+	}
+	return s
+}
+
+// add counts v in the bucket starting at b of series name.
+func (s *Series) add(name string, b int64, v int) {
+	if len(s.Buckets) == 0 {
+		return
+	}
+	i := (b - s.Buckets[0]) / int64(s.Step)
+	if vals, ok := s.Series[name]; ok && i >= 0 && i < int64(len(vals)) {
+		vals[i] += v
+	}
+}
+
+// since is the start of the first bucket.
+func (s *Series) since() int64 { return s.Buckets[0] }
+
+// AttemptSeries counts attempts per bucket by result.
+func (h *History) AttemptSeries(ctx context.Context, w Window, now time.Time) (*Series, error) {
+	s := newSeries(w, now, "success", "failure", "blocked")
+	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(result), uniq(id) FROM attempts WHERE ts >= toDateTime(?) GROUP BY b, result"
+	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())
+}
+
+// BlockSeries counts new blocks per bucket by kind.
+func (h *History) BlockSeries(ctx context.Context, w Window, now time.Time) (*Series, error) {
+	s := newSeries(w, now, "ip", "username", "pair")
+	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM blocks WHERE ts >= toDateTime(?) AND action = 'block' GROUP BY b, kind"
+	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())
+}
+
+func (h *History) fill(ctx context.Context, s *Series, q string, args ...any) error {
+	rows, err := h.conn.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("query series: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			b    uint32
+			name string
+			n    uint64
+		)
+		if err := rows.Scan(&b, &name, &n); err != nil {
+			return fmt.Errorf("scan series: %w", err)
+		}
+		s.add(name, int64(b), int(n))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read series: %w", err)
+	}
+	return nil
+}
+
+// TopEntry is a source with its failed and refused attempts in a window.
+type TopEntry struct {
+	Value    string `json:"value"`
+	Failures int    `json:"failures"`
+	Blocked  int    `json:"blocked"`
+}
+
+// Top lists the IPs or usernames (by: "ip" or "username") with the most
+// failed or refused attempts since since.
+func (h *History) Top(ctx context.Context, by string, since time.Time, limit int) ([]TopEntry, error) {
+	if by != "ip" && by != "username" {
+		return nil, fmt.Errorf("%w: by %q (want ip or username)", ErrBadFilter, by)
+	}
+	q := "SELECT " + by + " AS v, uniqIf(id, result = 'failure') AS f, uniqIf(id, result = 'blocked') AS b FROM attempts" +
+		" WHERE ts >= toDateTime(?) AND result != 'success' AND " + by + " != '' GROUP BY v ORDER BY f + b DESC, v LIMIT " + strconv.Itoa(limit)
+	rows, err := h.conn.Query(ctx, q, since.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("query top %s: %w", by, err)
+	}
+	defer rows.Close()
+	var out []TopEntry
+	for rows.Next() {
+		var (
+			e    TopEntry
+			f, b uint64
+		)
+		if err := rows.Scan(&e.Value, &f, &b); err != nil {
+			return nil, fmt.Errorf("scan top: %w", err)
+		}
+		e.Failures, e.Blocked = int(f), int(b)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read top: %w", err)
+	}
+	return out, nil
+}
+
+// Totals counts attempts by result since since.
+func (h *History) Totals(ctx context.Context, since time.Time) (map[string]int, error) {
+	rows, err := h.conn.Query(ctx, "SELECT toString(result), uniq(id) FROM attempts WHERE ts >= toDateTime(?) GROUP BY result", since.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("query totals: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{"success": 0, "failure": 0, "blocked": 0}
+	for rows.Next() {
+		var (
+			r string
+			n uint64
+		)
+		if err := rows.Scan(&r, &n); err != nil {
+			return nil, fmt.Errorf("scan totals: %w", err)
+		}
+		out[r] = int(n)
+	}
+	return out, rows.Err()
+}

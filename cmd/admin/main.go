@@ -1,0 +1,207 @@
+// Command admin is defender's operator tool: a web UI and JSON API (admin
+// serve) and a CLI over the same stores (admin blocked, block, unblock,
+// attempts). It reads blocked state from Redis through the gate library,
+// history from ClickHouse, and publishes the blocks and unblocks it makes
+// on NATS.
+//
+// Usage:
+//
+//	admin [serve]                                  web UI and API on DEFENDER_HTTP_ADDR
+//	admin blocked                                  list what is blocked now
+//	admin unblock ip|username|pair VALUE           lift a block
+//	admin block ip|username|pair VALUE [--for 1h | --permanent]
+//	admin attempts [--username U] [--ip IP] [--result R] [--since 1h] [--until T] [--limit 50]
+//
+// Every setting is an environment variable and a flag of the same meaning
+// (admin help lists them).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/defender-go/defender/pkg/events"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, osLookup)
+	stop()
+	os.Exit(code)
+}
+
+// errUsage marks a command line that cannot work (exit status 2).
+var errUsage = errors.New("usage")
+
+// run executes one command and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = cmdServe(ctx, args, stderr, lookup, nil)
+	case "blocked":
+		err = cmdBlocked(ctx, args, stdout, stderr, lookup)
+	case "unblock":
+		err = cmdUnblock(ctx, args, stdout, stderr, lookup)
+	case "block":
+		err = cmdBlock(ctx, args, stdout, stderr, lookup)
+	case "attempts":
+		err = cmdAttempts(ctx, args, stdout, stderr, lookup)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		fs := flag.NewFlagSet("admin", flag.ContinueOnError)
+		bindConfig(fs, lookup)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	default:
+		err = fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "admin: %v\n\n%s", err, usage)
+		return 2
+	}
+	fmt.Fprintf(stderr, "admin: %v\n", err)
+	return 1
+}
+
+const usage = `usage:
+  admin [serve]                                  web UI and JSON API
+  admin blocked                                  list what is blocked now
+  admin unblock ip|username|pair VALUE           lift a block (and forget failures)
+  admin block ip|username|pair VALUE [--for 1h | --permanent]
+  admin attempts [--username U] [--ip IP|CIDR] [--result success|failure|blocked]
+                 [--since 1h] [--until TIME] [--limit 50]
+settings (environment variable or flag):
+`
+
+// parseArgs parses flags anywhere among the arguments ("block ip X --for 1h")
+// and returns the others.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// newFlagSet returns a flag set with the settings' flags bound.
+func newFlagSet(name string, stderr io.Writer, lookup func(string) (string, bool)) (*flag.FlagSet, *Config) {
+	fs := flag.NewFlagSet("admin "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs, bindConfig(fs, lookup)
+}
+
+// cmdServe runs the web UI and API until ctx ends (SIGTERM), then shuts
+// down gracefully. ready, if set, receives the listening address.
+func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(string) (string, bool), ready chan<- string) error {
+	fs, cfg := newFlagSet("serve", stderr, lookup)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: serve takes no arguments, got %q", errUsage, pos)
+	}
+	if err := cfg.finish(lookup, needs{redis: true, clickhouse: true, http: true}); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "defender-admin")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true}, log, reg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		d.Close(cctx, log)
+	}()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := d.hist.Ping(pctx); err != nil {
+		log.Warn("ClickHouse unavailable: history pages will show errors until it answers", "err", err)
+	}
+	cancel()
+
+	var live *Live
+	if d.nc != nil {
+		if live, err = NewLive(d.nc, events.Subjects{Prefix: cfg.SubjectPrefix}, log); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("DEFENDER_NATS_URL is not set: no live updates on the Blocked page, and blocks and unblocks made here publish no events")
+	}
+	srv, err := NewServer(ServerOptions{Gate: d.gate, History: d.hist, Live: live, User: cfg.AdminUser,
+		Password: cfg.AdminPassword, Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("DEFENDER_HTTP_ADDR: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("admin listening", "addr", ln.Addr().String(), "live", live != nil)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	if live != nil {
+		live.Close() // ends the event streams, which Shutdown would wait for
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	<-served
+	return nil
+}

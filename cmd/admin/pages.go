@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// pageNames are the templates rendered inside layout.html.
+var pageNames = []string{"dashboard", "blocked", "attempts", "subject", "error"}
+
+// templateFuncs are the helpers the templates use. None returns
+// template.HTML: every value is escaped by html/template.
+var templateFuncs = template.FuncMap{
+	"pathEscape": url.PathEscape,
+	"fmtTime": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+	},
+	"fmtTimePtr": func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+	},
+	"unix":  func(t time.Time) int64 { return t.Unix() },
+	"human": humanDuration,
+}
+
+// parsePages parses each page with the layout.
+func parsePages() (map[string]*template.Template, error) {
+	out := map[string]*template.Template{}
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(templateFuncs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// humanDuration writes a duration as "3d 4h", "12m 5s" or "42s".
+func humanDuration(secs int) string {
+	if secs <= 0 {
+		return "0s"
+	}
+	d, h, m, s := secs/86400, secs/3600%24, secs/60%60, secs%60
+	switch {
+	case d > 0:
+		return fmt.Sprintf("%dd %dh", d, h)
+	case h > 0:
+		return fmt.Sprintf("%dh %dm", h, m)
+	case m > 0:
+		return fmt.Sprintf("%dm %ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
+}
+
+// page is what every template gets.
+type page struct {
+	Title  string
+	Nav    string // the active menu entry
+	CSRF   string
+	User   string
+	Flash  string
+	Error  string
+	Script string // the page's script under /static/, if any
+	Data   any
+}
+
+// render executes a page into a buffer first, so that a template error
+// becomes a clean 500.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
+	p.CSRF, p.User = s.csrf, s.user
+	if p.Flash == "" {
+		p.Flash = flashMessage(r.URL.Query())
+	}
+	var buf bytes.Buffer
+	if err := s.pages[name].Execute(&buf, p); err != nil {
+		s.log.Error("render page", "page", name, "err", err)
+		http.Error(w, "500 page rendering failed", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// renderError shows an error page.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	s.render(w, r, code, "error", page{Title: http.StatusText(code), Error: msg})
+}
+
+// flashMessage turns the query of a redirect after a form into a notice.
+func flashMessage(q url.Values) string {
+	kind, value := q.Get("kind"), q.Get("value")
+	switch q.Get("done") {
+	case "unblocked":
+		return fmt.Sprintf("Unblocked %s %s.", kind, value)
+	case "not-blocked":
+		return fmt.Sprintf("%s %s was not blocked; its failures were cleared.", kind, value)
+	case "blocked":
+		return fmt.Sprintf("Blocked %s %s.", kind, value)
+	}
+	return ""
+}
+
+// blockedRow is one row of the Blocked tables.
+type blockedRow struct {
+	Kind gate.Kind
+	BlockedEntry
+	Href string
+}
+
+// blockedTable is one of the Blocked page's tables.
+type blockedTable struct {
+	Kind  gate.Kind
+	Title string
+	Rows  []blockedRow
+}
+
+func subjectHref(k gate.Kind, v string) string { return "/" + string(k) + "/" + url.PathEscape(v) }
+
+func tables(list BlockedList) []blockedTable {
+	mk := func(k gate.Kind, title string, es []BlockedEntry) blockedTable {
+		t := blockedTable{Kind: k, Title: title}
+		for _, e := range es {
+			t.Rows = append(t.Rows, blockedRow{Kind: k, BlockedEntry: e, Href: subjectHref(k, e.Value)})
+		}
+		return t
+	}
+	return []blockedTable{
+		mk(gate.KindIP, "Blocked IPs", list.IPs),
+		mk(gate.KindUsername, "Blocked usernames", list.Usernames),
+		mk(gate.KindPair, "Blocked IP and username pairs", list.Pairs),
+	}
+}
+
+// pageBlocked lists the blocked subjects with their unblock buttons and
+// the manual block form; blocked.js keeps it current from /api/v1/events.
+func (s *Server) pageBlocked(w http.ResponseWriter, r *http.Request) {
+	list, err := listBlocked(r.Context(), s.gate, 0, s.now())
+	if err != nil {
+		s.log.Error("list blocked", "err", err)
+		s.renderError(w, r, http.StatusServiceUnavailable, "Redis is unavailable: "+err.Error())
+		return
+	}
+	s.render(w, r, http.StatusOK, "blocked", page{Title: "Blocked", Nav: "blocked", Script: "blocked.js", Data: map[string]any{
+		"Tables":    tables(list),
+		"Live":      s.live != nil,
+		"Durations": durationChoices,
+	}})
+}
+
+// durationChoices are the manual block form's durations.
+var durationChoices = []struct{ Value, Label string }{
+	{"5m", "5 minutes"}, {"15m", "15 minutes"}, {"1h", "1 hour"}, {"6h", "6 hours"},
+	{"24h", "24 hours"}, {"7d", "7 days"}, {"30d", "30 days"}, {"permanent", "Permanent"},
+}
+
+// back is where a form returns: its "next" field when it is a local path.
+func back(r *http.Request, q url.Values) string {
+	next := r.PostFormValue("next")
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		next = "/blocked"
+	}
+	u, err := url.Parse(next)
+	if err != nil {
+		return "/blocked"
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// formUnblock is the Unblock button.
+func (s *Server) formUnblock(w http.ResponseWriter, r *http.Request) {
+	res, err := s.unblock(r.Context(), r.PostFormValue("kind"), r.PostFormValue("value"))
+	if err != nil {
+		s.formFail(w, r, err)
+		return
+	}
+	done := "unblocked"
+	if !res.Unblocked {
+		done = "not-blocked"
+	}
+	http.Redirect(w, r, back(r, url.Values{"done": {done}, "kind": {string(res.Kind)}, "value": {res.Value}}), http.StatusSeeOther)
+}
+
+// formBlock is the manual block form.
+func (s *Server) formBlock(w http.ResponseWriter, r *http.Request) {
+	dur := r.PostFormValue("duration")
+	var d time.Duration
+	permanent := dur == "permanent" || r.PostFormValue("permanent") != ""
+	if !permanent {
+		var err error
+		if d, err = parseDuration(dur); err != nil {
+			s.formFail(w, r, badInput(err))
+			return
+		}
+	}
+	res, err := s.block(r.Context(), r.PostFormValue("kind"), r.PostFormValue("value"), d, permanent)
+	if err != nil {
+		s.formFail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, back(r, url.Values{"done": {"blocked"}, "kind": {string(res.Kind)}, "value": {res.Value}}), http.StatusSeeOther)
+}
+
+func (s *Server) formFail(w http.ResponseWriter, r *http.Request, err error) {
+	var in inputError
+	if errors.As(err, &in) {
+		s.renderError(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.log.Error("admin form failed", "err", err)
+	s.renderError(w, r, http.StatusServiceUnavailable, "The store is unavailable: "+err.Error())
+}
+
+// pageDashboard shows the charts, drawn by dashboard.js from the stats API,
+// and totals for the window.
+func (s *Server) pageDashboard(w http.ResponseWriter, r *http.Request) {
+	win, err := ParseWindow(r.URL.Query().Get("window"))
+	if err != nil {
+		s.renderError(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	data := map[string]any{"Window": win.Name, "Windows": Windows}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if list, err := listBlocked(ctx, s.gate, 0, s.now()); err == nil {
+		data["BlockedIPs"], data["BlockedUsernames"], data["BlockedPairs"] = len(list.IPs), len(list.Usernames), len(list.Pairs)
+	} else {
+		data["RedisError"] = err.Error()
+	}
+	var histErr string
+	if totals, err := s.hist.Totals(ctx, s.now().Add(-win.Span)); err == nil {
+		data["Totals"] = totals
+		data["Total"] = totals["success"] + totals["failure"] + totals["blocked"]
+	} else {
+		histErr = "History is unavailable: " + err.Error()
+	}
+	s.render(w, r, http.StatusOK, "dashboard", page{Title: "Dashboard", Nav: "dashboard", Script: "dashboard.js", Error: histErr, Data: data})
+}
+
+// attemptsView is the Attempts page's data.
+type attemptsView struct {
+	Q        url.Values
+	Rows     []AttemptRow
+	Older    string // URL of the next page
+	Newest   string // URL of the first page, when not on it
+	Filtered bool
+}
+
+// pageAttempts lists attempts, newest first, filtered, one page at a time.
+func (s *Server) pageAttempts(w http.ResponseWriter, r *http.Request) {
+	cfg := s.gate.Config()
+	q := r.URL.Query()
+	f, err := parseFilter(q, &cfg, s.now())
+	if err != nil {
+		s.render(w, r, http.StatusBadRequest, "attempts", page{Title: "Attempts", Nav: "attempts", Error: err.Error(), Data: attemptsView{Q: q}})
+		return
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	v := attemptsView{Q: q}
+	for _, k := range []string{"username", "ip", "result", "since", "until"} {
+		if q.Get(k) != "" {
+			v.Filtered = true
+		}
+	}
+	rows, next, err := s.hist.Attempts(r.Context(), f)
+	if err != nil {
+		s.log.Error("history query failed", "err", err)
+		s.render(w, r, http.StatusServiceUnavailable, "attempts", page{Title: "Attempts", Nav: "attempts", Error: "History is unavailable: " + err.Error(), Data: v})
+		return
+	}
+	v.Rows = rows
+	if next != nil {
+		nq := cloneValues(q)
+		nq.Set("cursor", next.String())
+		v.Older = "/attempts?" + nq.Encode()
+	}
+	if q.Get("cursor") != "" {
+		nq := cloneValues(q)
+		nq.Del("cursor")
+		v.Newest = "/attempts?" + nq.Encode()
+	}
+	s.render(w, r, http.StatusOK, "attempts", page{Title: "Attempts", Nav: "attempts", Data: v})
+}
+
+func cloneValues(q url.Values) url.Values {
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// subjectView is the data of an IP, username or pair page.
+type subjectView struct {
+	Kind      gate.Kind
+	Value     string // canonical subject
+	IP        string // pair parts
+	Username  string
+	Blocked   *BlockedEntry
+	Attempts  []AttemptRow
+	MoreHref  string // the Attempts page with this filter
+	Blocks    []BlockRow
+	HistError string
+	Durations any
+	Self      string // this page's path, for forms to return to
+}
+
+// pageSubject shows one IP (or IPv6 network), username or pair: its current
+// state with unblock and block forms, its attempts and its blocks.
+func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		subject, err := s.gate.Subject(k, r.PathValue("value"))
+		if err != nil {
+			s.renderError(w, r, http.StatusBadRequest, fmt.Sprintf("%q is not a valid %s: %v", r.PathValue("value"), k, err))
+			return
+		}
+		v := subjectView{Kind: k, Value: subject, Durations: durationChoices, Self: subjectHref(k, subject)}
+		ctx := r.Context()
+		bs, err := s.gate.Blocked(ctx, k, 0)
+		if err != nil {
+			s.renderError(w, r, http.StatusServiceUnavailable, "Redis is unavailable: "+err.Error())
+			return
+		}
+		for _, b := range bs {
+			if b.Subject == subject {
+				e := entry(b, s.now())
+				v.Blocked = &e
+			}
+		}
+		cfg := s.gate.Config()
+		q := url.Values{}
+		switch k {
+		case gate.KindIP:
+			q.Set("ip", subject)
+		case gate.KindUsername:
+			q.Set("username", subject)
+		case gate.KindPair:
+			v.IP, v.Username, _ = strings.Cut(subject, "|")
+			q.Set("ip", v.IP)
+			q.Set("username", v.Username)
+		}
+		v.MoreHref = "/attempts?" + q.Encode()
+		q.Set("limit", "50")
+		f, err := parseFilter(q, &cfg, s.now())
+		if err == nil {
+			v.Attempts, _, err = s.hist.Attempts(ctx, f)
+		}
+		if err == nil {
+			v.Blocks, err = s.hist.Blocks(ctx, string(k), subject, 50)
+		}
+		if err != nil {
+			s.log.Error("history query failed", "err", err)
+			v.HistError = "History is unavailable: " + err.Error()
+		}
+		s.render(w, r, http.StatusOK, "subject", page{Title: string(k) + " " + subject, Nav: "blocked", Data: v})
+	}
+}
+
+// search sends the header's search box to an IP or username page.
+func (s *Server) search(w http.ResponseWriter, r *http.Request) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if q == "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	k := gate.KindUsername
+	if _, err := parseIPFilter(q); err == nil {
+		k = gate.KindIP
+	}
+	http.Redirect(w, r, subjectHref(k, q), http.StatusSeeOther)
+}
