@@ -4,6 +4,7 @@
 # need_packages installs the Debian/Ubuntu packages whose commands are
 # missing. Arguments are pairs: command package.
 need_packages() {
+	export PATH="$PATH:/usr/sbin:/sbin"
 	local missing=()
 	while [ $# -ge 2 ]; do
 		command -v "$1" >/dev/null 2>&1 || missing+=("$2")
@@ -20,7 +21,7 @@ need_packages() {
 # need_go makes sure a Go toolchain able to build this module is on PATH:
 # Go 1.21+ fetches the version go.mod asks for by itself (GOTOOLCHAIN).
 need_go() {
-	export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
+	export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:/usr/sbin:/sbin"
 	if ! command -v go >/dev/null 2>&1; then
 		need_packages go golang-go
 	fi
