@@ -351,7 +351,7 @@ func (h *History) fill(ctx context.Context, s *Series, q string, args ...any) er
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			b    uint32
+			b    uint64
 			name string
 			n    uint64
 		)

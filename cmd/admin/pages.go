@@ -33,7 +33,18 @@ var templateFuncs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
 	},
-	"unix":  func(t time.Time) int64 { return t.Unix() },
+	"rfc3339": func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	},
+	"unix": func(t *time.Time) int64 {
+		if t == nil {
+			return 0
+		}
+		return t.Unix()
+	},
 	"human": humanDuration,
 }
 
@@ -358,7 +369,7 @@ func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 			q.Set("username", v.Username)
 		}
 		v.MoreHref = "/attempts?" + q.Encode()
-		q.Set("limit", "50")
+		q.Set("limit", "25")
 		f, err := parseFilter(q, &cfg, s.now())
 		if err == nil {
 			v.Attempts, _, err = s.hist.Attempts(ctx, f)

@@ -71,13 +71,16 @@
       tr.setAttribute('data-until', String(Math.floor(until.getTime() / 1000)));
       var t = document.createElement('time');
       t.setAttribute('datetime', ev.until);
-      t.title = utc(until);
       t.appendChild(document.createTextNode('in '));
       var left = document.createElement('span');
       left.className = 'left';
       left.textContent = human(Math.max(0, Math.ceil((until.getTime() - Date.now()) / 1000)));
       t.appendChild(left);
       td.appendChild(t);
+      var at = document.createElement('span');
+      at.className = 'at';
+      at.textContent = utc(until);
+      td.appendChild(at);
     }
     tr.appendChild(td);
 
@@ -134,7 +137,7 @@
   // reconcile brings the tables in line with the current list, for what
   // changed while the stream was not connected.
   function reconcile() {
-    return fetch('/api/v1/blocked', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+    return fetch(window.location.origin + '/api/v1/blocked', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (list) {
         if (!list) { return; }
@@ -163,7 +166,7 @@
   }
 
   if (live && live.getAttribute('data-live') === 'true' && window.EventSource) {
-    var es = new EventSource('/api/v1/events');
+    var es = new EventSource(window.location.origin + '/api/v1/events');
     es.addEventListener('open', function () {
       live.className = 'live on'; live.textContent = 'Live';
       reconcile().then(function () { live.setAttribute('data-state', 'open'); });

@@ -27,15 +27,20 @@
     return out;
   }
 
+  // niceMax rounds the highest value up to 4 grid steps of 1, 2 or 5 × 10^k.
   function niceMax(v) {
-    if (v <= 4) { return 4; }
-    var p = Math.pow(10, Math.floor(Math.log10(v)));
-    var steps = [1, 2, 2.5, 5, 10];
+    var raw = Math.max(v, 4) / 4;
+    var p = Math.pow(10, Math.floor(Math.log10(raw)));
+    var steps = [1, 2, 5, 10];
     for (var i = 0; i < steps.length; i++) {
-      if (steps[i] * p >= v) { return steps[i] * p; }
+      if (steps[i] * p >= raw) { return 4 * steps[i] * p; }
     }
-    return 10 * p;
+    return 40 * p;
   }
+
+  // sameOrigin makes a path absolute without the user:password@ a page
+  // opened with credentials in its URL would lend it (fetch refuses those).
+  function sameOrigin(path) { return window.location.origin + path; }
 
   function pad(n) { return n < 10 ? '0' + n : String(n); }
 
@@ -127,7 +132,7 @@
     items.forEach(function (it, i) {
       var y = i * row + 2;
       var a = el('a', { href: base + encodeURIComponent(it.value) }, svg);
-      var name = it.value.length > 26 ? it.value.slice(0, 25) + '…' : it.value;
+      var name = it.value.length > 22 ? it.value.slice(0, 21) + '…' : it.value;
       var t = el('text', { x: L - 10, y: y + 16, 'text-anchor': 'end', 'class': 'bar-label' }, a);
       t.textContent = name;
       var tt = el('title', {}, a);
@@ -148,7 +153,7 @@
   }
 
   document.querySelectorAll('.chart[data-src]').forEach(function (box) {
-    fetch(box.getAttribute('data-src'), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+    fetch(sameOrigin(box.getAttribute('data-src')), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
       .then(function (r) {
         return r.json().then(function (body) {
           if (!r.ok) { throw new Error(body && body.error ? body.error : 'HTTP ' + r.status); }
