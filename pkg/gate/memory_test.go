@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/gate/storetest"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -61,6 +62,18 @@ func newMemory(t testing.TB, opts gate.MemoryOptions) (*gate.MemoryStore, *fakeC
 
 func ipOp(p *gate.Policy, ip string, limit int, token string) gate.Op {
 	return gate.Op{Counters: []gate.Counter{{Kind: gate.KindIP, Subject: ip, Limit: limit}}, Policy: p, Token: token}
+}
+
+// TestMemoryConformance runs the Store conformance suite, with every
+// counter in one shard (an op locks one shard) and spread over many.
+func TestMemoryConformance(t *testing.T) {
+	for _, shards := range []int{1, 64} {
+		t.Run("shards="+strconv.Itoa(shards), func(t *testing.T) {
+			s := gate.NewMemoryStore(gate.MemoryOptions{Shards: shards, SweepInterval: 10 * time.Millisecond})
+			t.Cleanup(func() { _ = s.Close() })
+			storetest.Run(t, func(*testing.T) gate.Store { return s })
+		})
+	}
 }
 
 func TestMemoryRecordBlocksAboveLimit(t *testing.T) {
