@@ -1,0 +1,311 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+func attemptRecord(i int) gate.AttemptRecord {
+	ip := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+	return gate.AttemptRecord{Time: time.Now(), IP: ip.String(), Username: fmt.Sprintf("user%d", i),
+		Outcome: gate.OutcomeFailure, BlockedBy: []gate.Kind{gate.KindIP}, Path: "/login", UserAgent: "test",
+		IPFailures: i % 7, UsernameFailures: i % 5}
+}
+
+func TestPublisherRoundTrip(t *testing.T) {
+	env := newNATSEnv(t)
+	reg := prometheus.NewRegistry()
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{Gate: "gate-a", Registerer: reg})
+	require.NoError(t, err)
+
+	ctx := t.Context()
+	blocks := make(chan events.Block, 16)
+	_, err = events.SubscribeBlocks(ctx, env.nc, events.Subjects{}, func(b events.Block) { blocks <- b })
+	require.NoError(t, err)
+	require.NoError(t, env.nc.Flush())
+
+	stop := runPublisher(t, p)
+	const n = 2000
+	for i := range n {
+		p.EmitAttempt(attemptRecord(i))
+	}
+	until := time.Now().Add(5 * time.Minute).Truncate(time.Second)
+	p.EmitTransition(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindIP, Subject: "10.0.0.1",
+		Blocked: true, Until: until, Failures: 4, Reason: gate.ReasonAuto})
+	p.EmitTransition(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindIP, Subject: "10.0.0.1", Reason: gate.ReasonAdmin})
+
+	select {
+	case b := <-blocks:
+		assert.Equal(t, events.TypeBlock, b.Type)
+		assert.Equal(t, "ip", b.Kind)
+		assert.Equal(t, "10.0.0.1", b.Subject)
+		require.NotNil(t, b.Until)
+		assert.True(t, until.Equal(*b.Until))
+		assert.Equal(t, 4, b.Failures)
+		assert.Equal(t, "auto", b.Reason)
+		assert.Equal(t, "gate-a", b.Gate)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no block event delivered to the block.> subscriber")
+	}
+
+	msgs := streamMsgs(t, env.js, events.Subjects{}.Attempts(), n)
+	require.Len(t, msgs, n, "exactly one message per emitted attempt")
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		assert.Equal(t, "defender.attempt.failure", m.Subject())
+		a, err := events.DecodeAttempt(m.Data())
+		require.NoError(t, err)
+		assert.Equal(t, a.ID, m.Headers().Get(jetstream.MsgIDHeader), "event id is the msg id")
+		require.False(t, ids[a.ID], "duplicate id %s", a.ID)
+		ids[a.ID] = true
+		var i int
+		_, err = fmt.Sscanf(a.Username, "user%d", &i)
+		require.NoError(t, err)
+		want := events.NewAttempt(attemptRecord(i), "gate-a")
+		want.ID, want.Time = a.ID, a.Time
+		assert.Equal(t, want, a)
+	}
+	unblocks := streamMsgs(t, env.js, events.Subjects{}.Unblocks(), 1)
+	require.Len(t, unblocks, 1)
+
+	require.NoError(t, stop())
+	st := p.Stats()
+	assert.Equal(t, uint64(n+2), st.Queued)
+	assert.Equal(t, uint64(n+2), st.Published)
+	assert.Zero(t, st.Dropped)
+	assert.Equal(t, float64(n+2), metricValue(t, reg, "defender_events_published_total"))
+	assert.Equal(t, float64(n+2), metricValue(t, reg, "defender_events_publish_seconds"), "one latency sample per event")
+}
+
+// metricValue reads a counter's value, or a histogram's sample count.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if h := m.GetHistogram(); h != nil {
+			return float64(h.GetSampleCount())
+		}
+		if g := m.GetGauge(); g != nil {
+			return g.GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+// TestPublisherSurvivesOutage stops NATS for about 10 s while several
+// goroutines keep emitting: no Emit blocks, and afterwards every event is
+// in the stream exactly once.
+func TestPublisherSurvivesOutage(t *testing.T) {
+	env := newNATSEnv(t)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{
+		Buffer: 100_000, AckTimeout: time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	stop := runPublisher(t, p)
+
+	// Before: a steady trickle is published.
+	const before = 500
+	for i := range before {
+		p.EmitAttempt(attemptRecord(i))
+	}
+	require.Eventually(t, func() bool { return p.Stats().Published == before }, 10*time.Second, 10*time.Millisecond)
+
+	// Emitting just as the server goes away leaves a batch in flight.
+	for i := range 1000 {
+		p.EmitAttempt(attemptRecord(before + i))
+	}
+	down := time.Now()
+	env.srv.Shutdown()
+	require.Nil(t, env.srv.Server)
+
+	const goroutines, perG = 4, 5000
+	var wg sync.WaitGroup
+	maxEmit := make([]time.Duration, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perG {
+				r := attemptRecord(i)
+				r.Username = fmt.Sprintf("outage-%d-%d", g, i)
+				start := time.Now()
+				p.EmitAttempt(r)
+				maxEmit[g] = max(maxEmit[g], time.Since(start))
+				if i%20 == 0 {
+					time.Sleep(10 * time.Millisecond) // spread over the outage
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Every Emit returned while the server was still down.
+	require.Nil(t, env.srv.Server, "server must still be down")
+	assert.Equal(t, uint64(before+1000+goroutines*perG), p.Stats().Queued)
+	assert.Zero(t, p.Stats().Dropped)
+	t.Logf("max EmitAttempt duration during outage: %s (emitters done after %s)", slices(maxEmit), time.Since(down))
+
+	time.Sleep(time.Until(down.Add(10 * time.Second))) // keep NATS down ~10 s
+	env.srv.Start()
+
+	total := before + 1000 + goroutines*perG
+	require.Eventually(t, func() bool { return p.Stats().Published >= uint64(total) }, 60*time.Second, 50*time.Millisecond,
+		"published %d of %d", p.Stats().Published, total)
+	msgs := streamMsgs(t, env.js, "", total)
+	perID := map[string]int{}
+	perUser := map[string]int{}
+	for _, m := range msgs {
+		a, err := events.DecodeAttempt(m.Data())
+		require.NoError(t, err)
+		perID[a.ID]++
+		perUser[a.Username]++
+	}
+	assert.Len(t, msgs, total, "each event stored exactly once")
+	assert.Len(t, perID, total)
+	for g := range goroutines {
+		for i := range perG {
+			u := fmt.Sprintf("outage-%d-%d", g, i)
+			if perUser[u] != 1 {
+				t.Fatalf("event %s stored %d times", u, perUser[u])
+			}
+		}
+	}
+	st := p.Stats()
+	t.Logf("stats after outage: %+v", st)
+	require.NoError(t, stop())
+}
+
+func slices(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+func TestPublisherFullQueueDrops(t *testing.T) {
+	env := newNATSEnv(t)
+	reg := prometheus.NewRegistry()
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{Buffer: 10, Registerer: reg})
+	require.NoError(t, err)
+	// Not running: nothing drains the queue.
+	for i := range 100 {
+		p.EmitAttempt(attemptRecord(i))
+	}
+	st := p.Stats()
+	assert.Equal(t, uint64(10), st.Queued)
+	assert.Equal(t, uint64(90), st.Dropped)
+	assert.Equal(t, 10, st.QueueLen)
+	assert.Equal(t, float64(90), metricValue(t, reg, "defender_events_dropped_total"))
+
+	// Once running, the queued ten go out.
+	stop := runPublisher(t, p)
+	require.Eventually(t, func() bool { return p.Stats().Published == 10 }, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, stop())
+	assert.Len(t, streamMsgs(t, env.js, "", 10), 10)
+}
+
+func TestPublisherCloseFlushes(t *testing.T) {
+	env := newNATSEnv(t)
+	baseline := goroutineBaseline(t, env)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	errc := make(chan error, 1)
+	go func() { errc <- p.Run(ctx) }()
+	p.EmitAttempt(attemptRecord(0))
+	require.Eventually(t, func() bool { return p.Stats().Published == 1 }, 10*time.Second, time.Millisecond)
+	const n = 3000
+	for i := 1; i < n; i++ {
+		p.EmitAttempt(attemptRecord(i))
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, p.Close(cctx))
+	require.NoError(t, <-errc)
+	assert.Equal(t, uint64(n), p.Stats().Published)
+
+	p.EmitAttempt(attemptRecord(0)) // after Close: dropped, never blocks
+	assert.Equal(t, uint64(1), p.Stats().Dropped)
+	require.ErrorIs(t, p.Run(ctx), events.ErrClosed)
+	require.NoError(t, p.Close(ctx), "Close twice")
+	requireNoLeak(t, baseline)
+
+	assert.Len(t, streamMsgs(t, env.js, "", n), n)
+}
+
+func TestPublisherCloseWithoutRun(t *testing.T) {
+	env := newNATSEnv(t)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{})
+	require.NoError(t, err)
+	for i := range 100 {
+		p.EmitAttempt(attemptRecord(i))
+	}
+	require.NoError(t, p.Close(t.Context()))
+	assert.Len(t, streamMsgs(t, env.js, "", 100), 100)
+}
+
+func TestPublisherRunCancelFlushes(t *testing.T) {
+	env := newNATSEnv(t)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{})
+	require.NoError(t, err)
+	stop := runPublisher(t, p)
+	for i := range 1000 {
+		p.EmitAttempt(attemptRecord(i))
+	}
+	require.NoError(t, stop(), "cancelling Run's context flushes the queue")
+	assert.Equal(t, uint64(1000), p.Stats().Published)
+}
+
+// TestPublisherCloseGivesUp: with NATS down, Close returns when its
+// context ends and reports what was left.
+func TestPublisherCloseGivesUp(t *testing.T) {
+	env := newNATSEnv(t)
+	baseline := goroutineBaseline(t, env)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{MinBackoff: 10 * time.Millisecond, AckTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- p.Run(context.Background()) }()
+	env.srv.Shutdown()
+	for i := range 50 {
+		p.EmitAttempt(attemptRecord(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = p.Close(ctx)
+	require.ErrorIs(t, err, events.ErrUnsent)
+	assert.Contains(t, err.Error(), "50 events")
+	require.ErrorIs(t, <-errc, events.ErrUnsent)
+	assert.Equal(t, uint64(50), p.Stats().Unsent)
+	requireNoLeak(t, baseline)
+}
+
+func TestNewPublisherErrors(t *testing.T) {
+	env := newNATSEnv(t)
+	_, err := events.NewPublisher(env.js, events.PublisherOptions{Subjects: events.Subjects{Prefix: "a.>"}})
+	require.ErrorIs(t, err, events.ErrInvalidPrefix)
+	reg := prometheus.NewRegistry()
+	_, err = events.NewPublisher(env.js, events.PublisherOptions{Registerer: reg})
+	require.NoError(t, err)
+	_, err = events.NewPublisher(env.js, events.PublisherOptions{Registerer: reg})
+	require.Error(t, err, "a second publisher on the same registry")
+}

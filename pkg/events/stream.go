@@ -1,0 +1,92 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamName is the JetStream stream that keeps every event.
+const StreamName = "DEFENDER"
+
+// StreamConfig configures the DEFENDER stream. Zero fields take the
+// defaults noted.
+type StreamConfig struct {
+	// Name of the stream (StreamName).
+	Name string
+	// Subjects gives the stream's filter, Subjects.All() ("defender.>").
+	Subjects Subjects
+	// MaxAge is how long an event is kept (DefaultStreamMaxAge); a
+	// negative value means no limit.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream's size, oldest events discarded first
+	// (DefaultStreamMaxBytes); a negative value means no limit.
+	MaxBytes int64
+	// Duplicates is the window in which a message id seen before is
+	// dropped (DefaultDuplicates). It makes publisher retries safe: keep
+	// it longer than an outage during which retries may overlap.
+	Duplicates time.Duration
+	// Replicas for a clustered JetStream (1).
+	Replicas int
+}
+
+func (c StreamConfig) withDefaults() StreamConfig {
+	if c.Name == "" {
+		c.Name = StreamName
+	}
+	switch {
+	case c.MaxAge == 0:
+		c.MaxAge = DefaultStreamMaxAge
+	case c.MaxAge < 0:
+		c.MaxAge = 0 // JetStream: unlimited
+	}
+	switch {
+	case c.MaxBytes == 0:
+		c.MaxBytes = DefaultStreamMaxBytes
+	case c.MaxBytes < 0:
+		c.MaxBytes = -1
+	}
+	if c.Duplicates <= 0 {
+		c.Duplicates = DefaultDuplicates
+	}
+	if c.MaxAge > 0 && c.Duplicates > c.MaxAge {
+		c.Duplicates = c.MaxAge
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	return c
+}
+
+// JetStream returns the stream configuration EnsureStream applies.
+func (c StreamConfig) JetStream() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        c.Name,
+		Description: "defender login attempts, blocks and unblocks",
+		Subjects:    []string{c.Subjects.All()},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.MaxAge,
+		MaxBytes:    c.MaxBytes,
+		Duplicates:  c.Duplicates,
+		Replicas:    c.Replicas,
+	}
+}
+
+// EnsureStream creates the stream, or updates an existing one to cfg
+// (limits and duplicate window; a stream's storage cannot change).
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if err := cfg.Subjects.Validate(); err != nil {
+		return nil, err
+	}
+	sc := cfg.JetStream()
+	s, err := js.CreateOrUpdateStream(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s on %s: %w", sc.Name, sc.Subjects[0], err)
+	}
+	return s, nil
+}
