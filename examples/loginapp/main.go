@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -48,15 +49,23 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	g, err := gate.New(cfg, store, gate.WithLogger(log))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := []gate.Option{gate.WithLogger(log)}
+	pub, closeEvents, err := openEvents(ctx, log)
+	if err != nil {
+		return err
+	}
+	if pub != nil {
+		opts = append(opts, gate.WithEmitter(pub))
+	}
+	g, err := gate.New(cfg, store, opts...)
 	if err != nil {
 		return err
 	}
 	addr := envOr("DEFENDER_HTTP_ADDR", "127.0.0.1:8000")
 	srv := &http.Server{Addr: addr, Handler: newSite(g, users), ReadHeaderTimeout: 5 * time.Second}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Info("login site listening", "url", "http://"+addr+"/login")
@@ -70,7 +79,46 @@ func run(log *slog.Logger) error {
 	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return g.Close(shutdown)
+	err = g.Close(shutdown) // outcomes settle, and emit their events
+	return errors.Join(err, closeEvents(shutdown))
+}
+
+// openEvents publishes the gate's events on NATS JetStream when
+// DEFENDER_NATS_URL is set (the stack's recorder stores them).
+func openEvents(ctx context.Context, log *slog.Logger) (*events.Publisher, func(context.Context) error, error) {
+	ecfg, err := events.FromEnv(os.LookupEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ecfg.NATSURL == "" {
+		return nil, func(context.Context) error { return nil }, nil
+	}
+	nc, js, err := events.Connect(ctx, ecfg.NATSURL, "loginapp")
+	if err != nil {
+		return nil, nil, fmt.Errorf("DEFENDER_NATS_URL: %w", err)
+	}
+	if _, err := events.EnsureStream(ctx, js, ecfg.Stream()); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	pub, err := events.NewPublisher(js, events.PublisherOptions{
+		Subjects: ecfg.Subjects(), Gate: "loginapp", Buffer: ecfg.EventBuffer, Logger: log,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(runCtx) }()
+	log.Info("publishing events", "nats", ecfg.NATSURL)
+	return pub, func(ctx context.Context) error {
+		err := pub.Close(ctx)
+		cancel()
+		<-done
+		nc.Close()
+		return err
+	}, nil
 }
 
 func openStore(cfg gate.Config, log *slog.Logger) (gate.Store, func(), error) {
