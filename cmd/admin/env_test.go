@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+const (
+	testUser     = "admin"
+	testPassword = "s3cret pässword"
+)
+
+// One ClickHouse serves the package; each test gets its own database.
+var (
+	chOnce   sync.Once
+	chServer *testenv.ClickHouseServer
+	chErr    error
+	chDBSeq  atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if chServer != nil {
+		chServer.Kill()
+		os.RemoveAll(chServer.Dir())
+	}
+	os.Exit(code)
+}
+
+// clickHouseDSN returns the DSN of a fresh database holding the attempts
+// and blocks tables.
+func clickHouseDSN(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: not starting clickhouse-server")
+	}
+	chOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "admin-clickhouse-")
+		if err != nil {
+			chErr = err
+			return
+		}
+		chServer, chErr = testenv.StartClickHouse(dir)
+	})
+	require.NoError(t, chErr, "clickhouse-server")
+	db := fmt.Sprintf("admin_test_%d", chDBSeq.Add(1))
+	conn := chServer.Open(t)
+	ctx := context.Background()
+	require.NoError(t, conn.Exec(ctx, "CREATE DATABASE "+db))
+	dbConn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chServer.Addr}, Auth: clickhouse.Auth{Database: db}})
+	require.NoError(t, err)
+	defer dbConn.Close()
+	for _, stmt := range schemaStatements(t) {
+		require.NoError(t, dbConn.Exec(ctx, stmt), stmt)
+	}
+	return "clickhouse://" + chServer.Addr + "/" + db
+}
+
+// schemaStatements reads the tables the admin queries.
+func schemaStatements(t *testing.T) []string {
+	b, err := os.ReadFile("testdata/schema.sql")
+	require.NoError(t, err)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	var out []string
+	for _, s := range strings.Split(strings.Join(lines, "\n"), ";") {
+		if q := strings.TrimSpace(s); q != "" {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// env is a running admin with its servers.
+type env struct {
+	t       *testing.T
+	cfg     *Config
+	srv     *Server
+	http    *httptest.Server
+	deps    *deps
+	live    *Live
+	nats    *testenv.NATSServer
+	redis   *testenv.RedisServer
+	gate    *gate.Gate // a separate gate on the same Redis, as a login service would hold
+	ch      driver.Conn
+	lookup  func(string) (string, bool)
+	subjPfx events.Subjects
+}
+
+type envOpts struct {
+	noNATS bool
+}
+
+// newEnv starts Redis, NATS and ClickHouse and an admin server over them.
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	e := &env{t: t}
+	e.redis = testenv.Redis(t)
+	vars := map[string]string{
+		"DEFENDER_REDIS_URL":      e.redis.URL,
+		"DEFENDER_CLICKHOUSE_URL": clickHouseDSN(t),
+		"DEFENDER_ADMIN_USER":     testUser,
+		"DEFENDER_ADMIN_PASSWORD": testPassword,
+		"DEFENDER_CACHE_PREFIX":   "t",
+		"DEFENDER_SUBJECT_PREFIX": "dt",
+		"DEFENDER_HTTP_ADDR":      "127.0.0.1:0",
+	}
+	if !o.noNATS {
+		e.nats = testenv.NATS(t)
+		vars["DEFENDER_NATS_URL"] = e.nats.URL
+	}
+	e.lookup = func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	e.subjPfx = events.Subjects{Prefix: "dt"}
+
+	fs, cfg := newFlagSet("test", io.Discard, e.lookup)
+	require.NoError(t, fs.Parse(nil))
+	require.NoError(t, cfg.finish(e.lookup, needs{redis: true, clickhouse: true, http: true}))
+	e.cfg = cfg
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true}, log, reg)
+	require.NoError(t, err)
+	e.deps = d
+	if d.nc != nil {
+		e.live, err = NewLive(d.nc, e.subjPfx, log)
+		require.NoError(t, err)
+	}
+	e.srv, err = NewServer(ServerOptions{Gate: d.gate, History: d.hist, Live: e.live, User: testUser,
+		Password: testPassword, Logger: log, Registry: reg})
+	require.NoError(t, err)
+	e.http = httptest.NewServer(e.srv)
+	t.Cleanup(func() {
+		if e.live != nil {
+			e.live.Close()
+		}
+		e.http.Close()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.Close(cctx, log)
+	})
+
+	client := e.redis.Client()
+	g, err := gate.New(cfg.Gate, gate.NewRedisStore(client, cfg.CachePrefix), gate.WithLogger(log))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	e.gate = g
+
+	ch, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chServer.Addr}, Auth: clickhouse.Auth{Database: dbName(cfg.ClickHouseURL)}})
+	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
+	e.ch = ch
+	return e
+}
+
+func dbName(dsn string) string { return dsn[strings.LastIndex(dsn, "/")+1:] }
+
+// block blocks a subject through the separate gate, as a login would.
+func (e *env) block(kind gate.Kind, value string, d time.Duration) {
+	e.t.Helper()
+	require.NoError(e.t, e.gate.Block(context.Background(), kind, value, d))
+}
+
+// blocked lists the subjects of one kind blocked now, from the store.
+func (e *env) blocked(kind gate.Kind) []string {
+	e.t.Helper()
+	bs, err := e.gate.Blocked(context.Background(), kind, 0)
+	require.NoError(e.t, err)
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Subject)
+	}
+	return out
+}
+
+// do sends a request with the admin's credentials (unless the header
+// says otherwise) and returns the response with its body read.
+func (e *env) do(method, path string, body io.Reader, hdr http.Header) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.http.URL+path, body)
+	require.NoError(e.t, err)
+	req.SetBasicAuth(testUser, testPassword)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if hdr.Get("Authorization") == "none" {
+		req.Header.Del("Authorization")
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return resp, string(b)
+}
+
+// attempt is a row for insertAttempts.
+type attempt struct {
+	id                 string
+	ts                 time.Time
+	ip, user, result   string
+	path, userAgent    string
+}
+
+// insertAttempts writes rows as the recorder would (naming the columns,
+// which ClickHouse 18.16 needs).
+func (e *env) insertAttempts(rows []attempt) {
+	e.t.Helper()
+	ctx := context.Background()
+	batch, err := e.ch.PrepareBatch(ctx, "INSERT INTO attempts (id, ts, ip, username, result, path, user_agent)")
+	require.NoError(e.t, err)
+	for _, r := range rows {
+		if r.id == "" {
+			r.id = uuid.Must(uuid.NewV7()).String()
+		}
+		require.NoError(e.t, batch.Append(r.id, r.ts, r.ip, r.user, r.result, r.path, r.userAgent))
+	}
+	require.NoError(e.t, batch.Send())
+}
+
+// insertBlock writes a block or unblock row.
+func (e *env) insertBlock(ts time.Time, kind, subject string, blocked bool, until time.Time, failures int) {
+	e.t.Helper()
+	action := "unblock"
+	if blocked {
+		action = "block"
+	}
+	batch, err := e.ch.PrepareBatch(context.Background(), "INSERT INTO blocks (id, ts, kind, subject, action, until, permanent, failures, reason)")
+	require.NoError(e.t, err)
+	require.NoError(e.t, batch.Append(uuid.Must(uuid.NewV7()).String(), ts, kind, subject, action, until, uint8(0), uint32(failures), "auto"))
+	require.NoError(e.t, batch.Send())
+}
+
+// subscribe collects block and unblock events published on NATS.
+func (e *env) subscribe(subject string) chan *nats.Msg {
+	e.t.Helper()
+	nc, err := nats.Connect(e.nats.URL)
+	require.NoError(e.t, err)
+	e.t.Cleanup(nc.Close)
+	ch := make(chan *nats.Msg, 64)
+	_, err = nc.ChanSubscribe(subject, ch)
+	require.NoError(e.t, err)
+	require.NoError(e.t, nc.Flush())
+	return ch
+}
+
+// next waits for a message; the deadline only bounds a broken test.
+func next(t *testing.T, ch chan *nats.Msg) events.Block {
+	t.Helper()
+	select {
+	case m := <-ch:
+		b, err := events.DecodeBlock(m.Data)
+		require.NoError(t, err)
+		return b
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event published")
+	}
+	return events.Block{}
+}
