@@ -221,10 +221,14 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	lastChance := false
 	for i := 0; i < c.n; i++ {
 		e := c.e[i]
-		e.pending = append(e.pending, ch)
 		limit := c.op.Counters[i].Limit
-		if min(int(e.failures), limit)+len(e.pending) == limit+1 {
+		if min(int(e.failures), limit)+len(e.pending)+1 == limit+1 {
 			lastChance = true
+		}
+		if j := e.chargeIndex(op.Token); j >= 0 {
+			e.pending[j] = ch // a token charged again is charged once, as in Redis's set
+		} else {
+			e.pending = append(e.pending, ch)
 		}
 	}
 	res := c.result()
@@ -455,15 +459,24 @@ func (e *entry) empty() bool {
 	return e.failures == 0 && !e.blocked && e.lockouts == 0 && len(e.pending) == 0
 }
 
-// uncharge removes token from e's charges and reports whether it was there.
-func (e *entry) uncharge(token string) bool {
+// chargeIndex returns the index of token in e's charges, or -1.
+func (e *entry) chargeIndex(token string) int {
 	for i := range e.pending {
 		if e.pending[i].token == token {
-			e.pending = slices.Delete(e.pending, i, i+1)
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+// uncharge removes token from e's charges and reports whether it was there.
+func (e *entry) uncharge(token string) bool {
+	i := e.chargeIndex(token)
+	if i < 0 {
+		return false
+	}
+	e.pending = slices.Delete(e.pending, i, i+1)
+	return true
 }
 
 // addFailure counts one failure that happened at t.

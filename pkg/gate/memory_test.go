@@ -292,6 +292,23 @@ func TestMemoryBeginSaturatesAndLastChance(t *testing.T) {
 	assert.False(t, res.LastChance) // pending t3, t6: 0+2 < 3
 }
 
+func TestMemoryTokenChargedOnce(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newMemory(t, gate.MemoryOptions{})
+	op := ipOp(testPolicy(), "192.0.2.15", 2, "same")
+	for range 2 {
+		res, err := s.Begin(ctx, op)
+		require.NoError(t, err)
+		require.True(t, res.Admitted)
+	}
+	res, err := s.Finish(ctx, op, false)
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, res.Failures)
+	res, err = s.Finish(ctx, op, false)
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, res.Failures, "the second Begin did not charge twice")
+}
+
 func TestMemoryFinishFailureBlocks(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
