@@ -36,8 +36,13 @@ type RedisClient interface {
 //	<prefix>:index:blocked:<k>  sorted set of blocked subjects scored by the block's end (+inf if permanent)
 //
 // The first two are django-defender's keys, so operators' scripts keep
-// working; a block key deleted by hand is honoured at once (the index entry
-// is dropped by the next Blocked).
+// working: a block key deleted by hand is honoured at once (its index entry
+// is dropped by the next Blocked), and one set by hand blocks, though
+// Blocked does not list it.
+//
+// One call touches the keys of all its counters and the per-kind index, so
+// on Redis Cluster the prefix must carry a hash tag ("{defender}") that
+// puts every key in one slot.
 type RedisStore struct {
 	client RedisClient
 	prefix string
@@ -193,7 +198,8 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 	}
 	reply, err := script.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
-		return Result{}, redisStoreError(name+" "+op.Counters[0].Subject, err)
+		c := op.Counters[0]
+		return Result{}, redisStoreError(fmt.Sprintf("%s %s %.64q", name, c.Kind, c.Subject), err)
 	}
 	res, err := decodeRedisResult(reply, op, script == redisScriptBegin)
 	if err != nil {

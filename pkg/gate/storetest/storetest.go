@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 		{"UnknownTokenCountsNothing", testUnknownToken},
 		{"FailureWhileBlockedKeepsBlock", testFailureWhileBlocked},
 		{"PendingExpiryBecomesFailures", testPendingExpiry},
+		{"ExpiredChargesSlideFromTheirDeadlines", testExpiredChargesSlide},
 		{"PendingTimeoutZeroNeverExpires", testPendingNeverExpires},
 		{"SlidingAttemptCooloff", testSlidingCooloff},
 		{"LockoutEscalation", testLockoutEscalation},
@@ -482,6 +483,27 @@ func testPendingExpiry(t *testing.T, s *suite) {
 		assert.Len(t, r.Blocked, 1, settle)
 		assert.Equal(t, 1, blocks(r.Transitions), settle)
 	}
+}
+
+// testExpiredChargesSlide: charges found expired late count as failures at
+// their deadlines, so a window that closed between two deadlines forgets
+// the first.
+func testExpiredChargesSlide(t *testing.T, s *suite) {
+	p := policy(time.Minute)
+	p.AttemptCooloff = 300 * time.Millisecond
+	p.PendingTimeout = time.Second
+	o := op(p, counter(gate.KindUsername, 5))
+	start := time.Now()
+	_, r := s.begin(o) // deadline start+1s
+	require.True(t, r.Admitted)
+	time.Sleep(500 * time.Millisecond)
+	_, r = s.begin(o) // deadline start+1.5s, more than a cool-off after the first
+	require.True(t, r.Admitted)
+	require.Equal(t, []int{0}, r.Failures)
+	time.Sleep(time.Until(start.Add(1550 * time.Millisecond)))
+	_, r = s.begin(o)
+	assert.LessOrEqual(t, r.Failures[0], 1,
+		"the first charge's failure was forgotten before the second one's deadline")
 }
 
 func testPendingNeverExpires(t *testing.T, s *suite) {
