@@ -176,7 +176,7 @@ func TestBrowserBlockedPage(t *testing.T) {
 
 	// Unblock the IP with its button: the page reloads without it and the
 	// unblock event is on NATS.
-	b.do(chromedp.Click(chromedp.CSS(rowSel("ip", "203.0.113.9")+" button.unblock")))
+	b.do(chromedp.Click(chromedp.CSS(rowSel("ip", "203.0.113.9") + " button.unblock")))
 	b.waitFor(`location.search.indexOf('done=unblocked') >= 0 && !!document.querySelector('.flash')`)
 	assert.False(t, eval[bool](b, rowPresent("ip", "203.0.113.9")))
 	assert.Contains(t, eval[string](b, `document.querySelector('.flash').textContent`), "Unblocked ip 203.0.113.9")

@@ -222,10 +222,10 @@ func (e *env) do(method, path string, body io.Reader, hdr http.Header) (*http.Re
 
 // attempt is a row for insertAttempts.
 type attempt struct {
-	id                 string
-	ts                 time.Time
-	ip, user, result   string
-	path, userAgent    string
+	id               string
+	ts               time.Time
+	ip, user, result string
+	path, userAgent  string
 }
 
 // insertAttempts writes rows as the recorder would (naming the columns,
