@@ -3,6 +3,9 @@ package events_test
 import (
 	"context"
 	"errors"
+	"flag"
+	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -135,4 +138,13 @@ func requireNoLeak(t testing.TB, baseline int) {
 	if !ok {
 		t.Fatalf("goroutines: %d, before: %d\n%s", runtime.NumGoroutine(), baseline, stacks)
 	}
+}
+
+// TestMain silences the package's logs unless -v.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if !testing.Verbose() {
+		slog.SetDefault(slog.New(slog.DiscardHandler))
+	}
+	os.Exit(m.Run())
 }

@@ -40,12 +40,13 @@ type PublisherOptions struct {
 	// Buffer is the queue's capacity (DefaultEventBuffer): events emitted
 	// while it is full are dropped and counted.
 	Buffer int
-	// BatchSize is how many events are published before waiting for
-	// their acknowledgements (512). Keep it below the JetStream
-	// context's max pending acks (DefaultMaxAckPending with Connect).
-	BatchSize int
-	// AckTimeout is how long a batch waits for its acknowledgements before
-	// the missing ones are sent again, under the same id (5 s).
+	// MaxPending is how many events may await their acknowledgement at
+	// once (2048). Keep it below the JetStream context's own limit
+	// (DefaultMaxAckPending with Connect, 4000 by default), or publishing
+	// stalls there.
+	MaxPending int
+	// AckTimeout is how long an event waits for its acknowledgement before
+	// it is sent again, under the same id (5 s).
 	AckTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between retries while
 	// NATS fails (50 ms, 2 s; doubling).
@@ -66,8 +67,8 @@ func (o *PublisherOptions) setDefaults() {
 	if o.Buffer <= 0 {
 		o.Buffer = DefaultEventBuffer
 	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = 512
+	if o.MaxPending <= 0 {
+		o.MaxPending = 2048
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = 5 * time.Second
@@ -96,14 +97,16 @@ type Stats struct {
 	Dropped   uint64 // events refused: queue full, publisher closed, or invalid
 	Errors    uint64 // failed publish attempts (each retry counts)
 	Unsent    uint64 // events given up at shutdown
-	QueueLen  int    // events waiting now (not counting a batch in flight)
+	QueueLen  int    // events waiting in the queue now (not those in flight)
 }
 
 // Publisher is a gate.Emitter that publishes events on JetStream without
 // ever making the caller wait. Emit* put the event in a bounded queue and
-// return; Run drains the queue in batches, publishing asynchronously and
-// retrying what was not acknowledged under the same message id, so the
-// stream's duplicate window turns a retry of a stored event into a no-op.
+// return; Run publishes asynchronously with up to MaxPending events
+// awaiting their acknowledgement, and sends what was not acknowledged
+// again under the same message id, so the stream's duplicate window turns
+// a retry of a stored event into a no-op. Events are independent: a retry
+// may land after younger events.
 type Publisher struct {
 	js   jetstream.JetStream
 	opts PublisherOptions
@@ -139,12 +142,6 @@ type item struct {
 	transition bool
 	a          gate.AttemptRecord
 	t          gate.TransitionRecord
-}
-
-// outMsg is an encoded event on its way to JetStream.
-type outMsg struct {
-	msg   *nats.Msg
-	first time.Time // first publish attempt
 }
 
 // NewPublisher returns a Publisher on js. Start it with Run; stop it by
@@ -248,31 +245,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 	stopWatch := context.AfterFunc(p.stopCtx, cancel)
 	defer stopWatch()
 
-	tick := time.NewTicker(p.opts.LogInterval)
-	defer tick.Stop()
-	var lastDropped uint64
-	batch := make([]outMsg, 0, p.opts.BatchSize)
-	var left []outMsg
-loop:
-	for {
-		select {
-		case <-runCtx.Done():
-			break loop
-		case <-tick.C:
-			lastDropped = p.logDrops(lastDropped)
-		case it := <-p.queue:
-			batch = p.collect(append(batch[:0], p.encode(it)...))
-			if left = p.deliver(runCtx, batch); len(left) > 0 {
-				break loop // stopping: flush these first
-			}
-		}
-	}
+	s := p.newSender()
+	defer s.stop()
+	s.loop(runCtx, false)
 
 	fctx, fcancel := p.flushContext(ctx)
 	defer fcancel()
 	p.closed.Store(true) // nothing new from now on
-	p.runErr = p.flush(fctx, left)
-	p.logDrops(lastDropped)
+	p.runErr = p.finish(fctx, s)
 	return p.runErr
 }
 
@@ -290,23 +270,17 @@ func (p *Publisher) flushContext(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(context.WithoutCancel(ctx), p.opts.FlushTimeout)
 }
 
-// flush publishes left and everything still queued until ctx ends.
-func (p *Publisher) flush(ctx context.Context, left []outMsg) error {
-	batch := make([]outMsg, 0, p.opts.BatchSize)
-	for {
-		batch = append(batch[:0], left...)
-		left = nil
-		batch = p.collect(batch)
-		if len(batch) == 0 {
-			return nil
-		}
-		if rest := p.deliver(ctx, batch); len(rest) > 0 {
-			n := len(rest) + p.discardQueue()
-			p.unsent.Add(uint64(n))
-			p.log.Warn("events left unsent at shutdown", "unsent", n, "err", ctx.Err())
-			return fmt.Errorf("%w: %d events", ErrUnsent, n)
-		}
+// finish flushes everything left through s until ctx ends.
+func (p *Publisher) finish(ctx context.Context, s *sender) error {
+	if s.loop(ctx, true) {
+		s.logDrops()
+		return nil
 	}
+	n := s.pending() + p.discardQueue()
+	p.unsent.Add(uint64(n))
+	s.logDrops()
+	p.log.Warn("events left unsent at shutdown", "unsent", n, "err", ctx.Err())
+	return fmt.Errorf("%w: %d events", ErrUnsent, n)
 }
 
 func (p *Publisher) discardQueue() int {
@@ -322,22 +296,9 @@ func (p *Publisher) discardQueue() int {
 	}
 }
 
-// collect adds queued events to batch, without waiting, up to BatchSize.
-func (p *Publisher) collect(batch []outMsg) []outMsg {
-	for len(batch) < p.opts.BatchSize {
-		select {
-		case it := <-p.queue:
-			batch = append(batch, p.encode(it)...)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-// encode turns a queued item into a message (none if the event is
+// encode turns a queued item into a message (nil if the event is
 // invalid) and returns the item to the pool.
-func (p *Publisher) encode(it *item) []outMsg {
+func (p *Publisher) encode(it *item) *nats.Msg {
 	id := it.id.String()
 	var (
 		subject string
@@ -358,133 +319,221 @@ func (p *Publisher) encode(it *item) []outMsg {
 		data, err = a.Encode()
 	}
 	p.release(it)
-	if err != nil || subject == "" {
+	if err == nil && subject == "" {
+		err = fmt.Errorf("%w: no subject", ErrMalformed)
+	}
+	if err != nil {
 		p.dropped.Add(1)
 		p.log.Error("events: invalid event dropped", "id", id, "err", err)
 		return nil
 	}
-	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
-	return []outMsg{{msg: m}}
+	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
 }
 
-// deliver publishes msgs until each is acknowledged, retrying failures
-// with backoff, or until ctx ends. It returns the messages not known to
-// be stored (some may be: their retry is then a duplicate).
-func (p *Publisher) deliver(ctx context.Context, msgs []outMsg) []outMsg {
-	backoff := p.opts.MinBackoff
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	var failed []outMsg
-	for len(msgs) > 0 {
-		if ctx.Err() != nil {
-			return msgs
+// flight is a message published and not yet acknowledged.
+type flight struct {
+	msg      *nats.Msg
+	first    time.Time // first publish, for the latency metric
+	deadline time.Time // when a missing ack counts as a failure
+	f        jetstream.PubAckFuture
+}
+
+// sender is Run's state: a window of up to MaxPending messages in flight,
+// acknowledged in order, and the messages waiting to be sent again.
+type sender struct {
+	p        *Publisher
+	inflight []flight // FIFO from head
+	head     int
+	retry    []flight // failed, to publish again under the same id
+	backoff  time.Duration
+	pause    time.Time // publish nothing before (after a failure)
+	wake     *time.Timer
+	tick     *time.Ticker
+	lastDrop uint64
+	firstErr error // first failure since the last warning
+}
+
+func (p *Publisher) newSender() *sender {
+	w := time.NewTimer(time.Hour)
+	w.Stop()
+	return &sender{p: p, backoff: p.opts.MinBackoff, wake: w, tick: time.NewTicker(p.opts.LogInterval)}
+}
+
+func (s *sender) stop() {
+	s.wake.Stop()
+	s.tick.Stop()
+}
+
+func (s *sender) pending() int { return len(s.inflight) - s.head + len(s.retry) }
+
+// loop moves events from the queue to JetStream until ctx ends (false)
+// or, when draining, until nothing is queued, in flight or to retry (true).
+func (s *sender) loop(ctx context.Context, draining bool) bool {
+	p := s.p
+	for {
+		s.reap(time.Now())
+		paused := time.Now().Before(s.pause)
+		if !paused && !s.connected() {
+			// Don't stack copies in the reconnect buffer: poll.
+			paused = true
+			s.pause = time.Now().Add(s.backoff)
 		}
-		if nc := p.js.Conn(); nc != nil && !nc.IsConnected() {
-			// Don't stack copies in the reconnect buffer: wait.
-			if !sleep(ctx, backoff) {
-				return msgs
-			}
-			backoff = min(2*backoff, p.opts.MaxBackoff)
+		room := p.opts.MaxPending - (len(s.inflight) - s.head)
+		if !paused && room > 0 && len(s.retry) > 0 {
+			s.resend(room)
 			continue
 		}
-		now := time.Now()
-		futures = futures[:len(msgs)]
-		var firstErr error
-		for i := range msgs {
-			if msgs[i].first.IsZero() {
-				msgs[i].first = now
-			}
-			f, err := p.js.PublishMsgAsync(msgs[i].msg)
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			futures[i] = f // nil on error
+		if draining && s.pending() == 0 && len(p.queue) == 0 {
+			return true
 		}
-		failed = failed[:0]
-		timer := time.NewTimer(p.opts.AckTimeout)
-		timedOut := false
-		for i, f := range futures {
-			if f == nil {
-				failed = append(failed, msgs[i])
-				continue
-			}
-			if timedOut {
-				// Take what has arrived, don't wait.
-				select {
-				case <-f.Ok():
-					p.acked(&msgs[i])
-				default:
-					failed = append(failed, msgs[i])
-				}
-				continue
-			}
-			select {
-			case <-f.Ok():
-				p.acked(&msgs[i])
-			case err := <-f.Err():
-				if firstErr == nil {
-					firstErr = err
-				}
-				failed = append(failed, msgs[i])
-			case <-timer.C:
-				timedOut = true
-				if firstErr == nil {
-					firstErr = fmt.Errorf("no ack within %s", p.opts.AckTimeout)
-				}
-				failed = append(failed, msgs[i])
-			case <-ctx.Done():
-				timer.Stop()
-				return append(failed, msgs[i:]...)
-			}
-			futures[i] = nil
+		var queue <-chan *item
+		if !paused && room > 0 {
+			queue = p.queue
 		}
-		timer.Stop()
-		clear(futures)
-		if len(failed) == 0 {
-			return nil
+		var ok <-chan *jetstream.PubAck
+		var fail <-chan error
+		var wakeAt time.Time
+		if s.head < len(s.inflight) {
+			h := &s.inflight[s.head]
+			ok, fail, wakeAt = h.f.Ok(), h.f.Err(), h.deadline
 		}
-		p.errs.Add(uint64(len(failed)))
-		p.warnPublish(len(failed), firstErr)
-		msgs = append(msgs[:0], failed...)
-		if !sleep(ctx, backoff) {
-			return msgs
+		if paused && (wakeAt.IsZero() || s.pause.Before(wakeAt)) {
+			wakeAt = s.pause
 		}
-		backoff = min(2*backoff, p.opts.MaxBackoff)
+		if !wakeAt.IsZero() {
+			s.wake.Reset(max(time.Until(wakeAt), 0))
+		}
+		select {
+		case <-ctx.Done():
+			s.wake.Stop()
+			return false
+		case it := <-queue:
+			s.publish(it, room)
+		case <-ok:
+			s.acked(s.pop())
+		case err := <-fail:
+			s.failed(s.pop(), err)
+		case <-s.wake.C:
+		case <-s.tick.C:
+			s.logDrops()
+		}
+		s.wake.Stop()
 	}
-	return nil
 }
 
-func (p *Publisher) acked(m *outMsg) {
-	p.published.Add(1)
-	p.latency.Observe(time.Since(m.first).Seconds())
+func (s *sender) connected() bool {
+	nc := s.p.js.Conn()
+	return nc == nil || nc.IsConnected()
 }
 
-// warnPublish logs failing publishes at most once per LogInterval.
-func (p *Publisher) warnPublish(n int, err error) {
+// publish sends it and then whatever else is queued, up to room messages.
+func (s *sender) publish(it *item, room int) {
+	now := time.Now()
+	for {
+		if m := s.p.encode(it); m != nil {
+			s.send(flight{msg: m, first: now}, now)
+			room--
+		}
+		if room <= 0 {
+			return
+		}
+		select {
+		case it = <-s.p.queue:
+		default:
+			return
+		}
+	}
+}
+
+// resend publishes failed messages again, up to room of them.
+func (s *sender) resend(room int) {
+	now := time.Now()
+	n := min(room, len(s.retry))
+	for _, f := range s.retry[:n] {
+		s.send(f, now)
+	}
+	s.retry = append(s.retry[:0], s.retry[n:]...)
+}
+
+func (s *sender) send(f flight, now time.Time) {
+	fut, err := s.p.js.PublishMsgAsync(f.msg)
+	if err != nil {
+		s.failed(f, err)
+		return
+	}
+	f.f, f.deadline = fut, now.Add(s.p.opts.AckTimeout)
+	s.inflight = append(s.inflight, f)
+}
+
+// reap settles the acknowledged or expired messages at the window's head.
+func (s *sender) reap(now time.Time) {
+	for s.head < len(s.inflight) {
+		h := &s.inflight[s.head]
+		select {
+		case <-h.f.Ok():
+			s.acked(s.pop())
+			continue
+		case err := <-h.f.Err():
+			s.failed(s.pop(), err)
+			continue
+		default:
+		}
+		if now.Before(h.deadline) {
+			return
+		}
+		s.failed(s.pop(), fmt.Errorf("no ack within %s", s.p.opts.AckTimeout))
+	}
+}
+
+func (s *sender) pop() flight {
+	f := s.inflight[s.head]
+	s.inflight[s.head] = flight{}
+	s.head++
+	switch {
+	case s.head == len(s.inflight):
+		s.inflight, s.head = s.inflight[:0], 0
+	case s.head > 1024 && s.head > len(s.inflight)/2:
+		n := copy(s.inflight, s.inflight[s.head:])
+		clear(s.inflight[n:])
+		s.inflight, s.head = s.inflight[:n], 0
+	}
+	return f
+}
+
+func (s *sender) acked(f flight) {
+	s.p.published.Add(1)
+	s.p.latency.Observe(time.Since(f.first).Seconds())
+	s.backoff = s.p.opts.MinBackoff
+}
+
+// failed queues f for a retry under the same id and pauses publishing.
+func (s *sender) failed(f flight, err error) {
+	p := s.p
+	p.errs.Add(1)
+	f.f = nil
+	s.retry = append(s.retry, f)
+	if now := time.Now(); !now.Before(s.pause) {
+		s.pause = now.Add(s.backoff)
+		s.backoff = min(2*s.backoff, p.opts.MaxBackoff)
+	}
+	if s.firstErr == nil {
+		s.firstErr = err
+	}
 	now := time.Now().UnixNano()
-	if last := p.lastWarn.Load(); now-last >= int64(p.opts.LogInterval) && p.lastWarn.CompareAndSwap(last, now) {
-		p.log.Warn("events: publish failed, retrying", "events", n, "err", err)
+	if last := p.lastWarn.Load(); now-last >= int64(p.opts.LogInterval) {
+		p.lastWarn.Store(now)
+		p.log.Warn("events: publish failed, retrying", "pending", s.pending(), "err", s.firstErr)
+		s.firstErr = nil
 	}
 }
 
 // logDrops warns about events dropped since the last call.
-func (p *Publisher) logDrops(last uint64) uint64 {
-	d := p.dropped.Load()
-	if d > last {
-		p.log.Warn("events dropped", "dropped", d-last, "dropped_total", d, "buffer", p.opts.Buffer)
+func (s *sender) logDrops() {
+	d := s.p.dropped.Load()
+	if d > s.lastDrop {
+		s.p.log.Warn("events dropped", "dropped", d-s.lastDrop, "dropped_total", d, "buffer", s.p.opts.Buffer)
 	}
-	return d
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	s.lastDrop = d
 }
 
 // Close stops the publisher: Emit drops from now on, and what is queued is
@@ -500,7 +549,9 @@ func (p *Publisher) Close(ctx context.Context) error {
 		p.stop()
 		if p.started.CompareAndSwap(false, true) {
 			// Run never ran: flush here.
-			p.runErr = p.flush(ctx, nil)
+			s := p.newSender()
+			p.runErr = p.finish(ctx, s)
+			s.stop()
 			close(p.done)
 		}
 	})

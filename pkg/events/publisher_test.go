@@ -309,3 +309,21 @@ func TestNewPublisherErrors(t *testing.T) {
 	_, err = events.NewPublisher(env.js, events.PublisherOptions{Registerer: reg})
 	require.Error(t, err, "a second publisher on the same registry")
 }
+
+// TestEmitAllocations: an Emit allocates at most the event's id (the
+// pooled queue item is reused once the publisher has encoded it).
+func TestEmitAllocations(t *testing.T) {
+	env := newNATSEnv(t)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{Buffer: 1 << 16})
+	require.NoError(t, err)
+	stop := runPublisher(t, p)
+	r := attemptRecord(1)
+	for range 1000 { // warm the pool
+		p.EmitAttempt(r)
+	}
+	require.Eventually(t, func() bool { return p.Stats().Published == 1000 }, 10*time.Second, time.Millisecond)
+	allocs := testing.AllocsPerRun(1000, func() { p.EmitAttempt(r) })
+	assert.LessOrEqual(t, allocs, 1.0, "allocations per EmitAttempt")
+	t.Logf("allocations per EmitAttempt: %.2f", allocs)
+	require.NoError(t, stop())
+}
