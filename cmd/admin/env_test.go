@@ -2,15 +2,15 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"io/fs"
 	"os"
+	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +24,7 @@ import (
 	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/schema"
 )
 
 const (
@@ -36,7 +37,6 @@ var (
 	chOnce   sync.Once
 	chServer *testenv.ClickHouseServer
 	chErr    error
-	chDBSeq  atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -48,8 +48,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// clickHouseDSN returns the DSN of a fresh database holding the attempts
-// and blocks tables.
+// clickHouseDSN returns the DSN of a fresh defender database made by the
+// schema's bootstrap and migrations. Tests share one server and run one
+// after the other, each dropping the previous test's database.
 func clickHouseDSN(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -64,33 +65,34 @@ func clickHouseDSN(t *testing.T) string {
 		chServer, chErr = testenv.StartClickHouse(dir)
 	})
 	require.NoError(t, chErr, "clickhouse-server")
-	db := fmt.Sprintf("admin_test_%d", chDBSeq.Add(1))
 	conn := chServer.Open(t)
 	ctx := context.Background()
-	require.NoError(t, conn.Exec(ctx, "CREATE DATABASE "+db))
-	dbConn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chServer.Addr}, Auth: clickhouse.Auth{Database: db}})
-	require.NoError(t, err)
-	defer dbConn.Close()
+	require.NoError(t, conn.Exec(ctx, "DROP DATABASE IF EXISTS defender"))
 	for _, stmt := range schemaStatements(t) {
-		require.NoError(t, dbConn.Exec(ctx, stmt), stmt)
+		require.NoError(t, conn.Exec(ctx, stmt), stmt)
 	}
-	return "clickhouse://" + chServer.Addr + "/" + db
+	return chServer.DSN()
 }
 
-// schemaStatements reads the tables the admin queries.
+// schemaStatements reads bootstrap.sql and the migrations of package schema.
 func schemaStatements(t *testing.T) []string {
-	b, err := os.ReadFile("testdata/schema.sql")
+	files, err := fs.Glob(schema.FS, "*.sql")
 	require.NoError(t, err)
-	var lines []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-			lines = append(lines, l)
-		}
-	}
+	sort.Slice(files, func(i, j int) bool { return files[i] == "bootstrap.sql" || (files[j] != "bootstrap.sql" && files[i] < files[j]) })
 	var out []string
-	for _, s := range strings.Split(strings.Join(lines, "\n"), ";") {
-		if q := strings.TrimSpace(s); q != "" {
-			out = append(out, q)
+	for _, f := range files {
+		b, err := fs.ReadFile(schema.FS, f)
+		require.NoError(t, err)
+		var lines []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+				lines = append(lines, l)
+			}
+		}
+		for _, s := range strings.Split(strings.Join(lines, "\n"), ";") {
+			if q := strings.TrimSpace(s); q != "" {
+				out = append(out, q)
+			}
 		}
 	}
 	return out
@@ -171,14 +173,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(func() { _ = g.Close(context.Background()) })
 	e.gate = g
 
-	ch, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chServer.Addr}, Auth: clickhouse.Auth{Database: dbName(cfg.ClickHouseURL)}})
+	ch, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chServer.Addr}, Auth: clickhouse.Auth{Database: "defender"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { ch.Close() })
 	e.ch = ch
 	return e
 }
-
-func dbName(dsn string) string { return dsn[strings.LastIndex(dsn, "/")+1:] }
 
 // block blocks a subject through the separate gate, as a login would.
 func (e *env) block(kind gate.Kind, value string, d time.Duration) {
@@ -222,8 +222,8 @@ func (e *env) do(method, path string, body io.Reader, hdr http.Header) (*http.Re
 
 // attempt is a row for insertAttempts.
 type attempt struct {
-	id               string
-	ts               time.Time
+	id               uuid.UUID // zero: a new UUIDv7
+	ts               time.Time // millisecond precision
 	ip, user, result string
 	path, userAgent  string
 }
@@ -233,13 +233,14 @@ type attempt struct {
 func (e *env) insertAttempts(rows []attempt) {
 	e.t.Helper()
 	ctx := context.Background()
-	batch, err := e.ch.PrepareBatch(ctx, "INSERT INTO attempts (id, ts, ip, username, result, path, user_agent)")
+	batch, err := e.ch.PrepareBatch(ctx, "INSERT INTO attempts (id, ts, ts_ms, ip, username, result, path, user_agent)")
 	require.NoError(e.t, err)
 	for _, r := range rows {
-		if r.id == "" {
-			r.id = uuid.Must(uuid.NewV7()).String()
+		if r.id == (uuid.UUID{}) {
+			r.id = uuid.Must(uuid.NewV7())
 		}
-		require.NoError(e.t, batch.Append(r.id, r.ts, r.ip, r.user, r.result, r.path, r.userAgent))
+		ms := uint16(r.ts.Nanosecond() / int(time.Millisecond))
+		require.NoError(e.t, batch.Append(r.id, r.ts.Truncate(time.Second), ms, r.ip, r.user, r.result, r.path, r.userAgent))
 	}
 	require.NoError(e.t, batch.Send())
 }
@@ -247,13 +248,14 @@ func (e *env) insertAttempts(rows []attempt) {
 // insertBlock writes a block or unblock row.
 func (e *env) insertBlock(ts time.Time, kind, subject string, blocked bool, until time.Time, failures int) {
 	e.t.Helper()
-	action := "unblock"
+	typ := "unblock"
 	if blocked {
-		action = "block"
+		typ = "block"
 	}
-	batch, err := e.ch.PrepareBatch(context.Background(), "INSERT INTO blocks (id, ts, kind, subject, action, until, permanent, failures, reason)")
+	batch, err := e.ch.PrepareBatch(context.Background(), "INSERT INTO blocks (id, ts, ts_ms, type, kind, subject, until, permanent, failures, reason)")
 	require.NoError(e.t, err)
-	require.NoError(e.t, batch.Append(uuid.Must(uuid.NewV7()).String(), ts, kind, subject, action, until, uint8(0), uint32(failures), "auto"))
+	require.NoError(e.t, batch.Append(uuid.Must(uuid.NewV7()), ts.Truncate(time.Second), uint16(ts.Nanosecond()/int(time.Millisecond)),
+		typ, kind, subject, until, uint8(0), uint32(failures), "auto"))
 	require.NoError(e.t, batch.Send())
 }
 

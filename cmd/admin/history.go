@@ -13,6 +13,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
 )
 
 // Page sizes of attempt listings.
@@ -24,8 +25,12 @@ const (
 // ErrBadFilter is wrapped by every error about a filter value.
 var ErrBadFilter = errors.New("bad filter")
 
-// History reads the attempts and blocks the recorder stored in ClickHouse.
-// Every query is parameterised; listings page by (ts, id), never by OFFSET.
+// History reads the attempts and blocks the recorder stored in ClickHouse
+// (tables of schema/001_init.sql). Every query is parameterised; listings
+// page by the sorting key (ts, ts_ms, id), never by OFFSET, and read each
+// event id once (LIMIT 1 BY id) although a redelivered event may be stored
+// twice until parts merge. Chart counts use uniq(id), approximate above
+// 65536 distinct events per bucket but cheap on large windows.
 type History struct {
 	conn driver.Conn
 }
@@ -63,20 +68,21 @@ type AttemptRow struct {
 	IP        string    `json:"ip"`
 	Username  string    `json:"username"`
 	Result    string    `json:"result"`
+	BlockedBy []string  `json:"blocked_by"`
 	Path      string    `json:"path"`
 	UserAgent string    `json:"user_agent"`
 }
 
 // Cursor is the position after the last row of a page: the next page holds
-// the rows older than (Time, ID).
+// the rows older than (Time, ID) in the table's order (ts, ts_ms, id).
 type Cursor struct {
-	Time time.Time
-	ID   string
+	Time time.Time // millisecond precision
+	ID   string    // UUID
 }
 
 // String encodes the cursor for URLs ("next").
 func (c Cursor) String() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.Time.Unix(), 10) + "." + c.ID))
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.Time.UnixMilli(), 10) + "." + c.ID))
 }
 
 // ParseCursor decodes Cursor.String.
@@ -85,12 +91,12 @@ func ParseCursor(s string) (Cursor, error) {
 	if err != nil {
 		return Cursor{}, fmt.Errorf("%w: cursor: %w", ErrBadFilter, err)
 	}
-	sec, id, ok := strings.Cut(string(b), ".")
-	n, err := strconv.ParseInt(sec, 10, 64)
-	if !ok || err != nil || id == "" || n < 0 {
+	ms, id, ok := strings.Cut(string(b), ".")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil || n < 0 || uuid.Validate(id) != nil {
 		return Cursor{}, fmt.Errorf("%w: cursor %q", ErrBadFilter, s)
 	}
-	return Cursor{Time: time.Unix(n, 0).UTC(), ID: id}, nil
+	return Cursor{Time: time.UnixMilli(n).UTC(), ID: id}, nil
 }
 
 // AttemptFilter selects attempts. Zero fields select everything.
@@ -132,8 +138,10 @@ func (f *AttemptFilter) where() (string, []any) {
 		add("ts < toDateTime(?)", f.Until.Unix())
 	}
 	if f.After != nil {
-		// The first condition alone selects index ranges; the second breaks ties within a second.
-		add("ts <= toDateTime(?) AND (ts < toDateTime(?) OR toString(id) < ?)", f.After.Time.Unix(), f.After.Time.Unix(), f.After.ID)
+		// The first condition alone selects index ranges; the tuple breaks
+		// ties within a second the way ORDER BY does.
+		sec, ms := f.After.Time.Unix(), f.After.Time.Nanosecond()/int(time.Millisecond)
+		add("ts <= toDateTime(?) AND (ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))", sec, sec, ms, f.After.ID)
 	}
 	if len(conds) == 0 {
 		return "", nil
@@ -182,8 +190,8 @@ func (h *History) Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRow, 
 	where, args := f.where()
 	// One more row than asked tells whether an older page exists. LIMIT 1
 	// BY id hides copies of a redelivered event not merged away yet.
-	q := "SELECT toString(id) AS sid, ts, ip, username, toString(result), path, user_agent FROM attempts" + where +
-		" ORDER BY ts DESC, sid DESC LIMIT 1 BY sid LIMIT " + strconv.Itoa(limit+1)
+	q := "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent FROM attempts" + where +
+		" ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT " + strconv.Itoa(limit+1)
 	rows, err := h.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("query attempts: %w", err)
@@ -191,11 +199,19 @@ func (h *History) Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRow, 
 	defer rows.Close()
 	out := make([]AttemptRow, 0, limit)
 	for rows.Next() {
-		var a AttemptRow
-		if err := rows.Scan(&a.ID, &a.Time, &a.IP, &a.Username, &a.Result, &a.Path, &a.UserAgent); err != nil {
+		var (
+			a  AttemptRow
+			id uuid.UUID
+			ms uint16
+		)
+		if err := rows.Scan(&id, &a.Time, &ms, &a.IP, &a.Username, &a.Result, &a.BlockedBy, &a.Path, &a.UserAgent); err != nil {
 			return nil, nil, fmt.Errorf("scan attempt: %w", err)
 		}
-		a.Time = a.Time.UTC()
+		a.ID = id.String()
+		a.Time = a.Time.UTC().Add(time.Duration(ms) * time.Millisecond)
+		if a.BlockedBy == nil {
+			a.BlockedBy = []string{}
+		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
@@ -232,8 +248,8 @@ func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) (
 	case "username":
 		cond, args = "(kind = 'username' AND subject = ?) OR (kind = 'pair' AND endsWith(subject, ?))", []any{subject, "|" + subject}
 	}
-	q := "SELECT toString(id) AS sid, ts, toString(kind), subject, toString(action), until, permanent, failures, toString(reason) FROM blocks WHERE " +
-		cond + " ORDER BY ts DESC, sid DESC LIMIT 1 BY sid LIMIT " + strconv.Itoa(limit)
+	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason) FROM blocks WHERE " +
+		cond + " ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT " + strconv.Itoa(limit)
 	rows, err := h.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query blocks: %w", err)
@@ -243,15 +259,18 @@ func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) (
 	for rows.Next() {
 		var (
 			b         BlockRow
-			action    string
+			id        uuid.UUID
+			ms        uint16
+			typ       string
 			until     time.Time
 			permanent uint8
 			failures  uint32
 		)
-		if err := rows.Scan(&b.ID, &b.Time, &b.Kind, &b.Subject, &action, &until, &permanent, &failures, &b.Reason); err != nil {
+		if err := rows.Scan(&id, &b.Time, &ms, &b.Kind, &b.Subject, &typ, &until, &permanent, &failures, &b.Reason); err != nil {
 			return nil, fmt.Errorf("scan block: %w", err)
 		}
-		b.Time, b.Blocked, b.Permanent, b.Failures = b.Time.UTC(), action == "block", permanent == 1, int(failures)
+		b.ID, b.Blocked, b.Permanent, b.Failures = id.String(), typ == "block", permanent == 1, int(failures)
+		b.Time = b.Time.UTC().Add(time.Duration(ms) * time.Millisecond)
 		if b.Blocked && !b.Permanent && until.Unix() > 0 {
 			u := until.UTC()
 			b.Until = &u
@@ -339,7 +358,7 @@ func (h *History) AttemptSeries(ctx context.Context, w Window, now time.Time) (*
 // BlockSeries counts new blocks per bucket by kind.
 func (h *History) BlockSeries(ctx context.Context, w Window, now time.Time) (*Series, error) {
 	s := newSeries(w, now, "ip", "username", "pair")
-	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM blocks WHERE ts >= toDateTime(?) AND action = 'block' GROUP BY b, kind"
+	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM blocks WHERE ts >= toDateTime(?) AND type = 'block' GROUP BY b, kind"
 	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())
 }
 
