@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"io/fs"
 	"os"
 	"sort"
 	"strings"
@@ -78,7 +78,9 @@ func clickHouseDSN(t *testing.T) string {
 func schemaStatements(t *testing.T) []string {
 	files, err := fs.Glob(schema.FS, "*.sql")
 	require.NoError(t, err)
-	sort.Slice(files, func(i, j int) bool { return files[i] == "bootstrap.sql" || (files[j] != "bootstrap.sql" && files[i] < files[j]) })
+	sort.Slice(files, func(i, j int) bool {
+		return files[i] == "bootstrap.sql" || (files[j] != "bootstrap.sql" && files[i] < files[j])
+	})
 	var out []string
 	for _, f := range files {
 		b, err := fs.ReadFile(schema.FS, f)
