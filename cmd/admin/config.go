@@ -4,12 +4,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/record"
 )
 
 // Config holds every setting of the admin. Each field is an environment
@@ -84,8 +84,8 @@ func (c *Config) finish(lookup func(string) (string, bool), need needs) error {
 		errs = append(errs, errors.New("DEFENDER_REDIS_URL: required (e.g. redis://127.0.0.1:6379/0)"))
 	}
 	if need.clickhouse {
-		if u, err := url.Parse(c.ClickHouseURL); err != nil || u.Scheme != "clickhouse" || u.Host == "" {
-			errs = append(errs, fmt.Errorf("DEFENDER_CLICKHOUSE_URL: %q is not clickhouse://host:port/database", c.ClickHouseURL))
+		if _, err := record.ParseURL(c.ClickHouseURL); err != nil {
+			errs = append(errs, fmt.Errorf("DEFENDER_CLICKHOUSE_URL: %w", err))
 		}
 	}
 	if c.NATSURL != "" && !strings.Contains(c.NATSURL, "://") {

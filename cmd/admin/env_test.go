@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +21,7 @@ import (
 	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
-	"github.com/defender-go/defender/schema"
+	"github.com/defender-go/defender/pkg/record"
 )
 
 const (
@@ -68,36 +65,9 @@ func clickHouseDSN(t *testing.T) string {
 	conn := chServer.Open(t)
 	ctx := context.Background()
 	require.NoError(t, conn.Exec(ctx, "DROP DATABASE IF EXISTS defender"))
-	for _, stmt := range schemaStatements(t) {
-		require.NoError(t, conn.Exec(ctx, stmt), stmt)
-	}
-	return chServer.DSN()
-}
-
-// schemaStatements reads bootstrap.sql and the migrations of package schema.
-func schemaStatements(t *testing.T) []string {
-	files, err := fs.Glob(schema.FS, "*.sql")
+	_, err := record.Migrate(ctx, conn)
 	require.NoError(t, err)
-	sort.Slice(files, func(i, j int) bool {
-		return files[i] == "bootstrap.sql" || (files[j] != "bootstrap.sql" && files[i] < files[j])
-	})
-	var out []string
-	for _, f := range files {
-		b, err := fs.ReadFile(schema.FS, f)
-		require.NoError(t, err)
-		var lines []string
-		for _, l := range strings.Split(string(b), "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
-		}
-		for _, s := range strings.Split(strings.Join(lines, "\n"), ";") {
-			if q := strings.TrimSpace(s); q != "" {
-				out = append(out, q)
-			}
-		}
-	}
-	return out
+	return chServer.DSN()
 }
 
 // env is a running admin with its servers.

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
+
+	"github.com/defender-go/defender/pkg/record"
 )
 
 // Page sizes of attempt listings.
@@ -35,17 +36,13 @@ type History struct {
 	conn driver.Conn
 }
 
-// openHistory prepares connections to ClickHouse over the native protocol;
-// they are dialled on first use (see Ping).
+// openHistory prepares connections to ClickHouse over the native protocol
+// as the recorder does (record.Open); they are dialled on first use (see
+// Ping).
 func openHistory(dsn string) (*History, error) {
-	opts, err := clickhouse.ParseDSN(dsn)
+	conn, err := record.Open(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("DEFENDER_CLICKHOUSE_URL: %w", err)
-	}
-	opts.DialTimeout = 5 * time.Second
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse open: %w", err)
 	}
 	return &History{conn: conn}, nil
 }
@@ -190,7 +187,7 @@ func (h *History) Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRow, 
 	where, args := f.where()
 	// One more row than asked tells whether an older page exists. LIMIT 1
 	// BY id hides copies of a redelivered event not merged away yet.
-	q := "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent FROM attempts" + where +
+	q := "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent FROM defender.attempts" + where +
 		" ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT " + strconv.Itoa(limit+1)
 	rows, err := h.conn.Query(ctx, q, args...)
 	if err != nil {
@@ -248,7 +245,7 @@ func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) (
 	case "username":
 		cond, args = "(kind = 'username' AND subject = ?) OR (kind = 'pair' AND endsWith(subject, ?))", []any{subject, "|" + subject}
 	}
-	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason) FROM blocks WHERE " +
+	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason) FROM defender.blocks WHERE " +
 		cond + " ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT " + strconv.Itoa(limit)
 	rows, err := h.conn.Query(ctx, q, args...)
 	if err != nil {
@@ -351,14 +348,14 @@ func (s *Series) since() int64 { return s.Buckets[0] }
 // AttemptSeries counts attempts per bucket by result.
 func (h *History) AttemptSeries(ctx context.Context, w Window, now time.Time) (*Series, error) {
 	s := newSeries(w, now, "success", "failure", "blocked")
-	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(result), uniq(id) FROM attempts WHERE ts >= toDateTime(?) GROUP BY b, result"
+	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(result), uniq(id) FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY b, result"
 	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())
 }
 
 // BlockSeries counts new blocks per bucket by kind.
 func (h *History) BlockSeries(ctx context.Context, w Window, now time.Time) (*Series, error) {
 	s := newSeries(w, now, "ip", "username", "pair")
-	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM blocks WHERE ts >= toDateTime(?) AND type = 'block' GROUP BY b, kind"
+	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM defender.blocks WHERE ts >= toDateTime(?) AND type = 'block' GROUP BY b, kind"
 	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())
 }
 
@@ -398,7 +395,7 @@ func (h *History) Top(ctx context.Context, by string, since time.Time, limit int
 	if by != "ip" && by != "username" {
 		return nil, fmt.Errorf("%w: by %q (want ip or username)", ErrBadFilter, by)
 	}
-	q := "SELECT " + by + " AS v, uniqIf(id, result = 'failure') AS f, uniqIf(id, result = 'blocked') AS b FROM attempts" +
+	q := "SELECT " + by + " AS v, uniqIf(id, result = 'failure') AS f, uniqIf(id, result = 'blocked') AS b FROM defender.attempts" +
 		" WHERE ts >= toDateTime(?) AND result != 'success' AND " + by + " != '' GROUP BY v ORDER BY f + b DESC, v LIMIT " + strconv.Itoa(limit)
 	rows, err := h.conn.Query(ctx, q, since.Unix())
 	if err != nil {
@@ -425,7 +422,7 @@ func (h *History) Top(ctx context.Context, by string, since time.Time, limit int
 
 // Totals counts attempts by result since since.
 func (h *History) Totals(ctx context.Context, since time.Time) (map[string]int, error) {
-	rows, err := h.conn.Query(ctx, "SELECT toString(result), uniq(id) FROM attempts WHERE ts >= toDateTime(?) GROUP BY result", since.Unix())
+	rows, err := h.conn.Query(ctx, "SELECT toString(result), uniq(id) FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY result", since.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("query totals: %w", err)
 	}
