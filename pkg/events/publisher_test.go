@@ -130,7 +130,8 @@ func TestPublisherSurvivesOutage(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().Published == before }, 10*time.Second, 10*time.Millisecond)
 
 	// Emitting just as the server goes away leaves a batch in flight.
-	for i := range 1000 {
+	const burst = 20_000
+	for i := range burst {
 		p.EmitAttempt(attemptRecord(before + i))
 	}
 	down := time.Now()
@@ -159,14 +160,14 @@ func TestPublisherSurvivesOutage(t *testing.T) {
 	wg.Wait()
 	// Every Emit returned while the server was still down.
 	require.Nil(t, env.srv.Server, "server must still be down")
-	assert.Equal(t, uint64(before+1000+goroutines*perG), p.Stats().Queued)
+	assert.Equal(t, uint64(before+burst+goroutines*perG), p.Stats().Queued)
 	assert.Zero(t, p.Stats().Dropped)
 	t.Logf("max EmitAttempt duration during outage: %s (emitters done after %s)", slices(maxEmit), time.Since(down))
 
 	time.Sleep(time.Until(down.Add(10 * time.Second))) // keep NATS down ~10 s
 	env.srv.Start()
 
-	total := before + 1000 + goroutines*perG
+	total := before + burst + goroutines*perG
 	require.Eventually(t, func() bool { return p.Stats().Published >= uint64(total) }, 60*time.Second, 50*time.Millisecond,
 		"published %d of %d", p.Stats().Published, total)
 	msgs := streamMsgs(t, env.js, "", total)
