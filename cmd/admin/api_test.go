@@ -340,3 +340,42 @@ func TestStatsAPI(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, bad)
 	}
 }
+
+func TestAttemptsLookBack(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	now := time.Now().UTC()
+	ages := []time.Duration{10 * time.Minute, 3 * time.Hour, 3 * 24 * time.Hour, 20 * 24 * time.Hour, 60 * 24 * time.Hour}
+	var rows []attempt
+	for _, age := range ages {
+		rows = append(rows, attempt{ts: now.Add(-age), ip: "192.0.2.1", user: "old", result: "failure"})
+	}
+	e.insertAttempts(rows)
+
+	get := func(q string) AttemptPage {
+		t.Helper()
+		resp, body := e.do("GET", "/api/v1/attempts?"+q, nil, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		return decode[AttemptPage](t, body)
+	}
+	all := get("limit=10")
+	require.Len(t, all.Attempts, len(ages))
+	assert.Nil(t, all.Next)
+
+	// One row a page: every window of the look-back is crossed.
+	q, n := "limit=1", 0
+	for ; ; n++ {
+		require.Less(t, n, 10)
+		p := get(q)
+		require.Len(t, p.Attempts, 1)
+		assert.Equal(t, all.Attempts[n].ID, p.Attempts[0].ID)
+		if p.Next == nil {
+			break
+		}
+		q = "limit=1&cursor=" + url.QueryEscape(*p.Next)
+	}
+	assert.Equal(t, len(ages)-1, n, "the last page has no next cursor")
+
+	assert.Len(t, get("since=30d").Attempts, 4)
+	assert.Len(t, get("until=2h").Attempts, 4)
+	assert.Len(t, get("until=2h&since=10d").Attempts, 2)
+}

@@ -137,6 +137,16 @@ func (b *browser) alerts() []string {
 	return append([]string(nil), b.dialogs...)
 }
 
+// click clicks the element sel selects once it is there. The click runs in
+// the page, so a row that live updates replace meanwhile cannot make it
+// miss.
+func (b *browser) click(sel string) {
+	b.t.Helper()
+	b.waitFor("!!document.querySelector(" + jsString(sel) + ")")
+	_, err := chromedp.Run(b.ctx, chromedp.Evaluate[chromedp.Void]("document.querySelector("+jsString(sel)+").click()"))
+	require.NoError(b.t, err, "click %s", sel)
+}
+
 // rowSel selects the Blocked page's row of a subject.
 func rowSel(kind, value string) string {
 	return `tbody[data-kind="` + kind + `"] tr[data-value="` + strings.ReplaceAll(value, `"`, `\"`) + `"]`
@@ -176,7 +186,7 @@ func TestBrowserBlockedPage(t *testing.T) {
 
 	// Unblock the IP with its button: the page reloads without it and the
 	// unblock event is on NATS.
-	b.do(chromedp.Click(chromedp.CSS(rowSel("ip", "203.0.113.9") + " button.unblock")))
+	b.click(rowSel("ip", "203.0.113.9") + " button.unblock")
 	b.waitFor(`location.search.indexOf('done=unblocked') >= 0 && !!document.querySelector('.flash')`)
 	assert.False(t, eval[bool](b, rowPresent("ip", "203.0.113.9")))
 	assert.Contains(t, eval[string](b, `document.querySelector('.flash').textContent`), "Unblocked ip 203.0.113.9")
@@ -187,7 +197,7 @@ func TestBrowserBlockedPage(t *testing.T) {
 
 	// And the username holding a script.
 	b.waitFor(`document.getElementById('live').getAttribute('data-state') === 'open'`)
-	b.do(chromedp.Click(chromedp.CSS(rowSel("username", evil) + " button.unblock")))
+	b.click(rowSel("username", evil) + " button.unblock")
 	b.waitFor(`location.search.indexOf('kind=username') >= 0 && !!document.querySelector('.flash')`)
 	assert.False(t, eval[bool](b, rowPresent("username", evil)))
 	ev = next(t, unblocks)
@@ -209,7 +219,7 @@ func TestBrowserBlockedPage(t *testing.T) {
 	assert.Equal(t, "1", eval[string](b, `document.querySelector('section[data-kind="ip"] [data-count]').textContent`))
 
 	// A live row's button works like a rendered one.
-	b.do(chromedp.Click(chromedp.CSS(rowSel("username", `<img src=x onerror=alert(2)>`) + " button.unblock")))
+	b.click(rowSel("username", `<img src=x onerror=alert(2)>`) + " button.unblock")
 	b.waitFor(`location.search.indexOf('done=unblocked') >= 0 && !` + rowPresent("username", `<img src=x onerror=alert(2)>`))
 
 	// The manual block form.
@@ -256,7 +266,7 @@ func TestBrowserAttemptsAndDashboard(t *testing.T) {
 	b.open("/attempts")
 	assert.Equal(t, 50, eval[int](b, `document.querySelectorAll('#attempts-table tbody tr[data-id]').length`))
 	b.screenshot("attempts")
-	b.do(chromedp.Click(chromedp.CSS(`#older`)))
+	b.click(`#older`)
 	b.waitFor(`location.search.indexOf('cursor=') >= 0`)
 	assert.Equal(t, 20, eval[int](b, `document.querySelectorAll('#attempts-table tbody tr[data-id]').length`))
 	assert.False(t, eval[bool](b, `!!document.getElementById('older')`))
@@ -303,7 +313,7 @@ func TestBrowserAttemptsAndDashboard(t *testing.T) {
 	assert.Contains(t, eval[string](b, `document.getElementById('state').innerText`), "blocked")
 	assert.Positive(t, eval[int](b, `document.querySelectorAll('table.attempts tbody tr td .badge').length`))
 	b.screenshot("ip-page")
-	b.do(chromedp.Click(chromedp.CSS(`#state button.unblock`)))
+	b.click(`#state button.unblock`)
 	b.waitFor(`location.search.indexOf('done=unblocked') >= 0`)
 	assert.Contains(t, eval[string](b, `document.getElementById('state').innerText`), "not blocked")
 	assert.Equal(t, "/ip/203.0.113.7", eval[string](b, `location.pathname`))

@@ -176,14 +176,45 @@ func uint32From(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
+// searchSpans are the growing time windows Attempts looks back through
+// before it scans everything older: a filter that matches recent rows reads
+// only the last hour's parts, however big the table.
+var searchSpans = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 31 * 24 * time.Hour}
+
 // Attempts lists attempts newest first, and the cursor of the next page
-// (nil when this page is the last).
+// (nil when this page is the last). It looks back through growing windows
+// (searchSpans) from the page's upper bound until it has a full page, so a
+// page costs a scan of the rows since the oldest one shown, not of the table.
 func (h *History) Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRow, *Cursor, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
 	limit = min(limit, maxLimit)
+	upper := time.Now()
+	if !f.Until.IsZero() {
+		upper = f.Until
+	}
+	if f.After != nil && f.After.Time.Before(upper) {
+		upper = f.After.Time.Add(time.Second)
+	}
+	for _, span := range searchSpans {
+		lower := upper.Add(-span).Truncate(time.Second)
+		if !f.Since.IsZero() && !lower.After(f.Since) {
+			break // the filter's own bound is nearer: one query does
+		}
+		w := f
+		w.Since = lower
+		rows, next, err := h.attempts(ctx, w, limit)
+		if err != nil || next != nil {
+			return rows, next, err // a full page, and more behind it
+		}
+	}
+	return h.attempts(ctx, f, limit)
+}
+
+// attempts runs one query for a page of at most limit rows.
+func (h *History) attempts(ctx context.Context, f AttemptFilter, limit int) ([]AttemptRow, *Cursor, error) {
 	where, args := f.where()
 	// One more row than asked tells whether an older page exists. LIMIT 1
 	// BY id hides copies of a redelivered event not merged away yet.
