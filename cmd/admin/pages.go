@@ -139,13 +139,21 @@ type blockedTable struct {
 	Kind  gate.Kind
 	Title string
 	Rows  []blockedRow
+	More  bool // more than blockedPageLimit are blocked; Rows holds that many
 }
+
+// blockedPageLimit bounds each table of the Blocked page, which must stay
+// usable during an attack that blocks thousands of addresses.
+const blockedPageLimit = 1000
 
 func subjectHref(k gate.Kind, v string) string { return "/" + string(k) + "/" + url.PathEscape(v) }
 
 func tables(list BlockedList) []blockedTable {
 	mk := func(k gate.Kind, title string, es []BlockedEntry) blockedTable {
 		t := blockedTable{Kind: k, Title: title}
+		if len(es) > blockedPageLimit {
+			es, t.More = es[:blockedPageLimit], true
+		}
 		for _, e := range es {
 			t.Rows = append(t.Rows, blockedRow{Kind: k, BlockedEntry: e, Href: subjectHref(k, e.Value)})
 		}
@@ -161,7 +169,7 @@ func tables(list BlockedList) []blockedTable {
 // pageBlocked lists the blocked subjects with their unblock buttons and
 // the manual block form; blocked.js keeps it current from /api/v1/events.
 func (s *Server) pageBlocked(w http.ResponseWriter, r *http.Request) {
-	list, err := listBlocked(r.Context(), s.gate, 0, s.now())
+	list, err := listBlocked(r.Context(), s.gate, blockedPageLimit+1, s.now())
 	if err != nil {
 		s.log.Error("list blocked", "err", err)
 		s.renderError(w, r, http.StatusServiceUnavailable, "Redis is unavailable: "+err.Error())
@@ -170,6 +178,7 @@ func (s *Server) pageBlocked(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "blocked", page{Title: "Blocked", Nav: "blocked", Script: "blocked.js", Data: map[string]any{
 		"Tables":    tables(list),
 		"Live":      s.live != nil,
+		"Limit":     blockedPageLimit,
 		"Durations": durationChoices,
 	}})
 }

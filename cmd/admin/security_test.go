@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -231,4 +232,16 @@ func TestLiveEventsOffWithoutNATS(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode, "EventSource stops reconnecting on 204")
 	_, body := e.do("GET", "/blocked", nil, nil)
 	assert.Contains(t, body, "Live updates off")
+}
+
+func TestBlockedPageCap(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	for i := 0; i <= blockedPageLimit; i++ {
+		e.block(gate.KindIP, fmt.Sprintf("10.0.%d.%d", i/256, i%256), time.Hour)
+	}
+	_, body := e.do("GET", "/blocked", nil, nil)
+	assert.Equal(t, blockedPageLimit, strings.Count(body, `<tr data-value="10.0.`))
+	assert.Contains(t, body, "More than 1000 are blocked")
+	_, body = e.do("GET", "/api/v1/blocked", nil, nil)
+	assert.Len(t, decode[BlockedList](t, body).IPs, blockedPageLimit+1, "the API lists all")
 }
