@@ -1,0 +1,511 @@
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/defender-go/defender/pkg/events"
+)
+
+// Defaults of Options.
+const (
+	DefaultConsumer        = "recorder"
+	DefaultBatch           = 10000
+	DefaultFlush           = time.Second
+	DefaultAckWait         = time.Minute
+	DefaultInsertTimeout   = 20 * time.Second
+	DefaultRetryMin        = 100 * time.Millisecond
+	DefaultRetryMax        = 10 * time.Second
+	DefaultShutdownTimeout = 15 * time.Second
+	DefaultLagInterval     = 5 * time.Second
+)
+
+// Headers of a dead letter, beside the original message's data.
+const (
+	// HeaderReason says why the event could not be stored.
+	HeaderReason = "Defender-Dlq-Reason"
+	// HeaderSubject is the subject the event was published on.
+	HeaderSubject = "Defender-Dlq-Subject"
+	// HeaderStreamSeq is the event's sequence in the stream.
+	HeaderStreamSeq = "Defender-Dlq-Stream-Seq"
+)
+
+// Options configures a Recorder. Zero fields take the defaults noted.
+type Options struct {
+	// Subjects names the events to read and the dead-letter subject
+	// (prefix events.DefaultPrefix).
+	Subjects events.Subjects
+	// Stream is the JetStream stream (events.StreamName).
+	Stream string
+	// Consumer is the durable pull consumer's name (DefaultConsumer).
+	// Recorders sharing it share the work.
+	Consumer string
+	// Batch is the most events written in one insert
+	// (DEFENDER_RECORD_BATCH, DefaultBatch).
+	Batch int
+	// Flush is the longest a batch waits to fill up
+	// (DEFENDER_RECORD_FLUSH, DefaultFlush). A SIGTERM may wait that long
+	// for the fetch in flight.
+	Flush time.Duration
+	// AckWait is how long JetStream waits for an acknowledgement before
+	// it redelivers (DefaultAckWait): the delay before the batch of a
+	// crashed recorder is written by another. While ClickHouse is away
+	// the recorder renews it for the batch in hand (InProgress). At least
+	// 3 × Flush.
+	AckWait time.Duration
+	// MaxAckPending bounds the events delivered and not yet acknowledged
+	// over all recorders sharing the consumer (4 × Batch, at least 65536).
+	MaxAckPending int
+	// InsertTimeout bounds one insert attempt (DefaultInsertTimeout, at
+	// most AckWait/2).
+	InsertTimeout time.Duration
+	// RetryMin and RetryMax bound the exponential backoff between
+	// attempts to write a batch (DefaultRetryMin, DefaultRetryMax; at
+	// most AckWait/4).
+	RetryMin, RetryMax time.Duration
+	// ShutdownTimeout bounds writing the batch in hand once Run's context
+	// ends (DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
+	// LagInterval is how often the consumer's backlog is read for the
+	// lag metrics (DefaultLagInterval).
+	LagInterval time.Duration
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Stream == "" {
+		o.Stream = events.StreamName
+	}
+	if o.Consumer == "" {
+		o.Consumer = DefaultConsumer
+	}
+	if o.Batch <= 0 {
+		o.Batch = DefaultBatch
+	}
+	if o.Flush <= 0 {
+		o.Flush = DefaultFlush
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = max(4*o.Batch, 65536)
+	}
+	if o.InsertTimeout <= 0 {
+		o.InsertTimeout = DefaultInsertTimeout
+	}
+	o.InsertTimeout = min(o.InsertTimeout, o.AckWait/2)
+	if o.RetryMin <= 0 {
+		o.RetryMin = DefaultRetryMin
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = DefaultRetryMax
+	}
+	o.RetryMax = max(min(o.RetryMax, o.AckWait/4), o.RetryMin)
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.LagInterval <= 0 {
+		o.LagInterval = DefaultLagInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Stats are a Recorder's counters since it was created.
+type Stats struct {
+	// Batches is the number of batches written.
+	Batches uint64
+	// Attempts and Blocks are the rows written (blocks include unblocks),
+	// redelivered events included.
+	Attempts, Blocks uint64
+	// DeadLetters is the number of events sent to the dead-letter subject.
+	DeadLetters uint64
+	// Retries is the number of failed write attempts that were retried.
+	Retries uint64
+}
+
+// Recorder moves events from JetStream into ClickHouse. Create it with
+// New and start it with Run; several recorders, in one process or many,
+// may share one consumer.
+type Recorder struct {
+	js   jetstream.JetStream
+	conn driver.Conn
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+
+	batches, attempts, blocks, deadLetters, retries atomic.Uint64
+}
+
+// ErrConfig is wrapped by New's errors about its options.
+var ErrConfig = errors.New("record: bad options")
+
+// New returns a Recorder reading from js and writing to conn.
+func New(js jetstream.JetStream, conn driver.Conn, opts Options) (*Recorder, error) {
+	opts.setDefaults()
+	if err := opts.Subjects.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if opts.AckWait < 3*opts.Flush {
+		return nil, fmt.Errorf("%w: ack wait %s is shorter than 3 × flush %s", ErrConfig, opts.AckWait, opts.Flush)
+	}
+	r := &Recorder{js: js, conn: conn, opts: opts, log: opts.Logger.With("component", "recorder")}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r.m = m
+	return r, nil
+}
+
+// Stats returns the recorder's counters.
+func (r *Recorder) Stats() Stats {
+	return Stats{
+		Batches:     r.batches.Load(),
+		Attempts:    r.attempts.Load(),
+		Blocks:      r.blocks.Load(),
+		DeadLetters: r.deadLetters.Load(),
+		Retries:     r.retries.Load(),
+	}
+}
+
+// ConsumerConfig is the durable pull consumer the recorder creates or
+// updates on the stream.
+func (r *Recorder) ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        r.opts.Consumer,
+		Description:    "defender recorder: events into ClickHouse",
+		FilterSubjects: r.opts.Subjects.Events(),
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        r.opts.AckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  r.opts.MaxAckPending,
+	}
+}
+
+// Run writes events until ctx ends, then writes the batch in hand (within
+// ShutdownTimeout) and returns. It returns nil after a clean stop; an
+// error if the last batch could not be written (its events are then
+// handed back to JetStream for redelivery).
+//
+// It waits for the stream to exist, so the recorder may start before the
+// gate or NATS. While ClickHouse refuses a batch the recorder keeps
+// retrying that batch and fetches nothing more: the backlog waits in the
+// stream.
+func (r *Recorder) Run(ctx context.Context) error {
+	cons, err := r.consumer(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	lagCtx, stopLag := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.pollLag(lagCtx, cons) })
+	defer func() { stopLag(); wg.Wait() }()
+
+	delay := r.opts.RetryMin
+	for ctx.Err() == nil {
+		msgs, err := r.fetch(cons)
+		if len(msgs) > 0 {
+			if werr := r.handle(ctx, msgs); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			r.log.WarnContext(ctx, "fetch failed", "err", err, "retry_in", delay)
+			if !sleep(ctx, delay) {
+				break
+			}
+			delay = min(2*delay, r.opts.RetryMax)
+			continue
+		}
+		delay = r.opts.RetryMin
+	}
+	return nil
+}
+
+// consumer creates or updates the durable consumer, retrying until it
+// succeeds or ctx ends.
+func (r *Recorder) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	delay := r.opts.RetryMin
+	for {
+		cons, err := r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, r.ConsumerConfig())
+		if err == nil {
+			return cons, nil
+		}
+		r.log.WarnContext(ctx, "cannot create consumer, retrying", "stream", r.opts.Stream,
+			"consumer", r.opts.Consumer, "err", err, "retry_in", delay)
+		if !sleep(ctx, delay) {
+			return nil, fmt.Errorf("consumer %s on %s: %w", r.opts.Consumer, r.opts.Stream, err)
+		}
+		delay = min(2*delay, r.opts.RetryMax)
+	}
+}
+
+// fetch gets up to Batch messages, waiting at most Flush.
+func (r *Recorder) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	mb, err := cons.Fetch(r.opts.Batch, jetstream.FetchMaxWait(r.opts.Flush))
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	var msgs []jetstream.Msg
+	for m := range mb.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := mb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return msgs, fmt.Errorf("fetch: %w", err)
+	}
+	return msgs, nil
+}
+
+// deadLetter is a message that cannot be stored, and why.
+type deadLetter struct {
+	msg    jetstream.Msg
+	reason error
+}
+
+// batch is one fetch, decoded.
+type batch struct {
+	msgs     []jetstream.Msg // all of them, for InProgress and Nak
+	ok       []jetstream.Msg // stored by the inserts
+	attempts []attemptRow
+	blocks   []blockRow
+	dead     []deadLetter
+}
+
+func (r *Recorder) decode(msgs []jetstream.Msg) *batch {
+	b := &batch{msgs: msgs, ok: make([]jetstream.Msg, 0, len(msgs)), attempts: make([]attemptRow, 0, len(msgs))}
+	prefix := r.opts.Subjects.All()
+	prefix = prefix[:len(prefix)-1] // "<prefix>."
+	for _, m := range msgs {
+		kind, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), prefix), ".")
+		var err error
+		switch events.Type(kind) {
+		case events.TypeAttempt:
+			var a events.Attempt
+			if a, err = events.DecodeAttempt(m.Data()); err == nil {
+				var row attemptRow
+				if row, err = newAttemptRow(&a); err == nil {
+					b.attempts = append(b.attempts, row)
+				}
+			}
+		case events.TypeBlock, events.TypeUnblock:
+			var ev events.Block
+			if ev, err = events.DecodeBlock(m.Data()); err == nil {
+				if string(ev.Type) != kind {
+					err = fmt.Errorf("%w: %s event on a %s subject", events.ErrMalformed, ev.Type, kind)
+				}
+			}
+			if err == nil {
+				var row blockRow
+				if row, err = newBlockRow(&ev); err == nil {
+					b.blocks = append(b.blocks, row)
+				}
+			}
+		default:
+			err = fmt.Errorf("%w: subject %s is no event's", events.ErrMalformed, m.Subject())
+		}
+		if err != nil {
+			b.dead = append(b.dead, deadLetter{msg: m, reason: err})
+			continue
+		}
+		b.ok = append(b.ok, m)
+	}
+	return b
+}
+
+// handle decodes and writes one fetched batch, then acknowledges it.
+func (r *Recorder) handle(ctx context.Context, msgs []jetstream.Msg) error {
+	r.m.batchSize.Observe(float64(len(msgs)))
+	b := r.decode(msgs)
+
+	// Once ctx ends the batch still gets ShutdownTimeout to be written.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(r.opts.ShutdownTimeout, cancel) })
+	defer stop()
+
+	h := &heartbeat{msgs: msgs, every: r.opts.AckWait / 4, last: time.Now()}
+	if len(b.dead) > 0 {
+		if err := r.untilDone(wctx, "dlq", h, func(ctx context.Context) error { return r.sendDeadLetters(ctx, b) }); err != nil {
+			return r.giveBack(b, err)
+		}
+	}
+	if err := r.untilDone(wctx, "attempts", h, func(ctx context.Context) error {
+		return r.timed("attempts", func() error { return writeAttempts(ctx, r.conn, b.attempts) })
+	}); err != nil {
+		return r.giveBack(b, err)
+	}
+	r.attempts.Add(uint64(len(b.attempts)))
+	r.m.rows.WithLabelValues("attempts").Add(float64(len(b.attempts)))
+	b.attempts = nil
+	if err := r.untilDone(wctx, "blocks", h, func(ctx context.Context) error {
+		return r.timed("blocks", func() error { return writeBlocks(ctx, r.conn, b.blocks) })
+	}); err != nil {
+		return r.giveBack(b, err)
+	}
+	r.blocks.Add(uint64(len(b.blocks)))
+	r.m.rows.WithLabelValues("blocks").Add(float64(len(b.blocks)))
+
+	// Written: acknowledge. A lost ack means a redelivery, which the
+	// tables and queries absorb (same id).
+	failed := 0
+	for _, m := range b.ok {
+		if err := m.Ack(); err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		r.log.WarnContext(ctx, "acks failed; those events will be redelivered and deduplicated", "count", failed)
+	}
+	r.batches.Add(1)
+	return nil
+}
+
+func (r *Recorder) timed(table string, write func() error) error {
+	start := time.Now()
+	err := write()
+	if err == nil {
+		r.m.insertSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+// giveBack hands an unwritten batch back to JetStream for prompt
+// redelivery (to another recorder, or this one after a restart).
+func (r *Recorder) giveBack(b *batch, err error) error {
+	for _, m := range b.msgs {
+		_ = m.Nak()
+	}
+	return fmt.Errorf("record: batch of %d events not written at shutdown: %w", len(b.msgs), err)
+}
+
+// sendDeadLetters publishes the batch's undecodable events to the DLQ
+// subject and terminates them.
+func (r *Recorder) sendDeadLetters(ctx context.Context, b *batch) error {
+	for len(b.dead) > 0 {
+		d := b.dead[0]
+		meta, _ := d.msg.Metadata()
+		seq := uint64(0)
+		if meta != nil {
+			seq = meta.Sequence.Stream
+		}
+		out := nats.NewMsg(r.opts.Subjects.DLQ())
+		out.Data = d.msg.Data()
+		out.Header.Set(HeaderReason, d.reason.Error())
+		out.Header.Set(HeaderSubject, d.msg.Subject())
+		out.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
+		// A redelivered dead letter is one dead letter.
+		out.Header.Set(nats.MsgIdHdr, "dlq-"+r.opts.Stream+"-"+strconv.FormatUint(seq, 10))
+		if _, err := r.js.PublishMsg(ctx, out); err != nil {
+			return fmt.Errorf("publish dead letter: %w", err)
+		}
+		_ = d.msg.TermWithReason("defender: dead letter: " + d.reason.Error())
+		r.deadLetters.Add(1)
+		r.m.deadLetters.Inc()
+		r.log.WarnContext(ctx, "event sent to the dead-letter subject", "subject", d.msg.Subject(),
+			"stream_seq", seq, "reason", d.reason.Error())
+		b.dead = b.dead[1:]
+	}
+	return nil
+}
+
+// heartbeat keeps JetStream from redelivering a batch that is being
+// retried.
+type heartbeat struct {
+	msgs  []jetstream.Msg
+	every time.Duration
+	last  time.Time
+}
+
+func (h *heartbeat) beat() {
+	if time.Since(h.last) < h.every {
+		return
+	}
+	for _, m := range h.msgs {
+		_ = m.InProgress()
+	}
+	h.last = time.Now()
+}
+
+// untilDone runs op until it succeeds, with exponential backoff, or until
+// ctx ends.
+func (r *Recorder) untilDone(ctx context.Context, what string, h *heartbeat, op func(context.Context) error) error {
+	delay := r.opts.RetryMin
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, r.opts.InsertTimeout)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				r.log.InfoContext(ctx, "write succeeded after retries", "what", what, "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("write %s: %w", what, err)
+		}
+		r.retries.Add(1)
+		r.m.retries.WithLabelValues(what).Inc()
+		r.log.WarnContext(ctx, "write failed, retrying", "what", what, "attempt", attempt,
+			"retry_in", delay, "err", err)
+		h.beat()
+		if !sleep(ctx, delay) {
+			return fmt.Errorf("write %s: %w", what, err)
+		}
+		h.beat()
+		delay = min(2*delay, r.opts.RetryMax)
+	}
+}
+
+// pollLag reads the consumer's backlog every LagInterval.
+func (r *Recorder) pollLag(ctx context.Context, cons jetstream.Consumer) {
+	t := time.NewTicker(r.opts.LagInterval)
+	defer t.Stop()
+	for {
+		ictx, cancel := context.WithTimeout(ctx, r.opts.LagInterval)
+		info, err := cons.Info(ictx)
+		cancel()
+		if err == nil {
+			r.m.pending.Set(float64(info.NumPending))
+			r.m.ackPending.Set(float64(info.NumAckPending))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
