@@ -1,0 +1,221 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/defender-go/defender/internal/envflag"
+	"github.com/defender-go/defender/internal/gatesvc"
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// Config is every setting of the gate service. Each is an environment
+// variable and a flag of the same meaning (see vars); loadConfig reads
+// them and names the variable of any bad value.
+type Config struct {
+	// Gate holds the decision settings (gate.ConfigFromEnv).
+	Gate gate.Config
+	// Events holds DEFENDER_NATS_URL and the stream settings (events.FromEnv).
+	Events events.Config
+	// HTTPAddr is the listen address (DEFENDER_HTTP_ADDR, ":8080").
+	HTTPAddr string
+	// NATSHost and NATSPort are where the embedded NATS server listens
+	// when DEFENDER_NATS_URL is unset (DEFENDER_NATS_LISTEN,
+	// "127.0.0.1:4222"; port 0 picks a free one).
+	NATSHost string
+	NATSPort int
+	// NATSStoreDir holds the embedded server's JetStream files
+	// (DEFENDER_NATS_STORE_DIR, "<tmp>/defender-nats").
+	NATSStoreDir string
+	// TokenSecret signs two-phase tokens (DEFENDER_TOKEN_SECRET); nil
+	// means a random key, so tokens work on this instance only.
+	TokenSecret []byte
+	// Redis is the parsed DEFENDER_REDIS_URL with the pool's defaults
+	// applied; nil means the in-memory store.
+	Redis *redis.Options
+	// ShutdownTimeout bounds the draining of in-flight requests at
+	// shutdown (DEFENDER_SHUTDOWN_TIMEOUT, 10 s).
+	ShutdownTimeout time.Duration
+	// FlushTimeout bounds the flush of queued events at shutdown, after
+	// the requests (DEFENDER_EVENT_FLUSH_TIMEOUT, 5 s).
+	FlushTimeout time.Duration
+	// LogLevel is debug, info, warn or error (DEFENDER_LOG_LEVEL, info).
+	LogLevel slog.Level
+	// Name identifies this instance in events (DEFENDER_GATE_NAME, the host name).
+	Name string
+}
+
+// serviceVars are the service's own variables, with their descriptions.
+var serviceVars = []envflag.Var{
+	{Name: "DEFENDER_HTTP_ADDR", Usage: "listen address of the HTTP API (default :8080)"},
+	{Name: "DEFENDER_TOKEN_SECRET", Usage: "key signing two-phase tokens, at least 16 bytes; share it between instances (default: random per process)"},
+	{Name: "DEFENDER_NATS_URL", Usage: "NATS server(s) to publish events to, comma-separated (default: start an embedded server)"},
+	{Name: "DEFENDER_NATS_LISTEN", Usage: "listen address of the embedded NATS server (default 127.0.0.1:4222)"},
+	{Name: "DEFENDER_NATS_STORE_DIR", Usage: "JetStream directory of the embedded NATS server (default <tmp>/defender-nats)"},
+	{Name: "DEFENDER_SUBJECT_PREFIX", Usage: "prefix of NATS subjects (default defender)"},
+	{Name: "DEFENDER_EVENT_BUFFER", Usage: "events held while NATS is slow or away before new ones are dropped (default 65536)"},
+	{Name: "DEFENDER_STREAM_MAX_AGE", Usage: "how long the DEFENDER stream keeps events: 168h, 7d or seconds (default 7d)"},
+	{Name: "DEFENDER_STREAM_MAX_BYTES", Usage: "size bound of the DEFENDER stream: bytes, 512MiB, 1GB (default 1GiB)"},
+	{Name: "DEFENDER_SHUTDOWN_TIMEOUT", Usage: "time to drain in-flight requests at shutdown (default 10s)"},
+	{Name: "DEFENDER_EVENT_FLUSH_TIMEOUT", Usage: "time to flush queued events at shutdown (default 5s)"},
+	{Name: "DEFENDER_LOG_LEVEL", Usage: "debug, info, warn or error (default info)"},
+	{Name: "DEFENDER_GATE_NAME", Usage: "name of this instance in events (default: host name)"},
+}
+
+// gateUsage describes the gate library's variables for -h.
+var gateUsage = map[string]string{
+	"DEFENDER_LOGIN_FAILURE_LIMIT":          "failures tolerated before a block (default 3)",
+	"DEFENDER_LOGIN_FAILURE_LIMIT_IP":       "failure limit per IP (default DEFENDER_LOGIN_FAILURE_LIMIT)",
+	"DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME": "failure limit per username (default DEFENDER_LOGIN_FAILURE_LIMIT)",
+	"DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME":  "count and block the (IP, username) pair only (default false)",
+	"DEFENDER_DISABLE_IP_LOCKOUT":           "never block by IP (default false)",
+	"DEFENDER_DISABLE_USERNAME_LOCKOUT":     "never block by username (default false)",
+	"DEFENDER_COOLOFF_TIME":                 "seconds failures are remembered and blocks last; 0 = forever (default 300)",
+	"DEFENDER_ATTEMPT_COOLOFF_TIME":         "seconds failures are remembered (default DEFENDER_COOLOFF_TIME)",
+	"DEFENDER_LOCKOUT_COOLOFF_TIME":         "seconds a block lasts, or an escalating list like 60,300,0 (default DEFENDER_COOLOFF_TIME)",
+	"DEFENDER_BEHIND_REVERSE_PROXY":         "library middleware only; the service takes the ip from the request body",
+	"DEFENDER_REVERSE_PROXY_HEADER":         "library middleware only (default X-Forwarded-For)",
+	"DEFENDER_TRUSTED_PROXIES":              "library middleware only: CIDR list of trusted proxies",
+	"DEFENDER_IPV6_PREFIX":                  "prefix length by which IPv6 clients are counted (default 64)",
+	"DEFENDER_USERNAME_FORM_FIELD":          "library middleware only (default username)",
+	"DEFENDER_MAX_USERNAME_LENGTH":          "characters of a username kept after normalisation (default 255)",
+	"DEFENDER_CACHE_PREFIX":                 "prefix of store keys (default defender)",
+	"DEFENDER_LOCKOUT_URL":                  "library middleware only: redirect locked-out requests there",
+	"DEFENDER_LOCKOUT_TEMPLATE":             "library middleware only: html/template of the lockout page",
+	"DEFENDER_REDIS_URL":                    "Redis shared by every instance, redis://host:6379/0 (default: in-memory store, single instance)",
+	"DEFENDER_REDIS_TIMEOUT":                "bound of every store call, milliseconds or a duration like 250ms (default 100)",
+	"DEFENDER_FAIL_MODE":                    "when the store does not answer: open (allow) or closed (503) (default open)",
+	"DEFENDER_IP_WHITELIST":                 "addresses or CIDRs never blocked",
+	"DEFENDER_USERNAME_WHITELIST":           "usernames never blocked",
+	"DEFENDER_IP_BLACKLIST":                 "addresses or CIDRs always refused",
+	"DEFENDER_STORE_ACCESS_ATTEMPTS":        "publish an event per attempt; block events are always published (default true)",
+	"DEFENDER_ACCESS_ATTEMPT_EXPIRATION":    "hours lockouts count for escalation (default 24)",
+	"DEFENDER_PENDING_TIMEOUT":              "seconds a two-phase attempt may wait for its outcome before it counts as a failure (default 30)",
+	"DEFENDER_MEMORY_MAX_ENTRIES":           "subjects the in-memory store tracks at most (default 1000000)",
+}
+
+// vars lists every variable the service reads: the gate's, then its own.
+func vars() []envflag.Var {
+	out := make([]envflag.Var, 0, len(gate.EnvVars)+len(serviceVars))
+	for _, name := range gate.EnvVars {
+		out = append(out, envflag.Var{Name: name, Usage: gateUsage[name]})
+	}
+	return append(out, serviceVars...)
+}
+
+// loadConfig reads every setting through lookup. The error names each
+// variable at fault.
+func loadConfig(lookup func(string) (string, bool)) (Config, error) {
+	get := func(name, def string) string {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+		return def
+	}
+	var errs []error
+	c := Config{HTTPAddr: get("DEFENDER_HTTP_ADDR", ":8080")}
+	var err error
+	if c.Gate, err = gate.ConfigFromEnv(lookup); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Events, err = events.FromEnv(lookup); err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("DEFENDER_HTTP_ADDR: %q is not host:port: %w", c.HTTPAddr, err))
+	}
+	listen := get("DEFENDER_NATS_LISTEN", "127.0.0.1:4222")
+	if host, port, err := net.SplitHostPort(listen); err != nil {
+		errs = append(errs, fmt.Errorf("DEFENDER_NATS_LISTEN: %q is not host:port: %w", listen, err))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		errs = append(errs, fmt.Errorf("DEFENDER_NATS_LISTEN: %q has no valid port", listen))
+	} else {
+		c.NATSHost, c.NATSPort = host, n
+		if c.NATSHost == "" {
+			c.NATSHost = "0.0.0.0"
+		}
+	}
+	c.NATSStoreDir = get("DEFENDER_NATS_STORE_DIR", "")
+	if s := get("DEFENDER_TOKEN_SECRET", ""); s != "" {
+		if len(s) < gatesvc.MinSecretBytes {
+			errs = append(errs, fmt.Errorf("DEFENDER_TOKEN_SECRET: %d bytes is too short, use at least %d (e.g. openssl rand -hex 32)", len(s), gatesvc.MinSecretBytes))
+		}
+		c.TokenSecret = []byte(s)
+	}
+	if c.Gate.RedisURL != "" {
+		if c.Redis, err = redisOptions(c.Gate.RedisURL, c.Gate.StoreTimeout); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.ShutdownTimeout = duration(get, "DEFENDER_SHUTDOWN_TIMEOUT", 10*time.Second, &errs)
+	c.FlushTimeout = duration(get, "DEFENDER_EVENT_FLUSH_TIMEOUT", 5*time.Second, &errs)
+	if err := c.LogLevel.UnmarshalText([]byte(get("DEFENDER_LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("DEFENDER_LOG_LEVEL: %q is not debug, info, warn or error", get("DEFENDER_LOG_LEVEL", "")))
+	}
+	c.Name = get("DEFENDER_GATE_NAME", "")
+	return c, errors.Join(errs...)
+}
+
+// duration reads a positive Go duration or a number of seconds.
+func duration(get func(string, string) string, name string, def time.Duration, errs *[]error) time.Duration {
+	v := get(name, "")
+	if v == "" {
+		return def
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a positive duration like 10s or a number of seconds", name, v))
+		return def
+	}
+	return d
+}
+
+// redisOptions parses DEFENDER_REDIS_URL and sizes the client for the
+// hot path: every call is bounded by the store timeout (the gate's
+// context deadline), the pool scales with the CPUs, and options given in
+// the URL's query (pool_size, dial_timeout, ...) win.
+func redisOptions(raw string, storeTimeout time.Duration) (*redis.Options, error) {
+	opt, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
+	}
+	q := url.Values{}
+	if u, err := url.Parse(raw); err == nil {
+		q = u.Query()
+	}
+	set := func(key string) bool { return q.Has(key) }
+	procs := runtime.GOMAXPROCS(0)
+	opt.ContextTimeoutEnabled = true
+	if !set("pool_size") {
+		opt.PoolSize = max(10*procs, 16)
+	}
+	if !set("min_idle_conns") {
+		opt.MinIdleConns = procs
+	}
+	if !set("dial_timeout") {
+		opt.DialTimeout = max(storeTimeout, time.Second)
+	}
+	if !set("read_timeout") {
+		opt.ReadTimeout = storeTimeout
+	}
+	if !set("write_timeout") {
+		opt.WriteTimeout = storeTimeout
+	}
+	if !set("pool_timeout") {
+		opt.PoolTimeout = storeTimeout
+	}
+	return opt, nil
+}

@@ -1,0 +1,287 @@
+// Command gate is defender's gate as an HTTP/JSON service, for login
+// handlers in any language: POST /v1/check, POST /v1/attempts (one call,
+// or two phases with POST /v1/attempts/{token}), GET /healthz and GET
+// /metrics (see internal/gatesvc for the API).
+//
+// It counts failures in Redis (DEFENDER_REDIS_URL, shared by any number
+// of instances) or in its own memory (one instance only), and publishes
+// attempt and block events on NATS JetStream: to DEFENDER_NATS_URL, or
+// to a NATS server it embeds (DEFENDER_NATS_LISTEN) that the recorder and
+// the admin connect to.
+//
+// Every setting is an environment variable and a flag of the same
+// meaning (gate -h lists them); a bad value stops it at start with exit
+// status 2. SIGTERM or SIGINT stops accepting requests, drains those in
+// flight, then flushes the events.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/defender-go/defender/internal/envflag"
+	"github.com/defender-go/defender/internal/gatesvc"
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+func main() {
+	os.Exit(cli(os.Args[1:], os.Stderr, os.LookupEnv))
+}
+
+const usage = `usage: gate [flags]
+
+The gate service: JSON over HTTP in front of defender's brute-force gate.
+Every flag is also an environment variable (shown beside it); a flag wins.
+
+`
+
+// cli parses the command line and runs the service, returning the exit
+// status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a bad
+// setting or flag.
+func cli(args []string, stderr io.Writer, env func(string) (string, bool)) int {
+	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	lookup := envflag.Bind(fs, vars(), env)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gate: unexpected arguments %q (settings are flags or environment variables; see gate -h)\n", fs.Args())
+		return 2
+	}
+	cfg, err := loadConfig(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "gate: bad configuration:\n%v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", "defender-gate")
+	slog.SetDefault(log)
+	if err := serve(cfg, log); err != nil {
+		log.Error("gate stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the service until SIGTERM or SIGINT, then shuts down in
+// order: HTTP (drain in-flight requests), gate, events, NATS, store.
+func serve(cfg Config, log *slog.Logger) error {
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, health, closeStore := openStore(cfg, log)
+	defer closeStore()
+
+	ev, err := openEvents(ctx, cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer ev.close(log)
+
+	g, err := gate.New(cfg.Gate, store, gate.WithEmitter(ev.pub), gate.WithRegisterer(reg), gate.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	key := cfg.TokenSecret
+	if key == nil {
+		key = gatesvc.RandomKey()
+		log.Warn("DEFENDER_TOKEN_SECRET is not set: two-phase tokens are signed with a random key and work on this instance only; set the same secret on every instance")
+	}
+	srv, err := gatesvc.New(gatesvc.Options{
+		Gate: g, Tokens: gatesvc.NewTokens(key, nil), Health: health, Logger: log, Registerer: reg,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("DEFENDER_HTTP_ADDR: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	var group run.Group
+	group.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	// HTTP first: interrupts run in order, so requests drain and the gate
+	// closes before the publisher flushes what they emitted.
+	drained := make(chan struct{})
+	group.Add(func() error {
+		log.Info("gate listening", "addr", ln.Addr().String(), "fail_mode", string(cfg.Gate.FailMode))
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		<-drained
+		return nil
+	}, func(error) {
+		log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout.String())
+		sctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("requests still in flight at the shutdown deadline; closing their connections", "err", err)
+			_ = hs.Close()
+		}
+		if err := g.Close(sctx); err != nil {
+			log.Warn("gate close", "err", err)
+		}
+		close(drained)
+	})
+	var pubErr error
+	group.Add(func() error {
+		pubErr = ev.pub.Run(context.WithoutCancel(ctx))
+		return pubErr
+	}, func(error) {
+		fctx, cancel := context.WithTimeout(ctx, cfg.FlushTimeout)
+		defer cancel()
+		_ = ev.pub.Close(fctx) // Run returns its result
+	})
+
+	err = group.Run()
+	var sig run.SignalError
+	if errors.As(err, &sig) {
+		err = nil
+	}
+	st := ev.pub.Stats()
+	log.Info("gate stopped", "events_published", st.Published, "events_dropped", st.Dropped, "events_unsent", st.Unsent)
+	return errors.Join(err, pubErr)
+}
+
+// openStore returns the Redis store when DEFENDER_REDIS_URL is set, else
+// the in-memory one, with its health check and its closer.
+func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) error, func()) {
+	if cfg.Redis == nil {
+		log.Warn("counting failures in memory: this instance only, lost at restart; set DEFENDER_REDIS_URL to share them between instances",
+			"store", "memory", "max_entries", cfg.Gate.MemoryMaxEntries)
+		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.Gate.MemoryMaxEntries})
+		return m, nil, func() { _ = m.Close() }
+	}
+	client := redis.NewClient(cfg.Redis)
+	pingTimeout := max(cfg.Gate.StoreTimeout, time.Second)
+	health := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		defer cancel()
+		if err := client.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis ping: %w", err)
+		}
+		return nil
+	}
+	log.Info("counting failures in Redis", "store", "redis", "addr", cfg.Redis.Addr, "db", cfg.Redis.DB,
+		"pool_size", cfg.Redis.PoolSize, "timeout", cfg.Gate.StoreTimeout.String())
+	if err := health(context.Background()); err != nil {
+		log.Warn("Redis does not answer yet; decisions follow DEFENDER_FAIL_MODE until it does",
+			"fail_mode", string(cfg.Gate.FailMode), "err", err)
+	}
+	return gate.NewRedisStore(client, cfg.Gate.KeyPrefix), health, func() { _ = client.Close() }
+}
+
+// eventsConn is the event publisher and what it runs on.
+type eventsConn struct {
+	pub      *events.Publisher
+	nc       *nats.Conn
+	embedded *server.Server
+}
+
+// openEvents connects to DEFENDER_NATS_URL, or starts the embedded NATS
+// server, ensures the stream and creates the publisher (not yet running).
+func openEvents(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*eventsConn, error) {
+	ec := &eventsConn{}
+	url := cfg.Events.NATSURL
+	if url == "" {
+		port := cfg.NATSPort
+		if port == 0 {
+			port = -1 // events.StartEmbedded: a free port
+		}
+		// The server's notices (a banner) only at debug level.
+		natsLog := slog.New(leveled{log.Handler(), max(cfg.LogLevel, slog.LevelWarn)})
+		s, err := events.StartEmbedded(events.EmbeddedOptions{Host: cfg.NATSHost, Port: port,
+			StoreDir: cfg.NATSStoreDir, Logger: natsLog})
+		if err != nil {
+			return nil, fmt.Errorf("DEFENDER_NATS_LISTEN: %w", err)
+		}
+		ec.embedded = s
+		url = s.ClientURL()
+		log.Info("embedded NATS server started; point the recorder and admin at it with DEFENDER_NATS_URL",
+			"nats_url", url, "store_dir", s.StoreDir())
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	nc, js, err := events.Connect(cctx, url, "defender-gate")
+	if err != nil {
+		ec.close(log)
+		return nil, fmt.Errorf("DEFENDER_NATS_URL: %w", err)
+	}
+	ec.nc = nc
+	if _, err := events.EnsureStream(cctx, js, cfg.Events.Stream()); err != nil {
+		ec.close(log)
+		return nil, err
+	}
+	name := cfg.Name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	ec.pub, err = events.NewPublisher(js, events.PublisherOptions{Subjects: cfg.Events.Subjects(), Gate: name,
+		Buffer: cfg.Events.EventBuffer, FlushTimeout: cfg.FlushTimeout, Logger: log, Registerer: reg})
+	if err != nil {
+		ec.close(log)
+		return nil, err
+	}
+	if !cfg.Gate.StoreAccessAttempts {
+		log.Info("DEFENDER_STORE_ACCESS_ATTEMPTS=false: publishing block events only")
+	}
+	return ec, nil
+}
+
+// close closes the NATS connection, then the embedded server.
+func (ec *eventsConn) close(log *slog.Logger) {
+	if ec.nc != nil {
+		ec.nc.Close()
+	}
+	if ec.embedded != nil {
+		ec.embedded.Shutdown()
+		ec.embedded.WaitForShutdown()
+		log.Info("embedded NATS server stopped")
+	}
+}
+
+// leveled raises the minimum level of a handler.
+type leveled struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h leveled) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}

@@ -1,0 +1,234 @@
+package gatesvc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// Limits on what a request may carry.
+const (
+	// MaxBodyBytes bounds a request body; a larger one is answered 413.
+	MaxBodyBytes = 64 << 10
+	// MaxUsernameBytes bounds the username as sent; a longer one is
+	// answered 400 (the gate then normalises and caps it further, see
+	// DEFENDER_MAX_USERNAME_LENGTH).
+	MaxUsernameBytes = 1024
+	// MaxInfoBytes bounds path and user_agent, which only go into events:
+	// longer values are truncated (at a character boundary), not refused.
+	MaxInfoBytes = 1024
+)
+
+// requestError is a client error: its status and the message of the JSON
+// error body.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &requestError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// AttemptRequest is the body of POST /v1/check and POST /v1/attempts.
+type AttemptRequest struct {
+	IP       string `json:"ip"`
+	Username string `json:"username"`
+	// Success is the outcome of the password check; nil (field absent)
+	// starts the two-phase flow.
+	Success   *bool  `json:"success"`
+	Path      string `json:"path"`
+	UserAgent string `json:"user_agent"`
+
+	// Addr is IP parsed by gate.ParseIP.
+	Addr netip.Addr `json:"-"`
+}
+
+// Attempt returns the request as the gate's Attempt.
+func (r *AttemptRequest) Attempt() gate.Attempt {
+	return gate.Attempt{IP: r.Addr, Username: r.Username, Path: r.Path, UserAgent: r.UserAgent}
+}
+
+// rawAttempt is the wire form: success stays raw so that null and wrong
+// types get their own message.
+type rawAttempt struct {
+	IP        string          `json:"ip"`
+	Username  string          `json:"username"`
+	Success   json.RawMessage `json:"success"`
+	Path      string          `json:"path"`
+	UserAgent string          `json:"user_agent"`
+}
+
+// OutcomeRequest is the body of POST /v1/attempts/{token}.
+type OutcomeRequest struct {
+	Success bool
+}
+
+type rawOutcome struct {
+	Success json.RawMessage `json:"success"`
+}
+
+// readBody checks the content type and reads at most MaxBodyBytes of a
+// request body that must be valid UTF-8.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, &requestError{status: http.StatusUnsupportedMediaType,
+				msg: fmt.Sprintf("content type %q is not application/json", ct)}
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, &requestError{status: http.StatusRequestEntityTooLarge,
+				msg: fmt.Sprintf("body larger than %d bytes", MaxBodyBytes)}
+		}
+		return nil, badRequest("reading body: %v", err)
+	}
+	return body, nil
+}
+
+// decodeStrict decodes exactly one JSON object of body into v, refusing
+// invalid UTF-8, unknown fields and anything after the object.
+func decodeStrict(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("empty body: a JSON object is required")
+	}
+	if !utf8.Valid(body) {
+		return badRequest("body is not valid UTF-8")
+	}
+	if b := bytes.TrimSpace(body); b[0] != '{' {
+		return badRequest("body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr):
+			return badRequest("field %q must be a %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		case errors.As(err, &syntaxErr):
+			return badRequest("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("malformed JSON: unexpected end of body")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return badRequest("malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// parseSuccess reads the raw success field: absent gives nil.
+func parseSuccess(raw json.RawMessage) (*bool, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	switch string(bytes.TrimSpace(raw)) {
+	case "true":
+		b := true
+		return &b, nil
+	case "false":
+		b := false
+		return &b, nil
+	}
+	return nil, badRequest("field \"success\" must be true or false, not %s (leave it out to start a two-phase attempt)", truncate(string(raw), 32))
+}
+
+// DecodeAttempt parses and validates the body of POST /v1/check and POST
+// /v1/attempts. Any error it returns is the client's (a 4xx).
+func DecodeAttempt(body []byte) (AttemptRequest, error) {
+	var raw rawAttempt
+	if err := decodeStrict(body, &raw); err != nil {
+		return AttemptRequest{}, err
+	}
+	req := AttemptRequest{IP: raw.IP, Username: raw.Username,
+		Path: truncate(raw.Path, MaxInfoBytes), UserAgent: truncate(raw.UserAgent, MaxInfoBytes)}
+	var err error
+	if req.Success, err = parseSuccess(raw.Success); err != nil {
+		return AttemptRequest{}, err
+	}
+	if err := req.validate(); err != nil {
+		return AttemptRequest{}, err
+	}
+	return req, nil
+}
+
+// validate checks ip and username and sets Addr.
+func (req *AttemptRequest) validate() error {
+	if strings.TrimSpace(req.IP) == "" {
+		return badRequest("field \"ip\" is required: the client's address")
+	}
+	var err error
+	if req.Addr, err = gate.ParseIP(req.IP); err != nil {
+		return badRequest("field \"ip\": %q is not an IP address", truncate(req.IP, 64))
+	}
+	if len(req.Username) > MaxUsernameBytes {
+		return badRequest("field \"username\" is longer than %d bytes", MaxUsernameBytes)
+	}
+	return nil
+}
+
+// DecodeOutcome parses the body of POST /v1/attempts/{token}.
+func DecodeOutcome(body []byte) (OutcomeRequest, error) {
+	var raw rawOutcome
+	if err := decodeStrict(body, &raw); err != nil {
+		return OutcomeRequest{}, err
+	}
+	s, err := parseSuccess(raw.Success)
+	if err != nil {
+		return OutcomeRequest{}, err
+	}
+	if s == nil {
+		return OutcomeRequest{}, badRequest("field \"success\" is required: true or false")
+	}
+	return OutcomeRequest{Success: *s}, nil
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// CheckRequest is the body of POST /v1/check.
+type CheckRequest struct {
+	IP       string `json:"ip"`
+	Username string `json:"username"`
+}
+
+// DecodeCheck parses and validates the body of POST /v1/check, which
+// takes only ip and username.
+func DecodeCheck(body []byte) (AttemptRequest, error) {
+	var raw CheckRequest
+	if err := decodeStrict(body, &raw); err != nil {
+		return AttemptRequest{}, err
+	}
+	req := AttemptRequest{IP: raw.IP, Username: raw.Username}
+	if err := req.validate(); err != nil {
+		return AttemptRequest{}, err
+	}
+	return req, nil
+}

@@ -1,0 +1,402 @@
+// Package gatesvc is the HTTP/JSON face of the gate (cmd/gate): it lets
+// applications in any language ask the gate whether a login may go on
+// and report its outcome. Its routes:
+//
+//	POST /v1/check                {"ip","username"}                  read-only
+//	POST /v1/attempts             {"ip","username","success",...}    one call: count a finished attempt
+//	POST /v1/attempts             {"ip","username",...} (no success) two phases: charge, get a token
+//	POST /v1/attempts/{token}     {"success":bool}                   two phases: report the outcome
+//	GET  /healthz                 200 when the store answers, else 503
+//	GET  /metrics                 Prometheus
+//
+// Every decision is answered 200 (allowed), 429 (blocked, with
+// Retry-After unless the block is permanent) or 503 (store down and
+// DEFENDER_FAIL_MODE=closed), with a Response body. Every bad request is
+// answered 4xx with {"error":"..."}.
+package gatesvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// Response is the answer to every decision route.
+type Response struct {
+	// Allowed is true when the attempt may go on (check, begin) or, after
+	// an outcome, when the source is not blocked now.
+	Allowed bool `json:"allowed"`
+	// BlockedBy lists why the source is refused: "ip", "username", "pair".
+	BlockedBy []gate.Kind `json:"blocked_by"`
+	// RetryAfter is the number of seconds until the source may try again
+	// (rounded up); 0 when allowed or when the block never expires.
+	RetryAfter int64 `json:"retry_after"`
+	// Permanent is true when the block never expires.
+	Permanent bool `json:"permanent"`
+	// Reason of a block: "auto" or "blacklist".
+	Reason string `json:"reason,omitempty"`
+	// Failures counted after the call, per kind (0 for kinds not counted).
+	IPFailures       int `json:"ip_failures"`
+	UsernameFailures int `json:"username_failures"`
+	PairFailures     int `json:"pair_failures"`
+	// LastChance (two phases, begin) is true when a failure of this
+	// attempt blocks its source.
+	LastChance bool `json:"last_chance,omitempty"`
+	// Degraded is true when the store did not answer and
+	// DEFENDER_FAIL_MODE=open let the attempt through uncounted.
+	Degraded bool `json:"degraded"`
+	// Unavailable is true when the store did not answer and
+	// DEFENDER_FAIL_MODE=closed refused the attempt (status 503).
+	Unavailable bool `json:"unavailable"`
+	// Token (two phases, begin) identifies the attempt for
+	// POST /v1/attempts/{token}; it is valid for ExpiresIn seconds.
+	Token     string `json:"token,omitempty"`
+	ExpiresIn int64  `json:"expires_in,omitempty"`
+	// Error explains a 503.
+	Error string `json:"error,omitempty"`
+}
+
+// Options configures a Server.
+type Options struct {
+	// Gate decides; required.
+	Gate *gate.Gate
+	// Tokens signs two-phase tokens; required.
+	Tokens *Tokens
+	// Health reports whether the store answers (GET /healthz); nil: always.
+	Health func(context.Context) error
+	// Metrics serves GET /metrics; nil: 404.
+	Metrics http.Handler
+	// Registerer receives the service's HTTP metrics; nil: none.
+	Registerer prometheus.Registerer
+	// Logger (slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server is the gate service's http.Handler.
+type Server struct {
+	gate       *gate.Gate
+	tokens     *Tokens
+	ttl        time.Duration
+	failClosed bool
+	health     func(context.Context) error
+	log        *slog.Logger
+	mux        *http.ServeMux
+	m          *serverMetrics
+}
+
+// New returns the service's handler.
+func New(o Options) (*Server, error) {
+	if o.Gate == nil || o.Tokens == nil {
+		return nil, errors.New("gatesvc: Gate and Tokens are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	cfg := o.Gate.Config()
+	s := &Server{gate: o.Gate, tokens: o.Tokens, ttl: cfg.PendingTimeout, failClosed: cfg.FailMode == gate.FailClosed,
+		health: o.Health, log: o.Logger, mux: http.NewServeMux()}
+	m, err := newServerMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	s.mux.Handle("/v1/check", s.api("check", s.check))
+	s.mux.Handle("/v1/attempts", s.api("attempts", s.attempt))
+	s.mux.Handle("/v1/attempts/{token}", s.api("outcome", s.outcome))
+	s.mux.Handle("/healthz", s.only("healthz", http.HandlerFunc(s.healthz), http.MethodGet, http.MethodHead))
+	if o.Metrics != nil {
+		s.mux.Handle("/metrics", s.only("metrics", o.Metrics, http.MethodGet, http.MethodHead))
+	}
+	s.mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s", truncate(r.URL.Path, 128)))
+	}))
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler. A panic in a handler is logged and
+// answered 500 (if nothing was written yet); the process goes on.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			s.m.panics.Inc()
+			if rec.status == 0 {
+				writeError(rec, http.StatusInternalServerError, "internal error")
+			}
+		}
+	}()
+	s.mux.ServeHTTP(rec, r)
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// only answers 405 with Allow to methods other than allowed.
+func (s *Server) only(route string, h http.Handler, allowed ...string) http.Handler {
+	allow := allowed[0]
+	for _, m := range allowed[1:] {
+		allow += ", " + m
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range allowed {
+			if r.Method == m {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, route, allow))
+	})
+}
+
+// api wraps a decision route: POST only, metrics, and client errors
+// turned into their JSON answer.
+func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	requests := s.m.requests.MustCurryWith(prometheus.Labels{"route": route})
+	duration := s.m.duration.WithLabelValues(route)
+	return s.only(route, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.m.inFlight.Inc()
+		defer s.m.inFlight.Dec()
+		start := time.Now()
+		rec := &statusWriter{ResponseWriter: w}
+		if err := h(rec, r); err != nil {
+			var re *requestError
+			switch {
+			case errors.As(err, &re):
+				writeError(rec, re.status, re.msg)
+			default:
+				s.log.Error("request failed", "route", route, "err", err)
+				writeError(rec, http.StatusInternalServerError, "internal error")
+			}
+		}
+		duration.Observe(time.Since(start).Seconds())
+		requests.WithLabelValues(strconv.Itoa(rec.status)).Inc()
+	}), http.MethodPost)
+}
+
+// check answers POST /v1/check: counts nothing.
+func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	req, err := DecodeCheck(body)
+	if err != nil {
+		return err
+	}
+	s.respond(w, s.gate.Check(r.Context(), req.Attempt()), "")
+	return nil
+}
+
+// attempt answers POST /v1/attempts: Record with success, Begin without.
+func (s *Server) attempt(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	req, err := DecodeAttempt(body)
+	if err != nil {
+		return err
+	}
+	// A client that hangs up must not escape counting: the gate bounds
+	// store calls by DEFENDER_REDIS_TIMEOUT itself.
+	ctx := context.WithoutCancel(r.Context())
+	a := req.Attempt()
+	if req.Success != nil {
+		s.respond(w, s.gate.Record(ctx, a, *req.Success), "")
+		return nil
+	}
+	t, d := s.gate.Begin(ctx, a)
+	if t == nil || !d.Allowed {
+		s.respond(w, d, "")
+		return nil
+	}
+	s.respond(w, d, s.tokens.Issue(a, t.Token(), s.ttl))
+	return nil
+}
+
+// outcome answers POST /v1/attempts/{token}: settles a two-phase attempt.
+func (s *Server) outcome(w http.ResponseWriter, r *http.Request) error {
+	tk, err := s.tokens.Open(r.PathValue("token"))
+	if err != nil {
+		return s.tokenError(err)
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	req, err := DecodeOutcome(body)
+	if err != nil {
+		return err
+	}
+	if err := s.tokens.Use(tk); err != nil {
+		return s.tokenError(err)
+	}
+	d := s.gate.Resume(tk.Attempt, tk.Charge).Finish(context.WithoutCancel(r.Context()), req.Success)
+	if d.Err != nil {
+		// The outcome could not be written; its charge expires into a
+		// failure. The fail mode says how to answer meanwhile.
+		if s.failClosed {
+			d = gate.Decision{Unavailable: true, Err: d.Err}
+		} else {
+			d = gate.Decision{Allowed: true, Degraded: true, Err: d.Err}
+		}
+	}
+	s.respond(w, d, "")
+	return nil
+}
+
+func (s *Server) tokenError(err error) error {
+	switch {
+	case errors.Is(err, ErrTokenExpired):
+		s.m.tokenErrors.WithLabelValues("expired").Inc()
+		return &requestError{status: http.StatusGone, msg: err.Error()}
+	case errors.Is(err, ErrTokenUsed):
+		s.m.tokenErrors.WithLabelValues("used").Inc()
+		return &requestError{status: http.StatusConflict, msg: err.Error()}
+	}
+	s.m.tokenErrors.WithLabelValues("invalid").Inc()
+	return &requestError{status: http.StatusBadRequest, msg: ErrTokenInvalid.Error() + ": not issued by this service, altered, or signed with another DEFENDER_TOKEN_SECRET"}
+}
+
+// respond writes a decision: 503 if the store is down and the gate fails
+// closed, 429 if blocked, else 200.
+func (s *Server) respond(w http.ResponseWriter, d gate.Decision, token string) {
+	res := Response{
+		Allowed: d.Allowed, BlockedBy: d.BlockedBy, Permanent: d.Permanent,
+		IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures,
+		LastChance: d.LastChance, Degraded: d.Degraded, Unavailable: d.Unavailable,
+	}
+	if res.BlockedBy == nil {
+		res.BlockedBy = []gate.Kind{}
+	}
+	status := http.StatusOK
+	switch {
+	case d.Unavailable:
+		status = http.StatusServiceUnavailable
+		res.Allowed = false
+		res.Error = "store unavailable (DEFENDER_FAIL_MODE=closed)"
+		w.Header().Set("Retry-After", "1")
+	case !d.Allowed:
+		status = http.StatusTooManyRequests
+		res.Reason = string(d.Reason)
+		if res.Reason == "" {
+			res.Reason = string(gate.ReasonAuto)
+		}
+		if !d.Permanent {
+			// Round up, and never 0 for a block that ends: 0 means never.
+			res.RetryAfter = max(1, int64((d.RetryAfter+time.Second-1)/time.Second))
+			w.Header().Set("Retry-After", strconv.FormatInt(res.RetryAfter, 10))
+		}
+	case token != "":
+		res.Token = token
+		res.ExpiresIn = int64(s.ttl / time.Second)
+	}
+	writeJSON(w, status, res)
+}
+
+// healthz answers 200 when the store answers, else 503.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.health != nil {
+		if err := s.health(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// serverMetrics are the service's own metrics (the gate and the event
+// publisher register theirs).
+type serverMetrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	inFlight    prometheus.Gauge
+	tokenErrors *prometheus.CounterVec
+	panics      prometheus.Counter
+}
+
+func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
+	m := &serverMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "defender", Subsystem: "gate_http", Name: "requests_total",
+			Help: "Decision requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "defender", Subsystem: "gate_http", Name: "request_duration_seconds",
+			Help:    "Time to answer decision requests, by route.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"route"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "defender", Subsystem: "gate_http", Name: "in_flight_requests",
+			Help: "Decision requests being handled now.",
+		}),
+		tokenErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "defender", Subsystem: "gate_http", Name: "token_rejections_total",
+			Help: "Two-phase tokens refused, by reason (invalid, expired, used).",
+		}, []string{"reason"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "defender", Subsystem: "gate_http", Name: "panics_total",
+			Help: "Requests whose handler panicked (answered 500).",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight, m.tokenErrors, m.panics} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("gatesvc metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
