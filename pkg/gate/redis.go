@@ -73,6 +73,10 @@ var (
 	redisLuaUnblock string
 	//go:embed redis_blocked.lua
 	redisLuaBlocked string
+	//go:embed redis_reserve.lua
+	redisLuaReserve string
+	//go:embed redis_unindex.lua
+	redisLuaUnindex string
 
 	// The check script carries the no-writes flag (a shebang must open the
 	// script), which lets Redis run it on replicas and under memory pressure.
@@ -179,23 +183,14 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 	if err := validateRedisOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
-	p := op.Policy
 	keys := make([]string, 0, 5*len(op.Counters))
-	args := make([]any, 0, 5+2*len(op.Counters)+len(p.LockoutCooloffs))
-	flag := "0"
-	if success {
-		flag = "1"
-	}
-	args = append(args, redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory), op.Token, flag)
 	for _, c := range op.Counters {
-		keys = append(keys,
-			s.key("failed", c), s.key("blocked", c), s.key("pending", c), s.key("lockouts", c),
-			s.prefix+":index:blocked:"+string(c.Kind))
-		args = append(args, c.Subject, c.Limit)
+		keys = append(keys, s.key("failed", c), s.key("blocked", c), s.key("pending", c), s.key("lockouts", c))
 	}
-	for _, d := range p.LockoutCooloffs {
-		args = append(args, redisMillis(d))
+	for _, c := range op.Counters {
+		keys = append(keys, s.prefix+":index:blocked:"+string(c.Kind))
 	}
+	args := redisCounterArgs(op, success)
 	reply, err := script.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
 		c := op.Counters[0]
@@ -235,6 +230,25 @@ func validateRedisOp(op Op) error {
 		}
 	}
 	return nil
+}
+
+// redisCounterArgs is ARGV of a counter script for op (see redis_common.lua).
+func redisCounterArgs(op Op, success bool) []any {
+	p := op.Policy
+	args := make([]any, 0, 6+2*len(op.Counters)+len(p.LockoutCooloffs))
+	flag := "0"
+	if success {
+		flag = "1"
+	}
+	args = append(args, redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory),
+		op.Token, flag, len(op.Counters))
+	for _, c := range op.Counters {
+		args = append(args, c.Subject, c.Limit)
+	}
+	for _, d := range p.LockoutCooloffs {
+		args = append(args, redisMillis(d))
+	}
+	return args
 }
 
 // decodeRedisResult reads the flat integer reply described in redis_common.lua.

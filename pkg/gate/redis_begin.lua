@@ -2,10 +2,8 @@
 -- pending on every counter until now + pending timeout.
 local op = load_op(true)
 settle_expired(op)
-for _, c in ipairs(op.counters) do
-  if is_blocked(c) then
-    return reply(op, false, false)
-  end
+if blocked_any(op) then
+  return reply(op, false, false)
 end
 local saturated, last_chance = false, false
 for _, c in ipairs(op.counters) do
@@ -20,16 +18,5 @@ end
 if saturated then
   return reply(op, false, false)
 end
-local deadline = op.now + op.pending_timeout
-if op.pending_timeout <= 0 then
-  deadline = '+inf'
-end
-for _, c in ipairs(op.counters) do
-  redis.call('ZADD', c.pending, deadline, op.token)
-  if op.pending_timeout > 0 and op.attempt_cooloff > 0 then
-    -- Once every charge is overdue by the attempt cool-off, the failures
-    -- they would have become are forgotten too: the set may go.
-    redis.call('PEXPIRE', c.pending, op.pending_timeout + op.attempt_cooloff)
-  end
-end
+charge(op)
 return reply(op, true, last_chance)

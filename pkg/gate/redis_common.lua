@@ -1,17 +1,24 @@
--- redis_common.lua: functions shared by the scripts of RedisStore. Go puts
--- this file in front of each script body (redis_<op>.lua), so every Store
--- method stays one EVALSHA while no rule is written twice.
+-- redis_common.lua: the per-counter rules shared by every script of
+-- RedisStore and RedisClusterStore. Go puts this file in front of each
+-- script body (redis_<op>.lua), so every Store method stays one EVALSHA
+-- while no rule is written twice. RedisStore runs a script over all the
+-- counters of an op (one slot: a single Redis, or a hash-tagged prefix);
+-- RedisClusterStore runs it once per counter, in parallel, each on the
+-- slot of its subject, and keeps the blocked index itself.
 --
--- Counter scripts (check, begin, finish, record, block, unblock) take
---   KEYS   five keys per counter i (1-based), from KEYS[5*(i-1)+1]:
---          failed, blocked, pending, lockouts, blocked index of the kind
+-- Counter scripts (check, begin, reserve, finish, record, block, unblock) take
+--   KEYS   four keys per counter i (1-based), from KEYS[4*(i-1)+1]:
+--          failed, blocked, pending, lockouts;
+--          then, optionally, the blocked index of each counter's kind
+--          (KEYS[4*n+i]); without them the index is not maintained here
 --   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
 --   ARGV[2] pending timeout in ms (0: charges never expire)
 --   ARGV[3] lockout memory in ms (0: no memory, every lockout is the first)
 --   ARGV[4] token of the attempt ("" when none)
 --   ARGV[5] "1" when the attempt succeeded, else "0"
---   ARGV[6+2*(i-1)], ARGV[7+2*(i-1)]  subject and limit of counter i
---   ARGV[6+2*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
+--   ARGV[6] n, the number of counters
+--   ARGV[7+2*(i-1)], ARGV[8+2*(i-1)]  subject and limit of counter i
+--   ARGV[7+2*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
 --   then per counter, 5 values: failures, block (0 none, 1 expiring,
@@ -35,7 +42,8 @@ end
 -- load_op parses KEYS and ARGV as described above. with_time reads the
 -- server clock (not needed, nor done, by read-only scripts).
 local function load_op(with_time)
-  local n = #KEYS / 5
+  local n = tonumber(ARGV[6])
+  local indexed = #KEYS == 5 * n
   local op = {
     attempt_cooloff = tonumber(ARGV[1]),
     pending_timeout = tonumber(ARGV[2]),
@@ -50,20 +58,20 @@ local function load_op(with_time)
     op.now = now_ms()
   end
   for i = 1, n do
-    local k = 5 * (i - 1)
+    local k = 4 * (i - 1)
     op.counters[i] = {
       index = i,
       failed = KEYS[k + 1],
       blocked = KEYS[k + 2],
       pending = KEYS[k + 3],
       lockouts = KEYS[k + 4],
-      blocked_index = KEYS[k + 5],
-      subject = ARGV[6 + 2 * (i - 1)],
-      limit = tonumber(ARGV[7 + 2 * (i - 1)]),
+      blocked_index = indexed and KEYS[4 * n + i] or nil,
+      subject = ARGV[7 + 2 * (i - 1)],
+      limit = tonumber(ARGV[8 + 2 * (i - 1)]),
       saturated = 0,
     }
   end
-  for j = 6 + 2 * n, #ARGV do
+  for j = 7 + 2 * n, #ARGV do
     op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])
   end
   return op
@@ -92,14 +100,16 @@ local function add_transition(op, c, blocked, duration, permanent, nfailures, lo
 end
 
 -- set_block blocks c for ms milliseconds (0: for ever), replacing any block,
--- and records the block's end in the index read by Blocked.
+-- and records the block's end in the index read by Blocked (when the
+-- script holds the index; otherwise the caller indexes the transition).
 local function set_block(op, c, ms)
   if ms > 0 then
     redis.call('SET', c.blocked, 'blocked', 'PX', ms)
-    redis.call('ZADD', c.blocked_index, op.now + ms, c.subject)
   else
     redis.call('SET', c.blocked, 'blocked')
-    redis.call('ZADD', c.blocked_index, '+inf', c.subject)
+  end
+  if c.blocked_index then
+    redis.call('ZADD', c.blocked_index, ms > 0 and op.now + ms or '+inf', c.subject)
   end
 end
 
@@ -177,7 +187,36 @@ local function clear(op, c)
   if redis.call('DEL', c.blocked) == 1 then
     add_transition(op, c, false, 0, false, 0, 0)
   end
-  redis.call('ZREM', c.blocked_index, c.subject)
+  if c.blocked_index then
+    redis.call('ZREM', c.blocked_index, c.subject)
+  end
+end
+
+-- blocked_any reports whether some counter of op is blocked.
+local function blocked_any(op)
+  for _, c in ipairs(op.counters) do
+    if is_blocked(c) then
+      return true
+    end
+  end
+  return false
+end
+
+-- charge adds op.token to the pending set of every counter, due at now +
+-- pending timeout (never, when the timeout is 0).
+local function charge(op)
+  local deadline = op.now + op.pending_timeout
+  if op.pending_timeout <= 0 then
+    deadline = '+inf'
+  end
+  for _, c in ipairs(op.counters) do
+    redis.call('ZADD', c.pending, deadline, op.token)
+    if op.pending_timeout > 0 and op.attempt_cooloff > 0 then
+      -- Once every charge is overdue by the attempt cool-off, the failures
+      -- they would have become are forgotten too: the set may go.
+      redis.call('PEXPIRE', c.pending, op.pending_timeout + op.attempt_cooloff)
+    end
+  end
 end
 
 local function reply(op, admitted, last_chance)

@@ -2,10 +2,8 @@
 -- nothing is counted; otherwise success clears and failure counts one.
 local op = load_op(true)
 settle_expired(op)
-for _, c in ipairs(op.counters) do
-  if is_blocked(c) then
-    return reply(op, false, false)
-  end
+if blocked_any(op) then
+  return reply(op, false, false)
 end
 for _, c in ipairs(op.counters) do
   if op.success then
