@@ -1,0 +1,257 @@
+// Command recorder writes defender's events from NATS JetStream into
+// ClickHouse (package record), and maintains the ClickHouse side.
+//
+//	recorder [flags]          run: apply migrations, then record until SIGTERM
+//	recorder migrate [flags]  apply the schema migrations and exit
+//	recorder cleanup [flags]  remove attempts older than DEFENDER_ACCESS_ATTEMPT_EXPIRATION
+//
+// Every setting is an environment variable and a flag of the same meaning
+// (recorder -h lists them). A bad value stops the program at start with a
+// message naming the variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/defender-go/defender/internal/envflag"
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/record"
+)
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "recorder"))
+	os.Exit(Main(os.Args[1:], os.LookupEnv))
+}
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitConfig = 2
+)
+
+// Main runs the command line args with the environment env and returns
+// the exit code.
+func Main(args []string, env func(string) (string, bool)) int {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run", "migrate", "cleanup":
+	default:
+		fmt.Fprintf(os.Stderr, "recorder: unknown command %q (run, migrate, cleanup)\n", cmd)
+		return exitConfig
+	}
+	fs := flag.NewFlagSet("recorder "+cmd, flag.ContinueOnError)
+	lookup := envflag.Bind(fs, vars, env)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "recorder %s: unexpected arguments %q\n", cmd, fs.Args())
+		return exitConfig
+	}
+	cfg, err := FromEnv(lookup, cmd == "run")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "recorder: bad configuration:\n%v\n", err)
+		return exitConfig
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "migrate":
+		err = migrate(ctx, cfg)
+	case "cleanup":
+		err = cleanup(ctx, cfg)
+	default:
+		err = serve(ctx, cfg)
+	}
+	if err != nil {
+		slog.Error("recorder failed", "command", cmd, "err", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// openMigrated opens ClickHouse and applies the migrations, retrying while
+// ClickHouse is unreachable if wait is set (so start order does not
+// matter), until ctx ends.
+func openMigrated(ctx context.Context, cfg Config, wait bool) (driver.Conn, error) {
+	conn, err := record.Open(cfg.ClickHouseURL)
+	if err != nil {
+		return nil, err
+	}
+	delay := 200 * time.Millisecond
+	for {
+		_, err := record.Migrate(ctx, conn)
+		if err == nil {
+			return conn, nil
+		}
+		if !wait || ctx.Err() != nil {
+			conn.Close()
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		slog.Warn("clickhouse not ready, retrying", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+func migrate(ctx context.Context, cfg Config) error {
+	conn, err := openMigrated(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	applied, err := record.AppliedMigrations(ctx, conn)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("schema up to date: versions %v applied\n", applied)
+	return nil
+}
+
+func cleanup(ctx context.Context, cfg Config) error {
+	conn, err := openMigrated(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fmt.Println("Starting clean up of defender attempts")
+	rep, err := record.Cleanup(ctx, conn, cfg.Expiration)
+	if err != nil {
+		return err
+	}
+	slog.Info("cleanup done", "cutoff", rep.Cutoff, "removed", rep.Removed,
+		"dropped_partitions", rep.DroppedPartitions, "mutated", rep.Mutated)
+	fmt.Printf("Finished. Removed %d attempt entries.\n", rep.Removed)
+	return nil
+}
+
+// serve records until ctx ends, with /metrics and /healthz.
+func serve(ctx context.Context, cfg Config) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("DEFENDER_HTTP_ADDR: listen %s: %w", cfg.HTTPAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	slog.Info("serving metrics", "addr", ln.Addr().String())
+
+	nc, js, err := events.Connect(ctx, cfg.Events.NATSURL, "defender-recorder")
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer nc.Close()
+	if err := ensureStream(ctx, js, cfg); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	conn, err := openMigrated(ctx, cfg, true)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer conn.Close()
+
+	rec, err := record.New(js, conn, record.Options{
+		Subjects:   cfg.Events.Subjects(),
+		Batch:      cfg.Batch,
+		Flush:      cfg.Flush,
+		AckWait:    cfg.AckWait,
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	slog.Info("recording", "nats", nc.ConnectedUrlRedacted(), "batch", cfg.Batch, "flush", cfg.Flush)
+
+	var g run.Group
+	rctx, cancel := context.WithCancel(ctx)
+	g.Add(func() error { return rec.Run(rctx) }, func(error) { cancel() })
+	g.Add(func() error {
+		if err := <-httpDone; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	}, func(error) { _ = srv.Close() })
+	err = g.Run()
+	if err == nil {
+		slog.Info("stopped cleanly")
+	}
+	// Let the last acks reach NATS before the connection goes.
+	_ = nc.Drain()
+	return err
+}
+
+// ensureStream creates the DEFENDER stream if it is missing, so the
+// recorder may start before the gate. An existing stream is left as it
+// is: its limits are the gate's to set.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	sc := cfg.Events.Stream()
+	delay := 200 * time.Millisecond
+	for {
+		_, err := js.Stream(ctx, events.StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = events.EnsureStream(ctx, js, sc)
+		}
+		if err == nil {
+			return nil
+		}
+		slog.Warn("stream not ready, retrying", "stream", events.StreamName, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}

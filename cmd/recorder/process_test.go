@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/record"
+)
+
+// process is the recorder binary running as a child process.
+type process struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func buildRecorder(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "recorder")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+func startRecorder(t *testing.T, bin string, env []string, logPath string) *process {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	defer f.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	require.NoError(t, cmd.Start())
+	p := &process{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// TestRecorderProcessKilled kills the recorder with SIGKILL while events
+// flow, restarts it, and checks every event is stored and read once. The
+// recorder starts before anything else exists: it creates the stream.
+func TestRecorderProcessKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and runs the recorder with servers")
+	}
+	bin := buildRecorder(t)
+	ch := testenv.ClickHouse(t)
+	ns := testenv.NATS(t)
+	dir := t.TempDir()
+	env := []string{
+		"DEFENDER_NATS_URL=" + ns.URL,
+		"DEFENDER_CLICKHOUSE_URL=" + ch.DSN(),
+		"DEFENDER_HTTP_ADDR=127.0.0.1:0",
+		"DEFENDER_RECORD_BATCH=500",
+		"DEFENDER_RECORD_FLUSH=200ms",
+		"DEFENDER_RECORD_ACK_WAIT=2s",
+	}
+	logPath := filepath.Join(dir, "recorder.log")
+	p := startRecorder(t, bin, env, logPath)
+
+	nc, err := nats.Connect(ns.URL)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.Eventually(t, func() bool { _, err := js.Stream(ctx, events.StreamName); return err == nil },
+		30*time.Second, 50*time.Millisecond, "the recorder creates the stream")
+
+	conn, err := record.Open(ch.DSN())
+	require.NoError(t, err)
+	defer conn.Close()
+
+	// About 5000 events/s until stopped.
+	var (
+		mu        sync.Mutex
+		published []string
+		stop      atomic.Bool
+		pubErr    error
+		wg        sync.WaitGroup
+	)
+	wg.Go(func() {
+		base := time.Now()
+		for i := 0; !stop.Load(); i++ {
+			a := events.Attempt{V: 1, Type: events.TypeAttempt, ID: events.NewID(), Time: base.Add(time.Duration(i) * time.Millisecond),
+				IP: "192.0.2.1", Username: "alice", Result: events.ResultFailure, Path: "/login"}
+			data, err := a.Encode()
+			if err == nil {
+				_, err = js.PublishAsync(a.NATSSubject(events.Subjects{}), data, jetstream.WithMsgID(a.ID))
+			}
+			if err != nil {
+				pubErr = err
+				return
+			}
+			mu.Lock()
+			published = append(published, a.ID)
+			mu.Unlock()
+			if i%50 == 49 {
+				<-js.PublishAsyncComplete()
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		<-js.PublishAsyncComplete()
+	})
+	defer func() { stop.Store(true); wg.Wait() }()
+
+	count := func() uint64 {
+		n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{})
+		if err != nil {
+			return 0
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return count() > 2000 }, time.Minute, 20*time.Millisecond)
+	resp, err := http.Get("http://" + listenAddr(t, logPath) + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	<-p.done
+	killedAt := count()
+	time.Sleep(time.Second) // events pile up in the stream meanwhile
+
+	p = startRecorder(t, bin, env, logPath)
+	require.Eventually(t, func() bool { return count() > killedAt+2000 }, time.Minute, 20*time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	require.NoError(t, pubErr)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Eventually(t, func() bool { return count() == uint64(len(published)) }, time.Minute, 50*time.Millisecond)
+	ids := storedIDs(t, conn)
+	assert.Len(t, ids, len(published))
+	for _, id := range published {
+		require.Equal(t, 1, ids[id], "event %s", id)
+	}
+	var rows uint64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM defender.attempts").Scan(&rows))
+	t.Logf("published %d events, killed with %d stored; %d rows (%d redelivered duplicates)",
+		len(published), killedAt, rows, rows-uint64(len(published)))
+
+	// The restarted recorder serves metrics, and stops cleanly on SIGTERM.
+	resp, err = http.Get("http://" + lastListenAddr(t, logPath) + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), "defender_recorder_rows_written_total")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	<-p.done
+	assert.Equal(t, 0, p.cmd.ProcessState.ExitCode(), "clean exit on SIGTERM")
+}
+
+// listenAddr waits for the first "serving metrics" log line and returns its address.
+func listenAddr(t *testing.T, logPath string) string {
+	t.Helper()
+	var addr string
+	require.Eventually(t, func() bool {
+		addrs := serveAddrs(logPath)
+		if len(addrs) > 0 {
+			addr = addrs[0]
+		}
+		return addr != ""
+	}, 30*time.Second, 20*time.Millisecond)
+	return addr
+}
+
+// lastListenAddr waits for a second "serving metrics" line (the restart).
+func lastListenAddr(t *testing.T, logPath string) string {
+	t.Helper()
+	var addr string
+	require.Eventually(t, func() bool {
+		addrs := serveAddrs(logPath)
+		if len(addrs) > 1 {
+			addr = addrs[len(addrs)-1]
+		}
+		return addr != ""
+	}, 30*time.Second, 20*time.Millisecond)
+	return addr
+}
+
+func serveAddrs(logPath string) []string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var addrs []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), `"serving metrics"`) {
+			continue
+		}
+		var line struct{ Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Addr != "" {
+			addrs = append(addrs, line.Addr)
+		}
+	}
+	return addrs
+}
+
+// storedIDs pages through every stored attempt and counts each id.
+func storedIDs(t *testing.T, conn driver.Conn) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	f := record.AttemptFilter{Limit: record.MaxLimit}
+	for {
+		page, err := record.QueryAttempts(context.Background(), conn, f)
+		require.NoError(t, err)
+		for _, a := range page {
+			seen[a.ID]++
+		}
+		if len(page) < f.Limit {
+			return seen
+		}
+		f.After = record.CursorOf(page[len(page)-1])
+	}
+}
