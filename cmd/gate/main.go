@@ -225,7 +225,11 @@ func openEvents(ctx context.Context, cfg Config, log *slog.Logger, reg prometheu
 			port = -1 // events.StartEmbedded: a free port
 		}
 		// The server's notices (a banner) only at debug level.
-		natsLog := slog.New(leveled{log.Handler(), max(cfg.LogLevel, slog.LevelWarn)})
+		natsMin := slog.LevelWarn
+		if cfg.LogLevel <= slog.LevelDebug {
+			natsMin = cfg.LogLevel
+		}
+		natsLog := slog.New(leveled{log.Handler(), natsMin})
 		s, err := events.StartEmbedded(events.EmbeddedOptions{Host: cfg.NATSHost, Port: port,
 			StoreDir: cfg.NATSStoreDir, Logger: natsLog})
 		if err != nil {
