@@ -52,9 +52,9 @@ func TestSeparateLimits(t *testing.T) {
 		assertAllowed(t, g.attempt(t, ip, "alice", false))
 		assertAllowed(t, g.attempt(t, ip, "alice", false))
 		assertBlocked(t, g.attempt(t, ip, "alice", false), []string{"username"}) // username 3 > 2; ip 3
-		assertAllowed(t, g.attempt(t, ip, "carol", false))                         // ip 4
-		assertAllowed(t, g.attempt(t, ip, "dave", false))                          // ip 5
-		r := g.attempt(t, ip, "erin", false)                                       // ip 6 > 5
+		assertAllowed(t, g.attempt(t, ip, "carol", false))                       // ip 4
+		assertAllowed(t, g.attempt(t, ip, "dave", false))                        // ip 5
+		r := g.attempt(t, ip, "erin", false)                                     // ip 6 > 5
 		assertBlocked(t, r, []string{"ip"})
 		assert.Equal(t, 6, r.num("ip_failures"))
 		assert.Equal(t, 1, r.num("username_failures"))

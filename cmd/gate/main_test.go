@@ -107,6 +107,12 @@ func command(t *testing.T, env []string, args ...string) (*exec.Cmd, *syncBuffer
 // answers 200, and stops it (SIGTERM) when the test ends.
 func startGate(t *testing.T, env ...string) *gateProc {
 	t.Helper()
+	return startGateArgs(t, env)
+}
+
+// startGateArgs is startGate with command-line arguments.
+func startGateArgs(t *testing.T, env []string, args ...string) *gateProc {
+	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	full := append([]string{
 		"DEFENDER_HTTP_ADDR=" + addr,
@@ -115,7 +121,7 @@ func startGate(t *testing.T, env ...string) *gateProc {
 		"DEFENDER_TOKEN_SECRET=test-secret-0123456789",
 		"DEFENDER_LOG_LEVEL=warn",
 	}, env...)
-	cmd, out := command(t, full)
+	cmd, out := command(t, full, args...)
 	require.NoError(t, cmd.Start())
 	p := &gateProc{URL: "http://" + addr, Addr: addr, cmd: cmd, out: out, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
@@ -206,7 +212,7 @@ func (p *gateProc) do(t *testing.T, method, path, contentType string, body io.Re
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	r := reply{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
-	if path != "/metrics" {
+	if path != "/metrics" || resp.StatusCode != http.StatusOK {
 		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), "answer %d %s", resp.StatusCode, raw)
 		require.NoError(t, json.Unmarshal(raw, &r.Body), "answer %d is not JSON: %s", resp.StatusCode, raw)
 	}
