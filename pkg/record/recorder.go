@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,25 +224,64 @@ func (r *Recorder) Run(ctx context.Context) error {
 	wg.Go(func() { r.pollLag(lagCtx, cons) })
 	defer func() { stopLag(); wg.Wait() }()
 
+	// Two stages: one goroutine fetches and decodes the next batch while
+	// this one writes the current one. The fetcher holds at most one
+	// batch ahead, so while a write is being retried fetching pauses.
+	batches := make(chan *batch)
+	wg.Go(func() {
+		defer close(batches)
+		r.fetchLoop(ctx, cons, batches)
+	})
+	var werr error
+	for b := range batches {
+		if werr != nil {
+			r.giveBack(b)
+			continue
+		}
+		if werr = r.write(ctx, b); werr != nil {
+			r.giveBack(b)
+		}
+	}
+	return werr
+}
+
+// fetchLoop fetches and decodes batches into out until ctx ends; the
+// batch in hand then is still handed over to be written.
+func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out chan<- *batch) {
 	delay := r.opts.RetryMin
 	for ctx.Err() == nil {
 		msgs, err := r.fetch(cons)
 		if len(msgs) > 0 {
-			if werr := r.handle(ctx, msgs); werr != nil {
-				return werr
-			}
+			r.m.batchSize.Observe(float64(len(msgs)))
+			r.handOver(out, r.decode(msgs))
 		}
 		if err != nil {
 			r.log.WarnContext(ctx, "fetch failed", "err", err, "retry_in", delay)
 			if !sleep(ctx, delay) {
-				break
+				return
 			}
 			delay = min(2*delay, r.opts.RetryMax)
 			continue
 		}
 		delay = r.opts.RetryMin
 	}
-	return nil
+}
+
+// handOver passes b to the writer, keeping its messages from being
+// redelivered while the writer is busy (retrying a ClickHouse outage).
+func (r *Recorder) handOver(out chan<- *batch, b *batch) {
+	t := time.NewTicker(r.opts.AckWait / 4)
+	defer t.Stop()
+	for {
+		select {
+		case out <- b:
+			return
+		case <-t.C:
+			for _, m := range b.msgs {
+				_ = m.InProgress()
+			}
+		}
+	}
 }
 
 // consumer creates or updates the durable consumer, retrying until it
@@ -293,7 +333,35 @@ type batch struct {
 	dead     []deadLetter
 }
 
+// decodeChunk is the least number of events worth a goroutine in decode.
+const decodeChunk = 2000
+
+// decode decodes a batch, in parallel chunks when it is big: JSON decoding
+// is the recorder's main CPU cost.
 func (r *Recorder) decode(msgs []jetstream.Msg) *batch {
+	n := min(runtime.GOMAXPROCS(0), len(msgs)/decodeChunk)
+	if n <= 1 {
+		return r.decodeSeq(msgs)
+	}
+	parts := make([]*batch, n)
+	var wg sync.WaitGroup
+	size := (len(msgs) + n - 1) / n
+	for i := range parts {
+		chunk := msgs[i*size : min((i+1)*size, len(msgs))]
+		wg.Go(func() { parts[i] = r.decodeSeq(chunk) })
+	}
+	wg.Wait()
+	b := &batch{msgs: msgs, ok: make([]jetstream.Msg, 0, len(msgs)), attempts: make([]attemptRow, 0, len(msgs))}
+	for _, p := range parts {
+		b.ok = append(b.ok, p.ok...)
+		b.attempts = append(b.attempts, p.attempts...)
+		b.blocks = append(b.blocks, p.blocks...)
+		b.dead = append(b.dead, p.dead...)
+	}
+	return b
+}
+
+func (r *Recorder) decodeSeq(msgs []jetstream.Msg) *batch {
 	b := &batch{msgs: msgs, ok: make([]jetstream.Msg, 0, len(msgs)), attempts: make([]attemptRow, 0, len(msgs))}
 	prefix := r.opts.Subjects.All()
 	prefix = prefix[:len(prefix)-1] // "<prefix>."
@@ -334,27 +402,26 @@ func (r *Recorder) decode(msgs []jetstream.Msg) *batch {
 	return b
 }
 
-// handle decodes and writes one fetched batch, then acknowledges it.
-func (r *Recorder) handle(ctx context.Context, msgs []jetstream.Msg) error {
-	r.m.batchSize.Observe(float64(len(msgs)))
-	b := r.decode(msgs)
-
+// write stores one decoded batch, then acknowledges it. It retries until
+// it succeeds; once ctx ends it gets ShutdownTimeout more, after which it
+// returns an error.
+func (r *Recorder) write(ctx context.Context, b *batch) error {
 	// Once ctx ends the batch still gets ShutdownTimeout to be written.
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(r.opts.ShutdownTimeout, cancel) })
 	defer stop()
 
-	h := &heartbeat{msgs: msgs, every: r.opts.AckWait / 4, last: time.Now()}
+	h := &heartbeat{msgs: b.msgs, every: r.opts.AckWait / 4, last: time.Now()}
 	if len(b.dead) > 0 {
 		if err := r.untilDone(wctx, "dlq", h, func(ctx context.Context) error { return r.sendDeadLetters(ctx, b) }); err != nil {
-			return r.giveBack(b, err)
+			return notWritten(b, err)
 		}
 	}
 	if err := r.untilDone(wctx, "attempts", h, func(ctx context.Context) error {
 		return r.timed("attempts", func() error { return writeAttempts(ctx, r.conn, b.attempts) })
 	}); err != nil {
-		return r.giveBack(b, err)
+		return notWritten(b, err)
 	}
 	r.attempts.Add(uint64(len(b.attempts)))
 	r.m.rows.WithLabelValues("attempts").Add(float64(len(b.attempts)))
@@ -362,7 +429,7 @@ func (r *Recorder) handle(ctx context.Context, msgs []jetstream.Msg) error {
 	if err := r.untilDone(wctx, "blocks", h, func(ctx context.Context) error {
 		return r.timed("blocks", func() error { return writeBlocks(ctx, r.conn, b.blocks) })
 	}); err != nil {
-		return r.giveBack(b, err)
+		return notWritten(b, err)
 	}
 	r.blocks.Add(uint64(len(b.blocks)))
 	r.m.rows.WithLabelValues("blocks").Add(float64(len(b.blocks)))
@@ -393,10 +460,14 @@ func (r *Recorder) timed(table string, write func() error) error {
 
 // giveBack hands an unwritten batch back to JetStream for prompt
 // redelivery (to another recorder, or this one after a restart).
-func (r *Recorder) giveBack(b *batch, err error) error {
+func (r *Recorder) giveBack(b *batch) {
 	for _, m := range b.msgs {
 		_ = m.Nak()
 	}
+	r.log.Warn("batch handed back to JetStream unwritten", "events", len(b.msgs))
+}
+
+func notWritten(b *batch, err error) error {
 	return fmt.Errorf("record: batch of %d events not written at shutdown: %w", len(b.msgs), err)
 }
 
