@@ -1,0 +1,482 @@
+package gate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisClusterClient is the part of a go-redis v9 client that
+// RedisClusterStore uses: *redis.ClusterClient, and also *redis.Client
+// (a single Redis, or Sentinel's failover client) and *redis.Ring.
+type RedisClusterClient interface {
+	RedisClient
+	ZAdd(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd
+	ZRangeWithScores(ctx context.Context, key string, start, stop int64) *redis.ZSliceCmd
+	ZRemRangeByScore(ctx context.Context, key, min, max string) *redis.IntCmd
+	Pipeline() redis.Pipeliner
+}
+
+var (
+	_ RedisClusterClient = (*redis.ClusterClient)(nil)
+	_ RedisClusterClient = (*redis.Client)(nil)
+	_ Store              = (*RedisClusterStore)(nil)
+)
+
+// RedisClusterStore is the Store for Redis Cluster: every script touches
+// the keys of one subject only, which share a hash slot, so the subjects
+// of a deployment spread over all masters.
+//
+// Keys, for a counter of kind k and subject s (DESIGN.md's keys with the
+// subject as hash tag):
+//
+//	<prefix>:failed:<k>:{<s>}    failure count, as in RedisStore
+//	<prefix>:blocked:<k>:{<s>}   "blocked" while blocked
+//	<prefix>:pending:<k>:{<s>}   charged tokens scored by deadline
+//	<prefix>:lockouts:<k>:{<s>}  lockout count
+//	<prefix>:index:blocked:<k>   blocked subjects by end (one key per kind, kept from Go)
+//
+// A subject starting with '}' would make an empty hash tag, which Redis
+// ignores (spreading one subject's keys over several slots); such a
+// subject's keys are <prefix>:<what>:<k>:~{~}<s> instead, all in one slot.
+//
+// One store call runs the per-counter script (the Lua shared with
+// RedisStore) once per counter, in parallel, so a decision on an IP and a
+// username still waits one round trip. Each counter decides atomically
+// for itself; what that means across counters:
+//
+//   - Check, Finish, Block, Unblock act on each counter independently
+//     anyway: same results as RedisStore.
+//   - Begin charges each counter that admits. If another counter refuses
+//     (blocked or saturated), the charges made are released (ZREM of the
+//     token) before Begin returns: a refused attempt costs a second round
+//     trip, an admitted one does not. Each counter's admission is atomic,
+//     so the Limit+1 bound holds per counter. In the window between a
+//     charge and its release the charge counts, so a concurrent Begin may
+//     be refused as saturated on that counter though the attempt holding
+//     the slot is being refused elsewhere: refusals can only be early,
+//     never late. If the release cannot be sent (Redis unreachable), the
+//     charge expires into a failure after Policy.PendingTimeout, as a
+//     charge whose Finish was lost does.
+//   - Record with one counter is one script. With several it is Begin
+//     without the saturation rule followed by Finish on an internal token
+//     (two round trips), so no counter is counted while another one is
+//     blocked; between the two, the attempt holds a pending charge like
+//     any attempt being checked.
+//
+// The blocked index of a kind lives in its own slot, so the scripts report
+// transitions and this store adds the new block to the index after the
+// script, scored by the block's end. Lifted and expired blocks are left in
+// the index and dropped by the next Blocked, which reads every listed
+// subject's block key (one pipelined round per batch, per master).
+// A block whose index write was lost (the index's master down at that
+// moment) is in force but not listed until it is blocked again.
+type RedisClusterStore struct {
+	client RedisClusterClient
+	prefix string
+	log    *slog.Logger
+	// indexTimeout bounds index writes and compensating releases, which
+	// run even when the caller's context is done.
+	indexTimeout time.Duration
+}
+
+// RedisClusterOption configures a RedisClusterStore.
+type RedisClusterOption func(*RedisClusterStore)
+
+// WithRedisClusterLogger sets where a RedisClusterStore logs index writes
+// and releases it could not make (slog.Default otherwise).
+func WithRedisClusterLogger(l *slog.Logger) RedisClusterOption {
+	return func(s *RedisClusterStore) { s.log = l }
+}
+
+// NewRedisClusterStore returns a store keeping its keys under prefix
+// (DEFENDER_CACHE_PREFIX). The prefix must not contain '{' or '}': the
+// hash tag is the subject.
+func NewRedisClusterStore(client RedisClusterClient, prefix string, opts ...RedisClusterOption) (*RedisClusterStore, error) {
+	if prefix == "" || strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("redis cluster store: prefix %q must be non-empty, without '{' or '}'", prefix)
+	}
+	s := &RedisClusterStore{client: client, prefix: prefix, log: slog.Default(), indexTimeout: 2 * time.Second}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+var (
+	redisScriptReserve = redis.NewScript(redisLuaCommon + redisLuaReserve)
+	redisScriptUnindex = redis.NewScript(redisLuaUnindex)
+)
+
+// permanentScore is the index score of a permanent block started at ms:
+// after every expiring block (ends are ms since 1970, far below), and
+// distinct per block so that Blocked's compare-and-delete never drops a
+// newer permanent block of the same subject.
+const permanentScore = 4e15
+
+// Check implements Store.
+func (s *RedisClusterStore) Check(ctx context.Context, op Op) (Result, error) {
+	if err := validateRedisOp(op); err != nil {
+		return Result{}, fmt.Errorf("redis check: %w", err)
+	}
+	rs, errs := s.each(ctx, op, "check", redisScriptCheck, false)
+	if err := errors.Join(errs...); err != nil {
+		return Result{}, err
+	}
+	return mergeRedisResults(op, rs, false), nil
+}
+
+// Begin implements Store.
+func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
+	if err := validateRedisOp(op); err != nil {
+		return Result{}, fmt.Errorf("redis begin: %w", err)
+	}
+	if op.Token == "" {
+		return Result{}, errors.New("redis begin: empty token")
+	}
+	rs, errs := s.each(ctx, op, "begin", redisScriptBegin, false)
+	s.index(ctx, rs, errs)
+	admitted := s.settleAdmission(ctx, op, rs, errs)
+	if err := errors.Join(errs...); err != nil {
+		return Result{}, err
+	}
+	res := mergeRedisResults(op, rs, admitted)
+	res.Lockouts = make([]int, len(op.Counters))
+	for i, r := range rs {
+		if len(r.Lockouts) == 1 {
+			res.Lockouts[i] = r.Lockouts[0]
+		}
+	}
+	return res, nil
+}
+
+// Finish implements Store.
+func (s *RedisClusterStore) Finish(ctx context.Context, op Op, success bool) (Result, error) {
+	if err := validateRedisOp(op); err != nil {
+		return Result{}, fmt.Errorf("redis finish: %w", err)
+	}
+	if op.Token == "" {
+		return Result{}, errors.New("redis finish: empty token")
+	}
+	rs, errs := s.each(ctx, op, "finish", redisScriptFinish, success)
+	s.index(ctx, rs, errs)
+	if err := errors.Join(errs...); err != nil {
+		return Result{}, err
+	}
+	return mergeRedisResults(op, rs, false), nil
+}
+
+// Record implements Store: one script for one counter, else a reserve
+// round and a Finish round (see RedisClusterStore).
+func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Result, error) {
+	if err := validateRedisOp(op); err != nil {
+		return Result{}, fmt.Errorf("redis record: %w", err)
+	}
+	if len(op.Counters) == 1 {
+		rs, errs := s.each(ctx, op, "record", redisScriptRecord, success)
+		s.index(ctx, rs, errs)
+		if err := errors.Join(errs...); err != nil {
+			return Result{}, err
+		}
+		return mergeRedisResults(op, rs, false), nil
+	}
+	op.Token = "record-" + randomToken()
+	rs, errs := s.each(ctx, op, "record reserve", redisScriptReserve, false)
+	s.index(ctx, rs, errs)
+	if !s.settleAdmission(ctx, op, rs, errs) {
+		if err := errors.Join(errs...); err != nil {
+			return Result{}, err
+		}
+		return mergeRedisResults(op, rs, false), nil
+	}
+	reserved := rs
+	rs, errs = s.each(ctx, op, "record finish", redisScriptFinish, success)
+	s.index(ctx, rs, errs)
+	if err := errors.Join(errs...); err != nil {
+		return Result{}, err
+	}
+	res := mergeRedisResults(op, rs, false)
+	var ts []Transition
+	for _, r := range reserved {
+		ts = append(ts, r.Transitions...)
+	}
+	res.Transitions = append(ts, res.Transitions...)
+	return res, nil
+}
+
+// Block implements Store.
+func (s *RedisClusterStore) Block(ctx context.Context, kind Kind, subject string, d time.Duration) (*Transition, error) {
+	if d < 0 {
+		return nil, fmt.Errorf("redis block %s %q: negative duration %s", kind, subject, d)
+	}
+	op := Op{
+		Counters: []Counter{{Kind: kind, Subject: subject}},
+		Policy:   &Policy{LockoutCooloffs: []time.Duration{d}},
+	}
+	if err := validateRedisOp(op); err != nil {
+		return nil, fmt.Errorf("redis block: %w", err)
+	}
+	rs, errs := s.each(ctx, op, "block", redisScriptBlock, false)
+	if errs[0] != nil {
+		return nil, errs[0]
+	}
+	// A block replaced by hand has a new end: index it, transition or not.
+	s.indexBlocks(ctx, []Transition{{Kind: kind, Subject: subject, Blocked: true, Duration: d, Permanent: d == 0}})
+	return redisTransition(rs[0]), nil
+}
+
+// Unblock implements Store.
+func (s *RedisClusterStore) Unblock(ctx context.Context, kind Kind, subject string) (*Transition, error) {
+	op := Op{
+		Counters: []Counter{{Kind: kind, Subject: subject}},
+		Policy:   &Policy{LockoutCooloffs: []time.Duration{0}},
+	}
+	if err := validateRedisOp(op); err != nil {
+		return nil, fmt.Errorf("redis unblock: %w", err)
+	}
+	rs, errs := s.each(ctx, op, "unblock", redisScriptUnblock, false)
+	if errs[0] != nil {
+		return nil, errs[0]
+	}
+	return redisTransition(rs[0]), nil
+}
+
+// Blocked implements Store. Subjects come soonest-ending first, permanent
+// blocks last. The index is read in batches; each batch's block keys are
+// read in one pipeline, which go-redis sends to every master in parallel.
+func (s *RedisClusterStore) Blocked(ctx context.Context, kind Kind, limit int) ([]BlockState, error) {
+	if !kind.Valid() {
+		return nil, fmt.Errorf("redis blocked: invalid kind %q", kind)
+	}
+	index := s.indexKey(kind)
+	// Entries that ended a minute ago (by the clock of the gate that
+	// indexed them) are gone for sure, even with some clock skew.
+	old := time.Now().Add(-time.Minute).UnixMilli()
+	if err := s.client.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(old, 10)).Err(); err != nil {
+		return nil, redisStoreError("blocked "+string(kind), err)
+	}
+	const batch = 128
+	var out []BlockState
+	var stale []any
+	seen := map[string]bool{}
+	for start := int64(0); ; start += batch {
+		zs, err := s.client.ZRangeWithScores(ctx, index, start, start+batch-1).Result()
+		if err != nil {
+			return nil, redisStoreError("blocked "+string(kind), err)
+		}
+		pipe := s.client.Pipeline()
+		ttls := make([]*redis.DurationCmd, len(zs))
+		for i, z := range zs {
+			subject, ok := z.Member.(string)
+			if !ok {
+				return nil, fmt.Errorf("redis blocked %s: unexpected member %T", kind, z.Member)
+			}
+			ttls[i] = pipe.PTTL(ctx, s.key("blocked", kind, subject))
+		}
+		if len(zs) > 0 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return nil, redisStoreError("blocked "+string(kind), err)
+			}
+		}
+		for i, z := range zs {
+			subject := z.Member.(string) // checked above
+			ttl := ttls[i].Val()
+			switch {
+			case ttl == -2:
+				stale = append(stale, subject, strconv.FormatFloat(z.Score, 'g', -1, 64))
+				continue
+			case seen[subject]:
+				continue
+			}
+			seen[subject] = true
+			st := BlockState{Kind: kind, Subject: subject}
+			if ttl < 0 {
+				st.Permanent = true
+			} else {
+				st.TTL = ttl
+			}
+			out = append(out, st)
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		if len(zs) < batch || (limit > 0 && len(out) >= limit) {
+			break
+		}
+	}
+	if len(stale) > 0 {
+		if err := redisScriptUnindex.Run(ctx, s.client, []string{index}, stale...).Err(); err != nil {
+			return nil, redisStoreError("blocked "+string(kind)+" unindex", err)
+		}
+	}
+	return out, nil
+}
+
+// key names one key of a subject; see RedisClusterStore for the layout.
+func (s *RedisClusterStore) key(what string, kind Kind, subject string) string {
+	if strings.HasPrefix(subject, "}") {
+		return s.prefix + ":" + what + ":" + string(kind) + ":~{~}" + subject
+	}
+	return s.prefix + ":" + what + ":" + string(kind) + ":{" + subject + "}"
+}
+
+func (s *RedisClusterStore) indexKey(kind Kind) string {
+	return s.prefix + ":index:blocked:" + string(kind)
+}
+
+// each runs script once per counter of op, each with that counter alone,
+// in parallel, and returns the results and errors by counter index.
+func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script *redis.Script, success bool) ([]Result, []error) {
+	n := len(op.Counters)
+	rs, errs := make([]Result, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs[i], errs[i] = s.runOne(ctx, name, script, op, i, success)
+		}()
+	}
+	rs[0], errs[0] = s.runOne(ctx, name, script, op, 0, success)
+	wg.Wait()
+	return rs, errs
+}
+
+// runOne runs script for counter i of op, on that counter's slot.
+func (s *RedisClusterStore) runOne(ctx context.Context, name string, script *redis.Script, op Op, i int, success bool) (Result, error) {
+	c := op.Counters[i]
+	one := Op{Counters: op.Counters[i : i+1], Policy: op.Policy, Token: op.Token}
+	keys := []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
+		s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
+	reply, err := script.Run(ctx, s.client, keys, redisCounterArgs(one, success)...).Result()
+	if err != nil {
+		err = redisStoreError(fmt.Sprintf("%s %s %.64q", name, c.Kind, c.Subject), err)
+		if errors.Is(err, ErrStoreUnavailable) {
+			s.reload(ctx)
+		}
+		return Result{}, err
+	}
+	res, err := decodeRedisResult(reply, one, script == redisScriptBegin)
+	if err != nil {
+		return Result{}, fmt.Errorf("redis %s %s: %w", name, c.Kind, err)
+	}
+	// Transitions name the counter of the one-counter op; the kind and
+	// subject are the same in op.
+	return res, nil
+}
+
+// reload asks a cluster client to read the slot map again (in the
+// background, coalesced), so that after a failover it finds the promoted
+// replica at once: go-redis otherwise learns it from a MOVED reply, which a
+// dead master never sends, or from its periodic reload.
+func (s *RedisClusterStore) reload(ctx context.Context) {
+	if c, ok := s.client.(interface{ ReloadState(context.Context) }); ok {
+		c.ReloadState(ctx)
+	}
+}
+
+// settleAdmission reports whether every counter admitted the charge of
+// op.Token (no error, Admitted). If not, it releases the charges that were
+// made, before returning, even if ctx is done.
+func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Result, errs []error) bool {
+	var charged []Counter
+	for i, r := range rs {
+		if errs[i] == nil && r.Admitted {
+			charged = append(charged, op.Counters[i])
+		}
+	}
+	if len(charged) == len(op.Counters) {
+		return true
+	}
+	if len(charged) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.indexTimeout)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	for _, c := range charged {
+		pipe.ZRem(ctx, s.key("pending", c.Kind, c.Subject), op.Token)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.log.Warn("redis cluster store: charge not released; it will expire into a failure",
+			"err", err, "kind", string(charged[0].Kind), "subject", charged[0].Subject)
+	}
+	return false
+}
+
+// index adds the new blocks reported by the successful results to the
+// blocked index.
+func (s *RedisClusterStore) index(ctx context.Context, rs []Result, errs []error) {
+	var ts []Transition
+	for i, r := range rs {
+		if errs[i] != nil {
+			continue
+		}
+		for _, t := range r.Transitions {
+			if t.Blocked {
+				ts = append(ts, t)
+			}
+		}
+	}
+	if len(ts) > 0 {
+		s.indexBlocks(ctx, ts)
+	}
+}
+
+// indexBlocks adds blocks to the index of their kind, scored by their end
+// as seen now (after the script: never before the real end), even if ctx
+// is done: a block must be listed.
+func (s *RedisClusterStore) indexBlocks(ctx context.Context, ts []Transition) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.indexTimeout)
+	defer cancel()
+	now := time.Now()
+	pipe := s.client.Pipeline()
+	for _, t := range ts {
+		score := float64(now.Add(t.Duration).UnixMilli())
+		if t.Permanent {
+			score = permanentScore + float64(now.UnixMilli())
+		}
+		pipe.ZAdd(ctx, s.indexKey(t.Kind), redis.Z{Score: score, Member: t.Subject})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.log.Warn("redis cluster store: block not indexed; Blocked will not list it",
+			"err", err, "kind", string(ts[0].Kind), "subject", ts[0].Subject)
+	}
+}
+
+// mergeRedisResults combines one-counter results into the Result of op,
+// in Op.Counters order, as RedisStore's one script would have replied:
+// a blocked counter hides the saturation of the others.
+func mergeRedisResults(op Op, rs []Result, admitted bool) Result {
+	res := Result{Admitted: admitted, Failures: make([]int, len(op.Counters))}
+	var saturated []Kind
+	for i, r := range rs {
+		if len(r.Failures) == 1 {
+			res.Failures[i] = r.Failures[0]
+		}
+		res.Blocked = append(res.Blocked, r.Blocked...)
+		saturated = append(saturated, r.Saturated...)
+		res.Transitions = append(res.Transitions, r.Transitions...)
+		res.LastChance = res.LastChance || (admitted && r.LastChance)
+	}
+	if len(res.Blocked) == 0 {
+		res.Saturated = saturated
+	}
+	return res
+}
+
+// randomToken returns 16 random bytes in hex.
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

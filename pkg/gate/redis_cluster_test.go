@@ -1,0 +1,329 @@
+package gate_test
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/gate/storetest"
+)
+
+func newClusterStore(t testing.TB, client gate.RedisClusterClient, prefix string) *gate.RedisClusterStore {
+	t.Helper()
+	s, err := gate.NewRedisClusterStore(client, prefix, gate.WithRedisClusterLogger(quiet))
+	require.NoError(t, err)
+	return s
+}
+
+// TestRedisClusterStoreConformance runs the Store suite against a cluster
+// of 3 masters and 3 replicas, every subtest with its own client, and
+// against a single Redis (the store also serves a plain or Sentinel client).
+func TestRedisClusterStoreConformance(t *testing.T) {
+	t.Run("cluster", func(t *testing.T) {
+		c := testenv.RedisCluster(t)
+		storetest.Run(t, func(t *testing.T) gate.Store { return newClusterStore(t, c.Client(), "defender") })
+	})
+	t.Run("single", func(t *testing.T) {
+		srv := testenv.Redis(t)
+		client := srv.Client()
+		storetest.Run(t, func(t *testing.T) gate.Store { return newClusterStore(t, client, "defender") })
+	})
+}
+
+// TestRedisClusterStoreKeys: the keys are DESIGN.md's with the subject as
+// hash tag, one subject's keys share a slot, and subjects spread over all
+// masters.
+func TestRedisClusterStoreKeys(t *testing.T) {
+	c := testenv.RedisCluster(t)
+	client := c.Client()
+	s := newClusterStore(t, client, "defender")
+	p := redisStorePolicy(time.Minute)
+
+	r, err := s.Record(ctx, redisStoreOp(p, gate.Counter{Kind: gate.KindIP, Subject: "192.0.2.7", Limit: 0}), false)
+	require.NoError(t, err)
+	require.Len(t, r.Blocked, 1)
+	for _, key := range []string{"defender:failed:ip:{192.0.2.7}", "defender:blocked:ip:{192.0.2.7}"} {
+		n, err := client.Exists(ctx, key).Result()
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, n, key)
+	}
+
+	masters := map[string]bool{}
+	for i := 0; i < 60; i++ {
+		user := fmt.Sprintf("spread-%d", i)
+		_, err := s.Record(ctx, redisStoreOp(p, gate.Counter{Kind: gate.KindUsername, Subject: user, Limit: 5}), false)
+		require.NoError(t, err)
+		m, err := c.Master(ctx, "defender:failed:username:{"+user+"}")
+		require.NoError(t, err)
+		masters[m.Addr] = true
+	}
+	assert.Len(t, masters, 3, "60 subjects use every master")
+
+	// A subject opening with '}' would make an empty hash tag: its keys
+	// still share a slot (or the scripts would fail with CROSSSLOT).
+	for _, user := range []string{"}x", "}", "}{a}", "{}", "a{b}c"} {
+		o := redisStoreOp(p, gate.Counter{Kind: gate.KindUsername, Subject: user, Limit: 0},
+			gate.Counter{Kind: gate.KindIP, Subject: "192.0.2.8", Limit: 100})
+		o2, r := o, gate.Result{}
+		r, err = s.Begin(ctx, o)
+		require.NoError(t, err, "%q", user)
+		require.True(t, r.Admitted, "%q", user)
+		r, err = s.Finish(ctx, o2, false)
+		require.NoError(t, err, "%q", user)
+		assert.Len(t, r.Blocked, 1, "%q", user)
+		list, err := s.Blocked(ctx, gate.KindUsername, 0)
+		require.NoError(t, err)
+		assert.Contains(t, subjects(list), user)
+	}
+}
+
+func subjects(bs []gate.BlockState) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = b.Subject
+	}
+	return out
+}
+
+// TestRedisClusterStoreBoundedGuesses: hundreds of concurrent Begins
+// through several gate processes (each its own client and store), with IP
+// and username counters on different slots: no IP and no username is ever
+// admitted more than Limit+1 times, and failing them all blocks every
+// subject exactly once.
+func TestRedisClusterStoreBoundedGuesses(t *testing.T) {
+	c := testenv.RedisCluster(t)
+	const gates, ipLimit, userLimit = 4, 5, 3
+	stores := make([]*gate.RedisClusterStore, gates)
+	for i := range stores {
+		stores[i] = newClusterStore(t, c.Client(), "bound")
+	}
+	p := redisStorePolicy(time.Minute)
+	base := redisStoreRandom()
+	ips := make([]string, 12)
+	users := make([]string, 12)
+	for i := range ips {
+		ips[i] = fmt.Sprintf("198.51.%d.%d", i, len(base))
+		users[i] = fmt.Sprintf("victim-%s-%d", base, i)
+	}
+	// Every (ip, user) pair, 3 times: 432 attempts on 12 IPs and 12 users.
+	type attemptOp struct {
+		op       gate.Op
+		ip, user int
+	}
+	var all []attemptOp
+	for k := 0; k < 3; k++ {
+		for i := range ips {
+			for j := range users {
+				all = append(all, attemptOp{ip: i, user: j, op: redisStoreOp(p,
+					gate.Counter{Kind: gate.KindIP, Subject: ips[i], Limit: ipLimit},
+					gate.Counter{Kind: gate.KindUsername, Subject: users[j], Limit: userLimit})})
+			}
+		}
+	}
+	var mu sync.Mutex
+	perIP, perUser := map[int]int{}, map[int]int{}
+	var admitted []attemptOp
+	var wg sync.WaitGroup
+	for n, a := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := stores[n%gates].Begin(ctx, a.op)
+			if !assert.NoError(t, err) || !r.Admitted {
+				return
+			}
+			mu.Lock()
+			perIP[a.ip]++
+			perUser[a.user]++
+			admitted = append(admitted, a)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	require.NotEmpty(t, admitted)
+	for i, n := range perIP {
+		assert.LessOrEqual(t, n, ipLimit+1, "IP %s admitted %d times", ips[i], n)
+	}
+	for j, n := range perUser {
+		assert.LessOrEqual(t, n, userLimit+1, "user %s admitted %d times", users[j], n)
+	}
+	// The refused attempts released their charges: what is pending is
+	// exactly what was admitted.
+	for j := range users {
+		n, err := c.Client().ZCard(ctx, "bound:pending:username:{"+users[j]+"}").Result()
+		require.NoError(t, err)
+		assert.EqualValues(t, perUser[j], n, "pending charges of %s", users[j])
+	}
+
+	// Fail every admitted attempt, concurrently: each subject that reaches
+	// its limit is blocked once, and nothing is admitted after.
+	var blocks atomic.Int32
+	for n, a := range admitted {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := stores[n%gates].Finish(ctx, a.op, false)
+			if assert.NoError(t, err) {
+				for _, tr := range r.Transitions {
+					if tr.Blocked {
+						blocks.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	want := 0
+	for _, n := range perIP {
+		if n > ipLimit {
+			want++
+		}
+	}
+	for _, n := range perUser {
+		if n > userLimit {
+			want++
+		}
+	}
+	assert.EqualValues(t, want, blocks.Load(), "one block per subject over its limit")
+	listed := 0
+	for _, k := range []gate.Kind{gate.KindIP, gate.KindUsername} {
+		list, err := stores[0].Blocked(ctx, k, 0)
+		require.NoError(t, err)
+		listed += len(list)
+	}
+	assert.Equal(t, want, listed, "every block listed once, from every master")
+}
+
+// TestRedisClusterFailover kills the master holding a blocked username
+// while two gates (fail open, fail closed) answer a stream of logins: every
+// login is answered, by the store or by the fail mode, the block survives
+// on the promoted replica, and new blocks work on it.
+func TestRedisClusterFailover(t *testing.T) {
+	redis.SetLogger(&logging.VoidLogger{}) // dial errors are expected here
+	c := testenv.RedisCluster(t)
+	client := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:       c.Addrs(),
+		DialTimeout: 100 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+		MaxRedirects: 2, DialerRetries: 1,
+	})
+	defer client.Close()
+	store := newClusterStore(t, client, "fo")
+	gates := map[gate.FailMode]*gate.Gate{}
+	for _, mode := range []gate.FailMode{gate.FailOpen, gate.FailClosed} {
+		cfg := gate.DefaultConfig()
+		cfg.FailMode = mode
+		cfg.StoreTimeout = 300 * time.Millisecond
+		g, err := gate.New(cfg, store, gate.WithLogger(quiet))
+		require.NoError(t, err)
+		defer g.Close(ctx)
+		gates[mode] = g
+	}
+	open, closed := gates[gate.FailOpen], gates[gate.FailClosed]
+
+	victim, ip := fresh()
+	for i := 0; i < 4; i++ {
+		open.Record(ctx, attempt(ip, victim), false)
+	}
+	d := open.Check(ctx, attempt("192.0.2.99", victim))
+	require.NoError(t, d.Err)
+	require.False(t, d.Allowed, "the victim is blocked before the crash")
+	master, err := c.Master(ctx, "fo:blocked:username:{"+victim+"}")
+	require.NoError(t, err)
+	mc := master.Client()
+	require.NoError(t, mc.Do(ctx, "WAIT", 1, 2000).Err(), "the block reached the replica")
+	mc.Close()
+
+	// The stream: logins for the victim and for other users, until stopped.
+	type tally struct{ answered, degraded, unavailable, victimAllowed atomic.Int64 }
+	var counts tally
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mode := gate.FailOpen
+				if (w+i)%2 == 1 {
+					mode = gate.FailClosed
+				}
+				user, ip := fresh()
+				if i%2 == 0 {
+					user = victim
+				}
+				tk, d := gates[mode].Begin(ctx, attempt(ip, user))
+				counts.answered.Add(1)
+				switch {
+				case d.Err != nil && mode == gate.FailOpen:
+					assert.True(t, d.Allowed && d.Degraded, "fail open lets it through")
+					counts.degraded.Add(1)
+				case d.Err != nil:
+					assert.True(t, !d.Allowed && d.Unavailable, "fail closed refuses")
+					counts.unavailable.Add(1)
+				case user == victim && d.Allowed:
+					counts.victimAllowed.Add(1)
+				}
+				if tk != nil {
+					// A success would lift the victim's block: only the
+					// others log in.
+					tk.Finish(ctx, user != victim)
+				}
+			}
+		}()
+	}
+	// Let the stream run, crash the victim's master, wait for the replica
+	// to take over, and let the stream run on.
+	require.Eventually(t, func() bool { return counts.answered.Load() > 100 }, 10*time.Second, 10*time.Millisecond)
+	master.Kill()
+	require.NoError(t, c.WaitHealthy(30*time.Second), "the replica was promoted")
+	require.Eventually(t, func() bool { return open.Check(ctx, attempt("192.0.2.99", victim)).Err == nil },
+		10*time.Second, 20*time.Millisecond, "the gate reaches the new master")
+	after := counts.answered.Load()
+	require.Eventually(t, func() bool { return counts.answered.Load() > after+100 }, 10*time.Second, 10*time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("answered %d logins: %d degraded (open), %d unavailable (closed)",
+		counts.answered.Load(), counts.degraded.Load(), counts.unavailable.Load())
+
+	assert.Zero(t, counts.victimAllowed.Load(), "the store never let the blocked victim through")
+	assert.Positive(t, counts.degraded.Load()+counts.unavailable.Load(), "the crash was seen by the gates")
+	d = closed.Check(ctx, attempt("192.0.2.99", victim))
+	require.NoError(t, d.Err)
+	assert.False(t, d.Allowed, "the block survived on the promoted replica")
+	// Protection goes on on the new master: a user of the failed-over
+	// slot is blocked by its failures.
+	user := victim + "-x"
+	for i := 0; ; i++ {
+		m, err := c.Master(ctx, "fo:failed:username:{"+user+"}")
+		require.NoError(t, err)
+		mv, err := c.Master(ctx, "fo:failed:username:{"+victim+"}")
+		require.NoError(t, err)
+		if m == mv {
+			break
+		}
+		user = fmt.Sprintf("%s-%d", victim, i)
+	}
+	ip = "192.0.2.100"
+	for i := 0; i < 4; i++ {
+		d = closed.Record(ctx, attempt(ip, user), false)
+		require.NoError(t, d.Err)
+	}
+	assert.False(t, d.Allowed, "a new block on the promoted replica")
+	list, err := store.Blocked(ctx, gate.KindUsername, 0)
+	require.NoError(t, err)
+	assert.Subset(t, subjects(list), []string{victim, user})
+}
