@@ -31,6 +31,10 @@ const MinSecretBytes = 16
 // maxTokenBytes bounds a token before any work is done on it.
 const maxTokenBytes = 8 << 10
 
+// b64 decodes strictly: one signature has one spelling, so the used set
+// cannot be escaped by a variant of it.
+var b64 = base64.RawURLEncoding.Strict()
+
 // tokenDomain separates these signatures from any other use of the key.
 const tokenDomain = "defender-gate-attempt-v1."
 
@@ -117,11 +121,11 @@ func (t *Tokens) Open(token string) (Ticket, error) {
 	if !ok {
 		return Ticket{}, ErrTokenInvalid
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(s)
+	sig, err := b64.DecodeString(s)
 	if err != nil || !hmac.Equal(sig, t.sign(p)) {
 		return Ticket{}, ErrTokenInvalid
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(p)
+	payload, err := b64.DecodeString(p)
 	if err != nil {
 		return Ticket{}, ErrTokenInvalid
 	}
@@ -129,7 +133,7 @@ func (t *Tokens) Open(token string) (Ticket, error) {
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return Ticket{}, ErrTokenInvalid
 	}
-	tk := Ticket{Charge: c.Charge, expires: time.UnixMilli(c.Expires), sig: s,
+	tk := Ticket{Charge: c.Charge, expires: time.UnixMilli(c.Expires), sig: string(sig),
 		Attempt: gate.Attempt{Username: c.Username, Path: c.Path, UserAgent: c.UserAgent}}
 	if c.IP != "" {
 		if tk.Attempt.IP, err = gate.ParseIP(c.IP); err != nil {
