@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"net"
 	"os/exec"
 	"testing"
 
@@ -86,4 +87,16 @@ func TestFlagOverridesEnvironment(t *testing.T) {
 	g := startGateArgs(t, []string{"DEFENDER_LOGIN_FAILURE_LIMIT=3"}, "--login-failure-limit", "1")
 	assertAllowed(t, g.attempt(t, "203.0.113.40", "alice", false))
 	assertBlocked(t, g.attempt(t, "203.0.113.40", "alice", false), []string{"ip", "username"})
+}
+
+// An address in use is a runtime failure (status 1), named in the log.
+func TestListenFailure(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	code, out := exitCode(t, []string{"DEFENDER_HTTP_ADDR=" + l.Addr().String(), "DEFENDER_NATS_LISTEN=127.0.0.1:0",
+		"DEFENDER_NATS_STORE_DIR=" + t.TempDir()})
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "DEFENDER_HTTP_ADDR")
 }

@@ -218,7 +218,8 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.respond(w, s.gate.Check(r.Context(), req.Attempt()), "")
+	// A client hanging up is not a store outage: the gate bounds the call.
+	s.respond(w, s.gate.Check(context.WithoutCancel(r.Context()), req.Attempt()), "")
 	return nil
 }
 
