@@ -24,26 +24,31 @@ func newClusterStore(t testing.TB, client gate.RedisClusterClient, prefix string
 	return s
 }
 
-// TestRedisClusterStoreConformance runs the Store suite against a cluster
-// of 3 masters and 3 replicas, every subtest with its own client, and
-// against a single Redis (the store also serves a plain or Sentinel client).
-func TestRedisClusterStoreConformance(t *testing.T) {
-	t.Run("cluster", func(t *testing.T) {
-		c := testenv.RedisCluster(t)
+// TestRedisClusterStore runs, on one local cluster of 3 masters and 3
+// replicas (started once: it takes seconds), the Store suite (every
+// subtest with its own client) and the cluster-specific tests.
+func TestRedisClusterStore(t *testing.T) {
+	c := testenv.RedisCluster(t)
+	t.Run("Conformance", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) gate.Store { return newClusterStore(t, c.Client(), "defender") })
 	})
-	t.Run("single", func(t *testing.T) {
-		srv := testenv.Redis(t)
-		client := srv.Client()
-		storetest.Run(t, func(t *testing.T) gate.Store { return newClusterStore(t, client, "defender") })
-	})
+	t.Run("Keys", func(t *testing.T) { testRedisClusterKeys(t, c) })
+	t.Run("BoundedGuesses", func(t *testing.T) { testRedisClusterBoundedGuesses(t, c) })
+	t.Run("OpenRedisStore", func(t *testing.T) { testOpenRedisStoreCluster(t, c) })
 }
 
-// TestRedisClusterStoreKeys: the keys are DESIGN.md's with the subject as
+// TestRedisClusterStoreOnSingleRedis: the store also serves a single Redis
+// (a plain or Sentinel client), where all slots are one server.
+func TestRedisClusterStoreOnSingleRedis(t *testing.T) {
+	srv := testenv.Redis(t)
+	client := srv.Client()
+	storetest.Run(t, func(t *testing.T) gate.Store { return newClusterStore(t, client, "defender") })
+}
+
+// testRedisClusterKeys: the keys are DESIGN.md's with the subject as
 // hash tag, one subject's keys share a slot, and subjects spread over all
 // masters.
-func TestRedisClusterStoreKeys(t *testing.T) {
-	c := testenv.RedisCluster(t)
+func testRedisClusterKeys(t *testing.T, c *testenv.RedisClusterServer) {
 	client := c.Client()
 	s := newClusterStore(t, client, "defender")
 	p := redisStorePolicy(time.Minute)
@@ -94,13 +99,12 @@ func subjects(bs []gate.BlockState) []string {
 	return out
 }
 
-// TestRedisClusterStoreBoundedGuesses: hundreds of concurrent Begins
+// testRedisClusterBoundedGuesses: hundreds of concurrent Begins
 // through several gate processes (each its own client and store), with IP
 // and username counters on different slots: no IP and no username is ever
 // admitted more than Limit+1 times, and failing them all blocks every
 // subject exactly once.
-func TestRedisClusterStoreBoundedGuesses(t *testing.T) {
-	c := testenv.RedisCluster(t)
+func testRedisClusterBoundedGuesses(t *testing.T, c *testenv.RedisClusterServer) {
 	const gates, ipLimit, userLimit = 4, 5, 3
 	stores := make([]*gate.RedisClusterStore, gates)
 	for i := range stores {

@@ -1,0 +1,79 @@
+package gate_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+func TestOpenRedisStoreURLs(t *testing.T) {
+	tests := []struct {
+		name, url string
+		store     string // type of the store, "" for an error
+	}{
+		{"single", "redis://127.0.0.1:6379/0", "*gate.RedisStore"},
+		{"single tls", "rediss://u:p@127.0.0.1:6379/2", "*gate.RedisStore"},
+		{"cluster scheme", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001?pool_size=4", "*gate.RedisClusterStore"},
+		{"cluster scheme one seed", "redis+cluster://u:p@127.0.0.1:7000", "*gate.RedisClusterStore"},
+		{"cluster tls", "rediss+cluster://127.0.0.1:7000,127.0.0.1:7001", "*gate.RedisClusterStore"},
+		{"url list", "redis://127.0.0.1:7000, redis://127.0.0.1:7001", "*gate.RedisClusterStore"},
+		{"sentinel", "redis+sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380/mymaster/1", "*gate.RedisStore"},
+		{"cluster db", "redis+cluster://127.0.0.1:7000/3", ""},
+		{"cluster empty host", "redis+cluster://127.0.0.1:7000,", ""},
+		{"sentinel without master", "redis+sentinel://127.0.0.1:26379", ""},
+		{"sentinel bad db", "redis+sentinel://127.0.0.1:26379/m/x", ""},
+		{"bad scheme", "http://127.0.0.1:7000,127.0.0.1:7001", ""},
+		{"empty", " ", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := gate.DefaultConfig()
+			cfg.RedisURL = tc.url
+			s, closer, err := gate.OpenRedisStore(cfg)
+			if tc.store == "" {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			defer closer.Close()
+			assert.Equal(t, tc.store, fmt.Sprintf("%T", s))
+			_, ok := closer.(redis.UniversalClient)
+			assert.True(t, ok, "the closer is the client")
+		})
+	}
+	cfg := gate.DefaultConfig()
+	cfg.RedisURL, cfg.KeyPrefix = "redis+cluster://127.0.0.1:7000", "{tagged}"
+	_, _, err := gate.OpenRedisStore(cfg)
+	assert.Error(t, err, "a cluster prefix may not hold a hash tag")
+}
+
+// testOpenRedisStoreCluster opens a store from a cluster URL naming two
+// nodes (the rest are discovered) and blocks through it. Run by
+// TestRedisClusterStore on its cluster.
+func testOpenRedisStoreCluster(t *testing.T, c *testenv.RedisClusterServer) {
+	cfg := gate.DefaultConfig()
+	cfg.RedisURL = "redis+cluster://" + strings.Join(c.Addrs()[:2], ",")
+	s, closer, err := gate.OpenRedisStore(cfg)
+	require.NoError(t, err)
+	defer closer.Close()
+	g, err := gate.New(cfg, s, gate.WithLogger(quiet))
+	require.NoError(t, err)
+	defer g.Close(ctx)
+	user, ip := fresh()
+	for i := 0; i < 4; i++ {
+		g.Record(ctx, attempt(ip, user), false)
+	}
+	d := g.Check(ctx, attempt("192.0.2.1", user))
+	require.NoError(t, d.Err)
+	assert.False(t, d.Allowed)
+	list, err := g.Blocked(ctx, gate.KindUsername, 0)
+	require.NoError(t, err)
+	assert.Contains(t, subjects(list), user)
+}
