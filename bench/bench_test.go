@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain lets the test binary play the bench's client process too: the
+// bench re-executes its own binary with BENCH_ROLE=client.
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == roleClient {
+		os.Exit(clientMain())
+	}
+	os.Exit(m.Run())
+}
+
+// TestQuick runs the whole bench in quick mode — every configuration ×
+// workload × pass for a fraction of a second, the recorder with a few
+// thousand events — and checks that it ran and wrote its report. It says
+// nothing about speed.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the bench starts redis-server, clickhouse-server and NATS")
+	}
+	o := quickOptions(defaultOptions())
+	o.Out = t.TempDir()
+	if testing.Verbose() {
+		o.Log = os.Stderr
+	} else {
+		o.Log = io.Discard
+	}
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rep, err := run(context.Background(), o)
+	require.NoError(t, err)
+
+	want := len(passes(o)) * len(workloads) * len(configNames)
+	require.Len(t, rep.cells, want, "every pass × workload × configuration ran")
+	for _, c := range rep.cells {
+		name := c.Pass + "/" + c.Workload + "/" + c.Config
+		assert.Positive(t, c.Load.Requests, name)
+		assert.Zero(t, c.Load.Errors, "%s: %s", name, c.Load.FirstError)
+		assert.Zero(t, c.Unexpected, "%s: statuses %v", name, c.Load.Status)
+		if c.Config == cfgRedis || c.Config == cfgEvents {
+			assert.Positive(t, c.Scripts, "%s: Redis ran the gate's scripts", name)
+		}
+		if c.Config == cfgEvents && c.Pass == "cheap" {
+			assert.Positive(t, c.Published, "%s: events were published", name)
+		}
+	}
+	require.NotNil(t, rep.recorder)
+	assert.Equal(t, o.RecorderEvents, rep.recorder.Events)
+	assert.Len(t, rep.recorder.Lags, o.Probes)
+	require.NotNil(t, rep.caught)
+	assert.Positive(t, rep.caught.Attempts, "the recorder wrote the gate's events")
+
+	results, err := os.ReadFile(filepath.Join(o.Out, "RESULTS.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(results), "Quick mode")
+	assert.Contains(t, string(results), "## Targets")
+	for _, name := range []string{chartCheap, chartBcrypt, chartLatency} {
+		svg, err := os.ReadFile(filepath.Join(o.Out, name))
+		require.NoError(t, err)
+		assert.Contains(t, string(svg), "<svg")
+	}
+}

@@ -1,0 +1,125 @@
+// Command bench is defender's load test, the one django-defender's
+// documentation planned: the same login application without a gate, with
+// the gate on the in-memory store, on Redis, and on Redis with events on
+// (NATS JetStream and the recorder writing to ClickHouse), under four
+// workloads (all success, mixed, all failures, all from blocked sources),
+// with a cheap password check and with bcrypt (cost 10). It starts the
+// servers it needs, runs every cell of that matrix in interleaved rounds,
+// measures the recorder alone, and writes RESULTS.md and SVG charts.
+//
+//	go run ./bench            # full run, ~8 min; writes bench/RESULTS.md and bench/*.svg
+//	go run ./bench -quick     # every cell for a fraction of a second; writes to a temp dir
+//
+// See bench/README.md for what is measured and how.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if os.Getenv(roleEnv) == roleClient {
+		os.Exit(clientMain())
+	}
+	o := defaultOptions()
+	flag.BoolVar(&o.Quick, "quick", os.Getenv("BENCH_QUICK") == "1", "run every cell for a fraction of a second, into a temp dir (also BENCH_QUICK=1)")
+	flag.StringVar(&o.Out, "out", "", "directory for RESULTS.md and the charts (default: bench/, or a temp dir with -quick)")
+	flag.IntVar(&o.Concurrency, "c", o.Concurrency, "concurrent clients (keep-alive connections)")
+	flag.DurationVar(&o.Duration, "d", o.Duration, "measured time of a cell with the cheap password check")
+	flag.DurationVar(&o.BcryptDuration, "d-bcrypt", o.BcryptDuration, "measured time of a cell with bcrypt")
+	flag.DurationVar(&o.LatencyDuration, "d-latency", o.LatencyDuration, "measured time of a cell of the one-client latency pass")
+	flag.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured load before every cell")
+	flag.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds; every figure is the median over them")
+	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
+	flag.Parse()
+	if o.Quick {
+		o = quickOptions(o)
+	}
+	if o.Out == "" {
+		if o.Quick {
+			dir, err := os.MkdirTemp("", "defender-bench-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
+			o.Out = dir
+		} else {
+			o.Out = defaultOut()
+		}
+	}
+	o.Log = os.Stderr
+	// The libraries log connection changes at shutdown; only errors matter here.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintln(os.Stderr, "bench: wrote", filepath.Join(o.Out, "RESULTS.md"))
+}
+
+// options of a run.
+type options struct {
+	Quick bool
+	// Out is where RESULTS.md and the charts go.
+	Out string
+	// Concurrency is the number of clients of the throughput passes.
+	Concurrency int
+	// Duration, BcryptDuration and LatencyDuration are the measured time
+	// of one cell of each pass; Warmup precedes every cell, unmeasured.
+	Duration, BcryptDuration, LatencyDuration, Warmup time.Duration
+	// Rounds repeats the whole matrix; figures are medians over rounds.
+	Rounds int
+	// RecorderEvents and Probes size the recorder's own measurement.
+	RecorderEvents, Probes int
+	// Pings is the number of PINGs timed before every cell.
+	Pings int
+	// Log receives progress lines.
+	Log io.Writer
+}
+
+func defaultOptions() options {
+	return options{
+		Concurrency:     16,
+		Duration:        2500 * time.Millisecond,
+		BcryptDuration:  3 * time.Second,
+		LatencyDuration: 1500 * time.Millisecond,
+		Warmup:          300 * time.Millisecond,
+		Rounds:          3,
+		RecorderEvents:  300_000,
+		Probes:          10,
+		Pings:           300,
+	}
+}
+
+// quickOptions shrinks a run to seconds: it proves the bench works, and
+// its numbers mean nothing.
+func quickOptions(o options) options {
+	o.Quick = true
+	o.Concurrency = 2
+	o.Duration, o.BcryptDuration, o.LatencyDuration = 100*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond
+	o.Warmup = 0
+	o.Rounds = 1
+	o.RecorderEvents = 3000
+	o.Probes = 1
+	o.Pings = 20
+	return o
+}
+
+// defaultOut is bench/ from the repository root, else the current directory.
+func defaultOut() string {
+	if _, err := os.Stat(filepath.Join("bench", "README.md")); err == nil {
+		return "bench"
+	}
+	return "."
+}

@@ -1,0 +1,460 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// figures are one (pass, workload, configuration)'s numbers: each the
+// median over rounds of that round's value, ratios taken within a round.
+type figures struct {
+	Rounds int
+	RPS    float64
+	// Ratio is RPS over the baseline's in the same round and workload.
+	Ratio          float64
+	P50, P99, P999 time.Duration
+	// Scripts is Redis scripts per login and ScriptUs Redis's time in
+	// them per login, in µs (NaN without Redis).
+	Scripts, ScriptUs float64
+	// Allocs is the server's allocations per request.
+	Allocs float64
+	// AddP50 and AddP99 are the latency added to the baseline's, in Redis
+	// PING round trips measured in the same round (NaN for the baseline).
+	AddP50, AddP99 float64
+	Ping           time.Duration
+	Requests       int
+	// Unexpected and Errors are summed over rounds.
+	Unexpected, Errors int
+	// Published and Dropped are events, summed over rounds.
+	Published, Dropped uint64
+}
+
+type cellKey struct{ Pass, Workload, Config string }
+
+// report is a finished run.
+type report struct {
+	o        options
+	info     machineInfo
+	passes   []pass
+	cells    []cell
+	figs     map[cellKey]*figures
+	caught   *caughtUp
+	pub      published
+	recorder *recorderResult
+}
+
+func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub published, rec *recorderResult) *report {
+	r := &report{o: o, info: info, passes: passes(o), cells: cells, caught: caught, pub: pub, recorder: rec, figs: map[cellKey]*figures{}}
+	base := map[[3]any]*cell{} // round, pass, workload → baseline cell
+	for i := range cells {
+		c := &cells[i]
+		if c.Config == cfgBaseline {
+			base[[3]any{c.Round, c.Pass, c.Workload}] = c
+		}
+	}
+	type series struct {
+		rps, ratio, p50, p99, p999, scripts, scriptUs, allocs, add50, add99, ping, req []float64
+	}
+	// The Redis round trip of a round: the median of its cells' PINGs,
+	// steadier than one cell's.
+	pings := map[int][]float64{}
+	for i := range cells {
+		pings[cells[i].Round] = append(pings[cells[i].Round], float64(cells[i].Ping))
+	}
+	roundPing := map[int]float64{}
+	for round, ps := range pings {
+		roundPing[round] = median(ps)
+	}
+	all := map[cellKey]*series{}
+	for i := range cells {
+		c := &cells[i]
+		k := cellKey{c.Pass, c.Workload, c.Config}
+		s := all[k]
+		if s == nil {
+			s = &series{}
+			all[k] = s
+			r.figs[k] = &figures{}
+		}
+		f := r.figs[k]
+		f.Rounds++
+		f.Unexpected += c.Unexpected
+		f.Errors += c.Load.Errors
+		f.Published += c.Published
+		f.Dropped += c.Dropped
+		n := float64(c.Load.Requests)
+		s.rps = append(s.rps, c.Load.RPS())
+		s.p50 = append(s.p50, float64(c.Load.P50))
+		s.p99 = append(s.p99, float64(c.Load.P99))
+		s.p999 = append(s.p999, float64(c.Load.P999))
+		s.allocs = append(s.allocs, float64(c.Mallocs)/n)
+		s.ping = append(s.ping, roundPing[c.Round])
+		s.req = append(s.req, n)
+		if c.Config == cfgRedis || c.Config == cfgEvents {
+			s.scripts = append(s.scripts, float64(c.Scripts)/n)
+			s.scriptUs = append(s.scriptUs, float64(c.ScriptUsec)/n)
+		}
+		if b := base[[3]any{c.Round, c.Pass, c.Workload}]; b != nil && c.Config != cfgBaseline {
+			s.ratio = append(s.ratio, c.Load.RPS()/b.Load.RPS())
+			s.add50 = append(s.add50, float64(c.Load.P50-b.Load.P50)/roundPing[c.Round])
+			s.add99 = append(s.add99, float64(c.Load.P99-b.Load.P99)/roundPing[c.Round])
+		}
+	}
+	for k, s := range all {
+		f := r.figs[k]
+		f.RPS, f.Ratio = median(s.rps), median(s.ratio)
+		if k.Config == cfgBaseline {
+			f.Ratio = 1
+		}
+		f.P50, f.P99, f.P999 = time.Duration(median(s.p50)), time.Duration(median(s.p99)), time.Duration(median(s.p999))
+		f.Scripts, f.ScriptUs, f.Allocs = median(s.scripts), median(s.scriptUs), median(s.allocs)
+		f.AddP50, f.AddP99 = median(s.add50), median(s.add99)
+		f.Ping, f.Requests = time.Duration(median(s.ping)), int(median(s.req))
+	}
+	return r
+}
+
+// clipAt is where a chart's y axis stops so that outliers (the blocked
+// workload with bcrypt, a latency spike) leave the other bars readable:
+// five times the median bar, unless nothing is that tall.
+func clipAt(values [][]float64) float64 {
+	var all []float64
+	for _, g := range values {
+		for _, v := range g {
+			if !math.IsNaN(v) {
+				all = append(all, v)
+			}
+		}
+	}
+	return 5 * median(all)
+}
+
+// median of xs; NaN when empty.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (r *report) fig(pass, wl, cfg string) *figures {
+	if f := r.figs[cellKey{pass, wl, cfg}]; f != nil {
+		return f
+	}
+	return &figures{RPS: math.NaN(), Ratio: math.NaN(), Scripts: math.NaN(), ScriptUs: math.NaN(), Allocs: math.NaN(), AddP50: math.NaN(), AddP99: math.NaN()}
+}
+
+// target is one of the issue's goals, evaluated.
+type targetResult struct {
+	Goal, Measured string
+	Met            bool
+}
+
+func (r *report) targets() []targetResult {
+	var ts []targetResult
+	ratioTarget := func(pass string, want float64, goal string) {
+		worst, at := math.Inf(1), ""
+		var parts []string
+		for _, wl := range workloads {
+			f := r.fig(pass, wl, cfgEvents)
+			parts = append(parts, wl+" "+pct(f.Ratio, cfgEvents))
+			if f.Ratio < worst || math.IsNaN(f.Ratio) {
+				worst, at = f.Ratio, wl
+			}
+		}
+		ts = append(ts, targetResult{Goal: goal,
+			Measured: fmt.Sprintf("lowest %.1f%% (%s); %s", 100*worst, at, strings.Join(parts, ", ")),
+			Met:      worst >= want})
+	}
+	ratioTarget("cheap", 0.70, "gate + Redis + events keeps ≥ 70% of the baseline's throughput in every workload, cheap check")
+	ratioTarget("bcrypt", 0.99, "gate + Redis + events keeps ≥ 99% of the baseline's throughput in every workload, bcrypt")
+
+	worst, at := math.Inf(-1), ""
+	var parts []string
+	for _, wl := range workloads {
+		f := r.fig("latency", wl, cfgEvents)
+		parts = append(parts, fmt.Sprintf("%s %.2f", wl, f.AddP99))
+		if f.AddP99 > worst || math.IsNaN(f.AddP99) {
+			worst, at = f.AddP99, wl
+		}
+	}
+	ts = append(ts, targetResult{
+		Goal: "added p99 latency within 2 Redis round trips (gate + Redis + events, 1 client)",
+		Measured: fmt.Sprintf("highest %.2f × PING (%s); %s; PING %s",
+			worst, at, strings.Join(parts, ", "), fmtDur(r.fig("latency", wlFailure, cfgEvents).Ping)),
+		Met: worst <= 2,
+	})
+
+	met := true
+	parts = parts[:0]
+	for _, cfg := range configNames[1:] {
+		fb, ff := r.fig("cheap", wlBlocked, cfg), r.fig("cheap", wlFailure, cfg)
+		lb, lf := r.fig("latency", wlBlocked, cfg), r.fig("latency", wlFailure, cfg)
+		ok := fb.RPS >= ff.RPS && lb.P50 <= lf.P50
+		met = met && ok
+		parts = append(parts, fmt.Sprintf("%s: %s vs %s req/s, p50 %s vs %s (1 client)",
+			cfg, si(fb.RPS), si(ff.RPS), fmtDur(lb.P50), fmtDur(lf.P50)))
+	}
+	ts = append(ts, targetResult{Goal: "the refused path (blocked) is at least as fast as the failure path (throughput and 1-client p50, blocked vs failure)",
+		Measured: strings.Join(parts, "; "), Met: met})
+
+	if r.recorder != nil {
+		eps := r.recorder.EventsPerSecond()
+		ts = append(ts, targetResult{Goal: "the recorder sustains ≥ 100,000 events/s",
+			Measured: fmt.Sprintf("%.0f events/s (%d events in %s)", eps, r.recorder.Events, fmtDur(r.recorder.Elapsed)),
+			Met:      eps >= 100_000})
+	}
+	return ts
+}
+
+// write puts RESULTS.md and the charts into dir.
+func (r *report) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, svg := range r.charts() {
+		if err := os.WriteFile(filepath.Join(dir, name), svg, 0o644); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), r.markdown(), 0o644)
+}
+
+// Chart file names.
+const (
+	chartCheap   = "throughput-cheap.svg"
+	chartBcrypt  = "throughput-bcrypt.svg"
+	chartLatency = "latency-p99.svg"
+)
+
+func (r *report) charts() map[string][]byte {
+	throughput := func(pass, title string) []byte {
+		c := &barChart{
+			Title:    title,
+			Subtitle: fmt.Sprintf("requests per second, median of %d rounds; the second figure is the share of the no-gate baseline", r.o.Rounds),
+			YLabel:   "requests / s",
+			Groups:   workloads,
+			Series:   configNames,
+			Tick:     tick,
+		}
+		for _, wl := range workloads {
+			var vs []float64
+			var ls []string
+			for _, cfg := range configNames {
+				f := r.fig(pass, wl, cfg)
+				vs = append(vs, f.RPS)
+				share := fmt.Sprintf("%.0f%%", 100*f.Ratio)
+				if f.Ratio >= 10 {
+					share = fmt.Sprintf("%.0f×", f.Ratio)
+				}
+				ls = append(ls, si(f.RPS)+"\n"+share)
+			}
+			c.Values, c.Labels = append(c.Values, vs), append(c.Labels, ls)
+		}
+		c.ClipAt = clipAt(c.Values)
+		return c.SVG()
+	}
+	lat := &barChart{
+		Title:    "p99 latency, one client, cheap password check",
+		Subtitle: fmt.Sprintf("median of %d rounds; the second figure is the p99 added to the baseline's, in Redis round trips (PING %s)", r.o.Rounds, fmtDur(r.fig("latency", wlFailure, cfgRedis).Ping)),
+		YLabel:   "p99 latency (µs)",
+		Groups:   workloads,
+		Series:   configNames,
+		Tick:     tick,
+	}
+	for _, wl := range workloads {
+		var vs []float64
+		var ls []string
+		for _, cfg := range configNames {
+			f := r.fig("latency", wl, cfg)
+			us := float64(f.P99) / float64(time.Microsecond)
+			vs = append(vs, us)
+			l := fmt.Sprintf("%.0f", us)
+			if cfg != cfgBaseline {
+				l += fmt.Sprintf("\n%+.1f×", f.AddP99)
+			} else {
+				l += "\n "
+			}
+			ls = append(ls, l)
+		}
+		lat.Values, lat.Labels = append(lat.Values, vs), append(lat.Labels, ls)
+	}
+	lat.ClipAt = clipAt(lat.Values)
+	return map[string][]byte{
+		chartCheap:   throughput("cheap", fmt.Sprintf("Login throughput, cheap password check, %d clients", r.o.Concurrency)),
+		chartBcrypt:  throughput("bcrypt", fmt.Sprintf("Login throughput, bcrypt cost %d, %d clients", bcryptCost, r.o.Concurrency)),
+		chartLatency: lat.SVG(),
+	}
+}
+
+func (r *report) markdown() []byte {
+	var b bytes.Buffer
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	in := r.info
+	p("# defender bench results")
+	p("")
+	if r.o.Quick {
+		p("> **Quick mode**: every cell ran for a fraction of a second to prove the bench works. These numbers mean nothing.")
+		p("")
+	}
+	p("Written by `go run ./bench` (see [README.md](README.md)) on %s; the run took %s.",
+		in.Started.UTC().Format("2006-01-02 15:04 MST"), in.Runtime.Round(time.Second))
+	p("Every figure is the median over %d rounds; ratios and added latencies are taken within a round, against the no-gate baseline of that round.", r.o.Rounds)
+	p("")
+	p("## Targets")
+	p("")
+	p("| target | measured | met |")
+	p("|---|---|---|")
+	for _, t := range r.targets() {
+		met := "**not met**"
+		if t.Met {
+			met = "met"
+		}
+		p("| %s | %s | %s |", t.Goal, t.Measured, met)
+	}
+	p("")
+	p("![throughput, cheap check](%s)", chartCheap)
+	p("")
+	p("![throughput, bcrypt](%s)", chartBcrypt)
+	p("")
+	p("![p99 latency, one client](%s)", chartLatency)
+	p("")
+	p("## How it was measured")
+	p("")
+	p("- **Machine**: %s, %d cores, %.0f GiB; %s, Linux %s; %s; redis-server %s; clickhouse-server %s.",
+		in.CPU, in.Cores, in.MemoryGiB, in.OS, in.Kernel, in.Go, in.Redis, in.ClickHouse)
+	p("- **Load average** (1, 5, 15 min) at the start: %s; at the end: %s. The machine is shared: other processes competed for the same cores, which is one reason every cell runs %d times in interleaved order.", in.LoadStart, in.LoadEnd, r.o.Rounds)
+	p("- **Everything on one machine**: the login server (this process), the load generator, the embedded NATS server and the recorder (a second process), redis-server and clickhouse-server share the %d cores, so every part that is switched on takes CPU from the login server.", in.Cores)
+	p("- **Login application**: the same `net/http` handler in every configuration: a form POST, a user table of %d users, the password compared with `subtle.ConstantTimeCompare` (cheap) or `bcrypt.CompareHashAndPassword` at cost %d; success is a 302 with a session cookie, failure the form again (200). Gated configurations wrap it in `gate.Middleware` (one store round trip before the handler, the outcome settled in the background) with the default configuration, except failure limits of 1,000,000 so that nothing blocks by itself, and `DEFENDER_BEHIND_REVERSE_PROXY` with `DEFENDER_TRUSTED_PROXIES=127.0.0.0/8`: each request's client address comes from `X-Forwarded-For`.", numUsers, bcryptCost)
+	p("- **Configurations**: *%s* (the handler alone); *%s* (`gate.NewMemoryStore`); *%s* (`gate.NewRedisStore`, go-redis, local redis-server); *%s* (the same plus `events.Publisher` to an embedded NATS JetStream server, and `record.Recorder` with its defaults writing the events into ClickHouse while the load runs).", cfgBaseline, cfgMemory, cfgRedis, cfgEvents)
+	p("- **Workloads**: *success* (right password, random user of %d, random IP of %d); *mixed* (half of them wrong); *failure* (all wrong: the counting path); *blocked* (all wrong, from %d IPs blocked by hand before the run: every attempt is refused before the password check; without a gate they are plain failures).", numUsers, numIPs, numBlockedIPs)
+	p("- **Load generator**: %d clients (goroutines in the second process), each with its own keep-alive connection, sending the next request as soon as the previous answer is read; a cell sends the same pseudo-random sequence to every configuration. Latency is from sending to reading the whole answer; every sample is kept and sorted (p50, p99, p99.9 by nearest rank). Requests per second = answers / (first request to last answer).", r.o.Concurrency)
+	p("- **Passes**: cheap check with %d clients for %s per cell; bcrypt with %d clients for %s per cell; cheap check with 1 client for %s per cell (latency without queueing: with %d clients on %d cores, latency is mostly waiting for a CPU). Every cell is preceded by %s of unmeasured warm-up. Order: round → pass → workload → the four configurations, rotated by one each time.",
+		r.o.Concurrency, r.o.Duration, r.o.Concurrency, r.o.BcryptDuration, r.o.LatencyDuration, r.o.Concurrency, in.Cores, r.o.Warmup)
+	p("- **Redis scripts per login**: INFO commandstats' `eval` + `evalsha` + `evalsha_ro` calls before and after the cell (after `Gate.Flush`, so background outcomes are in), divided by requests. (Commands run inside the scripts are counted by commandstats too, and are left out.) One of them is on the login's critical path (Begin); the outcome is written after the answer. *Redis µs / login* is the same lines' `usec`: the time redis-server spent running the scripts, per login.")
+	p("- **Allocations per request**: `runtime.MemStats.Mallocs` of the login server's process over the cell (after `Gate.Flush`) / requests; the load generator, NATS and the recorder live in the other process and are not counted. The event publisher is.")
+	p("- **Added latency**: the cell's p50 (p99) minus the baseline's in the same round and workload, divided by the Redis round trip of that round: %d sequential PINGs (go-redis, from the login server's process) are timed before every cell, and the round's figure is the median of those cells' medians.", r.o.Pings)
+	p("")
+	for _, ps := range r.passes {
+		p("## %s", capitalize(ps.Title))
+		p("")
+		p("| workload | configuration | req/s | vs no gate | p50 | p99 | p99.9 | added p50 (× PING) | added p99 (× PING) | Redis scripts / login | Redis µs / login | allocs / request | requests |")
+		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+		for _, wl := range workloads {
+			for _, cfg := range configNames {
+				f := r.fig(ps.ID, wl, cfg)
+				p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %d |", wl, cfg,
+					fmtRate(f.RPS), pct(f.Ratio, cfg), fmtDur(f.P50), fmtDur(f.P99), fmtDur(f.P999),
+					times(f.AddP50, cfg), times(f.AddP99, cfg), num(f.Scripts), num(f.ScriptUs), f.Allocs, f.Requests)
+			}
+		}
+		p("")
+	}
+	p("## Recorder")
+	p("")
+	if rec := r.recorder; rec != nil {
+		p("- **Sustained rate**: %d events waiting in the stream, written to ClickHouse by a fresh `record.Recorder` (batch %d, flush %s: the defaults) in %s: **%.0f events/s**. The recorder runs in the client process; NATS in the same process, ClickHouse beside it.",
+			rec.Events, rec.Batch, rec.Flush, fmtDur(rec.Elapsed), rec.EventsPerSecond())
+		if len(rec.Lags) > 0 {
+			p("- **Publish-to-row lag**: %d probe events published one at a time while %.0f other events/s flowed; the time from publishing to the row answering a `record.CountAttempts` poll (every 5 ms): median %s, max %s. With a light flow a batch waits for the flush interval (%s, `DEFENDER_RECORD_FLUSH`); that sets the lag, not the write.",
+				len(rec.Lags), rec.Background, fmtDur(rec.Lags[len(rec.Lags)/2]), fmtDur(rec.Lags[len(rec.Lags)-1]), rec.Flush)
+		}
+	}
+	if c := r.caught; c != nil {
+		pending := "and it caught up"
+		if c.Pending > 0 {
+			pending = fmt.Sprintf("and %d were still pending when the wait gave up", c.Pending)
+		}
+		p("- **During the matrix** the gate with events queued %d events, JetStream acknowledged %d, %d were dropped (publisher queue full); the recorder wrote %d attempt rows and %d block rows, %s %s after the last cell.",
+			r.pub.Queued, r.pub.Published, r.pub.Dropped, c.Attempts, c.Blocks, pending, fmtDur(c.Waited))
+	}
+	p("")
+	p("## Checks")
+	p("")
+	bad := 0
+	for _, ps := range r.passes {
+		for _, wl := range workloads {
+			for _, cfg := range configNames {
+				f := r.fig(ps.ID, wl, cfg)
+				if f.Unexpected > 0 || f.Errors > 0 {
+					bad++
+					p("- %s / %s / %s: %d answers with an unexpected status, %d transport errors.", ps.ID, wl, cfg, f.Unexpected, f.Errors)
+				}
+			}
+		}
+	}
+	if bad == 0 {
+		p("Every answer had the status its workload expects (302 success, 200 failure, 429 refused behind a gate) and no request failed.")
+	}
+	return b.Bytes()
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func fmtRate(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func pct(v float64, cfg string) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	if cfg == cfgBaseline {
+		return "100%"
+	}
+	if v >= 10 {
+		return fmt.Sprintf("%.0f×", v)
+	}
+	return fmt.Sprintf("%.1f%%", 100*v)
+}
+
+func times(v float64, cfg string) string {
+	if math.IsNaN(v) || cfg == cfgBaseline {
+		return "–"
+	}
+	return fmt.Sprintf("%+.1f", v)
+}
+
+func num(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// fmtDur writes a duration with three significant digits in a fitting unit.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+}
