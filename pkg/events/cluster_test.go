@@ -1,0 +1,110 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/events"
+)
+
+// TestClusterServerStopsUnderLoad publishes through a three-server NATS
+// cluster (routes, clustered JetStream, the stream replicated on all
+// three) with a connection given the three URLs, and stops the stream's
+// leader while events flow: afterwards every event is in the stream
+// exactly once.
+func TestClusterServerStopsUnderLoad(t *testing.T) {
+	c := testenv.NATSCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, js, err := events.Connect(ctx, c.URLs(), "cluster-admin",
+		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0))
+	require.NoError(t, err)
+	defer nc.Close()
+	require.Eventually(t, func() bool {
+		_, err = events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3})
+		return err == nil
+	}, 20*time.Second, 100*time.Millisecond, "stream with 3 replicas")
+	leader := func() (string, int) {
+		s, err := js.Stream(ctx, events.StreamName)
+		if err != nil {
+			return "", 0
+		}
+		info, err := s.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			return "", 0
+		}
+		return info.Cluster.Leader, len(info.Cluster.Replicas)
+	}
+	require.Eventually(t, func() bool { l, r := leader(); return l != "" && r == 2 }, 20*time.Second, 50*time.Millisecond,
+		"the stream has a leader and two replicas")
+
+	// The publisher connects to the stream leader first (the list's
+	// order kept), so stopping it also cuts the publisher's connection.
+	name, _ := leader()
+	require.NotEmpty(t, name)
+	urls := c.ByName(name).URL
+	for _, s := range c.Servers {
+		if s.URL != urls {
+			urls += "," + s.URL
+		}
+	}
+	pc, pjs, err := events.Connect(ctx, urls, "cluster-publisher", nats.DontRandomize(),
+		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0))
+	require.NoError(t, err)
+	defer pc.Close()
+	require.Equal(t, name, pc.ConnectedServerName())
+
+	const n = 6000
+	p, err := events.NewPublisher(pjs, events.PublisherOptions{Gate: "gate-a", Buffer: n, AckTimeout: time.Second})
+	require.NoError(t, err)
+	stop := runPublisher(t, p)
+	emitted := make(chan struct{})
+	go func() { // a steady load: 100 events a millisecond
+		defer close(emitted)
+		for i := range n {
+			p.EmitAttempt(attemptRecord(i))
+			if i%100 == 99 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Published >= n/4 }, 20*time.Second, time.Millisecond,
+		"events flow")
+	c.ByName(name).Shutdown()
+	t.Logf("stopped the stream leader %s, the publisher's server, after %d of %d events were acknowledged",
+		name, p.Stats().Published, n)
+	<-emitted
+	require.Eventually(t, func() bool { return p.Stats().Published >= n }, 45*time.Second, 20*time.Millisecond,
+		"every event acknowledged")
+	require.NoError(t, stop())
+	st := p.Stats()
+	assert.Zero(t, st.Dropped, "nothing dropped")
+	assert.Zero(t, st.Unsent, "nothing given up")
+	t.Logf("publisher: %+v", st)
+
+	msgs := streamMsgs(t, js, "", n)
+	require.Len(t, msgs, n, "one message per event")
+	ids, users := map[string]bool{}, map[int]int{}
+	for _, m := range msgs {
+		a, err := events.DecodeAttempt(m.Data())
+		require.NoError(t, err)
+		assert.False(t, ids[a.ID], "id %s twice", a.ID)
+		ids[a.ID] = true
+		var i int
+		_, err = fmt.Sscanf(a.Username, "user%d", &i)
+		require.NoError(t, err)
+		users[i]++
+		assert.Equal(t, a.ID, m.Headers().Get(jetstream.MsgIDHeader))
+	}
+	for i := range n {
+		assert.Equal(t, 1, users[i], "event %d", i)
+	}
+}
