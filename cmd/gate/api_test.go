@@ -274,8 +274,8 @@ func TestTwoPhaseExpiredToken(t *testing.T) {
 func TestTwoPhaseAcrossInstances(t *testing.T) {
 	t.Parallel()
 	r := testenv.Redis(t)
-	a := startGate(t, "DEFENDER_REDIS_URL="+r.URL)
-	b := startGate(t, "DEFENDER_REDIS_URL="+r.URL)
+	a := startGate(t, "DEFENDER_REDIS_URL="+r.URL, slowRedis)
+	b := startGate(t, "DEFENDER_REDIS_URL="+r.URL, slowRedis)
 	for i := 1; i <= 3; i++ {
 		begun := a.begin(t, "203.0.113.18", "alice")
 		res := b.finish(t, begun.Body["token"].(string), false)
@@ -368,7 +368,7 @@ func TestStoreOutage(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			r := testenv.Redis(t)
-			g := startGate(t, "DEFENDER_REDIS_URL="+r.URL, "DEFENDER_FAIL_MODE="+mode)
+			g := startGate(t, "DEFENDER_REDIS_URL="+r.URL, "DEFENDER_FAIL_MODE="+mode, slowRedis)
 			assertAllowed(t, g.attempt(t, "203.0.113.23", "alice", false))
 			begun := g.begin(t, "203.0.113.23", "alice")
 			r.Kill()

@@ -281,6 +281,10 @@ func assertBlocked(t *testing.T, r reply, by []string, msgAndArgs ...any) {
 	assert.Equal(t, ra, r.num("retry_after"))
 }
 
+// slowRedis gives store calls time on a loaded test machine (the default
+// 100 ms bound is for production).
+const slowRedis = "DEFENDER_REDIS_TIMEOUT=3000"
+
 // stores runs f against the memory store and against a real Redis.
 func stores(t *testing.T, f func(t *testing.T, env ...string)) {
 	t.Run("memory", func(t *testing.T) {
@@ -290,6 +294,6 @@ func stores(t *testing.T, f func(t *testing.T, env ...string)) {
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
 		r := testenv.Redis(t)
-		f(t, "DEFENDER_REDIS_URL="+r.URL)
+		f(t, "DEFENDER_REDIS_URL="+r.URL, slowRedis)
 	})
 }
