@@ -291,6 +291,10 @@ func (r *Recorder) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	for {
 		cons, err := r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, r.ConsumerConfig())
 		if err == nil {
+			if cfg := cons.CachedInfo().Config; len(cfg.FilterSubjects) == 0 && cfg.FilterSubject == "" {
+				r.log.WarnContext(ctx, "NATS server ignored the consumer's subject filters (older than 2.10):"+
+					" reading the whole stream, skipping dead letters", "consumer", r.opts.Consumer)
+			}
 			return cons, nil
 		}
 		r.log.WarnContext(ctx, "cannot create consumer, retrying", "stream", r.opts.Stream,
@@ -365,7 +369,14 @@ func (r *Recorder) decodeSeq(msgs []jetstream.Msg) *batch {
 	b := &batch{msgs: msgs, ok: make([]jetstream.Msg, 0, len(msgs)), attempts: make([]attemptRow, 0, len(msgs))}
 	prefix := r.opts.Subjects.All()
 	prefix = prefix[:len(prefix)-1] // "<prefix>."
+	dlq := r.opts.Subjects.DLQ()
 	for _, m := range msgs {
+		if m.Subject() == dlq {
+			// Only a server without FilterSubjects (before 2.10) delivers
+			// these: acknowledge, never dead-letter a dead letter.
+			b.ok = append(b.ok, m)
+			continue
+		}
 		kind, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), prefix), ".")
 		var err error
 		switch events.Type(kind) {
