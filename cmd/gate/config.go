@@ -5,13 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/defender-go/defender/internal/envflag"
 	"github.com/defender-go/defender/internal/gatesvc"
@@ -40,9 +36,6 @@ type Config struct {
 	// TokenSecret signs two-phase tokens (DEFENDER_TOKEN_SECRET); nil
 	// means a random key, so tokens work on this instance only.
 	TokenSecret []byte
-	// Redis is the parsed DEFENDER_REDIS_URL with the pool's defaults
-	// applied; nil means the in-memory store.
-	Redis *redis.Options
 	// ShutdownTimeout bounds the draining of in-flight requests at
 	// shutdown (DEFENDER_SHUTDOWN_TIMEOUT, 10 s).
 	ShutdownTimeout time.Duration
@@ -92,7 +85,7 @@ var gateUsage = map[string]string{
 	"DEFENDER_CACHE_PREFIX":                 "prefix of store keys (default defender)",
 	"DEFENDER_LOCKOUT_URL":                  "library middleware only: redirect locked-out requests there",
 	"DEFENDER_LOCKOUT_TEMPLATE":             "library middleware only: html/template of the lockout page",
-	"DEFENDER_REDIS_URL":                    "Redis shared by every instance, redis://host:6379/0 (default: in-memory store, single instance)",
+	"DEFENDER_REDIS_URL":                    "Redis shared by every instance: redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or redis+sentinel://s1:26379/master (default: in-memory store, single instance)",
 	"DEFENDER_REDIS_TIMEOUT":                "bound of every store call, milliseconds or a duration like 250ms (default 100)",
 	"DEFENDER_FAIL_MODE":                    "when the store does not answer: open (allow) or closed (503) (default open)",
 	"DEFENDER_IP_WHITELIST":                 "addresses or CIDRs never blocked",
@@ -152,11 +145,6 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		}
 		c.TokenSecret = []byte(s)
 	}
-	if c.Gate.RedisURL != "" {
-		if c.Redis, err = redisOptions(c.Gate.RedisURL, c.Gate.StoreTimeout); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	c.ShutdownTimeout = duration(get, "DEFENDER_SHUTDOWN_TIMEOUT", 10*time.Second, &errs)
 	c.FlushTimeout = duration(get, "DEFENDER_EVENT_FLUSH_TIMEOUT", 5*time.Second, &errs)
 	if err := c.LogLevel.UnmarshalText([]byte(get("DEFENDER_LOG_LEVEL", "info"))); err != nil {
@@ -181,41 +169,4 @@ func duration(get func(string, string) string, name string, def time.Duration, e
 		return def
 	}
 	return d
-}
-
-// redisOptions parses DEFENDER_REDIS_URL and sizes the client for the
-// hot path: every call is bounded by the store timeout (the gate's
-// context deadline), the pool scales with the CPUs, and options given in
-// the URL's query (pool_size, dial_timeout, ...) win.
-func redisOptions(raw string, storeTimeout time.Duration) (*redis.Options, error) {
-	opt, err := redis.ParseURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
-	}
-	q := url.Values{}
-	if u, err := url.Parse(raw); err == nil {
-		q = u.Query()
-	}
-	set := func(key string) bool { return q.Has(key) }
-	procs := runtime.GOMAXPROCS(0)
-	opt.ContextTimeoutEnabled = true
-	if !set("pool_size") {
-		opt.PoolSize = max(10*procs, 16)
-	}
-	if !set("min_idle_conns") {
-		opt.MinIdleConns = procs
-	}
-	if !set("dial_timeout") {
-		opt.DialTimeout = max(storeTimeout, time.Second)
-	}
-	if !set("read_timeout") {
-		opt.ReadTimeout = storeTimeout
-	}
-	if !set("write_timeout") {
-		opt.WriteTimeout = storeTimeout
-	}
-	if !set("pool_timeout") {
-		opt.PoolTimeout = storeTimeout
-	}
-	return opt, nil
 }

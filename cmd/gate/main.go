@@ -82,6 +82,11 @@ func cli(args []string, stderr io.Writer, env func(string) (string, bool)) int {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", "defender-gate")
 	slog.SetDefault(log)
 	if err := serve(cfg, log); err != nil {
+		var bad badConfig
+		if errors.As(err, &bad) {
+			fmt.Fprintf(stderr, "gate: bad configuration:\n%v\n", err)
+			return 2
+		}
 		log.Error("gate stopped", "err", err)
 		return 1
 	}
@@ -95,7 +100,10 @@ func serve(cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	store, health, closeStore := openStore(cfg, log)
+	store, health, closeStore, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
 	defer closeStore()
 
 	ev, err := openEvents(ctx, cfg, log, reg)
@@ -179,16 +187,30 @@ func serve(cfg Config, log *slog.Logger) error {
 	return errors.Join(err, pubErr)
 }
 
-// openStore returns the Redis store when DEFENDER_REDIS_URL is set, else
-// the in-memory one, with its health check and its closer.
-func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) error, func()) {
-	if cfg.Redis == nil {
+// badConfig marks a setting found unusable only when used (exit status 2).
+type badConfig struct{ error }
+
+func (b badConfig) Unwrap() error { return b.error }
+
+// openStore returns the Redis store when DEFENDER_REDIS_URL is set (one
+// Redis, a cluster or a Sentinel-watched master, see gate.OpenRedisStore),
+// else the in-memory one, with its health check and its closer.
+func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) error, func(), error) {
+	if cfg.Gate.RedisURL == "" {
 		log.Warn("counting failures in memory: this instance only, lost at restart; set DEFENDER_REDIS_URL to share them between instances",
 			"store", "memory", "max_entries", cfg.Gate.MemoryMaxEntries)
 		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.Gate.MemoryMaxEntries})
-		return m, nil, func() { _ = m.Close() }
+		return m, nil, func() { _ = m.Close() }, nil
 	}
-	client := redis.NewClient(cfg.Redis)
+	store, closer, err := gate.OpenRedisStore(cfg.Gate)
+	if err != nil {
+		return nil, nil, nil, badConfig{err}
+	}
+	client, ok := closer.(redis.UniversalClient)
+	if !ok {
+		_ = closer.Close()
+		return nil, nil, nil, fmt.Errorf("redis store: %T is not a redis client", closer)
+	}
 	pingTimeout := max(cfg.Gate.StoreTimeout, time.Second)
 	health := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, pingTimeout)
@@ -198,13 +220,12 @@ func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) 
 		}
 		return nil
 	}
-	log.Info("counting failures in Redis", "store", "redis", "addr", cfg.Redis.Addr, "db", cfg.Redis.DB,
-		"pool_size", cfg.Redis.PoolSize, "timeout", cfg.Gate.StoreTimeout.String())
+	log.Info("counting failures in Redis", "store", fmt.Sprintf("%T", store), "timeout", cfg.Gate.StoreTimeout.String())
 	if err := health(context.Background()); err != nil {
 		log.Warn("Redis does not answer yet; decisions follow DEFENDER_FAIL_MODE until it does",
 			"fail_mode", string(cfg.Gate.FailMode), "err", err)
 	}
-	return gate.NewRedisStore(client, cfg.Gate.KeyPrefix), health, func() { _ = client.Close() }
+	return store, health, func() { _ = closer.Close() }, nil
 }
 
 // eventsConn is the event publisher and what it runs on.
