@@ -108,3 +108,39 @@ func TestClusterServerStopsUnderLoad(t *testing.T) {
 		assert.Equal(t, 1, users[i], "event %d", i)
 	}
 }
+
+// BenchmarkPublishThroughputCluster is BenchmarkPublishThroughput on a
+// three-server cluster, the stream replicated on all three (R3): every
+// event is stored by a quorum before its acknowledgement. The three
+// servers run in this process, on the same cores as the publisher.
+func BenchmarkPublishThroughputCluster(b *testing.B) {
+	c := testenv.NATSCluster(b, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	nc, js, err := events.Connect(ctx, c.URLs(), "bench")
+	require.NoError(b, err)
+	defer nc.Close()
+	require.Eventually(b, func() bool {
+		_, err = events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3})
+		return err == nil
+	}, 20*time.Second, 100*time.Millisecond)
+	p, err := events.NewPublisher(js, events.PublisherOptions{Buffer: max(b.N, 1)})
+	require.NoError(b, err)
+	stop := runPublisher(b, p)
+	r := attemptRecord(3)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		p.EmitAttempt(r)
+	}
+	for p.Stats().Published < uint64(b.N) {
+		time.Sleep(100 * time.Microsecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	require.Zero(b, p.Stats().Dropped)
+	require.NoError(b, p.Close(ctx))
+	_ = stop()
+}
