@@ -62,17 +62,23 @@ func newAttempt(i int, base time.Time) events.Attempt {
 // message ids and waits for every acknowledgement.
 func publishAttempts(t testing.TB, js jetstream.JetStream, as []events.Attempt) {
 	t.Helper()
+	wait := func() {
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			t.Fatal("publish acks did not come")
+		}
+	}
 	for i := range as {
 		data, err := as[i].Encode()
 		require.NoError(t, err)
 		_, err = js.PublishAsync(as[i].NATSSubject(subjects), data, jetstream.WithMsgID(as[i].ID))
 		require.NoError(t, err)
+		if i%1000 == 999 { // stay below the 4096 acks allowed in flight
+			wait()
+		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		t.Fatal("publish acks did not come")
-	}
+	wait()
 }
 
 // publishRaw publishes data on subject and waits for the stream's ack.
