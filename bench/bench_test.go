@@ -70,4 +70,11 @@ func TestQuick(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, string(svg), "<svg")
 	}
+
+	// The saved measurements give the same report again.
+	require.NoError(t, os.Remove(filepath.Join(o.Out, "RESULTS.md")))
+	require.NoError(t, rerenderReport(o.Out))
+	again, err := os.ReadFile(filepath.Join(o.Out, "RESULTS.md"))
+	require.NoError(t, err)
+	assert.Equal(t, string(results), string(again))
 }

@@ -35,8 +35,8 @@ var seriesColors = []string{"#9e9e9e", "#6baed6", "#2171b5", "#08306b"}
 // SVG renders the chart.
 func (c *barChart) SVG() []byte {
 	const (
-		width, height                  = 960.0, 500.0
-		left, right, top, bottom       = 84.0, 24.0, 96.0, 56.0
+		width, height                  = 960.0, 516.0
+		left, right, top, bottom       = 84.0, 24.0, 112.0, 56.0
 		groupPad, barGap, labelLineGap = 0.18, 3.0, 12.0
 	)
 	plotW, plotH := width-left-right, height-top-bottom

@@ -40,6 +40,7 @@ func main() {
 	flag.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured load before every cell")
 	flag.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds; every figure is the median over them")
 	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
+	rerender := flag.Bool("rerender", false, "measure nothing: write RESULTS.md and the charts again from the results.json in -out")
 	flag.Parse()
 	if o.Quick {
 		o = quickOptions(o)
@@ -57,6 +58,13 @@ func main() {
 		}
 	}
 	o.Log = os.Stderr
+	if *rerender {
+		if err := rerenderReport(o.Out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	// The libraries log connection changes at shutdown; only errors matter here.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -85,14 +93,14 @@ type options struct {
 	// Pings is the number of PINGs timed before every cell.
 	Pings int
 	// Log receives progress lines.
-	Log io.Writer
+	Log io.Writer `json:"-"`
 }
 
 func defaultOptions() options {
 	return options{
 		Concurrency:     16,
 		Duration:        2500 * time.Millisecond,
-		BcryptDuration:  3 * time.Second,
+		BcryptDuration:  4 * time.Second,
 		LatencyDuration: 1500 * time.Millisecond,
 		Warmup:          300 * time.Millisecond,
 		Rounds:          3,

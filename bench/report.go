@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -217,9 +218,43 @@ func (r *report) targets() []targetResult {
 	return ts
 }
 
-// write puts RESULTS.md and the charts into dir.
+// rawResults is everything a report is made of. It is saved beside the
+// report as results.json, so that the report and charts can be written
+// again (-rerender) without measuring again.
+type rawResults struct {
+	Options   options
+	Info      machineInfo
+	Cells     []cell
+	Caught    *caughtUp
+	Published published
+	Recorder  *recorderResult
+}
+
+const rawFile = "results.json"
+
+// rerenderReport rewrites RESULTS.md and the charts in dir from its results.json.
+func rerenderReport(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, rawFile))
+	if err != nil {
+		return err
+	}
+	var raw rawResults
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("%s: %w", rawFile, err)
+	}
+	return newReport(raw.Options, raw.Info, raw.Cells, raw.Caught, raw.Published, raw.Recorder).write(dir)
+}
+
+// write puts RESULTS.md, the charts and results.json into dir.
 func (r *report) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(rawResults{Options: r.o, Info: r.info, Cells: r.cells, Caught: r.caught, Published: r.pub, Recorder: r.recorder}, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, rawFile), append(raw, '\n'), 0o644); err != nil {
 		return err
 	}
 	for name, svg := range r.charts() {
