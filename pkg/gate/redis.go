@@ -42,7 +42,8 @@ type RedisClient interface {
 //
 // One call touches the keys of all its counters and the per-kind index, so
 // on Redis Cluster the prefix must carry a hash tag ("{defender}") that
-// puts every key in one slot.
+// puts every key in one slot, on one master; RedisClusterStore spreads the
+// subjects over all masters instead.
 type RedisStore struct {
 	client RedisClient
 	prefix string
