@@ -3,6 +3,7 @@ package record_test
 import (
 	"context"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,12 @@ import (
 // first (not timed), then the recorder drains them. Run it with a fixed
 // count, e.g. -benchtime=300000x.
 func BenchmarkRecorderThroughput(b *testing.B) {
+	for _, batch := range []int{record.DefaultBatch, 50000} {
+		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) { benchmarkThroughput(b, batch) })
+	}
+}
+
+func benchmarkThroughput(b *testing.B, batch int) {
 	_, conn := sharedClickHouse(b)
 	_, js := natsStream(b)
 	base := time.Now().Add(-time.Hour)
@@ -34,7 +41,7 @@ func BenchmarkRecorderThroughput(b *testing.B) {
 
 	b.ResetTimer()
 	start := time.Now()
-	rec, stop := runRecorder(b, js, conn, record.Options{Batch: record.DefaultBatch, Flush: 100 * time.Millisecond})
+	rec, stop := runRecorder(b, js, conn, record.Options{Batch: batch, Flush: record.DefaultFlush})
 	for rec.Stats().Attempts < uint64(b.N) {
 		time.Sleep(2 * time.Millisecond)
 	}

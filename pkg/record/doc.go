@@ -10,9 +10,26 @@
 // history with every event id once however often it was delivered, and
 // Cleanup enforces DEFENDER_ACCESS_ATTEMPT_EXPIRATION.
 //
+// # Reading each event once
+//
+// A redelivered event is inserted again; ReplacingMergeTree collapses the
+// copies only when parts merge, at ClickHouse's leisure. FINAL would hide
+// them at query time but is slow on big tables, so the helpers here dedupe
+// cheaply instead: listings use "ORDER BY ts DESC, ts_ms DESC, id DESC
+// LIMIT 1 BY id LIMIT n" (the copies share ts and id, so they are adjacent
+// and lie in the same time window) and counts use uniqExact(id). Code that
+// queries the tables directly must do the same.
+//
+// # ClickHouse 18.16
+//
 // Everything here runs on ClickHouse 18.16, Debian 12's version, and on
-// current releases, over the native protocol. Two quirks of 18.16 shape the
-// code: an INSERT must name its columns, and an INSERT ... VALUES sent as a
-// plain statement hangs (the server waits for data blocks), so every insert
-// goes through a prepared batch.
+// current releases, over the native protocol. Checked on 18.16: LIMIT n BY,
+// tuple comparisons such as (ts, ts_ms, id) < (...), ALTER TABLE ... DROP
+// PARTITION ID and ALTER TABLE ... DELETE (an asynchronous mutation; there
+// is no mutations_sync, so Cleanup polls system.mutations), and
+// system.parts' min_time/max_time for a table partitioned by toDate(ts).
+// Two quirks shape the code: an INSERT must name its columns, and an
+// INSERT ... VALUES sent as a plain statement hangs (the server waits for
+// data blocks the driver never sends), so every insert, even a one-row
+// one, goes through a prepared batch.
 package record
