@@ -377,6 +377,10 @@ func TestParallelGuessesAreBounded(t *testing.T) {
 				const gates, guesses, limit = 4, 400, 3
 				cfg := gate.DefaultConfig()
 				cfg.FailureLimit, cfg.IPFailureLimit, cfg.UsernameFailureLimit = limit, limit, limit
+				// Hundreds of goroutines (slower still under -race) queue for
+				// the pool: give the store time to answer, and let a timeout
+				// refuse rather than admit, so the bound is the store's.
+				cfg.StoreTimeout, cfg.FailMode = 10*time.Second, gate.FailClosed
 				var all []*events
 				var gs []*gate.Gate
 				for i := 0; i < gates; i++ {
