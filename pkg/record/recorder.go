@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
@@ -41,6 +42,18 @@ const (
 	HeaderSubject = "Defender-Dlq-Subject"
 	// HeaderStreamSeq is the event's sequence in the stream.
 	HeaderStreamSeq = "Defender-Dlq-Stream-Seq"
+	// HeaderOriginalSize is set, to the event's size in bytes, when the
+	// dead letter carries only the start of an event too large to be
+	// copied whole beside its headers.
+	HeaderOriginalSize = "Defender-Dlq-Original-Size"
+)
+
+// Bounds of a dead letter: its reason is cut to maxReasonBytes, and its
+// data to the server's largest message less dlqHeaderRoom, so that a
+// hostile event of any size can still be dead-lettered.
+const (
+	maxReasonBytes = 512
+	dlqHeaderRoom  = 4 << 10
 )
 
 // Options configures a Recorder. Zero fields take the defaults noted.
@@ -492,9 +505,14 @@ func (r *Recorder) sendDeadLetters(ctx context.Context, b *batch) error {
 		if meta != nil {
 			seq = meta.Sequence.Stream
 		}
+		reason := deadLetterReason(d.reason)
 		out := nats.NewMsg(r.opts.Subjects.DLQ())
 		out.Data = d.msg.Data()
-		out.Header.Set(HeaderReason, d.reason.Error())
+		if limit := int(r.js.Conn().MaxPayload()) - dlqHeaderRoom; limit > 0 && len(out.Data) > limit {
+			out.Data = out.Data[:limit]
+			out.Header.Set(HeaderOriginalSize, strconv.Itoa(len(d.msg.Data())))
+		}
+		out.Header.Set(HeaderReason, reason)
 		out.Header.Set(HeaderSubject, d.msg.Subject())
 		out.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
 		// A redelivered dead letter is one dead letter.
@@ -502,14 +520,35 @@ func (r *Recorder) sendDeadLetters(ctx context.Context, b *batch) error {
 		if _, err := r.js.PublishMsg(ctx, out); err != nil {
 			return fmt.Errorf("publish dead letter: %w", err)
 		}
-		_ = d.msg.TermWithReason("defender: dead letter: " + d.reason.Error())
+		_ = d.msg.TermWithReason("defender: dead letter: " + reason)
 		r.deadLetters.Add(1)
 		r.m.deadLetters.Inc()
 		r.log.WarnContext(ctx, "event sent to the dead-letter subject", "subject", d.msg.Subject(),
-			"stream_seq", seq, "reason", d.reason.Error())
+			"stream_seq", seq, "reason", reason)
 		b.dead = b.dead[1:]
 	}
 	return nil
+}
+
+// deadLetterReason is err's message fit for a header: control characters
+// (a header ends at a line break) and invalid UTF-8 replaced, at most
+// maxReasonBytes long. Errors may quote the event's fields, which an
+// attacker sizes.
+func deadLetterReason(err error) string {
+	s := strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, strings.ToValidUTF8(err.Error(), "\ufffd"))
+	if len(s) > maxReasonBytes {
+		n := maxReasonBytes
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "..."
+	}
+	return s
 }
 
 // heartbeat keeps JetStream from redelivering a batch that is being
