@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -42,6 +43,22 @@ func NewAttempt(r gate.AttemptRecord, gateName string) Attempt {
 	return attemptOf(&r, NewID(), gateName)
 }
 
+// MaxInfoBytes bounds an attempt event's path and user agent, which come
+// from the client: longer values are cut (at a character boundary), so
+// that no event outgrows the NATS message limit and holds up the others.
+const MaxInfoBytes = 1024
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 func attemptOf(r *gate.AttemptRecord, id, gateName string) Attempt {
 	a := Attempt{
 		V:                Version,
@@ -51,8 +68,8 @@ func attemptOf(r *gate.AttemptRecord, id, gateName string) Attempt {
 		IP:               r.IP,
 		Username:         r.Username,
 		Result:           string(r.Outcome),
-		Path:             r.Path,
-		UserAgent:        r.UserAgent,
+		Path:             truncate(r.Path, MaxInfoBytes),
+		UserAgent:        truncate(r.UserAgent, MaxInfoBytes),
 		Gate:             gateName,
 		IPFailures:       r.IPFailures,
 		UsernameFailures: r.UsernameFailures,
