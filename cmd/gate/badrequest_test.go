@@ -50,8 +50,10 @@ func TestBadRequests(t *testing.T) {
 		{"array body", "POST", "/v1/attempts", js, `[{"ip":"1.2.3.4"}]`, 400, "JSON object", ""},
 		{"null body", "POST", "/v1/attempts", js, `null`, 400, "JSON object", ""},
 		{"empty body", "POST", "/v1/attempts", js, ``, 400, "empty body", ""},
-		{"form content type", "POST", "/v1/attempts", "application/x-www-form-urlencoded", `{"ip":"1.2.3.4"}`, 415, "not application/json", ""},
-		{"text content type", "POST", "/v1/check", "text/plain", `{"ip":"1.2.3.4"}`, 415, "not application/json", ""},
+		{"multipart content type", "POST", "/v1/attempts", "multipart/form-data; boundary=x", `{"ip":"1.2.3.4"}`, 415, "not application/json", ""},
+		{"xml content type", "POST", "/v1/check", "application/xml", `{"ip":"1.2.3.4"}`, 415, "not application/json", ""},
+		{"bad content type", "POST", "/v1/check", "json;;;", `{"ip":"1.2.3.4"}`, 415, "not application/json", ""},
+		{"form content type, form body", "POST", "/v1/attempts", "application/x-www-form-urlencoded", `ip=1.2.3.4&success=false`, 400, "JSON object", ""},
 		{"GET attempts", "GET", "/v1/attempts", "", ``, 405, "not allowed", "POST"},
 		{"PUT check", "PUT", "/v1/check", js, `{"ip":"1.2.3.4"}`, 405, "not allowed", "POST"},
 		{"DELETE token", "DELETE", "/v1/attempts/" + token, "", ``, 405, "not allowed", "POST"},
@@ -107,4 +109,20 @@ func TestTruncatedBody(t *testing.T) {
 	require.NoError(t, err)
 	head.Body.Close()
 	assert.Equal(t, http.StatusOK, head.StatusCode)
+}
+
+// What `curl -d '{...}'` sends (a JSON body labelled form-urlencoded) and
+// a client that sets no content type are served like application/json:
+// the body must still be one strict JSON object.
+func TestJSONUnderLenientContentTypes(t *testing.T) {
+	t.Parallel()
+	g := startGate(t)
+	for i, ct := range []string{"application/x-www-form-urlencoded", "text/plain; charset=utf-8", ""} {
+		ip := "203.0.113." + string(rune('1'+i))
+		r := g.do(t, http.MethodPost, "/v1/attempts", ct, strings.NewReader(`{"ip":"`+ip+`","username":"carol","success":false}`))
+		assert.Equal(t, http.StatusOK, r.Status, "content type %q: %s", ct, r.Raw)
+		c := g.do(t, http.MethodPost, "/v1/check", ct, strings.NewReader(`{"ip":"`+ip+`"}`))
+		assert.Equal(t, http.StatusOK, c.Status, "content type %q: %s", ct, c.Raw)
+		assert.Equal(t, true, c.Body["allowed"])
+	}
 }

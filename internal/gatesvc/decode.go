@@ -79,12 +79,24 @@ type rawOutcome struct {
 	Success json.RawMessage `json:"success"`
 }
 
+// acceptsJSON says whether a body sent with media type mt may hold JSON.
+// Besides application/json it takes what curl -d and simple HTTP clients
+// send by default (form-urlencoded, text/plain): the body must still be
+// one strict JSON object, so nothing else slips through.
+func acceptsJSON(mt string) bool {
+	switch mt {
+	case "application/json", "application/x-www-form-urlencoded", "text/plain":
+		return true
+	}
+	return strings.HasSuffix(mt, "+json")
+}
+
 // readBody checks the content type and reads at most MaxBodyBytes of a
 // request body that must be valid UTF-8.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		if err != nil || !acceptsJSON(mt) {
 			return nil, &requestError{status: http.StatusUnsupportedMediaType,
 				msg: fmt.Sprintf("content type %q is not application/json", ct)}
 		}
