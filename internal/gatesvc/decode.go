@@ -101,6 +101,12 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 				msg: fmt.Sprintf("content type %q is not application/json", ct)}
 		}
 	}
+	if r.ContentLength > MaxBodyBytes {
+		// Refused at once: reading would wait for a body that may
+		// never come, holding the connection until the read timeout.
+		return nil, &requestError{status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("body larger than %d bytes", MaxBodyBytes)}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
