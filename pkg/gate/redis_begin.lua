@@ -1,13 +1,13 @@
 -- Begin: refuse a blocked or saturated attempt, else charge the token as
 -- pending on every counter until now + pending timeout.
 local op = load_op(true)
-settle_expired(op)
+settle_expired(op, true)
 if blocked_any(op) then
-  return reply(op, false, false)
+  return reply(op, false, false, true)
 end
 local saturated, last_chance = false, false
 for _, c in ipairs(op.counters) do
-  local used = math.min(failures(c), c.limit) + redis.call('ZCARD', c.pending)
+  local used = math.min(failures(c), c.limit) + c.pending_n
   if used >= c.limit + 1 then
     c.saturated = 1
     saturated = true
@@ -16,7 +16,7 @@ for _, c in ipairs(op.counters) do
   end
 end
 if saturated then
-  return reply(op, false, false)
+  return reply(op, false, false, true)
 end
 charge(op)
-return reply(op, true, last_chance)
+return reply(op, true, last_chance, true)

@@ -22,7 +22,8 @@
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
 --   then per counter, 5 values: failures, block (0 none, 1 expiring,
---        2 permanent), block ttl in ms, saturated (0/1), lockouts so far,
+--        2 permanent), block ttl in ms, saturated (0/1), lockouts so far
+--        (Begin only; 0 in the other scripts' replies),
 --   then per transition, 6 values: counter index (1-based), blocked (0/1),
 --        duration in ms, permanent (0/1), failures, lockouts.
 --
@@ -33,6 +34,11 @@
 -- scored by the block's end in ms (+inf when permanent), read by Blocked.
 -- Subjects only ever appear as key names and set members, never in a
 -- pattern.
+--
+-- Every read of a counter's failure count and block goes through c.failed_n
+-- and c.block_ttl, which remember what the script read or wrote, so that no
+-- key is read twice in one call (a redis.call costs about as much as the
+-- command itself): the reply is made of what the script already knows.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -69,6 +75,8 @@ local function load_op(with_time)
       subject = ARGV[7 + 2 * (i - 1)],
       limit = tonumber(ARGV[8 + 2 * (i - 1)]),
       saturated = 0,
+      failed_n = nil,  -- the failure count, once read or written
+      block_ttl = nil, -- PTTL of the block key (-2 none, -1 permanent), once read or written
     }
   end
   for j = 7 + 2 * n, #ARGV do
@@ -78,15 +86,21 @@ local function load_op(with_time)
 end
 
 local function failures(c)
-  local v = redis.call('GET', c.failed)
-  if v then
-    return tonumber(v)
+  if c.failed_n == nil then
+    c.failed_n = tonumber(redis.call('GET', c.failed) or '0')
   end
-  return 0
+  return c.failed_n
+end
+
+local function block_ttl(c)
+  if c.block_ttl == nil then
+    c.block_ttl = redis.call('PTTL', c.blocked)
+  end
+  return c.block_ttl
 end
 
 local function is_blocked(c)
-  return redis.call('EXISTS', c.blocked) == 1
+  return block_ttl(c) ~= -2
 end
 
 local function add_transition(op, c, blocked, duration, permanent, nfailures, lockouts)
@@ -105,8 +119,10 @@ end
 local function set_block(op, c, ms)
   if ms > 0 then
     redis.call('SET', c.blocked, 'blocked', 'PX', ms)
+    c.block_ttl = ms
   else
     redis.call('SET', c.blocked, 'blocked')
+    c.block_ttl = -1
   end
   if c.blocked_index then
     redis.call('ZADD', c.blocked_index, ms > 0 and op.now + ms or '+inf', c.subject)
@@ -130,6 +146,7 @@ end
 -- when its count goes above the limit and it is not blocked already.
 local function count_failures(op, c, n)
   local f = redis.call('INCRBY', c.failed, n)
+  c.failed_n = f
   if op.attempt_cooloff > 0 then
     redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
   end
@@ -141,10 +158,21 @@ end
 -- settle_expired turns the charges whose deadline has passed into failures
 -- counted at their deadlines, as if each had been reported then: the
 -- count slides from each deadline, and what the attempt cool-off would
--- have forgotten by now is forgotten.
-local function settle_expired(op)
+-- have forgotten by now is forgotten. With count_pending it also leaves
+-- the number of charges still pending in c.pending_n, and reads nothing
+-- more of a counter without charges.
+local function settle_expired(op, count_pending)
   for _, c in ipairs(op.counters) do
-    local due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+    local due = {}
+    if count_pending then
+      c.pending_n = redis.call('ZCARD', c.pending)
+      if c.pending_n > 0 then
+        due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+        c.pending_n = c.pending_n - #due / 2
+      end
+    else
+      due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+    end
     if #due > 0 then
       redis.call('ZREMRANGEBYSCORE', c.pending, '-inf', '(' .. op.now)
       local count, ends = 0, -math.huge
@@ -174,6 +202,7 @@ local function settle_expired(op)
         count = 0
         redis.call('DEL', c.failed)
       end
+      c.failed_n = count
       if count > c.limit and not is_blocked(c) then
         lock_out(op, c, count)
       end
@@ -182,13 +211,18 @@ local function settle_expired(op)
 end
 
 -- clear forgets c's failures and lifts its block (a transition if there was one).
+-- An index entry left behind by a block that expired or was deleted by
+-- hand is dropped by the next Blocked, which checks every entry's key.
 local function clear(op, c)
   redis.call('DEL', c.failed)
-  if redis.call('DEL', c.blocked) == 1 then
+  c.failed_n = 0
+  local lifted = redis.call('DEL', c.blocked) == 1
+  c.block_ttl = -2
+  if lifted then
     add_transition(op, c, false, 0, false, 0, 0)
-  end
-  if c.blocked_index then
-    redis.call('ZREM', c.blocked_index, c.subject)
+    if c.blocked_index then
+      redis.call('ZREM', c.blocked_index, c.subject)
+    end
   end
 end
 
@@ -219,10 +253,13 @@ local function charge(op)
   end
 end
 
-local function reply(op, admitted, last_chance)
+-- reply is the flat integer reply described above. Only Begin's reply
+-- carries the lockouts so far (with_lockouts); other scripts send 0, which
+-- the Go side does not read.
+local function reply(op, admitted, last_chance, with_lockouts)
   local out = { admitted and 1 or 0, last_chance and 1 or 0, #op.counters }
   for _, c in ipairs(op.counters) do
-    local ttl = redis.call('PTTL', c.blocked)
+    local ttl = block_ttl(c)
     local state = 1
     if ttl == -2 then
       state, ttl = 0, 0
@@ -233,7 +270,7 @@ local function reply(op, admitted, last_chance)
     out[#out + 1] = state
     out[#out + 1] = ttl
     out[#out + 1] = c.saturated
-    out[#out + 1] = tonumber(redis.call('GET', c.lockouts) or '0')
+    out[#out + 1] = with_lockouts and tonumber(redis.call('GET', c.lockouts) or '0') or 0
   end
   for _, v in ipairs(op.transitions) do
     out[#out + 1] = v
