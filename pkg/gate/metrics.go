@@ -11,8 +11,8 @@ type metrics struct {
 	transitions   *prometheus.CounterVec
 	storeDuration *prometheus.HistogramVec
 	// per store operation, resolved once
-	opDuration map[string]prometheus.Observer
-	opErrors   map[string]prometheus.Counter
+	opDuration [numStoreOps]prometheus.Observer
+	opErrors   [numStoreOps]prometheus.Counter
 	settleSync prometheus.Counter
 	settleLost prometheus.Counter
 }
@@ -54,10 +54,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []Outcome{OutcomeSuccess, OutcomeFailure, OutcomeBlocked} {
 		m.attempts[o] = attempts.WithLabelValues(string(o))
 	}
-	m.opDuration, m.opErrors = map[string]prometheus.Observer{}, map[string]prometheus.Counter{}
-	for _, op := range []string{"check", "begin", "finish", "record"} {
-		m.opDuration[op] = m.storeDuration.WithLabelValues(op)
-		m.opErrors[op] = m.storeErrors.WithLabelValues(op)
+	for op, name := range storeOpNames {
+		m.opDuration[op] = m.storeDuration.WithLabelValues(name)
+		m.opErrors[op] = m.storeErrors.WithLabelValues(name)
 	}
 	for _, f := range []FailMode{FailOpen, FailClosed} {
 		m.degraded[f] = degraded.WithLabelValues(string(f))
