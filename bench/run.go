@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/record"
 )
 
@@ -56,18 +57,22 @@ type cell struct {
 	Published, Dropped uint64
 	// Unexpected counts answers whose status does not fit the workload.
 	Unexpected int
+	// CPU is the CPU time each process, and the machine, used from just
+	// before the load to the end of its settling.
+	CPU cpuTimes
 }
 
 // env is what a run started.
 type env struct {
 	o       options
 	dir     string
-	redis   *redisServer
+	redis   *testenv.RedisServer
 	ping    *redis.Client
 	client  *clientProc
 	targets []*target
 	info    machineInfo
 	closeCH func() // kills clickhouse-server
+	chPid   int
 }
 
 // run performs a whole bench and writes its report into o.Out.
@@ -81,6 +86,9 @@ func run(ctx context.Context, o options) (*report, error) {
 	var cells []cell
 	for round := range o.Rounds {
 		for _, p := range passes(o) {
+			if o.Only != "" && !slices.Contains(strings.Split(o.Only, ","), p.ID) {
+				continue
+			}
 			for wi, wl := range workloads {
 				for _, t := range rotate(e.targets, round+wi) {
 					if err := ctx.Err(); err != nil {
@@ -157,7 +165,7 @@ func (e *env) setup() error {
 	if err != nil {
 		return err
 	}
-	e.closeCH = ch.Kill
+	e.closeCH, e.chPid = ch.Kill, ch.Pid()
 	conn, err := record.Open(ch.DSN())
 	if err != nil {
 		return err
@@ -210,7 +218,7 @@ func (e *env) close() {
 		e.ping.Close()
 	}
 	if e.redis != nil {
-		e.redis.Stop()
+		e.redis.Kill()
 	}
 	if e.closeCH != nil {
 		e.closeCH()
@@ -259,6 +267,7 @@ func (e *env) measure(round int, p pass, wl string, t *target) (cell, error) {
 	}
 
 	spec.Duration = p.Duration
+	cpu0 := e.cpu()
 	r, err := e.client.call(command{Op: opLoad, Load: &spec})
 	if err != nil {
 		return c, err
@@ -266,6 +275,7 @@ func (e *env) measure(round int, p pass, wl string, t *target) (cell, error) {
 	if err := t.flush(); err != nil {
 		return c, err
 	}
+	c.CPU = e.cpu().sub(cpu0)
 	runtime.ReadMemStats(&ms)
 	c.Mallocs = ms.Mallocs - m0
 	if t.redis != nil {
@@ -289,6 +299,11 @@ func (e *env) measure(round int, p pass, wl string, t *target) (cell, error) {
 		}
 	}
 	return c, nil
+}
+
+// cpu reads the CPU times of the run's processes and of the machine.
+func (e *env) cpu() cpuTimes {
+	return readCPU(e.redis.Pid(), e.chPid, e.client.cmd.Process.Pid)
 }
 
 // pingRTT is the median of e.o.Pings sequential PINGs.

@@ -86,6 +86,15 @@ func StartClickHouse(dir string) (*ClickHouseServer, error) {
 // DEFENDER_CLICKHOUSE_URL. The database need not exist yet.
 func (s *ClickHouseServer) DSN() string { return "clickhouse://" + s.Addr + "/defender" }
 
+// Pid is the server's process id (0 when it is not running), for reading
+// its CPU time.
+func (s *ClickHouseServer) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Dir is the server's directory: config, data and logs (clickhouse.log,
 // clickhouse.err.log).
 func (s *ClickHouseServer) Dir() string { return s.dir }

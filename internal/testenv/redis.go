@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,7 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisServer is a redis-server process started for one test.
+// RedisServer is a redis-server process started for one test (Redis) or
+// for a program such as the bench (StartRedis).
 type RedisServer struct {
 	Addr string // host:port
 	URL  string // redis://host:port/0
@@ -22,7 +24,7 @@ type RedisServer struct {
 	dir  string
 	bin  string
 	cmd  *exec.Cmd
-	t    testing.TB
+	t    testing.TB // nil when started by StartRedis
 }
 
 // Redis starts Debian's redis-server on a free port with a temporary
@@ -30,23 +32,47 @@ type RedisServer struct {
 func Redis(t testing.TB) *RedisServer {
 	t.Helper()
 	skipShort(t, "redis-server")
-	s := &RedisServer{
-		port: FreePort(t),
-		dir:  t.TempDir(),
-		bin:  lookBinary(t, "redis-server", "redis-server"),
-		t:    t,
+	s, err := StartRedis(t.TempDir())
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
-	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
-	s.URL = "redis://" + s.Addr + "/0"
-	s.Start()
+	s.t = t
 	t.Cleanup(s.Kill)
 	return s
+}
+
+// StartRedis starts Debian's redis-server in dir (which must exist) on a
+// free port, without persistence, and waits until it listens. The caller
+// stops it with Kill. It needs no testing.TB: it is for programs (the
+// bench) and for servers shared by a test package.
+func StartRedis(dir string) (*RedisServer, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, errors.New("redis-server not found: install the Debian package redis-server (see .ci/run)")
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &RedisServer{port: port, dir: dir, bin: bin}
+	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
+	s.URL = "redis://" + s.Addr + "/0"
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Start (re)starts the server on its port. It fails the test if the
 // server does not listen within 10 s.
 func (s *RedisServer) Start() {
 	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("%v", err)
+	}
+}
+
+func (s *RedisServer) start() error {
 	cmd := exec.Command(s.bin,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -58,13 +84,15 @@ func (s *RedisServer) Start() {
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	s.cmd = cmd
 	if err := waitTCP(s.Addr, 10*time.Second); err != nil {
+		s.Kill()
 		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-		s.t.Fatalf("redis-server: %v\n%s", err, log)
+		return fmt.Errorf("redis-server: %w\n%s", err, log)
 	}
+	return nil
 }
 
 // Kill stops the server at once (SIGKILL), as a crash would. Safe to call twice.
@@ -77,7 +105,17 @@ func (s *RedisServer) Kill() {
 	s.cmd = nil
 }
 
+// Pid is the server's process id (0 when it is not running), for reading
+// its CPU time.
+func (s *RedisServer) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Client returns a go-redis client for the server, closed at test end.
+// Only for a server started by Redis.
 func (s *RedisServer) Client() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	s.t.Cleanup(func() { c.Close() })
