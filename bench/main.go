@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -40,6 +41,8 @@ func main() {
 	flag.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured load before every cell")
 	flag.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds; every figure is the median over them")
 	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
+	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency), for trying a change; the report then misses the others")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the login server's process (the gate's side) to this file")
 	rerender := flag.Bool("rerender", false, "measure nothing: write RESULTS.md and the charts again from the results.json in -out")
 	flag.Parse()
 	if o.Quick {
@@ -67,10 +70,23 @@ func main() {
 	}
 	// The libraries log connection changes at shutdown; only errors matter here.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	fmt.Fprintln(os.Stderr, "bench: wrote", filepath.Join(o.Out, "RESULTS.md"))
@@ -92,6 +108,8 @@ type options struct {
 	RecorderEvents, Probes int
 	// Pings is the number of PINGs timed before every cell.
 	Pings int
+	// Only, when set, lists the passes to run (by ID).
+	Only string
 	// Log receives progress lines.
 	Log io.Writer `json:"-"`
 }

@@ -34,6 +34,9 @@ type figures struct {
 	Unexpected, Errors int
 	// Published and Dropped are events, summed over rounds.
 	Published, Dropped uint64
+	// CPU per request in µs, by process (see cpuTimes), and Busy the
+	// share of the machine's cores that were busy during the cell.
+	CPUServer, CPURedis, CPUClient, CPUClickHouse, CPUOthers, CPUMachine, Busy float64
 }
 
 type cellKey struct{ Pass, Workload, Config string }
@@ -61,6 +64,7 @@ func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub 
 	}
 	type series struct {
 		rps, ratio, p50, p99, p999, scripts, scriptUs, allocs, add50, add99, ping, req []float64
+		cpuServer, cpuRedis, cpuClient, cpuCH, cpuOthers, cpuMachine, busy             []float64
 	}
 	// The Redis round trip of a round: the median of its cells' PINGs,
 	// steadier than one cell's.
@@ -96,6 +100,16 @@ func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub 
 		s.allocs = append(s.allocs, float64(c.Mallocs)/n)
 		s.ping = append(s.ping, roundPing[c.Round])
 		s.req = append(s.req, n)
+		if c.CPU.Machine > 0 {
+			us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / n }
+			s.cpuServer = append(s.cpuServer, us(c.CPU.Server))
+			s.cpuRedis = append(s.cpuRedis, us(c.CPU.Redis))
+			s.cpuClient = append(s.cpuClient, us(c.CPU.Client))
+			s.cpuCH = append(s.cpuCH, us(c.CPU.ClickHouse))
+			s.cpuOthers = append(s.cpuOthers, us(c.CPU.Others()))
+			s.cpuMachine = append(s.cpuMachine, us(c.CPU.Machine))
+			s.busy = append(s.busy, float64(c.CPU.Machine)/float64(c.Load.Elapsed)/float64(r.info.Cores))
+		}
 		if c.Config == cfgRedis || c.Config == cfgEvents {
 			s.scripts = append(s.scripts, float64(c.Scripts)/n)
 			s.scriptUs = append(s.scriptUs, float64(c.ScriptUsec)/n)
@@ -116,6 +130,8 @@ func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub 
 		f.Scripts, f.ScriptUs, f.Allocs = median(s.scripts), median(s.scriptUs), median(s.allocs)
 		f.AddP50, f.AddP99 = median(s.add50), median(s.add99)
 		f.Ping, f.Requests = time.Duration(median(s.ping)), int(median(s.req))
+		f.CPUServer, f.CPURedis, f.CPUClient = median(s.cpuServer), median(s.cpuRedis), median(s.cpuClient)
+		f.CPUClickHouse, f.CPUOthers, f.CPUMachine, f.Busy = median(s.cpuCH), median(s.cpuOthers), median(s.cpuMachine), median(s.busy)
 	}
 	return r
 }
@@ -152,7 +168,9 @@ func (r *report) fig(pass, wl, cfg string) *figures {
 	if f := r.figs[cellKey{pass, wl, cfg}]; f != nil {
 		return f
 	}
-	return &figures{RPS: math.NaN(), Ratio: math.NaN(), Scripts: math.NaN(), ScriptUs: math.NaN(), Allocs: math.NaN(), AddP50: math.NaN(), AddP99: math.NaN()}
+	nan := math.NaN()
+	return &figures{RPS: nan, Ratio: nan, Scripts: nan, ScriptUs: nan, Allocs: nan, AddP50: nan, AddP99: nan,
+		CPUServer: nan, CPURedis: nan, CPUClient: nan, CPUClickHouse: nan, CPUOthers: nan, CPUMachine: nan, Busy: nan}
 }
 
 // target is one of the issue's goals, evaluated.
@@ -395,6 +413,20 @@ func (r *report) markdown() []byte {
 		}
 		p("")
 	}
+	p("## Where the CPU goes (%s)", r.passes[0].Title)
+	p("")
+	p("CPU time (user + system, from `/proc`) per request in µs, by process, from just before a cell's load until its outcomes are settled; *other programs* is the machine's busy time minus these processes (colleagues' work on the shared machine); *cores busy* is the machine's busy time over the cell's duration and its %d cores. The events' later path (the recorder's batches into ClickHouse) partly falls after the cell.", in.Cores)
+	p("")
+	p("| workload | configuration | req/s | login server | redis-server | client (load, NATS, recorder) | clickhouse-server | other programs | machine | cores busy |")
+	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, wl := range workloads {
+		for _, cfg := range configNames {
+			f := r.fig(r.passes[0].ID, wl, cfg)
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", wl, cfg, fmtRate(f.RPS),
+				num1(f.CPUServer), num1(f.CPURedis), num1(f.CPUClient), num1(f.CPUClickHouse), num1(f.CPUOthers), num1(f.CPUMachine), pct(f.Busy, ""))
+		}
+	}
+	p("")
 	p("## Recorder")
 	p("")
 	if rec := r.recorder; rec != nil {
@@ -476,6 +508,13 @@ func num(v float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+func num1(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 // fmtDur writes a duration with three significant digits in a fitting unit.

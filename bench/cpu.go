@@ -1,0 +1,99 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cpuTimes is the CPU time (user + system) used so far by each process of
+// a run, and by the whole machine, read from /proc. The difference of two
+// readings around a cell, divided by its requests, says where a login's
+// CPU goes, which throughput on shared cores only hints at.
+type cpuTimes struct {
+	// Server is the login server's process (this one: the four servers,
+	// the gate, the event publisher).
+	Server time.Duration
+	// Redis and ClickHouse are their server processes.
+	Redis, ClickHouse time.Duration
+	// Client is the second process: the load generator, the embedded NATS
+	// server and the recorder.
+	Client time.Duration
+	// Machine is the busy time of every core, whoever used it: what is
+	// left after the processes above is other programs on the machine.
+	Machine time.Duration
+}
+
+// clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+func (a cpuTimes) sub(b cpuTimes) cpuTimes {
+	return cpuTimes{Server: a.Server - b.Server, Redis: a.Redis - b.Redis, ClickHouse: a.ClickHouse - b.ClickHouse,
+		Client: a.Client - b.Client, Machine: a.Machine - b.Machine}
+}
+
+// Others is the machine's busy time not used by the run's processes.
+func (a cpuTimes) Others() time.Duration {
+	return max(0, a.Machine-a.Server-a.Redis-a.ClickHouse-a.Client)
+}
+
+// readCPU reads the processes' and the machine's CPU times; a process that
+// cannot be read (pid 0, gone) counts 0.
+func readCPU(redisPid, clickhousePid, clientPid int) cpuTimes {
+	return cpuTimes{
+		Server:     procCPU(os.Getpid()),
+		Redis:      procCPU(redisPid),
+		ClickHouse: procCPU(clickhousePid),
+		Client:     procCPU(clientPid),
+		Machine:    machineCPU(),
+	}
+}
+
+// procCPU is utime + stime of a process (its threads included).
+func procCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields start after its ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	// Fields 14 and 15 of the line (utime, stime) are 11 and 12 here.
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * clockTick
+}
+
+// machineCPU is the busy time of all cores: /proc/stat's cpu line minus
+// idle and iowait.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * clockTick
+}
