@@ -27,10 +27,11 @@ const (
 var ErrBadFilter = errors.New("bad filter")
 
 // History reads the attempts and blocks the recorder stored in ClickHouse
-// (tables of schema/001_init.sql). Every query is parameterised; listings
-// page by the sorting key (ts, ts_ms, id), never by OFFSET, and read each
-// event id once (LIMIT 1 BY id) although a redelivered event may be stored
-// twice until parts merge. Chart counts use uniq(id), approximate above
+// (tables of schema/001_init.sql, or the Distributed tables of the
+// clustered schema, schema/cluster). Every query is parameterised;
+// listings page by the sorting key (ts, ts_ms, id), never by OFFSET, and
+// read each event id once (record.QueryNewest) although a redelivered
+// event may be stored twice until parts merge. Chart counts use uniq(id), approximate above
 // 65536 distinct events per bucket but cheap on large windows.
 type History struct {
 	conn driver.Conn
@@ -216,11 +217,11 @@ func (h *History) Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRow, 
 // attempts runs one query for a page of at most limit rows.
 func (h *History) attempts(ctx context.Context, f AttemptFilter, limit int) ([]AttemptRow, *Cursor, error) {
 	where, args := f.where()
-	// One more row than asked tells whether an older page exists. LIMIT 1
-	// BY id hides copies of a redelivered event not merged away yet.
-	q := "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent FROM defender.attempts" + where +
-		" ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT " + strconv.Itoa(limit+1)
-	rows, err := h.conn.Query(ctx, q, args...)
+	// One more row than asked tells whether an older page exists.
+	// record.QueryNewest hides copies of a redelivered event not merged
+	// away yet, on one server or a cluster.
+	q := "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent FROM defender.attempts" + where
+	rows, err := record.QueryNewest(ctx, h.conn, q, limit+1, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("query attempts: %w", err)
 	}
@@ -276,9 +277,8 @@ func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) (
 	case "username":
 		cond, args = "(kind = 'username' AND subject = ?) OR (kind = 'pair' AND endsWith(subject, ?))", []any{subject, "|" + subject}
 	}
-	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason) FROM defender.blocks WHERE " +
-		cond + " ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT " + strconv.Itoa(limit)
-	rows, err := h.conn.Query(ctx, q, args...)
+	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason) FROM defender.blocks WHERE " + cond
+	rows, err := record.QueryNewest(ctx, h.conn, q, limit, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query blocks: %w", err)
 	}

@@ -41,17 +41,30 @@ func (r CleanupReport) Print(w io.Writer) error {
 // not only the boundary day's, and there is no mutations_sync setting:
 // Cleanup polls system.mutations until it is done or ctx ends. Run it
 // hourly or daily rather than every minute.
+//
+// On the clustered schema (package schema/cluster) defender.attempts is a
+// Distributed table, which can neither drop partitions nor mutate: Cleanup
+// then works on defender.attempts_local of the server conn is connected
+// to, and Removed counts that shard's rows. Run it against every shard.
 func Cleanup(ctx context.Context, conn driver.Conn, olderThan time.Duration) (CleanupReport, error) {
 	rep := CleanupReport{Cutoff: time.Now().Add(-olderThan).Truncate(time.Second)}
 	cutoff := rep.Cutoff.Unix()
-	if err := conn.QueryRow(ctx, "SELECT count() FROM defender.attempts WHERE ts < toDateTime(?)", cutoff).
+	table := "attempts"
+	dist, err := distributed(ctx, conn, table)
+	if err != nil {
+		return rep, fmt.Errorf("cleanup: %w", err)
+	}
+	if dist {
+		table += "_local"
+	}
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+Database+"."+table+" WHERE ts < toDateTime(?)", cutoff).
 		Scan(&rep.Removed); err != nil {
 		return rep, fmt.Errorf("cleanup: count attempts: %w", err)
 	}
 	if rep.Removed == 0 {
 		return rep, nil
 	}
-	parts, err := partitions(ctx, conn)
+	parts, err := partitions(ctx, conn, table)
 	if err != nil {
 		return rep, err
 	}
@@ -59,7 +72,7 @@ func Cleanup(ctx context.Context, conn driver.Conn, olderThan time.Duration) (Cl
 	for _, p := range parts {
 		switch {
 		case p.maxTime.Unix() < cutoff:
-			if err := conn.Exec(ctx, "ALTER TABLE defender.attempts DROP PARTITION ID ?", p.id); err != nil {
+			if err := conn.Exec(ctx, "ALTER TABLE "+Database+"."+table+" DROP PARTITION ID ?", p.id); err != nil {
 				return rep, fmt.Errorf("cleanup: drop partition %s: %w", p.id, err)
 			}
 			rep.DroppedPartitions = append(rep.DroppedPartitions, p.id)
@@ -71,11 +84,11 @@ func Cleanup(ctx context.Context, conn driver.Conn, olderThan time.Duration) (Cl
 	if boundary {
 		// Rows inserted into the dropped days since the count (late
 		// events) go too: the condition covers them.
-		if err := conn.Exec(ctx, "ALTER TABLE defender.attempts DELETE WHERE ts < toDateTime(?)", cutoff); err != nil {
+		if err := conn.Exec(ctx, "ALTER TABLE "+Database+"."+table+" DELETE WHERE ts < toDateTime(?)", cutoff); err != nil {
 			return rep, fmt.Errorf("cleanup: delete before %s: %w", rep.Cutoff.Format(time.RFC3339), err)
 		}
 		rep.Mutated = true
-		if err := waitMutations(ctx, conn); err != nil {
+		if err := waitMutations(ctx, conn, table); err != nil {
 			return rep, err
 		}
 	}
@@ -88,10 +101,10 @@ type partition struct {
 	rows             uint64
 }
 
-// partitions lists the attempts table's partitions from its active parts.
-func partitions(ctx context.Context, conn driver.Conn) ([]partition, error) {
+// partitions lists a table's partitions from its active parts.
+func partitions(ctx context.Context, conn driver.Conn, table string) ([]partition, error) {
 	rows, err := conn.Query(ctx, "SELECT partition_id, min(min_time), max(max_time), sum(rows) FROM system.parts"+
-		" WHERE database = 'defender' AND table = 'attempts' AND active GROUP BY partition_id ORDER BY partition_id")
+		" WHERE database = '"+Database+"' AND table = ? AND active GROUP BY partition_id ORDER BY partition_id", table)
 	if err != nil {
 		return nil, fmt.Errorf("cleanup: list partitions: %w", err)
 	}
@@ -110,14 +123,14 @@ func partitions(ctx context.Context, conn driver.Conn) ([]partition, error) {
 	return ps, nil
 }
 
-// waitMutations polls until the attempts table has no mutation left to do.
-func waitMutations(ctx context.Context, conn driver.Conn) error {
+// waitMutations polls until table has no mutation left to do.
+func waitMutations(ctx context.Context, conn driver.Conn, table string) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		var left uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM system.mutations"+
-			" WHERE database = 'defender' AND table = 'attempts' AND is_done = 0").Scan(&left); err != nil {
+			" WHERE database = '"+Database+"' AND table = ? AND is_done = 0", table).Scan(&left); err != nil {
 			return fmt.Errorf("cleanup: wait for delete: %w", err)
 		}
 		if left == 0 {

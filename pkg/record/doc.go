@@ -17,8 +17,18 @@
 // them at query time but is slow on big tables, so the helpers here dedupe
 // cheaply instead: listings use "ORDER BY ts DESC, ts_ms DESC, id DESC
 // LIMIT 1 BY id LIMIT n" (the copies share ts and id, so they are adjacent
-// and lie in the same time window) and counts use uniqExact(id). Code that
-// queries the tables directly must do the same.
+// and lie in the same time window, QueryNewest) and counts use
+// uniqExact(id). Code that queries the tables directly must do the same.
+//
+// # The clustered schema
+//
+// On the clustered schema (package schema/cluster) the tables are
+// Distributed over a <table>_local on every shard, and every copy of an
+// event lands on one shard. Listings then run whole on each shard and are
+// merged (QueryNewest; 18.16 would otherwise cut each shard's page before
+// collapsing copies), the query helpers size their windows from
+// defender.cluster_parts, and Cleanup works on the local table of the
+// shard it is connected to.
 //
 // # ClickHouse 18.16
 //

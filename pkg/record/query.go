@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 
@@ -246,8 +247,9 @@ func BlockCursorOf(b events.Block) Cursor { return Cursor{Time: b.Time, ID: b.ID
 const firstWindow = time.Hour
 
 // newestFirst runs "SELECT cols FROM table WHERE w ORDER BY ts, ts_ms, id
-// DESC LIMIT 1 BY id LIMIT n" over growing time windows, from the newest
-// row in range back to the oldest, until limit rows are found.
+// DESC LIMIT 1 BY id LIMIT n" (through QueryNewest) over growing time
+// windows, from the newest row in range back to the oldest, until limit
+// rows are found.
 func newestFirst[T any](ctx context.Context, conn driver.Conn, table, cols string, w *where,
 	since, until time.Time, after Cursor, limit int, scan func(driver.Rows) (T, error)) ([]T, error) {
 	lo, hi, ok, err := tableSpan(ctx, conn, table)
@@ -272,11 +274,10 @@ func newestFirst[T any](ctx context.Context, conn driver.Conn, table, cols strin
 		if from.Before(floor) {
 			from = floor
 		}
-		q := "SELECT " + cols + " FROM defender." + table + w.sql() +
-			andWord(w) + "ts >= toDateTime(?) AND ts < toDateTime(?)" +
-			" ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT " + strconv.Itoa(limit-len(out))
+		q := "SELECT " + cols + " FROM " + Database + "." + table + w.sql() +
+			andWord(w) + "ts >= toDateTime(?) AND ts < toDateTime(?)"
 		args := append(append([]any{}, w.args...), from.Unix(), to.Unix())
-		rows, err := conn.Query(ctx, q, args...)
+		rows, err := QueryNewest(ctx, conn, q, limit-len(out), args...)
 		if err != nil {
 			return nil, fmt.Errorf("query %s: %w", table, err)
 		}
@@ -298,6 +299,32 @@ func newestFirst[T any](ctx context.Context, conn driver.Conn, table, cols strin
 	return out, nil
 }
 
+// newestOrder is the order of every listing: newest first, ties broken
+// by id as in the sorting key.
+const newestOrder = " ORDER BY ts DESC, ts_ms DESC, id DESC"
+
+// QueryNewest runs a listing: sel is "SELECT <columns> FROM
+// defender.<table> [WHERE ...]" with args for its placeholders, selecting
+// at least the columns id, ts and ts_ms; the rows are the newest limit
+// rows it selects, newest first, each event id once.
+//
+// It runs "sel ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT
+// limit" on every shard and merges the shards' pages, which is exact on a
+// single node and on the clustered schema (package schema/cluster), whose
+// sharding key keeps every copy of an event on one shard. Sent to a
+// Distributed table as one query, 18.16 would have each shard cut its
+// rows to the limit before the copies of an event are collapsed, and
+// then skip rows of the shard whose page held copies.
+func QueryNewest(ctx context.Context, conn driver.Conn, sel string, limit int, args ...any) (driver.Rows, error) {
+	n := strconv.Itoa(limit)
+	q := "SELECT * FROM (" + sel + newestOrder + " LIMIT 1 BY id LIMIT " + n + ")" + newestOrder + " LIMIT " + n
+	return conn.Query(clickhouse.Context(ctx, clickhouse.WithSettings(perShard)), q, args...)
+}
+
+// perShard has a query over a Distributed table run whole by every shard,
+// the initiator only passing the shards' rows on to the outer query.
+var perShard = clickhouse.Settings{"distributed_group_by_no_merge": 1}
+
 func andWord(w *where) string {
 	if len(w.conds) == 0 {
 		return " WHERE "
@@ -305,22 +332,51 @@ func andWord(w *where) string {
 	return " AND "
 }
 
-// tableSpan returns the oldest and newest ts of a table's active parts,
-// from the parts' metadata (no scan). ok is false for an empty table.
+// tableSpan returns the oldest and newest ts of a table's rows, from the
+// metadata of its active parts (no scan). ok is false for an empty table.
+//
+// A Distributed table (the clustered schema, package schema/cluster) has
+// no parts of its own: its rows are in <table>_local on every shard, whose
+// parts the view defender.cluster_parts lists from any node. (18.16 has no
+// clusterAllReplicas, and remote() would need the shards' addresses.)
+// Only when the local system.parts lists no row does tableSpan ask which
+// kind of table it is, so a single node still costs one query.
 func tableSpan(ctx context.Context, conn driver.Conn, table string) (lo, hi time.Time, ok bool, err error) {
-	var rows uint64
-	q := "SELECT min(min_time), max(max_time), sum(rows) FROM system.parts" +
-		" WHERE database = 'defender' AND table = ? AND active"
-	if err := conn.QueryRow(ctx, q, table).Scan(&lo, &hi, &rows); err != nil {
-		return lo, hi, false, fmt.Errorf("span of %s: %w", table, err)
+	lo, hi, rows, err := partsSpan(ctx, conn, "system.parts", table)
+	if err == nil && rows == 0 {
+		var dist bool
+		if dist, err = distributed(ctx, conn, table); err == nil && dist {
+			lo, hi, rows, err = partsSpan(ctx, conn, Database+".cluster_parts", table+"_local")
+		}
 	}
-	if rows == 0 {
-		return lo, hi, false, nil
+	if err != nil || rows == 0 {
+		return lo, hi, false, err
 	}
 	if hi.Unix() <= 0 { // a server that keeps no min/max time: scan it all
 		lo, hi = minTime, time.Now().Add(24*time.Hour)
 	}
 	return lo, hi, true, nil
+}
+
+// partsSpan reads the time span and row count of table's active parts as
+// listed by parts (system.parts or a Distributed table over it).
+func partsSpan(ctx context.Context, conn driver.Conn, parts, table string) (lo, hi time.Time, rows uint64, err error) {
+	q := "SELECT min(min_time), max(max_time), sum(rows) FROM " + parts +
+		" WHERE database = '" + Database + "' AND table = ? AND active"
+	if err := conn.QueryRow(ctx, q, table).Scan(&lo, &hi, &rows); err != nil {
+		return lo, hi, 0, fmt.Errorf("span of %s: %w", table, err)
+	}
+	return lo, hi, rows, nil
+}
+
+// distributed reports whether defender.<table> is a Distributed table.
+func distributed(ctx context.Context, conn driver.Conn, table string) (bool, error) {
+	var n uint64
+	q := "SELECT count() FROM system.tables WHERE database = '" + Database + "' AND name = ? AND engine = 'Distributed'"
+	if err := conn.QueryRow(ctx, q, table).Scan(&n); err != nil {
+		return false, fmt.Errorf("engine of %s: %w", table, err)
+	}
+	return n > 0, nil
 }
 
 func scanAttempt(rows driver.Rows) (events.Attempt, error) {

@@ -12,6 +12,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -90,6 +91,25 @@ func Statements(o Options) ([]string, error) {
 		return nil, errors.New("clustered schema: no statements")
 	}
 	return out, nil
+}
+
+// Execer runs one statement: a clickhouse-go driver.Conn.
+type Execer interface {
+	Exec(ctx context.Context, query string, args ...any) error
+}
+
+// Apply runs Statements(o) on conn, in order.
+func Apply(ctx context.Context, conn Execer, o Options) error {
+	stmts, err := Statements(o)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range stmts {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("clustered schema: %w", err)
+		}
+	}
+	return nil
 }
 
 // split cuts SQL into statements ending with ';' at the end of a line,

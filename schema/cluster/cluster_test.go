@@ -22,30 +22,31 @@ import (
 // TestRecorderThroughDistributed: two clickhouse-servers, each a shard of
 // the cluster "defender" with the clustered schema (ReplacingMergeTree:
 // no ZooKeeper here). The recorder, connected to the first, writes events
-// (some delivered twice) through the Distributed tables; queries through
-// either server list every id exactly once, each id's copies live on one
-// shard, and both shards hold rows.
+// (some delivered twice) through the Distributed tables; through either
+// server record's query helpers list every id exactly once, newest first,
+// across pages and time windows; each id's copies live on one shard, and
+// both shards hold rows. record.Cleanup, run on each shard, removes the
+// days past the expiration from both.
 func TestRecorderThroughDistributed(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ch := testenv.ClickHouseCluster(t, 2)
-	stmts, err := cluster.Statements(cluster.Options{Cluster: ch.Name})
-	require.NoError(t, err)
 	conns := make([]driver.Conn, len(ch.Servers))
 	for i, s := range ch.Servers {
 		conn, err := record.Open(s.DSN())
 		require.NoError(t, err)
 		t.Cleanup(func() { conn.Close() })
 		conns[i] = conn
-		for _, stmt := range stmts {
-			require.NoError(t, conn.Exec(ctx, stmt), "on %s: %s", s.Addr, stmt)
-		}
+		require.NoError(t, cluster.Apply(ctx, conn, cluster.Options{Cluster: ch.Name}), "on %s", s.Addr)
 		// The single-node migrations find the tables in place.
 		_, err = record.Migrate(ctx, conn)
 		require.NoError(t, err, "record.Migrate over the clustered schema")
 		var engine string
 		require.NoError(t, conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = 'defender' AND name = 'attempts'").Scan(&engine))
 		require.Equal(t, "Distributed", engine)
+		empty, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{})
+		require.NoError(t, err)
+		assert.Empty(t, empty, "no attempt yet")
 	}
 
 	ns := testenv.NATS(t)
@@ -56,27 +57,32 @@ func TestRecorderThroughDistributed(t *testing.T) {
 	require.NoError(t, err)
 	_, err = events.EnsureStream(ctx, js, events.StreamConfig{})
 	require.NoError(t, err)
+	// Attempts over the last four days, newest first; a redelivery of
+	// some (the same event under another message id); a block.
 	const n, again = 2000, 300
-	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	now := time.Now().UTC().Truncate(time.Second)
+	at := func(i int) time.Time {
+		return now.Add(-time.Duration(i) * 173 * time.Second).Add(time.Duration(i%3) * time.Millisecond)
+	}
 	var ids []string
 	publish := func(subject string, data []byte, msgID string) {
 		_, err := js.PublishAsync(subject, data, jetstream.WithMsgID(msgID))
 		require.NoError(t, err)
 	}
 	for i := 0; i < n; i++ {
-		a := events.NewAttempt(gate.AttemptRecord{Time: base.Add(time.Duration(i) * time.Millisecond),
+		a := events.NewAttempt(gate.AttemptRecord{Time: at(i),
 			IP: fmt.Sprintf("10.1.%d.%d", i/250, i%250), Username: fmt.Sprintf("user%d", i%40),
 			Outcome: gate.OutcomeFailure, Path: "/login"}, "gate-a")
 		data, err := a.Encode()
 		require.NoError(t, err)
 		publish(a.NATSSubject(events.Subjects{}), data, a.ID)
-		if i < again { // a redelivery: the same event under another message id
+		if i < again {
 			publish(a.NATSSubject(events.Subjects{}), data, a.ID+"-again")
 		}
 		ids = append(ids, a.ID)
 	}
-	b := events.NewBlock(gate.TransitionRecord{Time: base, Kind: gate.KindUsername, Subject: "user1", Blocked: true,
-		Until: base.Add(time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "gate-a")
+	b := events.NewBlock(gate.TransitionRecord{Time: now, Kind: gate.KindUsername, Subject: "user1", Blocked: true,
+		Until: now.Add(time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "gate-a")
 	data, err := b.Encode()
 	require.NoError(t, err)
 	publish(b.NATSSubject(events.Subjects{}), data, b.ID)
@@ -102,29 +108,28 @@ func TestRecorderThroughDistributed(t *testing.T) {
 	require.NoError(t, <-done)
 
 	for i, conn := range conns {
-		// The listing query of record's helpers, through the Distributed
-		// table. (record.QueryAttempts itself sizes its time windows from
-		// system.parts, which lists no parts for a Distributed table:
-		// defender.cluster_parts is the cluster-wide view it would read.)
-		rows, err := conn.Query(ctx, "SELECT toString(id) FROM defender.attempts"+
-			" WHERE ts >= toDateTime(?) ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 1 BY id LIMIT 100000",
-			base.Add(-time.Minute).Unix())
+		// Pages small enough that many end among redelivered copies.
+		var got []string
+		f := record.AttemptFilter{Limit: 70}
+		for {
+			page, err := record.QueryAttempts(ctx, conn, f)
+			require.NoError(t, err, "server %d", i)
+			for _, a := range page {
+				got = append(got, a.ID)
+			}
+			if len(page) < f.Limit {
+				break
+			}
+			f.After = record.CursorOf(page[len(page)-1])
+		}
+		require.Equal(t, ids, got, "server %d lists every attempt once, newest first", i)
+		user, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Username: "user7", Limit: record.MaxLimit})
 		require.NoError(t, err)
-		seen := map[string]int{}
-		for rows.Next() {
-			var id string
-			require.NoError(t, rows.Scan(&id))
-			seen[id]++
-		}
-		require.NoError(t, rows.Err())
-		rows.Close()
-		require.Len(t, seen, n, "server %d lists every attempt", i)
-		for _, id := range ids {
-			assert.Equal(t, 1, seen[id], "server %d lists %s once", i, id)
-		}
-		var blocks uint64
-		require.NoError(t, conn.QueryRow(ctx, "SELECT uniqExact(id) FROM defender.blocks").Scan(&blocks))
-		assert.EqualValues(t, 1, blocks, "server %d: the block", i)
+		assert.Len(t, user, n/40, "server %d: one user's attempts", i)
+		blocks, err := record.QueryBlocks(ctx, conn, record.BlockFilter{})
+		require.NoError(t, err)
+		require.Len(t, blocks, 1, "server %d: the block", i)
+		assert.Equal(t, b.ID, blocks[0].ID)
 		var parts uint64
 		require.NoError(t, conn.QueryRow(ctx, "SELECT sum(rows) FROM defender.cluster_parts"+
 			" WHERE database = 'defender' AND table = 'attempts_local' AND active").Scan(&parts))
@@ -150,4 +155,30 @@ func TestRecorderThroughDistributed(t *testing.T) {
 		t.Logf("shard %d: %d ids", i, len(shards[i]))
 	}
 	assert.Equal(t, n, total, "no id on two shards")
+
+	// Cleanup with a cutoff halfway between two attempts, a little over
+	// three days ago: run on each shard, it removes the older attempts of
+	// both.
+	const kept = 1500
+	keep := time.Since(at(kept)) - 86*time.Second
+	for i, conn := range conns {
+		_, err := record.Cleanup(ctx, conn, keep)
+		require.NoError(t, err, "cleanup on shard %d", i)
+	}
+	for i, conn := range conns {
+		got, err := record.CountAttempts(ctx, conn, record.AttemptFilter{})
+		require.NoError(t, err)
+		assert.EqualValues(t, kept, got, "server %d after cleanup", i)
+		left, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Limit: record.MaxLimit})
+		require.NoError(t, err)
+		assert.Equal(t, ids[:kept], idsOf(left), "server %d lists what is left", i)
+	}
+}
+
+func idsOf(as []events.Attempt) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.ID
+	}
+	return out
 }
