@@ -270,8 +270,9 @@ func post(c *http.Client, url string, body any) answer {
 	return a
 }
 
-// scrape reads a Prometheus text page and sums the samples of each metric
-// name over its labels.
+// scrape reads a Prometheus text page: each series by its full name
+// (`name{label="value"}`), and each metric name with its samples summed
+// over their labels.
 func scrape(url string) (map[string]float64, error) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(url)
@@ -300,6 +301,7 @@ func scrape(url string) (map[string]float64, error) {
 		}
 		name := line[:sp]
 		if i := strings.IndexByte(name, '{'); i >= 0 {
+			out[name] = v
 			name = name[:i]
 		}
 		out[name] += v

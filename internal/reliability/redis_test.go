@@ -19,10 +19,13 @@ import (
 const (
 	// redisTimeout is DEFENDER_REDIS_TIMEOUT: the bound of every store call.
 	redisTimeout = 250 * time.Millisecond
-	// answerDeadline is how long a client waits for any answer: the store
-	// bound plus room for a loaded two-core machine. An answer later than
-	// this is a failure of the test.
-	answerDeadline = redisTimeout + 2*time.Second
+	// answerDeadline is how long a client waits for any answer. The
+	// longest answer by design is an outcome (POST /v1/attempts/{token})
+	// while Redis is dead: three tries of redisTimeout and their backoff,
+	// about 0.83 s; the rest is room for a CI machine busy with other
+	// packages. An answer later than this fails the test; the measured
+	// times are logged.
+	answerDeadline = 3*redisTimeout + 4*time.Second
 	// redisDown is how long Redis stays dead.
 	redisDown = 3 * time.Second
 	// failureLimit is DEFENDER_LOGIN_FAILURE_LIMIT.
