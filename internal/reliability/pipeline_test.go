@@ -156,10 +156,16 @@ func TestPipelineFaults(t *testing.T) {
 	require.Eventually(t, func() bool { return consumerAckPending(ctx, js) > 0 }, 30*time.Second, 10*time.Millisecond,
 		"the recorder holds a batch it cannot write")
 	ns.Shutdown()
+	// written is what the running recorder has inserted (-1 if unknown).
 	written := func() float64 {
-		return metric(t, "http://"+recAddr, `defender_recorder_rows_written_total{table="attempts"}`)
+		m, err := scrape("http://" + recAddr + "/metrics")
+		if err != nil {
+			return -1
+		}
+		return m[`defender_recorder_rows_written_total{table="attempts"}`]
 	}
 	writtenBefore := written()
+	require.GreaterOrEqual(t, writtenBefore, 0.0)
 	require.NoError(t, ch.Start())
 	require.Eventually(t, func() bool { return written() > writtenBefore }, time.Minute, 10*time.Millisecond,
 		"the recorder writes its batch while NATS is away")
