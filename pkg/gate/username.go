@@ -40,9 +40,24 @@ func NormalizeUsername(s string, maxLen int) string {
 	f := folders.Get().(*cases.Caser)
 	s = f.String(s)
 	folders.Put(f)
+	s = strings.Map(cherokeeFold, s)
 	s = norm.NFKC.String(s)
 	s = strings.TrimFunc(s, unicode.IsSpace)
 	return capRunes(s, maxLen)
+}
+
+// cherokeeFold completes case folding for Cherokee: Unicode folds the
+// small letters to the capitals, but x/text's Fold swaps the two cases,
+// so folding twice would change a name again and one name would have two
+// identities. The capitals are kept.
+func cherokeeFold(r rune) rune {
+	switch {
+	case 0xAB70 <= r && r <= 0xABBF:
+		return r - 0xAB70 + 0x13A0
+	case 0x13F8 <= r && r <= 0x13FD:
+		return r - 0x13F8 + 0x13F0
+	}
+	return r
 }
 
 // asciiFold is the fast path for printable ASCII, where NFKC is the
