@@ -13,11 +13,104 @@
 // Everything must run on ClickHouse 18.16 (Debian 12) and on current
 // releases: no DateTime64, no TTL, no LowCardinality, no data-skipping
 // indexes, Enum8 with explicit values.
+//
+// The clustered variant (package schema/cluster) is derived from these
+// migrations, so the tables are written once, here.
 package schema
 
-import "embed"
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+)
 
 // FS holds bootstrap.sql and the NNN_name.sql migrations.
 //
 //go:embed *.sql
 var FS embed.FS
+
+// Migration is one schema file.
+type Migration struct {
+	// Version is the file's number, NNN in NNN_name.sql.
+	Version uint32
+	// Name is the file name.
+	Name string
+	// Statements are the file's statements, comments removed.
+	Statements []string
+}
+
+// Migrations lists the migrations of FS in order of version.
+func Migrations() ([]Migration, error) { return MigrationsOf(FS) }
+
+// MigrationsOf lists the NNN_name.sql migrations of fsys in order of
+// version; other .sql files (bootstrap.sql) are not migrations.
+func MigrationsOf(fsys fs.FS) ([]Migration, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("schema files: %w", err)
+	}
+	var ms []Migration
+	seen := map[uint32]string{}
+	for _, name := range names {
+		num, _, ok := strings.Cut(name, "_")
+		if !ok {
+			continue // bootstrap.sql
+		}
+		v, err := strconv.ParseUint(num, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("schema file %s: version %q is not a number", name, num)
+		}
+		if other, dup := seen[uint32(v)]; dup {
+			return nil, fmt.Errorf("schema files %s and %s share version %d", other, name, v)
+		}
+		seen[uint32(v)] = name
+		stmts, err := Statements(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, Migration{Version: uint32(v), Name: name, Statements: stmts})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	return ms, nil
+}
+
+// Statements splits the schema file name of fsys into statements.
+func Statements(fsys fs.FS, name string) ([]string, error) {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return nil, fmt.Errorf("schema file %s: %w", name, err)
+	}
+	stmts, err := Split(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("schema file %s: %w", name, err)
+	}
+	return stmts, nil
+}
+
+// Split cuts SQL into statements: each ends with ';' at the end of a
+// line, which is not part of the statement; "--" comment lines and blank
+// lines are dropped, other lines kept as they are.
+func Split(sql string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(sql, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if strings.TrimSpace(cur.String()) != "" {
+		return nil, errors.New("last statement does not end with ';'")
+	}
+	return out, nil
+}

@@ -4,6 +4,20 @@
 // ReplacingMergeTree (or ReplicatedReplacingMergeTree) tables, so that the
 // recorder and the admin work on a cluster unchanged.
 //
+// The tables are not written twice: Statements derives them from package
+// schema's migrations. Each "CREATE TABLE IF NOT EXISTS defender.<table>"
+// there, whose engine must be ReplacingMergeTree, becomes two statements:
+//
+//   - the same table as defender.<table>_local, with the engine
+//     ReplicatedReplacingMergeTree when Options.Replicated, and
+//     " ON CLUSTER <name>" after its name when Options.OnCluster;
+//   - defender.<table> AS defender.<table>_local, a Distributed table
+//     over it (the "distributed" block of cluster.sql).
+//
+// cluster.sql holds what only the cluster has: the database first and the
+// defender.cluster_parts view last. A migration of any other form has no
+// clustered form yet, and Statements says so.
+//
 // Apply Statements on every node (or once, with Options.OnCluster, where
 // ZooKeeper or ClickHouse Keeper runs distributed DDL), then run the usual
 // migrations (record.Migrate): their CREATE TABLE IF NOT EXISTS find the
@@ -13,18 +27,18 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"embed"
-	"errors"
+	_ "embed"
 	"fmt"
 	"regexp"
-	"strings"
 	"text/template"
+
+	"github.com/defender-go/defender/schema"
 )
 
-// FS holds the clustered DDL, NNN_name.sql templates for Statements.
-//
-//go:embed *.sql
-var FS embed.FS
+//go:embed cluster.sql
+var clusterSQL string
+
+var blocks = template.Must(template.New("cluster.sql").Option("missingkey=error").Parse(clusterSQL))
 
 // Options selects the variant of the clustered schema.
 type Options struct {
@@ -45,6 +59,11 @@ type Options struct {
 
 var clusterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// createTable is the form of a migration statement Statements derives a
+// local table from: the table's name, then everything up to the engine,
+// then everything after it.
+var createTable = regexp.MustCompile(`(?s)^(CREATE TABLE IF NOT EXISTS defender\.)([A-Za-z_][A-Za-z0-9_]*)(\n.*\nENGINE = )ReplacingMergeTree(\n.*)$`)
+
 // Statements renders the clustered schema for o, one SQL statement per
 // element, in order. Each is idempotent (IF NOT EXISTS).
 func Statements(o Options) ([]string, error) {
@@ -54,43 +73,50 @@ func Statements(o Options) ([]string, error) {
 	if !clusterName.MatchString(o.Cluster) {
 		return nil, fmt.Errorf("cluster name %q: want letters, digits and _", o.Cluster)
 	}
-	vars := map[string]string{"Cluster": o.Cluster, "ShardingKey": "cityHash64(toString(id))"}
+	onCluster := ""
 	if o.OnCluster {
-		vars["OnCluster"] = " ON CLUSTER " + o.Cluster
+		onCluster = " ON CLUSTER " + o.Cluster
 	}
-	engine := func(table string) string {
-		if o.Replicated {
-			return fmt.Sprintf("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/defender/%s', '{replica}')", table)
+	render := func(block, table string) ([]string, error) {
+		var b bytes.Buffer
+		vars := map[string]string{"Cluster": o.Cluster, "OnCluster": onCluster, "Table": table}
+		if err := blocks.ExecuteTemplate(&b, block, vars); err != nil {
+			return nil, fmt.Errorf("clustered schema: %w", err)
 		}
-		return "ReplacingMergeTree"
+		return schema.Split(b.String())
 	}
-	names, err := FS.ReadDir(".")
+	out, err := render("database", "")
+	if err != nil {
+		return nil, err
+	}
+	migrations, err := schema.Migrations()
 	if err != nil {
 		return nil, fmt.Errorf("clustered schema: %w", err)
 	}
-	var out []string
-	for _, e := range names {
-		if !strings.HasSuffix(e.Name(), ".sql") {
-			continue
+	for _, m := range migrations {
+		for i, stmt := range m.Statements {
+			parts := createTable.FindStringSubmatch(stmt)
+			if parts == nil {
+				return nil, fmt.Errorf("clustered schema: %s statement %d: only CREATE TABLE IF NOT EXISTS defender.<table> ... ENGINE = ReplacingMergeTree has a clustered form", m.Name, i+1)
+			}
+			table := parts[2]
+			engine := "ReplacingMergeTree"
+			if o.Replicated {
+				engine = fmt.Sprintf("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/defender/%s_local', '{replica}')", table)
+			}
+			out = append(out, parts[1]+table+"_local"+onCluster+parts[3]+engine+parts[4])
+			dist, err := render("distributed", table)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, dist...)
 		}
-		src, err := FS.ReadFile(e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("clustered schema %s: %w", e.Name(), err)
-		}
-		t, err := template.New(e.Name()).Funcs(template.FuncMap{"engine": engine}).Option("missingkey=zero").Parse(string(src))
-		if err != nil {
-			return nil, fmt.Errorf("clustered schema %s: %w", e.Name(), err)
-		}
-		var b bytes.Buffer
-		if err := t.Execute(&b, vars); err != nil {
-			return nil, fmt.Errorf("clustered schema %s: %w", e.Name(), err)
-		}
-		out = append(out, split(b.String())...)
 	}
-	if len(out) == 0 {
-		return nil, errors.New("clustered schema: no statements")
+	last, err := render("parts", "")
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return append(out, last...), nil
 }
 
 // Execer runs one statement: a clickhouse-go driver.Conn.
@@ -110,23 +136,4 @@ func Apply(ctx context.Context, conn Execer, o Options) error {
 		}
 	}
 	return nil
-}
-
-// split cuts SQL into statements ending with ';' at the end of a line,
-// dropping "--" comment lines, as package schema's files are written.
-func split(sql string) []string {
-	var out []string
-	var cur []string
-	for _, line := range strings.Split(sql, "\n") {
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
-			continue
-		}
-		cur = append(cur, line)
-		if strings.HasSuffix(trimmed, ";") {
-			out = append(out, strings.TrimSuffix(strings.TrimSpace(strings.Join(cur, "\n")), ";"))
-			cur = nil
-		}
-	}
-	return out
 }
