@@ -126,6 +126,10 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 		nats.ReconnectBufSize(DefaultReconnectBufSize),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil { // Close or Drain: no failure to report
+				log.Debug("nats disconnected by close")
+				return
+			}
 			log.Warn("nats disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
