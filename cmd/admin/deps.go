@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,7 +21,7 @@ import (
 // deps are the connections a command works with. Close releases them,
 // flushing the events still queued.
 type deps struct {
-	redis  *redis.Client
+	store  io.Closer // the Redis client of the gate's store
 	gate   *gate.Gate
 	hist   *History
 	nc     *nats.Conn
@@ -39,16 +41,21 @@ func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, re
 		}
 	}()
 	if need.redis {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		// One Redis, a cluster or a Sentinel-watched master, as the gate.
+		store, closer, err := gate.OpenRedisStore(cfg.Gate)
 		if err != nil {
-			return nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
+			return nil, err
 		}
-		d.redis = redis.NewClient(opts)
+		d.store = closer
+		client, ok := closer.(redis.UniversalClient)
+		if !ok {
+			return nil, fmt.Errorf("redis store: %T is not a redis client", closer)
+		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = d.redis.Ping(pctx).Err()
+		err = client.Ping(pctx).Err()
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
+			return nil, fmt.Errorf("redis %s: %w", strings.Join(redisAddrs(client), ","), err)
 		}
 		if cfg.NATSURL != "" {
 			if err := d.openNATS(ctx, cfg, log, reg); err != nil {
@@ -62,7 +69,7 @@ func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, re
 		if d.pub != nil {
 			gopts = append(gopts, gate.WithEmitter(d.pub))
 		}
-		g, err := gate.New(cfg.Gate, gate.NewRedisStore(d.redis, cfg.CachePrefix), gopts...)
+		g, err := gate.New(cfg.Gate, store, gopts...)
 		if err != nil {
 			return nil, err
 		}
@@ -77,6 +84,18 @@ func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, re
 	}
 	ok = true
 	return d, nil
+}
+
+// redisAddrs are the servers a client was given, for messages (no
+// credentials).
+func redisAddrs(c redis.UniversalClient) []string {
+	switch c := c.(type) {
+	case *redis.Client:
+		return []string{c.Options().Addr}
+	case *redis.ClusterClient:
+		return c.Options().Addrs
+	}
+	return []string{fmt.Sprintf("%T", c)}
 }
 
 // openNATS connects, makes sure the DEFENDER stream exists (without
@@ -132,8 +151,8 @@ func (d *deps) Close(ctx context.Context, log *slog.Logger) {
 	if d.nc != nil {
 		d.nc.Close()
 	}
-	if d.redis != nil {
-		_ = d.redis.Close()
+	if d.store != nil {
+		_ = d.store.Close()
 	}
 	if d.hist != nil {
 		_ = d.hist.Close()
