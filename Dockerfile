@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# defender's three services as small static images, one target each:
+#   docker build --target gate -t defender-gate .
+#   docker build --target recorder -t defender-recorder .
+#   docker build --target admin -t defender-admin .
+# deploy/compose.yml builds all three and runs them with Redis, NATS and
+# ClickHouse. Each image holds its binary as /service and /probe, a tiny
+# HTTP health check for the compose file (the images have no shell).
+
+ARG GO_VERSION=1.26
+
+FROM golang:${GO_VERSION}-bookworm AS build
+WORKDIR /src
+ENV CGO_ENABLED=0 GOFLAGS=-trimpath
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	go build -ldflags="-s -w" -o /out/ ./cmd/gate ./cmd/recorder ./cmd/admin ./deploy/probe
+
+# distroless/static: CA certificates, tzdata, /etc/passwd with nonroot, no shell.
+FROM gcr.io/distroless/static-debian12:nonroot AS base
+COPY --from=build /out/probe /probe
+USER nonroot:nonroot
+ENTRYPOINT ["/service"]
+
+FROM base AS recorder
+COPY --from=build /out/recorder /service
+EXPOSE 9102
+
+FROM base AS admin
+COPY --from=build /out/admin /service
+CMD ["serve"]
+EXPOSE 8081
+
+# Last, so that a plain "docker build ." gives the gate.
+FROM base AS gate
+COPY --from=build /out/gate /service
+EXPOSE 8080 4222
