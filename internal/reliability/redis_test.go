@@ -169,17 +169,23 @@ func redisKilled(t *testing.T, mode string) {
 	warm := startLogins(gs, client, 4)
 	time.Sleep(500 * time.Millisecond)
 	warm.halt()
-	restingGoroutines := func() []float64 {
+	// restingGoroutines closes the client's idle connections, gives the
+	// gates a moment to end their goroutines, and reads go_goroutines.
+	restingGoroutines := func() ([]float64, error) {
 		client.CloseIdleConnections()
+		time.Sleep(200 * time.Millisecond)
 		var out []float64
 		for _, g := range gs {
-			out = append(out, metric(t, g.URL, "go_goroutines"))
+			m, err := scrape(g.URL + "/metrics")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m["go_goroutines"])
 		}
-		return out
+		return out, nil
 	}
-	// Closed keep-alive connections end their goroutines a moment later.
-	time.Sleep(200 * time.Millisecond)
-	baseline := restingGoroutines()
+	baseline, err := restingGoroutines()
+	require.NoError(t, err)
 
 	// An attacker blocked before the outage.
 	attacker := map[string]any{"ip": "192.0.2.66", "username": "attacked-" + mode, "success": false}
@@ -260,10 +266,11 @@ func redisKilled(t *testing.T, mode string) {
 	}
 
 	// No goroutine growth: at rest again, each gate is back to its count.
-	time.Sleep(200 * time.Millisecond)
 	var now []float64
 	assert.Eventually(t, func() bool {
-		now = restingGoroutines()
+		if now, err = restingGoroutines(); err != nil {
+			return false
+		}
 		for i := range now {
 			if now[i] > baseline[i]+3 {
 				return false
