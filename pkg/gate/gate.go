@@ -479,11 +479,20 @@ type settleJob struct {
 	success bool
 }
 
-// Background settling: workers and the capacity of each one's queue.
+// Background settling: workers, the capacity of each one's queue, and
+// how many queued outcomes a worker writes at once.
 const (
 	settleWorkers = 4
 	settleQueue   = 2048
+	settleBatch   = 64
 )
+
+// finishBatcher is a Store that can settle several charges in one round
+// trip (RedisStore pipelines them, in order). Each result and error is
+// what Finish would have returned for that op.
+type finishBatcher interface {
+	finishBatch(ctx context.Context, ops []Op, success []bool) ([]Result, []error)
+}
 
 // queueOf picks the settle queue of an attempt's source.
 func (g *Gate) queueOf(id *identity) int {
@@ -494,11 +503,61 @@ func (g *Gate) queueOf(id *identity) int {
 	return int(maphash.String(g.seed, key) % settleWorkers)
 }
 
+// settleLoop writes the outcomes of one queue: what is waiting when the
+// worker comes back, up to settleBatch, goes in one batch, so a busy
+// gate pays one round trip for many outcomes. Order within the queue,
+// hence per source, is kept.
 func (g *Gate) settleLoop(ch chan settleJob) {
 	defer g.workers.Done()
+	batch := make([]settleJob, 0, settleBatch)
 	for j := range ch {
-		g.settle(context.Background(), j.t, j.success)
-		g.queued.Add(-1)
+		batch = append(batch[:0], j)
+	more:
+		for len(batch) < settleBatch {
+			select {
+			case j, ok := <-ch:
+				if !ok {
+					break more
+				}
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		g.settleJobs(batch)
+		g.queued.Add(-int64(len(batch)))
+	}
+}
+
+// settleJobs writes queued outcomes (all charged): in one batch when the
+// store can, else one by one. An outcome whose batched write failed is
+// written again alone, with settle's retries.
+func (g *Gate) settleJobs(jobs []settleJob) {
+	fb, ok := g.store.(finishBatcher)
+	if !ok || len(jobs) == 1 {
+		for _, j := range jobs {
+			g.settle(context.Background(), j.t, j.success)
+		}
+		return
+	}
+	ops := make([]Op, len(jobs))
+	success := make([]bool, len(jobs))
+	for i, j := range jobs {
+		ops[i], success[i] = j.t.id.op(&g.policy, j.t.token), j.success
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	start := time.Now()
+	res, errs := fb.finishBatch(ctx, ops, success)
+	cancel()
+	took := time.Since(start).Seconds()
+	for i, j := range jobs {
+		g.m.opDuration[opFinish].Observe(took)
+		if errs[i] != nil {
+			g.m.opErrors[opFinish].Inc()
+			g.settle(context.Background(), j.t, j.success)
+			continue
+		}
+		g.settled(j.t, j.success, &res[i])
 	}
 }
 
@@ -533,8 +592,18 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success bool) Decision {
 		g.publishAttempt(&t.a, &t.id, outcome, &d)
 		return d
 	}
+	return g.settled(t, success, &res)
+}
+
+// settled hands on what the store answered to an outcome: transitions,
+// then the attempt's event.
+func (g *Gate) settled(t *Ticket, success bool, res *Result) Decision {
+	outcome := OutcomeFailure
+	if success {
+		outcome = OutcomeSuccess
+	}
 	g.transitions(res.Transitions, ReasonAuto)
-	d := decide(&t.id, &res)
+	d := decide(&t.id, res)
 	g.publishAttempt(&t.a, &t.id, outcome, &d)
 	return d
 }

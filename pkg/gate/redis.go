@@ -49,7 +49,10 @@ type RedisStore struct {
 	prefix string
 }
 
-var _ Store = (*RedisStore)(nil)
+var (
+	_ Store         = (*RedisStore)(nil)
+	_ finishBatcher = (*RedisStore)(nil)
+)
 
 // NewRedisStore returns a store keeping its keys under prefix
 // (DEFENDER_CACHE_PREFIX, "defender" by default).
@@ -184,6 +187,12 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 	if err := validateRedisOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
+	reply, err := script.Run(ctx, s.client, s.counterKeys(op), redisCounterArgs(op, success)...).Result()
+	return s.decode(name, script, op, reply, err)
+}
+
+// counterKeys is KEYS of a counter script for op (see redis_common.lua).
+func (s *RedisStore) counterKeys(op Op) []string {
 	keys := make([]string, 0, 5*len(op.Counters))
 	for _, c := range op.Counters {
 		keys = append(keys, s.key("failed", c), s.key("blocked", c), s.key("pending", c), s.key("lockouts", c))
@@ -191,8 +200,11 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 	for _, c := range op.Counters {
 		keys = append(keys, s.prefix+":index:blocked:"+string(c.Kind))
 	}
-	args := redisCounterArgs(op, success)
-	reply, err := script.Run(ctx, s.client, keys, args...).Result()
+	return keys
+}
+
+// decode turns a counter script's reply, or its error, into a Result.
+func (s *RedisStore) decode(name string, script *redis.Script, op Op, reply any, err error) (Result, error) {
 	if err != nil {
 		c := op.Counters[0]
 		return Result{}, redisStoreError(fmt.Sprintf("%s %s %.64q", name, c.Kind, c.Subject), err)
@@ -202,6 +214,44 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
 	return res, nil
+}
+
+// redisPipeliner is a client that can send several commands in one write
+// (*redis.Client, *redis.ClusterClient and *redis.Ring can).
+type redisPipeliner interface {
+	Pipeline() redis.Pipeliner
+}
+
+// finishBatch settles several charges in one round trip: their Finish
+// scripts go in one pipeline and run in order. Without a pipelining
+// client, or for a script Redis lost, they are run one by one.
+func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) ([]Result, []error) {
+	res, errs := make([]Result, len(ops)), make([]error, len(ops))
+	p, ok := s.client.(redisPipeliner)
+	if !ok {
+		for i := range ops {
+			res[i], errs[i] = s.Finish(ctx, ops[i], success[i])
+		}
+		return res, errs
+	}
+	pipe := p.Pipeline()
+	cmds := make([]*redis.Cmd, len(ops))
+	for i, op := range ops {
+		if err := validateRedisOp(op); err != nil || op.Token == "" {
+			continue // Finish says why
+		}
+		cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op), redisCounterArgs(op, success[i])...)
+	}
+	_, _ = pipe.Exec(ctx) // every command keeps its own error
+	for i, cmd := range cmds {
+		if cmd == nil || redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			res[i], errs[i] = s.Finish(ctx, ops[i], success[i])
+			continue
+		}
+		reply, err := cmd.Result()
+		res[i], errs[i] = s.decode("finish", redisScriptFinish, ops[i], reply, err)
+	}
+	return res, errs
 }
 
 // validateRedisOp rejects what the scripts cannot make sense of.
