@@ -54,7 +54,12 @@ type report struct {
 }
 
 func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub published, rec *recorderResult) *report {
-	r := &report{o: o, info: info, passes: passes(o), cells: cells, caught: caught, pub: pub, recorder: rec, figs: map[cellKey]*figures{}}
+	r := &report{o: o, info: info, cells: cells, caught: caught, pub: pub, recorder: rec, figs: map[cellKey]*figures{}}
+	for _, p := range passes(o) { // those that ran (see -only)
+		if slices.ContainsFunc(cells, func(c cell) bool { return c.Pass == p.ID }) {
+			r.passes = append(r.passes, p)
+		}
+	}
 	base := map[[3]any]*cell{} // round, pass, workload → baseline cell
 	for i := range cells {
 		c := &cells[i]
@@ -412,6 +417,9 @@ func (r *report) markdown() []byte {
 			}
 		}
 		p("")
+	}
+	if len(r.passes) == 0 {
+		return b.Bytes()
 	}
 	p("## Where the CPU goes (%s)", r.passes[0].Title)
 	p("")
