@@ -21,8 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -127,13 +125,12 @@ func openStore(cfg gate.Config, log *slog.Logger) (gate.Store, func(), error) {
 		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries})
 		return m, func() { m.Close() }, nil
 	}
-	opt, err := redis.ParseURL(cfg.RedisURL)
+	store, closer, err := gate.OpenRedisStore(cfg) // one Redis, a cluster or a Sentinel master
 	if err != nil {
-		return nil, nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
+		return nil, nil, err
 	}
-	client := redis.NewClient(opt)
-	log.Info("counting failures in Redis", "addr", opt.Addr)
-	return gate.NewRedisStore(client, cfg.KeyPrefix), func() { client.Close() }, nil
+	log.Info("counting failures in Redis", "store", fmt.Sprintf("%T", store))
+	return store, func() { closer.Close() }, nil
 }
 
 func envOr(name, def string) string {
