@@ -97,7 +97,8 @@ func (tl *tally) String() string {
 }
 
 // logins runs workers that log in through gates (two phases: begin, then
-// the outcome) until stop is closed, sorting the answers by phase.
+// the outcome; one login in four asks /v1/check first) until stop is
+// closed, sorting the answers by phase.
 type logins struct {
 	mu     sync.Mutex
 	phases [3]tally
@@ -121,6 +122,11 @@ func startLogins(gs []*gateProc, client *http.Client, workers int) *logins {
 				// fails, so some users get blocked: 429 is a normal answer.
 				who := map[string]any{"ip": fmt.Sprintf("203.0.113.%d", w*8+i%8), "username": fmt.Sprintf("user-%d-%d", w, i%40), "path": "/login"}
 				p := phase(l.phase.Load())
+				var check *answer
+				if i%4 == 0 { // the login form asks first, now and then
+					c := post(client, g.URL+"/v1/check", map[string]any{"ip": who["ip"], "username": who["username"]})
+					check = &c
+				}
 				begin := post(client, g.URL+"/v1/attempts", who)
 				var outcome *answer
 				if begin.Err == nil && begin.Status == http.StatusOK && begin.Body.Token != "" {
@@ -130,6 +136,9 @@ func startLogins(gs []*gateProc, client *http.Client, workers int) *logins {
 				l.mu.Lock()
 				tl := &l.phases[p]
 				tl.logins++
+				if check != nil {
+					tl.add(*check)
+				}
 				tl.add(begin)
 				if outcome != nil {
 					tl.add(*outcome)
@@ -263,6 +272,19 @@ func redisKilled(t *testing.T, mode string) {
 		}
 		assert.Positive(t, tallies[during].unavailable, "logins during the outage are refused with 503")
 		assert.Zero(t, duringAttacker.ok+duringAttacker.degraded, "the blocked attacker is never let through")
+	}
+
+	for _, g := range gs {
+		require.False(t, g.exited(), "%s is still running", g.name)
+		assert.Zero(t, metric(t, g.URL, "defender_gate_http_panics_total"), "%s: no handler panicked", g.name)
+		assert.Eventually(t, func() bool {
+			resp, err := http.Get(g.URL + "/healthz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, 10*time.Second, 50*time.Millisecond, "%s reports healthy again", g.name)
 	}
 
 	// No goroutine growth: at rest again, each gate is back to its count.
