@@ -33,9 +33,12 @@ func (a cpuTimes) sub(b cpuTimes) cpuTimes {
 		Client: a.Client - b.Client, Machine: a.Machine - b.Machine}
 }
 
+// own is the run's processes' CPU time.
+func (a cpuTimes) own() time.Duration { return a.Server + a.Redis + a.ClickHouse + a.Client }
+
 // Others is the machine's busy time not used by the run's processes.
 func (a cpuTimes) Others() time.Duration {
-	return max(0, a.Machine-a.Server-a.Redis-a.ClickHouse-a.Client)
+	return max(0, a.Machine-a.own())
 }
 
 // readCPU reads the processes' and the machine's CPU times; a process that

@@ -37,6 +37,12 @@ type figures struct {
 	// CPU per request in µs, by process (see cpuTimes), and Busy the
 	// share of the machine's cores that were busy during the cell.
 	CPUServer, CPURedis, CPUClient, CPUClickHouse, CPUOthers, CPUMachine, Busy float64
+	// CPUOwn is the run's own processes' CPU per request (µs), and
+	// CPURatio the baseline's CPUOwn over this one's, in the same round:
+	// the share of the baseline's throughput this configuration would
+	// keep if its processes had the cores to themselves and used them
+	// fully.
+	CPUOwn, CPURatio float64
 }
 
 type cellKey struct{ Pass, Workload, Config string }
@@ -68,8 +74,8 @@ func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub 
 		}
 	}
 	type series struct {
-		rps, ratio, p50, p99, p999, scripts, scriptUs, allocs, add50, add99, ping, req []float64
-		cpuServer, cpuRedis, cpuClient, cpuCH, cpuOthers, cpuMachine, busy             []float64
+		rps, ratio, p50, p99, p999, scripts, scriptUs, allocs, add50, add99, ping, req       []float64
+		cpuServer, cpuRedis, cpuClient, cpuCH, cpuOthers, cpuMachine, busy, cpuOwn, cpuRatio []float64
 	}
 	// The Redis round trip of a round: the median of its cells' PINGs,
 	// steadier than one cell's.
@@ -114,6 +120,11 @@ func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub 
 			s.cpuOthers = append(s.cpuOthers, us(c.CPU.Others()))
 			s.cpuMachine = append(s.cpuMachine, us(c.CPU.Machine))
 			s.busy = append(s.busy, float64(c.CPU.Machine)/float64(c.Load.Elapsed)/float64(r.info.Cores))
+			s.cpuOwn = append(s.cpuOwn, us(c.CPU.own()))
+			if b := base[[3]any{c.Round, c.Pass, c.Workload}]; b != nil && b.CPU.own() > 0 && c.CPU.own() > 0 {
+				own := func(x *cell) float64 { return float64(x.CPU.own()) / float64(x.Load.Requests) }
+				s.cpuRatio = append(s.cpuRatio, own(b)/own(c))
+			}
 		}
 		if c.Config == cfgRedis || c.Config == cfgEvents {
 			s.scripts = append(s.scripts, float64(c.Scripts)/n)
@@ -137,6 +148,7 @@ func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub 
 		f.Ping, f.Requests = time.Duration(median(s.ping)), int(median(s.req))
 		f.CPUServer, f.CPURedis, f.CPUClient = median(s.cpuServer), median(s.cpuRedis), median(s.cpuClient)
 		f.CPUClickHouse, f.CPUOthers, f.CPUMachine, f.Busy = median(s.cpuCH), median(s.cpuOthers), median(s.cpuMachine), median(s.busy)
+		f.CPUOwn, f.CPURatio = median(s.cpuOwn), median(s.cpuRatio)
 	}
 	return r
 }
@@ -175,7 +187,8 @@ func (r *report) fig(pass, wl, cfg string) *figures {
 	}
 	nan := math.NaN()
 	return &figures{RPS: nan, Ratio: nan, Scripts: nan, ScriptUs: nan, Allocs: nan, AddP50: nan, AddP99: nan,
-		CPUServer: nan, CPURedis: nan, CPUClient: nan, CPUClickHouse: nan, CPUOthers: nan, CPUMachine: nan, Busy: nan}
+		CPUServer: nan, CPURedis: nan, CPUClient: nan, CPUClickHouse: nan, CPUOthers: nan, CPUMachine: nan, Busy: nan,
+		CPUOwn: nan, CPURatio: nan}
 }
 
 // target is one of the issue's goals, evaluated.
@@ -425,13 +438,14 @@ func (r *report) markdown() []byte {
 	p("")
 	p("CPU time (user + system, from `/proc`) per request in µs, by process, from just before a cell's load until its outcomes are settled; *other programs* is the machine's busy time minus these processes (colleagues' work on the shared machine); *cores busy* is the machine's busy time over the cell's duration and its %d cores. The events' later path (the recorder's batches into ClickHouse) partly falls after the cell.", in.Cores)
 	p("")
-	p("| workload | configuration | req/s | login server | redis-server | client (load, NATS, recorder) | clickhouse-server | other programs | machine | cores busy |")
-	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	p("| workload | configuration | req/s | vs no gate | login server | redis-server | client (load, NATS, recorder) | clickhouse-server | these processes | vs no gate by CPU | other programs | machine | cores busy |")
+	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, wl := range workloads {
 		for _, cfg := range configNames {
 			f := r.fig(r.passes[0].ID, wl, cfg)
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", wl, cfg, fmtRate(f.RPS),
-				num1(f.CPUServer), num1(f.CPURedis), num1(f.CPUClient), num1(f.CPUClickHouse), num1(f.CPUOthers), num1(f.CPUMachine), pct(f.Busy, ""))
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", wl, cfg, fmtRate(f.RPS), pct(f.Ratio, cfg),
+				num1(f.CPUServer), num1(f.CPURedis), num1(f.CPUClient), num1(f.CPUClickHouse), num1(f.CPUOwn), pct(f.CPURatio, cfg),
+				num1(f.CPUOthers), num1(f.CPUMachine), pct(f.Busy, ""))
 		}
 	}
 	p("")
