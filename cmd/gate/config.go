@@ -48,62 +48,39 @@ type Config struct {
 	Name string
 }
 
-// serviceVars are the service's own variables, with their descriptions.
+// serviceVars are the service's own variables, and its wording of the
+// event library's DEFENDER_NATS_URL, with their descriptions.
 var serviceVars = []envflag.Var{
 	{Name: "DEFENDER_HTTP_ADDR", Usage: "listen address of the HTTP API (default :8080)"},
 	{Name: "DEFENDER_TOKEN_SECRET", Usage: "key signing two-phase tokens, at least 16 bytes; share it between instances (default: random per process)"},
 	{Name: "DEFENDER_NATS_URL", Usage: "NATS server(s) to publish events to, comma-separated (default: start an embedded server)"},
 	{Name: "DEFENDER_NATS_LISTEN", Usage: "listen address of the embedded NATS server (default 127.0.0.1:4222)"},
 	{Name: "DEFENDER_NATS_STORE_DIR", Usage: "JetStream directory of the embedded NATS server (default <tmp>/defender-nats)"},
-	{Name: "DEFENDER_SUBJECT_PREFIX", Usage: "prefix of NATS subjects (default defender)"},
-	{Name: "DEFENDER_EVENT_BUFFER", Usage: "events held while NATS is slow or away before new ones are dropped (default 65536)"},
-	{Name: "DEFENDER_STREAM_MAX_AGE", Usage: "how long the DEFENDER stream keeps events: 168h, 7d or seconds (default 7d)"},
-	{Name: "DEFENDER_STREAM_MAX_BYTES", Usage: "size bound of the DEFENDER stream: bytes, 512MiB, 1GB (default 1GiB)"},
 	{Name: "DEFENDER_SHUTDOWN_TIMEOUT", Usage: "time to drain in-flight requests at shutdown (default 10s)"},
 	{Name: "DEFENDER_EVENT_FLUSH_TIMEOUT", Usage: "time to flush queued events at shutdown (default 5s)"},
 	{Name: "DEFENDER_LOG_LEVEL", Usage: "debug, info, warn or error (default info)"},
 	{Name: "DEFENDER_GATE_NAME", Usage: "name of this instance in events (default: host name)"},
 }
 
-// gateUsage describes the gate library's variables for -h.
-var gateUsage = map[string]string{
-	"DEFENDER_LOGIN_FAILURE_LIMIT":          "failures tolerated before a block (default 3)",
-	"DEFENDER_LOGIN_FAILURE_LIMIT_IP":       "failure limit per IP (default DEFENDER_LOGIN_FAILURE_LIMIT)",
-	"DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME": "failure limit per username (default DEFENDER_LOGIN_FAILURE_LIMIT)",
-	"DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME":  "count and block the (IP, username) pair only (default false)",
-	"DEFENDER_DISABLE_IP_LOCKOUT":           "never block by IP (default false)",
-	"DEFENDER_DISABLE_USERNAME_LOCKOUT":     "never block by username (default false)",
-	"DEFENDER_COOLOFF_TIME":                 "seconds failures are remembered and blocks last; 0 = forever (default 300)",
-	"DEFENDER_ATTEMPT_COOLOFF_TIME":         "seconds failures are remembered (default DEFENDER_COOLOFF_TIME)",
-	"DEFENDER_LOCKOUT_COOLOFF_TIME":         "seconds a block lasts, or an escalating list like 60,300,0 (default DEFENDER_COOLOFF_TIME)",
-	"DEFENDER_BEHIND_REVERSE_PROXY":         "library middleware only; the service takes the ip from the request body",
-	"DEFENDER_REVERSE_PROXY_HEADER":         "library middleware only (default X-Forwarded-For)",
-	"DEFENDER_TRUSTED_PROXIES":              "library middleware only: CIDR list of trusted proxies",
-	"DEFENDER_IPV6_PREFIX":                  "prefix length by which IPv6 clients are counted (default 64)",
-	"DEFENDER_USERNAME_FORM_FIELD":          "library middleware only (default username)",
-	"DEFENDER_MAX_USERNAME_LENGTH":          "characters of a username kept after normalisation (default 255)",
-	"DEFENDER_CACHE_PREFIX":                 "prefix of store keys (default defender)",
-	"DEFENDER_LOCKOUT_URL":                  "library middleware only: redirect locked-out requests there",
-	"DEFENDER_LOCKOUT_TEMPLATE":             "library middleware only: html/template of the lockout page",
-	"DEFENDER_REDIS_URL":                    "Redis shared by every instance: redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or redis+sentinel://s1:26379/master (default: in-memory store, single instance)",
-	"DEFENDER_REDIS_TIMEOUT":                "bound of every store call, milliseconds or a duration like 250ms (default 100)",
-	"DEFENDER_FAIL_MODE":                    "when the store does not answer: open (allow) or closed (503) (default open)",
-	"DEFENDER_IP_WHITELIST":                 "addresses or CIDRs never blocked",
-	"DEFENDER_USERNAME_WHITELIST":           "usernames never blocked",
-	"DEFENDER_IP_BLACKLIST":                 "addresses or CIDRs always refused",
-	"DEFENDER_STORE_ACCESS_ATTEMPTS":        "publish an event per attempt; block events are always published (default true)",
-	"DEFENDER_ACCESS_ATTEMPT_EXPIRATION":    "hours lockouts count for escalation (default 24)",
-	"DEFENDER_PENDING_TIMEOUT":              "seconds a two-phase attempt may wait for its outcome before it counts as a failure (default 30)",
-	"DEFENDER_MEMORY_MAX_ENTRIES":           "subjects the in-memory store tracks at most (default 1000000)",
+// middlewareOnly are the gate library's variables that only its net/http
+// middleware reads: the service takes the client's address and username
+// from the request body.
+var middlewareOnly = map[string]bool{
+	"DEFENDER_BEHIND_REVERSE_PROXY": true, "DEFENDER_REVERSE_PROXY_HEADER": true, "DEFENDER_TRUSTED_PROXIES": true,
+	"DEFENDER_USERNAME_FORM_FIELD": true, "DEFENDER_LOCKOUT_URL": true, "DEFENDER_LOCKOUT_TEMPLATE": true,
 }
 
-// vars lists every variable the service reads: the gate's, then its own.
+// vars lists every variable the service reads: the gate's, then its own,
+// then the event library's.
 func vars() []envflag.Var {
-	out := make([]envflag.Var, 0, len(gate.EnvVars)+len(serviceVars))
-	for _, name := range gate.EnvVars {
-		out = append(out, envflag.Var{Name: name, Usage: gateUsage[name]})
+	out := envflag.Vars(gate.EnvVars)
+	for i, v := range out {
+		if middlewareOnly[v.Name] {
+			out[i].Usage = "library middleware only: " + v.Usage
+		}
 	}
-	return append(out, serviceVars...)
+	out = append(out, serviceVars...)
+	return append(out, envflag.Vars(events.EnvVars)...)
 }
 
 // loadConfig reads every setting through lookup. The error names each

@@ -72,7 +72,10 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	t.Parallel()
 	code, out := exitCode(t, nil, "-h")
 	assert.Equal(t, 0, code)
-	names := append([]string{}, gate.EnvVars...)
+	var names []string
+	for _, v := range gate.EnvVars {
+		names = append(names, v.Name)
+	}
 	names = append(names, "DEFENDER_HTTP_ADDR", "DEFENDER_NATS_URL", "DEFENDER_NATS_LISTEN", "DEFENDER_NATS_STORE_DIR",
 		"DEFENDER_TOKEN_SECRET", "DEFENDER_SUBJECT_PREFIX", "DEFENDER_EVENT_BUFFER", "DEFENDER_SHUTDOWN_TIMEOUT")
 	for _, name := range names {

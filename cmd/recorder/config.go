@@ -41,11 +41,11 @@ type Config struct {
 	HTTPAddr string
 }
 
-// vars are the recorder's variables, each also a flag.
-var vars = []envflag.Var{
+// vars are the recorder's variables, each also a flag: its own, its
+// wording of some of the event library's, then the event library's.
+var vars = append([]envflag.Var{
 	{Name: "DEFENDER_NATS_URL", Usage: "NATS URL or comma list of URLs (required to run)"},
 	{Name: "DEFENDER_CLICKHOUSE_URL", Usage: "ClickHouse URL, native protocol (default clickhouse://127.0.0.1:9000/defender)"},
-	{Name: "DEFENDER_SUBJECT_PREFIX", Usage: "prefix of NATS subjects (default defender)"},
 	{Name: "DEFENDER_RECORD_BATCH", Usage: "most events per insert (default 10000)"},
 	{Name: "DEFENDER_RECORD_FLUSH", Usage: "longest wait for a batch to fill, e.g. 1s (default 1s)"},
 	{Name: "DEFENDER_RECORD_ACK_WAIT", Usage: "redelivery delay of a dead recorder's events (default 1m)"},
@@ -53,7 +53,7 @@ var vars = []envflag.Var{
 	{Name: "DEFENDER_HTTP_ADDR", Usage: "listen address of /metrics and /healthz (default :9102)"},
 	{Name: "DEFENDER_STREAM_MAX_AGE", Usage: "age limit of the DEFENDER stream if the recorder creates it (default 7d)"},
 	{Name: "DEFENDER_STREAM_MAX_BYTES", Usage: "size limit of the DEFENDER stream if the recorder creates it (default 1GiB)"},
-}
+}, envflag.Vars(events.EnvVars)...)
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {

@@ -48,7 +48,8 @@ func (v *value) Set(s string) error {
 // lookup of settings: the flag's value when the flag was given (even if
 // empty), else env(name) (os.LookupEnv in a main). Call the lookup after
 // fs.Parse. Names not in vars are looked up in env only. A variable listed
-// twice is registered once.
+// twice is registered once, with its first description: a binary rewords
+// a library's variable by listing its own Var before the library's.
 func Bind(fs *flag.FlagSet, vars []Var, env func(string) (string, bool)) func(string) (string, bool) {
 	values := make(map[string]*value, len(vars))
 	for _, v := range vars {
@@ -79,6 +80,16 @@ func Names(names ...string) []Var {
 	out := make([]Var, len(names))
 	for i, n := range names {
 		out[i] = Var{Name: n}
+	}
+	return out
+}
+
+// Vars turns a library's list of variables (gate.EnvVars, events.EnvVars:
+// structs of a Name and a Usage, like Var) into Vars.
+func Vars[V ~struct{ Name, Usage string }](vs []V) []Var {
+	out := make([]Var, len(vs))
+	for i, v := range vs {
+		out[i] = Var(v)
 	}
 	return out
 }

@@ -76,3 +76,15 @@ func TestUnknownFlag(t *testing.T) {
 	envflag.Bind(fs, envflag.Names("DEFENDER_A"), nil)
 	assert.Error(t, fs.Parse([]string{"--nope", "1"}))
 }
+
+// A variable listed twice keeps its first description: a binary rewords a
+// library's variable by listing its own first.
+func TestFirstDescriptionWins(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	lookup := envflag.Bind(fs, []envflag.Var{{Name: "DEFENDER_A", Usage: "the binary's"}, {Name: "DEFENDER_A", Usage: "the library's"}}, nil)
+	assert.Equal(t, "the binary's (env DEFENDER_A)", fs.Lookup("a").Usage)
+	require.NoError(t, fs.Parse([]string{"--a", "x"}))
+	v, ok := lookup("DEFENDER_A")
+	assert.True(t, ok)
+	assert.Equal(t, "x", v)
+}

@@ -38,6 +38,23 @@ type Config struct {
 	StreamMaxBytes int64
 }
 
+// EnvVar describes one variable of the configuration, for flags and docs.
+type EnvVar struct {
+	// Name is the variable, e.g. DEFENDER_NATS_URL.
+	Name string
+	// Usage says what it sets in one line, default included.
+	Usage string
+}
+
+// EnvVars lists every variable FromEnv reads, with its description.
+var EnvVars = []EnvVar{
+	{"DEFENDER_NATS_URL", "NATS server(s) holding the DEFENDER stream, comma-separated URLs"},
+	{"DEFENDER_SUBJECT_PREFIX", "prefix of NATS subjects (default defender)"},
+	{"DEFENDER_EVENT_BUFFER", "events held while NATS is slow or away before new ones are dropped (default 65536)"},
+	{"DEFENDER_STREAM_MAX_AGE", "how long the DEFENDER stream keeps events: 168h, 7d or seconds (default 7d)"},
+	{"DEFENDER_STREAM_MAX_BYTES", "size bound of the DEFENDER stream: bytes, 512MiB, 1GB (default 1GiB)"},
+}
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{

@@ -199,19 +199,44 @@ func (c *Config) policy() Policy {
 	}
 }
 
-// EnvVars lists every variable ConfigFromEnv reads, for flags and docs.
-var EnvVars = []string{
-	"DEFENDER_LOGIN_FAILURE_LIMIT", "DEFENDER_LOGIN_FAILURE_LIMIT_IP",
-	"DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", "DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME",
-	"DEFENDER_DISABLE_IP_LOCKOUT", "DEFENDER_DISABLE_USERNAME_LOCKOUT",
-	"DEFENDER_COOLOFF_TIME", "DEFENDER_ATTEMPT_COOLOFF_TIME", "DEFENDER_LOCKOUT_COOLOFF_TIME",
-	"DEFENDER_BEHIND_REVERSE_PROXY", "DEFENDER_REVERSE_PROXY_HEADER", "DEFENDER_TRUSTED_PROXIES",
-	"DEFENDER_IPV6_PREFIX", "DEFENDER_USERNAME_FORM_FIELD", "DEFENDER_MAX_USERNAME_LENGTH",
-	"DEFENDER_CACHE_PREFIX", "DEFENDER_LOCKOUT_URL", "DEFENDER_LOCKOUT_TEMPLATE",
-	"DEFENDER_REDIS_URL", "DEFENDER_REDIS_TIMEOUT", "DEFENDER_FAIL_MODE",
-	"DEFENDER_IP_WHITELIST", "DEFENDER_USERNAME_WHITELIST", "DEFENDER_IP_BLACKLIST",
-	"DEFENDER_STORE_ACCESS_ATTEMPTS", "DEFENDER_ACCESS_ATTEMPT_EXPIRATION",
-	"DEFENDER_PENDING_TIMEOUT", "DEFENDER_MEMORY_MAX_ENTRIES",
+// EnvVar describes one variable of the configuration, for flags and docs.
+type EnvVar struct {
+	// Name is the variable, e.g. DEFENDER_LOGIN_FAILURE_LIMIT.
+	Name string
+	// Usage says what it sets in one line, default included.
+	Usage string
+}
+
+// EnvVars lists every variable ConfigFromEnv reads, with its description.
+var EnvVars = []EnvVar{
+	{"DEFENDER_LOGIN_FAILURE_LIMIT", "failures tolerated before a block (default 3)"},
+	{"DEFENDER_LOGIN_FAILURE_LIMIT_IP", "failure limit per IP (default DEFENDER_LOGIN_FAILURE_LIMIT)"},
+	{"DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", "failure limit per username (default DEFENDER_LOGIN_FAILURE_LIMIT)"},
+	{"DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME", "count and block the (IP, username) pair only (default false)"},
+	{"DEFENDER_DISABLE_IP_LOCKOUT", "never block by IP (default false)"},
+	{"DEFENDER_DISABLE_USERNAME_LOCKOUT", "never block by username (default false)"},
+	{"DEFENDER_COOLOFF_TIME", "seconds failures are remembered and blocks last; 0 = forever (default 300)"},
+	{"DEFENDER_ATTEMPT_COOLOFF_TIME", "seconds failures are remembered (default DEFENDER_COOLOFF_TIME)"},
+	{"DEFENDER_LOCKOUT_COOLOFF_TIME", "seconds a block lasts, or an escalating list like 60,300,0 (default DEFENDER_COOLOFF_TIME)"},
+	{"DEFENDER_BEHIND_REVERSE_PROXY", "take the client address from DEFENDER_REVERSE_PROXY_HEADER (default false)"},
+	{"DEFENDER_REVERSE_PROXY_HEADER", "header holding the client address behind a proxy (default X-Forwarded-For)"},
+	{"DEFENDER_TRUSTED_PROXIES", "CIDR list of the proxies whose header is believed"},
+	{"DEFENDER_IPV6_PREFIX", "prefix length by which IPv6 clients are counted (default 64)"},
+	{"DEFENDER_USERNAME_FORM_FIELD", "form field holding the username (default username)"},
+	{"DEFENDER_MAX_USERNAME_LENGTH", "characters of a username kept after normalisation (default 255)"},
+	{"DEFENDER_CACHE_PREFIX", "prefix of store keys (default defender)"},
+	{"DEFENDER_LOCKOUT_URL", "redirect locked-out requests there"},
+	{"DEFENDER_LOCKOUT_TEMPLATE", "html/template of the lockout page"},
+	{"DEFENDER_REDIS_URL", "Redis shared by every instance: redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or redis+sentinel://s1:26379/master (default: in-memory store, single instance)"},
+	{"DEFENDER_REDIS_TIMEOUT", "bound of every store call, milliseconds or a duration like 250ms (default 100)"},
+	{"DEFENDER_FAIL_MODE", "when the store does not answer: open (allow) or closed (503) (default open)"},
+	{"DEFENDER_IP_WHITELIST", "addresses or CIDRs never blocked"},
+	{"DEFENDER_USERNAME_WHITELIST", "usernames never blocked"},
+	{"DEFENDER_IP_BLACKLIST", "addresses or CIDRs always refused"},
+	{"DEFENDER_STORE_ACCESS_ATTEMPTS", "publish an event per attempt; block events are always published (default true)"},
+	{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "hours lockouts count for escalation (default 24)"},
+	{"DEFENDER_PENDING_TIMEOUT", "seconds a two-phase attempt may wait for its outcome before it counts as a failure (default 30)"},
+	{"DEFENDER_MEMORY_MAX_ENTRIES", "subjects the in-memory store tracks at most (default 1000000)"},
 }
 
 // ConfigFromEnv reads DEFENDER_* variables through lookup (os.LookupEnv in
