@@ -209,9 +209,15 @@ func (r *report) targets() []targetResult {
 				worst, at = f.Ratio, wl
 			}
 		}
-		ts = append(ts, targetResult{Goal: goal,
-			Measured: fmt.Sprintf("lowest %.1f%% (%s); %s", 100*worst, at, strings.Join(parts, ", ")),
-			Met:      worst >= want})
+		byCPU := math.Inf(1)
+		for _, wl := range workloads {
+			byCPU = min(byCPU, r.fig(pass, wl, cfgEvents).CPURatio)
+		}
+		m := fmt.Sprintf("lowest %.1f%% (%s); %s", 100*worst, at, strings.Join(parts, ", "))
+		if !math.IsNaN(byCPU) && !math.IsInf(byCPU, 0) {
+			m += fmt.Sprintf("; by CPU (see below) lowest %.1f%%", 100*byCPU)
+		}
+		ts = append(ts, targetResult{Goal: goal, Measured: m, Met: worst >= want})
 	}
 	ratioTarget("cheap", 0.70, "gate + Redis + events keeps ≥ 70% of the baseline's throughput in every workload, cheap check")
 	ratioTarget("bcrypt", 0.99, "gate + Redis + events keeps ≥ 99% of the baseline's throughput in every workload, bcrypt")
@@ -431,24 +437,26 @@ func (r *report) markdown() []byte {
 		}
 		p("")
 	}
-	if len(r.passes) == 0 {
-		return b.Bytes()
-	}
-	p("## Where the CPU goes (%s)", r.passes[0].Title)
-	p("")
-	p("CPU time (user + system, from `/proc`) per request in µs, by process, from just before a cell's load until its outcomes are settled; *other programs* is the machine's busy time minus these processes (colleagues' work on the shared machine); *cores busy* is the machine's busy time over the cell's duration and its %d cores. The events' later path (the recorder's batches into ClickHouse) partly falls after the cell.", in.Cores)
-	p("")
-	p("| workload | configuration | req/s | vs no gate | login server | redis-server | client (load, NATS, recorder) | clickhouse-server | these processes | vs no gate by CPU | other programs | machine | cores busy |")
-	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-	for _, wl := range workloads {
-		for _, cfg := range configNames {
-			f := r.fig(r.passes[0].ID, wl, cfg)
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", wl, cfg, fmtRate(f.RPS), pct(f.Ratio, cfg),
-				num1(f.CPUServer), num1(f.CPURedis), num1(f.CPUClient), num1(f.CPUClickHouse), num1(f.CPUOwn), pct(f.CPURatio, cfg),
-				num1(f.CPUOthers), num1(f.CPUMachine), pct(f.Busy, ""))
+	for _, ps := range r.passes {
+		if ps.Concurrency == 1 {
+			continue // one client leaves the cores mostly idle: CPU per request says little more
 		}
+		p("## Where the CPU goes: %s", ps.Title)
+		p("")
+		p("CPU time (user + system, from `/proc`) per request in µs, by process, from just before a cell's load until its outcomes are settled. *These processes* is their sum, and *vs no gate by CPU* the baseline's sum over this configuration's in the same round: the share of the baseline's throughput the configuration keeps when the cores are all these processes', whatever else runs on the machine. *Other programs* is the machine's busy time minus these processes (colleagues' work on the shared machine); *cores busy* is the machine's busy time over the cell's duration and its %d cores. The events' later path (the recorder's batches into ClickHouse) partly falls after the cell.", in.Cores)
+		p("")
+		p("| workload | configuration | req/s | vs no gate | login server | redis-server | client (load, NATS, recorder) | clickhouse-server | these processes | vs no gate by CPU | other programs | machine | cores busy |")
+		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+		for _, wl := range workloads {
+			for _, cfg := range configNames {
+				f := r.fig(ps.ID, wl, cfg)
+				p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", wl, cfg, fmtRate(f.RPS), pct(f.Ratio, cfg),
+					num1(f.CPUServer), num1(f.CPURedis), num1(f.CPUClient), num1(f.CPUClickHouse), num1(f.CPUOwn), pct(f.CPURatio, cfg),
+					num1(f.CPUOthers), num1(f.CPUMachine), pct(f.Busy, ""))
+			}
+		}
+		p("")
 	}
-	p("")
 	p("## Recorder")
 	p("")
 	if rec := r.recorder; rec != nil {
