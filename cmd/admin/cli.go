@@ -37,7 +37,7 @@ func cmdBlocked(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: blocked takes no arguments", errUsage)
 	}
-	if err := cfg.finish(lookup, needs{redis: true}); err != nil {
+	if err := cfg.finish(needs{redis: true}); err != nil {
 		return err
 	}
 	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
@@ -85,7 +85,7 @@ func cmdUnblock(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	if len(pos) != 2 {
 		return fmt.Errorf("%w: unblock ip|username|pair VALUE", errUsage)
 	}
-	if err := cfg.finish(lookup, needs{redis: true}); err != nil {
+	if err := cfg.finish(needs{redis: true}); err != nil {
 		return err
 	}
 	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
@@ -121,7 +121,7 @@ func cmdBlock(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if *permanent && *forS != "" {
 		return fmt.Errorf("%w: --for and --permanent exclude each other", errUsage)
 	}
-	if err := cfg.finish(lookup, needs{redis: true}); err != nil {
+	if err := cfg.finish(needs{redis: true}); err != nil {
 		return err
 	}
 	dur := cfg.Gate.LockoutCooloffs[0]
@@ -178,7 +178,7 @@ func cmdAttempts(ctx context.Context, args []string, stdout, stderr io.Writer, l
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: attempts takes flags only, got %q", errUsage, pos)
 	}
-	if err := cfg.finish(lookup, needs{clickhouse: true}); err != nil {
+	if err := cfg.finish(needs{clickhouse: true}); err != nil {
 		return err
 	}
 	f, err := parseFilter(q, &cfg.Gate, time.Now())

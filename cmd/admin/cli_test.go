@@ -45,6 +45,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad subject prefix", []string{"serve"}, map[string]string{"DEFENDER_SUBJECT_PREFIX": "a.>"}, nil, 1, "DEFENDER_SUBJECT_PREFIX"},
 		{"bad gate setting", []string{"blocked"}, map[string]string{"DEFENDER_IPV6_PREFIX": "x"}, nil, 1, "DEFENDER_IPV6_PREFIX"},
 		{"flag wins", []string{"serve", "--admin-password", ""}, nil, nil, 1, "DEFENDER_ADMIN_PASSWORD"},
+		{"gate setting as a flag", []string{"blocked", "--ipv6-prefix", "x"}, nil, nil, 1, "DEFENDER_IPV6_PREFIX"},
+		{"event setting as a flag", []string{"unblock", "ip", "192.0.2.1", "--nats-url", "nats://127.0.0.1:1", "--stream-max-age", "soon"}, nil, nil, 1, "DEFENDER_STREAM_MAX_AGE"},
 		{"unknown command", []string{"frobnicate"}, nil, nil, 2, `unknown command "frobnicate"`},
 		{"unblock without value", []string{"unblock", "ip"}, nil, nil, 2, "unblock ip|username|pair VALUE"},
 		{"block with both", []string{"block", "ip", "192.0.2.1", "--for", "1h", "--permanent"}, nil, nil, 2, "exclude each other"},

@@ -4,18 +4,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 
+	"github.com/defender-go/defender/internal/envflag"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 	"github.com/defender-go/defender/pkg/record"
 )
 
 // Config holds every setting of the admin. Each field is an environment
-// variable and a flag of the same meaning; a flag wins over the variable.
+// variable and a flag of the same meaning (envflag); a flag wins over the
+// variable.
 type Config struct {
-	// RedisURL is the Redis holding the gate's state (DEFENDER_REDIS_URL, required).
+	// RedisURL is the Redis holding the gate's state (DEFENDER_REDIS_URL,
+	// required): one Redis, a cluster or a Sentinel-watched master, as
+	// gate.OpenRedisStore takes.
 	RedisURL string
 	// ClickHouseURL is the history store
 	// (DEFENDER_CLICKHOUSE_URL, clickhouse://127.0.0.1:9000/defender; native protocol).
@@ -36,43 +39,59 @@ type Config struct {
 	// Gate holds the gate settings (IPv6 prefix, username length, ...), read
 	// with gate.ConfigFromEnv.
 	Gate gate.Config
+	// Events holds the stream settings the admin uses when it creates the
+	// DEFENDER stream (events.FromEnv), read when NATSURL is set.
+	Events events.Config
+
+	// lookup reads a setting: the flag if given, else the variable.
+	lookup func(string) (string, bool)
 }
 
-// setting binds one Config field to its variable and flag.
-type setting struct {
-	env, flag, def, usage string
-	dst                   func(*Config) *string
+// adminVars are the admin's own variables, and its wording of some of the
+// gate's and the event library's, with their descriptions.
+var adminVars = []envflag.Var{
+	{Name: "DEFENDER_REDIS_URL", Usage: "Redis URL of the gate's state (required): redis://, redis+cluster:// or redis+sentinel://"},
+	{Name: "DEFENDER_CLICKHOUSE_URL", Usage: "ClickHouse URL, native protocol (default clickhouse://127.0.0.1:9000/defender)"},
+	{Name: "DEFENDER_NATS_URL", Usage: "NATS URL for block events and live updates (optional)"},
+	{Name: "DEFENDER_CACHE_PREFIX", Usage: "prefix of the gate's Redis keys (default defender)"},
+	{Name: "DEFENDER_ADMIN_USER", Usage: "basic auth user (default admin)"},
+	{Name: "DEFENDER_ADMIN_PASSWORD", Usage: "basic auth password (required to serve; prefer the variable)"},
+	{Name: "DEFENDER_HTTP_ADDR", Usage: "listen address (default :8081)"},
 }
 
-var settings = []setting{
-	{"DEFENDER_REDIS_URL", "redis-url", "", "Redis URL of the gate's state (required)", func(c *Config) *string { return &c.RedisURL }},
-	{"DEFENDER_CLICKHOUSE_URL", "clickhouse-url", "clickhouse://127.0.0.1:9000/defender", "ClickHouse URL (native protocol)", func(c *Config) *string { return &c.ClickHouseURL }},
-	{"DEFENDER_NATS_URL", "nats-url", "", "NATS URL for block events and live updates (optional)", func(c *Config) *string { return &c.NATSURL }},
-	{"DEFENDER_CACHE_PREFIX", "cache-prefix", "defender", "prefix of the gate's Redis keys", func(c *Config) *string { return &c.CachePrefix }},
-	{"DEFENDER_SUBJECT_PREFIX", "subject-prefix", "defender", "prefix of NATS subjects", func(c *Config) *string { return &c.SubjectPrefix }},
-	{"DEFENDER_ADMIN_USER", "admin-user", "admin", "basic auth user", func(c *Config) *string { return &c.AdminUser }},
-	{"DEFENDER_ADMIN_PASSWORD", "admin-password", "", "basic auth password (required to serve; prefer the variable)", func(c *Config) *string { return &c.AdminPassword }},
-	{"DEFENDER_HTTP_ADDR", "http-addr", ":8081", "listen address", func(c *Config) *string { return &c.HTTPAddr }},
+// vars lists every variable the admin reads: its own, the gate's, the
+// event library's.
+func vars() []envflag.Var {
+	out := append([]envflag.Var{}, adminVars...)
+	out = append(out, envflag.Vars(gate.EnvVars)...)
+	return append(out, envflag.Vars(events.EnvVars)...)
 }
 
-// bindConfig registers the settings' flags on fs, with defaults taken from
-// the environment through lookup, and returns the Config they fill.
-func bindConfig(fs *flag.FlagSet, lookup func(string) (string, bool)) *Config {
-	c := &Config{}
-	for _, s := range settings {
-		def := s.def
-		if v, ok := lookup(s.env); ok {
-			def = v
-		}
-		fs.StringVar(s.dst(c), s.flag, def, s.usage+" ("+s.env+")")
-	}
-	return c
+// bindConfig registers a flag for every variable on fs and returns the
+// Config that finish fills, after fs.Parse, from the flags given and the
+// environment (env, os.LookupEnv in main).
+func bindConfig(fs *flag.FlagSet, env func(string) (string, bool)) *Config {
+	return &Config{lookup: envflag.Bind(fs, vars(), env)}
 }
 
-// finish reads the gate settings and checks the values; need says which
+// finish reads the settings and checks the values; need says which
 // services the command uses. Errors name the variable at fault.
-func (c *Config) finish(lookup func(string) (string, bool), need needs) error {
-	gc, err := gate.ConfigFromEnv(lookup)
+func (c *Config) finish(need needs) error {
+	get := func(name, def string) string {
+		if v, ok := c.lookup(name); ok {
+			return v
+		}
+		return def
+	}
+	c.RedisURL = get("DEFENDER_REDIS_URL", "")
+	c.ClickHouseURL = get("DEFENDER_CLICKHOUSE_URL", "clickhouse://127.0.0.1:9000/defender")
+	c.NATSURL = get("DEFENDER_NATS_URL", "")
+	c.CachePrefix = get("DEFENDER_CACHE_PREFIX", "defender")
+	c.SubjectPrefix = get("DEFENDER_SUBJECT_PREFIX", "defender")
+	c.AdminUser = get("DEFENDER_ADMIN_USER", "admin")
+	c.AdminPassword = get("DEFENDER_ADMIN_PASSWORD", "")
+	c.HTTPAddr = get("DEFENDER_HTTP_ADDR", ":8081")
+	gc, err := gate.ConfigFromEnv(c.lookup)
 	if err != nil {
 		return err
 	}
@@ -108,11 +127,19 @@ func (c *Config) finish(lookup func(string) (string, bool), need needs) error {
 			errs = append(errs, errors.New("DEFENDER_HTTP_ADDR: empty"))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if c.NATSURL != "" {
+		ec, err := events.FromEnv(c.lookup)
+		if err != nil {
+			return err
+		}
+		ec.NATSURL, ec.SubjectPrefix = c.NATSURL, c.SubjectPrefix
+		c.Events = ec
+	}
+	return nil
 }
 
 // needs says which services a command uses.
 type needs struct{ redis, clickhouse, http bool }
-
-// osLookup is os.LookupEnv, a variable so that tests can see what main sees.
-var osLookup = os.LookupEnv

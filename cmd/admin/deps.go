@@ -101,11 +101,6 @@ func redisAddrs(c redis.UniversalClient) []string {
 // openNATS connects, makes sure the DEFENDER stream exists (without
 // changing one that does) and starts the event publisher.
 func (d *deps) openNATS(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer) error {
-	ecfg, err := events.FromEnv(osLookup)
-	if err != nil {
-		return err
-	}
-	ecfg.NATSURL, ecfg.SubjectPrefix = cfg.NATSURL, cfg.SubjectPrefix
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	nc, js, err := events.Connect(cctx, cfg.NATSURL, "defender-admin")
@@ -114,7 +109,7 @@ func (d *deps) openNATS(ctx context.Context, cfg *Config, log *slog.Logger, reg 
 	}
 	d.nc = nc
 	if _, err := js.Stream(cctx, events.StreamName); errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := events.EnsureStream(cctx, js, ecfg.Stream()); err != nil {
+		if _, err := events.EnsureStream(cctx, js, cfg.Events.Stream()); err != nil {
 			return fmt.Errorf("create stream %s: %w", events.StreamName, err)
 		}
 	} else if err != nil {

@@ -113,7 +113,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 
 	fs, cfg := newFlagSet("test", io.Discard, e.lookup)
 	require.NoError(t, fs.Parse(nil))
-	require.NoError(t, cfg.finish(e.lookup, needs{redis: true, clickhouse: true, http: true}))
+	require.NoError(t, cfg.finish(needs{redis: true, clickhouse: true, http: true}))
 	e.cfg = cfg
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()

@@ -39,7 +39,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, osLookup)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
 	stop()
 	os.Exit(code)
 }
@@ -136,7 +136,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: serve takes no arguments, got %q", errUsage, pos)
 	}
-	if err := cfg.finish(lookup, needs{redis: true, clickhouse: true, http: true}); err != nil {
+	if err := cfg.finish(needs{redis: true, clickhouse: true, http: true}); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "defender-admin")
