@@ -40,6 +40,35 @@ need_go
 need_packages redis-server redis-server redis-cli redis-tools \
 	clickhouse-server clickhouse-server curl curl setsid util-linux
 
+mkdir -p "$DATA"
+DATA="$(cd "$DATA" && pwd)"
+
+# Services of an earlier run that was killed (SIGKILL leaves no chance to
+# stop them) would hold the ports: stop them first. Each carries
+# STACK_OWNER=$DATA in its environment, but for Redis, whose process title
+# overwrites it: that one runs in $DATA/redis.
+stale_services() {
+	grep -lsxzF "STACK_OWNER=$DATA" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 || true
+	local p
+	for p in /proc/[0-9]*; do
+		if [ "$(cat "$p/comm" 2>/dev/null)" = redis-server ] &&
+			[ "$(readlink "$p/cwd" 2>/dev/null)" = "$DATA/redis" ]; then
+			echo "${p#/proc/}"
+		fi
+	done
+}
+mapfile -t stale < <(stale_services)
+if [ ${#stale[@]} -gt 0 ]; then
+	echo "stopping services left running by an earlier run on $DATA: ${stale[*]}" >&2
+	kill -TERM "${stale[@]}" 2>/dev/null || true
+	for _ in $(seq 1 300); do
+		mapfile -t stale < <(stale_services)
+		[ ${#stale[@]} -eq 0 ] && break
+		sleep 0.1
+	done
+	[ ${#stale[@]} -gt 0 ] && { kill -KILL "${stale[@]}" 2>/dev/null || true; }
+fi
+
 # Say which port is taken before starting anything: a readiness check
 # could otherwise be answered by whatever holds it.
 for port in "$SITE_PORT" "$GATE_PORT" "$ADMIN_PORT" "$RECORDER_PORT" "$NATS_PORT" \
@@ -51,7 +80,6 @@ for port in "$SITE_PORT" "$GATE_PORT" "$ADMIN_PORT" "$RECORDER_PORT" "$NATS_PORT
 done
 
 mkdir -p "$DATA"/{bin,redis,clickhouse/log,nats,logs}
-DATA="$(cd "$DATA" && pwd)"
 rm -f "$DATA/ready"
 if [ -z "${DEFENDER_ADMIN_PASSWORD:-}" ]; then
 	if [ ! -s "$DATA/admin-password" ]; then
@@ -110,7 +138,7 @@ trap 'stop_all $?' EXIT
 start() { # name, command...
 	local name="$1"
 	shift
-	setsid "$@" >"$DATA/logs/$name.log" 2>&1 </dev/null &
+	setsid env STACK_OWNER="$DATA" "$@" >"$DATA/logs/$name.log" 2>&1 </dev/null &
 	pids+=($!)
 	names+=("$name")
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,9 @@ func TestStack(t *testing.T) {
 			case <-exited:
 			case <-time.After(60 * time.Second):
 				_ = cmd.Process.Kill()
+			}
+			for pid := range processesUsing(t, data) { // whatever the script could not stop
+				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
 		if t.Failed() {
@@ -249,19 +253,27 @@ func lookPath(bin, path string) (string, error) {
 	return "", fmt.Errorf("%s: %w", bin, exec.ErrNotFound)
 }
 
-// processesUsing lists the processes whose command line mentions dir.
-func processesUsing(t *testing.T, dir string) []string {
+// processesUsing returns the processes started for dir, by pid: their
+// command line names it, or their environment holds STACK_OWNER=dir, the
+// mark scripts/stack.sh gives its services.
+func processesUsing(t *testing.T, dir string) map[int]string {
 	t.Helper()
-	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	procs, err := filepath.Glob("/proc/[0-9]*")
 	require.NoError(t, err)
-	var found []string
+	found := map[int]string{}
 	for _, p := range procs {
-		b, err := os.ReadFile(p)
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(p + "/cmdline")
 		if err != nil {
 			continue // gone meanwhile
 		}
-		if cmdline := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})); strings.Contains(cmdline, dir) {
-			found = append(found, filepath.Base(filepath.Dir(p))+": "+cmdline)
+		environ, _ := os.ReadFile(p + "/environ")
+		marked := slices.Contains(strings.Split(string(environ), "\x00"), "STACK_OWNER="+dir)
+		if marked || bytes.Contains(cmdline, []byte(dir)) {
+			found[pid] = string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 		}
 	}
 	return found
