@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # defender's three services as small static images, one target each:
 #   docker build --target gate -t defender-gate .
 #   docker build --target recorder -t defender-recorder .
@@ -13,10 +12,12 @@ FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
 COPY go.mod go.sum ./
-RUN --mount=type=cache,target=/go/pkg/mod go mod download
+# Plain RUN, no cache mounts: the legacy builder (docker-compose 1.29
+# without BuildKit) builds this file too. The module download is its own
+# layer, kept while go.mod and go.sum do not change.
+RUN go mod download
 COPY . .
-RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-	go build -ldflags="-s -w" -o /out/ ./cmd/gate ./cmd/recorder ./cmd/admin ./deploy/probe
+RUN go build -ldflags="-s -w" -o /out/ ./cmd/gate ./cmd/recorder ./cmd/admin ./deploy/probe
 
 # distroless/static: CA certificates, tzdata, /etc/passwd with nonroot, no shell.
 FROM gcr.io/distroless/static-debian12:nonroot AS base
