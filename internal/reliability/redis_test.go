@@ -242,6 +242,17 @@ func redisKilled(t *testing.T, mode string) {
 		}
 		return false
 	}, 30*time.Second, 10*time.Millisecond, "protection never resumed after Redis came back")
+	// The attacker blocked before the kill, asked at both gates once each
+	// answers from Redis again: this Redis kept nothing.
+	var forgotten []answer
+	for _, g := range gs {
+		var a answer
+		require.Eventually(t, func() bool {
+			a = post(client, g.URL+"/v1/check", map[string]any{"ip": attacker["ip"], "username": attacker["username"]})
+			return a.Err == nil && !a.Body.Degraded && !a.Body.Unavailable
+		}, 30*time.Second, 10*time.Millisecond, "%s answers from Redis again", g.name)
+		forgotten = append(forgotten, a)
+	}
 	time.Sleep(time.Second)
 	tallies := l.halt()
 
@@ -252,6 +263,10 @@ func redisKilled(t *testing.T, mode string) {
 	t.Logf("  blocked attacker while Redis was dead: %s", &duringAttacker)
 	t.Logf("  after Redis was back: first failure counted after %s, attacker blocked again after %s (%d probes)",
 		counted.Round(time.Millisecond), blocked.Round(time.Millisecond), probes)
+	for i, a := range forgotten {
+		t.Logf("  attacker blocked before the kill, asked at %s after Redis was back (no persistence): %d allowed=%t",
+			gs[i].name, a.Status, a.Body.Allowed)
+	}
 
 	all := append(tallies[:], duringAttacker)
 	for _, tl := range all {
