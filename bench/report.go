@@ -400,6 +400,7 @@ func (r *report) markdown() []byte {
 		p("| %s | %s | %s |", t.Goal, t.Measured, met)
 	}
 	p("")
+	r.analysis(p)
 	p("![throughput, cheap check](%s)", chartCheap)
 	p("")
 	p("![throughput, bcrypt](%s)", chartBcrypt)
@@ -561,4 +562,57 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2f s", d.Seconds())
 	}
+}
+
+// analysis explains, from the run's own measurements, what bounds the
+// throughput and latency targets on this machine.
+func (r *report) analysis(p func(string, ...any)) {
+	const cheap = "cheap"
+	if !slices.ContainsFunc(r.passes, func(ps pass) bool { return ps.ID == cheap }) {
+		return
+	}
+	// The workload where gate + Redis + events keeps the least, by CPU.
+	wl := workloads[0]
+	for _, w := range workloads {
+		if r.fig(cheap, w, cfgEvents).CPURatio < r.fig(cheap, wl, cfgEvents).CPURatio {
+			wl = w
+		}
+	}
+	b, m, rd, ev := r.fig(cheap, wl, cfgBaseline), r.fig(cheap, wl, cfgMemory), r.fig(cheap, wl, cfgRedis), r.fig(cheap, wl, cfgEvents)
+	if math.IsNaN(b.CPUOwn) || math.IsNaN(ev.CPUOwn) {
+		return
+	}
+	p("### What bounds the throughput target")
+	p("")
+	p("Measured in this run (cheap password check, %d clients, *%s* workload: the one where gate + Redis + events keeps least by CPU; CPU per request, medians over rounds; see *Where the CPU goes*):", r.o.Concurrency, wl)
+	p("")
+	p("- *%s*: the run's processes spend **%.0f µs** per request, of which the login server %.0f µs and the client process (the load generator) %.0f µs.", cfgBaseline, b.CPUOwn, b.CPUServer, b.CPUClient)
+	p("- *%s*: %.0f µs (%s of the baseline by CPU): the gate's own work in Go costs about %+.0f µs per login.", cfgMemory, m.CPUOwn, pct(m.CPURatio, cfgMemory), m.CPUServer-b.CPUServer)
+	p("- *%s*: %.0f µs (%s): redis-server %.0f µs per login (%.2f scripts, %.0f µs inside them by INFO commandstats), the login server %+.0f µs over the baseline (the round trip through go-redis and the kernel's loopback TCP), the client %+.0f µs.",
+		cfgRedis, rd.CPUOwn, pct(rd.CPURatio, cfgRedis), rd.CPURedis, rd.Scripts, rd.ScriptUs, rd.CPUServer-b.CPUServer, rd.CPUClient-b.CPUClient)
+	p("- *%s*: %.0f µs (%s): on top of that the publisher in the login server %+.0f µs, NATS JetStream and the recorder in the client process %+.0f µs, clickhouse-server %.0f µs.",
+		cfgEvents, ev.CPUOwn, pct(ev.CPURatio, cfgEvents), ev.CPUServer-rd.CPUServer, ev.CPUClient-rd.CPUClient, ev.CPUClickHouse)
+	budget := b.CPUOwn/0.7 - b.CPUOwn
+	p("")
+	bc := math.Inf(1)
+	for _, w := range workloads[:3] { // blocked skips bcrypt behind a gate
+		bc = min(bc, r.fig("bcrypt", w, cfgEvents).CPURatio)
+	}
+	bcrypt := "next to a real password hash it is small (see the bcrypt pass)"
+	if !math.IsNaN(bc) && !math.IsInf(bc, 0) {
+		bcrypt = fmt.Sprintf("with bcrypt (cost %d) the same pipeline keeps at least %.1f%% of the baseline by CPU (success, mixed and failure workloads)", bcryptCost, 100*bc)
+	}
+	p("Keeping 70%% of the baseline leaves the whole pipeline %.0f µs of CPU per login (the baseline's %.0f µs / 0.7 − %.0f µs) on these %d cores. Redis's two scripts alone take %.0f µs of redis-server's CPU per login, %.1f× that budget, before the login server, NATS and ClickHouse do anything: the baseline's handler does a map lookup and a constant-time compare, so any networked store costs a multiple of it, while %s. For a handler this cheap the ≥ 70%% target is out of reach on this machine: it would need a baseline of at least %.0f µs of CPU per request (7/3 of the %.0f µs that gate + Redis + events add).",
+		budget, b.CPUOwn, b.CPUOwn, r.info.Cores, rd.CPURedis, rd.CPURedis/budget, bcrypt, (ev.CPUOwn-b.CPUOwn)*7/3, ev.CPUOwn-b.CPUOwn)
+	lat := r.fig("latency", wlFailure, cfgEvents)
+	lr := r.fig("latency", wlFailure, cfgRedis)
+	if !math.IsNaN(lat.AddP50) && lat.Ping > 0 {
+		ping := float64(lat.Ping) / float64(time.Microsecond)
+		p("")
+		p("### What bounds the latency target")
+		p("")
+		p("With one client the gate puts one Redis round trip (Begin) on a login's path. A PING from the login server takes %s; Redis spends %.0f µs per login in its scripts (%.2f scripts, %.1f PINGs of work; Begin is the larger one), and the login process adds go-redis's encoding, the loopback TCP write and the wake-up of the waiting goroutine. Measured here (failure workload): the gate with Redis adds %+.1f PINGs at p50 and %+.1f at p99, with events %+.1f and %+.1f. The p99 also holds the background work of the previous login (its outcome's Finish and event) that competes for the same two cores.",
+			fmtDur(lat.Ping), lr.ScriptUs, lr.Scripts, lr.ScriptUs/ping, lr.AddP50, lr.AddP99, lat.AddP50, lat.AddP99)
+	}
+	p("")
 }
