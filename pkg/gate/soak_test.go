@@ -31,8 +31,8 @@ import (
 // from many goroutines with a mix of traffic, samples the process while
 // it runs, and checks that nothing grows: heap in use after a GC and
 // goroutines in the last third of the run against the first (after a
-// warm-up), and the memory store's entries against its bound at every
-// sample. It compares the run with itself, not with absolute times.
+// warm-up of 30 s), and the memory store's entries against its bound at
+// every sample. It compares the run with itself, not with absolute times.
 
 // Tolerances of the soak: the last third may exceed the first by this
 // much before the run counts as growing.
@@ -144,7 +144,9 @@ func soak(t *testing.T, d time.Duration, store gate.Store, sample func(*soakSamp
 		})
 	}
 
-	warmup := d / 10
+	// Warm-up: the stores fill to their steady state (Redis keys live up
+	// to PendingTimeout + AttemptCooloff, 30 s), then the thirds compare.
+	warmup := min(max(d/10, 30*time.Second), d/2)
 	every := max(d/60, time.Second)
 	start := time.Now()
 	var samples []soakSample
@@ -160,7 +162,7 @@ func soak(t *testing.T, d time.Duration, store gate.Store, sample func(*soakSamp
 			runtime.ReadMemStats(&ms)
 			s := soakSample{at: time.Since(start), heap: ms.HeapInuse, goroutines: runtime.NumGoroutine(), requests: requests.Load()}
 			sample(&s)
-			if s.at >= warmup {
+			if s.at >= warmup && ctx.Err() == nil { // not while the workers stop
 				samples = append(samples, s)
 			}
 		}
