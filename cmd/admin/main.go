@@ -23,22 +23,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
+	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := service.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
 	stop()
 	os.Exit(code)
@@ -139,9 +133,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 	if err := cfg.finish(needs{redis: true, clickhouse: true, http: true}); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "defender-admin")
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	log := service.Logger(stderr, slog.LevelInfo, "defender-admin")
+	reg := service.Registry()
 
 	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true}, log, reg)
 	if err != nil {
@@ -171,37 +164,18 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := service.Listen(cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("DEFENDER_HTTP_ADDR: %w", err)
+		return err
 	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	hs := service.NewServer(srv, log)
+	hs.ReadTimeout = 30 * time.Second // no write timeout: the Blocked page's event stream stays open
+	if live != nil {
+		hs.RegisterOnShutdown(live.Close) // ends the event streams, which the shutdown would wait for
 	}
 	log.Info("admin listening", "addr", ln.Addr().String(), "live", live != nil)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("http: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	if live != nil {
-		live.Close() // ends the event streams, which Shutdown would wait for
-	}
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer scancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
-	}
-	<-served
-	return nil
+	return service.HTTP{Server: hs, Listener: ln, Timeout: 10 * time.Second, Log: log}.Run(ctx)
 }

@@ -22,22 +22,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/defender-go/defender/internal/envflag"
 	"github.com/defender-go/defender/internal/gatesvc"
+	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -79,7 +76,7 @@ func cli(args []string, stderr io.Writer, env func(string) (string, bool)) int {
 		fmt.Fprintf(stderr, "gate: bad configuration:\n%v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", "defender-gate")
+	log := service.Logger(stderr, cfg.LogLevel, "defender-gate")
 	slog.SetDefault(log)
 	if err := serve(cfg, log); err != nil {
 		var bad badConfig
@@ -96,9 +93,9 @@ func cli(args []string, stderr io.Writer, env func(string) (string, bool)) int {
 // serve runs the service until SIGTERM or SIGINT, then shuts down in
 // order: HTTP (drain in-flight requests), gate, events, NATS, store.
 func serve(cfg Config, log *slog.Logger) error {
-	ctx := context.Background()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ctx, stop := service.SignalContext(context.Background())
+	defer stop()
+	reg := service.Registry()
 
 	store, health, closeStore, err := openStore(cfg, log)
 	if err != nil {
@@ -128,60 +125,44 @@ func serve(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := service.Listen(cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("DEFENDER_HTTP_ADDR: %w", err)
+		return err
 	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := service.NewServer(srv, log)
+	hs.ReadHeaderTimeout, hs.ReadTimeout, hs.WriteTimeout = 5*time.Second, 15*time.Second, 15*time.Second
+	hs.MaxHeaderBytes = 64 << 10
 
+	// HTTP first: interrupts run in order, and the HTTP actor returns only
+	// once requests have drained and the gate has closed, so the publisher
+	// flushes everything they emitted.
 	var group run.Group
-	group.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
-	// HTTP first: interrupts run in order, so requests drain and the gate
-	// closes before the publisher flushes what they emitted.
-	drained := make(chan struct{})
+	hctx, stopHTTP := context.WithCancel(ctx)
 	group.Add(func() error {
 		log.Info("gate listening", "addr", ln.Addr().String(), "fail_mode", string(cfg.Gate.FailMode))
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
+		err := service.HTTP{Server: hs, Listener: ln, Timeout: cfg.ShutdownTimeout, Log: log,
+			Drained: func(ctx context.Context) {
+				if err := g.Close(ctx); err != nil {
+					log.Warn("gate close", "err", err)
+				}
+			}}.Run(hctx)
+		if errors.Is(err, service.ErrShutdownTimeout) {
+			log.Warn("requests still in flight at the shutdown deadline; closed their connections", "err", err)
+			return nil
 		}
-		<-drained
-		return nil
-	}, func(error) {
-		log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout.String())
-		sctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
-		defer cancel()
-		if err := hs.Shutdown(sctx); err != nil {
-			log.Warn("requests still in flight at the shutdown deadline; closing their connections", "err", err)
-			_ = hs.Close()
-		}
-		if err := g.Close(sctx); err != nil {
-			log.Warn("gate close", "err", err)
-		}
-		close(drained)
-	})
+		return err
+	}, func(error) { stopHTTP() })
 	var pubErr error
 	group.Add(func() error {
 		pubErr = ev.pub.Run(context.WithoutCancel(ctx))
 		return pubErr
 	}, func(error) {
-		fctx, cancel := context.WithTimeout(ctx, cfg.FlushTimeout)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
 		defer cancel()
 		_ = ev.pub.Close(fctx) // Run returns its result
 	})
 
 	err = group.Run()
-	var sig run.SignalError
-	if errors.As(err, &sig) {
-		err = nil
-	}
 	st := ev.pub.Stats()
 	log.Info("gate stopped", "events_published", st.Published, "events_dropped", st.Dropped, "events_unsent", st.Unsent)
 	return errors.Join(err, pubErr)

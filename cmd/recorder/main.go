@@ -16,28 +16,24 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/run"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/defender-go/defender/internal/envflag"
+	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/record"
 )
 
 func main() {
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "recorder"))
+	slog.SetDefault(service.Logger(os.Stderr, slog.LevelInfo, "recorder"))
 	os.Exit(Main(os.Args[1:], os.LookupEnv))
 }
 
@@ -79,7 +75,7 @@ func Main(args []string, env func(string) (string, bool)) int {
 		return exitConfig
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := service.SignalContext(context.Background())
 	defer stop()
 	switch cmd {
 	case "migrate":
@@ -156,12 +152,10 @@ func cleanup(ctx context.Context, cfg Config) error {
 
 // serve records until ctx ends, with /metrics and /healthz.
 func serve(ctx context.Context, cfg Config) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	reg := service.Registry()
+	ln, err := service.Listen(cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("DEFENDER_HTTP_ADDR: listen %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -169,13 +163,19 @@ func serve(ctx context.Context, cfg Config) error {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintln(w, "ok")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Serve(ln) }()
+	// Served from the start, while NATS and ClickHouse are awaited.
+	hctx, stopHTTP := context.WithCancel(ctx)
+	var httpErr error
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		hs := service.NewServer(mux, slog.Default())
+		hs.ReadHeaderTimeout = 5 * time.Second
+		httpErr = service.HTTP{Server: hs, Listener: ln, Timeout: 5 * time.Second}.Run(hctx)
+	}()
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
+		stopHTTP()
+		<-httpDone
 	}()
 	slog.Info("serving metrics", "addr", ln.Addr().String())
 
@@ -217,12 +217,7 @@ func serve(ctx context.Context, cfg Config) error {
 	var g run.Group
 	rctx, cancel := context.WithCancel(ctx)
 	g.Add(func() error { return rec.Run(rctx) }, func(error) { cancel() })
-	g.Add(func() error {
-		if err := <-httpDone; !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	}, func(error) { _ = srv.Close() })
+	g.Add(func() error { <-httpDone; return httpErr }, func(error) { stopHTTP() })
 	err = g.Run()
 	if err == nil {
 		slog.Info("stopped cleanly")
