@@ -5,7 +5,10 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -176,11 +179,6 @@ func (s *RedisStore) Blocked(ctx context.Context, kind Kind, limit int) ([]Block
 	return out, nil
 }
 
-// key names one key of a counter: <prefix>:<what>:<kind>:<subject>.
-func (s *RedisStore) key(what string, c Counter) string {
-	return s.prefix + ":" + what + ":" + string(c.Kind) + ":" + c.Subject
-}
-
 // run executes one counter script (see redis_common.lua for its arguments
 // and reply) and decodes the reply.
 func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script, op Op, success bool) (Result, error) {
@@ -192,13 +190,40 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 }
 
 // counterKeys is KEYS of a counter script for op (see redis_common.lua).
+// The keys are written into one string and sliced from it: one
+// allocation for all of them rather than one each.
 func (s *RedisStore) counterKeys(op Op) []string {
-	keys := make([]string, 0, 5*len(op.Counters))
+	var b strings.Builder
+	size := 0
 	for _, c := range op.Counters {
-		keys = append(keys, s.key("failed", c), s.key("blocked", c), s.key("pending", c), s.key("lockouts", c))
+		size += 4*(len(s.prefix)+len(c.Kind)+len(c.Subject)+3) + len("failed") + len("blocked") + len("pending") + len("lockouts") +
+			len(s.prefix) + len(":index:blocked:") + len(c.Kind)
+	}
+	b.Grow(size)
+	ends := make([]int, 0, 10)
+	for _, c := range op.Counters {
+		for _, what := range [...]string{"failed", "blocked", "pending", "lockouts"} {
+			b.WriteString(s.prefix)
+			b.WriteByte(':')
+			b.WriteString(what)
+			b.WriteByte(':')
+			b.WriteString(string(c.Kind))
+			b.WriteByte(':')
+			b.WriteString(c.Subject)
+			ends = append(ends, b.Len())
+		}
 	}
 	for _, c := range op.Counters {
-		keys = append(keys, s.prefix+":index:blocked:"+string(c.Kind))
+		b.WriteString(s.prefix)
+		b.WriteString(":index:blocked:")
+		b.WriteString(string(c.Kind))
+		ends = append(ends, b.Len())
+	}
+	all := b.String()
+	keys := make([]string, len(ends))
+	start := 0
+	for i, end := range ends {
+		keys[i], start = all[start:end], end
 	}
 	return keys
 }
@@ -285,21 +310,49 @@ func validateRedisOp(op Op) error {
 
 // redisCounterArgs is ARGV of a counter script for op (see redis_common.lua).
 func redisCounterArgs(op Op, success bool) []any {
-	p := op.Policy
-	args := make([]any, 0, 6+2*len(op.Counters)+len(p.LockoutCooloffs))
-	flag := "0"
-	if success {
-		flag = "1"
-	}
-	args = append(args, redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory),
-		op.Token, flag, len(op.Counters))
+	p := redisArgsOf(op.Policy)
+	args := make([]any, 0, 6+2*len(op.Counters)+len(p.cooloffs))
+	args = append(args, p.head[:]...)
+	args = append(args, op.Token, redisFlags[b2i(success)], len(op.Counters))
 	for _, c := range op.Counters {
 		args = append(args, c.Subject, c.Limit)
 	}
-	for _, d := range p.LockoutCooloffs {
-		args = append(args, redisMillis(d))
+	return append(args, p.cooloffs...)
+}
+
+// redisFlags are ARGV[5] for a failure and a success, boxed once.
+var redisFlags = [2]any{"0", "1"}
+
+func b2i(b bool) int {
+	if b {
+		return 1
 	}
-	return args
+	return 0
+}
+
+// redisPolicyArgs is a Policy's part of ARGV, formatted and boxed once: a
+// gate passes the same Policy on every call, so the last one is kept.
+type redisPolicyArgs struct {
+	p        Policy // a copy of the policy they stand for
+	head     [3]any // ARGV[1..3]
+	cooloffs []any  // the lockout cool-offs at the end
+}
+
+var lastRedisPolicyArgs atomic.Pointer[redisPolicyArgs]
+
+func redisArgsOf(p *Policy) *redisPolicyArgs {
+	if a := lastRedisPolicyArgs.Load(); a != nil && a.p.AttemptCooloff == p.AttemptCooloff &&
+		a.p.PendingTimeout == p.PendingTimeout && a.p.LockoutMemory == p.LockoutMemory &&
+		slices.Equal(a.p.LockoutCooloffs, p.LockoutCooloffs) {
+		return a
+	}
+	a := &redisPolicyArgs{p: *p, head: [3]any{redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory)}}
+	a.p.LockoutCooloffs = slices.Clone(p.LockoutCooloffs)
+	for _, d := range p.LockoutCooloffs {
+		a.cooloffs = append(a.cooloffs, redisMillis(d))
+	}
+	lastRedisPolicyArgs.Store(a)
+	return a
 }
 
 // decodeRedisResult reads the flat integer reply described in redis_common.lua.
