@@ -155,6 +155,7 @@ func (c *client) load(spec loadSpec) loadResult {
 		status map[int]int
 		errs   int
 		first  error
+		last   time.Duration // from start to the latest answer
 	}
 	ws := make([]worker, spec.Concurrency)
 	start := time.Now()
@@ -186,7 +187,9 @@ func (c *client) load(spec loadSpec) loadResult {
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				w.lat = append(w.lat, time.Since(t0))
+				now := time.Now()
+				w.lat = append(w.lat, now.Sub(t0))
+				w.last = now.Sub(start)
 				w.status[resp.StatusCode]++
 			}
 		})
@@ -200,6 +203,9 @@ func (c *client) load(spec loadSpec) loadResult {
 			res.Status[s] += n
 		}
 		res.Errors += ws[i].errs
+		if ws[i].last > 0 {
+			res.Rate += float64(len(ws[i].lat)) / ws[i].last.Seconds()
+		}
 		if ws[i].first != nil && res.FirstError == "" {
 			res.FirstError = ws[i].first.Error()
 		}
