@@ -1,8 +1,11 @@
 package gate_test
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,4 +156,51 @@ func scriptStats(b *testing.B, c *redis.Client) (calls, usec int64) {
 		b.Fatal(err)
 	}
 	return calls, usec
+}
+
+// BenchmarkMiddleware measures what gate.Middleware adds to a login
+// handler on the in-memory store: a form POST answered with a redirect,
+// through the middleware and without it.
+func BenchmarkMiddleware(b *testing.B) {
+	cfg := gate.DefaultConfig()
+	cfg.FailureLimit, cfg.IPFailureLimit, cfg.UsernameFailureLimit = 1_000_000, 1_000_000, 1_000_000
+	cfg.BehindReverseProxy = true
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	mem := gate.NewMemoryStore(gate.MemoryOptions{})
+	defer mem.Close()
+	g, err := gate.New(cfg, mem, gate.WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctxClose, cancel := contextWithTimeout(5 * time.Second)
+		defer cancel()
+		_ = g.Close(ctxClose)
+	}()
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.PostFormValue("password")
+		http.Redirect(w, r, "/", http.StatusFound)
+	})
+	bodies := make([]string, 1024)
+	for i := range bodies {
+		bodies[i] = "username=user" + strconv.Itoa(i) + "&password=secret"
+	}
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+	}{{"handler", login}, {"gated", g.Middleware(login)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(bodies[i%len(bodies)]))
+				r.RemoteAddr = "127.0.0.1:5000"
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				r.Header.Set("X-Forwarded-For", "10.1."+strconv.Itoa(i%250)+".7")
+				tc.h.ServeHTTP(httptest.NewRecorder(), r)
+				i++
+			}
+			_ = g.Flush(ctx)
+		})
+	}
 }
