@@ -526,6 +526,7 @@ func (g *Gate) settleLoop(ch chan settleJob) {
 		}
 		g.settleJobs(batch)
 		g.queued.Add(-int64(len(batch)))
+		clear(batch) // drop the tickets
 	}
 }
 
@@ -551,7 +552,7 @@ func (g *Gate) settleJobs(jobs []settleJob) {
 	cancel()
 	took := time.Since(start).Seconds()
 	for i, j := range jobs {
-		g.m.opDuration[opFinish].Observe(took)
+		g.m.opDuration[opFinish].Observe(took) // each outcome waited for the whole batch
 		if errs[i] != nil {
 			g.m.opErrors[opFinish].Inc()
 			g.settle(context.Background(), j.t, j.success)
