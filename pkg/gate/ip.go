@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -123,8 +124,15 @@ func (g *Gate) IPSubject(s string) (string, error) {
 		if err != nil {
 			return "", ErrBadIP
 		}
-		if p.Addr().Is4() {
-			return p.Addr().String(), nil
+		// A block is per address (IPv6: per counted network). A wider
+		// network would silently shrink to its first address: refuse it.
+		unit := 32
+		if !p.Addr().Is4() {
+			unit = min(g.cfg.IPv6Prefix, 128)
+		}
+		if p.Bits() < unit {
+			return "", fmt.Errorf("%w: %s is a network of many sources; blocks are per address (IPv6 per /%d), networks belong in DEFENDER_IP_BLACKLIST",
+				ErrBadIP, s, unit)
 		}
 		return ipSubject(p.Addr(), g.cfg.IPv6Prefix), nil
 	}

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -146,4 +147,30 @@ func FuzzClientIP(f *testing.F) {
 			require.True(t, found, "%s is neither the peer nor in the header", a)
 		}
 	})
+}
+
+// An operator's block names one source: an address, or (IPv6) the /64 the
+// gate counts. A wider network is refused with a clear error rather than
+// shrunk to its first address.
+func TestIPSubjectOfNetworks(t *testing.T) {
+	mem := NewMemoryStore(MemoryOptions{SweepInterval: -1})
+	defer mem.Close()
+	g, err := New(DefaultConfig(), mem)
+	require.NoError(t, err)
+	defer g.Close(context.Background())
+	for in, want := range map[string]string{
+		"10.1.2.3/32":           "10.1.2.3",
+		"::ffff:10.1.2.3/128":   "10.1.2.3",
+		"2001:db8:1:2::/64":     "2001:db8:1:2::/64",
+		"2001:db8:1:2:3::9/128": "2001:db8:1:2::/64",
+	} {
+		got, err := g.IPSubject(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"10.0.0.0/8", "10.1.2.0/24", "2001:db8::/48", "::/0", "0.0.0.0/0"} {
+		_, err := g.IPSubject(in)
+		require.ErrorIs(t, err, ErrBadIP, in)
+		assert.Contains(t, err.Error(), "DEFENDER_IP_BLACKLIST", in)
+	}
 }
