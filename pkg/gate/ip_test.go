@@ -97,6 +97,9 @@ func TestIPSubject(t *testing.T) {
 		{"2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"},
 		{"2001:db8:1:2:aaaa::1", 48, "2001:db8:1::/48"},
 		{"2001:db8:1:2:aaaa::1", 128, "2001:db8:1:2:aaaa::1"},
+		{"64:ff9b::203.0.113.7", 64, "203.0.113.7"}, // NAT64: the IPv4 client
+		{"64:ff9b::c633:6401", 64, "198.51.100.1"},
+		{"64:ff9b:1::1", 64, "64:ff9b:1::/64"}, // local-use prefix: not well-known
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.want, ipSubject(netip.MustParseAddr(tc.addr), tc.bits), tc.addr)
