@@ -588,8 +588,8 @@ func (r *report) analysis(p func(string, ...any)) {
 	p("")
 	p("- *%s*: the run's processes spend **%.0f µs** per request, of which the login server %.0f µs and the client process (the load generator) %.0f µs.", cfgBaseline, b.CPUOwn, b.CPUServer, b.CPUClient)
 	p("- *%s*: %.0f µs (%s of the baseline by CPU): the gate's own work in Go costs about %+.0f µs per login.", cfgMemory, m.CPUOwn, pct(m.CPURatio, cfgMemory), m.CPUServer-b.CPUServer)
-	p("- *%s*: %.0f µs (%s): redis-server %.0f µs per login (%.2f scripts, %.0f µs inside them by INFO commandstats), the login server %+.0f µs over the baseline (the round trip through go-redis and the kernel's loopback TCP), the client %+.0f µs.",
-		cfgRedis, rd.CPUOwn, pct(rd.CPURatio, cfgRedis), rd.CPURedis, rd.Scripts, rd.ScriptUs, rd.CPUServer-b.CPUServer, rd.CPUClient-b.CPUClient)
+	p("- *%s*: %.0f µs (%s): redis-server %.0f µs per login (%.2f scripts, %.0f µs inside them by INFO commandstats), the login server %+.0f µs over the baseline (%+.0f µs over the in-memory gate: the round trip through go-redis and the kernel's loopback TCP, and writing the outcomes in the background), the client %+.0f µs (it sends the same requests, but waits longer for each answer, and every wake-up costs CPU).",
+		cfgRedis, rd.CPUOwn, pct(rd.CPURatio, cfgRedis), rd.CPURedis, rd.Scripts, rd.ScriptUs, rd.CPUServer-b.CPUServer, rd.CPUServer-m.CPUServer, rd.CPUClient-b.CPUClient)
 	p("- *%s*: %.0f µs (%s): on top of that the publisher in the login server %+.0f µs, NATS JetStream and the recorder in the client process %+.0f µs, clickhouse-server %.0f µs.",
 		cfgEvents, ev.CPUOwn, pct(ev.CPURatio, cfgEvents), ev.CPUServer-rd.CPUServer, ev.CPUClient-rd.CPUClient, ev.CPUClickHouse)
 	budget := b.CPUOwn/0.7 - b.CPUOwn
