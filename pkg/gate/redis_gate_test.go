@@ -107,12 +107,19 @@ func TestRedisDown(t *testing.T) {
 			srv.Start()
 			require.Eventually(t, func() bool { return g.Check(ctx, attempt(ip, user)).Err == nil },
 				10*time.Second, 20*time.Millisecond, "the store answers again")
-			// This Redis kept nothing (no persistence): protection starts over.
-			for i := 0; i < 4; i++ {
-				g.Record(ctx, attempt(ip, user), false)
+			// This Redis kept nothing (no persistence): protection starts
+			// over. A call may still miss the 50 ms deadline on a busy
+			// machine (answered by the fail mode): count those that landed.
+			counted := 0
+			for try := 0; counted < 4 && try < 200; try++ {
+				if d := g.Record(ctx, attempt(ip, user), false); d.Err == nil {
+					counted++
+				}
 			}
-			d := g.Check(ctx, attempt(ip, user))
-			require.NoError(t, d.Err)
+			require.Equal(t, 4, counted, "failures counted once Redis is back")
+			var d gate.Decision
+			require.Eventually(t, func() bool { d = g.Check(ctx, attempt(ip, user)); return d.Err == nil },
+				5*time.Second, 20*time.Millisecond)
 			assert.False(t, d.Allowed, "protection resumed")
 			require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before+2 }, 5*time.Second, 50*time.Millisecond,
 				"no goroutine growth")
