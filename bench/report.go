@@ -461,7 +461,7 @@ func (r *report) markdown() []byte {
 	p("## Recorder")
 	p("")
 	if rec := r.recorder; rec != nil {
-		p("- **Sustained rate**: %d events waiting in the stream, written to ClickHouse by a fresh `record.Recorder` (batch %d, flush %s: the defaults) in %s: **%.0f events/s**. The recorder runs in the client process; NATS in the same process, ClickHouse beside it.",
+		p("- **Sustained rate**: %d events waiting in the stream, written to ClickHouse by a fresh `record.Recorder` (batch %d, flush %s: the defaults) in %s: **%.0f events/s**. The recorder runs in the client process, with the garbage collector target `cmd/recorder` uses (GOGC 400); NATS in the same process, ClickHouse beside it.",
 			rec.Events, rec.Batch, rec.Flush, fmtDur(rec.Elapsed), rec.EventsPerSecond())
 		if len(rec.Lags) > 0 {
 			p("- **Publish-to-row lag**: %d probe events published one at a time while %.0f other events/s flowed; the time from publishing to the row answering a `record.CountAttempts` poll (every 5 ms): median %s, max %s. With a light flow a batch waits for the flush interval (%s, `DEFENDER_RECORD_FLUSH`); that sets the lag, not the write.",

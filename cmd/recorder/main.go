@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -34,8 +35,18 @@ import (
 
 func main() {
 	slog.SetDefault(service.Logger(os.Stderr, slog.LevelInfo, "recorder"))
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	os.Exit(Main(os.Args[1:], os.LookupEnv))
 }
+
+// defaultGOGC is the recorder's garbage collector target when GOGC is not
+// set. Its live heap is small (the batches in hand) and its garbage is
+// decoded events, so collecting less often buys throughput for little
+// memory: BenchmarkRecorderThroughput moves about 9% more events per
+// second at 400 than at Go's 100 (107-110k against 98-102k in one run).
+const defaultGOGC = 400
 
 // Exit codes.
 const (
