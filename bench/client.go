@@ -358,7 +358,7 @@ func (c *client) recorderRun(n, probes int) (*recorderResult, error) {
 	res := &recorderResult{Events: n, Elapsed: time.Since(start), Batch: record.DefaultBatch, Flush: record.DefaultFlush}
 
 	// Lag, under a steady background of events.
-	const background = 5000 // events per second
+	const background = 10000 // events per second: the flow the lag is specified at
 	bgCtx, stopBg := context.WithCancel(ctx)
 	var bgWG sync.WaitGroup
 	var bgSent int

@@ -68,7 +68,7 @@ func measureLag(t *testing.T, flush time.Duration) {
 	_, conn := sharedClickHouse(t)
 	_, js := natsStream(t)
 	const (
-		rate     = 5000 // events/s
+		rate     = 10000 // events/s: the steady flow the lag is specified at
 		duration = 4 * time.Second
 		tick     = 10 * time.Millisecond
 		perTick  = rate * int(tick) / int(time.Second)
