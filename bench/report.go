@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/defender-go/defender/pkg/record"
 	"math"
 	"os"
 	"path/filepath"
@@ -604,6 +605,7 @@ func (r *report) analysis(p func(string, ...any)) {
 	}
 	p("Keeping 70%% of the baseline leaves the whole pipeline %.0f µs of CPU per login (the baseline's %.0f µs / 0.7 − %.0f µs) on these %d cores. Redis's two scripts alone take %.0f µs of redis-server's CPU per login, %.1f× that budget, before the login server, NATS and ClickHouse do anything: the baseline's handler does a map lookup and a constant-time compare, so any networked store costs a multiple of it, while %s. For a handler this cheap the ≥ 70%% target is out of reach on this machine: it would need a baseline of at least %.0f µs of CPU per request (7/3 of the %.0f µs that gate + Redis + events add).",
 		budget, b.CPUOwn, b.CPUOwn, r.info.Cores, rd.CPURedis, rd.CPURedis/budget, bcrypt, (ev.CPUOwn-b.CPUOwn)*7/3, ev.CPUOwn-b.CPUOwn)
+	r.bcryptBound(p)
 	lat := r.fig("latency", wlFailure, cfgEvents)
 	lr := r.fig("latency", wlFailure, cfgRedis)
 	if !math.IsNaN(lat.AddP50) && lat.Ping > 0 {
@@ -615,4 +617,26 @@ func (r *report) analysis(p func(string, ...any)) {
 			fmtDur(lat.Ping), lr.ScriptUs, lr.Scripts, lr.ScriptUs/ping, lr.AddP50, lr.AddP99, lat.AddP50, lat.AddP99)
 	}
 	p("")
+}
+
+// bcryptBound explains, from the bcrypt pass's CPU table, where gate +
+// Redis + events spends the CPU that separates it from the baseline.
+func (r *report) bcryptBound(p func(string, ...any)) {
+	wl, worst := "", math.Inf(1)
+	for _, w := range workloads[:3] { // blocked skips bcrypt behind a gate
+		if f := r.fig("bcrypt", w, cfgEvents); f.CPURatio < worst {
+			wl, worst = w, f.CPURatio
+		}
+	}
+	if wl == "" || math.IsInf(worst, 0) || math.IsNaN(worst) {
+		return
+	}
+	b, ev := r.fig("bcrypt", wl, cfgBaseline), r.fig("bcrypt", wl, cfgEvents)
+	p("")
+	p("### What bounds the bcrypt target")
+	p("")
+	n := ev.RPS * r.o.BcryptDuration.Seconds()
+	p("With bcrypt (cost %d) a login costs about %.0f µs of CPU, so ≥ 99%% leaves the pipeline %.0f µs per login. In the *%s* workload (the lowest by CPU) the medians of the table below give gate + Redis + events %+.0f µs per login over the baseline, %.1f%% of it by CPU: the login server %+.0f µs, redis-server %+.0f µs, the client process (load generator, NATS JetStream, the recorder) %+.0f µs and clickhouse-server %+.0f µs. The target's figure is the median of each round's own ratio, %.1f%%: a bcrypt cell holds about %.0f logins (%.0f/s for %s), so one login more or less moves a round's ratio by %.1f%%, and the few background tasks (a recorder batch: at %.0f logins/s one insert of about %.0f rows per `DEFENDER_RECORD_FLUSH`, each a new ClickHouse part whatever its size) fall into one cell or the next. On this machine ClickHouse and NATS share the login server's 2 cores; in production they run on their own hosts.",
+		bcryptCost, b.CPUOwn, b.CPUOwn/99, wl, ev.CPUOwn-b.CPUOwn, 100*b.CPUOwn/ev.CPUOwn, ev.CPUServer-b.CPUServer, ev.CPURedis-b.CPURedis, ev.CPUClient-b.CPUClient,
+		ev.CPUClickHouse-b.CPUClickHouse, 100*worst, n, ev.RPS, r.o.BcryptDuration, 100/max(n, 1), ev.RPS, ev.RPS*record.DefaultFlush.Seconds())
 }
