@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,15 +231,6 @@ func clickHouseBinary() ([]string, error) {
 		return []string{p, "server"}, nil
 	}
 	return nil, errors.New("clickhouse-server not found: install the Debian package clickhouse-server (see .ci/run)")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *ClickHouseServer) writeConfig(tcp, http int) error {

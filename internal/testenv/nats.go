@@ -43,8 +43,10 @@ func (n *NATSServer) Start() {
 		n.t.Fatalf("nats server: %v", err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		n.t.Fatalf("nats server not ready")
+	// A restart recovers the JetStream store, slow under -race on a
+	// busy machine.
+	if !s.ReadyForConnections(60 * time.Second) {
+		n.t.Fatalf("nats server on %s:%d not ready after 60 s", n.opts.Host, n.opts.Port)
 	}
 	n.Server = s
 	n.URL = s.ClientURL()
