@@ -75,6 +75,34 @@ func cmdBlocked(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	return nil
 }
 
+// cmdReindex adds the blocks set by hand in Redis (redis-cli SET
+// <prefix>:blocked:ip:<ip>, as with django-defender) to the blocked index,
+// so that the admin lists them.
+func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	fs, cfg := newFlagSet("reindex", stderr, lookup)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: reindex takes no arguments", errUsage)
+	}
+	if err := cfg.finish(needs{redis: true}); err != nil {
+		return err
+	}
+	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeCLI(ctx, d, log)
+	n, err := d.gate.Reindex(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d blocks added to the index\n", n)
+	return nil
+}
+
 // cmdUnblock lifts a block: admin unblock ip|username|pair VALUE.
 func cmdUnblock(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	fs, cfg := newFlagSet("unblock", stderr, lookup)

@@ -200,3 +200,28 @@ func TestServeAndShutdown(t *testing.T) {
 	_, err = http.Get(base + "/healthz")
 	assert.Error(t, err, "no longer listening")
 }
+
+// A block set by hand in Redis (django-defender's operators' way) is
+// listed after `admin reindex`.
+func TestCLIReindex(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	client := e.redis.Client()
+	defer client.Close()
+	require.NoError(t, client.Set(context.Background(), "t:blocked:ip:198.51.100.77", "blocked", time.Hour).Err())
+
+	code, out, errOut := runCLI(t, e.lookup, "blocked")
+	require.Equal(t, 0, code, errOut)
+	assert.NotContains(t, out, "198.51.100.77")
+
+	code, out, errOut = runCLI(t, e.lookup, "reindex")
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "1 blocks added to the index\n", out)
+
+	code, out, errOut = runCLI(t, e.lookup, "blocked")
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, regexp.MustCompile(`(?m)^ip\s+198\.51\.100\.77\s+\S+Z\s+(59m|1h)`), out)
+
+	code, _, errOut = runCLI(t, e.lookup, "reindex", "extra")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "no arguments")
+}

@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		err = cmdServe(ctx, args, stderr, lookup, nil)
 	case "blocked":
 		err = cmdBlocked(ctx, args, stdout, stderr, lookup)
+	case "reindex":
+		err = cmdReindex(ctx, args, stdout, stderr, lookup)
 	case "unblock":
 		err = cmdUnblock(ctx, args, stdout, stderr, lookup)
 	case "block":
@@ -85,6 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 const usage = `usage:
   admin [serve]                                  web UI and JSON API
   admin blocked                                  list what is blocked now
+  admin reindex                                  list blocks set by hand in Redis too
   admin unblock ip|username|pair VALUE           lift a block (and forget failures)
   admin block ip|username|pair VALUE [--for 1h | --permanent]
   admin attempts [--username U] [--ip IP|CIDR] [--result success|failure|blocked]

@@ -691,6 +691,22 @@ func (g *Gate) Subject(k Kind, s string) (string, error) {
 }
 
 // Block blocks a subject by hand for d (0: until unblocked), publishing a
+
+// Reindex rebuilds the store's list of blocked subjects from its block
+// keys, for blocks set outside the gate (see RedisStore.Reindex), and
+// returns how many were missing. Stores without such keys (memory) or
+// spread over several nodes (RedisClusterStore) return an error wrapping
+// errors.ErrUnsupported.
+func (g *Gate) Reindex(ctx context.Context) (int, error) {
+	r, ok := g.store.(interface {
+		Reindex(context.Context) (int, error)
+	})
+	if !ok {
+		return 0, fmt.Errorf("gate: the %T cannot reindex: %w", g.store, errors.ErrUnsupported)
+	}
+	return r.Reindex(ctx)
+}
+
 // block event with reason admin if it was not blocked already.
 func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duration) error {
 	s, err := g.Subject(k, subject)

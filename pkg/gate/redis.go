@@ -84,6 +84,8 @@ var (
 	redisLuaReserve string
 	//go:embed redis_unindex.lua
 	redisLuaUnindex string
+	//go:embed redis_reindex.lua
+	redisLuaReindex string
 
 	// The check script carries the no-writes flag (a shebang must open the
 	// script), which lets Redis run it on replicas and under memory pressure.
@@ -94,7 +96,57 @@ var (
 	redisScriptBlock   = redis.NewScript(redisLuaCommon + redisLuaBlock)
 	redisScriptUnblock = redis.NewScript(redisLuaCommon + redisLuaUnblock)
 	redisScriptBlocked = redis.NewScript(redisLuaCommon + redisLuaBlocked)
+	redisScriptReindex = redis.NewScript(redisLuaReindex)
 )
+
+// Reindex adds to the blocked index every block key of every kind, and
+// returns how many were missing. Blocks come into the index when the gate
+// sets them; one set by hand (SET <prefix>:blocked:ip:<ip> blocked EX 300,
+// as django-defender's operators do) is refused by the gate at once but
+// listed by Blocked only after a Reindex. It walks the keyspace with SCAN
+// in small steps (each one script), so Redis keeps serving logins; run it
+// after such scripts, not on a schedule.
+func (s *RedisStore) Reindex(ctx context.Context) (int, error) {
+	total := 0
+	for _, kind := range Kinds {
+		base := s.prefix + ":blocked:" + string(kind) + ":"
+		keys := []string{s.prefix + ":index:blocked:" + string(kind)}
+		cursor := "0"
+		for {
+			reply, err := redisScriptReindex.Run(ctx, s.client, keys, cursor, globEscape(base)+"*", base, 1000).Result()
+			if err != nil {
+				return total, redisStoreError("reindex "+string(kind), err)
+			}
+			vals, ok := reply.([]any)
+			if !ok || len(vals) != 2 {
+				return total, fmt.Errorf("redis reindex %s: unexpected reply %T (%v)", kind, reply, reply)
+			}
+			next, ok := vals[0].(string)
+			added, ok2 := vals[1].(int64)
+			if !ok || !ok2 {
+				return total, fmt.Errorf("redis reindex %s: unexpected reply %v", kind, vals)
+			}
+			total += int(added)
+			if cursor = next; cursor == "0" {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// globEscape quotes the characters SCAN's MATCH treats as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // Check implements Store.
 func (s *RedisStore) Check(ctx context.Context, op Op) (Result, error) {
