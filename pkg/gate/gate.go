@@ -690,8 +690,6 @@ func (g *Gate) Subject(k Kind, s string) (string, error) {
 	return "", fmt.Errorf("gate: unknown kind %q", k)
 }
 
-// Block blocks a subject by hand for d (0: until unblocked), publishing a
-
 // Reindex rebuilds the store's list of blocked subjects from its block
 // keys, for blocks set outside the gate (see RedisStore.Reindex), and
 // returns how many were missing. Stores without such keys (memory) or
@@ -707,6 +705,7 @@ func (g *Gate) Reindex(ctx context.Context) (int, error) {
 	return r.Reindex(ctx)
 }
 
+// Block blocks a subject by hand for d (0: until unblocked), publishing a
 // block event with reason admin if it was not blocked already.
 func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duration) error {
 	s, err := g.Subject(k, subject)
