@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,21 +27,27 @@ func closeCLI(ctx context.Context, d *deps, log *slog.Logger) {
 	d.Close(cctx, log)
 }
 
+// redisOnlyDeps parses the flags of a command that takes no arguments
+// and needs only Redis, and opens it.
+func redisOnlyDeps(ctx context.Context, name string, fs *flag.FlagSet, cfg *Config, args []string, stderr io.Writer) (*deps, *slog.Logger, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pos) > 0 {
+		return nil, nil, fmt.Errorf("%w: %s takes no arguments", errUsage, name)
+	}
+	if err := cfg.finish(needs{redis: true}); err != nil {
+		return nil, nil, err
+	}
+	return cliDeps(ctx, cfg, needs{redis: true}, stderr)
+}
+
 // cmdBlocked prints the blocked subjects as a table.
 func cmdBlocked(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	fs, cfg := newFlagSet("blocked", stderr, lookup)
 	asJSON := fs.Bool("json", false, "print JSON as GET /api/v1/blocked does")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("%w: blocked takes no arguments", errUsage)
-	}
-	if err := cfg.finish(needs{redis: true}); err != nil {
-		return err
-	}
-	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
+	d, log, err := redisOnlyDeps(ctx, "blocked", fs, cfg, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -80,17 +87,7 @@ func cmdBlocked(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 // so that the admin lists them.
 func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	fs, cfg := newFlagSet("reindex", stderr, lookup)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("%w: reindex takes no arguments", errUsage)
-	}
-	if err := cfg.finish(needs{redis: true}); err != nil {
-		return err
-	}
-	d, log, err := cliDeps(ctx, cfg, needs{redis: true}, stderr)
+	d, log, err := redisOnlyDeps(ctx, "reindex", fs, cfg, args, stderr)
 	if err != nil {
 		return err
 	}
