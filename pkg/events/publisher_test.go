@@ -314,6 +314,9 @@ func TestNewPublisherErrors(t *testing.T) {
 // TestEmitAllocations: an Emit allocates at most the event's id (the
 // pooled queue item is reused once the publisher has encoded it).
 func TestEmitAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("-race: sync.Pool drops items at random, allocation counts mean nothing")
+	}
 	env := newNATSEnv(t)
 	p, err := events.NewPublisher(env.js, events.PublisherOptions{Buffer: 1 << 16})
 	require.NoError(t, err)
