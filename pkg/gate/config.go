@@ -191,12 +191,14 @@ func (c *Config) Validate() error {
 
 // policy derives the timings the store applies.
 func (c *Config) policy() Policy {
-	return Policy{
+	p := Policy{
 		AttemptCooloff:  c.AttemptCooloff,
 		LockoutCooloffs: c.LockoutCooloffs,
 		LockoutMemory:   c.AccessAttemptExpiration,
 		PendingTimeout:  c.PendingTimeout,
 	}
+	p.redisArgs = newRedisPolicyArgs(&p)
+	return p
 }
 
 // EnvVar describes one variable of the configuration, for flags and docs.

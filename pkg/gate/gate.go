@@ -562,13 +562,18 @@ func (g *Gate) settleJobs(jobs []settleJob) {
 	}
 }
 
+// outcomeOf is the outcome of a finished attempt.
+func outcomeOf(success bool) Outcome {
+	if success {
+		return OutcomeSuccess
+	}
+	return OutcomeFailure
+}
+
 // settle writes an outcome, retrying a failed store call a few times when
 // the caller does not wait for the answer.
 func (g *Gate) settle(ctx context.Context, t *Ticket, success bool) Decision {
-	outcome := OutcomeFailure
-	if success {
-		outcome = OutcomeSuccess
-	}
+	outcome := outcomeOf(success)
 	if !t.charged {
 		d := Decision{Allowed: true}
 		g.publishAttempt(&t.a, &t.id, outcome, &d)
@@ -599,10 +604,7 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success bool) Decision {
 // settled hands on what the store answered to an outcome: transitions,
 // then the attempt's event.
 func (g *Gate) settled(t *Ticket, success bool, res *Result) Decision {
-	outcome := OutcomeFailure
-	if success {
-		outcome = OutcomeSuccess
-	}
+	outcome := outcomeOf(success)
 	g.transitions(res.Transitions, ReasonAuto)
 	d := decide(&t.id, res)
 	g.publishAttempt(&t.a, &t.id, outcome, &d)
@@ -619,10 +621,7 @@ func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
 		g.publishAttempt(&a, &id, OutcomeBlocked, &blacklisted)
 		return blacklisted
 	}
-	outcome := OutcomeFailure
-	if success {
-		outcome = OutcomeSuccess
-	}
+	outcome := outcomeOf(success)
 	if id.n == 0 {
 		d := Decision{Allowed: true}
 		g.publishAttempt(&a, &id, outcome, &d)

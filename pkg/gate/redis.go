@@ -5,10 +5,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -382,29 +380,26 @@ func b2i(b bool) int {
 	return 0
 }
 
-// redisPolicyArgs is a Policy's part of ARGV, formatted and boxed once: a
-// gate passes the same Policy on every call, so the last one is kept.
+// redisPolicyArgs is a Policy's part of ARGV, formatted and boxed once.
 type redisPolicyArgs struct {
-	p        Policy // a copy of the policy they stand for
 	head     [3]any // ARGV[1..3]
 	cooloffs []any  // the lockout cool-offs at the end
 }
 
-var lastRedisPolicyArgs atomic.Pointer[redisPolicyArgs]
-
-func redisArgsOf(p *Policy) *redisPolicyArgs {
-	if a := lastRedisPolicyArgs.Load(); a != nil && a.p.AttemptCooloff == p.AttemptCooloff &&
-		a.p.PendingTimeout == p.PendingTimeout && a.p.LockoutMemory == p.LockoutMemory &&
-		slices.Equal(a.p.LockoutCooloffs, p.LockoutCooloffs) {
-		return a
-	}
-	a := &redisPolicyArgs{p: *p, head: [3]any{redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory)}}
-	a.p.LockoutCooloffs = slices.Clone(p.LockoutCooloffs)
+func newRedisPolicyArgs(p *Policy) *redisPolicyArgs {
+	a := &redisPolicyArgs{head: [3]any{redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory)}}
 	for _, d := range p.LockoutCooloffs {
 		a.cooloffs = append(a.cooloffs, redisMillis(d))
 	}
-	lastRedisPolicyArgs.Store(a)
 	return a
+}
+
+// redisArgsOf is p's arguments: those its Gate formatted, else new ones.
+func redisArgsOf(p *Policy) *redisPolicyArgs {
+	if p.redisArgs != nil {
+		return p.redisArgs
+	}
+	return newRedisPolicyArgs(p)
 }
 
 // decodeRedisResult reads the flat integer reply described in redis_common.lua.

@@ -55,6 +55,11 @@ type Policy struct {
 	// PendingTimeout is how long a charged attempt (Begin) may stay
 	// unfinished; after it the attempt counts as a failure.
 	PendingTimeout time.Duration
+
+	// redisArgs is the policy's part of a Redis script's arguments,
+	// formatted once by the Gate that owns the policy; nil in a Policy
+	// built by hand, whose arguments are formatted per call.
+	redisArgs *redisPolicyArgs
 }
 
 // Op is the input of one store call.
