@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,30 +49,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer collects a process's output safely.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // gateProc is a cmd/gate process started for one test.
 type gateProc struct {
 	URL  string
 	Addr string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	done chan struct{}
 	err  error // Wait's result, after done
 }
@@ -90,14 +71,14 @@ func baseEnv() []string {
 }
 
 // command returns the gate binary as a command with env over baseEnv.
-func command(t *testing.T, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
+func command(t *testing.T, env []string, args ...string) (*exec.Cmd, *testenv.SyncBuffer) {
 	t.Helper()
 	if gateBin == "" {
 		t.Skip("-short: not starting the gate process")
 	}
 	cmd := exec.Command(gateBin, args...)
 	cmd.Env = append(baseEnv(), env...)
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	return cmd, out
 }

@@ -13,13 +13,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
 )
 
 const adminPassword = "stacktest-password"
@@ -56,7 +57,7 @@ func TestStack(t *testing.T) {
 		}
 	}
 
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "stack.sh"))
 	cmd.Dir = root
 	cmd.Env = env
@@ -298,22 +299,4 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutines of exec.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

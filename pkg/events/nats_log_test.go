@@ -1,11 +1,9 @@
 package events_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,23 +16,12 @@ import (
 )
 
 // lockedBuffer is a log destination safe for the nats callback goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lockedBuffer struct{ testenv.SyncBuffer }
 
 // lines returns the logged lines of the connection name.
 func (l *lockedBuffer) lines(name string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		if strings.Contains(line, "name="+name+" ") || strings.HasSuffix(line, "name="+name) {
 			out = append(out, line)
 		}
