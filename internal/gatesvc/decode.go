@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -24,8 +26,9 @@ const (
 	// DEFENDER_MAX_USERNAME_LENGTH).
 	MaxUsernameBytes = 1024
 	// MaxInfoBytes bounds path and user_agent, which only go into events:
-	// longer values are truncated (at a character boundary), not refused.
-	MaxInfoBytes = 1024
+	// longer values are truncated (at a character boundary), not refused,
+	// as the events themselves do.
+	MaxInfoBytes = events.MaxInfoBytes
 )
 
 // requestError is a client error: its status and the message of the JSON
@@ -167,7 +170,7 @@ func parseSuccess(raw json.RawMessage) (*bool, error) {
 		b := false
 		return &b, nil
 	}
-	return nil, badRequest("field \"success\" must be true or false, not %s (leave it out to start a two-phase attempt)", truncate(string(raw), 32))
+	return nil, badRequest("field \"success\" must be true or false, not %s (leave it out to start a two-phase attempt)", textutil.Truncate(string(raw), 32))
 }
 
 // DecodeAttempt parses and validates the body of POST /v1/check and POST
@@ -178,7 +181,7 @@ func DecodeAttempt(body []byte) (AttemptRequest, error) {
 		return AttemptRequest{}, err
 	}
 	req := AttemptRequest{IP: raw.IP, Username: raw.Username,
-		Path: truncate(raw.Path, MaxInfoBytes), UserAgent: truncate(raw.UserAgent, MaxInfoBytes)}
+		Path: textutil.Truncate(raw.Path, MaxInfoBytes), UserAgent: textutil.Truncate(raw.UserAgent, MaxInfoBytes)}
 	var err error
 	if req.Success, err = parseSuccess(raw.Success); err != nil {
 		return AttemptRequest{}, err
@@ -196,7 +199,7 @@ func (req *AttemptRequest) validate() error {
 	}
 	var err error
 	if req.Addr, err = gate.ParseIP(req.IP); err != nil {
-		return badRequest("field \"ip\": %q is not an IP address", truncate(req.IP, 64))
+		return badRequest("field \"ip\": %q is not an IP address", textutil.Truncate(req.IP, 64))
 	}
 	if len(req.Username) > MaxUsernameBytes {
 		return badRequest("field \"username\" is longer than %d bytes", MaxUsernameBytes)
@@ -218,17 +221,6 @@ func DecodeOutcome(body []byte) (OutcomeRequest, error) {
 		return OutcomeRequest{}, badRequest("field \"success\" is required: true or false")
 	}
 	return OutcomeRequest{Success: *s}, nil
-}
-
-// truncate cuts s to at most n bytes without splitting a character.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // CheckRequest is the body of POST /v1/check.

@@ -3,10 +3,10 @@ package events
 import (
 	"encoding/json"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
+	"github.com/defender-go/defender/internal/textutil"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -48,17 +48,6 @@ func NewAttempt(r gate.AttemptRecord, gateName string) Attempt {
 // that no event outgrows the NATS message limit and holds up the others.
 const MaxInfoBytes = 1024
 
-// truncate cuts s to at most n bytes without splitting a character.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 func attemptOf(r *gate.AttemptRecord, id, gateName string) Attempt {
 	a := Attempt{
 		V:                Version,
@@ -68,8 +57,8 @@ func attemptOf(r *gate.AttemptRecord, id, gateName string) Attempt {
 		IP:               r.IP,
 		Username:         r.Username,
 		Result:           string(r.Outcome),
-		Path:             truncate(r.Path, MaxInfoBytes),
-		UserAgent:        truncate(r.UserAgent, MaxInfoBytes),
+		Path:             textutil.Truncate(r.Path, MaxInfoBytes),
+		UserAgent:        textutil.Truncate(r.UserAgent, MaxInfoBytes),
 		Gate:             gateName,
 		IPFailures:       r.IPFailures,
 		UsernameFailures: r.UsernameFailures,

@@ -11,13 +11,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/defender-go/defender/internal/textutil"
 	"github.com/defender-go/defender/pkg/events"
 )
 
@@ -542,11 +542,7 @@ func deadLetterReason(err error) string {
 		return c
 	}, strings.ToValidUTF8(err.Error(), "\ufffd"))
 	if len(s) > maxReasonBytes {
-		n := maxReasonBytes
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		s = s[:n] + "..."
+		s = textutil.Truncate(s, maxReasonBytes) + "..."
 	}
 	return s
 }
