@@ -69,5 +69,5 @@ func TestMemoryReindexUnsupported(t *testing.T) {
 	require.NoError(t, err)
 	defer g.Close(context.Background())
 	_, err = g.Reindex(context.Background())
-	assert.True(t, errors.Is(err, errors.ErrUnsupported), "%v", err)
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
 }
