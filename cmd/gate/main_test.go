@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -27,26 +25,8 @@ import (
 var gateBin string
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() {
-		dir, err := os.MkdirTemp("", "gate-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		gateBin = filepath.Join(dir, "gate")
-		build := exec.Command("go", "build", "-o", gateBin, ".")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building cmd/gate:", err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
+	os.Exit(testenv.RunWithCommands(m, func(dir string) { gateBin = filepath.Join(dir, "gate") },
+		"github.com/defender-go/defender/cmd/gate"))
 }
 
 // gateProc is a cmd/gate process started for one test.

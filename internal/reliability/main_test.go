@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,27 +33,9 @@ import (
 var bins struct{ gate, recorder string }
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "defender-reliability-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/defender-go/defender/cmd/gate", "github.com/defender-go/defender/cmd/recorder")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building cmd/gate and cmd/recorder:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	bins.gate, bins.recorder = filepath.Join(dir, "gate"), filepath.Join(dir, "recorder")
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.RunWithCommands(m, func(dir string) {
+		bins.gate, bins.recorder = filepath.Join(dir, "gate"), filepath.Join(dir, "recorder")
+	}, "github.com/defender-go/defender/cmd/gate", "github.com/defender-go/defender/cmd/recorder"))
 }
 
 // needServers skips t in -short mode, or when a server it needs is not
