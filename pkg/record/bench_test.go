@@ -104,7 +104,9 @@ func measureLag(t *testing.T, flush time.Duration) {
 	ctx := context.Background()
 	seen := make([]time.Time, n)
 	next := 0
+	deadline := time.Now().Add(duration + time.Minute)
 	for next < n {
+		require.True(t, time.Now().Before(deadline), "only %d of %d events queryable after %s", next, n, duration+time.Minute)
 		c, err := record.CountAttempts(ctx, conn, record.AttemptFilter{})
 		require.NoError(t, err)
 		now := time.Now()
@@ -114,6 +116,9 @@ func measureLag(t *testing.T, flush time.Duration) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	wg.Wait()
+	c, err := record.CountAttempts(ctx, conn, record.AttemptFilter{})
+	require.NoError(t, err)
+	require.EqualValues(t, n, c, "every event stored once")
 
 	lags := make([]time.Duration, n)
 	for i := range lags {
