@@ -99,6 +99,7 @@ type Gate struct {
 	// settleCh holds one queue per worker; outcomes of one source go to
 	// one queue, so they are written in the order they happened.
 	settleCh []chan settleJob
+	batcher  finishBatcher // the store, when it settles batches; else nil
 	seed     maphash.Seed
 	closed   bool
 	workers  sync.WaitGroup
@@ -114,6 +115,7 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 		return nil, err
 	}
 	g := &Gate{cfg: cfg, policy: cfg.policy(), store: store, log: slog.Default(), ips: newIPResolver(&cfg)}
+	g.batcher, _ = store.(finishBatcher)
 	for _, o := range opts {
 		o(g)
 	}
@@ -534,8 +536,7 @@ func (g *Gate) settleLoop(ch chan settleJob) {
 // store can, else one by one. An outcome whose batched write failed is
 // written again alone, with settle's retries.
 func (g *Gate) settleJobs(jobs []settleJob) {
-	fb, ok := g.store.(finishBatcher)
-	if !ok || len(jobs) == 1 {
+	if g.batcher == nil || len(jobs) == 1 {
 		for _, j := range jobs {
 			g.settle(context.Background(), j.t, j.success)
 		}
@@ -548,7 +549,7 @@ func (g *Gate) settleJobs(jobs []settleJob) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	start := time.Now()
-	res, errs := fb.finishBatch(ctx, ops, success)
+	res, errs := g.batcher.finishBatch(ctx, ops, success)
 	cancel()
 	took := time.Since(start).Seconds()
 	for i, j := range jobs {
