@@ -8,7 +8,7 @@ SOAK ?= 5m
 
 .PHONY: test fuzz soak
 
-# Every test against real servers, then each fuzz target for 3 s.
+# Every test against real servers, then each fuzz target for 5000 executions.
 test:
 	./scripts/test.sh
 
