@@ -36,6 +36,7 @@ type client struct {
 	transports map[string]*http.Transport // one per server, kept warm
 
 	rec     *record.Recorder
+	flush   time.Duration // the recorders' Flush; 0 for the default
 	recStop context.CancelFunc
 	recDone chan error
 }
@@ -120,6 +121,7 @@ func (c *client) do(cmd command) (*reply, error) {
 		res := c.load(*cmd.Load)
 		return &reply{Load: &res}, nil
 	case opRecorder:
+		c.flush = cmd.Flush
 		return &reply{}, c.startRecorder(cmd.ClickHouse, record.DefaultConsumer)
 	case opCaughtUp:
 		cu, err := c.caughtUp(2 * time.Minute)
@@ -246,7 +248,9 @@ func (c *client) startRecorder(dsn, consumer string) error {
 		}
 		c.conn = conn
 	}
-	rec, err := record.New(c.js, c.conn, record.Options{Consumer: consumer})
+	// A flush longer than the default needs an ack wait of 3 flushes.
+	rec, err := record.New(c.js, c.conn, record.Options{Consumer: consumer, Flush: c.flush,
+		AckWait: max(record.DefaultAckWait, 3*c.flush)})
 	if err != nil {
 		return err
 	}
@@ -355,7 +359,7 @@ func (c *client) recorderRun(n, probes int) (*recorderResult, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	res := &recorderResult{Events: n, Elapsed: time.Since(start), Batch: record.DefaultBatch, Flush: record.DefaultFlush}
+	res := &recorderResult{Events: n, Elapsed: time.Since(start), Batch: record.DefaultBatch, Flush: recordFlush(c.flush)}
 
 	// Lag, under a steady background of events.
 	const background = 10000 // events per second: the flow the lag is specified at

@@ -41,6 +41,7 @@ func main() {
 	flag.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured load before every cell")
 	flag.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds; every figure is the median over them")
 	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
+	flag.DurationVar(&o.RecordFlush, "record-flush", 0, "the recorders' longest wait for a batch (DEFENDER_RECORD_FLUSH): a longer one trades lag for fewer ClickHouse inserts (default 1s, record.DefaultFlush)")
 	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency), for trying a change; the report then misses the others")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the login server's process (the gate's side) to this file")
 	rerender := flag.Bool("rerender", false, "measure nothing: write RESULTS.md and the charts again from the results.json in -out")
@@ -106,6 +107,9 @@ type options struct {
 	Rounds int
 	// RecorderEvents and Probes size the recorder's own measurement.
 	RecorderEvents, Probes int
+	// RecordFlush is the recorders' DEFENDER_RECORD_FLUSH; 0 for
+	// record.DefaultFlush.
+	RecordFlush time.Duration
 	// Pings is the number of PINGs timed before every cell.
 	Pings int
 	// Only, when set, lists the passes to run (by ID).

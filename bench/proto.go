@@ -42,6 +42,8 @@ type command struct {
 	Load *loadSpec `json:"load,omitempty"`
 	// ClickHouse is the DSN for opRecorder.
 	ClickHouse string `json:"clickhouse,omitempty"`
+	// Flush is the recorders' flush interval, for opRecorder (0: the default).
+	Flush time.Duration `json:"flush,omitempty"`
 	// Events is how many events opRecorderRun writes through the recorder,
 	// and Probes how many single events it times to their row.
 	Events int `json:"events,omitempty"`

@@ -415,7 +415,7 @@ func (r *report) markdown() []byte {
 	p("- **Load average** (1, 5, 15 min) at the start: %s; at the end: %s. The machine is shared: other processes competed for the same cores, which is one reason every cell runs %d times in interleaved order.", in.LoadStart, in.LoadEnd, r.o.Rounds)
 	p("- **Everything on one machine**: the login server (this process), the load generator, the embedded NATS server and the recorder (a second process), redis-server and clickhouse-server share the %d cores, so every part that is switched on takes CPU from the login server.", in.Cores)
 	p("- **Login application**: the same `net/http` handler in every configuration: a form POST, a user table of %d users, the password compared with `subtle.ConstantTimeCompare` (cheap) or `bcrypt.CompareHashAndPassword` at cost %d; success is a 302 with a session cookie, failure the form again (200). Gated configurations wrap it in `gate.Middleware` (one store round trip before the handler, the outcome settled in the background) with the default configuration, except failure limits of 1,000,000 so that nothing blocks by itself, and `DEFENDER_BEHIND_REVERSE_PROXY` with `DEFENDER_TRUSTED_PROXIES=127.0.0.0/8`: each request's client address comes from `X-Forwarded-For`.", numUsers, bcryptCost)
-	p("- **Configurations**: *%s* (the handler alone); *%s* (`gate.NewMemoryStore`); *%s* (`gate.NewRedisStore`, go-redis, local redis-server); *%s* (the same plus `events.Publisher` to an embedded NATS JetStream server, and `record.Recorder` with its defaults writing the events into ClickHouse while the load runs).", cfgBaseline, cfgMemory, cfgRedis, cfgEvents)
+	p("- **Configurations**: *%s* (the handler alone); *%s* (`gate.NewMemoryStore`); *%s* (`gate.NewRedisStore`, go-redis, local redis-server); *%s* (the same plus `events.Publisher` to an embedded NATS JetStream server, and `record.Recorder` with %s writing the events into ClickHouse while the load runs).", cfgBaseline, cfgMemory, cfgRedis, cfgEvents, recorderSettings(r.o.RecordFlush))
 	p("- **Workloads**: *success* (right password, random user of %d, random IP of %d); *mixed* (half of them wrong); *failure* (all wrong: the counting path); *blocked* (all wrong, from %d IPs blocked by hand before the run: every attempt is refused before the password check; without a gate they are plain failures).", numUsers, numIPs, numBlockedIPs)
 	p("- **Load generator**: %d clients (goroutines in the second process), each with its own keep-alive connection, sending the next request as soon as the previous answer is read; a cell sends the same pseudo-random sequence to every configuration. Latency is from sending to reading the whole answer; every sample is kept and sorted (p50, p99, p99.9 by nearest rank). Requests per second = the sum over clients of the client's answers / (start to its last answer): each client's own rate, so the tail after the deadline, where fewer clients still wait for an answer, does not dilute it (with bcrypt that tail is up to a tenth of a cell).", r.o.Concurrency)
 	p("- **Passes**: cheap check with %d clients for %s per cell; bcrypt with %d clients for %s per cell; cheap check with 1 client for %s per cell (latency without queueing: with %d clients on %d cores, latency is mostly waiting for a CPU). Every cell is preceded by %s of unmeasured warm-up. Order: round → pass → workload → the four configurations, rotated by one each time.",
@@ -462,8 +462,8 @@ func (r *report) markdown() []byte {
 	p("## Recorder")
 	p("")
 	if rec := r.recorder; rec != nil {
-		p("- **Sustained rate**: %d events waiting in the stream, written to ClickHouse by a fresh `record.Recorder` (batch %d, flush %s: the defaults) in %s: **%.0f events/s**. The recorder runs in the client process, with the garbage collector target `cmd/recorder` uses (GOGC 400); NATS in the same process, ClickHouse beside it.",
-			rec.Events, rec.Batch, rec.Flush, fmtDur(rec.Elapsed), rec.EventsPerSecond())
+		p("- **Sustained rate**: %d events waiting in the stream, written to ClickHouse by a fresh `record.Recorder` (batch %d, flush %s%s) in %s: **%.0f events/s**. The recorder runs in the client process, with the garbage collector target `cmd/recorder` uses (GOGC 400); NATS in the same process, ClickHouse beside it.",
+			rec.Events, rec.Batch, rec.Flush, defaultsNote(rec.Batch == record.DefaultBatch && rec.Flush == record.DefaultFlush), fmtDur(rec.Elapsed), rec.EventsPerSecond())
 		if len(rec.Lags) > 0 {
 			p("- **Publish-to-row lag**: %d probe events published one at a time while %.0f other events/s flowed; the time from publishing to the row answering a `record.CountAttempts` poll (every 5 ms): median %s, max %s. With a light flow a batch waits for the flush interval (%s, `DEFENDER_RECORD_FLUSH`); that sets the lag, not the write.",
 				len(rec.Lags), rec.Background, fmtDur(rec.Lags[len(rec.Lags)/2]), fmtDur(rec.Lags[len(rec.Lags)-1]), rec.Flush)
@@ -638,5 +638,29 @@ func (r *report) bcryptBound(p func(string, ...any)) {
 	n := ev.RPS * r.o.BcryptDuration.Seconds()
 	p("With bcrypt (cost %d) a login costs about %.0f µs of CPU, so ≥ 99%% leaves the pipeline %.0f µs per login. In the *%s* workload (the lowest by CPU) the medians of the table below give gate + Redis + events %+.0f µs per login over the baseline, %.1f%% of it by CPU: the login server %+.0f µs, redis-server %+.0f µs, the client process (load generator, NATS JetStream, the recorder) %+.0f µs and clickhouse-server %+.0f µs. The target's figure is the median of each round's own ratio, %.1f%%: a bcrypt cell holds about %.0f logins (%.0f/s for %s), so one login more or less moves a round's ratio by %.1f%%, and the few background tasks (a recorder batch: at %.0f logins/s one insert of about %.0f rows per `DEFENDER_RECORD_FLUSH`, each a new ClickHouse part whatever its size) fall into one cell or the next. On this machine ClickHouse and NATS share the login server's 2 cores; in production they run on their own hosts.",
 		bcryptCost, b.CPUOwn, b.CPUOwn/99, wl, ev.CPUOwn-b.CPUOwn, 100*b.CPUOwn/ev.CPUOwn, ev.CPUServer-b.CPUServer, ev.CPURedis-b.CPURedis, ev.CPUClient-b.CPUClient,
-		ev.CPUClickHouse-b.CPUClickHouse, 100*worst, n, ev.RPS, r.o.BcryptDuration, 100/max(n, 1), ev.RPS, ev.RPS*record.DefaultFlush.Seconds())
+		ev.CPUClickHouse-b.CPUClickHouse, 100*worst, n, ev.RPS, r.o.BcryptDuration, 100/max(n, 1), ev.RPS, ev.RPS*recordFlush(r.o.RecordFlush).Seconds())
+}
+
+// recordFlush is the recorders' flush interval for a RecordFlush option
+// (0, also in results saved before the flag existed: the default).
+func recordFlush(d time.Duration) time.Duration {
+	if d <= 0 {
+		return record.DefaultFlush
+	}
+	return d
+}
+
+// recorderSettings says how the gate's recorder was set up.
+func recorderSettings(flush time.Duration) string {
+	if flush <= 0 || flush == record.DefaultFlush {
+		return "its defaults"
+	}
+	return fmt.Sprintf("its defaults but a flush interval of %s (`-record-flush`, `DEFENDER_RECORD_FLUSH`)", flush)
+}
+
+func defaultsNote(defaults bool) string {
+	if defaults {
+		return ": the defaults"
+	}
+	return ""
 }

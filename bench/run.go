@@ -188,7 +188,7 @@ func (e *env) setup() error {
 	if e.client, natsURL, err = startClient(os.Stderr); err != nil {
 		return err
 	}
-	if _, err := e.client.call(command{Op: opRecorder, ClickHouse: ch.DSN()}); err != nil {
+	if _, err := e.client.call(command{Op: opRecorder, ClickHouse: ch.DSN(), Flush: e.o.RecordFlush}); err != nil {
 		return err
 	}
 	u, err := newUsers()
