@@ -25,6 +25,9 @@ type RedisServer struct {
 	bin  string
 	cmd  *exec.Cmd
 	t    testing.TB // nil when started by StartRedis
+	// appendOnly runs the server with an append-only file, as
+	// deploy/compose.yml does, so that a restart reloads the data.
+	appendOnly bool
 }
 
 // Redis starts Debian's redis-server on a free port with a temporary
@@ -41,11 +44,28 @@ func Redis(t testing.TB) *RedisServer {
 	return s
 }
 
+// RedisAppendOnly is Redis with the persistence deploy/compose.yml gives
+// it: an append-only file (fsynced every second) in the server's directory,
+// reloaded when Start restarts a killed server.
+func RedisAppendOnly(t testing.TB) *RedisServer {
+	t.Helper()
+	skipShort(t, "redis-server")
+	s, err := startRedis(t.TempDir(), true)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	s.t = t
+	t.Cleanup(s.Kill)
+	return s
+}
+
 // StartRedis starts Debian's redis-server in dir (which must exist) on a
 // free port, without persistence, and waits until it listens. The caller
 // stops it with Kill. It needs no testing.TB: it is for programs (the
 // bench) and for servers shared by a test package.
-func StartRedis(dir string) (*RedisServer, error) {
+func StartRedis(dir string) (*RedisServer, error) { return startRedis(dir, false) }
+
+func startRedis(dir string, appendOnly bool) (*RedisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New("redis-server not found: install the Debian package redis-server (see .ci/run)")
@@ -54,7 +74,7 @@ func StartRedis(dir string) (*RedisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &RedisServer{port: port, dir: dir, bin: bin}
+	s := &RedisServer{port: port, dir: dir, bin: bin, appendOnly: appendOnly}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
 	s.URL = "redis://" + s.Addr + "/0"
 	if err := s.start(); err != nil {
@@ -73,12 +93,17 @@ func (s *RedisServer) Start() {
 }
 
 func (s *RedisServer) start() error {
+	appendOnly := "no"
+	if s.appendOnly {
+		appendOnly = "yes"
+	}
 	cmd := exec.Command(s.bin,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--save", "",
-		"--appendonly", "no",
+		"--appendonly", appendOnly,
+		"--appendfsync", "everysec",
 		"--protected-mode", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	)

@@ -126,3 +126,92 @@ func TestRedisDown(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisCrashPersistence: a Redis run as deploy/compose.yml runs it
+// (append-only file) keeps the gate's whole state across a crash. After a
+// SIGKILL and a restart on the same directory the gate still refuses the
+// blocked sources until their block ends, lists them, keeps counting
+// failures where they were, escalates the next block of a subject blocked
+// before, and keeps an admin's permanent block. The control, a Redis
+// without persistence (testenv's default), forgets all of it in the same
+// crash: that is what makes the first case evidence.
+func TestRedisCrashPersistence(t *testing.T) {
+	for _, appendOnly := range []bool{true, false} {
+		t.Run(map[bool]string{true: "appendonly", false: "no persistence"}[appendOnly], func(t *testing.T) {
+			start := testenv.Redis
+			if appendOnly {
+				start = testenv.RedisAppendOnly
+			}
+			srv := start(t)
+			cfg := gate.DefaultConfig()
+			cfg.LockoutCooloffs = []time.Duration{time.Second, time.Hour}
+			cfg.StoreTimeout = 5 * time.Second
+			g, err := gate.New(cfg, gate.NewRedisStore(srv.Client(), "crash"), gate.WithLogger(quiet))
+			require.NoError(t, err)
+			defer g.Close(ctx)
+
+			// Before the crash: a subject whose first block (1 s) has
+			// ended, a block by hand for ten minutes, a permanent one, and
+			// a user two failures short of the limit.
+			_, escalated := fresh()
+			for i := 0; i < 4; i++ {
+				g.Record(ctx, attempt(escalated, ""), false)
+			}
+			require.False(t, g.Check(ctx, attempt(escalated, "")).Allowed, "first block")
+			require.Eventually(t, func() bool { return g.Check(ctx, attempt(escalated, "")).Allowed },
+				10*time.Second, 50*time.Millisecond, "the first block ends after 1 s")
+			_, handIP := fresh()
+			require.NoError(t, g.Block(ctx, gate.KindIP, handIP, 10*time.Minute))
+			permanent, _ := fresh()
+			require.NoError(t, g.Block(ctx, gate.KindUsername, permanent, 0))
+			counting, _ := fresh()
+			for i := 0; i < 2; i++ {
+				_, ip := fresh()
+				require.True(t, g.Record(ctx, attempt(ip, counting), false).Allowed)
+			}
+
+			srv.Kill()
+			srv.Start()
+			require.Eventually(t, func() bool { return g.Check(ctx, attempt(handIP, "")).Err == nil },
+				10*time.Second, 20*time.Millisecond, "Redis answers again")
+
+			_, other := fresh()
+			hand := g.Check(ctx, attempt(handIP, ""))
+			perm := g.Check(ctx, attempt(other, permanent))
+			listed, err := g.Blocked(ctx, gate.KindIP, 0)
+			require.NoError(t, err)
+			var subjects []string
+			for _, b := range listed {
+				subjects = append(subjects, b.Subject)
+			}
+			// Two more failures: the limit (3) is passed on the fourth.
+			_, ip := fresh()
+			third := g.Record(ctx, attempt(ip, counting), false)
+			fourth := g.Record(ctx, attempt(ip, counting), false)
+			// The escalated subject's next block.
+			for i := 0; i < 4; i++ {
+				g.Record(ctx, attempt(escalated, ""), false)
+			}
+			second := g.Check(ctx, attempt(escalated, ""))
+			require.False(t, second.Allowed, "blocked again")
+
+			if !appendOnly {
+				assert.True(t, hand.Allowed, "the block by hand was forgotten")
+				assert.True(t, perm.Allowed, "the permanent block was forgotten")
+				assert.NotContains(t, subjects, handIP)
+				assert.True(t, fourth.Allowed, "the count started over")
+				assert.LessOrEqual(t, second.RetryAfter, time.Second, "the lockout count started over")
+				return
+			}
+			assert.False(t, hand.Allowed, "the block by hand survived")
+			assert.Greater(t, hand.RetryAfter, 9*time.Minute, "and still ends ten minutes after it was set")
+			assert.LessOrEqual(t, hand.RetryAfter, 10*time.Minute)
+			assert.False(t, perm.Allowed, "the permanent block survived")
+			assert.True(t, perm.Permanent)
+			assert.Contains(t, subjects, handIP, "listed for the admin")
+			assert.True(t, third.Allowed, "third failure: at the limit")
+			assert.False(t, fourth.Allowed, "fourth failure blocks: the count went on")
+			assert.Greater(t, second.RetryAfter, 59*time.Minute, "second block escalated to an hour")
+		})
+	}
+}
