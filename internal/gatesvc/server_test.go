@@ -1,11 +1,13 @@
 package gatesvc_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -38,4 +40,55 @@ func TestPanicRecovered(t *testing.T) {
 	req.Body = http.NoBody
 	srv.ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusBadRequest, rec.Code)
+}
+
+// A token is accepted back whatever the attempt it carries: the path and
+// user agent come from the login request (a link can fill a victim's path
+// with characters JSON escapes six-fold), and a token the service issued
+// but refused to open left a correct password unreported, its charge
+// expiring into a failure.
+func TestOutcomeOfLargestToken(t *testing.T) {
+	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
+	g, err := gate.New(gate.DefaultConfig(), store)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	post := func(path string, body any) (int, gatesvc.Response) {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		srv.ServeHTTP(rec, req)
+		var res gatesvc.Response
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res), rec.Body.String())
+		return rec.Code, res
+	}
+
+	code, res := post("/v1/attempts", map[string]any{"ip": "203.0.113.9", "username": "victim", "success": false})
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, 1, res.UsernameFailures)
+
+	worst := map[string]any{
+		"ip":         "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+		"username":   strings.Repeat("<", gatesvc.MaxUsernameBytes),
+		"path":       "/login?" + strings.Repeat("&", gatesvc.MaxInfoBytes),
+		"user_agent": strings.Repeat("\x01", gatesvc.MaxInfoBytes),
+	}
+	for name, body := range map[string]map[string]any{
+		"victim's login through a crafted link": {"ip": "203.0.113.9", "username": "victim", "path": worst["path"], "user_agent": "Mozilla/5.0"},
+		"every field at its bound":              worst,
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, res := post("/v1/attempts", body)
+			require.Equal(t, http.StatusOK, code)
+			require.NotEmpty(t, res.Token)
+			code, res = post("/v1/attempts/"+res.Token, map[string]any{"success": true})
+			assert.Equal(t, http.StatusOK, code, "the token issued is accepted back")
+			assert.True(t, res.Allowed)
+			assert.Zero(t, res.UsernameFailures, "the success cleared the failures")
+		})
+	}
 }

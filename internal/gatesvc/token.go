@@ -28,8 +28,16 @@ var (
 // MinSecretBytes is the shortest DEFENDER_TOKEN_SECRET accepted.
 const MinSecretBytes = 16
 
-// maxTokenBytes bounds a token before any work is done on it.
-const maxTokenBytes = 8 << 10
+// maxTokenBytes bounds a token before any work is done on it. It is the
+// longest token Issue makes for a request within the service's limits:
+// the username, path and user agent at their bounds, every byte escaped
+// by JSON in six ("\u003c"), plus room for the address, the charge, the
+// expiry, the nonce and the keys. A smaller bound refused tokens the
+// service had issued, whose attempts then could not be settled.
+const maxTokenBytes = (maxClaimsBytes+2)/3*4 + 1 + (sha256.Size+2)/3*4
+
+// maxClaimsBytes bounds the JSON of a token's claims (see maxTokenBytes).
+const maxClaimsBytes = 6*(MaxUsernameBytes+2*MaxInfoBytes) + 1024
 
 // b64 decodes strictly: one signature has one spelling, so the used set
 // cannot be escaped by a variant of it.
