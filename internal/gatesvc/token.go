@@ -155,9 +155,14 @@ func (t *Tokens) Open(token string) (Ticket, error) {
 }
 
 // Use marks a verified ticket used; it fails with ErrTokenUsed if it was
-// used before on this instance.
+// used before on this instance, and with ErrTokenExpired if it has expired
+// since Open (the service reads the body in between): the used set forgets
+// a token once it expires, so a replay used later would pass.
 func (t *Tokens) Use(tk Ticket) error {
 	now := t.now()
+	if !now.Before(tk.expires) {
+		return ErrTokenExpired
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.After(t.nextSweep) {

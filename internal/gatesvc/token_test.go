@@ -79,6 +79,23 @@ func TestTokens(t *testing.T) {
 		assert.Len(t, tokens.used, 1)
 	})
 
+	t.Run("opened before its expiry, used after", func(t *testing.T) {
+		// A replay opened just before the token expires, whose body then
+		// arrives slowly, is used after the first use was forgotten.
+		token := tokens.Issue(a, "charge-2", 30*time.Second)
+		first, err := tokens.Open(token)
+		require.NoError(t, err)
+		require.NoError(t, tokens.Use(first))
+		now = now.Add(30*time.Second - time.Millisecond)
+		replay, err := tokens.Open(token)
+		require.NoError(t, err, "still valid when opened")
+		now = now.Add(2 * time.Second)
+		other, err := tokens.Open(tokens.Issue(a, "", time.Second))
+		require.NoError(t, err)
+		require.NoError(t, tokens.Use(other)) // sweeps the expired first use
+		assert.ErrorIs(t, tokens.Use(replay), ErrTokenExpired)
+	})
+
 	t.Run("no address", func(t *testing.T) {
 		tk, err := tokens.Open(tokens.Issue(gate.Attempt{Username: "bob"}, "", time.Second))
 		require.NoError(t, err)
