@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/defender-go/defender/internal/textutil"
@@ -21,8 +22,9 @@ import (
 const (
 	// MaxBodyBytes bounds a request body; a larger one is answered 413.
 	MaxBodyBytes = 64 << 10
-	// MaxUsernameBytes bounds the username as sent; a longer one is
-	// answered 400 (the gate then normalises and caps it further, see
+	// MaxUsernameBytes bounds the username as sent, less the spaces and
+	// invisible characters at its ends; a longer one is answered 400 (the
+	// gate then normalises and caps it further, see
 	// DEFENDER_MAX_USERNAME_LENGTH).
 	MaxUsernameBytes = 1024
 	// MaxInfoBytes bounds path and user_agent, which only go into events:
@@ -201,10 +203,21 @@ func (req *AttemptRequest) validate() error {
 	if req.Addr, err = gate.ParseIP(req.IP); err != nil {
 		return badRequest("field \"ip\": %q is not an IP address", textutil.Truncate(req.IP, 64))
 	}
+	// Padding at either end is dropped by the gate's normalisation: it
+	// must not push a name over the bound, or "<2000 spaces>alice", which
+	// an application that trims logs in as alice, would be refused and
+	// counted nowhere.
+	req.Username = strings.TrimFunc(req.Username, droppedAtEnds)
 	if len(req.Username) > MaxUsernameBytes {
 		return badRequest("field \"username\" is longer than %d bytes", MaxUsernameBytes)
 	}
 	return nil
+}
+
+// droppedAtEnds reports whether gate.NormalizeUsername drops r at either
+// end of a username: spaces, control and format (invisible) characters.
+func droppedAtEnds(r rune) bool {
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r)
 }
 
 // DecodeOutcome parses the body of POST /v1/attempts/{token}.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -48,25 +49,7 @@ func TestPanicRecovered(t *testing.T) {
 // but refused to open left a correct password unreported, its charge
 // expiring into a failure.
 func TestOutcomeOfLargestToken(t *testing.T) {
-	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
-	g, err := gate.New(gate.DefaultConfig(), store)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = g.Close(context.Background()) })
-	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
-		Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	post := func(path string, body any) (int, gatesvc.Response) {
-		b, err := json.Marshal(body)
-		require.NoError(t, err)
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(b))
-		req.Header.Set("Content-Type", "application/json")
-		srv.ServeHTTP(rec, req)
-		var res gatesvc.Response
-		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res), rec.Body.String())
-		return rec.Code, res
-	}
-
+	post := service(t)
 	code, res := post("/v1/attempts", map[string]any{"ip": "203.0.113.9", "username": "victim", "success": false})
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, 1, res.UsernameFailures)
@@ -90,5 +73,58 @@ func TestOutcomeOfLargestToken(t *testing.T) {
 			assert.True(t, res.Allowed)
 			assert.Zero(t, res.UsernameFailures, "the success cleared the failures")
 		})
+	}
+}
+
+// A username padded at either end with what its normalisation drops
+// (spaces, invisible characters) is its user's: an application that trims
+// the name logs the attacker in as that user, and a 400 for the padding
+// ("longer than 1024 bytes") left the failure uncounted.
+func TestPaddedUsernameCounted(t *testing.T) {
+	post := service(t)
+	pads := []string{
+		strings.Repeat(" ", 1100) + "alice",
+		"alice" + strings.Repeat(" ", 1100),
+		strings.Repeat("\u200b", 400) + "alice" + strings.Repeat("\t", 1100),
+		strings.Repeat("\u3000", 400) + "ALICE",
+	}
+	for i, u := range pads {
+		code, res := post("/v1/attempts", map[string]any{"ip": fmt.Sprintf("203.0.113.%d", 10+i), "username": u, "success": false})
+		if i < 3 {
+			require.Equal(t, http.StatusOK, code, "attempt %d", i+1)
+		} else {
+			require.Equal(t, http.StatusTooManyRequests, code, "the fourth failure blocks")
+			assert.Equal(t, []gate.Kind{gate.KindUsername}, res.BlockedBy)
+		}
+		assert.Equal(t, i+1, res.UsernameFailures, "attempt %d", i+1)
+	}
+	code, _ := post("/v1/check", map[string]any{"ip": "203.0.113.99", "username": "alice"})
+	assert.Equal(t, http.StatusTooManyRequests, code)
+
+	// What stays once the padding is gone is still bounded.
+	code, _ = post("/v1/attempts", map[string]any{"ip": "203.0.113.20", "username": " " + strings.Repeat("u", gatesvc.MaxUsernameBytes+1) + " ", "success": false})
+	assert.Equal(t, http.StatusBadRequest, code)
+}
+
+// service returns a poster of JSON bodies to a gate service on a memory
+// store.
+func service(t *testing.T) func(path string, body any) (int, gatesvc.Response) {
+	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
+	g, err := gate.New(gate.DefaultConfig(), store)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	return func(path string, body any) (int, gatesvc.Response) {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		srv.ServeHTTP(rec, req)
+		var res gatesvc.Response
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res), rec.Body.String())
+		return rec.Code, res
 	}
 }
