@@ -19,6 +19,11 @@ var folders = sync.Pool{New: func() any { c := cases.Fold(); return &c }}
 // " alice " and the full-width "ａｌｉｃｅ" are one identity, and no
 // invisible character makes a new one. Empty means "no username".
 func NormalizeUsername(s string, maxLen int) string {
+	// What leads the name is dropped by the normalisation anyway: drop it
+	// before bounding the work, or padding in front would push the name
+	// itself past the bound ("<2000 spaces>alice", which an application
+	// that trims logs in as alice, would count as no username at all).
+	s = strings.TrimLeftFunc(s, invisible)
 	// Bound the work whatever the client sends.
 	if limit := 4 * (maxLen + 8); len(s) > limit {
 		s = s[:limit]
@@ -44,6 +49,12 @@ func NormalizeUsername(s string, maxLen int) string {
 	s = norm.NFKC.String(s)
 	s = strings.TrimFunc(s, unicode.IsSpace)
 	return capRunes(s, maxLen)
+}
+
+// invisible reports a space, control or format character: one that
+// NormalizeUsername removes, or trims at the ends.
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r)
 }
 
 // cherokeeFold completes case folding for Cherokee: Unicode folds the

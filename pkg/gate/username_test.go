@@ -54,6 +54,19 @@ func TestNormalizeUsernameCaps(t *testing.T) {
 	assert.Len(t, NormalizeUsername(huge, 255), 255)
 }
 
+// Padding in front of a name, however long, is dropped and leaves the
+// name: applications trim spaces, so "<2000 spaces>alice" logs in as alice
+// and must be counted as alice. The gate's bound on its work cut such a
+// name before trimming and counted no username (or a piece of the padding).
+func TestNormalizeUsernamePadding(t *testing.T) {
+	for _, pad := range []string{" ", "\t", "\u3000", "\u00a0", "\u200b", "\ufeff", "\x00", " \u200b"} {
+		for _, n := range []int{1, 100, 2000, 100000} {
+			got := NormalizeUsername(strings.Repeat(pad, n)+"Alice", 255)
+			assert.Equal(t, "alice", got, "%d x %q", n, pad)
+		}
+	}
+}
+
 func FuzzNormalizeUsername(f *testing.F) {
 	for _, s := range []string{"Alice", " ａｌｉｃｅ ", "al\u200bice", "\xff\xfe", "İstanbul", "a\x00b"} {
 		f.Add(s)
@@ -68,5 +81,7 @@ func FuzzNormalizeUsername(f *testing.F) {
 		}
 		// Idempotent: the identity of an identity is itself.
 		require.Equal(t, u, NormalizeUsername(u, 64))
+		// Padding in front changes nothing, however long.
+		require.Equal(t, u, NormalizeUsername(strings.Repeat(" \u200b", 200)+s, 64))
 	})
 }
