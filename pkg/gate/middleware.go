@@ -10,7 +10,7 @@ import (
 type MiddlewareOption func(*middleware)
 
 // UsernameFunc replaces the default username extraction (the form field
-// DEFENDER_USERNAME_FORM_FIELD of a POST).
+// DEFENDER_USERNAME_FORM_FIELD of a POST, as r.FormValue reads it).
 func UsernameFunc(f func(*http.Request) string) MiddlewareOption {
 	return func(m *middleware) { m.username = f }
 }
@@ -46,7 +46,10 @@ type middleware struct {
 func (g *Gate) Middleware(next http.Handler, opts ...MiddlewareOption) http.Handler {
 	m := &middleware{g: g, next: next}
 	field := g.cfg.UsernameFormField
-	m.username = func(r *http.Request) string { return r.PostFormValue(field) }
+	// FormValue, as a Go handler usually reads it: the body's field, else
+	// the query's. Reading the body alone, a username moved to the URL was
+	// checked by such a handler but counted by nobody.
+	m.username = func(r *http.Request) string { return r.FormValue(field) }
 	for _, o := range opts {
 		o(m)
 	}

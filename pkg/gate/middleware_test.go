@@ -215,3 +215,55 @@ func TestMiddlewareReverseProxy(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, post(t, h, "198.51.100.9", "z", "secret", "X-Forwarded-For", "1.1.1.1").Code,
 		"the forger itself was")
 }
+
+// TestMiddlewareUsernameInQuery: a Go login handler commonly reads its
+// fields with r.FormValue, which falls back to the query string when the
+// body has no such field. An attacker who moved the username to the URL
+// (POST /login?username=alice, password in the body) had the password of
+// alice checked while the gate, reading the body only, counted no
+// username: guesses from many addresses never blocked alice.
+func TestMiddlewareUsernameInQuery(t *testing.T) {
+	cfg := gate.DefaultConfig()
+	cfg.IPFailureLimit = 100
+	g, ev := memGate(t, cfg)
+	checked := map[string]int{}
+	site := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := r.FormValue("username")
+		checked[user]++
+		if user == "alice" && r.FormValue("password") == "secret" {
+			http.Redirect(w, r, "/welcome", http.StatusFound)
+			return
+		}
+		_, _ = io.WriteString(w, "<form>please log in</form>")
+	})
+	h := g.Middleware(site)
+	send := func(ip, password string) int {
+		body := url.Values{"password": {password}}.Encode()
+		r := httptest.NewRequest(http.MethodPost, "/login?username=alice", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = ip + ":1"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i := 0; i < 3; i++ {
+		assert.Equal(t, http.StatusOK, send("198.51.100."+itoa(40+i), "guess"+itoa(i)))
+	}
+	assert.Equal(t, http.StatusTooManyRequests, send("198.51.100.43", "guess3"), "the failure that blocks alice")
+	require.NoError(t, g.Flush(ctx))
+	assert.Equal(t, http.StatusTooManyRequests, send("198.51.100.44", "secret"), "alice is blocked, whatever the address")
+	assert.Equal(t, 4, checked["alice"], "the handler checked four passwords of alice")
+	require.NotEmpty(t, ev.Attempts())
+	assert.Equal(t, "alice", ev.Attempts()[0].Username)
+
+	// In the body the username wins over the query, as for r.FormValue.
+	_, ip := fresh()
+	form := url.Values{"username": {"bob"}, "password": {"x"}}
+	r := httptest.NewRequest(http.MethodPost, "/login?username=carol", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = ip + ":1"
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	require.NoError(t, g.Flush(ctx))
+	atts := ev.Attempts()
+	assert.Equal(t, "bob", atts[len(atts)-1].Username)
+}
