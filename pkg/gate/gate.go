@@ -191,11 +191,11 @@ func (g *Gate) identify(a Attempt) identity {
 		if ip.Is6() {
 			id.ipSubject = ipSubject(ip, c.IPv6Prefix)
 		}
-		if containsAddr(c.IPBlacklist, ip) {
+		if listed(c.IPBlacklist, ip) {
 			id.blacklisted = true
 			return id
 		}
-		if containsAddr(c.IPWhitelist, ip) {
+		if listed(c.IPWhitelist, ip) {
 			hasIP = false
 		}
 	}

@@ -109,10 +109,7 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 func ipSubject(a netip.Addr, v6bits int) string {
-	if nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:]))
-	}
+	a = unNAT64(a)
 	if a.Is4() || v6bits >= 128 {
 		return a.String()
 	}
@@ -121,6 +118,31 @@ func ipSubject(a netip.Addr, v6bits int) string {
 		return a.String()
 	}
 	return p.String()
+}
+
+// unNAT64 is the IPv4 client behind a NAT64 address, else a itself.
+func unNAT64(a netip.Addr) netip.Addr {
+	if nat64.Contains(a) {
+		b := a.As16()
+		return netip.AddrFrom4([4]byte(b[12:]))
+	}
+	return a
+}
+
+// listed reports whether a client address is in a list of prefixes, by
+// its own form or, behind NAT64, by the IPv4 client it stands for (the
+// form it is counted and blocked under).
+func listed(prefixes []netip.Prefix, a netip.Addr) bool {
+	if len(prefixes) == 0 {
+		return false
+	}
+	if containsAddr(prefixes, a) {
+		return true
+	}
+	if v4 := unNAT64(a); v4 != a {
+		return containsAddr(prefixes, v4)
+	}
+	return false
 }
 
 // IPSubject canonicalises an address or an IPv6 network given by an

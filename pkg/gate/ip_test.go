@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -176,4 +177,37 @@ func TestIPSubjectOfNetworks(t *testing.T) {
 		require.ErrorIs(t, err, ErrBadIP, in)
 		assert.Contains(t, err.Error(), "DEFENDER_IP_BLACKLIST", in)
 	}
+}
+
+// A NAT64 client (64:ff9b::a.b.c.d) is counted and blocked as the IPv4
+// client a.b.c.d; the lists name it so too. The blacklist and whitelist
+// were matched against the IPv6 form only, so a blacklisted IPv4 address
+// reaching the gate through a translator was counted as that address
+// yet never refused, and a whitelisted one was blocked.
+func TestNAT64Lists(t *testing.T) {
+	mem := NewMemoryStore(MemoryOptions{SweepInterval: -1})
+	defer mem.Close()
+	cfg := DefaultConfig()
+	cfg.IPBlacklist = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	cfg.IPWhitelist = []netip.Prefix{netip.MustParsePrefix("203.0.113.7/32")}
+	cfg.DisableUsernameLockout = true
+	cfg.IPFailureLimit = 0
+	g, err := New(cfg, mem, WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer g.Close(context.Background())
+	ctx := context.Background()
+
+	for _, ip := range []string{"198.51.100.7", "64:ff9b::198.51.100.7", "::ffff:198.51.100.7"} {
+		d := g.Check(ctx, Attempt{IP: netip.MustParseAddr(ip)})
+		assert.False(t, d.Allowed, ip)
+		assert.Equal(t, ReasonBlacklist, d.Reason, ip)
+	}
+	for _, ip := range []string{"203.0.113.7", "64:ff9b::203.0.113.7"} {
+		for i := 0; i < 3; i++ {
+			assert.True(t, g.Record(ctx, Attempt{IP: netip.MustParseAddr(ip)}, false).Allowed, ip)
+		}
+	}
+	// The NAT64 form of an address on neither list is counted as usual.
+	assert.False(t, g.Record(ctx, Attempt{IP: netip.MustParseAddr("64:ff9b::192.0.2.1")}, false).Allowed)
+	assert.False(t, g.Check(ctx, Attempt{IP: netip.MustParseAddr("192.0.2.1")}).Allowed)
 }
