@@ -112,8 +112,8 @@ func New(o Options) (*Server, error) {
 	}
 	s.m = m
 	s.mux.Handle("/v1/check", s.api("check", s.check))
-	s.mux.Handle("/v1/attempts", s.api("attempts", s.attempt))
-	s.mux.Handle("/v1/attempts/{token}", s.api("outcome", s.outcome))
+	s.mux.Handle("/v1/attempts", s.api("attempts", serversOnly(s.attempt)))
+	s.mux.Handle("/v1/attempts/{token}", s.api("outcome", serversOnly(s.outcome)))
 	s.mux.Handle("/healthz", s.only("healthz", http.HandlerFunc(s.healthz), http.MethodGet, http.MethodHead))
 	if o.Metrics != nil {
 		s.mux.Handle("/metrics", s.only("metrics", o.Metrics, http.MethodGet, http.MethodHead))
@@ -207,6 +207,27 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request) er
 		duration.Observe(time.Since(start).Seconds())
 		requests.WithLabelValues(strconv.Itoa(rec.status)).Inc()
 	}), http.MethodPost)
+}
+
+// serversOnly refuses requests a browser sent to a route that changes
+// state. Outcomes come from the application's server: a browser that
+// reaches the service (a page on the internal network the service listens
+// on, or DNS rebinding) must not report a success that clears its own
+// block, nor failures that block someone else. Browsers put Origin on
+// every POST, and Sec-Fetch-Site on requests to trustworthy origins;
+// server-side HTTP clients (curl, net/http, requests, PHP, Node's fetch)
+// send neither. /v1/check, which counts nothing, stays open to them: nginx's
+// auth_request passes the browser's headers on.
+func serversOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		for _, name := range []string{"Origin", "Sec-Fetch-Site"} {
+			if _, sent := r.Header[name]; sent {
+				return &requestError{status: http.StatusForbidden, msg: fmt.Sprintf(
+					"refused: the request carries %s, as browsers send; attempts and outcomes are reported by the application's server, not by a browser", name)}
+			}
+		}
+		return h(w, r)
+	}
 }
 
 // check answers POST /v1/check: counts nothing.

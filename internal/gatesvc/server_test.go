@@ -128,3 +128,69 @@ func service(t *testing.T) func(path string, body any) (int, gatesvc.Response) {
 		return rec.Code, res
 	}
 }
+
+// A browser cannot report attempts or outcomes: a page that reaches the
+// service (from the internal network it listens on, or by DNS rebinding)
+// would otherwise post a success that lifts its own block, as text/plain
+// needs no CORS preflight. Nothing it sends is counted; the application's
+// server, which sends no Origin or Sec-Fetch-Site, is served, and the
+// read-only check stays open to the browser headers nginx passes on.
+func TestBrowsersCannotReport(t *testing.T) {
+	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
+	g, err := gate.New(gate.DefaultConfig(), store)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	send := func(path, body string, hdr ...string) (int, string) {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	const attacker = `{"ip":"198.51.100.7","username":"mallory"}`
+	const fail = `{"ip":"198.51.100.7","username":"mallory","success":false}`
+	const succeed = `{"ip":"198.51.100.7","username":"mallory","success":true}`
+	for i := 0; i < 4; i++ {
+		code, _ := send("/v1/attempts", fail)
+		require.NotEqual(t, http.StatusForbidden, code, "the application's server is served")
+	}
+	code, _ := send("/v1/check", attacker)
+	require.Equal(t, http.StatusTooManyRequests, code, "blocked")
+
+	code, body := send("/v1/attempts", `{"ip":"198.51.100.8","username":"other"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	var issued gatesvc.Response
+	require.NoError(t, json.Unmarshal([]byte(body), &issued))
+
+	browsers := map[string][]string{
+		"cross-site fetch":          {"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"},
+		"DNS rebinding":             {"Origin", "http://gate.evil.example:8080", "Sec-Fetch-Site", "same-origin"},
+		"plain-http origin":         {"Origin", "http://intranet.example"},
+		"opaque origin":             {"Origin", "null"},
+		"fetch metadata, no origin": {"Sec-Fetch-Site", "same-site"},
+	}
+	for name, hdr := range browsers {
+		t.Run(name, func(t *testing.T) {
+			code, body := send("/v1/attempts", succeed, hdr...)
+			assert.Equal(t, http.StatusForbidden, code, body)
+			assert.Contains(t, body, "not by a browser")
+			code, body = send("/v1/attempts", `{"ip":"198.51.100.9","username":"victim","success":false}`, hdr...)
+			assert.Equal(t, http.StatusForbidden, code, body)
+			code, body = send("/v1/attempts/"+issued.Token, `{"success":true}`, hdr...)
+			assert.Equal(t, http.StatusForbidden, code, body)
+			code, _ = send("/v1/check", attacker, hdr...)
+			assert.Equal(t, http.StatusTooManyRequests, code, "the check answers, and the block held")
+		})
+	}
+	code, body = send("/v1/check", `{"ip":"198.51.100.9","username":"victim"}`)
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `"username_failures":0`, "nothing a browser sent was counted")
+	code, body = send("/v1/attempts/"+issued.Token, `{"success":true}`)
+	assert.Equal(t, http.StatusOK, code, "the token a browser tried is still the server's: %s", body)
+}
