@@ -242,8 +242,18 @@ var storeOpNames = [numStoreOps]string{"check", "begin", "finish", "record"}
 
 // call runs one store operation under the store deadline, timing it. (A
 // switch rather than a closure: the login path allocates nothing for it.)
+//
+// The caller's deadline bounds the call, but its cancellation does not
+// cut it short: net/http cancels a request's context when the client
+// half-closes its connection, and a call failed by that would be taken
+// for a store outage, which fails open, letting the client past its
+// block uncounted. The call is one round trip within StoreTimeout.
 func (g *Gate) call(ctx context.Context, name storeOp, op Op, success bool) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+	timeout := g.cfg.StoreTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	start := time.Now()
 	var (
 		res Result

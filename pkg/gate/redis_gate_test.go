@@ -1,6 +1,13 @@
 package gate_test
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"testing"
 	"time"
@@ -214,4 +221,95 @@ func TestRedisCrashPersistence(t *testing.T) {
 			assert.Greater(t, second.RetryAfter, 59*time.Minute, "second block escalated to an hour")
 		})
 	}
+}
+
+// TestCanceledCallerIsNotAnOutage: net/http cancels a request's context
+// as soon as the client half-closes its connection (shutdown of its
+// sending side after the request, the response still readable). The store
+// call then failed at once with context.Canceled, which the gate took for
+// a Redis outage and, failing open (the default), let the attempt reach
+// the password check uncounted, past any block: a blocked attacker raced
+// its guesses through. A canceled caller still gets the store's answer,
+// within the store deadline; the caller's own deadline still bounds it.
+func TestCanceledCallerIsNotAnOutage(t *testing.T) {
+	srv := testenv.Redis(t)
+	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(srv.Client(), "cancel"+randHex(3)), gate.WithLogger(quiet))
+	require.NoError(t, err)
+	defer g.Close(ctx)
+	user, ip := fresh()
+	for i := 0; i < 4; i++ {
+		g.Record(ctx, attempt(ip, user+itoa(i)), false)
+	}
+	require.False(t, g.Check(ctx, attempt(ip, "x")).Allowed, "the IP is blocked")
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, d := g.Begin(canceled, attempt(ip, "x"))
+	assert.False(t, d.Allowed, "a blocked source stays blocked when its request is canceled")
+	assert.False(t, d.Degraded)
+	assert.Equal(t, []gate.Kind{gate.KindIP}, d.BlockedBy)
+	d = g.Record(canceled, attempt(ip, "y"), false)
+	assert.False(t, d.Allowed)
+	assert.False(t, d.Degraded)
+	d = g.Check(canceled, attempt(ip, "z"))
+	assert.False(t, d.Allowed)
+	assert.False(t, d.Degraded)
+
+	// Not blocked: the canceled attempt is charged like any other.
+	user2, ip2 := fresh()
+	tk, d := g.Begin(canceled, attempt(ip2, user2))
+	require.True(t, d.Allowed)
+	assert.False(t, d.Degraded)
+	assert.NotEmpty(t, tk.Token(), "charged")
+
+	// The caller's deadline still bounds the call: an expired one is a
+	// store timeout, decided by the fail mode.
+	expired, cancel2 := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel2()
+	d = g.Check(expired, attempt(ip, "z"))
+	assert.True(t, d.Degraded)
+	assert.ErrorIs(t, d.Err, context.DeadlineExceeded)
+}
+
+// TestMiddlewareHalfClosedClient plays the attack end to end over TCP: a
+// blocked client half-closes each connection after its request.
+func TestMiddlewareHalfClosedClient(t *testing.T) {
+	srv := testenv.Redis(t)
+	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(srv.Client(), "halfclose"+randHex(3)), gate.WithLogger(quiet))
+	require.NoError(t, err)
+	defer g.Close(ctx)
+	site := &loginSite{}
+	ts := httptest.NewServer(g.Middleware(site))
+	defer ts.Close()
+	send := func(user, password string, halfClose bool) int {
+		c, err := net.Dial("tcp", ts.Listener.Addr().String())
+		require.NoError(t, err)
+		defer c.Close()
+		body := url.Values{"username": {user}, "password": {password}}.Encode()
+		_, err = fmt.Fprintf(c, "POST /login HTTP/1.1\r\nHost: gate\r\nContent-Type: application/x-www-form-urlencoded\r\n"+
+			"Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+		require.NoError(t, err)
+		if halfClose {
+			require.NoError(t, c.(*net.TCPConn).CloseWrite())
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := 0; i < 4; i++ {
+		send("u"+itoa(i), "wrong", false)
+	}
+	require.NoError(t, g.Flush(ctx))
+	calls := site.calls.Load()
+	n := 1000
+	if testing.Short() {
+		n = 50
+	}
+	codes := map[int]int{}
+	for i := 0; i < n; i++ {
+		codes[send("v"+itoa(i), "secret", true)]++
+	}
+	assert.Equal(t, map[int]int{http.StatusTooManyRequests: n}, codes)
+	assert.Equal(t, calls, site.calls.Load(), "no password was checked while blocked")
 }
