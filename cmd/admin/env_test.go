@@ -130,6 +130,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	require.NoError(t, err)
 	e.http = httptest.NewServer(e.srv)
 	t.Cleanup(func() {
+		defer e.srv.Close()
 		if e.live != nil {
 			e.live.Close()
 		}

@@ -167,6 +167,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	ln, err := service.Listen(cfg.HTTPAddr)
 	if err != nil {
 		return err

@@ -34,29 +34,52 @@ func securityHeaders(next http.Handler) http.Handler {
 
 // basicAuth guards everything but /healthz with HTTP basic auth. User and
 // password are compared in constant time (as SHA-256 digests, so that their
-// lengths do not leak either).
+// lengths do not leak either). Wrong passwords are counted by client
+// address with defender's own gate (see authGuard).
 type basicAuth struct {
 	user, pass [sha256.Size]byte
+	guard      *authGuard
 	next       http.Handler
 }
 
-func newBasicAuth(user, password string, next http.Handler) *basicAuth {
-	return &basicAuth{user: sha256.Sum256([]byte(user)), pass: sha256.Sum256([]byte(password)), next: next}
+func newBasicAuth(user, password string, guard *authGuard, next http.Handler) *basicAuth {
+	return &basicAuth{user: sha256.Sum256([]byte(user)), pass: sha256.Sum256([]byte(password)), guard: guard, next: next}
 }
 
-// check reports whether r carries the right credentials.
-func (a *basicAuth) check(r *http.Request) bool {
-	u, p, ok := r.BasicAuth()
+// check reports whether the credentials are the admin's.
+func (a *basicAuth) check(u, p string) bool {
 	gu, gp := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
-	match := subtle.ConstantTimeCompare(gu[:], a.user[:]) & subtle.ConstantTimeCompare(gp[:], a.pass[:])
-	return ok && match == 1
+	return subtle.ConstantTimeCompare(gu[:], a.user[:])&subtle.ConstantTimeCompare(gp[:], a.pass[:]) == 1
 }
 
 func (a *basicAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/healthz" || a.check(r) {
+	if r.URL.Path == "/healthz" {
 		a.next.ServeHTTP(w, r)
 		return
 	}
+	u, p, ok := r.BasicAuth()
+	if !ok {
+		// No credentials (a browser's first request): asked for, not counted.
+		a.challenge(w, r)
+		return
+	}
+	if d := a.guard.check(r); !d.Allowed {
+		a.guard.refuse(w, r, d)
+		return
+	}
+	if a.check(u, p) {
+		a.next.ServeHTTP(w, r)
+		return
+	}
+	if d := a.guard.fail(r); !d.Allowed {
+		a.guard.refuse(w, r, d)
+		return
+	}
+	a.challenge(w, r)
+}
+
+// challenge answers 401 with the basic-auth challenge.
+func (a *basicAuth) challenge(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("WWW-Authenticate", `Basic realm="defender admin", charset="UTF-8"`)
 	if wantsJSON(r) {
 		writeError(w, http.StatusUnauthorized, "authentication required")

@@ -34,6 +34,7 @@ type Server struct {
 	user    string
 	pages   map[string]*template.Template
 	reg     *prometheus.Registry
+	guard   *authGuard
 	handler http.Handler
 	now     func() time.Time
 
@@ -115,14 +116,26 @@ func NewServer(o ServerOptions) (*Server, error) {
 	mux.HandleFunc("GET /pair/{value...}", s.pageSubject(gate.KindPair))
 	mux.HandleFunc("GET /search", s.search)
 
+	var proxy gate.Config
+	if o.Gate != nil {
+		proxy = o.Gate.Config()
+	}
+	guard, err := newAuthGuard(proxy, s.reg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.guard = guard
 	var h http.Handler = mux
 	h = s.instrument(h)
 	h = newCSRF(s.csrf, h)
-	h = newBasicAuth(o.User, o.Password, h)
+	h = newBasicAuth(o.User, o.Password, guard, h)
 	h = securityHeaders(h)
 	s.handler = h
 	return s, nil
 }
+
+// Close releases what the server holds (its password guard).
+func (s *Server) Close() { s.guard.close() }
 
 // ServeHTTP serves the admin.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
