@@ -159,6 +159,12 @@ func (c *Config) Validate() error {
 	if c.BehindReverseProxy && c.ReverseProxyHeader == "" {
 		bad("DEFENDER_REVERSE_PROXY_HEADER", "empty")
 	}
+	if strings.EqualFold(c.ReverseProxyHeader, "Forwarded") {
+		// Its entries are for=... pairs, which the gate does not parse:
+		// every client would be counted as the proxy, and one attacker
+		// would block everybody behind it.
+		bad("DEFENDER_REVERSE_PROXY_HEADER", "Forwarded (RFC 7239) is not supported; have the proxy set X-Forwarded-For or X-Real-IP")
+	}
 	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
 		bad("DEFENDER_IPV6_PREFIX", "%d is out of range 1..128", c.IPv6Prefix)
 	}

@@ -70,6 +70,8 @@ func TestConfigFromEnvErrorsNameTheVariable(t *testing.T) {
 		{"DEFENDER_REDIS_TIMEOUT", "0"},
 		{"DEFENDER_CACHE_PREFIX", "a b"},
 		{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "0"},
+		{"DEFENDER_REVERSE_PROXY_HEADER", "forwarded"},
+		{"DEFENDER_REVERSE_PROXY_HEADER", "HTTP_FORWARDED"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
