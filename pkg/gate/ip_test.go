@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -210,4 +211,28 @@ func TestNAT64Lists(t *testing.T) {
 	// The NAT64 form of an address on neither list is counted as usual.
 	assert.False(t, g.Record(ctx, Attempt{IP: netip.MustParseAddr("64:ff9b::192.0.2.1")}, false).Allowed)
 	assert.False(t, g.Check(ctx, Attempt{IP: netip.MustParseAddr("192.0.2.1")}).Allowed)
+}
+
+// X-Real-IP, which nginx's real_ip setups send with the client alone,
+// names the client behind a trusted proxy, and is ignored from others.
+func TestClientIPFromXRealIP(t *testing.T) {
+	cfg, err := ConfigFromEnv(envOf(map[string]string{
+		"DEFENDER_BEHIND_REVERSE_PROXY": "true",
+		"DEFENDER_REVERSE_PROXY_HEADER": "HTTP_X_REAL_IP",
+		"DEFENDER_TRUSTED_PROXIES":      "10.0.0.1",
+	}))
+	require.NoError(t, err)
+	g, err := New(cfg, NewMemoryStore(MemoryOptions{SweepInterval: -1}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	for _, tc := range []struct{ peer, header, want string }{
+		{"10.0.0.1:443", "203.0.113.5", "203.0.113.5"},
+		{"10.0.0.1:443", " 2001:db8::7 ", "2001:db8::7"},
+		{"192.0.2.9:443", "203.0.113.5", "192.0.2.9"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/login", nil)
+		r.RemoteAddr = tc.peer
+		r.Header.Set("X-Real-IP", tc.header)
+		assert.Equal(t, tc.want, g.ClientIP(r).String(), "%s with X-Real-IP %q", tc.peer, tc.header)
+	}
 }
