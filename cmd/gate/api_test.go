@@ -415,3 +415,17 @@ func TestMetrics(t *testing.T) {
 		assert.Contains(t, m.Raw, name)
 	}
 }
+
+// TestAPIKeyRequired: with DEFENDER_API_KEY set, a call without the key is
+// refused and counts nothing; with it, the service answers as usual.
+func TestAPIKeyRequired(t *testing.T) {
+	const key = "api-key-0123456789abcdef"
+	p := startGate(t, "DEFENDER_API_KEY="+key)
+	failure := map[string]any{"ip": "192.0.2.60", "username": "dave", "success": false}
+	r := p.post(t, "/v1/attempts", failure)
+	assert.Equal(t, http.StatusUnauthorized, r.Status, r.Raw)
+	assert.Contains(t, r.Body["error"], "DEFENDER_API_KEY")
+	r = p.post(t, "/v1/attempts", failure, "Authorization", "Bearer "+key)
+	require.Equal(t, http.StatusOK, r.Status, r.Raw)
+	assert.Equal(t, 1, r.num("username_failures"), "only the call with the key was counted")
+}

@@ -36,6 +36,9 @@ type Config struct {
 	// TokenSecret signs two-phase tokens (DEFENDER_TOKEN_SECRET); nil
 	// means a random key, so tokens work on this instance only.
 	TokenSecret []byte
+	// APIKey, when set, is required on every /v1 request as a bearer
+	// token (DEFENDER_API_KEY).
+	APIKey string
 	// ShutdownTimeout bounds the draining of in-flight requests at
 	// shutdown (DEFENDER_SHUTDOWN_TIMEOUT, 10 s).
 	ShutdownTimeout time.Duration
@@ -52,6 +55,7 @@ type Config struct {
 // event library's DEFENDER_NATS_URL, with their descriptions.
 var serviceVars = []envflag.Var{
 	{Name: "DEFENDER_HTTP_ADDR", Usage: "listen address of the HTTP API (default :8080)"},
+	{Name: "DEFENDER_API_KEY", Usage: "if set (16+ bytes), every /v1 request must send Authorization: Bearer <key> (default: none; keep the service on a private network)"},
 	{Name: "DEFENDER_TOKEN_SECRET", Usage: "key signing two-phase tokens, at least 16 bytes; share it between instances (default: random per process)"},
 	{Name: "DEFENDER_NATS_URL", Usage: "NATS server(s) to publish events to, comma-separated (default: start an embedded server)"},
 	{Name: "DEFENDER_NATS_LISTEN", Usage: "listen address of the embedded NATS server (default 127.0.0.1:4222)"},
@@ -121,6 +125,9 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 			errs = append(errs, fmt.Errorf("DEFENDER_TOKEN_SECRET: %d bytes is too short, use at least %d (e.g. openssl rand -hex 32)", len(s), gatesvc.MinSecretBytes))
 		}
 		c.TokenSecret = []byte(s)
+	}
+	if c.APIKey = get("DEFENDER_API_KEY", ""); c.APIKey != "" && len(c.APIKey) < gatesvc.MinSecretBytes {
+		errs = append(errs, fmt.Errorf("DEFENDER_API_KEY: %d bytes is too short, use at least %d (e.g. openssl rand -hex 32)", len(c.APIKey), gatesvc.MinSecretBytes))
 	}
 	c.ShutdownTimeout = duration(get, "DEFENDER_SHUTDOWN_TIMEOUT", 10*time.Second, &errs)
 	c.FlushTimeout = duration(get, "DEFENDER_EVENT_FLUSH_TIMEOUT", 5*time.Second, &errs)

@@ -41,6 +41,7 @@ func TestBadConfiguration(t *testing.T) {
 		{"whitelist", []string{"DEFENDER_IP_WHITELIST=10.0.0.0/33"}, nil, "DEFENDER_IP_WHITELIST"},
 		{"redis url", []string{"DEFENDER_REDIS_URL=http://nope"}, nil, "DEFENDER_REDIS_URL"},
 		{"short secret", []string{"DEFENDER_TOKEN_SECRET=abc"}, nil, "DEFENDER_TOKEN_SECRET"},
+		{"short API key", []string{"DEFENDER_API_KEY=abc"}, nil, "DEFENDER_API_KEY"},
 		{"http addr", []string{"DEFENDER_HTTP_ADDR=8080"}, nil, "DEFENDER_HTTP_ADDR"},
 		{"nats listen", []string{"DEFENDER_NATS_LISTEN=localhost:http"}, nil, "DEFENDER_NATS_LISTEN"},
 		{"event buffer", []string{"DEFENDER_EVENT_BUFFER=-1"}, nil, "DEFENDER_EVENT_BUFFER"},
@@ -77,7 +78,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		names = append(names, v.Name)
 	}
 	names = append(names, "DEFENDER_HTTP_ADDR", "DEFENDER_NATS_URL", "DEFENDER_NATS_LISTEN", "DEFENDER_NATS_STORE_DIR",
-		"DEFENDER_TOKEN_SECRET", "DEFENDER_SUBJECT_PREFIX", "DEFENDER_EVENT_BUFFER", "DEFENDER_SHUTDOWN_TIMEOUT")
+		"DEFENDER_TOKEN_SECRET", "DEFENDER_API_KEY", "DEFENDER_SUBJECT_PREFIX", "DEFENDER_EVENT_BUFFER", "DEFENDER_SHUTDOWN_TIMEOUT")
 	for _, name := range names {
 		assert.Contains(t, out, "-"+envflag.FlagName(name)+" ", name)
 		assert.Contains(t, out, "env "+name+")", name)

@@ -118,8 +118,11 @@ func serve(cfg Config, log *slog.Logger) error {
 		key = gatesvc.RandomKey()
 		log.Warn("DEFENDER_TOKEN_SECRET is not set: two-phase tokens are signed with a random key and work on this instance only; set the same secret on every instance")
 	}
+	if cfg.APIKey == "" {
+		log.Info("DEFENDER_API_KEY is not set: anyone who reaches the service can report attempts; keep it on a private network or set a key")
+	}
 	srv, err := gatesvc.New(gatesvc.Options{
-		Gate: g, Tokens: gatesvc.NewTokens(key, nil), Health: health, Logger: log, Registerer: reg,
+		Gate: g, Tokens: gatesvc.NewTokens(key, nil), Health: health, Logger: log, Registerer: reg, APIKey: cfg.APIKey,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
 	})
 	if err != nil {

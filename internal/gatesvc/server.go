@@ -17,6 +17,8 @@ package gatesvc
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +84,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger (slog.Default()).
 	Logger *slog.Logger
+	// APIKey, when not empty, must come with every /v1 request as
+	// "Authorization: Bearer <key>" (DEFENDER_API_KEY); /healthz and
+	// /metrics stay open. At least MinSecretBytes long.
+	APIKey string
 }
 
 // Server is the gate service's http.Handler.
@@ -93,6 +100,9 @@ type Server struct {
 	log        *slog.Logger
 	mux        *http.ServeMux
 	m          *serverMetrics
+	// apiKey is the SHA-256 of Options.APIKey; keyed says one is set.
+	apiKey [sha256.Size]byte
+	keyed  bool
 }
 
 // New returns the service's handler.
@@ -106,6 +116,12 @@ func New(o Options) (*Server, error) {
 	cfg := o.Gate.Config()
 	s := &Server{gate: o.Gate, tokens: o.Tokens, ttl: cfg.PendingTimeout, failClosed: cfg.FailMode == gate.FailClosed,
 		health: o.Health, log: o.Logger, mux: http.NewServeMux()}
+	if o.APIKey != "" {
+		if len(o.APIKey) < MinSecretBytes {
+			return nil, fmt.Errorf("gatesvc: the API key is %d bytes; use at least %d", len(o.APIKey), MinSecretBytes)
+		}
+		s.apiKey, s.keyed = sha256.Sum256([]byte(o.APIKey)), true
+	}
 	m, err := newServerMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
@@ -194,7 +210,11 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request) er
 		defer s.m.inFlight.Dec()
 		start := time.Now()
 		rec := &statusWriter{ResponseWriter: w}
-		if err := h(rec, r); err != nil {
+		err := s.authorize(rec, r)
+		if err == nil {
+			err = h(rec, r)
+		}
+		if err != nil {
 			var re *requestError
 			switch {
 			case errors.As(err, &re):
@@ -207,6 +227,22 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request) er
 		duration.Observe(time.Since(start).Seconds())
 		requests.WithLabelValues(strconv.Itoa(rec.status)).Inc()
 	}), http.MethodPost)
+}
+
+// authorize checks the API key, when one is set. Keys are compared as
+// SHA-256 digests in constant time, so neither content nor length leaks.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
+	if !s.keyed {
+		return nil
+	}
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	got := sha256.Sum256([]byte(strings.TrimSpace(key)))
+	if strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(got[:], s.apiKey[:]) == 1 {
+		return nil
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="defender gate"`)
+	return &requestError{status: http.StatusUnauthorized,
+		msg: "missing or wrong API key: send Authorization: Bearer <DEFENDER_API_KEY>"}
 }
 
 // serversOnly refuses requests a browser sent to a route that changes

@@ -199,3 +199,47 @@ func TestBrowsersCannotReport(t *testing.T) {
 	code, body = send("/v1/attempts/"+issued.Token, `{"success":true}`)
 	assert.Equal(t, http.StatusOK, code, "the token a browser tried is still the server's: %s", body)
 }
+
+// With an API key every /v1 route wants it as a bearer token: without it,
+// or with another, the answer is 401 and nothing is counted; /healthz and
+// /metrics stay open for probes and scrapers. A short key is refused.
+func TestAPIKey(t *testing.T) {
+	const key = "0123456789abcdef-key"
+	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
+	g, err := gate.New(gate.DefaultConfig(), store)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	_, err = gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil), APIKey: "short"})
+	require.ErrorContains(t, err, "at least 16")
+	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
+		Logger: slog.New(slog.DiscardHandler), APIKey: key, Metrics: http.NotFoundHandler()})
+	require.NoError(t, err)
+	send := func(method, path, body, auth string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec
+	}
+	const fail = `{"ip":"198.51.100.20","username":"carol","success":false}`
+	for _, auth := range []string{"", "Bearer", "Bearer " + key + "x", "Bearer " + key[:len(key)-1], "Basic " + key, key} {
+		for _, path := range []string{"/v1/check", "/v1/attempts", "/v1/attempts/whatever"} {
+			rec := send(http.MethodPost, path, fail, auth)
+			assert.Equal(t, http.StatusUnauthorized, rec.Code, "%q %s", auth, path)
+			assert.Equal(t, `Bearer realm="defender gate"`, rec.Header().Get("WWW-Authenticate"))
+			assert.Contains(t, rec.Body.String(), "DEFENDER_API_KEY")
+		}
+	}
+	rec := send(http.MethodPost, "/v1/check", `{"ip":"198.51.100.20","username":"carol"}`, "bearer "+key)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Contains(t, rec.Body.String(), `"username_failures":0`, "nothing refused was counted")
+	rec = send(http.MethodPost, "/v1/attempts", fail, "Bearer "+key)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Contains(t, rec.Body.String(), `"username_failures":1`)
+
+	assert.NotEqual(t, http.StatusUnauthorized, send(http.MethodGet, "/healthz", "", "").Code)
+	assert.NotEqual(t, http.StatusUnauthorized, send(http.MethodGet, "/metrics", "", "").Code)
+}
