@@ -379,3 +379,48 @@ func TestAttemptsLookBack(t *testing.T) {
 	assert.Len(t, get("until=2h").Attempts, 4)
 	assert.Len(t, get("until=2h&since=10d").Attempts, 2)
 }
+
+// since is inclusive and until exclusive to the millisecond the API shows:
+// a client paging back with until=<time of the oldest row seen> must not
+// lose the rows earlier in that second, and since=<a row's time> must not
+// bring back the rows before it in that second.
+func TestAttemptsTimeBoundsToTheMillisecond(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	base := time.Now().UTC().Truncate(time.Second).Add(-30 * time.Minute)
+	var rows []attempt
+	for _, ms := range []int{100, 400, 700, 1000} {
+		rows = append(rows, attempt{ts: base.Add(time.Duration(ms) * time.Millisecond), ip: "192.0.2.9", user: "ms", result: "failure"})
+	}
+	e.insertAttempts(rows)
+
+	times := func(q string) []time.Time {
+		t.Helper()
+		resp, body := e.do("GET", "/api/v1/attempts?username=ms&"+q, nil, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		var out []time.Time
+		for _, a := range decode[AttemptPage](t, body).Attempts {
+			out = append(out, a.Time)
+		}
+		return out
+	}
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	rfc := func(ms int) string { return url.QueryEscape(at(ms).Format(time.RFC3339Nano)) }
+
+	assert.Equal(t, []time.Time{at(1000), at(700), at(400)}, times("since="+rfc(400)), "since is inclusive, to the ms")
+	assert.Equal(t, []time.Time{at(100)}, times("until="+rfc(400)), "until is exclusive, to the ms")
+	assert.Equal(t, []time.Time{at(400)}, times("since="+rfc(400)+"&until="+rfc(700)))
+	assert.Equal(t, []time.Time{at(700), at(400), at(100)}, times("until="+rfc(1000)), "a whole second")
+	// Paging back by until (the time of the oldest row of the previous
+	// page) loses nothing.
+	var seen []time.Time
+	q := "limit=1"
+	for range 5 {
+		page := times(q)
+		if len(page) == 0 {
+			break
+		}
+		seen = append(seen, page...)
+		q = "limit=1&until=" + url.QueryEscape(page[len(page)-1].Format(time.RFC3339Nano))
+	}
+	assert.Equal(t, []time.Time{at(1000), at(700), at(400), at(100)}, seen)
+}

@@ -129,16 +129,28 @@ func (f *AttemptFilter) where() (string, []any) {
 	if f.Result != "" {
 		add("result = ?", f.Result)
 	}
+	// Since is inclusive and Until exclusive to the millisecond (the
+	// precision of the times shown); the plain conditions on ts alone
+	// select index ranges, the tuples split a second by ts_ms.
 	if !f.Since.IsZero() {
-		add("ts >= toDateTime(?)", f.Since.Unix())
+		sec, ms := f.Since.Unix(), msOf(f.Since)
+		add("ts >= toDateTime(?)", sec)
+		if ms > 0 {
+			add("(ts, ts_ms) >= (toDateTime(?), ?)", sec, ms)
+		}
 	}
 	if !f.Until.IsZero() {
-		add("ts < toDateTime(?)", f.Until.Unix())
+		sec, ms := f.Until.Unix(), msOf(f.Until)
+		if ms > 0 {
+			add("ts <= toDateTime(?) AND (ts, ts_ms) < (toDateTime(?), ?)", sec, sec, ms)
+		} else {
+			add("ts < toDateTime(?)", sec)
+		}
 	}
 	if f.After != nil {
 		// The first condition alone selects index ranges; the tuple breaks
 		// ties within a second the way ORDER BY does.
-		sec, ms := f.After.Time.Unix(), f.After.Time.Nanosecond()/int(time.Millisecond)
+		sec, ms := f.After.Time.Unix(), msOf(f.After.Time)
 		add("ts <= toDateTime(?) AND (ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))", sec, sec, ms, f.After.ID)
 	}
 	if len(conds) == 0 {
@@ -146,6 +158,9 @@ func (f *AttemptFilter) where() (string, []any) {
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
+
+// msOf is t's millisecond within its second, as ts_ms stores it.
+func msOf(t time.Time) int { return t.Nanosecond() / int(time.Millisecond) }
 
 // ipCond matches an address exactly, or a network by the numeric range of
 // its addresses.
