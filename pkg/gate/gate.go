@@ -213,7 +213,10 @@ func (g *Gate) identify(a Attempt) identity {
 		return id
 	}
 	if countIP {
-		id.counters[id.n] = Counter{Kind: KindIP, Subject: id.ipSubject, Limit: c.IPFailureLimit}
+		// In combo mode (the username side disabled) a success never
+		// clears the IP, as in django-defender.
+		id.counters[id.n] = Counter{Kind: KindIP, Subject: id.ipSubject, Limit: c.IPFailureLimit,
+			KeepOnSuccess: c.LockOutByIPAndUsername}
 		id.n++
 	}
 	if countUser {

@@ -130,6 +130,50 @@ func TestDefenderSemantics(t *testing.T) {
 					assert.Equal(t, gate.PairSubject(ip, user), ev.blocks(true)[0].Subject)
 				})
 
+				t.Run("combo mode counting the IP alone: a success never clears it", func(t *testing.T) {
+					// django-defender's reset_failed_attempts never clears the
+					// IP in combo mode (jazzband/django-defender#188): else a
+					// guesser resets its address's count by logging into an
+					// account of its own between guesses.
+					cfg := gate.DefaultConfig()
+					cfg.LockOutByIPAndUsername, cfg.DisableUsernameLockout = true, true
+					g, ev := newGate(t, b, cfg)
+					_, ip := fresh()
+					for i := 1; i <= 3; i++ {
+						victim, _ := fresh()
+						d := do(g, attempt(ip, victim), false)
+						require.True(t, d.Allowed, "failure %d", i)
+						assert.Equal(t, i, d.IPFailures)
+					}
+					own, _ := fresh()
+					d := do(g, attempt(ip, own), true)
+					require.True(t, d.Allowed, "the guesser's own account")
+					assert.Equal(t, 3, d.IPFailures, "the success did not clear the IP")
+					victim, _ := fresh()
+					d = do(g, attempt(ip, victim), false)
+					require.False(t, d.Allowed, "the 4th failure of the IP blocks")
+					assert.Equal(t, []gate.Kind{gate.KindIP}, d.BlockedBy)
+					assert.Equal(t, 4, d.IPFailures)
+					assert.False(t, do(g, attempt(ip, own), true).Allowed, "a success does not lift the block")
+					assert.Len(t, ev.blocks(true), 1)
+					assert.Empty(t, ev.blocks(false))
+				})
+
+				t.Run("combo mode counting the username alone: a success clears it", func(t *testing.T) {
+					cfg := gate.DefaultConfig()
+					cfg.LockOutByIPAndUsername, cfg.DisableIPLockout = true, true
+					g, _ := newGate(t, b, cfg)
+					user, _ := fresh()
+					for i := 1; i <= 3; i++ {
+						_, ip := fresh()
+						require.True(t, do(g, attempt(ip, user), false).Allowed)
+					}
+					_, ip := fresh()
+					d := do(g, attempt(ip, user), true)
+					require.True(t, d.Allowed)
+					assert.Zero(t, d.UsernameFailures, "a success clears the username, as in django-defender")
+				})
+
 				t.Run("disabled IP lockout", func(t *testing.T) {
 					cfg := gate.DefaultConfig()
 					cfg.DisableIPLockout = true

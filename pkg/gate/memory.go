@@ -256,7 +256,9 @@ func (s *MemoryStore) Finish(_ context.Context, op Op, success bool) (Result, er
 		charged := e.uncharge(op.Token)
 		switch {
 		case success:
-			c.clear(i)
+			if !c.op.Counters[i].KeepOnSuccess {
+				c.clear(i)
+			}
 		case charged:
 			c.fail(i)
 		}
@@ -278,7 +280,7 @@ func (s *MemoryStore) Record(_ context.Context, op Op, success bool) (Result, er
 	}
 	if success {
 		for i := 0; i < c.n; i++ {
-			if c.e[i] != nil {
+			if c.e[i] != nil && !c.op.Counters[i].KeepOnSuccess {
 				c.clear(i)
 			}
 		}

@@ -361,16 +361,17 @@ func validateRedisOp(op Op) error {
 // redisCounterArgs is ARGV of a counter script for op (see redis_common.lua).
 func redisCounterArgs(op Op, success bool) []any {
 	p := redisArgsOf(op.Policy)
-	args := make([]any, 0, 6+2*len(op.Counters)+len(p.cooloffs))
+	args := make([]any, 0, 6+3*len(op.Counters)+len(p.cooloffs))
 	args = append(args, p.head[:]...)
 	args = append(args, op.Token, redisFlags[b2i(success)], len(op.Counters))
 	for _, c := range op.Counters {
-		args = append(args, c.Subject, c.Limit)
+		args = append(args, c.Subject, c.Limit, redisFlags[b2i(c.KeepOnSuccess)])
 	}
 	return append(args, p.cooloffs...)
 }
 
-// redisFlags are ARGV[5] for a failure and a success, boxed once.
+// redisFlags are "0" and "1", boxed once: ARGV[5] for a failure and a
+// success, and a counter's keep flag.
 var redisFlags = [2]any{"0", "1"}
 
 func b2i(b bool) int {

@@ -17,8 +17,10 @@
 --   ARGV[4] token of the attempt ("" when none)
 --   ARGV[5] "1" when the attempt succeeded, else "0"
 --   ARGV[6] n, the number of counters
---   ARGV[7+2*(i-1)], ARGV[8+2*(i-1)]  subject and limit of counter i
---   ARGV[7+2*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
+--   ARGV[7+3*(i-1)], ARGV[8+3*(i-1)], ARGV[9+3*(i-1)]  subject, limit and
+--          keep of counter i: keep "1" when a success leaves the counter as
+--          it is (Counter.KeepOnSuccess), else "0"
+--   ARGV[7+3*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
 --   then per counter, 5 values: failures, block (0 none, 1 expiring,
@@ -72,14 +74,15 @@ local function load_op(with_time)
       pending = KEYS[k + 3],
       lockouts = KEYS[k + 4],
       blocked_index = indexed and KEYS[4 * n + i] or nil,
-      subject = ARGV[7 + 2 * (i - 1)],
-      limit = tonumber(ARGV[8 + 2 * (i - 1)]),
+      subject = ARGV[7 + 3 * (i - 1)],
+      limit = tonumber(ARGV[8 + 3 * (i - 1)]),
+      keep = ARGV[9 + 3 * (i - 1)] == '1', -- a success does not clear it
       saturated = 0,
       failed_n = nil,  -- the failure count, once read or written
       block_ttl = nil, -- PTTL of the block key (-2 none, -1 permanent), once read or written
     }
   end
-  for j = 7 + 2 * n, #ARGV do
+  for j = 7 + 3 * n, #ARGV do
     op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])
   end
   return op

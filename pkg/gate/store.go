@@ -37,6 +37,11 @@ type Counter struct {
 	// Limit is the number of failures tolerated: the failure that takes the
 	// failure count above Limit blocks the subject (django-defender's ">").
 	Limit int
+	// KeepOnSuccess makes a success leave the counter's failures and block
+	// as they are (a Finish only removes its charge). Combo mode's IP,
+	// counted alone when username lockout is disabled, is kept: one user's
+	// login must not clear the count of the others behind that address.
+	KeepOnSuccess bool
 }
 
 // Policy holds the timings a store applies. The gate passes the same value
@@ -151,8 +156,8 @@ type Store interface {
 	Begin(ctx context.Context, op Op) (Result, error)
 
 	// Finish settles a charge made by Begin with the same op. On success it
-	// removes the charge and clears every counter's failures and block
-	// (a Transition for each block lifted). On failure it removes the
+	// removes the charge and clears the failures and block of every counter
+	// but those with KeepOnSuccess (a Transition for each block lifted). On failure it removes the
 	// charge and, if the charge was still pending (not already expired into
 	// a failure), counts a failure on every counter: the failure that takes
 	// a count above its Limit blocks that subject for the next lockout

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 		{"OneAtATimeAfterBlockExpires", testOneAtATimeAfterExpiry},
 		{"SuccessClearsOwnCharge", testSuccessClears},
 		{"RecordSuccessClears", testRecordSuccess},
+		{"KeepOnSuccess", testKeepOnSuccess},
 		{"UnknownTokenCountsNothing", testUnknownToken},
 		{"FailureWhileBlockedKeepsBlock", testFailureWhileBlocked},
 		{"PendingExpiryBecomesFailures", testPendingExpiry},
@@ -415,6 +416,43 @@ func testRecordSuccess(t *testing.T, s *suite) {
 	assert.Empty(t, r.Blocked)
 	assert.Empty(t, r.Transitions)
 	s.fail(o, 3) // the budget is whole again
+}
+
+// testKeepOnSuccess: a success leaves a KeepOnSuccess counter (combo
+// mode's IP) as it is, while it clears the others; a Finish still removes
+// its charge there.
+func testKeepOnSuccess(t *testing.T, s *suite) {
+	ip, user := counter(gate.KindIP, 2), counter(gate.KindUsername, 2)
+	ip.KeepOnSuccess = true
+	o := op(policy(time.Minute), ip, user)
+	s.fail(o, 2)
+	r := s.record(o, true)
+	assert.Equal(t, []int{2, 0}, r.Failures, "Record: the kept counter keeps its failures")
+	assert.Empty(t, r.Transitions)
+
+	a, r := s.begin(o)
+	require.True(t, r.Admitted)
+	assert.True(t, r.LastChance, "2 failures kept, limit 2")
+	r = s.finish(a, true)
+	assert.Equal(t, []int{2, 0}, r.Failures, "Finish: the kept counter keeps its failures")
+	a, r = s.begin(o)
+	require.True(t, r.Admitted, "the success removed its charge from the kept counter")
+
+	r = s.record(o, false)
+	assert.Equal(t, []gate.Kind{gate.KindIP}, s.blockedKinds(r))
+	require.Equal(t, 1, blocks(r.Transitions))
+	r = s.finish(a, true)
+	assert.Equal(t, []gate.Kind{gate.KindIP}, s.blockedKinds(r), "a success does not lift the kept counter's block")
+	assert.Equal(t, []int{3, 0}, r.Failures)
+	assert.Empty(t, r.Transitions)
+
+	// Alone, as the gate counts it.
+	only := op(policy(time.Minute), gate.Counter{Kind: gate.KindIP, Subject: counter(gate.KindIP, 0).Subject, Limit: 3, KeepOnSuccess: true})
+	s.fail(only, 1)
+	assert.Equal(t, []int{1}, s.record(only, true).Failures)
+	a, r = s.begin(only)
+	require.True(t, r.Admitted)
+	assert.Equal(t, []int{1}, s.finish(a, true).Failures)
 }
 
 func testUnknownToken(t *testing.T, s *suite) {
