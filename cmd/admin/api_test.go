@@ -424,3 +424,29 @@ func TestAttemptsTimeBoundsToTheMillisecond(t *testing.T) {
 	}
 	assert.Equal(t, []time.Time{at(1000), at(700), at(400), at(100)}, seen)
 }
+
+// Bounds outside ClickHouse's DateTime (1970 to 2106) select as if
+// unbounded on that side: toDateTime wraps such values round, which made
+// since=36500d (the longest look-back accepted) or until=2110-01-01 list
+// nothing.
+func TestAttemptsTimeBoundsOutsideDateTime(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	now := time.Now().UTC()
+	e.insertAttempts([]attempt{
+		{ts: now.Add(-time.Minute), ip: "192.0.2.9", user: "far", result: "failure"},
+		{ts: now.Add(-40 * 24 * time.Hour), ip: "192.0.2.9", user: "far", result: "failure"},
+	})
+	count := func(q string) int {
+		t.Helper()
+		resp, body := e.do("GET", "/api/v1/attempts?username=far&"+q, nil, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		return len(decode[AttemptPage](t, body).Attempts)
+	}
+	for _, q := range []string{"since=36500d", "since=1960-01-01", "until=2110-01-01", "until=9999-12-31T23:59:59Z",
+		"since=1960-01-01&until=2110-01-01", "since=36500d&cursor=" + url.QueryEscape(Cursor{Time: now, ID: uuid.NewString()}.String())} {
+		assert.Equal(t, 2, count(q), q)
+	}
+	for _, q := range []string{"since=2110-01-01", "until=1960-01-01"} {
+		assert.Zero(t, count(q), q)
+	}
+}

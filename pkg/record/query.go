@@ -113,12 +113,17 @@ func (w *where) eq(column, value string) {
 // timeRange bounds ts to [since, until) to the millisecond. The plain
 // comparisons on ts let ClickHouse use the primary index and partitions;
 // the tuple ones are exact.
+//
+// Bounds are first clamped to DateTime's range, which holds every row:
+// toDateTime wraps a value outside it round modulo 2^32 (1960 became 2096).
 func (w *where) timeRange(since, until time.Time) {
 	if !since.IsZero() {
+		since = inDateTime(since)
 		w.add("ts >= toDateTime(?)", since.Unix())
 		w.add("(ts, ts_ms) >= (toDateTime(?), ?)", since.Unix(), msPart(since))
 	}
 	if !until.IsZero() {
+		until = inDateTime(until)
 		w.add("ts <= toDateTime(?)", until.Unix())
 		w.add("(ts, ts_ms) < (toDateTime(?), ?)", until.Unix(), msPart(until))
 	}
@@ -131,8 +136,9 @@ func (w *where) after(c Cursor) error {
 	if _, err := uuid.Parse(c.ID); err != nil {
 		return fmt.Errorf("%w: id %q", ErrBadCursor, c.ID)
 	}
-	w.add("ts <= toDateTime(?)", c.Time.Unix())
-	w.add("(ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))", c.Time.Unix(), msPart(c.Time), c.ID)
+	at := inDateTime(c.Time)
+	w.add("ts <= toDateTime(?)", at.Unix())
+	w.add("(ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))", at.Unix(), msPart(at), c.ID)
 	return nil
 }
 
@@ -141,6 +147,17 @@ func (w *where) sql() string {
 		return ""
 	}
 	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+// inDateTime clamps t to DateTime's range [minTime, maxTime].
+func inDateTime(t time.Time) time.Time {
+	switch {
+	case t.Before(minTime):
+		return minTime
+	case t.After(maxTime):
+		return maxTime
+	}
+	return t
 }
 
 func msPart(t time.Time) uint16 { return uint16(t.Nanosecond() / int(time.Millisecond)) }

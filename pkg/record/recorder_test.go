@@ -203,3 +203,42 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) flo
 	t.Fatalf("metric %s{%s} not found", name, label)
 	return 0
 }
+
+// Bounds outside DateTime's range (1970 to 2106) select as if unbounded on
+// that side, not as the wrapped value toDateTime would make of them.
+func TestQueryBoundsOutsideDateTime(t *testing.T) {
+	_, conn := sharedClickHouse(t)
+	_, js := natsStream(t)
+	ctx := context.Background()
+	as := []events.Attempt{newAttempt(0, time.Now().Add(-time.Hour)), newAttempt(1, time.Now().Add(-40*24*time.Hour))}
+	for i := range as {
+		as[i].Username = "far"
+	}
+	rec, _ := runRecorder(t, js, conn, record.Options{})
+	publishAttempts(t, js, as)
+	require.Eventually(t, func() bool { return rec.Stats().Attempts == 2 }, time.Minute, 50*time.Millisecond)
+
+	past, future := time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name         string
+		since, until time.Time
+		want         int
+	}{
+		{"since before 1970", past, time.Time{}, 2},
+		{"until after 2106", time.Time{}, future, 2},
+		{"both", past, future, 2},
+		{"since after 2106", future, time.Time{}, 0},
+		{"until before 1970", time.Time{}, past, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := record.AttemptFilter{Username: "far", Since: tc.since, Until: tc.until}
+			got, err := record.QueryAttempts(ctx, conn, f)
+			require.NoError(t, err)
+			assert.Len(t, got, tc.want)
+			n, err := record.CountAttempts(ctx, conn, f)
+			require.NoError(t, err)
+			assert.EqualValues(t, tc.want, n)
+		})
+	}
+}
