@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -68,10 +69,19 @@ func Cleanup(ctx context.Context, conn driver.Conn, olderThan time.Duration) (Cl
 	if err != nil {
 		return rep, err
 	}
+	// The cutoff's own day is never dropped whole, even when every row it
+	// holds now is older: a late event (a recorder catching up) newer
+	// than the cutoff may land in it between the listing and the drop.
+	// Its rows go by condition. The partition key is toDate(ts), in the
+	// server's time zone: the server names the day.
+	var cutoffDay uint32
+	if err := conn.QueryRow(ctx, "SELECT toYYYYMMDD(toDateTime(?))", cutoff).Scan(&cutoffDay); err != nil {
+		return rep, fmt.Errorf("cleanup: day of the cutoff: %w", err)
+	}
 	boundary := false
 	for _, p := range parts {
 		switch {
-		case p.maxTime.Unix() < cutoff:
+		case p.maxTime.Unix() < cutoff && p.id < strconv.FormatUint(uint64(cutoffDay), 10):
 			if err := conn.Exec(ctx, "ALTER TABLE "+Database+"."+table+" DROP PARTITION ID ?", p.id); err != nil {
 				return rep, fmt.Errorf("cleanup: drop partition %s: %w", p.id, err)
 			}

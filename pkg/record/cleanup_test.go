@@ -70,3 +70,36 @@ func TestCleanup(t *testing.T) {
 	assert.Zero(t, rep.Removed)
 	assert.Empty(t, rep.DroppedPartitions)
 }
+
+// TestCleanupKeepsTheCutoffDay: the day holding the cutoff is deleted by
+// condition, never dropped whole, even when all its rows are older than
+// the cutoff: an event newer than the cutoff, recorded late, may be
+// written into that day between Cleanup's listing and a drop, and would
+// be lost with it.
+func TestCleanupKeepsTheCutoffDay(t *testing.T) {
+	_, conn := sharedClickHouse(t)
+	_, js := natsStream(t)
+	ctx := context.Background()
+
+	// A cutoff at noon (UTC, the test server's zone) 400 days ago, far
+	// from what other tests write; its day holds rows of the morning only.
+	now := time.Now().UTC()
+	cutoff := now.Truncate(24*time.Hour).AddDate(0, 0, -400).Add(12 * time.Hour)
+	var as []events.Attempt
+	for i := range 3 {
+		a := newAttempt(i, cutoff.Add(-6*time.Hour))
+		a.Username = "cutoff-day-morning"
+		as = append(as, a)
+	}
+	rec, _ := runRecorder(t, js, conn, record.Options{})
+	publishAttempts(t, js, as)
+	require.Eventually(t, func() bool { return rec.Stats().Attempts == uint64(len(as)) }, time.Minute, 50*time.Millisecond)
+
+	rep, err := record.Cleanup(ctx, conn, now.Sub(cutoff))
+	require.NoError(t, err)
+	assert.NotContains(t, rep.DroppedPartitions, cutoff.Format("20060102"), "the cutoff's day is not dropped whole")
+	assert.True(t, rep.Mutated, "its rows are deleted by condition")
+	n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{Username: "cutoff-day-morning"})
+	require.NoError(t, err)
+	assert.Zero(t, n, "the rows older than the cutoff are gone")
+}
