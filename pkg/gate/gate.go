@@ -651,9 +651,10 @@ func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
 		}
 		return d
 	}
-	// Blocked before counting: refused. Blocked after a failure: the
-	// failure that blocked (its own transition is in res).
-	refused := len(res.Blocked) > 0 && !blockedBy(res.Transitions)
+	// Blocked before counting (the block may be one the call made of a
+	// charge it found expired): refused, nothing counted. Blocked after a
+	// failure that was counted: the failure that blocked.
+	refused := !res.Admitted
 	g.transitions(res.Transitions, ReasonAuto)
 	d := decide(&id, &res)
 	if refused {
@@ -661,15 +662,6 @@ func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
 	}
 	g.publishAttempt(&a, &id, outcome, &d)
 	return d
-}
-
-func blockedBy(ts []Transition) bool {
-	for _, t := range ts {
-		if t.Blocked {
-			return true
-		}
-	}
-	return false
 }
 
 // Subject canonicalises an operator-given subject of kind k: an address or

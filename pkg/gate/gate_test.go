@@ -337,6 +337,39 @@ func TestCooloffs(t *testing.T) {
 	})
 }
 
+// TestRecordRefusedByAnAbandonedCharge: a charge never finished becomes a
+// failure when its pending timeout passes, and blocks if it takes a count
+// above the limit; the Record call that finds it so is refused, counts
+// nothing, and its attempt is published as blocked, not as the outcome
+// the caller reported.
+func TestRecordRefusedByAnAbandonedCharge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a pending timeout")
+	}
+	forEachBackend(t, func(t *testing.T, b backend) {
+		cfg := gate.DefaultConfig()
+		cfg.FailureLimit, cfg.IPFailureLimit, cfg.UsernameFailureLimit = 0, 0, 0
+		cfg.PendingTimeout = 200 * time.Millisecond
+		g, ev := newGate(t, b, cfg)
+		for _, success := range []bool{true, false} {
+			user, ip := fresh()
+			_, d := g.Begin(ctx, attempt(ip, user)) // abandoned: never finished
+			require.True(t, d.Allowed)
+			time.Sleep(300 * time.Millisecond)
+			d = g.Record(ctx, attempt(ip, user), success)
+			require.False(t, d.Allowed, "success=%v: the abandoned charge blocked first", success)
+			assert.Equal(t, 1, d.IPFailures, "success=%v: the refused attempt counted nothing", success)
+			assert.Equal(t, 1, d.UsernameFailures, "success=%v", success)
+			as := ev.Attempts()
+			require.NotEmpty(t, as)
+			last := as[len(as)-1]
+			assert.Equal(t, gate.OutcomeBlocked, last.Outcome, "success=%v: published as refused", success)
+			assert.ElementsMatch(t, []gate.Kind{gate.KindIP, gate.KindUsername}, last.BlockedBy, "success=%v", success)
+		}
+		assert.Len(t, ev.blocks(true), 4, "the blocks the expired charges made are announced")
+	})
+}
+
 func TestHooksFireOncePerTransition(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		var blocks, unblocks atomic.Int32

@@ -284,13 +284,15 @@ func (s *MemoryStore) Record(_ context.Context, op Op, success bool) (Result, er
 				c.clear(i)
 			}
 		}
-		return c.result(), nil
+	} else {
+		c.createAll()
+		for i := 0; i < c.n; i++ {
+			c.fail(i)
+		}
 	}
-	c.createAll()
-	for i := 0; i < c.n; i++ {
-		c.fail(i)
-	}
-	return c.result(), nil
+	res := c.result()
+	res.Admitted = true
+	return res, nil
 }
 
 // Block blocks a subject by hand for d (0: permanent); see Store.Block.

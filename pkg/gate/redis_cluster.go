@@ -187,7 +187,7 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 		if err := errors.Join(errs...); err != nil {
 			return Result{}, err
 		}
-		return mergeRedisResults(op, rs, false), nil
+		return mergeRedisResults(op, rs, rs[0].Admitted), nil
 	}
 	op.Token = "record-" + randomToken()
 	rs, errs := s.each(ctx, op, "record reserve", redisScriptReserve, false)
@@ -204,7 +204,7 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 	if err := errors.Join(errs...); err != nil {
 		return Result{}, err
 	}
-	res := mergeRedisResults(op, rs, false)
+	res := mergeRedisResults(op, rs, true) // counted
 	var ts []Transition
 	for _, r := range reserved {
 		ts = append(ts, r.Transitions...)

@@ -1,6 +1,6 @@
 -- Record: the one-call flow. A blocked counter refuses the attempt and
 -- nothing is counted; otherwise success clears (but the counters kept on
--- success) and failure counts one.
+-- success) and failure counts one, and the reply says admitted.
 local op = load_op(true)
 settle_expired(op)
 if blocked_any(op) then
@@ -13,4 +13,4 @@ for _, c in ipairs(op.counters) do
     clear(op, c)
   end
 end
-return reply(op, false, false)
+return reply(op, true, false)

@@ -113,8 +113,10 @@ type Result struct {
 	// Failures holds, per Op.Counters index, the subject's failure count
 	// after the call (pending charges not included).
 	Failures []int
-	// Admitted (Begin only) is true when the attempt was charged and may
-	// reach the password check.
+	// Admitted is true, for Begin, when the attempt was charged and may
+	// reach the password check; for Record, when its outcome was counted
+	// (no counter was blocked, not even by a charge the call found
+	// expired). False for the other methods.
 	Admitted bool
 	// Saturated (Begin only) lists the kinds whose in-flight charges
 	// already fill the failure budget: the attempt was refused although no
@@ -167,7 +169,8 @@ type Store interface {
 
 	// Record is django-defender's one-call flow for an attempt whose
 	// outcome is known: if any counter is blocked it returns the blocks and
-	// counts nothing; otherwise it acts as Finish on a fresh charge.
+	// counts nothing; otherwise it acts as Finish on a fresh charge and sets
+	// Admitted.
 	Record(ctx context.Context, op Op, success bool) (Result, error)
 
 	// Block blocks a subject by hand for d (0: permanent), replacing any

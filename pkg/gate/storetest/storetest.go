@@ -191,11 +191,13 @@ func testLimits(t *testing.T, s *suite) {
 		for i := 1; i <= limit; i++ {
 			r := s.record(o, false)
 			assert.Empty(t, r.Blocked, "limit %d: failure %d must not block", limit, i)
+			assert.True(t, r.Admitted, "Record counted it")
 			assert.Empty(t, r.Transitions)
 			assert.Equal(t, []int{i}, r.Failures)
 		}
 		r := s.record(o, false)
 		require.Len(t, r.Blocked, 1, "limit %d: failure %d blocks", limit, limit+1)
+		assert.True(t, r.Admitted, "the failure that blocks is counted")
 		b := r.Blocked[0]
 		assert.Equal(t, c.Kind, b.Kind)
 		assert.Equal(t, c.Subject, b.Subject)
@@ -229,6 +231,7 @@ func testBlockedRefuses(t *testing.T, s *suite) {
 	for _, success := range []bool{false, true} {
 		r = s.record(o, success)
 		assert.Len(t, r.Blocked, 1, "Record(%v) refused while blocked", success)
+		assert.False(t, r.Admitted, "Record(%v) refused", success)
 		assert.Empty(t, r.Transitions)
 		assert.Equal(t, []int{3}, r.Failures, "Record(%v) counted nothing", success)
 	}
@@ -412,6 +415,7 @@ func testRecordSuccess(t *testing.T, s *suite) {
 	o := op(policy(time.Minute), counter(gate.KindUsername, 3))
 	s.fail(o, 3)
 	r := s.record(o, true)
+	assert.True(t, r.Admitted)
 	assert.Equal(t, []int{0}, r.Failures)
 	assert.Empty(t, r.Blocked)
 	assert.Empty(t, r.Transitions)
@@ -524,6 +528,7 @@ func testPendingExpiry(t *testing.T, s *suite) {
 		assert.Equal(t, []int{1}, r.Failures, settle)
 		assert.Len(t, r.Blocked, 1, settle)
 		assert.Equal(t, 1, blocks(r.Transitions), settle)
+		assert.False(t, r.Admitted, "%s: not admitted (Record: refused by the block the expired charge made)", settle)
 	}
 }
 
@@ -671,11 +676,13 @@ func testTwoCounters(t *testing.T, s *suite) {
 
 	r = s.record(both, false)
 	assert.Equal(t, []int{2, 2}, r.Failures, "refused by the username block: nothing counted")
+	assert.False(t, r.Admitted)
 	ipOnly := op(p, ip)
 	assert.Empty(t, s.check(ipOnly).Blocked, "the IP is not blocked")
 
 	other := counter(gate.KindUsername, 5)
 	r = s.record(op(p, ip, other), false)
+	assert.True(t, r.Admitted)
 	assert.Equal(t, []int{3, 1}, r.Failures)
 	assert.Equal(t, []gate.Kind{gate.KindIP}, s.blockedKinds(r))
 
