@@ -200,6 +200,9 @@ func blockSubject(ctx context.Context, g *gate.Gate, kind, value string, d time.
 		return BlockResult{}, badInput(errors.New("duration must be positive (or permanent)"))
 	}
 	if err := g.Block(ctx, k, subject, d); err != nil {
+		if errors.Is(err, gate.ErrNotChecked) {
+			return BlockResult{}, badInput(err)
+		}
 		return BlockResult{}, err
 	}
 	return BlockResult{Kind: k, BlockedEntry: entry(gate.BlockState{Kind: k, Subject: subject, TTL: d, Permanent: d == 0}, now)}, nil

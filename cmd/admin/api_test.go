@@ -194,6 +194,13 @@ func TestBlockAPI(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, bad)
 		assert.NotEmpty(t, decode[apiError](t, body).Error, bad)
 	}
+
+	// A pair, which this configuration (not combo mode) never checks, is
+	// refused with the reason: listed, it would refuse nobody.
+	resp, body = e.do("POST", "/api/v1/blocked", strings.NewReader(`{"kind":"pair","value":"192.0.2.9|bob","duration":"1h"}`), jsonHdr)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	assert.Contains(t, decode[apiError](t, body).Error, "DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME")
+	assert.Empty(t, e.blocked(gate.KindPair))
 }
 
 func TestAttemptsAPI(t *testing.T) {

@@ -711,11 +711,16 @@ func (g *Gate) Reindex(ctx context.Context) (int, error) {
 }
 
 // Block blocks a subject by hand for d (0: until unblocked), publishing a
-// block event with reason admin if it was not blocked already.
+// block event with reason admin if it was not blocked already. A kind this
+// configuration does not check (see Checks) is refused with ErrNotChecked:
+// the block would be listed, yet refuse nobody.
 func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duration) error {
 	s, err := g.Subject(k, subject)
 	if err != nil {
 		return err
+	}
+	if !g.Checks(k) {
+		return g.notChecked(k)
 	}
 	tr, err := g.store.Block(ctx, k, s, d)
 	if err != nil {
