@@ -37,8 +37,8 @@ type Decision struct {
 	// RetryAfter is when the source may try again; 0 when Permanent or
 	// unknown.
 	RetryAfter time.Duration
-	// Permanent is true when the block never expires: only an admin (or, for
-	// a username, a successful login from elsewhere in IP mode) lifts it.
+	// Permanent is true when the block never expires: only an admin lifts
+	// it (or the success of an attempt admitted before the block began).
 	Permanent bool
 	// Reason is ReasonBlacklist for blacklisted addresses, else ReasonAuto.
 	Reason Reason
@@ -311,8 +311,10 @@ func decide(id *identity, res *Result) Decision {
 		d.BlockedBy = append(d.BlockedBy, b.Kind)
 		if b.Permanent {
 			d.Permanent = true
-		} else if b.TTL > d.RetryAfter {
-			d.RetryAfter = b.TTL
+		} else if ttl := max(b.TTL, time.Millisecond); ttl > d.RetryAfter {
+			// A block read in its last millisecond (Redis PTTL 0) still
+			// ends: RetryAfter 0 would read as "never" (retry_after 0).
+			d.RetryAfter = ttl
 		}
 	}
 	for _, k := range res.Saturated {
