@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -41,6 +42,8 @@ func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, re
 		}
 	}()
 	if need.redis {
+		// go-redis's own lines (failed dials) in the admin's log format.
+		redis.SetLogger(service.PrintfLogger{Log: log.With("component", "redis"), Level: slog.LevelWarn})
 		// One Redis, a cluster or a Sentinel-watched master, as the gate.
 		store, closer, err := gate.OpenRedisStore(cfg.Gate)
 		if err != nil {

@@ -78,6 +78,7 @@ func cli(args []string, stderr io.Writer, env func(string) (string, bool)) int {
 	}
 	log := service.Logger(stderr, cfg.LogLevel, "defender-gate")
 	slog.SetDefault(log)
+	redis.SetLogger(service.PrintfLogger{Log: log.With("component", "redis"), Level: slog.LevelWarn})
 	if err := serve(cfg, log); err != nil {
 		var bad badConfig
 		if errors.As(err, &bad) {

@@ -27,6 +27,27 @@ func Logger(w io.Writer, level slog.Leveler, name string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("service", name)
 }
 
+// PrintfLogger is a slog.Logger as the Printf(ctx, format, args...)
+// logger that some libraries write through (go-redis's redis.SetLogger).
+// Left to their default, they print plain-text lines on stderr, among the
+// service's JSON lines, which a log pipeline parsing JSON then mangles or
+// drops (go-redis's "failed to dial" while Redis is away, the lines an
+// operator needs then).
+type PrintfLogger struct {
+	// Log receives the lines.
+	Log *slog.Logger
+	// Level is the level of every line.
+	Level slog.Level
+}
+
+// Printf logs the formatted message at l.Level.
+func (l PrintfLogger) Printf(ctx context.Context, format string, v ...any) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	l.Log.Log(ctx, l.Level, fmt.Sprintf(format, v...))
+}
+
 // Registry returns a Prometheus registry holding the Go runtime and
 // process collectors, for a service's /metrics.
 func Registry() *prometheus.Registry {

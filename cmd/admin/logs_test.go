@@ -1,0 +1,38 @@
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/defender-go/defender/internal/testenv"
+)
+
+// TestRedisLogsInTheServiceLog: go-redis's own lines (its failed dials
+// while Redis is away) go to the admin's JSON log, not as plain text
+// ("redis: 2026/01/02 pool.go:770: ...") straight to the process's stderr.
+func TestRedisLogsInTheServiceLog(t *testing.T) {
+	env := map[string]string{
+		"DEFENDER_REDIS_URL":      "redis://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) + "/0", // nothing listens
+		"DEFENDER_ADMIN_PASSWORD": testPassword,
+		"DEFENDER_HTTP_ADDR":      "127.0.0.1:0",
+	}
+	code, _, stderr := runCLI(t, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, "serve")
+	assert.Equal(t, 1, code, stderr)
+	dials := 0
+	for _, line := range strings.Split(stderr, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue // the closing "admin: redis ...: connection refused"
+		}
+		if msg, _ := rec["msg"].(string); strings.Contains(msg, "failed to dial") {
+			dials++
+			assert.Equal(t, "redis", rec["component"], line)
+			assert.Equal(t, "defender-admin", rec["service"], line)
+		}
+	}
+	assert.Positive(t, dials, "go-redis's failed dials are in the admin's log:\n%s", stderr)
+}
