@@ -195,7 +195,7 @@ func serve(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
+		return fmt.Errorf("DEFENDER_NATS_URL: %w", err)
 	}
 	defer nc.Close()
 	if err := ensureStream(ctx, js, cfg); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -105,9 +106,10 @@ const (
 // Connect dials NATS at url — one URL or a comma-separated list of a
 // cluster's URLs — and returns the connection and a JetStream context. It
 // reconnects forever (holding up to DefaultReconnectBufSize bytes of
-// publishes meanwhile) and logs connection changes with slog. It waits for
-// the first connection until ctx ends; opts are applied after the
-// defaults. Close the connection (nc.Drain or nc.Close) when done.
+// publishes meanwhile) and logs connection changes with slog, and each new
+// reason a (re)connection fails. It waits for the first connection until
+// ctx ends, or until the server refuses the credentials (an error saying
+// so); opts are applied after the defaults. Close the connection (nc.Drain or nc.Close) when done.
 func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	urls := strings.Split(url, ",")
 	for i := range urls {
@@ -118,6 +120,9 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 		return nil, nil, errors.New("nats connect: empty url")
 	}
 	log := slog.Default().With("component", "nats", "name", name)
+	// A failed attempt to (re)connect is logged when its reason is new, so
+	// an outage says why once, not at every retry; connecting again resets it.
+	var lastFail atomic.Pointer[string]
 	base := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -132,7 +137,20 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 			}
 			log.Warn("nats disconnected", "err", err)
 		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil {
+				return
+			}
+			msg := err.Error()
+			if prev := lastFail.Swap(&msg); prev == nil || *prev != msg {
+				log.Warn("nats connect failed, retrying", "servers", redactURLs(url), "err", err)
+			}
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			lastFail.Store(nil)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			lastFail.Store(nil)
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
@@ -150,7 +168,7 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 	if err != nil {
 		return nil, nil, fmt.Errorf("nats connect %s: %w", redactURLs(url), err)
 	}
-	if err := waitConnected(ctx, nc); err != nil {
+	if err := waitConnected(ctx, nc, &lastFail); err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("nats connect %s: %w", redactURLs(url), err)
 	}
@@ -167,7 +185,11 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 	return nc, js, nil
 }
 
-func waitConnected(ctx context.Context, nc *nats.Conn) error {
+// waitConnected waits until nc is connected. It gives up at once when the
+// connection closes for good (the server refused the credentials: nats.go
+// stops retrying), saying why, and otherwise when ctx ends, with the
+// reason of the last failed attempt (lastFail), if any.
+func waitConnected(ctx context.Context, nc *nats.Conn, lastFail *atomic.Pointer[string]) error {
 	if nc.IsConnected() {
 		return nil
 	}
@@ -176,10 +198,20 @@ func waitConnected(ctx context.Context, nc *nats.Conn) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if last := lastFail.Load(); last != nil {
+				return fmt.Errorf("%w: %w (last attempt: %s)", ErrNotReady, ctx.Err(), *last)
+			}
 			return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 		case <-tick.C:
 			if nc.IsConnected() {
 				return nil
+			}
+			if nc.IsClosed() {
+				err := nc.LastError()
+				if err == nil {
+					err = nats.ErrConnectionClosed
+				}
+				return fmt.Errorf("%w: %w", ErrNotReady, err)
 			}
 		}
 	}

@@ -2,11 +2,14 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,4 +72,76 @@ func TestConnectLogsRealDisconnectsOnly(t *testing.T) {
 	require.Eventually(t, func() bool { return buf.has("log-lost", `level=WARN msg="nats disconnected"`, " err=") },
 		5*time.Second, 10*time.Millisecond, "a lost server is: %q", buf.lines("log-lost"))
 	assert.False(t, buf.has("log-lost", "err=<nil>"))
+}
+
+// TestConnectRefusedCredentials: a server that refuses the credentials
+// ends the wait at once with its reason (nats.go gives up and closes the
+// connection), where Connect waited for ctx to end and said only
+// "context deadline exceeded": the recorder, whose wait has no deadline,
+// hung silently for ever. The password is in no error nor log line.
+func TestConnectRefusedCredentials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: not starting nats-server")
+	}
+	var buf lockedBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: testenv.FreePort(t),
+		Username: "defender", Password: "right-password", NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	require.True(t, srv.ReadyForConnections(30*time.Second))
+	port := srv.Addr().(*net.TCPAddr).Port
+
+	// A deadline far beyond the refusal: the test fails, not hangs, if
+	// Connect waits for it.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	_, _, err = events.Connect(ctx, fmt.Sprintf("nats://defender:wrong-password@127.0.0.1:%d", port), "log-refused")
+	require.Error(t, err)
+	assert.ErrorIs(t, err, events.ErrNotReady)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "gave up at the refusal, not at the deadline")
+	assert.Contains(t, err.Error(), "Authorization Violation")
+	assert.NotContains(t, err.Error(), "wrong-password")
+	assert.True(t, buf.has("log-refused", "level=WARN", "Authorization Violation"), "the refusal is logged: %q", buf.lines("log-refused"))
+	assert.NotContains(t, buf.String(), "wrong-password")
+
+	nc, _, err := events.Connect(ctx, fmt.Sprintf("nats://defender:right-password@127.0.0.1:%d", port), "log-accepted")
+	require.NoError(t, err)
+	nc.Close()
+}
+
+// TestConnectSaysWhyItWaits: while no server answers, Connect logs why
+// (once per reason, not at every retry), and the error at the deadline
+// carries the last reason.
+func TestConnectSaysWhyItWaits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: uses a free port")
+	}
+	var buf lockedBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	url := fmt.Sprintf("nats://127.0.0.1:%d", testenv.FreePort(t)) // nothing listens
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := events.Connect(ctx, url, "log-waiting")
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return buf.has("log-waiting", "level=WARN", "connection refused") },
+		30*time.Second, 20*time.Millisecond, "the wait says why: %q", buf.lines("log-waiting"))
+	cancel()
+	err := <-done
+	require.ErrorIs(t, err, events.ErrNotReady)
+	assert.Contains(t, err.Error(), "connection refused")
+	refused := 0
+	for _, line := range buf.lines("log-waiting") {
+		if strings.Contains(line, "connection refused") {
+			refused++
+		}
+	}
+	assert.Equal(t, 1, refused, "logged once, not at every retry: %q", buf.lines("log-waiting"))
 }
