@@ -108,7 +108,7 @@ func (d *deps) openNATS(ctx context.Context, cfg *Config, log *slog.Logger, reg 
 	defer cancel()
 	nc, js, err := events.Connect(cctx, cfg.NATSURL, "defender-admin")
 	if err != nil {
-		return err
+		return fmt.Errorf("DEFENDER_NATS_URL: %w", err)
 	}
 	d.nc = nc
 	if _, err := js.Stream(cctx, events.StreamName); errors.Is(err, jetstream.ErrStreamNotFound) {

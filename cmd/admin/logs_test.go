@@ -36,3 +36,33 @@ func TestRedisLogsInTheServiceLog(t *testing.T) {
 	}
 	assert.Positive(t, dials, "go-redis's failed dials are in the admin's log:\n%s", stderr)
 }
+
+// TestNATSLogsInTheServiceLog: the NATS connection's lines (why it cannot
+// connect) are in the admin's JSON log, with service=defender-admin; they
+// went to slog's default logger, plain text without the service. The
+// error at the end names DEFENDER_NATS_URL.
+func TestNATSLogsInTheServiceLog(t *testing.T) {
+	r := testenv.Redis(t)
+	env := map[string]string{
+		"DEFENDER_REDIS_URL":      r.URL,
+		"DEFENDER_NATS_URL":       "nats://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), // nothing listens
+		"DEFENDER_ADMIN_PASSWORD": testPassword,
+		"DEFENDER_HTTP_ADDR":      "127.0.0.1:0",
+	}
+	code, _, stderr := runCLI(t, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, "serve")
+	assert.Equal(t, 1, code, stderr)
+	assert.Contains(t, stderr, "admin: DEFENDER_NATS_URL: ")
+	refused := 0
+	for _, line := range strings.Split(stderr, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		if msg, _ := rec["msg"].(string); strings.Contains(msg, "nats connect failed") {
+			refused++
+			assert.Equal(t, "defender-admin", rec["service"], line)
+			assert.Equal(t, "nats", rec["component"], line)
+		}
+	}
+	assert.Positive(t, refused, "the NATS connection's failures are in the admin's log:\n%s", stderr)
+}

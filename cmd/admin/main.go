@@ -137,6 +137,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 		return err
 	}
 	log := service.Logger(stderr, slog.LevelInfo, "defender-admin")
+	slog.SetDefault(log) // the libraries' lines (the NATS connection's) in the same JSON
 	reg := service.Registry()
 
 	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true}, log, reg)
