@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/internal/testenv"
 )
@@ -65,4 +68,29 @@ func TestNATSLogsInTheServiceLog(t *testing.T) {
 		}
 	}
 	assert.Positive(t, refused, "the NATS connection's failures are in the admin's log:\n%s", stderr)
+}
+
+// TestSignalWhileNATSIsAwaited: SIGTERM while the admin waits for its NATS
+// server at start stops it as asked, with exit status 0 (it exited 1,
+// "admin: ... context canceled", which an orchestrator counts as a crash).
+func TestSignalWhileNATSIsAwaited(t *testing.T) {
+	r := testenv.Redis(t)
+	env := map[string]string{
+		"DEFENDER_REDIS_URL":      r.URL,
+		"DEFENDER_NATS_URL":       "nats://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), // nothing listens
+		"DEFENDER_ADMIN_PASSWORD": testPassword,
+		"DEFENDER_HTTP_ADDR":      "127.0.0.1:0",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr testenv.SyncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"serve"}, &stdout, &stderr, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "nats connect failed") },
+		60*time.Second, 20*time.Millisecond, "the admin waits for NATS\n%s", &stderr)
+	cancel() // as SIGTERM does
+	assert.Equal(t, 0, <-code, stderr.String())
+	assert.NotContains(t, stderr.String(), `"level":"ERROR"`)
 }

@@ -142,6 +142,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 
 	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true}, log, reg)
 	if err != nil {
+		if ctx.Err() != nil { // SIGTERM while Redis or NATS was awaited: stopped as asked
+			log.Info("admin stopped before it started", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer func() {

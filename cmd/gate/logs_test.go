@@ -66,3 +66,25 @@ func TestLogsAreJSONWhileRedisIsAway(t *testing.T) {
 	}
 	assert.Positive(t, dials, "go-redis's failed dials are logged")
 }
+
+// TestSignalWhileNATSIsAwaited: SIGTERM while the gate waits for its NATS
+// server at start stops it as asked, with exit status 0 (it exited 1 with
+// an error "context canceled", which an orchestrator counts as a crash).
+func TestSignalWhileNATSIsAwaited(t *testing.T) {
+	t.Parallel()
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	cmd, out := command(t, []string{
+		"DEFENDER_HTTP_ADDR=" + addr,
+		"DEFENDER_NATS_URL=nats://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), // nothing listens
+		"DEFENDER_TOKEN_SECRET=test-secret-0123456789",
+	})
+	require.NoError(t, cmd.Start())
+	p := &gateProc{URL: "http://" + addr, Addr: addr, cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.stop(t) })
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "nats connect failed") },
+		60*time.Second, 20*time.Millisecond, "the gate waits for NATS\n%s", out)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, p.wait(t), out.String())
+	assert.NotContains(t, out.String(), `"level":"ERROR"`)
+}

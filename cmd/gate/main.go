@@ -106,6 +106,10 @@ func serve(cfg Config, log *slog.Logger) error {
 
 	ev, err := openEvents(ctx, cfg, log, reg)
 	if err != nil {
+		if ctx.Err() != nil { // SIGTERM while NATS was awaited: stopped as asked
+			log.Info("gate stopped before it started", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer ev.close(log)
