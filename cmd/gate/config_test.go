@@ -45,6 +45,7 @@ func TestBadConfiguration(t *testing.T) {
 		{"http addr", []string{"DEFENDER_HTTP_ADDR=8080"}, nil, "DEFENDER_HTTP_ADDR"},
 		{"nats listen", []string{"DEFENDER_NATS_LISTEN=localhost:http"}, nil, "DEFENDER_NATS_LISTEN"},
 		{"event buffer", []string{"DEFENDER_EVENT_BUFFER=-1"}, nil, "DEFENDER_EVENT_BUFFER"},
+		{"nats url", []string{"DEFENDER_NATS_URL=nats://gate:s3cret-password@[nats.internal:4222"}, nil, "DEFENDER_NATS_URL"},
 		{"subject prefix", []string{"DEFENDER_SUBJECT_PREFIX=a.>"}, nil, "DEFENDER_SUBJECT_PREFIX"},
 		{"shutdown timeout", []string{"DEFENDER_SHUTDOWN_TIMEOUT=-1s"}, nil, "DEFENDER_SHUTDOWN_TIMEOUT"},
 		{"log level", []string{"DEFENDER_LOG_LEVEL=loud"}, nil, "DEFENDER_LOG_LEVEL"},
@@ -55,6 +56,7 @@ func TestBadConfiguration(t *testing.T) {
 			code, out := exitCode(t, tc.env, tc.args...)
 			assert.Equal(t, 2, code, out)
 			assert.Contains(t, out, tc.variable)
+			assert.NotContains(t, out, "s3cret", "no secret in the message")
 		})
 	}
 	t.Run("unknown flag", func(t *testing.T) {

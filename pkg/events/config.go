@@ -107,6 +107,9 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 	}
 	if v, ok := get("DEFENDER_NATS_URL"); ok {
 		c.NATSURL = v
+		if err := CheckURLs(v); err != nil {
+			errs = append(errs, fmt.Errorf("DEFENDER_NATS_URL: %w", err))
+		}
 	}
 	if v, ok := get("DEFENDER_SUBJECT_PREFIX"); ok {
 		c.SubjectPrefix = v

@@ -68,12 +68,15 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 		{"prefix wildcard", "DEFENDER_SUBJECT_PREFIX", "a.*", `DEFENDER_SUBJECT_PREFIX: "a.*"`},
 		{"prefix space", "DEFENDER_SUBJECT_PREFIX", "a b", `DEFENDER_SUBJECT_PREFIX: "a b"`},
 		{"prefix empty token", "DEFENDER_SUBJECT_PREFIX", "a..b", `DEFENDER_SUBJECT_PREFIX: "a..b"`},
+		{"nats url", "DEFENDER_NATS_URL", "nats://127.0.0.1:4222,nats://[::1", `DEFENDER_NATS_URL: nats://[::1 is not a valid URL: missing ']' in host`},
+		{"nats url with password", "DEFENDER_NATS_URL", "nats://u:s3cr%zz@[::1", `DEFENDER_NATS_URL: nats://xxxxx@[::1 is not a valid URL`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := events.FromEnv(env(map[string]string{tc.key: tc.value}))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.msg)
+			assert.NotContains(t, err.Error(), "s3cr", "no password in the message")
 		})
 	}
 }

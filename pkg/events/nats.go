@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,6 +120,9 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 	if strings.Trim(url, ",") == "" {
 		return nil, nil, errors.New("nats connect: empty url")
 	}
+	if err := CheckURLs(url); err != nil {
+		return nil, nil, fmt.Errorf("nats connect: %w", err)
+	}
 	log := slog.Default().With("component", "nats", "name", name)
 	// A failed attempt to (re)connect is logged when its reason is new, so
 	// an outage says why once, not at every retry; connecting again resets it.
@@ -215,6 +219,32 @@ func waitConnected(ctx context.Context, nc *nats.Conn, lastFail *atomic.Pointer[
 			}
 		}
 	}
+}
+
+// CheckURLs reports the first URL of a comma-separated list that does not
+// parse as nats.go parses it (a missing scheme means nats://). The error
+// shows the URL without its password: nats.go's own error, url.Parse's,
+// quotes the URL whole, password included, into the service's log.
+func CheckURLs(list string) error {
+	for _, u := range strings.Split(list, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		full := u
+		if !strings.Contains(full, "://") {
+			full = "nats://" + full
+		}
+		if _, err := neturl.Parse(full); err != nil {
+			var ue *neturl.Error
+			if strings.Contains(u, "@") || !errors.As(err, &ue) {
+				// The reason may quote a piece of the user or password.
+				return fmt.Errorf("%s is not a valid URL", redactURLs(u))
+			}
+			return fmt.Errorf("%s is not a valid URL: %w", redactURLs(u), ue.Err)
+		}
+	}
+	return nil
 }
 
 // redactURLs hides passwords in a URL list for error messages.
