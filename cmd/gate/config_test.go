@@ -40,6 +40,7 @@ func TestBadConfiguration(t *testing.T) {
 		{"cool-off", []string{"DEFENDER_COOLOFF_TIME=soon"}, nil, "DEFENDER_COOLOFF_TIME"},
 		{"whitelist", []string{"DEFENDER_IP_WHITELIST=10.0.0.0/33"}, nil, "DEFENDER_IP_WHITELIST"},
 		{"redis url", []string{"DEFENDER_REDIS_URL=http://nope"}, nil, "DEFENDER_REDIS_URL"},
+		{"redis url with password", []string{"DEFENDER_REDIS_URL=redis://:s3cret-password@[redis.internal:6379/0"}, nil, "DEFENDER_REDIS_URL"},
 		{"short secret", []string{"DEFENDER_TOKEN_SECRET=abc"}, nil, "DEFENDER_TOKEN_SECRET"},
 		{"short API key", []string{"DEFENDER_API_KEY=abc"}, nil, "DEFENDER_API_KEY"},
 		{"http addr", []string{"DEFENDER_HTTP_ADDR=8080"}, nil, "DEFENDER_HTTP_ADDR"},

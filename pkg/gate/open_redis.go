@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/defender-go/defender/internal/textutil"
 )
 
 // OpenRedisStore opens the Redis-backed Store that cfg.RedisURL
@@ -60,6 +62,10 @@ func OpenRedisStore(cfg Config) (Store, io.Closer, error) {
 	}
 	opt, err := redis.ParseURL(raw)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) { // it quotes the URL, password included
+			err = textutil.URLParseError(raw, err)
+		}
 		return nil, nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
 	}
 	opt.ContextTimeoutEnabled = true
@@ -76,7 +82,7 @@ func redisClusterOptions(raw string) (*redis.ClusterOptions, error) {
 	if scheme, rest, _ := strings.Cut(raw, "://"); strings.HasSuffix(scheme, "+cluster") {
 		u, err := url.Parse(strings.TrimSuffix(scheme, "+cluster") + "://" + rest)
 		if err != nil {
-			return nil, fmt.Errorf("parse %q: %w", raw, err)
+			return nil, textutil.URLParseError(raw, err)
 		}
 		first = u
 		hosts = strings.Split(u.Host, ",")
@@ -84,7 +90,7 @@ func redisClusterOptions(raw string) (*redis.ClusterOptions, error) {
 		for i, part := range strings.Split(raw, ",") {
 			u, err := url.Parse(strings.TrimSpace(part))
 			if err != nil {
-				return nil, fmt.Errorf("parse %q: %w", part, err)
+				return nil, fmt.Errorf("URL %d of the list: %w", i+1, textutil.URLParseError(part, err))
 			}
 			if i == 0 {
 				first = u
@@ -101,7 +107,7 @@ func redisClusterOptions(raw string) (*redis.ClusterOptions, error) {
 	q := first.Query()
 	for _, h := range hosts[1:] {
 		if h == "" {
-			return nil, fmt.Errorf("empty host in %q", raw)
+			return nil, errors.New("empty host in the list")
 		}
 		q.Add("addr", h)
 	}
@@ -133,11 +139,11 @@ func tuneRedisCluster(opt *redis.ClusterOptions, storeTimeout time.Duration) {
 func redisSentinelOptions(raw string) (*redis.FailoverOptions, error) {
 	u, err := url.Parse(strings.Replace(raw, "redis+sentinel://", "redis://", 1))
 	if err != nil {
-		return nil, fmt.Errorf("parse %q: %w", raw, err)
+		return nil, textutil.URLParseError(raw, err)
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 	if parts[0] == "" || len(parts) > 2 {
-		return nil, fmt.Errorf("%q: want redis+sentinel://host:26379,.../<master name>[/<db>]", raw)
+		return nil, fmt.Errorf("path %q: want redis+sentinel://host:26379,.../<master name>[/<db>]", u.Path)
 	}
 	opt := &redis.FailoverOptions{MasterName: parts[0], SentinelAddrs: strings.Split(u.Host, ",")}
 	if len(parts) == 2 {

@@ -77,3 +77,25 @@ func testOpenRedisStoreCluster(t *testing.T, c *testenv.RedisClusterServer) {
 	require.NoError(t, err)
 	assert.Contains(t, subjects(list), user)
 }
+
+// TestOpenRedisStoreKeepsPasswordsOut: a DEFENDER_REDIS_URL that does not
+// parse is refused naming the variable, without its password: url.Parse's
+// error quoted the URL whole, and the gate printed it at start.
+func TestOpenRedisStoreKeepsPasswordsOut(t *testing.T) {
+	for _, raw := range []string{
+		"redis://:s3cret@[bad:6379/0",
+		"redis://user:s3cr%zz@127.0.0.1:6379/0",
+		"redis+cluster://:s3cret@[bad:7000",
+		"redis://:s3cret@127.0.0.1:7000, redis://:s3cret@[bad:7001",
+		"redis://:s3cret@127.0.0.1:7000,",
+		"redis+sentinel://:s3cret@[bad:26379/mymaster",
+		"redis+sentinel://:s3cret@127.0.0.1:26379",
+	} {
+		cfg := gate.DefaultConfig()
+		cfg.RedisURL = raw
+		_, _, err := gate.OpenRedisStore(cfg)
+		require.Error(t, err, raw)
+		assert.Contains(t, err.Error(), "DEFENDER_REDIS_URL", raw)
+		assert.NotContains(t, err.Error(), "s3cr", raw)
+	}
+}

@@ -25,12 +25,15 @@ func TestParseURL(t *testing.T) {
 		{name: "other database", url: "clickhouse://ch:9000/history", bad: true},
 		{name: "no host", url: "clickhouse:///defender", bad: true},
 		{name: "garbage", url: "::", bad: true},
+		{name: "garbage with a password", url: "clickhouse://bob:s3cret@[ch:9000/defender", bad: true},
+		{name: "bad escape in the password", url: "clickhouse://bob:s3cr%zz@ch:9000/defender", bad: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := record.ParseURL(tc.url)
 			if tc.bad {
 				require.ErrorIs(t, err, record.ErrBadURL)
+				assert.NotContains(t, err.Error(), "s3cr", "no password in the message")
 				return
 			}
 			require.NoError(t, err)
