@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -108,4 +110,22 @@ func TestMainBadConfig(t *testing.T) {
 	}
 	assert.Equal(t, exitConfig, Main(nil, env))
 	assert.Equal(t, exitConfig, Main([]string{"frobnicate"}, env))
+}
+
+// `recorder help` lists the commands and every setting on stdout and
+// exits 0, as -h does; an unknown command names the known ones.
+func TestMainHelp(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	stdout := os.Stdout
+	os.Stdout = w
+	code := Main([]string{"help"}, func(string) (string, bool) { return "", false })
+	os.Stdout = stdout
+	require.NoError(t, w.Close())
+	out, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.Equal(t, exitOK, code)
+	for _, want := range []string{"run ", "migrate ", "cleanup ", "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "DEFENDER_CLICKHOUSE_URL", "DEFENDER_RECORD_FLUSH"} {
+		assert.Contains(t, string(out), want)
+	}
 }

@@ -48,6 +48,18 @@ func main() {
 // second at 400 than at Go's 100 (107-110k against 98-102k in one run).
 const defaultGOGC = 400
 
+// commandsUsage heads the -h and help text.
+const commandsUsage = `Usage: recorder [command] [flags]
+
+Commands:
+  run      move events from NATS JetStream into ClickHouse until SIGTERM (the default)
+  migrate  apply the schema migrations to ClickHouse and exit
+  cleanup  delete attempts older than DEFENDER_ACCESS_ATTEMPT_EXPIRATION and exit (for a daily cron)
+  help     this text
+
+Every flag can be given as the environment variable it names:
+`
+
 // Exit codes.
 const (
 	exitOK     = 0
@@ -62,14 +74,26 @@ func Main(args []string, env func(string) (string, bool)) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	help := cmd == "help"
 	switch cmd {
 	case "run", "migrate", "cleanup":
+	case "help":
+		cmd = "run"
 	default:
-		fmt.Fprintf(os.Stderr, "recorder: unknown command %q (run, migrate, cleanup)\n", cmd)
+		fmt.Fprintf(os.Stderr, "recorder: unknown command %q (run, migrate, cleanup, help)\n", cmd)
 		return exitConfig
 	}
 	fs := flag.NewFlagSet("recorder "+cmd, flag.ContinueOnError)
 	lookup := envflag.Bind(fs, vars, env)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), commandsUsage)
+		fs.PrintDefaults()
+	}
+	if help {
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return exitOK
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
