@@ -59,8 +59,7 @@ func Registry() *prometheus.Registry {
 // SignalContext returns a copy of parent that is done at the first SIGINT
 // or SIGTERM. Further ones are ignored until stop releases the signals:
 // a shutdown, bounded by its own timeouts, is not cut short by a second
-// signal (a terminal's Ctrl-C reaches every process of scripts/run.sh
-// besides the SIGTERM the script sends each).
+// signal. SIGKILL ends a process that must not wait.
 func SignalContext(parent context.Context) (ctx context.Context, stop context.CancelFunc) {
 	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }
