@@ -286,6 +286,12 @@ func TestPublisherCloseGivesUp(t *testing.T) {
 	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(context.Background()) }()
+	// Run must be running before NATS goes: a Close that comes first
+	// flushes by itself, and the late Run then returns ErrClosed (seen
+	// under -race on a loaded machine).
+	p.EmitAttempt(attemptRecord(1000))
+	require.Eventually(t, func() bool { return p.Stats().Published == 1 }, 10*time.Second, 5*time.Millisecond,
+		"Run publishes")
 	env.srv.Shutdown()
 	for i := range 50 {
 		p.EmitAttempt(attemptRecord(i))
