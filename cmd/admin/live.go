@@ -55,6 +55,16 @@ func NewLive(nc *nats.Conn, subjects events.Subjects, log *slog.Logger) (*Live, 
 		l.Close()
 		return nil, fmt.Errorf("nats flush: %w", err)
 	}
+	// The subscriptions resume when NATS comes back, but what was
+	// published meanwhile never reaches them: end every stream, so that
+	// each page reconnects and reloads its list (blocked.js does on open).
+	prev := nc.Opts.ReconnectedCB
+	nc.SetReconnectHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		l.dropClients()
+	})
 	return l, nil
 }
 
@@ -113,6 +123,16 @@ func (l *Live) subscribe() (<-chan []byte, func()) {
 	}
 }
 
+// dropClients ends every client's stream; their pages reconnect.
+func (l *Live) dropClients() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch := range l.clients {
+		delete(l.clients, ch)
+		close(ch)
+	}
+}
+
 // Status is the NATS connection's state, for /healthz.
 func (l *Live) Status() string { return l.nc.Status().String() }
 
@@ -122,12 +142,9 @@ func (l *Live) Close() {
 		_ = s.Unsubscribe()
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.closed = true
-	for ch := range l.clients {
-		delete(l.clients, ch)
-		close(ch)
-	}
+	l.mu.Unlock()
+	l.dropClients()
 }
 
 // events is GET /api/v1/events: a text/event-stream of LiveEvent frames
