@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/pkg/gate"
@@ -34,4 +38,24 @@ func TestBrowserBlockedPageAfterNATSRestart(t *testing.T) {
 	// And live events flow again.
 	require.NoError(t, e.deps.gate.Block(context.Background(), gate.KindIP, "198.51.100.100", time.Hour))
 	b.waitFor(rowPresent("ip", "198.51.100.100"))
+}
+
+// TestBrowserChartTimesInUTC: every time the admin shows is UTC (the
+// tables say so); the charts labelled their buckets in the browser's zone,
+// so a spike at 10:00 UTC in the Attempts table was drawn at 15:45 for an
+// admin in Kathmandu.
+func TestBrowserChartTimesInUTC(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	b := newBrowser(t, e)
+	_, err := chromedp.Call(b.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Kathmandu"})
+	require.NoError(t, err)
+	at := time.Now().UTC().Add(-30 * time.Minute).Truncate(time.Minute)
+	e.insertAttempts([]attempt{{ts: at.Add(10 * time.Second), ip: "192.0.2.1", user: "alice", result: "failure"}})
+
+	b.open("/?window=1h")
+	b.waitFor(`document.getElementById('chart-attempts').getAttribute('data-state') === 'drawn'`)
+	titles := eval[[]string](b, `Array.from(document.querySelectorAll('#chart-attempts svg rect.col title')).map(t => t.textContent)`)
+	require.Len(t, titles, 1)
+	assert.True(t, strings.HasPrefix(titles[0], at.Format("15:04")+" UTC"), "bucket of %s labelled %q", at.Format("15:04 UTC"), titles[0])
+	assert.Contains(t, eval[string](b, `document.querySelector('.charts').innerText`), "UTC", "the page says which zone")
 }

@@ -44,10 +44,11 @@
 
   function pad(n) { return n < 10 ? '0' + n : String(n); }
 
+  // label writes a bucket's start in UTC, as every other time of the admin.
   function label(ts, step) {
     var d = new Date(ts * 1000);
-    var hm = pad(d.getHours()) + ':' + pad(d.getMinutes());
-    if (step >= 3600) { return pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + hm; }
+    var hm = pad(d.getUTCHours()) + ':' + pad(d.getUTCMinutes());
+    if (step >= 3600) { return pad(d.getUTCMonth() + 1) + '-' + pad(d.getUTCDate()) + ' ' + hm; }
     return hm;
   }
 
@@ -98,7 +99,7 @@
         y0 -= h;
         var r = el('rect', { x: x + gap / 2, y: y0, width: Math.max(1, bw - gap), height: h, fill: c[1], 'class': 'col', 'data-v': v, 'data-series': c[0] }, svg);
         var tt = el('title', {}, r);
-        tt.textContent = label(data.buckets[i], data.step) + ' · ' + c[0] + ': ' + v;
+        tt.textContent = label(data.buckets[i], data.step) + ' UTC · ' + c[0] + ': ' + v;
         points++;
       });
       if (i % every === 0) {
