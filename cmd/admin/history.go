@@ -313,7 +313,11 @@ func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) (
 	case "ip":
 		cond, args = "(kind = 'ip' AND subject = ?) OR (kind = 'pair' AND startsWith(subject, ?))", []any{subject, subject + "|"}
 	case "username":
-		cond, args = "(kind = 'username' AND subject = ?) OR (kind = 'pair' AND endsWith(subject, ?))", []any{subject, "|" + subject}
+		// A pair is "<ip>|<username>" and an IP holds no "|": the
+		// username is what follows the first one ("192.0.2.5|a|b" is
+		// username "a|b", not "b").
+		cond, args = "(kind = 'username' AND subject = ?) OR (kind = 'pair' AND endsWith(subject, ?) AND substring(subject, position(subject, '|') + 1) = ?)",
+			[]any{subject, "|" + subject, subject}
 	}
 	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason) FROM defender.blocks WHERE " + cond
 	rows, err := record.QueryNewest(ctx, h.conn, q, limit, args...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -58,4 +59,24 @@ func TestBrowserChartTimesInUTC(t *testing.T) {
 	require.Len(t, titles, 1)
 	assert.True(t, strings.HasPrefix(titles[0], at.Format("15:04")+" UTC"), "bucket of %s labelled %q", at.Format("15:04 UTC"), titles[0])
 	assert.Contains(t, eval[string](b, `document.querySelector('.charts').innerText`), "UTC", "the page says which zone")
+}
+
+// TestSubjectPagePairHistory: a username's page lists the blocks of the
+// pairs holding that username, not of pairs whose username merely ends
+// with "|<username>" (pair "192.0.2.5|a|b" is username "a|b", not "b").
+func TestSubjectPagePairHistory(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	now := time.Now().UTC()
+	e.insertBlock(now.Add(-time.Minute), "pair", "192.0.2.5|a|b", true, now.Add(time.Hour), 4)
+	e.insertBlock(now.Add(-2*time.Minute), "pair", "192.0.2.6|b", true, now.Add(time.Hour), 4)
+
+	resp, body := e.do("GET", "/username/b", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, body, "192.0.2.6|b")
+	assert.NotContains(t, body, "192.0.2.5|a|b")
+
+	resp, body = e.do("GET", "/username/a%7Cb", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, body, "192.0.2.5|a|b")
+	assert.NotContains(t, body, "192.0.2.6|b")
 }
