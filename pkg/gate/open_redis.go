@@ -24,12 +24,15 @@ import (
 //	                                         Redis Cluster: RedisClusterStore (any
 //	                                         reachable nodes; the rest are discovered)
 //	redis://h1:7000,redis://h2:7001          the same, as a comma-separated URL list
-//	redis+sentinel://[user:pass@]s1:26379,s2:26379/mymaster[/0]
+//	redis+sentinel://[user:pass@]s1:26379,s2:26379/mymaster[/0][?opts]
 //	                                         a master watched by Redis Sentinel:
 //	                                         RedisStore over go-redis' failover client
+//	                                         (user:pass are the master's)
 //
-// Query options of go-redis' ParseURL/ParseClusterURL (pool_size,
-// dial_timeout, ...) apply. The returned io.Closer closes the client; it
+// Query options of go-redis' ParseURL, ParseClusterURL or ParseFailoverURL
+// (pool_size, dial_timeout, ...) apply; unknown ones are refused. A comma
+// in a password makes no list, but in a list it is ambiguous and
+// refused (write it %2C there). The returned io.Closer closes the client; it
 // is also a redis.UniversalClient, for health checks (Ping).
 func OpenRedisStore(cfg Config) (Store, io.Closer, error) {
 	raw := strings.TrimSpace(cfg.RedisURL)
@@ -46,7 +49,7 @@ func OpenRedisStore(cfg Config) (Store, io.Closer, error) {
 		opt.ContextTimeoutEnabled = true
 		client := redis.NewFailoverClient(opt)
 		return NewRedisStore(client, cfg.KeyPrefix), client, nil
-	case strings.HasSuffix(scheme, "+cluster") || strings.Contains(raw, ","):
+	case strings.HasSuffix(scheme, "+cluster") || strings.Contains(withoutUserinfo(raw), ","):
 		opt, err := redisClusterOptions(raw)
 		if err != nil {
 			return nil, nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
@@ -90,7 +93,8 @@ func redisClusterOptions(raw string) (*redis.ClusterOptions, error) {
 		for i, part := range strings.Split(raw, ",") {
 			u, err := url.Parse(strings.TrimSpace(part))
 			if err != nil {
-				return nil, fmt.Errorf("URL %d of the list: %w", i+1, textutil.URLParseError(part, err))
+				// raw, not part: a password cut at a comma has no '@' left
+				return nil, fmt.Errorf("URL %d of the list: %w", i+1, textutil.URLParseError(raw, err))
 			}
 			if i == 0 {
 				first = u
@@ -135,7 +139,27 @@ func tuneRedisCluster(opt *redis.ClusterOptions, storeTimeout time.Duration) {
 	}
 }
 
-// redisSentinelOptions reads redis+sentinel://[user:pass@]s1,s2/master[/db].
+// withoutUserinfo is raw without the user information of its first URL,
+// whose password may hold commas (a valid URL), which do not make a list.
+func withoutUserinfo(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return raw
+	}
+	return scheme + "://" + rest[at+1:]
+}
+
+// redisSentinelOptions reads
+// redis+sentinel://[user:pass@]s1,s2/master[/db][?opts]: the credentials
+// are the master's, the query options go-redis' ParseFailoverURL's.
 func redisSentinelOptions(raw string) (*redis.FailoverOptions, error) {
 	u, err := url.Parse(strings.Replace(raw, "redis+sentinel://", "redis://", 1))
 	if err != nil {
@@ -145,7 +169,23 @@ func redisSentinelOptions(raw string) (*redis.FailoverOptions, error) {
 	if parts[0] == "" || len(parts) > 2 {
 		return nil, fmt.Errorf("path %q: want redis+sentinel://host:26379,.../<master name>[/<db>]", u.Path)
 	}
-	opt := &redis.FailoverOptions{MasterName: parts[0], SentinelAddrs: strings.Split(u.Host, ",")}
+	hosts := strings.Split(u.Host, ",")
+	q := u.Query()
+	for _, h := range hosts {
+		if h == "" {
+			return nil, errors.New("empty host in the list")
+		}
+	}
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	// The options without credentials or path, which are ours to read.
+	opts := url.URL{Scheme: "redis", Host: hosts[0], RawQuery: q.Encode()}
+	opt, err := redis.ParseFailoverURL(opts.String())
+	if err != nil {
+		return nil, fmt.Errorf("parse sentinel URL: %w", err)
+	}
+	opt.MasterName, opt.SentinelAddrs = parts[0], hosts
 	if len(parts) == 2 {
 		if opt.DB, err = strconv.Atoi(parts[1]); err != nil {
 			return nil, fmt.Errorf("database %q: %w", parts[1], err)

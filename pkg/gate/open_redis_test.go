@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -88,6 +89,7 @@ func TestOpenRedisStoreKeepsPasswordsOut(t *testing.T) {
 		"redis+cluster://:s3cret@[bad:7000",
 		"redis://:s3cret@127.0.0.1:7000, redis://:s3cret@[bad:7001",
 		"redis://:s3cret@127.0.0.1:7000,",
+		"redis://:s3cr,et@127.0.0.1:7000,redis://127.0.0.1:7001", // a comma in a list's password
 		"redis+sentinel://:s3cret@[bad:26379/mymaster",
 		"redis+sentinel://:s3cret@127.0.0.1:26379",
 	} {
@@ -97,5 +99,53 @@ func TestOpenRedisStoreKeepsPasswordsOut(t *testing.T) {
 		require.Error(t, err, raw)
 		assert.Contains(t, err.Error(), "DEFENDER_REDIS_URL", raw)
 		assert.NotContains(t, err.Error(), "s3cr", raw)
+	}
+}
+
+// TestOpenRedisStoreCommaInPassword: a comma in the password of one
+// Redis's URL (valid in a URL's user information) does not make a URL
+// list: the URL was split there into a "cluster" of broken URLs, refused,
+// and the error quoted the password up to the comma (in a list, where
+// the comma is ambiguous, the URL is still refused, without it: see
+// TestOpenRedisStoreKeepsPasswordsOut).
+func TestOpenRedisStoreCommaInPassword(t *testing.T) {
+	r := testenv.Redis(t)
+	admin := r.Client()
+	defer admin.Close()
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "s3cr,et").Err())
+	cfg := gate.DefaultConfig()
+	cfg.RedisURL = "redis://:s3cr,et@" + r.Addr + "/0"
+	s, closer, err := gate.OpenRedisStore(cfg)
+	require.NoError(t, err)
+	defer closer.Close()
+	assert.Equal(t, "*gate.RedisStore", fmt.Sprintf("%T", s))
+	assert.NoError(t, closer.(redis.UniversalClient).Ping(ctx).Err())
+}
+
+// TestOpenRedisStoreSentinelOptions: the query options of a
+// redis+sentinel:// URL apply, as for the other forms, and unknown ones
+// are refused: they were ignored without a word (a pool_size or
+// dial_timeout, or a misspelt option).
+func TestOpenRedisStoreSentinelOptions(t *testing.T) {
+	cfg := gate.DefaultConfig()
+	cfg.RedisURL = "redis+sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380/mymaster/1?pool_size=7&dial_timeout=2s"
+	_, closer, err := gate.OpenRedisStore(cfg)
+	require.NoError(t, err)
+	defer closer.Close()
+	c, ok := closer.(*redis.Client)
+	require.True(t, ok, "%T", closer)
+	opt := c.Options()
+	assert.Equal(t, 7, opt.PoolSize)
+	assert.Equal(t, 2*time.Second, opt.DialTimeout)
+	assert.Equal(t, 1, opt.DB)
+	assert.Equal(t, "pw", opt.Password)
+
+	for _, raw := range []string{
+		"redis+sentinel://127.0.0.1:26379/mymaster?pool_sise=7",
+		"redis+sentinel://127.0.0.1:26379,/mymaster",
+	} {
+		cfg.RedisURL = raw
+		_, _, err := gate.OpenRedisStore(cfg)
+		assert.Error(t, err, raw)
 	}
 }
