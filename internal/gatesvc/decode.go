@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -156,7 +157,55 @@ func decodeStrict(body []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("unexpected data after the JSON object")
 	}
+	return exactKeys(body, v)
+}
+
+// exactKeys refuses what encoding/json takes for a field although the API
+// does not name it: a key in another case or Unicode folding ("Success",
+// "ſuccess"), and a key given twice, where json keeps the last value
+// ({"success":false,"success":true} from a body built by concatenation).
+// body is one valid object (decodeStrict checked it).
+func exactKeys(body []byte, v any) error {
+	names := jsonNames(reflect.TypeOf(v).Elem())
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil {
+		return badRequest("malformed JSON: %v", err)
+	}
+	seen := make(map[string]bool, len(names))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return badRequest("malformed JSON: %v", err)
+		}
+		key, _ := t.(string)
+		if !names[key] {
+			return badRequest("unknown field %q (fields are spelt in lower case)", textutil.Truncate(key, 64))
+		}
+		if seen[key] {
+			return badRequest("field %q given twice", key)
+		}
+		seen[key] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return badRequest("malformed JSON: %v", err)
+		}
+	}
 	return nil
+}
+
+// jsonNames are the JSON names of a struct's fields.
+func jsonNames(t reflect.Type) map[string]bool {
+	names := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" {
+			name = t.Field(i).Name
+		}
+		if name != "-" {
+			names[name] = true
+		}
+	}
+	return names
 }
 
 // parseSuccess reads the raw success field: absent gives nil.
