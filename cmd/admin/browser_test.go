@@ -183,6 +183,10 @@ func TestBrowserBlockedPage(t *testing.T) {
 	assert.Contains(t, userText, "иван петров")
 	assert.Equal(t, 0, eval[int](b, `document.querySelectorAll('tbody script, tbody img').length`))
 	b.screenshot("blocked")
+	// Each Unblock button names what it lifts, for screen readers: every
+	// button's text is the same.
+	assert.Equal(t, "Unblock username "+evil,
+		eval[string](b, `document.querySelector(`+jsString(rowSel("username", evil)+" button.unblock")+`).getAttribute('aria-label')`))
 
 	// Unblock the IP with its button: the page reloads without it and the
 	// unblock event is on NATS.

@@ -93,6 +93,7 @@
     f.appendChild(hidden('value', ev.value));
     var btn = document.createElement('button');
     btn.type = 'submit'; btn.className = 'btn small danger unblock'; btn.textContent = 'Unblock';
+    btn.setAttribute('aria-label', 'Unblock ' + ev.kind + ' ' + ev.value);
     f.appendChild(btn);
     td.appendChild(f);
     tr.appendChild(td);
