@@ -20,6 +20,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -194,8 +195,21 @@ func serve(ctx context.Context, cfg Config) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// /healthz answers 503 until the recorder records: compose and
+	// scripts/stack.sh start the admin once it is healthy, because it is
+	// the recorder that creates the schema the admin reads. Afterwards it
+	// answers 200 for as long as the process lives: outages of NATS or
+	// ClickHouse are retried and logged, and a restart would not help.
+	var waitingFor atomic.Pointer[string]
+	waitFor := func(what string) { waitingFor.Store(&what) }
+	waitFor("NATS (DEFENDER_NATS_URL)")
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
+		if what := waitingFor.Load(); what != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "starting: waiting for %s\n", *what)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	// Served from the start, while NATS and ClickHouse are awaited.
@@ -222,12 +236,14 @@ func serve(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("DEFENDER_NATS_URL: %w", err)
 	}
 	defer nc.Close()
+	waitFor("the " + events.StreamName + " stream")
 	if err := ensureStream(ctx, js, cfg); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	waitFor("ClickHouse (DEFENDER_CLICKHOUSE_URL) and its schema")
 	conn, err := openMigrated(ctx, cfg, true)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -248,6 +264,7 @@ func serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	slog.Info("recording", "nats", nc.ConnectedUrlRedacted(), "batch", cfg.Batch, "flush", cfg.Flush)
+	waitingFor.Store(nil)
 
 	var g run.Group
 	rctx, cancel := context.WithCancel(ctx)
