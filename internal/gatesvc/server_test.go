@@ -21,13 +21,7 @@ import (
 // A panic in a handler is answered 500 with a JSON error, and the server
 // goes on.
 func TestPanicRecovered(t *testing.T) {
-	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
-	g, err := gate.New(gate.DefaultConfig(), store)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = g.Close(context.Background()) })
-	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
-		Health: func(context.Context) error { panic("boom") }, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
+	srv := newServer(t, gatesvc.Options{Health: func(context.Context) error { panic("boom") }})
 
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
@@ -111,16 +105,32 @@ func TestPaddedUsernameCounted(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, code)
 }
 
+// memoryGate is a gate with the default configuration on a memory store,
+// closed when the test ends.
+func memoryGate(t *testing.T) *gate.Gate {
+	t.Helper()
+	g, err := gate.New(gate.DefaultConfig(), gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	return g
+}
+
+// newServer is a gate service with o's settings over a memoryGate, fresh
+// tokens and a discarding logger.
+func newServer(t *testing.T, o gatesvc.Options) *gatesvc.Server {
+	t.Helper()
+	o.Gate = memoryGate(t)
+	o.Tokens = gatesvc.NewTokens(gatesvc.RandomKey(), nil)
+	o.Logger = slog.New(slog.DiscardHandler)
+	srv, err := gatesvc.New(o)
+	require.NoError(t, err)
+	return srv
+}
+
 // service returns a poster of JSON bodies to a gate service on a memory
 // store.
 func service(t *testing.T) func(path string, body any) (int, gatesvc.Response) {
-	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
-	g, err := gate.New(gate.DefaultConfig(), store)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = g.Close(context.Background()) })
-	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
-		Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
+	srv := newServer(t, gatesvc.Options{})
 	return func(path string, body any) (int, gatesvc.Response) {
 		b, err := json.Marshal(body)
 		require.NoError(t, err)
@@ -141,13 +151,7 @@ func service(t *testing.T) func(path string, body any) (int, gatesvc.Response) {
 // server, which sends no Origin or Sec-Fetch-Site, is served, and the
 // read-only check stays open to the browser headers nginx passes on.
 func TestBrowsersCannotReport(t *testing.T) {
-	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
-	g, err := gate.New(gate.DefaultConfig(), store)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = g.Close(context.Background()) })
-	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
-		Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
+	srv := newServer(t, gatesvc.Options{})
 	send := func(path, body string, hdr ...string) (int, string) {
 		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
@@ -205,15 +209,9 @@ func TestBrowsersCannotReport(t *testing.T) {
 // /metrics stay open for probes and scrapers. A short key is refused.
 func TestAPIKey(t *testing.T) {
 	const key = "0123456789abcdef-key"
-	store := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
-	g, err := gate.New(gate.DefaultConfig(), store)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = g.Close(context.Background()) })
-	_, err = gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil), APIKey: "short"})
+	_, err := gatesvc.New(gatesvc.Options{Gate: memoryGate(t), Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil), APIKey: "short"})
 	require.ErrorContains(t, err, "at least 16")
-	srv, err := gatesvc.New(gatesvc.Options{Gate: g, Tokens: gatesvc.NewTokens(gatesvc.RandomKey(), nil),
-		Logger: slog.New(slog.DiscardHandler), APIKey: key, Metrics: http.NotFoundHandler()})
-	require.NoError(t, err)
+	srv := newServer(t, gatesvc.Options{APIKey: key, Metrics: http.NotFoundHandler()})
 	send := func(method, path, body, auth string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
