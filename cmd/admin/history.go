@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -134,7 +133,7 @@ func (f *AttemptFilter) where() (string, []any) {
 	// precision of the times shown); the plain conditions on ts alone
 	// select index ranges, the tuples split a second by ts_ms.
 	if !f.Since.IsZero() {
-		since := inDateTime(f.Since)
+		since := record.InDateTime(f.Since)
 		sec, ms := since.Unix(), msOf(since)
 		add("ts >= toDateTime(?)", sec)
 		if ms > 0 {
@@ -142,7 +141,7 @@ func (f *AttemptFilter) where() (string, []any) {
 		}
 	}
 	if !f.Until.IsZero() {
-		until := inDateTime(f.Until)
+		until := record.InDateTime(f.Until)
 		sec, ms := until.Unix(), msOf(until)
 		if ms > 0 {
 			add("ts <= toDateTime(?) AND (ts, ts_ms) < (toDateTime(?), ?)", sec, sec, ms)
@@ -153,7 +152,7 @@ func (f *AttemptFilter) where() (string, []any) {
 	if f.After != nil {
 		// The first condition alone selects index ranges; the tuple breaks
 		// ties within a second the way ORDER BY does.
-		after := inDateTime(f.After.Time)
+		after := record.InDateTime(f.After.Time)
 		sec, ms := after.Unix(), msOf(after)
 		add("ts <= toDateTime(?) AND (ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))", sec, sec, ms, f.After.ID)
 	}
@@ -161,25 +160,6 @@ func (f *AttemptFilter) where() (string, []any) {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
-}
-
-// DateTime's range: toDateTime(n) wraps n round modulo 2^32, so a bound
-// outside it would select nothing (since=1960-01-01 became 2096).
-var (
-	dateTimeMin = time.Unix(0, 0).UTC()
-	dateTimeMax = time.Unix(math.MaxUint32, 0).UTC()
-)
-
-// inDateTime clamps t to DateTime's range. No row lies outside it, so a
-// clamped bound selects the same rows as t.
-func inDateTime(t time.Time) time.Time {
-	switch {
-	case t.Before(dateTimeMin):
-		return dateTimeMin
-	case t.After(dateTimeMax):
-		return dateTimeMax
-	}
-	return t
 }
 
 // msOf is t's millisecond within its second, as ts_ms stores it.
@@ -232,7 +212,7 @@ func (h *History) Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRow, 
 	limit = min(limit, maxLimit)
 	upper := time.Now()
 	if !f.Until.IsZero() {
-		upper = inDateTime(f.Until)
+		upper = record.InDateTime(f.Until)
 	}
 	if f.After != nil && f.After.Time.Before(upper) {
 		upper = f.After.Time.Add(time.Second)

@@ -118,12 +118,12 @@ func (w *where) eq(column, value string) {
 // toDateTime wraps a value outside it round modulo 2^32 (1960 became 2096).
 func (w *where) timeRange(since, until time.Time) {
 	if !since.IsZero() {
-		since = inDateTime(since)
+		since = InDateTime(since)
 		w.add("ts >= toDateTime(?)", since.Unix())
 		w.add("(ts, ts_ms) >= (toDateTime(?), ?)", since.Unix(), msPart(since))
 	}
 	if !until.IsZero() {
-		until = inDateTime(until)
+		until = InDateTime(until)
 		w.add("ts <= toDateTime(?)", until.Unix())
 		w.add("(ts, ts_ms) < (toDateTime(?), ?)", until.Unix(), msPart(until))
 	}
@@ -136,7 +136,7 @@ func (w *where) after(c Cursor) error {
 	if _, err := uuid.Parse(c.ID); err != nil {
 		return fmt.Errorf("%w: id %q", ErrBadCursor, c.ID)
 	}
-	at := inDateTime(c.Time)
+	at := InDateTime(c.Time)
 	w.add("ts <= toDateTime(?)", at.Unix())
 	w.add("(ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))", at.Unix(), msPart(at), c.ID)
 	return nil
@@ -149,8 +149,10 @@ func (w *where) sql() string {
 	return " WHERE " + strings.Join(w.conds, " AND ")
 }
 
-// inDateTime clamps t to DateTime's range [minTime, maxTime].
-func inDateTime(t time.Time) time.Time {
+// InDateTime clamps t to DateTime's range [1970, 2106]: toDateTime wraps
+// a value outside it round modulo 2^32. No row lies outside it, so a
+// clamped bound selects the same rows as t.
+func InDateTime(t time.Time) time.Time {
 	switch {
 	case t.Before(minTime):
 		return minTime
