@@ -21,6 +21,16 @@ import (
 // lockedBuffer is a log destination safe for the nats callback goroutine.
 type lockedBuffer struct{ testenv.SyncBuffer }
 
+// captureLog sends the default logger's lines, debug ones included, to
+// the returned buffer until t ends.
+func captureLog(t *testing.T) *lockedBuffer {
+	buf := new(lockedBuffer)
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	return buf
+}
+
 // lines returns the logged lines of the connection name.
 func (l *lockedBuffer) lines(name string) []string {
 	var out []string
@@ -50,10 +60,7 @@ func (l *lockedBuffer) has(name string, substr ...string) bool {
 // "nats disconnected" warning (there is no error to report); losing the
 // server does, with its error.
 func TestConnectLogsRealDisconnectsOnly(t *testing.T) {
-	var buf lockedBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { slog.SetDefault(prev) })
+	buf := captureLog(t)
 	srv := testenv.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -83,10 +90,7 @@ func TestConnectRefusedCredentials(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: not starting nats-server")
 	}
-	var buf lockedBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { slog.SetDefault(prev) })
+	buf := captureLog(t)
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: testenv.FreePort(t),
 		Username: "defender", Password: "right-password", NoLog: true, NoSigs: true})
 	require.NoError(t, err)
@@ -120,10 +124,7 @@ func TestConnectSaysWhyItWaits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: uses a free port")
 	}
-	var buf lockedBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { slog.SetDefault(prev) })
+	buf := captureLog(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", testenv.FreePort(t)) // nothing listens
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
