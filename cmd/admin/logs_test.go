@@ -25,19 +25,12 @@ func TestRedisLogsInTheServiceLog(t *testing.T) {
 	}
 	code, _, stderr := runCLI(t, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, "serve")
 	assert.Equal(t, 1, code, stderr)
-	dials := 0
-	for _, line := range strings.Split(stderr, "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) != nil {
-			continue // the closing "admin: redis ...: connection refused"
-		}
-		if msg, _ := rec["msg"].(string); strings.Contains(msg, "failed to dial") {
-			dials++
-			assert.Equal(t, "redis", rec["component"], line)
-			assert.Equal(t, "defender-admin", rec["service"], line)
-		}
+	dials := logRecords(stderr, "failed to dial")
+	for _, rec := range dials {
+		assert.Equal(t, "redis", rec["component"], rec)
+		assert.Equal(t, "defender-admin", rec["service"], rec)
 	}
-	assert.Positive(t, dials, "go-redis's failed dials are in the admin's log:\n%s", stderr)
+	assert.NotEmpty(t, dials, "go-redis's failed dials are in the admin's log:\n%s", stderr)
 }
 
 // TestNATSLogsInTheServiceLog: the NATS connection's lines (why it cannot
@@ -55,19 +48,29 @@ func TestNATSLogsInTheServiceLog(t *testing.T) {
 	code, _, stderr := runCLI(t, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, "serve")
 	assert.Equal(t, 1, code, stderr)
 	assert.Contains(t, stderr, "admin: DEFENDER_NATS_URL: ")
-	refused := 0
+	refused := logRecords(stderr, "nats connect failed")
+	for _, rec := range refused {
+		assert.Equal(t, "defender-admin", rec["service"], rec)
+		assert.Equal(t, "nats", rec["component"], rec)
+	}
+	assert.NotEmpty(t, refused, "the NATS connection's failures are in the admin's log:\n%s", stderr)
+}
+
+// logRecords are the JSON log lines of stderr whose message contains
+// msgPart; lines that are not JSON (the closing "admin: ..." error) are
+// skipped.
+func logRecords(stderr, msgPart string) []map[string]any {
+	var out []map[string]any
 	for _, line := range strings.Split(stderr, "\n") {
 		var rec map[string]any
 		if json.Unmarshal([]byte(line), &rec) != nil {
 			continue
 		}
-		if msg, _ := rec["msg"].(string); strings.Contains(msg, "nats connect failed") {
-			refused++
-			assert.Equal(t, "defender-admin", rec["service"], line)
-			assert.Equal(t, "nats", rec["component"], line)
+		if msg, _ := rec["msg"].(string); strings.Contains(msg, msgPart) {
+			out = append(out, rec)
 		}
 	}
-	assert.Positive(t, refused, "the NATS connection's failures are in the admin's log:\n%s", stderr)
+	return out
 }
 
 // TestSignalWhileNATSIsAwaited: SIGTERM while the admin waits for its NATS
