@@ -25,10 +25,9 @@ func TestHealthzWaitsUntilRecording(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds and runs the recorder with servers")
 	}
-	bin := buildRecorder(t)
 	ns := testenv.NATS(t)
 	logPath := filepath.Join(t.TempDir(), "recorder.log")
-	p := startRecorder(t, bin, []string{
+	p := startRecorder(t, []string{
 		"DEFENDER_NATS_URL=" + ns.URL,
 		"DEFENDER_CLICKHOUSE_URL=clickhouse://127.0.0.1:1/defender",
 		"DEFENDER_HTTP_ADDR=127.0.0.1:0",

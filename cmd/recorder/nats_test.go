@@ -23,7 +23,6 @@ func TestRecorderRefusedByNATS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds and runs the recorder with servers")
 	}
-	bin := buildRecorder(t)
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: testenv.FreePort(t),
 		Username: "recorder", Password: "right-password", JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	require.NoError(t, err)
@@ -33,7 +32,7 @@ func TestRecorderRefusedByNATS(t *testing.T) {
 	port := srv.Addr().(*net.TCPAddr).Port
 
 	logPath := filepath.Join(t.TempDir(), "recorder.log")
-	p := startRecorder(t, bin, []string{
+	p := startRecorder(t, []string{
 		fmt.Sprintf("DEFENDER_NATS_URL=nats://recorder:wrong-password@127.0.0.1:%d", port),
 		"DEFENDER_CLICKHOUSE_URL=clickhouse://127.0.0.1:1/defender",
 		"DEFENDER_HTTP_ADDR=127.0.0.1:0",

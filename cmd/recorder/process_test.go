@@ -34,20 +34,21 @@ type process struct {
 	done chan struct{}
 }
 
-func buildRecorder(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "recorder")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
+// recorderBin is the cmd/recorder binary built once by TestMain ("" in
+// -short mode).
+var recorderBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.RunWithCommands(m, func(dir string) { recorderBin = filepath.Join(dir, "recorder") },
+		"github.com/defender-go/defender/cmd/recorder"))
 }
 
-func startRecorder(t *testing.T, bin string, env []string, logPath string) *process {
+func startRecorder(t *testing.T, env []string, logPath string) *process {
 	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	require.NoError(t, err)
 	defer f.Close()
-	cmd := exec.Command(bin)
+	cmd := exec.Command(recorderBin)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	require.NoError(t, cmd.Start())
@@ -67,7 +68,6 @@ func TestRecorderProcessKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds and runs the recorder with servers")
 	}
-	bin := buildRecorder(t)
 	ch := testenv.ClickHouse(t)
 	ns := testenv.NATS(t)
 	dir := t.TempDir()
@@ -80,7 +80,7 @@ func TestRecorderProcessKilled(t *testing.T) {
 		"DEFENDER_RECORD_ACK_WAIT=2s",
 	}
 	logPath := filepath.Join(dir, "recorder.log")
-	p := startRecorder(t, bin, env, logPath)
+	p := startRecorder(t, env, logPath)
 
 	nc, err := nats.Connect(ns.URL)
 	require.NoError(t, err)
@@ -145,7 +145,7 @@ func TestRecorderProcessKilled(t *testing.T) {
 	killedAt := count()
 	time.Sleep(time.Second) // events pile up in the stream meanwhile
 
-	p = startRecorder(t, bin, env, logPath)
+	p = startRecorder(t, env, logPath)
 	require.Eventually(t, func() bool { return count() > killedAt+2000 }, time.Minute, 20*time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
