@@ -23,18 +23,13 @@ func TestLogsAreJSONWhileRedisIsAway(t *testing.T) {
 	t.Parallel()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	redisURL := "redis://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) + "/0" // nothing listens
-	cmd, out := command(t, []string{
-		"DEFENDER_HTTP_ADDR=" + addr,
+	p := spawnGate(t, addr, []string{
 		"DEFENDER_NATS_LISTEN=127.0.0.1:0",
 		"DEFENDER_NATS_STORE_DIR=" + t.TempDir(),
 		"DEFENDER_TOKEN_SECRET=test-secret-0123456789",
 		"DEFENDER_REDIS_URL=" + redisURL,
 		"DEFENDER_REDIS_TIMEOUT=2s",
 	})
-	require.NoError(t, cmd.Start())
-	p := &gateProc{URL: "http://" + addr, Addr: addr, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.stop(t) })
 
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(p.URL + "/healthz")
@@ -43,16 +38,16 @@ func TestLogsAreJSONWhileRedisIsAway(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
-	}, 60*time.Second, 50*time.Millisecond, "the gate serves, and says Redis is down\n%s", out)
+	}, 60*time.Second, 50*time.Millisecond, "the gate serves, and says Redis is down\n%s", p.out)
 	r := p.attempt(t, "203.0.113.90", "alice", false)
 	assert.Equal(t, true, r.Body["degraded"], r.Raw)
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "failed to dial") },
-		60*time.Second, 50*time.Millisecond, "go-redis reports its failed dials\n%s", out)
+	require.Eventually(t, func() bool { return strings.Contains(p.out.String(), "failed to dial") },
+		60*time.Second, 50*time.Millisecond, "go-redis reports its failed dials\n%s", p.out)
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	assert.Equal(t, 0, p.wait(t), out.String())
+	assert.Equal(t, 0, p.wait(t), p.out.String())
 	dials := 0
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(p.out.String()), "\n") {
 		var rec map[string]any
 		if !assert.NoError(t, json.Unmarshal([]byte(line), &rec), "not a JSON line: %s", line) {
 			continue
@@ -73,18 +68,13 @@ func TestLogsAreJSONWhileRedisIsAway(t *testing.T) {
 func TestSignalWhileNATSIsAwaited(t *testing.T) {
 	t.Parallel()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	cmd, out := command(t, []string{
-		"DEFENDER_HTTP_ADDR=" + addr,
+	p := spawnGate(t, addr, []string{
 		"DEFENDER_NATS_URL=nats://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), // nothing listens
 		"DEFENDER_TOKEN_SECRET=test-secret-0123456789",
 	})
-	require.NoError(t, cmd.Start())
-	p := &gateProc{URL: "http://" + addr, Addr: addr, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.stop(t) })
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "nats connect failed") },
-		60*time.Second, 20*time.Millisecond, "the gate waits for NATS\n%s", out)
+	require.Eventually(t, func() bool { return strings.Contains(p.out.String(), "nats connect failed") },
+		60*time.Second, 20*time.Millisecond, "the gate waits for NATS\n%s", p.out)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	assert.Equal(t, 0, p.wait(t), out.String())
-	assert.NotContains(t, out.String(), `"level":"ERROR"`)
+	assert.Equal(t, 0, p.wait(t), p.out.String())
+	assert.NotContains(t, p.out.String(), `"level":"ERROR"`)
 }

@@ -76,22 +76,12 @@ func startGateArgs(t *testing.T, env []string, args ...string) *gateProc {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	full := append([]string{
-		"DEFENDER_HTTP_ADDR=" + addr,
 		"DEFENDER_NATS_LISTEN=127.0.0.1:0",
 		"DEFENDER_NATS_STORE_DIR=" + t.TempDir(),
 		"DEFENDER_TOKEN_SECRET=test-secret-0123456789",
 		"DEFENDER_LOG_LEVEL=warn",
 	}, env...)
-	cmd, out := command(t, full, args...)
-	require.NoError(t, cmd.Start())
-	p := &gateProc{URL: "http://" + addr, Addr: addr, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("gate output:\n%s", p.out.String())
-		}
-	})
+	p := spawnGate(t, addr, full, args...)
 	require.Eventually(t, func() bool {
 		select {
 		case <-p.done:
@@ -110,6 +100,24 @@ func startGateArgs(t *testing.T, env []string, args ...string) *gateProc {
 		t.Fatalf("gate exited at start: %v\n%s", p.err, p.out.String())
 	default:
 	}
+	return p
+}
+
+// spawnGate starts the gate listening on addr (DEFENDER_HTTP_ADDR) with env
+// over baseEnv, without
+// waiting for it to serve, and stops it (SIGTERM) when the test ends.
+func spawnGate(t *testing.T, addr string, env []string, args ...string) *gateProc {
+	t.Helper()
+	cmd, out := command(t, append([]string{"DEFENDER_HTTP_ADDR=" + addr}, env...), args...)
+	require.NoError(t, cmd.Start())
+	p := &gateProc{URL: "http://" + addr, Addr: addr, cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("gate output:\n%s", p.out.String())
+		}
+	})
 	return p
 }
 
