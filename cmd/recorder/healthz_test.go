@@ -47,10 +47,6 @@ func TestHealthzWaitsUntilRecording(t *testing.T) {
 	assert.Contains(t, body, "starting: waiting for ClickHouse")
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the recorder did not stop on SIGTERM while waiting for ClickHouse")
-	}
+	p.exited(t, 30*time.Second, "the recorder did not stop on SIGTERM while waiting for ClickHouse")
 	assert.Equal(t, 0, p.cmd.ProcessState.ExitCode())
 }

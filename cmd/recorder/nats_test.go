@@ -37,12 +37,7 @@ func TestRecorderRefusedByNATS(t *testing.T) {
 		"DEFENDER_CLICKHOUSE_URL=clickhouse://127.0.0.1:1/defender",
 		"DEFENDER_HTTP_ADDR=127.0.0.1:0",
 	}, logPath)
-	select {
-	case <-p.done:
-	case <-time.After(2 * time.Minute):
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("the recorder still waits for NATS after 2 minutes:\n%s", b)
-	}
+	p.exited(t, 2*time.Minute, "the recorder still waits for NATS")
 	b, err := os.ReadFile(logPath)
 	require.NoError(t, err)
 	assert.Equal(t, 1, p.cmd.ProcessState.ExitCode(), "%s", b)

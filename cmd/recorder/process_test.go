@@ -61,6 +61,18 @@ func startRecorder(t *testing.T, env []string, logPath string) *process {
 	return p
 }
 
+// exited waits up to d for the process to exit, and fails t with what
+// and the process's log if it does not.
+func (p *process) exited(t *testing.T, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		b, _ := os.ReadFile(p.log)
+		t.Fatalf("%s after %v:\n%s", what, d, b)
+	}
+}
+
 // TestRecorderProcessKilled kills the recorder with SIGKILL while events
 // flow, restarts it, and checks every event is stored and read once. The
 // recorder starts before anything else exists: it creates the stream.
