@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -193,8 +194,16 @@ func exactKeys(body []byte, v any) error {
 	return nil
 }
 
-// jsonNames are the JSON names of a struct's fields.
+// jsonNamesCache holds jsonNames by type: the request types are few, and
+// their names are read on every request, a login's hot path.
+var jsonNamesCache sync.Map // reflect.Type -> map[string]bool
+
+// jsonNames are the JSON names of a struct's fields, worked out once per
+// type.
 func jsonNames(t reflect.Type) map[string]bool {
+	if names, ok := jsonNamesCache.Load(t); ok {
+		return names.(map[string]bool)
+	}
 	names := make(map[string]bool, t.NumField())
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
@@ -205,6 +214,7 @@ func jsonNames(t reflect.Type) map[string]bool {
 			names[name] = true
 		}
 	}
+	jsonNamesCache.Store(t, names)
 	return names
 }
 
