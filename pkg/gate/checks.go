@@ -19,7 +19,7 @@ var ErrNotChecked = errors.New("gate: this configuration does not check blocks o
 // refuses nobody.
 func (g *Gate) Checks(k Kind) bool {
 	c := &g.cfg
-	if c.LockOutByIPAndUsername && !c.DisableIPLockout && !c.DisableUsernameLockout {
+	if c.countsPairs() {
 		return k == KindPair
 	}
 	switch k {

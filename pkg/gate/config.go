@@ -195,6 +195,13 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// countsPairs reports combo mode with both sides on: the gate counts
+// (IP, username) pairs alone. With one side disabled, combo mode counts
+// the other side alone.
+func (c *Config) countsPairs() bool {
+	return c.LockOutByIPAndUsername && !c.DisableIPLockout && !c.DisableUsernameLockout
+}
+
 // policy derives the timings the store applies.
 func (c *Config) policy() Policy {
 	p := Policy{

@@ -205,7 +205,7 @@ func (g *Gate) identify(a Attempt) identity {
 	}
 	countIP := hasIP && !c.DisableIPLockout
 	countUser := hasUser && !c.DisableUsernameLockout
-	if c.LockOutByIPAndUsername && !c.DisableIPLockout && !c.DisableUsernameLockout {
+	if c.countsPairs() {
 		if hasIP && hasUser {
 			id.counters[0] = Counter{Kind: KindPair, Subject: PairSubject(id.ipSubject, id.username), Limit: c.FailureLimit}
 			id.n = 1
