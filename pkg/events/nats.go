@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/defender-go/defender/internal/textutil"
 )
 
 // EmbeddedOptions configures the NATS server a gate embeds when no
@@ -236,12 +238,7 @@ func CheckURLs(list string) error {
 			full = "nats://" + full
 		}
 		if _, err := neturl.Parse(full); err != nil {
-			var ue *neturl.Error
-			if strings.Contains(u, "@") || !errors.As(err, &ue) {
-				// The reason may quote a piece of the user or password.
-				return fmt.Errorf("%s is not a valid URL", redactURLs(u))
-			}
-			return fmt.Errorf("%s is not a valid URL: %w", redactURLs(u), ue.Err)
+			return fmt.Errorf("%s is %w", redactURLs(u), textutil.URLParseError(u, err))
 		}
 	}
 	return nil
