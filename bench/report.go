@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/defender-go/defender/pkg/record"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/defender-go/defender/pkg/record"
 )
 
 // figures are one (pass, workload, configuration)'s numbers: each the
