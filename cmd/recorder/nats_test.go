@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -23,13 +22,7 @@ func TestRecorderRefusedByNATS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds and runs the recorder with servers")
 	}
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: testenv.FreePort(t),
-		Username: "recorder", Password: "right-password", JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	require.NoError(t, err)
-	go srv.Start()
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	require.True(t, srv.ReadyForConnections(30*time.Second))
-	port := srv.Addr().(*net.TCPAddr).Port
+	port := testenv.NATSWithUser(t, "recorder", "right-password").Server.Addr().(*net.TCPAddr).Port
 
 	logPath := filepath.Join(t.TempDir(), "recorder.log")
 	p := startRecorder(t, []string{

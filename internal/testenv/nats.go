@@ -19,10 +19,24 @@ type NATSServer struct {
 // temporary store directory, shut down when the test ends.
 func NATS(t testing.TB) *NATSServer {
 	t.Helper()
+	return startNATS(t, "", "")
+}
+
+// NATSWithUser is NATS with a server that accepts only the client that
+// gives user and password.
+func NATSWithUser(t testing.TB, user, password string) *NATSServer {
+	t.Helper()
+	return startNATS(t, user, password)
+}
+
+func startNATS(t testing.TB, user, password string) *NATSServer {
+	t.Helper()
 	skipShort(t, "nats-server")
 	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      FreePort(t),
+		Username:  user,
+		Password:  password,
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoLog:     true,

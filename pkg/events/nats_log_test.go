@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -91,19 +90,13 @@ func TestConnectRefusedCredentials(t *testing.T) {
 		t.Skip("-short: not starting nats-server")
 	}
 	buf := captureLog(t)
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: testenv.FreePort(t),
-		Username: "defender", Password: "right-password", NoLog: true, NoSigs: true})
-	require.NoError(t, err)
-	go srv.Start()
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	require.True(t, srv.ReadyForConnections(30*time.Second))
-	port := srv.Addr().(*net.TCPAddr).Port
+	port := testenv.NATSWithUser(t, "defender", "right-password").Server.Addr().(*net.TCPAddr).Port
 
 	// A deadline far beyond the refusal: the test fails, not hangs, if
 	// Connect waits for it.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	_, _, err = events.Connect(ctx, fmt.Sprintf("nats://defender:wrong-password@127.0.0.1:%d", port), "log-refused")
+	_, _, err := events.Connect(ctx, fmt.Sprintf("nats://defender:wrong-password@127.0.0.1:%d", port), "log-refused")
 	require.Error(t, err)
 	assert.ErrorIs(t, err, events.ErrNotReady)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded, "gave up at the refusal, not at the deadline")
