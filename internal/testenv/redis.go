@@ -34,14 +34,7 @@ type RedisServer struct {
 // directory (no persistence) and stops it when the test ends.
 func Redis(t testing.TB) *RedisServer {
 	t.Helper()
-	skipShort(t, "redis-server")
-	s, err := StartRedis(t.TempDir())
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	s.t = t
-	t.Cleanup(s.Kill)
-	return s
+	return redisForTest(t, false)
 }
 
 // RedisAppendOnly is Redis with the persistence deploy/compose.yml gives
@@ -49,8 +42,13 @@ func Redis(t testing.TB) *RedisServer {
 // reloaded when Start restarts a killed server.
 func RedisAppendOnly(t testing.TB) *RedisServer {
 	t.Helper()
+	return redisForTest(t, true)
+}
+
+func redisForTest(t testing.TB, appendOnly bool) *RedisServer {
+	t.Helper()
 	skipShort(t, "redis-server")
-	s, err := startRedis(t.TempDir(), true)
+	s, err := startRedis(t.TempDir(), appendOnly)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
