@@ -107,8 +107,8 @@ var (
 func (s *RedisStore) Reindex(ctx context.Context) (int, error) {
 	total := 0
 	for _, kind := range Kinds {
-		base := s.prefix + ":blocked:" + string(kind) + ":"
-		keys := []string{s.prefix + ":index:blocked:" + string(kind)}
+		index, base := s.blockKeys(kind)
+		keys := []string{index}
 		cursor := "0"
 		for {
 			reply, err := redisScriptReindex.Run(ctx, s.client, keys, cursor, globEscape(base)+"*", base, 1000).Result()
@@ -202,8 +202,8 @@ func (s *RedisStore) Blocked(ctx context.Context, kind Kind, limit int) ([]Block
 		return nil, fmt.Errorf("redis blocked: invalid kind %q", kind)
 	}
 	limit = max(limit, 0)
-	keys := []string{s.prefix + ":index:blocked:" + string(kind)}
-	reply, err := redisScriptBlocked.Run(ctx, s.client, keys, s.prefix+":blocked:"+string(kind)+":", limit).Result()
+	index, base := s.blockKeys(kind)
+	reply, err := redisScriptBlocked.Run(ctx, s.client, []string{index}, base, limit).Result()
 	if err != nil {
 		return nil, redisStoreError("blocked "+string(kind), err)
 	}
@@ -227,6 +227,12 @@ func (s *RedisStore) Blocked(ctx context.Context, kind Kind, limit int) ([]Block
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// blockKeys names the blocked index of kind and the block key of its
+// subjects minus the subject (see the key layout above).
+func (s *RedisStore) blockKeys(kind Kind) (index, base string) {
+	return s.prefix + ":index:blocked:" + string(kind), s.prefix + ":blocked:" + string(kind) + ":"
 }
 
 // run executes one counter script (see redis_common.lua for its arguments
