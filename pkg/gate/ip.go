@@ -101,13 +101,13 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// ipSubject is the counter subject of an address: the address itself for
-// IPv4, its network of the given prefix length for IPv6
-// ("2001:db8:1:2::/64"), or the bare address when bits is 128.
 // nat64 is the well-known prefix of IPv4/IPv6 translators (RFC 6052):
 // 64:ff9b::a.b.c.d is the IPv4 client a.b.c.d.
 var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
+// ipSubject is the counter subject of an address: the address itself for
+// IPv4, its network of the given prefix length for IPv6
+// ("2001:db8:1:2::/64"), or the bare address when bits is 128.
 func ipSubject(a netip.Addr, v6bits int) string {
 	a = unNAT64(a)
 	if a.Is4() || v6bits >= 128 {
