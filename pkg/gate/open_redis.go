@@ -171,13 +171,13 @@ func redisSentinelOptions(raw string) (*redis.FailoverOptions, error) {
 	}
 	hosts := strings.Split(u.Host, ",")
 	q := u.Query()
-	for _, h := range hosts {
+	for i, h := range hosts {
 		if h == "" {
 			return nil, errors.New("empty host in the list")
 		}
-	}
-	for _, h := range hosts[1:] {
-		q.Add("addr", h)
+		if i > 0 {
+			q.Add("addr", h)
+		}
 	}
 	// The options without credentials or path, which are ours to read.
 	opts := url.URL{Scheme: "redis", Host: hosts[0], RawQuery: q.Encode()}
