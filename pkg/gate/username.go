@@ -7,17 +7,20 @@ import (
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
+	"golang.org/x/text/unicode/rangetable"
 )
 
 // folders pools case folders: a cases.Caser is not safe for concurrent use.
 var folders = sync.Pool{New: func() any { c := cases.Fold(); return &c }}
 
 // NormalizeUsername turns what a client typed into the identity the gate
-// counts: invalid UTF-8 replaced, control and format characters (including
-// zero-width ones) removed, Unicode NFKC with case folding applied, spaces
-// trimmed, and the result capped at maxLen characters. So "Alice",
-// " alice " and the full-width "ａｌｉｃｅ" are one identity, and no
-// invisible character makes a new one. Empty means "no username".
+// counts: invalid UTF-8 replaced, control and format characters and every
+// default-ignorable code point (zero-width and joiner characters,
+// variation selectors, Hangul fillers, ...) removed, Unicode NFKC with case
+// folding applied, spaces trimmed, and the result capped at maxLen
+// characters. So "Alice", " alice " and the full-width "ａｌｉｃｅ" are one
+// identity, and no invisible character makes a new one. Empty means "no
+// username".
 func NormalizeUsername(s string, maxLen int) string {
 	// What leads the name is dropped by the normalisation anyway: drop it
 	// before bounding the work, or padding in front would push the name
@@ -33,7 +36,7 @@ func NormalizeUsername(s string, maxLen int) string {
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.Map(func(r rune) rune {
-		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) {
+		if dropped(r) {
 			if unicode.IsSpace(r) {
 				return ' '
 			}
@@ -51,11 +54,42 @@ func NormalizeUsername(s string, maxLen int) string {
 	return capRunes(s, maxLen)
 }
 
-// invisible reports a space, control or format character: one that
-// NormalizeUsername removes, or trims at the ends.
+// invisible reports a character NormalizeUsername removes, or trims at
+// the ends: a space, or one that dropped reports.
 func invisible(r rune) bool {
-	return unicode.IsSpace(r) || unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r)
+	return unicode.IsSpace(r) || dropped(r)
 }
+
+// dropped reports a character that is no part of an identity: a control
+// or format character, or a default-ignorable code point (which renders
+// as nothing, so "caro\u034Fl" shows as "carol").
+func dropped(r rune) bool {
+	return unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) || unicode.Is(defaultIgnorable(), r)
+}
+
+// defaultIgnorable is Unicode's Default_Ignorable_Code_Point, derived as
+// DerivedCoreProperties.txt defines it:
+//
+//	Other_Default_Ignorable_Code_Point + Cf + Variation_Selector
+//	- White_Space - FFF9..FFFB - 13430..13440 - Prepended_Concatenation_Mark
+//
+// Go's unicode package has the parts but not the whole (its
+// Other_Default_Ignorable_Code_Point alone misses U+200B or U+FE0F, say).
+// TestDefaultIgnorableMatchesUnicode compares it with Unicode's own data.
+var defaultIgnorable = sync.OnceValue(func() *unicode.RangeTable {
+	var rs []rune
+	for _, t := range []*unicode.RangeTable{unicode.Other_Default_Ignorable_Code_Point, unicode.Cf, unicode.Variation_Selector} {
+		rangetable.Visit(t, func(r rune) {
+			switch {
+			case unicode.Is(unicode.White_Space, r), 0xFFF9 <= r && r <= 0xFFFB, 0x13430 <= r && r <= 0x13440,
+				unicode.Is(unicode.Prepended_Concatenation_Mark, r):
+			default:
+				rs = append(rs, r)
+			}
+		})
+	}
+	return rangetable.New(rs...)
+})
 
 // cherokeeFold completes case folding for Cherokee: Unicode folds the
 // small letters to the capitals, but x/text's Fold swaps the two cases,

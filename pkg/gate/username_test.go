@@ -1,9 +1,16 @@
 package gate
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+	"golang.org/x/text/unicode/rangetable"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +44,11 @@ func TestNormalizeUsername(t *testing.T) {
 		{"only invisible", "\u200b\u200d", ""},
 		{"cyrillic", "Иван", "иван"},
 		{"html kept", "<script>", "<script>"},
+		{"combining grapheme joiner", "caro\u034fl", "carol"},
+		{"variation selector", "carol\ufe0f", "carol"},
+		{"hangul filler", "\u3164carol", "carol"},
+		{"khmer inherent vowel", "ca\u17b4rol", "carol"},
+		{"mongolian variation selector", "car\u180bol", "carol"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,4 +96,66 @@ func FuzzNormalizeUsername(f *testing.F) {
 		// Padding in front changes nothing, however long.
 		require.Equal(t, u, NormalizeUsername(strings.Repeat(" \u200b", 200)+s, 64))
 	})
+}
+
+// TestDefaultIgnorableMatchesUnicode compares the derived
+// Default_Ignorable_Code_Point with Unicode's own list for the version of
+// Unicode that golang.org/x/text normalises by: the same code points, no
+// more, no fewer. (With a new x/text, add the data of its version from
+// DerivedCoreProperties.txt.)
+func TestDefaultIgnorableMatchesUnicode(t *testing.T) {
+	path := filepath.Join("testdata", "unicode", "DerivedCoreProperties-"+norm.Version+"-Default_Ignorable_Code_Point.txt")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err, "Unicode's data for the version x/text uses (%s)", norm.Version)
+	want := map[rune]bool{}
+	total := -1
+	for _, line := range strings.Split(string(data), "\n") {
+		if n, ok := strings.CutPrefix(line, "# Total code points: "); ok {
+			total, err = strconv.Atoi(n)
+			require.NoError(t, err)
+		}
+		line, _, _ = strings.Cut(line, "#")
+		field, prop, ok := strings.Cut(line, ";")
+		if !ok {
+			continue
+		}
+		require.Equal(t, "Default_Ignorable_Code_Point", strings.TrimSpace(prop))
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(field), "..")
+		if !isRange {
+			hi = lo
+		}
+		from, err := strconv.ParseUint(lo, 16, 32)
+		require.NoError(t, err)
+		to, err := strconv.ParseUint(hi, 16, 32)
+		require.NoError(t, err)
+		for r := rune(from); r <= rune(to); r++ {
+			want[r] = true
+		}
+	}
+	require.Equal(t, total, len(want), "the file's own total")
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if got := unicode.Is(defaultIgnorable(), r); got != want[r] {
+			t.Errorf("%U: derived %v, Unicode %s says %v", r, got, norm.Version, want[r])
+		}
+	}
+}
+
+// TestInvisibleCharactersMakeNoIdentity: each default-ignorable character
+// the attack tests found (and every other one) inside a name leaves the
+// name as it is, so it gets no budget nor block of its own, and shows as
+// the name it is in the admin.
+func TestInvisibleCharactersMakeNoIdentity(t *testing.T) {
+	for _, r := range []rune{0x034F, 0xFE00, 0xFE0F, 0x3164, 0x115F, 0xFFA0, 0x180B, 0x17B4, 0x200B, 0x2060, 0xE0001, 0xE0100} {
+		for _, name := range []string{"caro" + string(r) + "l", string(r) + "carol", "carol" + string(r), "CARO" + string(r) + string(r) + "L"} {
+			assert.Equal(t, "carol", NormalizeUsername(name, 255), "%U in %+q", r, name)
+		}
+	}
+	rangetable.Visit(defaultIgnorable(), func(r rune) {
+		if got := NormalizeUsername("caro"+string(r)+"l", 255); got != "carol" {
+			t.Errorf("%U: %+q", r, got)
+		}
+	})
+	// Visible characters of the same scripts stay.
+	assert.Equal(t, "한글", NormalizeUsername("한글", 255))
+	assert.Equal(t, "ᠮᠣᠩᠭᠣᠯ", NormalizeUsername("ᠮᠣᠩᠭᠣᠯ", 255))
 }
