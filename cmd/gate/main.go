@@ -188,7 +188,7 @@ func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) 
 	if cfg.Gate.RedisURL == "" {
 		log.Warn("counting failures in memory: this instance only, lost at restart; set DEFENDER_REDIS_URL to share them between instances",
 			"store", "memory", "max_entries", cfg.Gate.MemoryMaxEntries)
-		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.Gate.MemoryMaxEntries})
+		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.Gate.MemoryMaxEntries, MaxBytes: cfg.Gate.MemoryMaxBytes})
 		return m, nil, func() { _ = m.Close() }, nil
 	}
 	store, closer, err := gate.OpenRedisStore(cfg.Gate)
@@ -213,6 +213,12 @@ func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) 
 	if err := health(context.Background()); err != nil {
 		log.Warn("Redis does not answer yet; decisions follow DEFENDER_FAIL_MODE until it does",
 			"fail_mode", string(cfg.Gate.FailMode), "err", err)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+		if err := gate.CheckRedisMemoryPolicy(ctx, client); err != nil {
+			log.Warn("Redis memory policy: blocks may be evicted under a flood of new names", "err", err)
+		}
+		cancel()
 	}
 	return store, health, func() { _ = closer.Close() }, nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -122,7 +123,7 @@ func openEvents(ctx context.Context, log *slog.Logger) (*events.Publisher, func(
 func openStore(cfg gate.Config, log *slog.Logger) (gate.Store, func(), error) {
 	if cfg.RedisURL == "" {
 		log.Info("counting failures in memory (single instance); set DEFENDER_REDIS_URL to share them")
-		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries})
+		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes})
 		return m, func() { m.Close() }, nil
 	}
 	store, closer, err := gate.OpenRedisStore(cfg) // one Redis, a cluster or a Sentinel master
@@ -130,6 +131,13 @@ func openStore(cfg gate.Config, log *slog.Logger) (gate.Store, func(), error) {
 		return nil, nil, err
 	}
 	log.Info("counting failures in Redis", "store", fmt.Sprintf("%T", store))
+	if client, ok := closer.(redis.UniversalClient); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := gate.CheckRedisMemoryPolicy(ctx, client); err != nil {
+			log.Warn("Redis memory policy", "err", err)
+		}
+		cancel()
+	}
 	return store, func() { closer.Close() }, nil
 }
 

@@ -9,7 +9,9 @@
 package envflag
 
 import (
+	"errors"
 	"flag"
+	"strconv"
 	"strings"
 )
 
@@ -92,4 +94,35 @@ func Vars[V ~struct{ Name, Usage string }](vs []V) []Var {
 		out[i] = Var(v)
 	}
 	return out
+}
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	// longest suffixes first
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
+	{"B", 1},
+}
+
+// ParseBytes reads a byte count with an optional unit: KiB, MiB, GiB,
+// TiB (or K, M, G, T) are powers of 1024; KB, MB, GB, TB powers of 1000.
+func ParseBytes(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 || n > (1<<63-1)/mult {
+		return 0, errors.New("out of range")
+	}
+	return n * mult, nil
 }

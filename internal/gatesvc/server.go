@@ -56,8 +56,9 @@ type Response struct {
 	// LastChance (two phases, begin) is true when a failure of this
 	// attempt blocks its source.
 	LastChance bool `json:"last_chance,omitempty"`
-	// Degraded is true when the store did not answer and
-	// DEFENDER_FAIL_MODE=open let the attempt through uncounted.
+	// Degraded is true when the store did not answer in time and the
+	// gate's local limiter decided (DEFENDER_FAIL_MODE=local): allowed or
+	// refused, by what this gate process has seen.
 	Degraded bool `json:"degraded"`
 	// Unavailable is true when the store did not answer and
 	// DEFENDER_FAIL_MODE=closed refused the attempt (status 503).
@@ -92,14 +93,13 @@ type Options struct {
 
 // Server is the gate service's http.Handler.
 type Server struct {
-	gate       *gate.Gate
-	tokens     *Tokens
-	ttl        time.Duration
-	failClosed bool
-	health     func(context.Context) error
-	log        *slog.Logger
-	mux        *http.ServeMux
-	m          *serverMetrics
+	gate   *gate.Gate
+	tokens *Tokens
+	ttl    time.Duration
+	health func(context.Context) error
+	log    *slog.Logger
+	mux    *http.ServeMux
+	m      *serverMetrics
 	// apiKey is the SHA-256 of Options.APIKey; keyed says one is set.
 	apiKey [sha256.Size]byte
 	keyed  bool
@@ -114,7 +114,7 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.Default()
 	}
 	cfg := o.Gate.Config()
-	s := &Server{gate: o.Gate, tokens: o.Tokens, ttl: cfg.PendingTimeout, failClosed: cfg.FailMode == gate.FailClosed,
+	s := &Server{gate: o.Gate, tokens: o.Tokens, ttl: cfg.PendingTimeout,
 		health: o.Health, log: o.Logger, mux: http.NewServeMux()}
 	if o.APIKey != "" {
 		if len(o.APIKey) < MinSecretBytes {
@@ -325,17 +325,9 @@ func (s *Server) outcome(w http.ResponseWriter, r *http.Request) error {
 	if err := s.tokens.Use(tk); err != nil {
 		return s.tokenError(err)
 	}
-	d := s.gate.Resume(tk.Attempt, tk.Charge).Finish(context.WithoutCancel(r.Context()), req.Success)
-	if d.Err != nil {
-		// The outcome could not be written; its charge expires into a
-		// failure. The fail mode says how to answer meanwhile.
-		if s.failClosed {
-			d = gate.Decision{Unavailable: true, Err: d.Err}
-		} else {
-			d = gate.Decision{Allowed: true, Degraded: true, Err: d.Err}
-		}
-	}
-	s.respond(w, d, "")
+	// When the store is late, the gate's fail mode decides (Degraded or
+	// Unavailable), and the outcome waits in its backlog for the store.
+	s.respond(w, s.gate.Resume(tk.Attempt, tk.Charge).Finish(context.WithoutCancel(r.Context()), req.Success), "")
 	return nil
 }
 
@@ -377,8 +369,8 @@ func (s *Server) respond(w http.ResponseWriter, d gate.Decision, token string) {
 			res.Reason = string(gate.ReasonAuto)
 		}
 		if !d.Permanent {
-			// Round up, and never 0 for a block that ends: 0 means never.
-			res.RetryAfter = max(1, int64((d.RetryAfter+time.Second-1)/time.Second))
+			// Never 0 for a block that ends: 0 means never.
+			res.RetryAfter = int64(max(1, d.RetryAfterSeconds()))
 			w.Header().Set("Retry-After", strconv.FormatInt(res.RetryAfter, 10))
 		}
 	case token != "":

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/defender-go/defender/internal/envflag"
 )
 
 // Defaults of Config.
@@ -131,7 +133,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		}
 	}
 	if v, ok := get("DEFENDER_STREAM_MAX_BYTES"); ok {
-		n, err := parseBytes(v)
+		n, err := envflag.ParseBytes(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_BYTES: %q is not a size like 1073741824, 512MiB or 1GB", v))
 		} else {
@@ -172,34 +174,4 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, errors.New("negative")
 	}
 	return d, nil
-}
-
-var byteUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	// longest suffixes first
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
-	{"B", 1},
-}
-
-// parseBytes accepts a byte count with an optional unit (KiB, MB, G, ...).
-func parseBytes(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range byteUnits {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(num), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	if n < 0 || n > (1<<63-1)/mult {
-		return 0, errors.New("out of range")
-	}
-	return n * mult, nil
 }

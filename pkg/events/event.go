@@ -39,6 +39,10 @@ type Attempt struct {
 	IPFailures       int `json:"ip_failures"`
 	UsernameFailures int `json:"username_failures"`
 	PairFailures     int `json:"pair_failures"`
+	// Degraded is true when the gate's local limiter decided, its store
+	// not answering in time (DEFENDER_FAIL_MODE=local); the counters are
+	// then that gate process's.
+	Degraded bool `json:"degraded,omitempty"`
 }
 
 // Block is a block or an unblock of one subject.
@@ -55,6 +59,11 @@ type Block struct {
 	Failures  int        `json:"failures"`
 	Reason    string     `json:"reason"` // auto | admin | blacklist
 	Gate      string     `json:"gate,omitempty"`
+	// Local is true for a block the gate's local limiter decided while its
+	// store did not answer: it refuses in that gate process (Gate) only.
+	// If the store blocks the subject too once it learns the failures,
+	// that is another block event, without Local.
+	Local bool `json:"local,omitempty"`
 }
 
 // ErrMalformed is wrapped by every decode error.

@@ -63,6 +63,7 @@ func attemptOf(r *gate.AttemptRecord, id, gateName string) Attempt {
 		IPFailures:       r.IPFailures,
 		UsernameFailures: r.UsernameFailures,
 		PairFailures:     r.PairFailures,
+		Degraded:         r.Degraded,
 	}
 	if len(r.BlockedBy) > 0 {
 		a.BlockedBy = make([]string, len(r.BlockedBy))
@@ -91,6 +92,7 @@ func blockOf(r *gate.TransitionRecord, id, gateName string) Block {
 		Failures:  r.Failures,
 		Reason:    string(r.Reason),
 		Gate:      gateName,
+		Local:     r.Local,
 	}
 	if r.Blocked {
 		b.Type = TypeBlock

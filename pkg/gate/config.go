@@ -7,19 +7,45 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/defender-go/defender/internal/envflag"
 )
 
-// FailMode says what the gate does when its store cannot answer in time.
+// FailMode says what the gate does when its store does not answer in
+// time: slow, hung, down, or with too many calls in flight already.
 type FailMode string
 
 const (
-	// FailOpen lets the attempt through (and logs it): an outage of Redis
-	// never locks users out, but protection pauses.
-	FailOpen FailMode = "open"
+	// FailLocal, the default, decides with the gate's local limiter: the
+	// same rules over what this process has seen (the blocks and counts
+	// its store answered, the attempts the store admitted to it, and what
+	// it decided itself). The decision says Degraded. At most limit+1
+	// attempts per subject reach the password check per process and
+	// cool-off, however the store fails; logins go on.
+	FailLocal FailMode = "local"
 	// FailClosed refuses the attempt (the middleware answers 503): no
-	// guessing while protection is down, but no logins either.
+	// guessing while the store is late, but no logins either, and an
+	// attacker who loads the store makes everyone's login a 503.
 	FailClosed FailMode = "closed"
+	// FailOpen is the former name of FailLocal, kept so that
+	// DEFENDER_FAIL_MODE=open keeps working; it no longer lets attempts
+	// through uncounted.
+	//
+	// Deprecated: use FailLocal.
+	FailOpen FailMode = "open"
 )
+
+// canonical is m with its former name replaced.
+func (m FailMode) canonical() FailMode {
+	if m == FailOpen {
+		return FailLocal
+	}
+	return m
+}
+
+// DefaultMemoryMaxBytes is the default of MemoryOptions.MaxBytes and of
+// DEFENDER_MEMORY_MAX_BYTES.
+const DefaultMemoryMaxBytes = 256 << 20
 
 // Config holds every setting of the gate. DefaultConfig gives the defaults;
 // ConfigFromEnv reads DEFENDER_* variables over them. Field comments name
@@ -80,9 +106,16 @@ type Config struct {
 	// RedisURL selects the Redis store (DEFENDER_REDIS_URL); empty means the
 	// in-memory store.
 	RedisURL string
-	// StoreTimeout bounds every store call (DEFENDER_REDIS_TIMEOUT, 100 ms).
+	// StoreTimeout bounds every store call, the wait for its turn included
+	// (DEFENDER_REDIS_TIMEOUT, 100 ms).
 	StoreTimeout time.Duration
-	// FailMode decides when the store fails or times out (DEFENDER_FAIL_MODE).
+	// StoreMaxInFlight bounds the store calls a login waits for at once in
+	// this process (DEFENDER_REDIS_MAX_IN_FLIGHT, default 0: 8 per CPU).
+	// A call that cannot start before its deadline is decided by FailMode
+	// at once instead of queueing past it.
+	StoreMaxInFlight int
+	// FailMode decides when the store does not answer in time
+	// (DEFENDER_FAIL_MODE, local).
 	FailMode FailMode
 	// IPWhitelist (DEFENDER_IP_WHITELIST, CIDR or addresses) and
 	// UsernameWhitelist (DEFENDER_USERNAME_WHITELIST) are never blocked;
@@ -100,9 +133,11 @@ type Config struct {
 	// PendingTimeout is how long an attempt may stay between Begin and its
 	// outcome before it counts as a failure (DEFENDER_PENDING_TIMEOUT, 30 s).
 	PendingTimeout time.Duration
-	// MemoryMaxEntries bounds the in-memory store
-	// (DEFENDER_MEMORY_MAX_ENTRIES, 1,000,000).
+	// MemoryMaxEntries and MemoryMaxBytes bound the in-memory store, and
+	// the local limiter beside a Redis store (DEFENDER_MEMORY_MAX_ENTRIES,
+	// 1,000,000; DEFENDER_MEMORY_MAX_BYTES, 256 MiB).
 	MemoryMaxEntries int
+	MemoryMaxBytes   int64
 }
 
 // DefaultConfig returns the defaults of django-defender and of the new settings.
@@ -119,11 +154,12 @@ func DefaultConfig() Config {
 		MaxUsernameLength:       255,
 		KeyPrefix:               "defender",
 		StoreTimeout:            100 * time.Millisecond,
-		FailMode:                FailOpen,
+		FailMode:                FailLocal,
 		StoreAccessAttempts:     true,
 		AccessAttemptExpiration: 24 * time.Hour,
 		PendingTimeout:          30 * time.Second,
 		MemoryMaxEntries:        1_000_000,
+		MemoryMaxBytes:          DefaultMemoryMaxBytes,
 	}
 }
 
@@ -180,8 +216,11 @@ func (c *Config) Validate() error {
 	if c.StoreTimeout <= 0 {
 		bad("DEFENDER_REDIS_TIMEOUT", "must be positive")
 	}
-	if c.FailMode != FailOpen && c.FailMode != FailClosed {
-		bad("DEFENDER_FAIL_MODE", "%q is neither open nor closed", c.FailMode)
+	if m := c.FailMode.canonical(); m != FailLocal && m != FailClosed {
+		bad("DEFENDER_FAIL_MODE", "%q is neither local nor closed (open is the former name of local)", c.FailMode)
+	}
+	if c.StoreMaxInFlight < 0 || c.StoreMaxInFlight > 100_000 {
+		bad("DEFENDER_REDIS_MAX_IN_FLIGHT", "%d is out of range 0..100000", c.StoreMaxInFlight)
 	}
 	if c.AccessAttemptExpiration <= 0 {
 		bad("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "must be positive")
@@ -191,6 +230,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryMaxEntries < 1 {
 		bad("DEFENDER_MEMORY_MAX_ENTRIES", "must be positive")
+	}
+	if c.MemoryMaxBytes < 1<<20 {
+		bad("DEFENDER_MEMORY_MAX_BYTES", "%d is below 1 MiB", c.MemoryMaxBytes)
 	}
 	return errors.Join(errs...)
 }
@@ -244,14 +286,16 @@ var EnvVars = []EnvVar{
 	{"DEFENDER_LOCKOUT_TEMPLATE", "html/template of the lockout page"},
 	{"DEFENDER_REDIS_URL", "Redis shared by every instance: redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or redis+sentinel://s1:26379/master (default: in-memory store, single instance)"},
 	{"DEFENDER_REDIS_TIMEOUT", "bound of every store call, milliseconds or a duration like 250ms (default 100)"},
-	{"DEFENDER_FAIL_MODE", "when the store does not answer: open (allow) or closed (503) (default open)"},
+	{"DEFENDER_REDIS_MAX_IN_FLIGHT", "store calls a process waits for at once; the others are decided by the fail mode at once (default 8 per CPU)"},
+	{"DEFENDER_FAIL_MODE", "when the store does not answer in time: local (decide with this process's local limiter) or closed (503); open is the former name of local (default local)"},
 	{"DEFENDER_IP_WHITELIST", "addresses or CIDRs never blocked"},
 	{"DEFENDER_USERNAME_WHITELIST", "usernames never blocked"},
 	{"DEFENDER_IP_BLACKLIST", "addresses or CIDRs always refused"},
 	{"DEFENDER_STORE_ACCESS_ATTEMPTS", "publish an event per attempt; block events are always published (default true)"},
 	{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "hours lockouts count for escalation (default 24)"},
 	{"DEFENDER_PENDING_TIMEOUT", "seconds a two-phase attempt may wait for its outcome before it counts as a failure (default 30)"},
-	{"DEFENDER_MEMORY_MAX_ENTRIES", "subjects the in-memory store tracks at most (default 1000000)"},
+	{"DEFENDER_MEMORY_MAX_ENTRIES", "subjects the in-memory store, or the local limiter, tracks at most (default 1000000)"},
+	{"DEFENDER_MEMORY_MAX_BYTES", "bytes the in-memory store, or the local limiter, takes at most, e.g. 256MiB (default 256MiB)"},
 }
 
 // ConfigFromEnv reads DEFENDER_* variables through lookup (os.LookupEnv in
@@ -280,7 +324,8 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c.LockoutTemplate = r.string("DEFENDER_LOCKOUT_TEMPLATE", "")
 	c.RedisURL = r.string("DEFENDER_REDIS_URL", "")
 	c.StoreTimeout = r.duration("DEFENDER_REDIS_TIMEOUT", c.StoreTimeout, time.Millisecond)
-	c.FailMode = FailMode(strings.ToLower(r.string("DEFENDER_FAIL_MODE", string(c.FailMode))))
+	c.StoreMaxInFlight = r.int("DEFENDER_REDIS_MAX_IN_FLIGHT", c.StoreMaxInFlight)
+	c.FailMode = FailMode(strings.ToLower(r.string("DEFENDER_FAIL_MODE", string(c.FailMode)))).canonical()
 	c.IPWhitelist = r.prefixes("DEFENDER_IP_WHITELIST")
 	c.UsernameWhitelist = r.list("DEFENDER_USERNAME_WHITELIST")
 	c.IPBlacklist = r.prefixes("DEFENDER_IP_BLACKLIST")
@@ -288,6 +333,7 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c.AccessAttemptExpiration = r.duration("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", c.AccessAttemptExpiration, time.Hour)
 	c.PendingTimeout = r.seconds("DEFENDER_PENDING_TIMEOUT", c.PendingTimeout)
 	c.MemoryMaxEntries = r.int("DEFENDER_MEMORY_MAX_ENTRIES", c.MemoryMaxEntries)
+	c.MemoryMaxBytes = r.bytes("DEFENDER_MEMORY_MAX_BYTES", c.MemoryMaxBytes)
 	if r.err != nil {
 		return Config{}, r.err
 	}
@@ -394,6 +440,20 @@ func (r *envReader) secondsList(name string, def []time.Duration) []time.Duratio
 		out = append(out, d)
 	}
 	return out
+}
+
+// bytes parses a size such as 268435456, 256MiB or 1GB.
+func (r *envReader) bytes(name string, def int64) int64 {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	n, err := envflag.ParseBytes(v)
+	if err != nil {
+		r.fail(name, v, "a size such as 268435456, 256MiB or 1GB")
+		return def
+	}
+	return n
 }
 
 func (r *envReader) list(name string) []string {

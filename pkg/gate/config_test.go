@@ -21,7 +21,27 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	assert.Equal(t, 300*time.Second, c.AttemptCooloff)
 	assert.Equal(t, []time.Duration{300 * time.Second}, c.LockoutCooloffs)
 	assert.Equal(t, "defender", c.KeyPrefix)
-	assert.Equal(t, FailOpen, c.FailMode)
+	assert.Equal(t, FailLocal, c.FailMode, "the default decides locally, never admits uncounted")
+	assert.EqualValues(t, 256<<20, c.MemoryMaxBytes)
+}
+
+// TestFailModes: the modes by name, the former "open" read as local (it
+// keeps working, and no longer lets attempts through uncounted).
+func TestFailModes(t *testing.T) {
+	for value, want := range map[string]FailMode{"local": FailLocal, "LOCAL": FailLocal, "open": FailLocal, "Open": FailLocal, "closed": FailClosed} {
+		c, err := ConfigFromEnv(envOf(map[string]string{"DEFENDER_FAIL_MODE": value}))
+		require.NoError(t, err, value)
+		assert.Equal(t, want, c.FailMode, value)
+	}
+	cfg := DefaultConfig()
+	cfg.FailMode = FailOpen // set by a program, not read from the environment
+	g, err := New(cfg, NewMemoryStore(MemoryOptions{SweepInterval: -1}))
+	require.NoError(t, err)
+	assert.Equal(t, FailLocal, g.Config().FailMode)
+	c, err := ConfigFromEnv(envOf(map[string]string{"DEFENDER_MEMORY_MAX_BYTES": "64MiB", "DEFENDER_REDIS_MAX_IN_FLIGHT": "32"}))
+	require.NoError(t, err)
+	assert.EqualValues(t, 64<<20, c.MemoryMaxBytes)
+	assert.Equal(t, 32, c.StoreMaxInFlight)
 }
 
 func TestConfigFromEnv(t *testing.T) {
@@ -67,6 +87,9 @@ func TestConfigFromEnvErrorsNameTheVariable(t *testing.T) {
 		{"DEFENDER_IP_BLACKLIST", "example.com"},
 		{"DEFENDER_IPV6_PREFIX", "129"},
 		{"DEFENDER_FAIL_MODE", "sideways"},
+		{"DEFENDER_MEMORY_MAX_BYTES", "lots"},
+		{"DEFENDER_MEMORY_MAX_BYTES", "1000"},
+		{"DEFENDER_REDIS_MAX_IN_FLIGHT", "-1"},
 		{"DEFENDER_REDIS_TIMEOUT", "0"},
 		{"DEFENDER_CACHE_PREFIX", "a b"},
 		{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "0"},

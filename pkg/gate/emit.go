@@ -22,6 +22,9 @@ type AttemptRecord struct {
 	UserAgent string
 	// Failures after the attempt per kind (absent kinds were not counted).
 	IPFailures, UsernameFailures, PairFailures int
+	// Degraded says the gate's local limiter decided: the store did not
+	// answer in time (see FailLocal).
+	Degraded bool
 }
 
 // Reason says why a block or unblock happened.
@@ -43,6 +46,10 @@ type TransitionRecord struct {
 	Permanent bool
 	Failures  int
 	Reason    Reason
+	// Local marks a block the gate's local limiter decided while its store
+	// did not answer: it refuses in that gate process only, and the store
+	// blocks too once it learns the failures (a second, store block).
+	Local bool
 }
 
 // Emitter receives what the gate decided, for publication elsewhere (see

@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,10 +45,12 @@ type Decision struct {
 	Reason Reason
 	// LastChance (Begin) is true when a failure of this attempt blocks.
 	LastChance bool
-	// Degraded is true when the store failed and FailOpen let the attempt through.
+	// Degraded is true when the store did not answer in time and the
+	// gate's local limiter decided (FailLocal): the decision holds for this
+	// process's view (see FailLocal), refusals included.
 	Degraded bool
-	// Unavailable is true when the store failed and FailClosed refused it
-	// (answer 503, not a lockout).
+	// Unavailable is true when the store did not answer in time and
+	// FailClosed refused the attempt (answer 503, not a lockout).
 	Unavailable bool
 	// Err is the store error behind a Degraded or Unavailable decision.
 	Err error
@@ -70,9 +73,6 @@ func WithLogger(l *slog.Logger) Option { return func(g *Gate) { g.log = l } }
 // WithRegisterer registers the gate's Prometheus metrics with reg.
 func WithRegisterer(reg prometheus.Registerer) Option { return func(g *Gate) { g.reg = reg } }
 
-// ErrClosed is returned by admin calls on a closed Gate.
-var ErrClosed = errors.New("gate: closed")
-
 // ErrSettled is the Err of a Decision returned for a ticket settled twice.
 var ErrSettled = errors.New("gate: ticket already settled")
 
@@ -91,9 +91,21 @@ type Gate struct {
 	userWL  map[string]struct{}
 	lockout *template.Template
 
+	// adm bounds the store calls in flight; nil for a MemoryStore, which
+	// answers at once.
+	adm *admission
+	// local decides when the store is late (FailLocal); nil with
+	// FailClosed or a MemoryStore. See local.go.
+	local *MemoryStore
+	// backlog holds the outcomes the store could not take, replayed by
+	// drainLoop once it answers (not with a MemoryStore).
+	backlog   backlog
+	drainStop chan struct{}
+	drainDone chan struct{}
+	logs      logLimits
+
 	tokenPrefix string
 	tokenSeq    atomic.Uint64
-	lastWarn    atomic.Int64 // unix nanos of the latest degraded warning
 
 	settleMu sync.RWMutex // guards settleCh against send after close
 	// settleCh holds one queue per worker; outcomes of one source go to
@@ -114,12 +126,33 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.FailMode = cfg.FailMode.canonical()
 	g := &Gate{cfg: cfg, policy: cfg.policy(), store: store, log: slog.Default(), ips: newIPResolver(&cfg)}
+	g.logs.init()
 	g.batcher, _ = store.(finishBatcher)
 	for _, o := range opts {
 		o(g)
 	}
-	g.m = newMetrics(g.reg)
+	if _, inMemory := store.(*MemoryStore); !inMemory {
+		n := cfg.StoreMaxInFlight
+		if n == 0 {
+			n = 8 * runtime.GOMAXPROCS(0)
+		}
+		g.adm = newAdmission(n)
+		if cfg.FailMode == FailLocal {
+			g.local = NewMemoryStore(MemoryOptions{MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes})
+		}
+		g.backlog.wake = make(chan struct{}, 1)
+		g.drainStop, g.drainDone = make(chan struct{}), make(chan struct{})
+		go g.drainLoop()
+	}
+	g.m = newMetrics(g.reg, g)
+	if cfg.BehindReverseProxy && len(cfg.TrustedProxies) == 0 {
+		g.log.Warn("DEFENDER_BEHIND_REVERSE_PROXY is on without DEFENDER_TRUSTED_PROXIES: every client's "+
+			cfg.ReverseProxyHeader+" is believed, so a client that sends a new address with each guess is never "+
+			"blocked by IP; set DEFENDER_TRUSTED_PROXIES to the proxies' addresses",
+			"header", cfg.ReverseProxyHeader)
+	}
 	g.userWL = make(map[string]struct{}, len(cfg.UsernameWhitelist))
 	for _, u := range cfg.UsernameWhitelist {
 		g.userWL[NormalizeUsername(u, cfg.MaxUsernameLength)] = struct{}{}
@@ -147,11 +180,14 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 // Config returns the gate's configuration.
 func (g *Gate) Config() Config { return g.cfg }
 
-// Close stops the background settling of outcomes after draining what is
-// queued, or when ctx ends (what is left then expires into failures).
+// Close stops the background work after writing what is queued: the
+// outcomes handed to FinishAsync, then those the store could not take
+// yet, until ctx ends. What is left then is lost: the store turns its
+// charges into failures after DEFENDER_PENDING_TIMEOUT.
 func (g *Gate) Close(ctx context.Context) error {
 	g.settleMu.Lock()
-	if !g.closed {
+	first := !g.closed
+	if first {
 		g.closed = true
 		for _, ch := range g.settleCh {
 			close(ch)
@@ -162,10 +198,27 @@ func (g *Gate) Close(ctx context.Context) error {
 	go func() { g.workers.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("gate close: %w", ctx.Err())
 	}
+	if g.drainStop == nil || !first {
+		return nil
+	}
+	close(g.drainStop)
+	<-g.drainDone
+	for g.backlog.len() > 0 && ctx.Err() == nil {
+		if err := g.drainBatch(ctx); err != nil {
+			break
+		}
+	}
+	if g.local != nil {
+		g.local.Close()
+	}
+	if n := g.backlog.len(); n > 0 {
+		g.log.Error("gate closed with outcomes its store never took", "outcomes", n)
+		return fmt.Errorf("gate close: %d outcomes not written to the store", n)
+	}
+	return nil
 }
 
 // identity is an attempt reduced to what the store counts.
@@ -243,21 +296,39 @@ const (
 
 var storeOpNames = [numStoreOps]string{"check", "begin", "finish", "record"}
 
-// call runs one store operation under the store deadline, timing it. (A
-// switch rather than a closure: the login path allocates nothing for it.)
+// errOverloaded is why a call was not sent: the calls in flight would not
+// let it start before its deadline.
+var errOverloaded = errors.New("too many store calls in flight to start before the deadline")
+
+// call runs one store operation for a login, under the store deadline,
+// after its turn among the calls in flight (admission). (A switch rather
+// than a closure: the login path allocates nothing for it.)
 //
 // The caller's deadline bounds the call, but its cancellation does not
 // cut it short: net/http cancels a request's context when the client
 // half-closes its connection, and a call failed by that would be taken
-// for a store outage, which fails open, letting the client past its
-// block uncounted. The call is one round trip within StoreTimeout.
+// for a store outage, letting the client choose when the store is
+// "down". The call, its wait included, ends within StoreTimeout.
 func (g *Gate) call(ctx context.Context, name storeOp, op Op, success bool) (Result, error) {
+	return g.exec(ctx, name, op, success, true)
+}
+
+// exec is call, with admission (a login waits) or without (the gate's
+// background work, bounded by its own few goroutines).
+func (g *Gate) exec(ctx context.Context, name storeOp, op Op, success, admit bool) (Result, error) {
 	timeout := g.cfg.StoreTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	start := time.Now()
+	deadline := start.Add(timeout)
+	if admit && g.adm != nil && !g.adm.acquire(deadline) {
+		g.m.rejected[name].Inc()
+		g.m.opWait[name].Observe(time.Since(start).Seconds())
+		return Result{}, fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, storeOpNames[name], errOverloaded)
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	sent := time.Now()
 	var (
 		res Result
 		err error
@@ -273,7 +344,14 @@ func (g *Gate) call(ctx context.Context, name storeOp, op Op, success bool) (Res
 		res, err = g.store.Record(ctx, op, success)
 	}
 	cancel()
-	g.m.opDuration[name].Observe(time.Since(start).Seconds())
+	took := time.Since(sent)
+	if admit && g.adm != nil {
+		g.adm.release(took)
+	}
+	g.m.opDuration[name].Observe(took.Seconds())
+	if admit {
+		g.m.opWait[name].Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		g.m.opErrors[name].Inc()
 		return res, fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, storeOpNames[name], err)
@@ -281,17 +359,25 @@ func (g *Gate) call(ctx context.Context, name storeOp, op Op, success bool) (Res
 	return res, nil
 }
 
-// degrade turns a store error into a decision by the fail mode.
-func (g *Gate) degrade(err error) Decision {
+// syncLocal copies a store answer to op into the local limiter, and
+// publishes the blocks it made there.
+func (g *Gate) syncLocal(op Op, a storeAnswer) {
+	g.transitions(g.local.sync(op, a), ReasonAuto, true)
+}
+
+// degraded counts a decision taken without the store, and warns (at most
+// once a second). It returns the refusal of FailClosed, or ok false when
+// the local limiter decides (FailLocal).
+func (g *Gate) degraded(err error) (refusal Decision, closed bool) {
 	g.m.degraded[g.cfg.FailMode].Inc()
-	now := time.Now().UnixNano()
-	if last := g.lastWarn.Load(); now-last > int64(time.Second) && g.lastWarn.CompareAndSwap(last, now) {
-		g.log.Warn("gate store unavailable", "fail_mode", string(g.cfg.FailMode), "err", err)
+	g.logs.storeLate.Do(func() {
+		g.log.Warn("gate store did not answer in time; deciding by the fail mode (counted in defender_gate_degraded_total)",
+			"fail_mode", string(g.cfg.FailMode), "err", err)
+	})
+	if g.local == nil {
+		return Decision{Unavailable: true, Err: err, Reason: ReasonAuto}, true
 	}
-	if g.cfg.FailMode == FailClosed {
-		return Decision{Unavailable: true, Err: err, Reason: ReasonAuto}
-	}
-	return Decision{Allowed: true, Degraded: true, Err: err}
+	return Decision{}, false
 }
 
 // decide turns a store result into a decision.
@@ -329,6 +415,15 @@ func decide(id *identity, res *Result) Decision {
 	return d
 }
 
+// decideLocally is decide for a result of the local limiter, made
+// because the store failed with err: its blocks are published as local.
+func (g *Gate) decideLocally(id *identity, res *Result, err error) Decision {
+	g.transitions(res.Transitions, ReasonAuto, true)
+	d := decide(id, res)
+	d.Degraded, d.Err = true, err
+	return d
+}
+
 var blacklisted = Decision{BlockedBy: []Kind{KindIP}, Permanent: true, Reason: ReasonBlacklist}
 
 // Check tells whether an attempt would be refused now. It counts nothing
@@ -341,12 +436,30 @@ func (g *Gate) Check(ctx context.Context, a Attempt) Decision {
 	if id.n == 0 {
 		return Decision{Allowed: true}
 	}
-	res, err := g.call(ctx, opCheck, id.op(&g.policy, ""), false)
+	op := id.op(&g.policy, "")
+	sent := time.Now().UnixNano()
+	res, err := g.call(ctx, opCheck, op, false)
 	if err != nil {
-		return g.degrade(err)
+		if d, closed := g.degraded(err); closed {
+			return d
+		}
+		res, _ = g.local.Check(ctx, op) // a valid op: a memory store does not fail
+		return g.decideLocally(&id, &res, err)
+	}
+	if g.local != nil {
+		g.syncLocal(op, storeAnswer{res: &res, sent: sent})
 	}
 	return decide(&id, &res)
 }
+
+// charged says where a Ticket's attempt is charged.
+type charged uint8
+
+const (
+	chargedNowhere charged = iota // nothing to count, or refused
+	chargedInStore                // by the store's Begin (or a resumed token)
+	chargedLocally                // by the local limiter, the store being late
+)
 
 // Ticket is an attempt admitted by Begin, waiting for its outcome. Settle
 // it exactly once with Finish or FinishAsync; a ticket never settled counts
@@ -357,7 +470,7 @@ type Ticket struct {
 	id         identity
 	token      string
 	lastChance bool
-	charged    bool // false when nothing was charged (nothing to count, or degraded)
+	where      charged
 	settled    atomic.Bool
 	// nextCooloff is the block a failure would start (LastChance tickets).
 	nextCooloff time.Duration
@@ -381,15 +494,32 @@ func (t *Ticket) LastChance() bool { return t.lastChance }
 // gate service's two-phase API does.
 func (t *Ticket) Token() string { return t.token }
 
+// op is the store op of the ticket's attempt.
+func (t *Ticket) op() Op { return t.id.op(&t.g.policy, t.token) }
+
 // Resume rebuilds a ticket charged by Begin for the same attempt a, in this
 // or another process sharing the store, so that it can be settled. The
 // caller must make sure token came from Begin for a (the gate service signs
-// it); an unknown token settled as a failure counts nothing.
+// it); an unknown token settled counts nothing. (An attempt the local
+// limiter admitted is charged in the memory of the process that admitted
+// it: settled elsewhere, it counts nothing there, and its charge turns
+// into a failure in that process's limiter.)
 func (g *Gate) Resume(a Attempt, token string) *Ticket {
 	t := &Ticket{g: g, a: a, id: g.identify(a), token: token}
-	t.charged = token != "" && t.id.n > 0 && !t.id.blacklisted
+	switch {
+	case token == "" || t.id.n == 0 || t.id.blacklisted:
+	case strings.HasSuffix(token, localToken):
+		if g.local != nil {
+			t.where = chargedLocally
+		}
+	default:
+		t.where = chargedInStore
+	}
 	return t
 }
+
+// localToken ends the token of an attempt the local limiter admitted.
+const localToken = ".local"
 
 // Begin is called before the password check. It refuses a blocked source
 // (the Decision says why and until when; the refusal is published as a
@@ -406,28 +536,50 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 		return t, Decision{Allowed: true}
 	}
 	t.token = g.tokenPrefix + strconv.FormatUint(g.tokenSeq.Add(1), 36)
-	res, err := g.call(ctx, opBegin, t.id.op(&g.policy, t.token), false)
+	op := t.op()
+	if g.local != nil {
+		// Counted here from now on: a late call decides with the attempts
+		// still in flight to the store among the charges. And what the
+		// store does not know yet of this process's attempts refuses here.
+		if res, refused := g.local.reserve(op); refused {
+			g.m.degraded[g.cfg.FailMode].Inc()
+			return g.begun(t, &res, g.decideLocally(&t.id, &res, nil), chargedLocally)
+		}
+	}
+	sent := time.Now().UnixNano()
+	res, err := g.call(ctx, opBegin, op, false)
 	if err != nil {
-		d := g.degrade(err)
-		if !d.Allowed {
+		if d, closed := g.degraded(err); closed {
 			return nil, d
 		}
-		return t, d
+		g.local.release(op)
+		t.token += localToken
+		op.Token = t.token
+		res, _ = g.local.Begin(ctx, op)
+		return g.begun(t, &res, g.decideLocally(&t.id, &res, err), chargedLocally)
 	}
-	g.transitions(res.Transitions, ReasonAuto)
-	d := decide(&id, &res)
+	if g.local != nil {
+		g.syncLocal(op, storeAnswer{res: &res, sent: sent, release: !res.Admitted})
+	}
+	g.transitions(res.Transitions, ReasonAuto, false)
+	return g.begun(t, &res, decide(&t.id, &res), chargedInStore)
+}
+
+// begun finishes Begin with the result of the store or of the local
+// limiter (where).
+func (g *Gate) begun(t *Ticket, res *Result, d Decision, where charged) (*Ticket, Decision) {
 	if !res.Admitted {
 		d.Allowed = false
 		if len(d.BlockedBy) == 0 { // defensive: a store must say why
-			d.BlockedBy = []Kind{id.counters[0].Kind}
+			d.BlockedBy = []Kind{t.id.counters[0].Kind}
 		}
-		g.publishAttempt(&a, &id, OutcomeBlocked, &d)
+		g.publishAttempt(&t.a, &t.id, OutcomeBlocked, &d)
 		return nil, d
 	}
 	d.Allowed = true
-	t.charged, t.lastChance = true, res.LastChance
+	t.where, t.lastChance = where, res.LastChance
 	if t.lastChance {
-		t.nextCooloff = g.nextCooloff(&res)
+		t.nextCooloff = g.nextCooloff(res)
 	}
 	return t, d
 }
@@ -443,7 +595,8 @@ func (g *Gate) nextCooloff(res *Result) time.Duration {
 }
 
 // Flush waits until every outcome handed to FinishAsync so far is written,
-// or ctx ends.
+// or ctx ends. (An outcome the store could not take waits in the backlog,
+// which Close writes.)
 func (g *Gate) Flush(ctx context.Context) error {
 	for g.queued.Load() > 0 {
 		select {
@@ -462,18 +615,18 @@ func (t *Ticket) Finish(ctx context.Context, success bool) Decision {
 	if !t.settled.CompareAndSwap(false, true) {
 		return Decision{Err: ErrSettled}
 	}
-	return t.g.settle(ctx, t, success)
+	return t.g.settle(ctx, t, success, true)
 }
 
 // FinishAsync reports the outcome without waiting for the store: the gate
-// settles it in the background, retrying on errors. When its queue is full
-// it settles on the caller's goroutine instead, so nothing is dropped.
+// settles it in the background. When its queue is full it settles on the
+// caller's goroutine instead, so nothing is dropped.
 func (t *Ticket) FinishAsync(success bool) {
 	if !t.settled.CompareAndSwap(false, true) {
 		return
 	}
 	g := t.g
-	if t.charged {
+	if t.where == chargedInStore {
 		g.settleMu.RLock()
 		if !g.closed {
 			g.queued.Add(1)
@@ -488,7 +641,7 @@ func (t *Ticket) FinishAsync(success bool) {
 		}
 		g.settleMu.RUnlock()
 	}
-	g.settle(context.Background(), t, success)
+	g.settle(context.Background(), t, success, true)
 }
 
 type settleJob struct {
@@ -547,35 +700,47 @@ func (g *Gate) settleLoop(ch chan settleJob) {
 	}
 }
 
-// settleJobs writes queued outcomes (all charged): in one batch when the
-// store can, else one by one. An outcome whose batched write failed is
-// written again alone, with settle's retries.
+// settleJobs writes queued outcomes (all charged in the store): in one
+// batch when the store can, else one by one.
 func (g *Gate) settleJobs(jobs []settleJob) {
 	if g.batcher == nil || len(jobs) == 1 {
 		for _, j := range jobs {
-			g.settle(context.Background(), j.t, j.success)
+			g.settle(context.Background(), j.t, j.success, false)
 		}
 		return
 	}
 	ops := make([]Op, len(jobs))
 	success := make([]bool, len(jobs))
 	for i, j := range jobs {
-		ops[i], success[i] = j.t.id.op(&g.policy, j.t.token), j.success
+		ops[i], success[i] = j.t.op(), j.success
 	}
+	sent := time.Now().UnixNano()
+	res, errs := g.finishBatch(ops, success)
+	for i, j := range jobs {
+		if errs[i] != nil {
+			g.settleFailed(j.t, ops[i], j.success, errs[i])
+			continue
+		}
+		g.settled(j.t, ops[i], j.success, &res[i], sent)
+	}
+}
+
+// finishBatch runs Finish for ops in one batch, in the background (no
+// admission), within the store deadline.
+func (g *Gate) finishBatch(ops []Op, success []bool) ([]Result, []error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	start := time.Now()
 	res, errs := g.batcher.finishBatch(ctx, ops, success)
 	cancel()
 	took := time.Since(start).Seconds()
-	for i, j := range jobs {
+	for i := range ops {
 		g.m.opDuration[opFinish].Observe(took) // each outcome waited for the whole batch
 		if errs[i] != nil {
 			g.m.opErrors[opFinish].Inc()
-			g.settle(context.Background(), j.t, j.success)
-			continue
+			errs[i] = fmt.Errorf("%w: finish: %w", ErrStoreUnavailable, errs[i])
 		}
-		g.settled(j.t, j.success, &res[i])
 	}
+	return res, errs
 }
 
 // outcomeOf is the outcome of a finished attempt.
@@ -586,44 +751,58 @@ func outcomeOf(success bool) Outcome {
 	return OutcomeFailure
 }
 
-// settle writes an outcome, retrying a failed store call a few times when
-// the caller does not wait for the answer.
-func (g *Gate) settle(ctx context.Context, t *Ticket, success bool) Decision {
-	outcome := outcomeOf(success)
-	if !t.charged {
+// settle writes an outcome where the attempt is charged. admit says a
+// login waits for it (Finish, or FinishAsync with a full queue).
+func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decision {
+	switch t.where {
+	case chargedNowhere:
 		d := Decision{Allowed: true}
-		g.publishAttempt(&t.a, &t.id, outcome, &d)
+		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 		return d
-	}
-	var (
-		res Result
-		err error
-	)
-	for try := 0; try < 3; try++ {
-		res, err = g.call(ctx, opFinish, t.id.op(&g.policy, t.token), success)
-		if err == nil || ctx.Err() != nil {
-			break
+	case chargedLocally:
+		// Only the limiter holding the charge counts the outcome, once;
+		// the store learns it from the backlog, as a Record.
+		op := t.op()
+		res, pending := g.local.localFinish(op, success)
+		d := g.decideLocally(&t.id, &res, nil)
+		if pending {
+			g.queueReplay(op, false, success)
 		}
-		time.Sleep(time.Duration(10<<try) * time.Millisecond)
-	}
-	if err != nil {
-		g.m.settleLost.Inc()
-		g.log.Error("gate could not record an outcome; its charge will expire into a failure",
-			"ip", t.id.ip, "username", t.id.username, "success", success, "err", err)
-		d := Decision{Allowed: success, Err: err}
-		g.publishAttempt(&t.a, &t.id, outcome, &d)
+		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 		return d
 	}
-	return g.settled(t, success, &res)
+	op := t.op()
+	sent := time.Now().UnixNano()
+	res, err := g.exec(ctx, opFinish, op, success, admit)
+	if err != nil {
+		return g.settleFailed(t, op, success, err)
+	}
+	return g.settled(t, op, success, &res, sent)
 }
 
-// settled hands on what the store answered to an outcome: transitions,
-// then the attempt's event.
-func (g *Gate) settled(t *Ticket, success bool, res *Result) Decision {
-	outcome := outcomeOf(success)
-	g.transitions(res.Transitions, ReasonAuto)
+// settled hands on what the store answered to an outcome (a call sent at
+// sent): the local limiter's copy, transitions, then the attempt's event.
+func (g *Gate) settled(t *Ticket, op Op, success bool, res *Result, sent int64) Decision {
+	if g.local != nil {
+		g.syncLocal(op, storeAnswer{res: res, sent: sent, success: success, release: true})
+	}
+	g.transitions(res.Transitions, ReasonAuto, false)
 	d := decide(&t.id, res)
-	g.publishAttempt(&t.a, &t.id, outcome, &d)
+	g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
+	return d
+}
+
+// settleFailed handles an outcome the store did not take in time: the
+// local limiter counts it (FailLocal), and it waits in the backlog until
+// the store answers again.
+func (g *Gate) settleFailed(t *Ticket, op Op, success bool, err error) Decision {
+	d, closed := g.degraded(err)
+	if !closed {
+		res, _ := g.local.localFinish(op, success)
+		d = g.decideLocally(&t.id, &res, err)
+	}
+	g.queueReplay(op, true, success)
+	g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 	return d
 }
 
@@ -643,23 +822,33 @@ func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
 		g.publishAttempt(&a, &id, outcome, &d)
 		return d
 	}
-	res, err := g.call(ctx, opRecord, id.op(&g.policy, ""), success)
-	if err != nil {
-		d := g.degrade(err)
-		if d.Allowed {
-			g.publishAttempt(&a, &id, outcome, &d)
-		} else {
-			g.publishAttempt(&a, &id, OutcomeBlocked, &d)
+	op := id.op(&g.policy, "")
+	sent := time.Now().UnixNano()
+	res, err := g.call(ctx, opRecord, op, success)
+	var d Decision
+	switch {
+	case err == nil:
+		if g.local != nil {
+			g.syncLocal(op, storeAnswer{res: &res, sent: sent, success: success && res.Admitted})
 		}
-		return d
+		g.transitions(res.Transitions, ReasonAuto, false)
+		d = decide(&id, &res)
+	default:
+		var closed bool
+		if d, closed = g.degraded(err); closed {
+			g.publishAttempt(&a, &id, OutcomeBlocked, &d)
+			return d
+		}
+		res = g.local.localRecord(op, success)
+		if res.Admitted {
+			g.queueReplay(op, false, success)
+		}
+		d = g.decideLocally(&id, &res, err)
 	}
 	// Blocked before counting (the block may be one the call made of a
 	// charge it found expired): refused, nothing counted. Blocked after a
 	// failure that was counted: the failure that blocked.
-	refused := !res.Admitted
-	g.transitions(res.Transitions, ReasonAuto)
-	d := decide(&id, &res)
-	if refused {
+	if !res.Admitted {
 		outcome = OutcomeBlocked
 	}
 	g.publishAttempt(&a, &id, outcome, &d)
@@ -728,8 +917,11 @@ func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duratio
 	if err != nil {
 		return fmt.Errorf("block %s %q: %w", k, s, err)
 	}
+	if g.local != nil {
+		_, _ = g.local.Block(ctx, k, s, d) // valid: the store took it
+	}
 	if tr != nil {
-		g.transitions([]Transition{*tr}, ReasonAdmin)
+		g.transitions([]Transition{*tr}, ReasonAdmin, false)
 	}
 	return nil
 }
@@ -745,8 +937,11 @@ func (g *Gate) Unblock(ctx context.Context, k Kind, subject string) (bool, error
 	if err != nil {
 		return false, fmt.Errorf("unblock %s %q: %w", k, s, err)
 	}
+	if g.local != nil {
+		_, _ = g.local.Unblock(ctx, k, s)
+	}
 	if tr != nil {
-		g.transitions([]Transition{*tr}, ReasonAdmin)
+		g.transitions([]Transition{*tr}, ReasonAdmin, false)
 	}
 	return tr != nil, nil
 }
@@ -764,24 +959,28 @@ func (g *Gate) Blocked(ctx context.Context, k Kind, limit int) ([]BlockState, er
 }
 
 // transitions publishes block and unblock events and runs the hooks.
-func (g *Gate) transitions(ts []Transition, reason Reason) {
+// local marks those the local limiter made (the store did not answer).
+func (g *Gate) transitions(ts []Transition, reason Reason, local bool) {
 	if len(ts) == 0 {
 		return
 	}
 	now := time.Now()
 	for _, t := range ts {
 		r := TransitionRecord{Time: now, Kind: t.Kind, Subject: t.Subject, Blocked: t.Blocked,
-			Permanent: t.Permanent, Failures: t.Failures, Reason: reason}
+			Permanent: t.Permanent, Failures: t.Failures, Reason: reason, Local: local}
 		direction := "unblock"
 		if t.Blocked {
 			direction = "block"
 			if !t.Permanent {
 				r.Until = now.Add(t.Duration)
 			}
-			g.log.Info("gate blocked", "kind", string(t.Kind), "subject", t.Subject,
-				"failures", t.Failures, "permanent", t.Permanent, "duration", t.Duration, "reason", string(reason))
+			if g.logs.blocks.Allow() {
+				g.log.Info("gate blocked", "kind", string(t.Kind), "subject", t.Subject,
+					"failures", t.Failures, "permanent", t.Permanent, "duration", t.Duration.String(),
+					"reason", string(reason), "local", local)
+			}
 		}
-		g.m.transitions.WithLabelValues(string(t.Kind), direction).Inc()
+		g.m.transitions.WithLabelValues(string(t.Kind), direction, strconv.FormatBool(local)).Inc()
 		if g.emit != nil {
 			g.emit.EmitTransition(r)
 		}
@@ -803,9 +1002,115 @@ func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) 
 		Time: time.Now(), IP: id.ip, Username: id.username, Outcome: o,
 		Path: a.Path, UserAgent: a.UserAgent,
 		IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures,
+		Degraded: d.Degraded,
 	}
 	if o != OutcomeSuccess {
 		r.BlockedBy = d.BlockedBy
 	}
 	g.emit.EmitAttempt(r)
+}
+
+// queueReplay puts an outcome the store did not take in the backlog:
+// finish for a charge the store made, else a local admission's outcome.
+// (The local limiter counted it as unconfirmed: until the store has it,
+// the limiter keeps its own count.)
+func (g *Gate) queueReplay(op Op, finish, success bool) {
+	dropped := g.backlog.push(newReplay(op, finish, success))
+	g.m.backlog.Inc()
+	if len(dropped) == 0 {
+		return
+	}
+	g.m.backlog.Sub(float64(len(dropped)))
+	g.m.replayDropped.WithLabelValues("full").Add(float64(len(dropped)))
+	for _, r := range dropped {
+		g.forget(r)
+	}
+	g.logs.backlogFull.Do(func() {
+		g.log.Error("gate backlog full: outcomes the store did not take are dropped; their charges expire into failures (counted in defender_gate_replays_dropped_total)",
+			"max_outcomes", backlogMaxItems, "max_bytes", backlogMaxBytes)
+	})
+}
+
+// forget releases what the local limiter kept for a replay that will
+// never reach the store.
+func (g *Gate) forget(r replay) {
+	if g.local != nil && !r.success {
+		g.local.unconfirm(r.op, -1)
+	}
+}
+
+// drainLoop replays the backlog whenever it holds outcomes, backing off
+// while the store does not take them, until drainStop.
+func (g *Gate) drainLoop() {
+	defer close(g.drainDone)
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-g.drainStop:
+			return
+		case <-g.backlog.wake:
+		}
+		for g.backlog.len() > 0 {
+			if err := g.drainBatch(context.Background()); err == nil {
+				backoff = 0
+				continue
+			}
+			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			select {
+			case <-g.drainStop:
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+// drainBatch writes the oldest replays of the backlog to the store, in
+// order, and removes those written or too old to matter. It stops at the
+// first the store does not take, and returns its error.
+func (g *Gate) drainBatch(ctx context.Context) error {
+	batch := g.backlog.peek(replayBatch)
+	done := 0
+	defer func() {
+		g.backlog.pop(done)
+		g.m.backlog.Sub(float64(done))
+	}()
+	now := time.Now()
+	for done < len(batch) {
+		r := &batch[done]
+		// The store turned a charge older than the pending timeout into a
+		// failure by itself, and forgets failures older than the attempt
+		// cool-off: such replays would change nothing right.
+		if stale := g.policy.PendingTimeout; r.finish && now.Sub(r.queued) > stale ||
+			!r.finish && g.policy.AttemptCooloff > 0 && now.Sub(r.queued) > g.policy.AttemptCooloff {
+			g.m.replayDropped.WithLabelValues("stale").Inc()
+			g.forget(*r)
+			done++
+			continue
+		}
+		var (
+			res Result
+			err error
+		)
+		sent := time.Now().UnixNano()
+		if r.finish {
+			res, err = g.exec(ctx, opFinish, r.op, r.success, false)
+		} else {
+			res, err = g.exec(ctx, opRecord, r.op, r.success, false)
+		}
+		if err != nil {
+			return err
+		}
+		if g.local != nil {
+			confirmed := int32(0)
+			if !r.success {
+				confirmed = 1
+			}
+			g.syncLocal(r.op, storeAnswer{res: &res, sent: sent, success: r.success, confirmed: confirmed, release: r.finish})
+		}
+		g.transitions(res.Transitions, ReasonAuto, false)
+		g.m.replayed.Inc()
+		done++
+	}
+	return nil
 }

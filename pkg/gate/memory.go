@@ -23,6 +23,14 @@ type MemoryOptions struct {
 	// MaxEntries/Shards entries, so eviction may begin slightly before the
 	// whole store is full; the total never exceeds MaxEntries.
 	MaxEntries int
+	// MaxBytes bounds the memory the tracked subjects take, as counted by
+	// the store: each entry's fixed cost (entryBytes) plus its subject,
+	// and each pending charge's (chargeBytes) plus its token. Attackers
+	// choose how long a username is, so an entry bound alone let 1.1 M
+	// names of 255 four-byte characters take 2 GB. Default 256 MiB; the
+	// process's resident memory for the store stays within about twice
+	// this (Go's heap and map overhead).
+	MaxBytes int64
 	// Shards is the number of independently locked partitions. Default 64;
 	// rounded down to a power of two, and lowered so that every shard holds
 	// at least 64 entries.
@@ -41,6 +49,9 @@ type MemoryStats struct {
 	// Entries is the number of subjects tracked now, expired ones not yet
 	// swept included. Never above MemoryOptions.MaxEntries.
 	Entries int
+	// Bytes is the memory the entries take as the store counts it (see
+	// MemoryOptions.MaxBytes).
+	Bytes int64
 	// Evictions counts live entries dropped to make room for a new
 	// subject, since the store was created.
 	Evictions uint64
@@ -63,13 +74,15 @@ type MemoryStats struct {
 //
 // Create it with NewMemoryStore and stop its sweeper with Close.
 type MemoryStore struct {
-	shards   []memShard
-	mask     uint64
-	perShard int
-	seed     maphash.Seed
-	clock    func() time.Time
+	shards        []memShard
+	mask          uint64
+	perShard      int
+	perShardBytes int64
+	seed          maphash.Seed
+	clock         func() time.Time
 
 	entries       atomic.Int64
+	bytes         atomic.Int64
 	evictions     atomic.Uint64
 	evictedBlocks atomic.Uint64
 	expired       atomic.Uint64
@@ -82,8 +95,17 @@ type MemoryStore struct {
 var _ Store = (*MemoryStore)(nil)
 
 const (
-	numKinds       = 3  // len(Kinds)
-	minPerShard    = 64 // entries per shard at least, when MaxEntries allows
+	numKinds    = 3  // len(Kinds)
+	minPerShard = 64 // entries per shard at least, when MaxEntries allows
+	// minShardBytes is a shard's byte budget at least, when MaxBytes
+	// allows: room for a few of the longest entries.
+	minShardBytes = 256 << 10
+	// entryBytes is what the store counts for an entry besides its
+	// subject: the entry itself, its map slot and the allocator's
+	// rounding. chargeBytes is the same for a pending charge besides its
+	// token. Measured with TestMemoryBytesTrackHeap.
+	entryBytes     = 160
+	chargeBytes    = 48
 	evictScan      = 8  // candidates looked at when choosing a victim
 	sweepBudget    = 32 // entries looked at per shard, list and round
 	sweepMaxRounds = 8  // rounds per shard and tick while many expire
@@ -99,6 +121,10 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		maxEntries = 1_000_000
 	}
 	maxEntries = max(maxEntries, numKinds)
+	maxBytes := opts.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMemoryMaxBytes
+	}
 	shards := opts.Shards
 	if shards <= 0 {
 		shards = 64
@@ -107,17 +133,18 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	for shards&(shards-1) != 0 {
 		shards &= shards - 1 // keep the highest bit: round down to a power of two
 	}
-	for shards > 1 && maxEntries/shards < minPerShard {
+	for shards > 1 && (maxEntries/shards < minPerShard || maxBytes/int64(shards) < minShardBytes) {
 		shards /= 2
 	}
 	s := &MemoryStore{
-		shards:   make([]memShard, shards),
-		mask:     uint64(shards - 1),
-		perShard: maxEntries / shards,
-		seed:     maphash.MakeSeed(),
-		clock:    opts.Clock,
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		shards:        make([]memShard, shards),
+		mask:          uint64(shards - 1),
+		perShard:      maxEntries / shards,
+		perShardBytes: maxBytes / int64(shards),
+		seed:          maphash.MakeSeed(),
+		clock:         opts.Clock,
+		stop:          make(chan struct{}),
+		done:          make(chan struct{}),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -149,6 +176,7 @@ func (s *MemoryStore) Close() error {
 func (s *MemoryStore) Stats() MemoryStats {
 	return MemoryStats{
 		Entries:       int(s.entries.Load()),
+		Bytes:         s.bytes.Load(),
 		Evictions:     s.evictions.Load(),
 		EvictedBlocks: s.evictedBlocks.Load(),
 		Expired:       s.expired.Load(),
@@ -192,21 +220,7 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	defer c.close()
 	c.begin = true
 	c.settleAll()
-	if c.anyBlocked() {
-		return c.result(), nil
-	}
-	var saturated []Kind
-	for i := 0; i < c.n; i++ {
-		if e := c.e[i]; e != nil {
-			limit := c.op.Counters[i].Limit
-			if min(int(e.failures), limit)+len(e.pending) >= limit+1 {
-				saturated = append(saturated, c.op.Counters[i].Kind)
-			}
-		}
-	}
-	if saturated != nil {
-		res := c.result()
-		res.Saturated = saturated
+	if res, refused := c.refusal(); refused {
 		return res, nil
 	}
 	c.createAll()
@@ -220,21 +234,39 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	}
 	lastChance := false
 	for i := 0; i < c.n; i++ {
-		e := c.e[i]
 		limit := c.op.Counters[i].Limit
-		if min(int(e.failures), limit)+len(e.pending)+1 == limit+1 {
+		if min(int(c.e[i].failures), limit)+len(c.e[i].pending)+1 == limit+1 {
 			lastChance = true
 		}
-		if j := e.chargeIndex(op.Token); j >= 0 {
-			e.pending[j] = ch // a token charged again is charged once, as in Redis's set
-		} else {
-			e.pending = append(e.pending, ch)
-		}
+		c.charge(i, ch)
 	}
 	res := c.result()
 	res.Admitted = true
 	res.LastChance = lastChance
 	return res, nil
+}
+
+// refusal is Begin's refusal of the call's attempt, if a counter is
+// blocked or saturated.
+func (c *memCall) refusal() (Result, bool) {
+	if c.anyBlocked() {
+		return c.result(), true
+	}
+	var saturated []Kind
+	for i := 0; i < c.n; i++ {
+		if e := c.e[i]; e != nil {
+			limit := c.op.Counters[i].Limit
+			if min(int(e.failures), limit)+len(e.pending) >= limit+1 {
+				saturated = append(saturated, c.op.Counters[i].Kind)
+			}
+		}
+	}
+	if saturated == nil {
+		return Result{}, false
+	}
+	res := c.result()
+	res.Saturated = saturated
+	return res, true
 }
 
 // Finish settles a charge made by Begin; see Store.Finish.
@@ -247,23 +279,36 @@ func (s *MemoryStore) Finish(_ context.Context, op Op, success bool) (Result, er
 		return Result{}, err
 	}
 	defer c.close()
+	c.finish(success)
+	return c.result(), nil
+}
+
+// finish settles op.Token where it is pending and reports whether it was
+// anywhere.
+func (c *memCall) finish(success bool) (pending bool) {
 	c.settleAll()
 	for i := 0; i < c.n; i++ {
 		e := c.e[i]
 		if e == nil {
 			continue
 		}
-		charged := e.uncharge(op.Token)
+		// An outcome takes effect once: a token no longer pending (settled
+		// already, or expired into a failure) changes nothing, whichever
+		// outcome it reports now.
+		if !c.uncharge(i, c.op.Token) {
+			continue
+		}
+		pending = true
 		switch {
 		case success:
 			if !c.op.Counters[i].KeepOnSuccess {
 				c.clear(i)
 			}
-		case charged:
+		default:
 			c.fail(i)
 		}
 	}
-	return c.result(), nil
+	return pending
 }
 
 // Record is the one-call flow for an attempt whose outcome is known; see
@@ -274,9 +319,14 @@ func (s *MemoryStore) Record(_ context.Context, op Op, success bool) (Result, er
 		return Result{}, err
 	}
 	defer c.close()
+	return c.record(success), nil
+}
+
+// record counts an outcome unless a counter is blocked.
+func (c *memCall) record(success bool) Result {
 	c.settleAll()
 	if c.anyBlocked() {
-		return c.result(), nil
+		return c.result()
 	}
 	if success {
 		for i := 0; i < c.n; i++ {
@@ -292,7 +342,7 @@ func (s *MemoryStore) Record(_ context.Context, op Op, success bool) (Result, er
 	}
 	res := c.result()
 	res.Admitted = true
-	return res, nil
+	return res
 }
 
 // Block blocks a subject by hand for d (0: permanent); see Store.Block.
@@ -403,6 +453,10 @@ func (s *MemoryStore) Blocked(_ context.Context, kind Kind, limit int) ([]BlockS
 // charge is an attempt charged by Begin and not yet finished.
 type charge struct {
 	token string
+	// mirror marks a charge the gate's local limiter copied from its
+	// store (see localLimiter): the store turns it into a failure if it
+	// expires, so here it is dropped on expiry, uncounted.
+	mirror bool
 	// expires is when the charge turns into a failure (unix ns; forever
 	// without a PendingTimeout).
 	expires int64
@@ -422,8 +476,13 @@ type entry struct {
 	prev, next   *entry   // in the shard's lru list, or its blocks list when blocked
 	failures     int32
 	lockouts     int32
-	kind         uint8 // index in Kinds
-	blocked      bool  // in the blocks list; the block may have expired since
+	// In a local limiter: the failures counted here that its store has not
+	// been told yet, and when it last took a store answer as it was (unix
+	// ns). See MemoryStore.sync.
+	unconfirmed int32
+	synced      int64
+	kind        uint8 // index in Kinds
+	blocked     bool  // in the blocks list; the block may have expired since
 }
 
 // expire forgets what has expired in e by now, except charges.
@@ -473,14 +532,13 @@ func (e *entry) chargeIndex(token string) int {
 	return -1
 }
 
-// uncharge removes token from e's charges and reports whether it was there.
-func (e *entry) uncharge(token string) bool {
-	i := e.chargeIndex(token)
-	if i < 0 {
-		return false
+// size is what e counts towards MemoryOptions.MaxBytes.
+func (e *entry) size() int64 {
+	n := int64(entryBytes + len(e.subject))
+	for i := range e.pending {
+		n += chargeBytes + int64(len(e.pending[i].token))
 	}
-	e.pending = slices.Delete(e.pending, i, i+1)
-	return true
+	return n
 }
 
 // addFailure counts one failure that happened at t.
@@ -534,9 +592,10 @@ func unlink(e *entry) {
 
 // memShard is one independently locked part of a MemoryStore.
 type memShard struct {
-	mu sync.RWMutex
-	m  [numKinds]map[string]*entry
-	n  int // entries in m
+	mu    sync.RWMutex
+	m     [numKinds]map[string]*entry
+	n     int   // entries in m
+	bytes int64 // their size, as entry.size counts it
 	// lru holds the entries that are not blocked, least recently written
 	// first: the eviction candidates.
 	lru entryList
@@ -600,10 +659,23 @@ func (s *MemoryStore) shardFor(ki uint8, subject string) *memShard {
 // insert adds an empty entry for subject to sh, locked, making room first
 // if sh is full. It never evicts an entry of protect.
 func (s *MemoryStore) insert(sh *memShard, ki uint8, subject string, now int64, protect []*entry) *entry {
-	for sh.n >= s.perShard {
+	s.makeRoom(sh, ki, now, protect, 1, int64(entryBytes+len(subject)))
+	e := &entry{subject: strings.Clone(subject), kind: ki}
+	sh.m[ki][e.subject] = e
+	sh.lru.pushBack(e)
+	sh.n++
+	s.entries.Add(1)
+	s.grow(sh, e.size())
+	return e
+}
+
+// makeRoom evicts entries of sh, locked, but those of protect, until
+// entries more entries of bytes more bytes fit in its bounds.
+func (s *MemoryStore) makeRoom(sh *memShard, ki uint8, now int64, protect []*entry, entries int, bytes int64) {
+	for sh.n+entries > s.perShard || sh.bytes+bytes > s.perShardBytes {
 		v := s.victim(sh, ki, now, protect)
 		if v == nil {
-			break // cannot happen: perShard >= numKinds >= len(protect)+1
+			return // only protected entries left: one op may exceed the bound a little
 		}
 		if v.deadline() <= now {
 			s.expired.Add(1)
@@ -615,12 +687,12 @@ func (s *MemoryStore) insert(sh *memShard, ki uint8, subject string, now int64, 
 		}
 		s.remove(sh, v)
 	}
-	e := &entry{subject: strings.Clone(subject), kind: ki}
-	sh.m[ki][e.subject] = e
-	sh.lru.pushBack(e)
-	sh.n++
-	s.entries.Add(1)
-	return e
+}
+
+// grow counts delta more bytes in sh, locked.
+func (s *MemoryStore) grow(sh *memShard, delta int64) {
+	sh.bytes += delta
+	s.bytes.Add(delta)
 }
 
 // victim chooses the entry of sh least worth keeping: an expired one if
@@ -680,6 +752,7 @@ func (s *MemoryStore) remove(sh *memShard, e *entry) {
 	unlink(e)
 	sh.n--
 	s.entries.Add(-1)
+	s.grow(sh, -e.size())
 }
 
 // unblockExpired handles an entry found in a blocks list whose block
@@ -761,6 +834,11 @@ func (c *memCall) close() {
 				c.sh[i].touch(e)
 			}
 		}
+		for i := 0; i < c.n; i++ {
+			if c.sh[i].bytes > c.s.perShardBytes { // charges grew
+				c.s.makeRoom(c.sh[i], c.ki[i], c.now, c.e[:c.n], 0, 0)
+			}
+		}
 	}
 	for j := c.nl - 1; j >= 0; j-- {
 		if c.write {
@@ -809,10 +887,15 @@ func (c *memCall) settleAll() {
 		e.expire(c.now, c.sh[i])
 		converted := false
 		kept := e.pending[:0]
+		var freed int64
 		for _, ch := range e.pending {
 			if ch.expires >= c.now { // not older than PendingTimeout yet
 				kept = append(kept, ch)
 				continue
+			}
+			freed += chargeBytes + int64(len(ch.token))
+			if ch.mirror {
+				continue // the store counts it
 			}
 			// The charge became a failure when it expired: count it then,
 			// so that a charge found late slides its counter as it would
@@ -822,6 +905,7 @@ func (c *memCall) settleAll() {
 		}
 		clear(e.pending[len(kept):])
 		e.pending = kept
+		c.s.grow(c.sh[i], -freed)
 		if converted {
 			if e.failures > 0 && e.failUntil <= c.now {
 				e.failures = 0
@@ -829,6 +913,31 @@ func (c *memCall) settleAll() {
 			c.maybeBlock(i)
 		}
 	}
+}
+
+// charge adds ch to counter i's charges; a token charged again is
+// charged once, as in Redis's set.
+func (c *memCall) charge(i int, ch charge) {
+	e := c.e[i]
+	if j := e.chargeIndex(ch.token); j >= 0 {
+		e.pending[j] = ch
+		return
+	}
+	e.pending = append(e.pending, ch)
+	c.s.grow(c.sh[i], chargeBytes+int64(len(ch.token)))
+}
+
+// uncharge removes token from counter i's charges and reports whether it
+// was there.
+func (c *memCall) uncharge(i int, token string) bool {
+	e := c.e[i]
+	j := e.chargeIndex(token)
+	if j < 0 {
+		return false
+	}
+	e.pending = slices.Delete(e.pending, j, j+1)
+	c.s.grow(c.sh[i], -(chargeBytes + int64(len(token))))
+	return true
 }
 
 // fail counts a failure now on counter i, which may block its subject.

@@ -1,12 +1,14 @@
 package gate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -196,4 +198,50 @@ func redisSentinelOptions(raw string) (*redis.FailoverOptions, error) {
 		opt.Password, _ = u.User.Password()
 	}
 	return opt, nil
+}
+
+// ErrRedisEvicts is wrapped by CheckRedisMemoryPolicy's error when Redis
+// may evict the gate's keys.
+var ErrRedisEvicts = errors.New("redis may evict block keys")
+
+// CheckRedisMemoryPolicy reads maxmemory-policy on Redis (on every master
+// of a cluster) and returns an error wrapping ErrRedisEvicts unless it is
+// noeviction, Redis's default: with an eviction policy, a flood of new
+// usernames that fills Redis's memory makes it drop keys, block keys
+// among them (allkeys-*), or those that expire, which every timed block
+// does (volatile-*), and each dropped block lets its attacker in again.
+// With noeviction a full Redis refuses the gate's counting scripts
+// instead, and the gate decides with its local limiter (DEFENDER_FAIL_MODE
+// local) until keys expire: blocks outlive counters. An error not
+// wrapping ErrRedisEvicts means the policy could not be read (CONFIG is
+// often disabled on managed Redis); binaries log either as a warning.
+func CheckRedisMemoryPolicy(ctx context.Context, client redis.UniversalClient) error {
+	check := func(ctx context.Context, c *redis.Client) error {
+		vals, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
+		if err != nil {
+			return fmt.Errorf("read maxmemory-policy of %s: %w", c.Options().Addr, err)
+		}
+		if p := vals["maxmemory-policy"]; p != "noeviction" {
+			return fmt.Errorf("%w: %s has maxmemory-policy %s; set it to noeviction (and size maxmemory for the subjects tracked)",
+				ErrRedisEvicts, c.Options().Addr, p)
+		}
+		return nil
+	}
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex
+		var errs []error
+		_ = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			if err := check(ctx, m); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			return nil
+		})
+		return errors.Join(errs...)
+	case *redis.Client:
+		return check(ctx, c)
+	}
+	return fmt.Errorf("read maxmemory-policy: %T is not a go-redis client or cluster client", client)
 }

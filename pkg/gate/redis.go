@@ -87,10 +87,16 @@ var (
 
 	// The check script carries the no-writes flag (a shebang must open the
 	// script), which lets Redis run it on replicas and under memory pressure.
-	redisScriptCheck   = redis.NewScript("#!lua flags=no-writes\n" + redisLuaCommon + redisLuaCheck)
-	redisScriptBegin   = redis.NewScript(redisLuaCommon + redisLuaBegin)
-	redisScriptFinish  = redis.NewScript(redisLuaCommon + redisLuaFinish)
-	redisScriptRecord  = redis.NewScript(redisLuaCommon + redisLuaRecord)
+	redisScriptCheck = redis.NewScript("#!lua flags=no-writes\n" + redisLuaCommon + redisLuaCheck)
+	// The counting scripts carry a shebang without flags: at maxmemory
+	// (with the noeviction policy the gate needs, see
+	// CheckRedisMemoryPolicy) Redis refuses them whole, before they run,
+	// and the gate decides with its local limiter. Without it a script
+	// ran until its first command refused for memory, leaving what it
+	// had written before (a charge removed, no failure counted).
+	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaBegin)
+	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaFinish)
+	redisScriptRecord  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaRecord)
 	redisScriptBlock   = redis.NewScript(redisLuaCommon + redisLuaBlock)
 	redisScriptUnblock = redis.NewScript(redisLuaCommon + redisLuaUnblock)
 	redisScriptBlocked = redis.NewScript(redisLuaCommon + redisLuaBlocked)
@@ -502,9 +508,10 @@ func redisStoreError(what string, err error) error {
 }
 
 // redisTransient reports a Redis reply that means "not now" rather than a fault
-// of the request: the server is loading, busy or has lost its master.
+// of the request: the server is loading, busy, out of memory or has lost
+// its master.
 func redisTransient(err error) bool {
-	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
+	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true
 		}

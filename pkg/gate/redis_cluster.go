@@ -113,7 +113,7 @@ func NewRedisClusterStore(client RedisClusterClient, prefix string, opts ...Redi
 }
 
 var (
-	redisScriptReserve = redis.NewScript(redisLuaCommon + redisLuaReserve)
+	redisScriptReserve = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaReserve) // see redisScriptBegin
 	redisScriptUnindex = redis.NewScript(redisLuaUnindex)
 )
 

@@ -75,10 +75,13 @@ func TestOneRoundTripPerLogin(t *testing.T) {
 }
 
 // TestRedisDown: with Redis gone every login is answered within the store
-// deadline by the fail mode, and protection resumes when it is back.
+// deadline by the fail mode. The local limiter (local) keeps refusing the
+// block the store reported before, and lets at most limit+1 guesses at a
+// new victim through; closed refuses everything. When Redis is back, the
+// failures the local limiter counted reach it, and protection goes on.
 func TestRedisDown(t *testing.T) {
 	redis.SetLogger(&logging.VoidLogger{}) // its dial errors are expected here
-	for _, mode := range []gate.FailMode{gate.FailOpen, gate.FailClosed} {
+	for _, mode := range []gate.FailMode{gate.FailLocal, gate.FailClosed} {
 		t.Run(string(mode), func(t *testing.T) {
 			srv := testenv.Redis(t)
 			cfg := gate.DefaultConfig()
@@ -101,22 +104,50 @@ func TestRedisDown(t *testing.T) {
 				tk, d := g.Begin(ctx, attempt(ip, user))
 				require.Error(t, d.Err)
 				require.ErrorIs(t, d.Err, gate.ErrStoreUnavailable)
-				if mode == gate.FailOpen {
-					require.True(t, d.Allowed)
+				require.False(t, d.Allowed, "the blocked source stays refused")
+				require.Nil(t, tk)
+				if mode == gate.FailLocal {
 					require.True(t, d.Degraded)
-					tk.FinishAsync(false)
+					require.Equal(t, []gate.Kind{gate.KindIP, gate.KindUsername}, d.BlockedBy, "by the block the store reported")
 				} else {
-					require.False(t, d.Allowed)
 					require.True(t, d.Unavailable)
 				}
+			}
+			// A new victim, guessed at from new addresses while the store is down.
+			victim := user + "-new"
+			admitted := 0
+			for i := 0; i < 50; i++ {
+				tk, d := g.Begin(ctx, attempt(fmt.Sprintf("198.51.100.%d", i), victim))
+				// Decided without the store: by the fail mode, or, once the
+				// local limiter holds failures the store has not seen, by
+				// the local limiter before any call.
+				require.True(t, d.Degraded || d.Unavailable)
+				if d.Allowed {
+					admitted++
+					tk.FinishAsync(false)
+				}
+			}
+			if mode == gate.FailLocal {
+				assert.Equal(t, cfg.FailureLimit+1, admitted, "the local limiter admits limit+1, then blocks")
+			} else {
+				assert.Zero(t, admitted)
 			}
 			require.NoError(t, g.Flush(ctx))
 			srv.Start()
 			require.Eventually(t, func() bool { return g.Check(ctx, attempt(ip, user)).Err == nil },
 				10*time.Second, 20*time.Millisecond, "the store answers again")
-			// This Redis kept nothing (no persistence): protection starts
-			// over. A call may still miss the 50 ms deadline on a busy
-			// machine (answered by the fail mode): count those that landed.
+			if mode == gate.FailLocal {
+				// The four failures the local limiter counted are replayed:
+				// Redis blocks the new victim too.
+				require.Eventually(t, func() bool {
+					d := g.Check(ctx, attempt("192.0.2.250", victim))
+					return d.Err == nil && !d.Allowed
+				}, 10*time.Second, 20*time.Millisecond, "the local limiter's count reached the store")
+			}
+			// This Redis kept nothing else (no persistence): protection
+			// starts over for the first user. A call may still miss the
+			// 50 ms deadline on a busy machine (answered by the fail
+			// mode): count those that landed.
 			counted := 0
 			for try := 0; counted < 4 && try < 200; try++ {
 				if d := g.Record(ctx, attempt(ip, user), false); d.Err == nil {

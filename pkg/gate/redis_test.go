@@ -225,13 +225,25 @@ func TestRedisStoreTwoProcesses(t *testing.T) {
 	wg.Wait()
 	assert.EqualValues(t, 1, blocks.Load(), "one block in all")
 
-	for i := 0; i < n; i++ {
+	// Successes of attempts admitted before an admin's block, each one
+	// reported on both processes at once: one unblock in all.
+	o = redisStoreOp(p, gate.Counter{Kind: gate.KindUsername, Subject: "carol-" + redisStoreRandom(), Limit: 4})
+	var admittedOps []gate.Op
+	for range 5 {
+		a := o
+		a.Token = redisStoreRandom()
+		r, err := stores[0].Begin(ctx, a)
+		require.NoError(t, err)
+		require.True(t, r.Admitted)
+		admittedOps = append(admittedOps, a)
+	}
+	_, err := stores[1].Block(ctx, gate.KindUsername, o.Counters[0].Subject, time.Hour)
+	require.NoError(t, err)
+	for i := 0; i < 2*len(admittedOps); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o := o
-			o.Token = redisStoreRandom()
-			r, err := stores[i%2].Finish(ctx, o, true)
+			r, err := stores[i%2].Finish(ctx, admittedOps[i/2], true)
 			if assert.NoError(t, err) {
 				for _, tr := range r.Transitions {
 					if !tr.Blocked {
@@ -289,6 +301,14 @@ func TestRedisStoreKeys(t *testing.T) {
 	assert.Empty(t, list)
 	assert.Zero(t, rdb.ZCard(ctx, "defender:index:blocked:ip").Val(), "the stale entry was pruned")
 
+	// An attempt admitted now, before the operator's block below (the IP
+	// is over its limit but unblocked: one attempt at a time).
+	admitted := o
+	admitted.Token = "admitted-before-the-block"
+	r, err = s.Begin(ctx, admitted)
+	require.NoError(t, err)
+	require.True(t, r.Admitted)
+
 	// An operator's own block key is honoured.
 	require.NoError(t, rdb.Set(ctx, "defender:blocked:username:dave", "blocked", 0).Err())
 	r, err = s.Begin(ctx, o)
@@ -296,8 +316,8 @@ func TestRedisStoreKeys(t *testing.T) {
 	assert.False(t, r.Admitted)
 	assert.Equal(t, []gate.BlockState{{Kind: gate.KindUsername, Subject: "dave", Permanent: true}}, r.Blocked)
 
-	// Success deletes counters and blocks.
-	_, err = s.Finish(ctx, o, true)
+	// The success of the attempt admitted before deletes counters and blocks.
+	_, err = s.Finish(ctx, admitted, true)
 	require.NoError(t, err)
 	for _, k := range []string{"failed:ip:203.0.113.7", "failed:username:dave", "blocked:ip:203.0.113.7", "blocked:username:dave"} {
 		assert.Zero(t, rdb.Exists(ctx, "defender:"+k).Val(), k)

@@ -157,14 +157,15 @@ type Store interface {
 	// into failures (they may block), by Begin, Finish and Record alike.
 	Begin(ctx context.Context, op Op) (Result, error)
 
-	// Finish settles a charge made by Begin with the same op. On success it
-	// removes the charge and clears the failures and block of every counter
-	// but those with KeepOnSuccess (a Transition for each block lifted). On failure it removes the
-	// charge and, if the charge was still pending (not already expired into
-	// a failure), counts a failure on every counter: the failure that takes
-	// a count above its Limit blocks that subject for the next lockout
-	// cool-off. A subject already blocked stays as it is. Finishing an
-	// unknown token as a failure counts nothing.
+	// Finish settles a charge made by Begin with the same op, on every
+	// counter where op.Token is still pending (not settled already, nor
+	// expired into a failure); elsewhere it changes nothing, so an outcome
+	// takes effect once however often and wherever it is reported. On
+	// success it removes the charge and clears the failures and block of
+	// the counter unless it has KeepOnSuccess (a Transition for each block
+	// lifted). On failure it removes the charge and counts a failure: the
+	// failure that takes a count above its Limit blocks that subject for
+	// the next lockout cool-off. A subject already blocked stays as it is.
 	Finish(ctx context.Context, op Op, success bool) (Result, error)
 
 	// Record is django-defender's one-call flow for an attempt whose

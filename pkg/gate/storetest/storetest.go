@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 		{"RecordSuccessClears", testRecordSuccess},
 		{"KeepOnSuccess", testKeepOnSuccess},
 		{"UnknownTokenCountsNothing", testUnknownToken},
+		{"ReplayedOutcomeChangesNothing", testReplayedOutcome},
 		{"FailureWhileBlockedKeepsBlock", testFailureWhileBlocked},
 		{"PendingExpiryBecomesFailures", testPendingExpiry},
 		{"ExpiredChargesSlideFromTheirDeadlines", testExpiredChargesSlide},
@@ -470,7 +471,28 @@ func testUnknownToken(t *testing.T, s *suite) {
 	r = s.finish(a, false)
 	assert.Equal(t, []int{1, 1}, r.Failures, "a token counts once")
 	r = s.finish(a, true)
-	assert.Equal(t, []int{0, 0}, r.Failures, "success clears even with a settled token")
+	assert.Equal(t, []int{1, 1}, r.Failures, "a settled token's success clears nothing: an outcome takes effect once")
+	r = s.finish(withToken(o), true)
+	assert.Equal(t, []int{1, 1}, r.Failures, "an unknown token's success clears nothing")
+	assert.Empty(t, r.Transitions)
+}
+
+// testReplayedOutcome: the last chance's failure blocks; the same token
+// reported again as a success (a replay, on this gate or another one
+// sharing the store) lifts nothing.
+func testReplayedOutcome(t *testing.T, s *suite) {
+	o := op(policy(time.Minute), counter(gate.KindIP, 1), counter(gate.KindUsername, 1))
+	s.fail(o, 1)
+	last, r := s.begin(o)
+	require.True(t, r.Admitted)
+	require.True(t, r.LastChance)
+	r = s.finish(last, false)
+	require.Len(t, r.Blocked, 2, "the last chance's failure blocks")
+	r = s.finish(last, true)
+	assert.Len(t, r.Blocked, 2, "its replay as a success lifts nothing")
+	assert.Empty(t, r.Transitions)
+	assert.Equal(t, []int{2, 2}, r.Failures)
+	assert.True(t, s.isBlocked(o))
 }
 
 func testFailureWhileBlocked(t *testing.T, s *suite) {
@@ -785,6 +807,9 @@ func testBlockedList(t *testing.T, s *suite) {
 		require.NoError(t, err)
 	}
 	auto := counter(kind, 0)
+	// An attempt admitted before the block began: its success lifts it.
+	admitted, r := s.begin(op(policy(time.Hour), auto))
+	require.True(t, r.Admitted)
 	require.Len(t, s.record(op(policy(time.Hour), auto), false).Transitions, 1)
 	ipBlocked := counter(gate.KindIP, 0)
 	_, err := s.store.Block(s.ctx, gate.KindIP, ipBlocked.Subject, time.Hour)
@@ -832,9 +857,9 @@ func testBlockedList(t *testing.T, s *suite) {
 
 	_, err = s.store.Unblock(s.ctx, kind, hour.Subject)
 	require.NoError(t, err)
-	r := s.record(op(policy(time.Hour), auto), true)
+	r = s.record(op(policy(time.Hour), auto), true)
 	require.Empty(t, r.Transitions, "Record refuses a blocked subject, success or not")
-	_, err = s.store.Finish(s.ctx, withToken(op(policy(time.Hour), auto)), true)
+	_, err = s.store.Finish(s.ctx, admitted, true)
 	require.NoError(t, err)
 	got = mine(kind)
 	assert.NotContains(t, got, hour.Subject, "unblocked")
@@ -883,8 +908,21 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 	assert.Equal(t, 2, b, "racing failures: one block per counter")
 	assert.Zero(t, u)
 
+	// Successes of attempts admitted before an admin block.
+	ip, user = counter(gate.KindIP, n-1), counter(gate.KindUsername, n-1)
+	o = op(p, ip, user)
+	tickets = tickets[:0]
+	for i := 0; i < n; i++ {
+		a, r := s.begin(o)
+		require.True(t, r.Admitted)
+		tickets = append(tickets, a)
+	}
+	for _, c := range []gate.Counter{ip, user} {
+		_, err := s.store.Block(s.ctx, c.Kind, c.Subject, time.Hour)
+		require.NoError(t, err)
+	}
 	b, u = run(func(i int) []gate.Transition {
-		r, err := s.store.Finish(s.ctx, withToken(o), true)
+		r, err := s.store.Finish(s.ctx, tickets[i], true)
 		assert.NoError(t, err)
 		return r.Transitions
 	})

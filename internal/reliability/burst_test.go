@@ -1,0 +1,335 @@
+package reliability_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
+)
+
+// The burst tests fire thousands of guesses at once at cmd/gate processes
+// with the default settings (DEFENDER_FAIL_MODE=local, a 100 ms store
+// timeout): an attacker chooses the load, and the load must not open the
+// gate. Through the two-phase API (POST /v1/attempts, then the outcome),
+// an attempt admitted by the first call is one that reaches the password
+// check.
+const (
+	burstSize  = 5000
+	burstLimit = 3 // DEFENDER_LOGIN_FAILURE_LIMIT
+)
+
+// burstTally is what one gate process answered to a burst.
+type burstTally struct {
+	admitted         int // begin answered 200 with a token: the password check ran
+	admittedDegraded int // of those, decided by the local limiter
+	refused          int // 429
+	refusedDegraded  int
+	degraded         int // every answer marked degraded (begin and outcome)
+	other            map[int]int
+}
+
+// burstResult is a burst's answers per gate.
+type burstResult struct {
+	gates []burstTally
+	errs  []error
+}
+
+func (r *burstResult) admitted() (n int) {
+	for _, g := range r.gates {
+		n += g.admitted
+	}
+	return n
+}
+
+// degradedGates counts the gates that decided anything locally.
+func (r *burstResult) degradedGates() (n int) {
+	for _, g := range r.gates {
+		if g.degraded > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *burstResult) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d reached the password check", r.admitted())
+	for i, g := range r.gates {
+		fmt.Fprintf(&b, "; gate %d: %d admitted (%d by its local limiter), %d refused (%d locally), %d answers degraded",
+			i, g.admitted, g.admittedDegraded, g.refused, g.refusedDegraded, g.degraded)
+		if len(g.other) > 0 {
+			fmt.Fprintf(&b, ", other %v", g.other)
+		}
+	}
+	return b.String()
+}
+
+// burst sends n two-phase guesses at once, spread over gs, each at
+// (ip(i), user(i)), and reports each admitted one as a wrong password to
+// the next gate (the tokens are valid on every gate).
+func burst(t *testing.T, gs []*gateProc, n int, ip, user func(i int) string) *burstResult {
+	t.Helper()
+	client := loadClient(60 * time.Second)
+	defer client.CloseIdleConnections()
+	res := &burstResult{gates: make([]burstTally, len(gs))}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			gi := i % len(gs)
+			<-start
+			begin := post(client, gs[gi].URL+"/v1/attempts", map[string]any{"ip": ip(i), "username": user(i), "path": "/login"})
+			var out answer
+			if begin.Err == nil && begin.Status == http.StatusOK && begin.Body.Token != "" {
+				out = post(client, gs[(gi+1)%len(gs)].URL+"/v1/attempts/"+begin.Body.Token, map[string]any{"success": false})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			g := &res.gates[gi]
+			for _, a := range []answer{begin, out} {
+				if a.Err != nil {
+					res.errs = append(res.errs, a.Err)
+				}
+				if a.Body.Degraded {
+					g.degraded++
+				}
+			}
+			switch {
+			case begin.Err != nil:
+			case begin.Status == http.StatusOK && begin.Body.Token != "":
+				g.admitted++
+				if begin.Body.Degraded {
+					g.admittedDegraded++
+				}
+			case begin.Status == http.StatusTooManyRequests:
+				g.refused++
+				if begin.Body.Degraded {
+					g.refusedDegraded++
+				}
+			default:
+				if g.other == nil {
+					g.other = map[int]int{}
+				}
+				g.other[begin.Status]++
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return res
+}
+
+// checkBurst asserts the bound: every guess answered 200 or 429; at most
+// limit+1 through each gate process, whatever it decided locally; and at
+// most limit+1 in all when no process decided locally, else limit+1 more
+// per process that did (what the store admitted elsewhere plus what each
+// local limiter admitted on its own).
+func checkBurst(t *testing.T, r *burstResult) {
+	t.Helper()
+	require.Empty(t, r.errs, "every guess is answered")
+	for i, g := range r.gates {
+		assert.Empty(t, g.other, "gate %d: no answer but 200 and 429", i)
+		assert.LessOrEqual(t, g.admitted, burstLimit+1, "gate %d: at most limit+1 through one process", i)
+	}
+	assert.GreaterOrEqual(t, r.admitted(), 1, "the first guesses go through")
+	bound := (burstLimit + 1) * (1 + r.degradedGates())
+	if r.degradedGates() == 0 {
+		bound = burstLimit + 1
+	}
+	assert.LessOrEqual(t, r.admitted(), bound, "at most limit+1, and limit+1 more per process that decided locally")
+}
+
+// burstGate starts a cmd/gate with the default decision settings.
+func burstGate(t *testing.T, name, redisURL, natsURL string) *gateProc {
+	return startGate(t, name, "DEFENDER_REDIS_URL="+redisURL, "DEFENDER_NATS_URL="+natsURL,
+		"DEFENDER_LOGIN_FAILURE_LIMIT="+strconv.Itoa(burstLimit))
+}
+
+func uniqueName(prefix string) string {
+	return prefix + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
+
+// addr is the i-th of many client addresses.
+func addr(i int) string { return fmt.Sprintf("10.%d.%d.%d", i/65536%256, i/256%256, i%256) }
+
+// TestBurstAtOneGate: 5,000 simultaneous guesses at one username from
+// 5,000 addresses, at one cmd/gate process with the default settings,
+// against a Redis that answers, then against a hung one (CLIENT PAUSE):
+// at most limit+1 reach the password check either way, and every guess
+// is answered.
+func TestBurstAtOneGate(t *testing.T) {
+	needServers(t, "redis-server")
+	rs := testenv.Redis(t)
+	ns := testenv.NATS(t)
+	g := burstGate(t, "burst-gate", rs.URL, ns.URL)
+
+	t.Run("redis answers", func(t *testing.T) {
+		user := uniqueName("burst-victim")
+		r := burst(t, []*gateProc{g}, burstSize, addr, func(int) string { return user })
+		t.Logf("%d guesses at once, Redis answering: %s", burstSize, r)
+		checkBurst(t, r)
+		assert.LessOrEqual(t, r.admitted(), burstLimit+1, "one process: limit+1 in all")
+	})
+
+	t.Run("redis hung", func(t *testing.T) {
+		user := uniqueName("burst-victim-hung")
+		ctx := context.Background()
+		admin := redis.NewClient(&redis.Options{Addr: rs.Addr})
+		defer admin.Close()
+		require.NoError(t, admin.Do(ctx, "CLIENT", "PAUSE", 6000, "ALL").Err())
+		defer admin.Do(ctx, "CLIENT", "UNPAUSE")
+		r := burst(t, []*gateProc{g}, burstSize, addr, func(int) string { return user })
+		t.Logf("%d guesses at once, Redis paused: %s", burstSize, r)
+		checkBurst(t, r)
+		assert.LessOrEqual(t, r.admitted(), burstLimit+1, "one process: limit+1 in all")
+		assert.Positive(t, r.gates[0].degraded, "the local limiter decided")
+		require.NoError(t, admin.Do(ctx, "CLIENT", "UNPAUSE").Err())
+		// What the local limiter counted reaches Redis once it answers.
+		client := loadClient(10 * time.Second)
+		require.Eventually(t, func() bool {
+			a := post(client, g.URL+"/v1/check", map[string]any{"ip": "192.0.2.1", "username": user})
+			return a.Err == nil && !a.Body.Degraded && a.Status == http.StatusTooManyRequests
+		}, 30*time.Second, 50*time.Millisecond, "Redis blocks the victim once it has the local failures")
+	})
+}
+
+// TestParallelGuessesAcrossGateProcesses fires 5,000 guesses at once, over
+// HTTP, at four cmd/gate processes sharing one Redis, with the default
+// settings: at most limit+1 reach the password check when no process
+// decided locally, and limit+1 per process otherwise (checkBurst); the
+// store's block is announced exactly once per kind on NATS, and any block
+// a local limiter made is marked local. pkg/gate's
+// TestParallelGuessesAreBounded proves the same of the library in one
+// process; this is the deployed form, with HTTP, separate processes and
+// their own Redis connections.
+func TestParallelGuessesAcrossGateProcesses(t *testing.T) {
+	needServers(t, "redis-server")
+	const gates = 4
+	rs := testenv.Redis(t)
+	ns := testenv.NATS(t)
+	var gs []*gateProc
+	for i := range gates {
+		gs = append(gs, burstGate(t, fmt.Sprintf("guess-gate-%d", i), rs.URL, ns.URL))
+	}
+	for _, tc := range []struct {
+		name             string
+		sameIP, sameUser bool
+		wantBlocks       []string // kinds the store blocks, announced once each
+	}{
+		{"one username from many IPs", false, true, []string{"username"}},
+		{"one IP with many usernames", true, false, []string{"ip"}},
+		{"one username from one IP", true, true, []string{"ip", "username"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user := uniqueName("victim")
+			ip := fmt.Sprintf("198.51.100.%d", len(tc.wantBlocks)*10+btoi(tc.sameUser))
+			r := burst(t, gs, burstSize, func(i int) string {
+				if tc.sameIP {
+					return ip
+				}
+				return addr(i)
+			}, func(i int) string {
+				if tc.sameUser {
+					return user
+				}
+				return fmt.Sprintf("%s-%d", user, i)
+			})
+			t.Logf("%d guesses over %d gates: %s; %d gates decided locally", burstSize, gates, r, r.degradedGates())
+			checkBurst(t, r)
+
+			waitPublished(t, gs...)
+			var kinds, local []string
+			for _, b := range streamBlocks(t, ns.URL) {
+				if b.Subject != user && b.Subject != ip {
+					continue
+				}
+				if b.Local {
+					local = append(local, b.Kind)
+					continue
+				}
+				kinds = append(kinds, b.Kind)
+			}
+			assert.ElementsMatch(t, tc.wantBlocks, kinds, "exactly one store block event per kind blocked")
+			t.Logf("blocks the local limiters made (marked local): %v", local)
+		})
+	}
+
+	// The read-only check does not bound anything: hundreds of checks
+	// answered before the first failure is reported all say "allowed".
+	// Measured, not asserted: it is why the two-phase API exists.
+	t.Run("check then report (unbounded, measured)", func(t *testing.T) {
+		const guesses = 400
+		client := loadClient(30 * time.Second)
+		defer client.CloseIdleConnections()
+		user := uniqueName("victim-check")
+		var checked, errs atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range guesses {
+			wg.Go(func() {
+				g := gs[i%gates]
+				addr := fmt.Sprintf("10.200.%d.%d", i/256%256, i%256)
+				<-start
+				c := post(client, g.URL+"/v1/check", map[string]any{"ip": addr, "username": user})
+				if c.Err != nil {
+					errs.Add(1)
+					return
+				}
+				if c.Status != http.StatusOK || !c.Body.Allowed {
+					return
+				}
+				checked.Add(1)
+				if r := post(client, g.URL+"/v1/attempts", map[string]any{"ip": addr, "username": user, "success": false}); r.Err != nil {
+					errs.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		require.Zero(t, errs.Load())
+		t.Logf("check then report: %d of %d guesses were allowed by /v1/check (limit %d)", checked.Load(), guesses, burstLimit)
+		waitPublished(t, gs...)
+		n := 0
+		for _, b := range streamBlocks(t, ns.URL) {
+			if b.Subject == user && !b.Local {
+				n++
+				assert.Equal(t, "username", b.Kind)
+			}
+		}
+		assert.Equal(t, 1, n, "still exactly one store block event")
+	})
+}
+
+// TestBurstAtRedisCluster: the burst of TestBurstAtOneGate at two gate
+// processes over a three-master Redis Cluster, where one login's counters
+// live on different masters.
+func TestBurstAtRedisCluster(t *testing.T) {
+	needServers(t, "redis-server")
+	c := testenv.RedisCluster(t)
+	ns := testenv.NATS(t)
+	url := "redis+cluster://" + strings.Join(c.Addrs(), ",")
+	gs := []*gateProc{burstGate(t, "cluster-gate-0", url, ns.URL), burstGate(t, "cluster-gate-1", url, ns.URL)}
+	user := uniqueName("cluster-victim")
+	r := burst(t, gs, burstSize, addr, func(int) string { return user })
+	t.Logf("%d guesses at once over a Redis Cluster: %s; %d gates decided locally", burstSize, r, r.degradedGates())
+	checkBurst(t, r)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

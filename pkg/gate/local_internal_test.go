@@ -1,0 +1,201 @@
+package gate
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// localFixture is a local limiter with a clock the test moves, and the
+// op of one username with limit 3.
+type localFixture struct {
+	t     *testing.T
+	now   time.Time
+	local *MemoryStore
+	p     Policy
+	op    Op
+}
+
+func newLocalFixture(t *testing.T) *localFixture {
+	f := &localFixture{t: t, now: time.Unix(1_700_000_000, 0)}
+	f.local = NewMemoryStore(MemoryOptions{Clock: func() time.Time { return f.now }, SweepInterval: -1})
+	cfg := DefaultConfig()
+	f.p = cfg.policy()
+	f.op = Op{Counters: []Counter{{Kind: KindUsername, Subject: "carol", Limit: 3}}, Policy: &f.p}
+	return f
+}
+
+// token is f's op with a token.
+func (f *localFixture) token(tok string) Op {
+	o := f.op
+	o.Token = tok
+	return o
+}
+
+// answer is a store result for f's op.
+func (f *localFixture) answer(failures int, blocked bool) *Result {
+	r := &Result{Failures: []int{failures}}
+	if blocked {
+		r.Blocked = []BlockState{{Kind: KindUsername, Subject: "carol", TTL: 5 * time.Minute}}
+	}
+	return r
+}
+
+// sent is a send time relative to the fixture's clock.
+func (f *localFixture) sent(d time.Duration) int64 { return f.now.Add(d).UnixNano() }
+
+// state is what the limiter's Check says of f's op.
+func (f *localFixture) state() (failures int, blocked bool) {
+	r, err := f.local.Check(context.Background(), f.op)
+	require.NoError(f.t, err)
+	return r.Failures[0], len(r.Blocked) > 0
+}
+
+// TestLocalMirrorChargeIsTheStores: a mirror charge counts while its
+// attempt is in flight, and when it expires it is dropped, uncounted (the
+// store turns it into a failure, and the limiter learns that from the
+// store); a charge the limiter made alone turns into a failure.
+func TestLocalMirrorChargeIsTheStores(t *testing.T) {
+	f := newLocalFixture(t)
+	ctx := context.Background()
+	for i := range 4 {
+		_, refused := f.local.reserve(f.token("mirror-" + string(rune('a'+i))))
+		require.False(t, refused)
+	}
+	r, err := f.local.Begin(ctx, f.token("local"))
+	require.NoError(t, err)
+	assert.Equal(t, []Kind{KindUsername}, r.Saturated, "four attempts in flight fill the budget")
+
+	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
+	r, err = f.local.Begin(ctx, f.token("local"))
+	require.NoError(t, err)
+	require.True(t, r.Admitted, "the mirror charges expired")
+	assert.Equal(t, []int{0}, r.Failures, "uncounted: the store counts them")
+
+	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
+	failures, _ := f.state()
+	r, err = f.local.Begin(ctx, f.token("local-2"))
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, r.Failures, "a charge made here alone expires into a failure (was %d)", failures)
+}
+
+// TestLocalSyncAddsWhatTheStoreHasNot: failures counted here alone are
+// added to every store count until they are replayed; the sum blocks here
+// when it passes the limit, though neither count does alone.
+func TestLocalSyncAddsWhatTheStoreHasNot(t *testing.T) {
+	f := newLocalFixture(t)
+	for range 2 {
+		r := f.local.localRecord(f.op, false)
+		require.True(t, r.Admitted)
+	}
+	failures, blocked := f.state()
+	require.Equal(t, 2, failures)
+	require.False(t, blocked)
+
+	ts := f.local.sync(f.op, storeAnswer{res: f.answer(2, false), sent: f.sent(0)})
+	failures, blocked = f.state()
+	assert.Equal(t, 4, failures, "the store's two and the two counted here")
+	assert.True(t, blocked, "four failures pass the limit of three")
+	require.Len(t, ts, 1, "a block made here, to publish as local")
+	assert.True(t, ts[0].Blocked)
+
+	// The replays reach the store one by one: its answers include them.
+	f.now = f.now.Add(time.Millisecond)
+	f.local.sync(f.op, storeAnswer{res: f.answer(3, false), sent: f.sent(0), confirmed: 1})
+	failures, blocked = f.state()
+	assert.Equal(t, 4, failures)
+	assert.True(t, blocked, "one of this process's failures is still the store's to learn")
+	f.now = f.now.Add(time.Millisecond)
+	f.local.sync(f.op, storeAnswer{res: f.answer(4, true), sent: f.sent(0), confirmed: 1})
+	failures, blocked = f.state()
+	assert.Equal(t, 4, failures)
+	assert.True(t, blocked)
+	assert.Zero(t, f.local.shardFor(1, "carol").m[1]["carol"].unconfirmed, "every failure confirmed")
+}
+
+// TestLocalSyncOrdersAnswers: an answer sent after the limiter took the
+// previous one replaces it (a success or an unblock on another process);
+// one sent before, which arrived late, only adds what it knows.
+func TestLocalSyncOrdersAnswers(t *testing.T) {
+	f := newLocalFixture(t)
+	f.local.sync(f.op, storeAnswer{res: f.answer(4, true), sent: f.sent(0)})
+	f.now = f.now.Add(10 * time.Millisecond)
+
+	f.local.sync(f.op, storeAnswer{res: f.answer(1, false), sent: f.sent(-20 * time.Millisecond)})
+	failures, blocked := f.state()
+	assert.Equal(t, 4, failures, "a late answer of an overlapping call lowers nothing")
+	assert.True(t, blocked)
+
+	f.local.sync(f.op, storeAnswer{res: f.answer(0, false), sent: f.sent(time.Millisecond)})
+	failures, blocked = f.state()
+	assert.Zero(t, failures, "a later answer: the store forgot (an unblock elsewhere)")
+	assert.False(t, blocked)
+}
+
+// TestLocalReserve: with nothing but the store's state, reserve only
+// charges (the store decides); once the limiter holds what the store has
+// not, reserve refuses as Begin would, so that this process's attempts
+// stay within limit+1 whatever the store admits it.
+func TestLocalReserve(t *testing.T) {
+	f := newLocalFixture(t)
+	for i := range 10 {
+		_, refused := f.local.reserve(f.token("store-" + string(rune('a'+i))))
+		require.False(t, refused, "the store's state alone: the store decides")
+	}
+	for i := range 10 {
+		f.local.release(f.token("store-" + string(rune('a'+i))))
+	}
+
+	r, err := f.local.Begin(context.Background(), f.token("x.local"))
+	require.NoError(t, err)
+	require.True(t, r.Admitted)
+	_, pending := f.local.localFinish(f.token("x.local"), false)
+	require.True(t, pending)
+	// One failure the store has not; two in flight to it: one more fits.
+	for _, tok := range []string{"a", "b", "c"} {
+		_, refused := f.local.reserve(f.token(tok))
+		require.False(t, refused, tok)
+	}
+	res, refused := f.local.reserve(f.token("d"))
+	require.True(t, refused, "1 failure + 3 in flight = limit+1")
+	assert.Equal(t, []Kind{KindUsername}, res.Saturated)
+
+	// A replay of a failure settled already is not pending: it counts
+	// nothing, and is not the store's to learn.
+	_, pending = f.local.localFinish(f.token("x.local"), false)
+	assert.False(t, pending)
+}
+
+// TestBacklogBounds: the backlog keeps the newest outcomes within its
+// bounds and hands the oldest back when it drops them.
+func TestBacklogBounds(t *testing.T) {
+	var b backlog
+	b.wake = make(chan struct{}, 1)
+	cfg := DefaultConfig()
+	p := cfg.policy()
+	op := Op{Counters: []Counter{{Kind: KindIP, Subject: "192.0.2.1", Limit: 3}}, Policy: &p}
+	var dropped int
+	for range backlogMaxItems + 10 {
+		dropped += len(b.push(newReplay(op, false, false)))
+	}
+	assert.Equal(t, 10, dropped)
+	assert.Equal(t, backlogMaxItems, b.len())
+	got := b.peek(3)
+	require.Len(t, got, 3)
+	b.pop(3)
+	assert.Equal(t, backlogMaxItems-3, b.len())
+	assert.LessOrEqual(t, b.bytes, int64(backlogMaxBytes))
+
+	var big backlog
+	big.wake = make(chan struct{}, 1)
+	long := op
+	long.Counters = []Counter{{Kind: KindUsername, Subject: string(make([]byte, 64<<10)), Limit: 3}}
+	for range 1000 {
+		big.push(newReplay(long, false, false))
+	}
+	assert.LessOrEqual(t, big.bytes, int64(backlogMaxBytes), "bounded by bytes as well")
+	assert.Less(t, big.len(), 1000)
+}
