@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 need_go
 if [ "${1:-}" != "-short" ]; then
 	need_packages redis-server redis-server clickhouse-server clickhouse-server \
-		clickhouse-client clickhouse-client chromium chromium
+		clickhouse-client clickhouse-client chromium chromium nginx nginx
 fi
 echo "== go vet"
 go vet ./...
