@@ -3,7 +3,9 @@ package reliability_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,8 +163,8 @@ func uniqueName(prefix string) string {
 	return prefix + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 }
 
-// addr is the i-th of many client addresses.
-func addr(i int) string { return fmt.Sprintf("10.%d.%d.%d", i/65536%256, i/256%256, i%256) }
+// clientAddr is the i-th of many client addresses.
+func clientAddr(i int) string { return fmt.Sprintf("10.%d.%d.%d", i/65536%256, i/256%256, i%256) }
 
 // TestBurstAtOneGate: 5,000 simultaneous guesses at one username from
 // 5,000 addresses, at one cmd/gate process with the default settings,
@@ -177,7 +179,7 @@ func TestBurstAtOneGate(t *testing.T) {
 
 	t.Run("redis answers", func(t *testing.T) {
 		user := uniqueName("burst-victim")
-		r := burst(t, []*gateProc{g}, burstSize, addr, func(int) string { return user })
+		r := burst(t, []*gateProc{g}, burstSize, clientAddr, func(int) string { return user })
 		t.Logf("%d guesses at once, Redis answering: %s", burstSize, r)
 		checkBurst(t, r)
 		assert.LessOrEqual(t, r.admitted(), burstLimit+1, "one process: limit+1 in all")
@@ -190,7 +192,7 @@ func TestBurstAtOneGate(t *testing.T) {
 		defer admin.Close()
 		require.NoError(t, admin.Do(ctx, "CLIENT", "PAUSE", 6000, "ALL").Err())
 		defer admin.Do(ctx, "CLIENT", "UNPAUSE")
-		r := burst(t, []*gateProc{g}, burstSize, addr, func(int) string { return user })
+		r := burst(t, []*gateProc{g}, burstSize, clientAddr, func(int) string { return user })
 		t.Logf("%d guesses at once, Redis paused: %s", burstSize, r)
 		checkBurst(t, r)
 		assert.LessOrEqual(t, r.admitted(), burstLimit+1, "one process: limit+1 in all")
@@ -239,7 +241,7 @@ func TestParallelGuessesAcrossGateProcesses(t *testing.T) {
 				if tc.sameIP {
 					return ip
 				}
-				return addr(i)
+				return clientAddr(i)
 			}, func(i int) string {
 				if tc.sameUser {
 					return user
@@ -322,7 +324,7 @@ func TestBurstAtRedisCluster(t *testing.T) {
 	url := "redis+cluster://" + strings.Join(c.Addrs(), ",")
 	gs := []*gateProc{burstGate(t, "cluster-gate-0", url, ns.URL), burstGate(t, "cluster-gate-1", url, ns.URL)}
 	user := uniqueName("cluster-victim")
-	r := burst(t, gs, burstSize, addr, func(int) string { return user })
+	r := burst(t, gs, burstSize, clientAddr, func(int) string { return user })
 	t.Logf("%d guesses at once over a Redis Cluster: %s; %d gates decided locally", burstSize, r, r.degradedGates())
 	checkBurst(t, r)
 }
@@ -332,4 +334,130 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestBlockedUserUnderSteadyLoad: the example login site (the middleware
+// in its own process, default settings, Redis), one username already
+// blocked, and 1,000 clients guessing its password without pause for a
+// few seconds, each guess from a new address (the site believes
+// X-Forwarded-For, as behind a proxy without DEFENDER_TRUSTED_PROXIES):
+// no guess reaches the password check, while Redis answers and while it
+// hangs (CLIENT PAUSE) in the middle. Before, 35,028 guesses in 10 s got
+// through: every store call past its deadline let one in.
+func TestBlockedUserUnderSteadyLoad(t *testing.T) {
+	needServers(t, "redis-server")
+	const (
+		clients = 1000
+		load    = 4 * time.Second
+	)
+	rs := testenv.Redis(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	site := startProc(t, "loginapp", bins.loginapp, filepath.Join(t.TempDir(), "loginapp.log"), []string{
+		"DEFENDER_HTTP_ADDR=" + addr, "DEFENDER_REDIS_URL=" + rs.URL, "DEFENDER_BEHIND_REVERSE_PROXY=true",
+		"DEFENDER_LOGIN_FAILURE_LIMIT=" + strconv.Itoa(burstLimit),
+	})
+	url := "http://" + addr + "/login"
+	client := loadClient(30 * time.Second)
+	defer client.CloseIdleConnections()
+	guess := func(from string) (int, error) {
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader("username=alice&password=guess"))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	require.Eventually(t, func() bool { _, err := guess("192.0.2.1"); return err == nil || site.exited() },
+		30*time.Second, 20*time.Millisecond)
+	require.False(t, site.exited())
+	for i := range burstLimit + 1 {
+		_, err := guess(fmt.Sprintf("192.0.2.%d", i+2))
+		require.NoError(t, err)
+	}
+	status, err := guess("192.0.2.100")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusTooManyRequests, status, "alice is blocked before the load")
+
+	var reached, refused, errs atomic.Int64
+	var seq atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				status, err := guess(clientAddr(int(seq.Add(1))))
+				switch {
+				case err != nil:
+					errs.Add(1)
+				case status == http.StatusTooManyRequests:
+					refused.Add(1)
+				default:
+					reached.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(load / 2)
+	admin := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer admin.Close()
+	require.NoError(t, admin.Do(context.Background(), "CLIENT", "PAUSE", 1500, "ALL").Err())
+	time.Sleep(load / 2)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d clients for %s at the blocked username, Redis paused 1.5 s in the middle: %d guesses refused, %d reached the password check, %d errors",
+		clients, load, refused.Load(), reached.Load(), errs.Load())
+	assert.Zero(t, errs.Load(), "every guess answered")
+	assert.Positive(t, refused.Load())
+	assert.Zero(t, reached.Load(), "no guess at the blocked username reaches the password check")
+}
+
+// TestReplayedTokenOnAnotherGate: a last-chance attempt reported as a
+// failure on one gate blocks; the same token reported as a success on
+// another gate (which has not seen it used) lifts nothing: a token's
+// outcome takes effect once, whichever instance receives it. Before, the
+// success cleared the block.
+func TestReplayedTokenOnAnotherGate(t *testing.T) {
+	needServers(t, "redis-server")
+	rs := testenv.Redis(t)
+	ns := testenv.NATS(t)
+	a, b := burstGate(t, "replay-a", rs.URL, ns.URL), burstGate(t, "replay-b", rs.URL, ns.URL)
+	client := loadClient(10 * time.Second)
+	defer client.CloseIdleConnections()
+	who := map[string]any{"ip": "192.0.2.50", "username": uniqueName("replayed")}
+	for range burstLimit {
+		r := post(client, a.URL+"/v1/attempts", map[string]any{"ip": who["ip"], "username": who["username"], "success": false})
+		require.Equal(t, http.StatusOK, r.Status)
+	}
+	begin := post(client, a.URL+"/v1/attempts", who)
+	require.Equal(t, http.StatusOK, begin.Status)
+	require.True(t, begin.Body.LastChance)
+	fail := post(client, a.URL+"/v1/attempts/"+begin.Body.Token, map[string]any{"success": false})
+	require.Equal(t, http.StatusTooManyRequests, fail.Status, "the last chance's failure blocks")
+
+	replay := post(client, b.URL+"/v1/attempts/"+begin.Body.Token, map[string]any{"success": true})
+	require.NoError(t, replay.Err)
+	t.Logf("the token replayed as a success on the other gate: %d %+v", replay.Status, replay.Body)
+	check := post(client, b.URL+"/v1/check", map[string]any{"ip": who["ip"], "username": who["username"]})
+	assert.Equal(t, http.StatusTooManyRequests, check.Status, "still blocked")
+	assert.ElementsMatch(t, []string{"ip", "username"}, kindsOf(check.Body.BlockedBy))
+}
+
+func kindsOf[K ~string](ks []K) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = string(k)
+	}
+	return out
 }

@@ -28,14 +28,16 @@ import (
 	"github.com/defender-go/defender/pkg/events"
 )
 
-// bins are the cmd/gate and cmd/recorder binaries TestMain builds ("" in
-// -short mode).
-var bins struct{ gate, recorder string }
+// bins are the cmd/gate, cmd/recorder and example login site binaries
+// TestMain builds ("" in -short mode).
+var bins struct{ gate, recorder, loginapp string }
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.RunWithCommands(m, func(dir string) {
 		bins.gate, bins.recorder = filepath.Join(dir, "gate"), filepath.Join(dir, "recorder")
-	}, "github.com/defender-go/defender/cmd/gate", "github.com/defender-go/defender/cmd/recorder"))
+		bins.loginapp = filepath.Join(dir, "loginapp")
+	}, "github.com/defender-go/defender/cmd/gate", "github.com/defender-go/defender/cmd/recorder",
+		"github.com/defender-go/defender/examples/loginapp"))
 }
 
 // needServers skips t in -short mode, or when a server it needs is not
