@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -85,30 +86,8 @@ func TestPublisherRoundTrip(t *testing.T) {
 	assert.Equal(t, uint64(n+2), st.Queued)
 	assert.Equal(t, uint64(n+2), st.Published)
 	assert.Zero(t, st.Dropped)
-	assert.Equal(t, float64(n+2), metricValue(t, reg, "defender_events_published_total"))
-	assert.Equal(t, float64(n+2), metricValue(t, reg, "defender_events_publish_seconds"), "one latency sample per event")
-}
-
-// metricValue reads a counter's value, or a histogram's sample count.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		m := mf.GetMetric()[0]
-		if h := m.GetHistogram(); h != nil {
-			return float64(h.GetSampleCount())
-		}
-		if g := m.GetGauge(); g != nil {
-			return g.GetValue()
-		}
-		return m.GetCounter().GetValue()
-	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
+	assert.Equal(t, float64(n+2), testenv.Metric(t, reg, "defender_events_published_total"))
+	assert.Equal(t, float64(n+2), testenv.Metric(t, reg, "defender_events_publish_seconds"), "one latency sample per event")
 }
 
 // TestPublisherSurvivesOutage stops NATS for about 10 s while several
@@ -215,7 +194,7 @@ func TestPublisherFullQueueDrops(t *testing.T) {
 	assert.Equal(t, uint64(10), st.Queued)
 	assert.Equal(t, uint64(90), st.Dropped)
 	assert.Equal(t, 10, st.QueueLen)
-	assert.Equal(t, float64(90), metricValue(t, reg, "defender_events_dropped_total"))
+	assert.Equal(t, float64(90), testenv.Metric(t, reg, "defender_events_dropped_total"))
 
 	// Once running, the queued ten go out.
 	stop := runPublisher(t, p)

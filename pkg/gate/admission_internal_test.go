@@ -134,24 +134,8 @@ type hist struct {
 
 // histogram reads the series of name whose op label is op.
 func histogram(t *testing.T, reg *prometheus.Registry, name, op string) hist {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "op" && l.GetValue() == op {
-					h := m.GetHistogram()
-					return hist{count: h.GetSampleCount(), buckets: h.GetBucket()}
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{op=%q}", name, op)
-	return hist{}
+	h := testenv.Histogram(t, reg, name, "op", op)
+	return hist{count: h.GetSampleCount(), buckets: h.GetBucket()}
 }
 
 // beyond counts the observations above bound, which must be a bucket's.

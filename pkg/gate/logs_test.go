@@ -46,31 +46,13 @@ func TestOutageLogsAreRateLimited(t *testing.T) {
 		}
 	}
 	lines := strings.Count(buf.String(), "\n")
-	degraded := counterValue(t, reg, "defender_gate_degraded_total")
+	degraded := testenv.Metric(t, reg, "defender_gate_degraded_total")
 	t.Logf("2000 logins with Redis down: %d log lines, defender_gate_degraded_total %v", lines, degraded)
 	assert.GreaterOrEqual(t, degraded, 2000.0, "the metric counts every decision taken without Redis")
 	assert.LessOrEqual(t, lines, 50, "a few lines, not one per login:\n%s", buf.String())
 	closeCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	assert.Error(t, g.Close(closeCtx), "the outcomes Redis never took are reported at close")
-}
-
-// counterValue sums a registered counter over its labels.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			var total float64
-			for _, m := range mf.GetMetric() {
-				total += m.GetCounter().GetValue()
-			}
-			return total
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // TestReverseProxyWithoutTrustedProxiesWarns: a gate that believes every

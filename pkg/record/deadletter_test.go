@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/record"
 )
@@ -56,7 +57,7 @@ func TestDeadLetters(t *testing.T) {
 		return s.Attempts == uint64(len(good)) && s.DeadLetters == uint64(len(bad))
 	}, time.Minute, 50*time.Millisecond)
 	assert.EqualValues(t, len(good), countAttempts(t, conn))
-	assert.EqualValues(t, len(bad), metricValue(t, reg, "defender_recorder_dead_letters_total", ""))
+	assert.EqualValues(t, len(bad), testenv.Metric(t, reg, "defender_recorder_dead_letters_total"))
 
 	// The dead letters wait on the DLQ subject with their reason and
 	// origin.

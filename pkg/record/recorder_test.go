@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/record"
 )
@@ -127,8 +128,8 @@ func TestRecorderEndToEnd(t *testing.T) {
 	}
 
 	// Metrics.
-	assert.EqualValues(t, n+100, metricValue(t, reg, "defender_recorder_rows_written_total", "attempts"))
-	assert.EqualValues(t, len(blocks), metricValue(t, reg, "defender_recorder_rows_written_total", "blocks"))
+	assert.EqualValues(t, n+100, testenv.Metric(t, reg, "defender_recorder_rows_written_total", "table", "attempts"))
+	assert.EqualValues(t, len(blocks), testenv.Metric(t, reg, "defender_recorder_rows_written_total", "table", "blocks"))
 }
 
 func TestQueryPaging(t *testing.T) {
@@ -178,30 +179,6 @@ func TestQueryPaging(t *testing.T) {
 	for i := range want {
 		assert.Equal(t, want[i].Time, got[i].Time)
 	}
-}
-
-// metricValue reads a counter or gauge from reg; label "" matches a
-// metric without labels.
-func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != label) {
-				continue
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s{%s} not found", name, label)
-	return 0
 }
 
 // Bounds outside DateTime's range (1970 to 2106) select as if unbounded on
