@@ -251,6 +251,14 @@ func TestParallelGuessesAcrossGateProcesses(t *testing.T) {
 			t.Logf("%d guesses over %d gates: %s; %d gates decided locally", burstSize, gates, r, r.degradedGates())
 			checkBurst(t, r)
 
+			// Outcomes Redis did not take in time wait in the gates'
+			// backlogs; the store's block comes when they are replayed.
+			for _, g := range gs {
+				require.Eventually(t, func() bool {
+					m, err := scrape(g.URL + "/metrics")
+					return err == nil && m["defender_gate_backlog_outcomes"] == 0
+				}, 30*time.Second, 50*time.Millisecond, "%s never replayed its backlog", g.name)
+			}
 			waitPublished(t, gs...)
 			var kinds, local []string
 			for _, b := range streamBlocks(t, ns.URL) {

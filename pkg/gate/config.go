@@ -45,7 +45,7 @@ func (m FailMode) canonical() FailMode {
 
 // DefaultMemoryMaxBytes is the default of MemoryOptions.MaxBytes and of
 // DEFENDER_MEMORY_MAX_BYTES.
-const DefaultMemoryMaxBytes = 256 << 20
+const DefaultMemoryMaxBytes = 128 << 20
 
 // Config holds every setting of the gate. DefaultConfig gives the defaults;
 // ConfigFromEnv reads DEFENDER_* variables over them. Field comments name
@@ -135,7 +135,7 @@ type Config struct {
 	PendingTimeout time.Duration
 	// MemoryMaxEntries and MemoryMaxBytes bound the in-memory store, and
 	// the local limiter beside a Redis store (DEFENDER_MEMORY_MAX_ENTRIES,
-	// 1,000,000; DEFENDER_MEMORY_MAX_BYTES, 256 MiB).
+	// 1,000,000; DEFENDER_MEMORY_MAX_BYTES, 128 MiB).
 	MemoryMaxEntries int
 	MemoryMaxBytes   int64
 }
@@ -295,7 +295,7 @@ var EnvVars = []EnvVar{
 	{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "hours lockouts count for escalation (default 24)"},
 	{"DEFENDER_PENDING_TIMEOUT", "seconds a two-phase attempt may wait for its outcome before it counts as a failure (default 30)"},
 	{"DEFENDER_MEMORY_MAX_ENTRIES", "subjects the in-memory store, or the local limiter, tracks at most (default 1000000)"},
-	{"DEFENDER_MEMORY_MAX_BYTES", "bytes the in-memory store, or the local limiter, takes at most, e.g. 256MiB (default 256MiB)"},
+	{"DEFENDER_MEMORY_MAX_BYTES", "bytes the in-memory store, or the local limiter, takes at most, e.g. 256MiB; the heap may grow to twice this (default 128MiB)"},
 }
 
 // ConfigFromEnv reads DEFENDER_* variables through lookup (os.LookupEnv in

@@ -22,7 +22,7 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	assert.Equal(t, []time.Duration{300 * time.Second}, c.LockoutCooloffs)
 	assert.Equal(t, "defender", c.KeyPrefix)
 	assert.Equal(t, FailLocal, c.FailMode, "the default decides locally, never admits uncounted")
-	assert.EqualValues(t, 256<<20, c.MemoryMaxBytes)
+	assert.EqualValues(t, 128<<20, c.MemoryMaxBytes)
 }
 
 // TestFailModes: the modes by name, the former "open" read as local (it

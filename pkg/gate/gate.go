@@ -559,7 +559,8 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 		return g.begun(t, &res, g.decideLocally(&t.id, &res, err), chargedLocally)
 	}
 	if g.local != nil {
-		g.syncLocal(op, storeAnswer{res: &res, sent: sent, release: !res.Admitted})
+		g.syncLocal(op, storeAnswer{res: &res, sent: sent, release: !res.Admitted,
+			settled: sent - 2*int64(g.cfg.StoreTimeout)})
 	}
 	g.transitions(res.Transitions, ReasonAuto, false)
 	return g.begun(t, &res, decide(&t.id, &res), chargedInStore)
@@ -760,12 +761,25 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 		return d
 	case chargedLocally:
-		// Only the limiter holding the charge counts the outcome, once;
-		// the store learns it from the backlog, as a Record.
+		// The limiter holding the charge counts the outcome, once; the
+		// store learns it from the backlog, as a Record. Another
+		// process's limiter admitted the attempt when the token is not
+		// this one's (the gate service's outcome came to another
+		// instance): its failure is counted here too, its success
+		// nowhere (a replayed success must lift nothing).
 		op := t.op()
-		res, pending := g.local.localFinish(op, success)
+		var res Result
+		counted := false
+		if strings.HasPrefix(t.token, g.tokenPrefix) {
+			res, counted = g.local.localFinish(op, success)
+		} else if !success {
+			res = g.local.localRecord(op, false)
+			counted = res.Admitted
+		} else {
+			res, _ = g.local.Check(ctx, op)
+		}
 		d := g.decideLocally(&t.id, &res, nil)
-		if pending {
+		if counted {
 			g.queueReplay(op, false, success)
 		}
 		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
@@ -1020,19 +1034,19 @@ func (g *Gate) queueReplay(op Op, finish, success bool) {
 	if len(dropped) == 0 {
 		return
 	}
+	// The limiter keeps counting the failures dropped here (they stay
+	// unconfirmed until they expire): the store never learns them.
 	g.m.backlog.Sub(float64(len(dropped)))
 	g.m.replayDropped.WithLabelValues("full").Add(float64(len(dropped)))
-	for _, r := range dropped {
-		g.forget(r)
-	}
 	g.logs.backlogFull.Do(func() {
 		g.log.Error("gate backlog full: outcomes the store did not take are dropped; their charges expire into failures (counted in defender_gate_replays_dropped_total)",
 			"max_outcomes", backlogMaxItems, "max_bytes", backlogMaxBytes)
 	})
 }
 
-// forget releases what the local limiter kept for a replay that will
-// never reach the store.
+// forget releases what the local limiter kept for a replay too old to
+// matter: the store has the failure already (a charge it turned into a
+// failure at its pending timeout), or would have forgotten it.
 func (g *Gate) forget(r replay) {
 	if g.local != nil && !r.success {
 		g.local.unconfirm(r.op, -1)

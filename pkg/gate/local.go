@@ -31,7 +31,8 @@ import (
 // reserve charges op.Token on every counter as a mirror charge: an
 // attempt about to be sent to the store's Begin, which counts here until
 // the store's answer or its outcome removes it. A mirror charge that
-// expires is dropped, uncounted: the store counts it.
+// expires turns into a failure, as in the store, until the store's next
+// answer tells the count.
 //
 // Where the limiter knows what the store does not (failures it counted
 // that are not replayed yet, attempts it admitted alone), the store's
@@ -56,7 +57,7 @@ func (s *MemoryStore) reserve(op Op) (res Result, refused bool) {
 		}
 	}
 	c.createAll()
-	ch := charge{token: op.Token, mirror: true, expires: forever, keep: forever}
+	ch := charge{token: op.Token, at: c.now, mirror: true, expires: forever, keep: forever}
 	if p := op.Policy; p.PendingTimeout > 0 {
 		ch.expires = addDur(c.now, p.PendingTimeout)
 		ch.keep = ch.expires
@@ -115,6 +116,13 @@ type storeAnswer struct {
 	// or its outcome is settled), in the same step: between the two, the
 	// attempt would count nowhere.
 	release bool
+	// settled is a time (unix ns) by which every call sent before has
+	// ended, the answer's send time less twice the store deadline: a
+	// mirror charge made before it belongs to an attempt the store has
+	// charged or refused. With the store's count of charges pending
+	// (Result.Pending), the oldest of them beyond that count are charges
+	// another gate instance settled, and are dropped.
+	settled int64
 }
 
 // sync copies what the store answered to op into the limiter: failure
@@ -168,6 +176,9 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 			c.e[i] = e
 		}
 		e.expire(c.now, c.sh[i])
+		if a.settled > 0 && i < len(res.Pending) {
+			c.dropSettledMirrors(i, res.Pending[i], a.settled)
+		}
 		e.unconfirmed = max(0, e.unconfirmed-a.confirmed)
 		later := a.sent > e.synced
 		if later && a.success && !ct.KeepOnSuccess && failures == 0 && !blocked {
@@ -215,6 +226,35 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 		}
 	}
 	return c.trans
+}
+
+// dropSettledMirrors keeps, of counter i's mirror charges made before
+// settled (other than the call's own), at most as many as the store has
+// pending besides the call's own charge, dropping the oldest: their
+// outcomes were reported to another gate instance. Without this, each
+// charge settled elsewhere would count here until its pending timeout,
+// and a store outage would then refuse the subject here.
+func (c *memCall) dropSettledMirrors(i, storePending int, settled int64) {
+	e := c.e[i]
+	own := c.op.Token
+	if j := e.chargeIndex(own); j >= 0 {
+		storePending-- // the call's own charge, admitted
+	}
+	old := 0
+	for _, ch := range e.pending {
+		if ch.mirror && ch.at < settled && ch.token != own {
+			old++
+		}
+	}
+	for excess := old - max(storePending, 0); excess > 0; excess-- {
+		oldest := -1
+		for j, ch := range e.pending {
+			if ch.mirror && ch.at < settled && ch.token != own && (oldest < 0 || ch.at < e.pending[oldest].at) {
+				oldest = j
+			}
+		}
+		c.uncharge(i, e.pending[oldest].token)
+	}
 }
 
 // localFinish is Finish for the local limiter deciding alone: it also

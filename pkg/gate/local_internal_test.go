@@ -55,9 +55,11 @@ func (f *localFixture) state() (failures int, blocked bool) {
 }
 
 // TestLocalMirrorChargeIsTheStores: a mirror charge counts while its
-// attempt is in flight, and when it expires it is dropped, uncounted (the
-// store turns it into a failure, and the limiter learns that from the
-// store); a charge the limiter made alone turns into a failure.
+// attempt is in flight; when it expires it turns into a failure, as in the
+// store, until the store's next answer says what the store counted (an
+// outcome reported to another gate instance). A charge the limiter made
+// alone also turns into a failure, which no store answer removes: the
+// store never saw it.
 func TestLocalMirrorChargeIsTheStores(t *testing.T) {
 	f := newLocalFixture(t)
 	ctx := context.Background()
@@ -72,14 +74,23 @@ func TestLocalMirrorChargeIsTheStores(t *testing.T) {
 	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
 	r, err = f.local.Begin(ctx, f.token("local"))
 	require.NoError(t, err)
-	require.True(t, r.Admitted, "the mirror charges expired")
-	assert.Equal(t, []int{0}, r.Failures, "uncounted: the store counts them")
+	assert.False(t, r.Admitted, "four abandoned attempts are four failures: blocked")
+	assert.Equal(t, []int{4}, r.Failures)
+	f.local.sync(f.op, storeAnswer{res: f.answer(0, false), sent: f.sent(time.Millisecond)})
+	failures, blocked := f.state()
+	assert.Zero(t, failures, "the store settled them: their outcomes were reported elsewhere")
+	assert.False(t, blocked)
 
-	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
-	failures, _ := f.state()
-	r, err = f.local.Begin(ctx, f.token("local-2"))
+	r, err = f.local.Begin(ctx, f.token("alone.local"))
 	require.NoError(t, err)
-	assert.Equal(t, []int{1}, r.Failures, "a charge made here alone expires into a failure (was %d)", failures)
+	require.True(t, r.Admitted)
+	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
+	_, err = f.local.Begin(ctx, f.token("next.local")) // settles the expired charge
+	require.NoError(t, err)
+	f.local.release(f.token("next.local"))
+	f.local.sync(f.op, storeAnswer{res: f.answer(0, false), sent: f.sent(time.Millisecond)})
+	failures, _ = f.state()
+	assert.Equal(t, 1, failures, "a charge made here alone stays a failure: the store never saw it")
 }
 
 // TestLocalSyncAddsWhatTheStoreHasNot: failures counted here alone are
@@ -198,4 +209,31 @@ func TestBacklogBounds(t *testing.T) {
 	}
 	assert.LessOrEqual(t, big.bytes, int64(backlogMaxBytes), "bounded by bytes as well")
 	assert.Less(t, big.len(), 1000)
+}
+
+// TestLocalForgetsChargesSettledElsewhere: attempts this process sent to
+// the store, whose outcomes another gate instance settled, leave mirror
+// charges here; the store's count of charges pending in a later Begin's
+// answer drops them, so that a store outage then does not refuse the
+// subject here for the pending timeout. Charges of calls that may still
+// be in flight are kept.
+func TestLocalForgetsChargesSettledElsewhere(t *testing.T) {
+	f := newLocalFixture(t)
+	for _, tok := range []string{"a", "b", "c", "d"} {
+		_, refused := f.local.reserve(f.token(tok))
+		require.False(t, refused)
+	}
+	f.now = f.now.Add(time.Second)
+	_, refused := f.local.reserve(f.token("recent")) // a call in flight
+	require.False(t, refused)
+	_, refused = f.local.reserve(f.token("e"))
+	require.False(t, refused)
+	res := &Result{Failures: []int{0}, Admitted: true, Pending: []int{1}} // "e" alone: a..d were settled elsewhere
+	f.local.sync(f.token("e"), storeAnswer{res: res, sent: f.sent(0), settled: f.sent(-200 * time.Millisecond)})
+	e := f.local.shardFor(1, "carol").m[1]["carol"]
+	var left []string
+	for _, ch := range e.pending {
+		left = append(left, ch.token)
+	}
+	assert.ElementsMatch(t, []string{"recent", "e"}, left, "the settled ones dropped; the call in flight and the answer's own kept")
 }

@@ -27,9 +27,9 @@ type MemoryOptions struct {
 	// the store: each entry's fixed cost (entryBytes) plus its subject,
 	// and each pending charge's (chargeBytes) plus its token. Attackers
 	// choose how long a username is, so an entry bound alone let 1.1 M
-	// names of 255 four-byte characters take 2 GB. Default 256 MiB; the
-	// process's resident memory for the store stays within about twice
-	// this (Go's heap and map overhead).
+	// names of 255 four-byte characters take 2 GB. Default 128 MiB
+	// (DefaultMemoryMaxBytes). Go's collector lets the heap grow to about
+	// twice what is live: budget twice this for the store.
 	MaxBytes int64
 	// Shards is the number of independently locked partitions. Default 64;
 	// rounded down to a power of two, and lowered so that every shard holds
@@ -225,7 +225,7 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	}
 	c.createAll()
 	p := c.op.Policy
-	ch := charge{token: op.Token, expires: forever, keep: forever}
+	ch := charge{token: op.Token, at: c.now, expires: forever, keep: forever}
 	if p.PendingTimeout > 0 {
 		ch.expires = addDur(c.now, p.PendingTimeout)
 		if p.AttemptCooloff > 0 {
@@ -453,6 +453,7 @@ func (s *MemoryStore) Blocked(_ context.Context, kind Kind, limit int) ([]BlockS
 // charge is an attempt charged by Begin and not yet finished.
 type charge struct {
 	token string
+	at    int64 // when it was made (unix ns)
 	// mirror marks a charge the gate's local limiter copied from its
 	// store (see localLimiter): the store turns it into a failure if it
 	// expires, so here it is dropped on expiry, uncounted.
@@ -488,7 +489,7 @@ type entry struct {
 // expire forgets what has expired in e by now, except charges.
 func (e *entry) expire(now int64, sh *memShard) {
 	if e.failures > 0 && e.failUntil <= now {
-		e.failures = 0
+		e.failures, e.unconfirmed = 0, 0
 	}
 	if e.lockouts > 0 && e.lockoutUntil <= now {
 		e.lockouts = 0
@@ -894,13 +895,17 @@ func (c *memCall) settleAll() {
 				continue
 			}
 			freed += chargeBytes + int64(len(ch.token))
-			if ch.mirror {
-				continue // the store counts it
-			}
 			// The charge became a failure when it expired: count it then,
 			// so that a charge found late slides its counter as it would
-			// have if it had been found in time.
+			// have if it had been found in time. In a local limiter, a
+			// charge it made alone is a failure its store never learns:
+			// unconfirmed, it is added to the store's counts until it
+			// expires (a mirror charge is the store's to count, and its
+			// next answer says so).
 			e.addFailure(ch.expires, c.op.Policy)
+			if !ch.mirror {
+				e.unconfirmed++
+			}
 			converted = true
 		}
 		clear(e.pending[len(kept):])
@@ -1005,16 +1010,16 @@ func (c *memCall) createAll() {
 }
 
 // result is the state of the call's counters, after settleAll and the
-// call's changes; for Begin with the lockout counts.
+// call's changes; for Begin with the lockout and pending counts.
 func (c *memCall) result() Result {
 	size := c.n
 	if c.begin {
-		size *= 2 // one allocation for both slices
+		size *= 3 // one allocation for the three slices
 	}
 	buf := make([]int, size)
 	res := Result{Failures: buf[:c.n:c.n], Transitions: c.trans}
 	if c.begin {
-		res.Lockouts = buf[c.n:]
+		res.Lockouts, res.Pending = buf[c.n:2*c.n:2*c.n], buf[2*c.n:]
 	}
 	for i := 0; i < c.n; i++ {
 		e := c.e[i]
@@ -1023,7 +1028,7 @@ func (c *memCall) result() Result {
 		}
 		res.Failures[i] = int(e.failures)
 		if c.begin {
-			res.Lockouts[i] = int(e.lockouts)
+			res.Lockouts[i], res.Pending[i] = int(e.lockouts), len(e.pending)
 		}
 		if e.blocked {
 			res.Blocked = append(res.Blocked, e.state(c.op.Counters[i], c.now))

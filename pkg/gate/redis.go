@@ -416,7 +416,7 @@ func redisArgsOf(p *Policy) *redisPolicyArgs {
 }
 
 // decodeRedisResult reads the flat integer reply described in redis_common.lua.
-// withLockouts fills Result.Lockouts (Begin).
+// withLockouts fills Result.Lockouts and Result.Pending (Begin).
 func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 	vals, ok := reply.([]any)
 	if !ok {
@@ -428,7 +428,7 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 			return Result{}, fmt.Errorf("reply element %d: unexpected %T", i, v)
 		}
 	}
-	const head, perCounter, perTransition = 3, 5, 6
+	const head, perCounter, perTransition = 3, 6, 6
 	nc := len(op.Counters)
 	if len(n) < head || n[2] != int64(nc) || (len(n)-head-perCounter*nc) < 0 ||
 		(len(n)-head-perCounter*nc)%perTransition != 0 {
@@ -440,7 +440,7 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 		Failures:   make([]int, nc),
 	}
 	if withLockouts {
-		res.Lockouts = make([]int, nc)
+		res.Lockouts, res.Pending = make([]int, nc), make([]int, nc)
 	}
 	for i, c := range op.Counters {
 		v := n[head+perCounter*i:]
@@ -455,7 +455,7 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 			res.Saturated = append(res.Saturated, c.Kind)
 		}
 		if withLockouts {
-			res.Lockouts[i] = int(v[4])
+			res.Lockouts[i], res.Pending[i] = int(v[4]), int(v[5])
 		}
 	}
 	for t := n[head+perCounter*nc:]; len(t) > 0; t = t[perTransition:] {

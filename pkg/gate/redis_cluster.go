@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 )
 
 // RedisClusterClient is the part of a go-redis v9 client that
@@ -85,8 +86,9 @@ type RedisClusterStore struct {
 	prefix string
 	log    *slog.Logger
 	// indexTimeout bounds index writes and compensating releases, which
-	// run even when the caller's context is done.
+	// run even when the caller's context is done (see followUp).
 	indexTimeout time.Duration
+	logs         struct{ index, release rate.Sometimes }
 }
 
 // RedisClusterOption configures a RedisClusterStore.
@@ -106,6 +108,7 @@ func NewRedisClusterStore(client RedisClusterClient, prefix string, opts ...Redi
 		return nil, fmt.Errorf("redis cluster store: prefix %q must be non-empty, without '{' or '}'", prefix)
 	}
 	s := &RedisClusterStore{client: client, prefix: prefix, log: slog.Default(), indexTimeout: 2 * time.Second}
+	s.logs.index.Interval, s.logs.release.Interval = time.Minute, time.Minute
 	for _, o := range opts {
 		o(s)
 	}
@@ -150,10 +153,16 @@ func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
 		return Result{}, err
 	}
 	res := mergeRedisResults(op, rs, admitted)
-	res.Lockouts = make([]int, len(op.Counters))
+	res.Lockouts, res.Pending = make([]int, len(op.Counters)), make([]int, len(op.Counters))
 	for i, r := range rs {
 		if len(r.Lockouts) == 1 {
 			res.Lockouts[i] = r.Lockouts[0]
+		}
+		if len(r.Pending) == 1 {
+			res.Pending[i] = r.Pending[0]
+			if r.Admitted && !admitted {
+				res.Pending[i]-- // released above: another counter refused
+			}
 		}
 	}
 	return res, nil
@@ -400,15 +409,17 @@ func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Res
 	if len(charged) == 0 {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.indexTimeout)
+	ctx, cancel := s.followUp(ctx)
 	defer cancel()
 	pipe := s.client.Pipeline()
 	for _, c := range charged {
 		pipe.ZRem(ctx, s.key("pending", c.Kind, c.Subject), op.Token)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.log.Warn("redis cluster store: charge not released; it will expire into a failure",
-			"err", err, "kind", string(charged[0].Kind), "subject", charged[0].Subject)
+		s.logs.release.Do(func() {
+			s.log.Warn("redis cluster store: charge not released; it will expire into a failure (repeats within a minute not logged)",
+				"err", err, "kind", string(charged[0].Kind), "subject", charged[0].Subject)
+		})
 	}
 	return false
 }
@@ -432,11 +443,28 @@ func (s *RedisClusterStore) index(ctx context.Context, rs []Result, errs []error
 	}
 }
 
+// followUpFloor is the least time a follow-up write gets when the
+// caller's deadline has (almost) passed.
+const followUpFloor = 25 * time.Millisecond
+
+// followUp bounds a write that follows a script and must be tried even
+// when the caller has given up (the index of a new block, the release of
+// a charge): by the caller's deadline, but at least followUpFloor and at
+// most indexTimeout. A master that hangs then delays an answer by the
+// floor, not by indexTimeout.
+func (s *RedisClusterStore) followUp(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.indexTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, max(time.Until(dl), followUpFloor))
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
 // indexBlocks adds blocks to the index of their kind, scored by their end
 // as seen now (after the script: never before the real end), even if ctx
 // is done: a block must be listed.
 func (s *RedisClusterStore) indexBlocks(ctx context.Context, ts []Transition) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.indexTimeout)
+	ctx, cancel := s.followUp(ctx)
 	defer cancel()
 	now := time.Now()
 	pipe := s.client.Pipeline()
@@ -448,8 +476,10 @@ func (s *RedisClusterStore) indexBlocks(ctx context.Context, ts []Transition) {
 		pipe.ZAdd(ctx, s.indexKey(t.Kind), redis.Z{Score: score, Member: t.Subject})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.log.Warn("redis cluster store: block not indexed; Blocked will not list it",
-			"err", err, "kind", string(ts[0].Kind), "subject", ts[0].Subject)
+		s.logs.index.Do(func() {
+			s.log.Warn("redis cluster store: block not indexed; Blocked will not list it (repeats within a minute not logged)",
+				"err", err, "kind", string(ts[0].Kind), "subject", ts[0].Subject)
+		})
 	}
 }
 

@@ -23,9 +23,10 @@
 --   ARGV[7+3*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
---   then per counter, 5 values: failures, block (0 none, 1 expiring,
+--   then per counter, 6 values: failures, block (0 none, 1 expiring,
 --        2 permanent), block ttl in ms, saturated (0/1), lockouts so far
---        (Begin only; 0 in the other scripts' replies),
+--        and charges pending after the call (both Begin only; 0 in the
+--        other scripts' replies),
 --   then per transition, 6 values: counter index (1-based), blocked (0/1),
 --        duration in ms, permanent (0/1), failures, lockouts.
 --
@@ -247,7 +248,9 @@ local function charge(op)
     deadline = '+inf'
   end
   for _, c in ipairs(op.counters) do
-    redis.call('ZADD', c.pending, deadline, op.token)
+    if redis.call('ZADD', c.pending, deadline, op.token) == 1 and c.pending_n then
+      c.pending_n = c.pending_n + 1
+    end
     if op.pending_timeout > 0 and op.attempt_cooloff > 0 then
       -- Once every charge is overdue by the attempt cool-off, the failures
       -- they would have become are forgotten too: the set may go.
@@ -257,8 +260,8 @@ local function charge(op)
 end
 
 -- reply is the flat integer reply described above. Only Begin's reply
--- carries the lockouts so far (with_lockouts); other scripts send 0, which
--- the Go side does not read.
+-- carries the lockouts so far and the charges pending (with_lockouts);
+-- other scripts send 0, which the Go side does not read.
 local function reply(op, admitted, last_chance, with_lockouts)
   local out = { admitted and 1 or 0, last_chance and 1 or 0, #op.counters }
   for _, c in ipairs(op.counters) do
@@ -274,6 +277,7 @@ local function reply(op, admitted, last_chance, with_lockouts)
     out[#out + 1] = ttl
     out[#out + 1] = c.saturated
     out[#out + 1] = with_lockouts and tonumber(redis.call('GET', c.lockouts) or '0') or 0
+    out[#out + 1] = with_lockouts and c.pending_n or 0
   end
   for _, v in ipairs(op.transitions) do
     out[#out + 1] = v

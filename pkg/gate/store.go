@@ -134,6 +134,12 @@ type Result struct {
 	// selects the next lockout cool-off. Nil when the store does not say;
 	// the first cool-off is assumed then.
 	Lockouts []int
+	// Pending (Begin, optional) holds, per Op.Counters index, the number
+	// of charges pending on the subject after the call, this attempt's
+	// included if it was admitted. The gate's local limiter forgets, by
+	// it, attempts whose outcome another gate instance settled. Nil when
+	// the store does not say.
+	Pending []int
 }
 
 // Store keeps failure counters, in-flight charges and blocks. Every method
