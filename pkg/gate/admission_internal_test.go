@@ -36,6 +36,10 @@ func TestAdmissionUnderTenThousandAttempts(t *testing.T) {
 	srv := testenv.Redis(t)
 	for run := 1; ; run++ {
 		over, allowed := admissionBurst(t, srv)
+		if raceEnabled {
+			t.Log("-race: the store waits are not timed (the race detector slows every goroutine)")
+			return
+		}
 		if over <= allowed || run == 3 {
 			assert.LessOrEqual(t, over, allowed, "p99.9 of the store waits within 1.5 times the deadline, in one of %d runs", run)
 			return
@@ -46,10 +50,11 @@ func TestAdmissionUnderTenThousandAttempts(t *testing.T) {
 // admissionBurst runs the burst once at a new gate and returns the store
 // waits beyond 1.5 times the deadline, and how many p99.9 allows.
 func admissionBurst(t *testing.T, srv *testenv.RedisServer) (over, allowed uint64) {
-	const (
-		callers = 10_000
-		rounds  = 3
-	)
+	const callers = 10_000
+	rounds := 3
+	if raceEnabled {
+		rounds = 1 // ten times slower: one round checks the same bounds
+	}
 	cfg := DefaultConfig()
 	reg := prometheus.NewRegistry()
 	g, err := New(cfg, NewRedisStore(srv.Client(), "adm-"+strconv.FormatInt(time.Now().UnixNano(), 36)),

@@ -228,7 +228,8 @@ func (s *RedisStore) Blocked(ctx context.Context, kind Kind, limit int) ([]Block
 		if ttl < 0 {
 			st.Permanent = true
 		} else {
-			st.TTL = time.Duration(ttl) * time.Millisecond
+			// A block read in its last millisecond (PTTL 0) still ends.
+			st.TTL = max(time.Duration(ttl)*time.Millisecond, time.Millisecond)
 		}
 		out = append(out, st)
 	}

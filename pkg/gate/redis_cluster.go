@@ -311,7 +311,7 @@ func (s *RedisClusterStore) Blocked(ctx context.Context, kind Kind, limit int) (
 			if ttl < 0 {
 				st.Permanent = true
 			} else {
-				st.TTL = ttl
+				st.TTL = max(ttl, time.Millisecond) // PTTL 0: its last millisecond
 			}
 			out = append(out, st)
 			if limit > 0 && len(out) >= limit {
