@@ -141,6 +141,7 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 		g.adm = newAdmission(n)
 		if cfg.FailMode == FailLocal {
 			g.local = NewMemoryStore(MemoryOptions{MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes})
+			g.local.keepLocal = true
 		}
 		g.backlog.wake = make(chan struct{}, 1)
 		g.drainStop, g.drainDone = make(chan struct{}), make(chan struct{})

@@ -56,14 +56,20 @@ func (s *MemoryStore) reserve(op Op) (res Result, refused bool) {
 			break
 		}
 	}
-	c.createAll()
+	c.createAll() // full: the store decides alone what has no room here
 	ch := charge{token: op.Token, at: c.now, mirror: true, expires: forever, keep: forever}
 	if p := op.Policy; p.PendingTimeout > 0 {
+		// Kept as long as the failure it turns into would be: expiring,
+		// it counts until the store's next answer.
 		ch.expires = addDur(c.now, p.PendingTimeout)
-		ch.keep = ch.expires
+		if p.AttemptCooloff > 0 {
+			ch.keep = addDur(ch.expires, p.AttemptCooloff)
+		}
 	}
 	for i := 0; i < c.n; i++ {
-		c.charge(i, ch)
+		if c.e[i] != nil {
+			c.charge(i, ch)
+		}
 	}
 	return Result{}, false
 }
@@ -172,7 +178,9 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 			if failures == 0 && !blocked && lockouts <= 0 {
 				continue // nothing to remember
 			}
-			e = c.s.insert(c.sh[i], c.ki[i], ct.Subject, c.now, c.e[:c.n])
+			if e = c.s.insert(c.sh[i], c.ki[i], ct.Subject, c.now, c.e[:c.n]); e == nil {
+				continue // full of what only the limiter knows: that is kept
+			}
 			c.e[i] = e
 		}
 		e.expire(c.now, c.sh[i])

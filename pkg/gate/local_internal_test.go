@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ type localFixture struct {
 func newLocalFixture(t *testing.T) *localFixture {
 	f := &localFixture{t: t, now: time.Unix(1_700_000_000, 0)}
 	f.local = NewMemoryStore(MemoryOptions{Clock: func() time.Time { return f.now }, SweepInterval: -1})
+	f.local.keepLocal = true
 	cfg := DefaultConfig()
 	f.p = cfg.policy()
 	f.op = Op{Counters: []Counter{{Kind: KindUsername, Subject: "carol", Limit: 3}}, Policy: &f.p}
@@ -72,6 +74,7 @@ func TestLocalMirrorChargeIsTheStores(t *testing.T) {
 	assert.Equal(t, []Kind{KindUsername}, r.Saturated, "four attempts in flight fill the budget")
 
 	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
+	f.local.sweep() // the sweeper keeps them: the failures they become
 	r, err = f.local.Begin(ctx, f.token("local"))
 	require.NoError(t, err)
 	assert.False(t, r.Admitted, "four abandoned attempts are four failures: blocked")
@@ -236,4 +239,48 @@ func TestLocalForgetsChargesSettledElsewhere(t *testing.T) {
 		left = append(left, ch.token)
 	}
 	assert.ElementsMatch(t, []string{"recent", "e"}, left, "the settled ones dropped; the call in flight and the answer's own kept")
+}
+
+// TestLocalKeepsWhatOnlyItKnows: while its store is away, a flood of new
+// names cannot make the local limiter forget the failures of a victim that
+// only it counted: full of such failures, it refuses new subjects instead
+// of evicting them (a flood of 150,000 names let an attacker through 3
+// more guesses each time before). A memory store that is the store itself
+// evicts as before.
+func TestLocalKeepsWhatOnlyItKnows(t *testing.T) {
+	cfg := DefaultConfig()
+	p := cfg.policy()
+	op := func(user string) Op {
+		return Op{Counters: []Counter{{Kind: KindUsername, Subject: user, Limit: 3}}, Policy: &p}
+	}
+	for _, limiter := range []bool{true, false} {
+		s := NewMemoryStore(MemoryOptions{MaxEntries: 200, Shards: 1, SweepInterval: -1})
+		s.keepLocal = limiter
+		for range 3 {
+			require.True(t, s.localRecord(op("victim"), false).Admitted)
+		}
+		refused := 0
+		for i := range 10_000 {
+			if r := s.localRecord(op(fmt.Sprintf("flood-%d", i)), false); !r.Admitted {
+				refused++
+				require.Equal(t, []Kind{KindUsername}, r.Saturated)
+			}
+		}
+		r, err := s.Check(context.Background(), op("victim"))
+		require.NoError(t, err)
+		st := s.Stats()
+		t.Logf("limiter %t: %d of 10,000 new names refused, %d entries, victim's failures %v", limiter, refused, st.Entries, r.Failures)
+		if limiter {
+			assert.Equal(t, []int{3}, r.Failures, "the victim's failures outlive the flood")
+			assert.Positive(t, refused)
+			assert.EqualValues(t, refused, st.Refused)
+			r = s.localRecord(op("victim"), false)
+			assert.Len(t, r.Blocked, 1, "and its next failure blocks")
+		} else {
+			assert.Zero(t, refused, "the store itself makes room")
+			assert.Equal(t, []int{0}, r.Failures)
+		}
+		assert.LessOrEqual(t, st.Entries, 200)
+		s.Close()
+	}
 }

@@ -61,6 +61,10 @@ type MemoryStats struct {
 	// Expired counts entries removed because everything in them had
 	// expired, since the store was created.
 	Expired uint64
+	// Refused counts attempts a local limiter refused for want of room:
+	// full of what only it knows (failures its store has not had, attempts
+	// it admitted alone), it keeps that rather than make room.
+	Refused uint64
 }
 
 // MemoryStore is a Store kept in the memory of one process: the store of a
@@ -81,8 +85,11 @@ type MemoryStore struct {
 	seed          maphash.Seed
 	clock         func() time.Time
 
-	entries       atomic.Int64
-	bytes         atomic.Int64
+	entries atomic.Int64
+	bytes   atomic.Int64
+	refused atomic.Uint64
+	// keepLocal makes the store a local limiter: see victim.
+	keepLocal     bool
 	evictions     atomic.Uint64
 	evictedBlocks atomic.Uint64
 	expired       atomic.Uint64
@@ -107,6 +114,7 @@ const (
 	entryBytes     = 160
 	chargeBytes    = 48
 	evictScan      = 8  // candidates looked at when choosing a victim
+	keepScan       = 64 // entries passed over at most, in a local limiter, to find them
 	sweepBudget    = 32 // entries looked at per shard, list and round
 	sweepMaxRounds = 8  // rounds per shard and tick while many expire
 	forever        = math.MaxInt64
@@ -180,6 +188,7 @@ func (s *MemoryStore) Stats() MemoryStats {
 		Evictions:     s.evictions.Load(),
 		EvictedBlocks: s.evictedBlocks.Load(),
 		Expired:       s.expired.Load(),
+		Refused:       s.refused.Load(),
 	}
 }
 
@@ -223,7 +232,9 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	if res, refused := c.refusal(); refused {
 		return res, nil
 	}
-	c.createAll()
+	if full := c.createAll(); full != nil {
+		return c.refuseFull(full), nil
+	}
 	p := c.op.Policy
 	ch := charge{token: op.Token, at: c.now, expires: forever, keep: forever}
 	if p.PendingTimeout > 0 {
@@ -335,7 +346,9 @@ func (c *memCall) record(success bool) Result {
 			}
 		}
 	} else {
-		c.createAll()
+		if full := c.createAll(); full != nil {
+			return c.refuseFull(full)
+		}
 		for i := 0; i < c.n; i++ {
 			c.fail(i)
 		}
@@ -363,7 +376,9 @@ func (s *MemoryStore) Block(_ context.Context, kind Kind, subject string, d time
 	defer sh.mu.Unlock()
 	e := sh.m[ki][subject]
 	if e == nil {
-		e = s.insert(sh, ki, subject, now, nil)
+		if e = s.insert(sh, ki, subject, now, nil); e == nil {
+			return nil, errors.New("gate: memory store: full of what only it knows")
+		}
 	}
 	e.expire(now, sh)
 	was := e.blocked
@@ -660,7 +675,9 @@ func (s *MemoryStore) shardFor(ki uint8, subject string) *memShard {
 // insert adds an empty entry for subject to sh, locked, making room first
 // if sh is full. It never evicts an entry of protect.
 func (s *MemoryStore) insert(sh *memShard, ki uint8, subject string, now int64, protect []*entry) *entry {
-	s.makeRoom(sh, ki, now, protect, 1, int64(entryBytes+len(subject)))
+	if !s.makeRoom(sh, ki, now, protect, 1, int64(entryBytes+len(subject))) && s.keepLocal {
+		return nil
+	}
 	e := &entry{subject: strings.Clone(subject), kind: ki}
 	sh.m[ki][e.subject] = e
 	sh.lru.pushBack(e)
@@ -671,12 +688,13 @@ func (s *MemoryStore) insert(sh *memShard, ki uint8, subject string, now int64, 
 }
 
 // makeRoom evicts entries of sh, locked, but those of protect, until
-// entries more entries of bytes more bytes fit in its bounds.
-func (s *MemoryStore) makeRoom(sh *memShard, ki uint8, now int64, protect []*entry, entries int, bytes int64) {
+// entries more entries of bytes more bytes fit in its bounds, and reports
+// whether they fit.
+func (s *MemoryStore) makeRoom(sh *memShard, ki uint8, now int64, protect []*entry, entries int, bytes int64) bool {
 	for sh.n+entries > s.perShard || sh.bytes+bytes > s.perShardBytes {
 		v := s.victim(sh, ki, now, protect)
 		if v == nil {
-			return // only protected entries left: one op may exceed the bound a little
+			return false // only protected entries left: one op may exceed the bound a little
 		}
 		if v.deadline() <= now {
 			s.expired.Add(1)
@@ -688,6 +706,7 @@ func (s *MemoryStore) makeRoom(sh *memShard, ki uint8, now int64, protect []*ent
 		}
 		s.remove(sh, v)
 	}
+	return true
 }
 
 // grow counts delta more bytes in sh, locked.
@@ -699,14 +718,20 @@ func (s *MemoryStore) grow(sh *memShard, delta int64) {
 // victim chooses the entry of sh least worth keeping: an expired one if
 // one is found, else the failure counter (no charge, no lockout history
 // preferred) that expires first among the least recently written, and a
-// block, ending first, only when sh holds no other entry.
+// block, ending first, only when sh holds no other entry. A local
+// limiter (keepLocal) never evicts what only it knows (entry.localOnly):
+// nil when nothing else is found.
 func (s *MemoryStore) victim(sh *memShard, ki uint8, now int64, protect []*entry) *entry {
 	var best *entry
 	var bestRich bool
 	var bestDeadline int64
-	seen := 0
-	for e := sh.lru.front(); e != nil && seen < evictScan; e = sh.lru.next(e) {
-		if slices.Contains(protect, e) {
+	keep := func(e *entry) bool {
+		return slices.Contains(protect, e) || s.keepLocal && e.localOnly() && e.deadline() > now
+	}
+	seen, looked := 0, 0
+	for e := sh.lru.front(); e != nil && seen < evictScan && looked < keepScan; e = sh.lru.next(e) {
+		looked++
+		if keep(e) {
 			continue
 		}
 		seen++
@@ -725,7 +750,7 @@ func (s *MemoryStore) victim(sh *memShard, ki uint8, now int64, protect []*entry
 		if seen++; seen > evictScan {
 			break
 		}
-		if e.deadline() <= now && !slices.Contains(protect, e) {
+		if e.deadline() <= now && !keep(e) {
 			return e
 		}
 	}
@@ -734,8 +759,10 @@ func (s *MemoryStore) victim(sh *memShard, ki uint8, now int64, protect []*entry
 	}
 	for k := range sh.blocks {
 		seen = 0
-		for e := sh.blocks[k].front(); e != nil && seen < evictScan; e = sh.blocks[k].next(e) {
-			if slices.Contains(protect, e) {
+		looked = 0
+		for e := sh.blocks[k].front(); e != nil && seen < evictScan && looked < keepScan; e = sh.blocks[k].next(e) {
+			looked++
+			if keep(e) {
 				continue
 			}
 			seen++
@@ -1000,13 +1027,28 @@ func (c *memCall) anyBlocked() bool {
 	return false
 }
 
-// createAll creates the entries of the counters that have none.
-func (c *memCall) createAll() {
+// createAll creates the entries of the counters that have none. Only a
+// local limiter, full of what nobody else knows, can fail to: it returns
+// the kinds left without an entry then.
+func (c *memCall) createAll() (full []Kind) {
 	for i := 0; i < c.n; i++ {
 		if c.e[i] == nil {
 			c.e[i] = c.s.insert(c.sh[i], c.ki[i], c.op.Counters[i].Subject, c.now, c.e[:c.n])
+			if c.e[i] == nil {
+				full = append(full, c.op.Counters[i].Kind)
+			}
 		}
 	}
+	return full
+}
+
+// refuseFull is the refusal of an attempt the store has no room to count:
+// as saturated, on the kinds left without an entry.
+func (c *memCall) refuseFull(full []Kind) Result {
+	c.s.refused.Add(1)
+	res := c.result()
+	res.Saturated = full
+	return res
 }
 
 // result is the state of the call's counters, after settleAll and the

@@ -128,8 +128,8 @@ func waitBuckets(timeout float64) []float64 {
 // memoryCollector exports a MemoryStore's counters: how much it holds and
 // what it had to evict under a flood of new subjects.
 type memoryCollector struct {
-	mem                                               *MemoryStore
-	entries, bytes, evictions, evictedBlocks, expired *prometheus.Desc
+	mem                                                        *MemoryStore
+	entries, bytes, evictions, evictedBlocks, expired, refused *prometheus.Desc
 }
 
 // newMemoryCollector describes mem in the role it plays: "store" (the
@@ -146,11 +146,12 @@ func newMemoryCollector(mem *MemoryStore, role string) *memoryCollector {
 		evictions:     desc("evictions_total", "Live subjects dropped to make room for new ones."),
 		evictedBlocks: desc("evicted_blocks_total", "Blocked subjects dropped to make room: the shard held nothing else."),
 		expired:       desc("expired_total", "Subjects dropped because everything in them had expired."),
+		refused:       desc("refused_total", "Attempts the local limiter refused for want of room: it keeps what only it knows (failures its store has not had) rather than evict it."),
 	}
 }
 
 func (c *memoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.entries, c.bytes, c.evictions, c.evictedBlocks, c.expired} {
+	for _, d := range []*prometheus.Desc{c.entries, c.bytes, c.evictions, c.evictedBlocks, c.expired, c.refused} {
 		ch <- d
 	}
 }
@@ -162,6 +163,7 @@ func (c *memoryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(st.Evictions))
 	ch <- prometheus.MustNewConstMetric(c.evictedBlocks, prometheus.CounterValue, float64(st.EvictedBlocks))
 	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(st.Expired))
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(st.Refused))
 }
 
 // logLimits keep repeated log lines to one per interval: under an attack

@@ -17,8 +17,8 @@ var folders = sync.Pool{New: func() any { c := cases.Fold(); return &c }}
 // counts: invalid UTF-8 replaced, control and format characters and every
 // default-ignorable code point (zero-width and joiner characters,
 // variation selectors, Hangul fillers, ...) removed, Unicode NFKC with case
-// folding applied, spaces trimmed, and the result capped at maxLen
-// characters. So "Alice", " alice " and the full-width "ａｌｉｃｅ" are one
+// folding applied (and Turkish İ and ı taken for i), spaces trimmed, and
+// the result capped at maxLen characters. So "Alice", " alice " and the full-width "ａｌｉｃｅ" are one
 // identity, and no invisible character makes a new one. Empty means "no
 // username".
 func NormalizeUsername(s string, maxLen int) string {
@@ -36,13 +36,14 @@ func NormalizeUsername(s string, maxLen int) string {
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.Map(func(r rune) rune {
-		if dropped(r) {
+		switch {
+		case dropped(r):
 			if unicode.IsSpace(r) {
 				return ' '
 			}
 			return -1
 		}
-		return r
+		return turkishI(r)
 	}, s)
 	s = norm.NFKC.String(s)
 	f := folders.Get().(*cases.Caser)
@@ -50,8 +51,22 @@ func NormalizeUsername(s string, maxLen int) string {
 	folders.Put(f)
 	s = strings.Map(cherokeeFold, s)
 	s = norm.NFKC.String(s)
+	if strings.ContainsRune(s, 'ı') { // made by NFKC, e.g. of U+1D6A4
+		s = norm.NFKC.String(strings.Map(turkishI, s))
+	}
 	s = strings.TrimFunc(s, unicode.IsSpace)
 	return capRunes(s, maxLen)
+}
+
+// turkishI takes the Turkish dotted capital and dotless small i for i: an
+// application that compares names with strings.ToLower or ToUpper takes
+// "kİwi" and "kıwi" for "kiwi", while case folding keeps them apart, so
+// each spelling had a failure budget of its own.
+func turkishI(r rune) rune {
+	if r == 'İ' || r == 'ı' {
+		return 'i'
+	}
+	return r
 }
 
 // invisible reports a character NormalizeUsername removes, or trims at
