@@ -284,3 +284,29 @@ func TestLocalKeepsWhatOnlyItKnows(t *testing.T) {
 		s.Close()
 	}
 }
+
+// BenchmarkLocalMirror is what the local limiter adds to a login while the
+// store answers: the mirror charge before Begin, the copy of Begin's
+// answer, and the copy of Finish's answer with the charge's release, for
+// an IP and a username.
+func BenchmarkLocalMirror(b *testing.B) {
+	cfg := DefaultConfig()
+	p := cfg.policy()
+	local := NewMemoryStore(MemoryOptions{SweepInterval: -1})
+	local.keepLocal = true
+	defer local.Close()
+	begin := &Result{Failures: []int{0, 0}, Admitted: true, Pending: []int{1, 1}, Lockouts: []int{0, 0}}
+	finish := &Result{Failures: []int{1, 1}}
+	i := 0
+	for b.Loop() {
+		i++
+		op := Op{Counters: []Counter{
+			{Kind: KindIP, Subject: fmt.Sprintf("10.0.%d.%d", i>>8&255, i&255), Limit: 3},
+			{Kind: KindUsername, Subject: fmt.Sprintf("user-%d", i%10_000), Limit: 3},
+		}, Policy: &p, Token: fmt.Sprintf("t-%d", i)}
+		sent := time.Now().UnixNano()
+		local.reserve(op)
+		local.sync(op, storeAnswer{res: begin, sent: sent, settled: sent - int64(200*time.Millisecond)})
+		local.sync(op, storeAnswer{res: finish, sent: time.Now().UnixNano(), release: true})
+	}
+}
