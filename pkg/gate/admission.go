@@ -20,7 +20,7 @@ type admission struct {
 	// service is a moving average of how long a call holds its slot, in
 	// nanoseconds: what a waiter expects to wait per turn.
 	service atomic.Int64
-	// Peaks since the gate started, for tests and the metrics.
+	// Peaks since the gate started, for tests.
 	peakInFlight, peakWaiting atomic.Int64
 }
 

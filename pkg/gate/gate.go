@@ -99,10 +99,13 @@ type Gate struct {
 	local *MemoryStore
 	// backlog holds the outcomes the store could not take, replayed by
 	// drainLoop once it answers (not with a MemoryStore).
-	backlog   backlog
-	drainStop chan struct{}
-	drainDone chan struct{}
-	logs      logLimits
+	backlog     backlog
+	drainCtx    context.Context // canceled by Close: the drain loop stops
+	stopDrain   context.CancelFunc
+	drainDone   chan struct{}
+	drainClosed atomic.Bool // no replay is written any more
+	closeOnce   sync.Once
+	logs        logLimits
 
 	tokenPrefix string
 	tokenSeq    atomic.Uint64
@@ -144,7 +147,8 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 			g.local.keepLocal = true
 		}
 		g.backlog.wake = make(chan struct{}, 1)
-		g.drainStop, g.drainDone = make(chan struct{}), make(chan struct{})
+		g.drainCtx, g.stopDrain = context.WithCancel(context.Background())
+		g.drainDone = make(chan struct{})
 		go g.drainLoop()
 	}
 	g.m = newMetrics(g.reg, g)
@@ -186,40 +190,49 @@ func (g *Gate) Config() Config { return g.cfg }
 // yet, until ctx ends. What is left then is lost: the store turns its
 // charges into failures after DEFENDER_PENDING_TIMEOUT.
 func (g *Gate) Close(ctx context.Context) error {
+	err := errors.New("gate close: already closed")
+	g.closeOnce.Do(func() { err = g.close(ctx) })
+	return err
+}
+
+func (g *Gate) close(ctx context.Context) error {
 	g.settleMu.Lock()
-	first := !g.closed
-	if first {
-		g.closed = true
-		for _, ch := range g.settleCh {
-			close(ch)
-		}
+	g.closed = true
+	for _, ch := range g.settleCh {
+		close(ch)
 	}
 	g.settleMu.Unlock()
 	done := make(chan struct{})
 	go func() { g.workers.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("gate close: %w", ctx.Err())
+		err = fmt.Errorf("gate close: outcomes still being written: %w", ctx.Err())
 	}
-	if g.drainStop == nil || !first {
-		return nil
-	}
-	close(g.drainStop)
-	<-g.drainDone
-	for g.backlog.len() > 0 && ctx.Err() == nil {
-		if err := g.drainBatch(ctx); err != nil {
-			break
+	if g.stopDrain != nil {
+		// The loop stops between two replays; what is left is written
+		// here, until ctx ends.
+		g.stopDrain()
+		select {
+		case <-g.drainDone:
+		case <-ctx.Done():
+		}
+		for err == nil && g.backlog.len() > 0 && ctx.Err() == nil {
+			if g.drainBatch(ctx) != nil {
+				break
+			}
+		}
+		g.drainClosed.Store(true)
+		if n := g.backlog.len(); n > 0 {
+			g.log.Error("gate closed with outcomes its store never took", "outcomes", n)
+			err = errors.Join(err, fmt.Errorf("gate close: %d outcomes not written to the store", n))
 		}
 	}
 	if g.local != nil {
 		g.local.Close()
 	}
-	if n := g.backlog.len(); n > 0 {
-		g.log.Error("gate closed with outcomes its store never took", "outcomes", n)
-		return fmt.Errorf("gate close: %d outcomes not written to the store", n)
-	}
-	return nil
+	return err
 }
 
 // identity is an attempt reduced to what the store counts.
@@ -367,8 +380,8 @@ func (g *Gate) syncLocal(op Op, a storeAnswer) {
 }
 
 // degraded counts a decision taken without the store, and warns (at most
-// once a second). It returns the refusal of FailClosed, or ok false when
-// the local limiter decides (FailLocal).
+// once per logInterval). It returns the refusal of FailClosed (closed
+// true), or closed false when the local limiter decides (FailLocal).
 func (g *Gate) degraded(err error) (refusal Decision, closed bool) {
 	g.m.degraded[g.cfg.FailMode].Inc()
 	g.logs.storeLate.Do(func() {
@@ -560,8 +573,7 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 		return g.begun(t, &res, g.decideLocally(&t.id, &res, err), chargedLocally)
 	}
 	if g.local != nil {
-		g.syncLocal(op, storeAnswer{res: &res, sent: sent, release: !res.Admitted,
-			settled: sent - 2*int64(g.cfg.StoreTimeout)})
+		g.syncLocal(op, storeAnswer{res: &res, sent: sent, release: !res.Admitted, admitted: res.Admitted})
 	}
 	g.transitions(res.Transitions, ReasonAuto, false)
 	return g.begun(t, &res, decide(&t.id, &res), chargedInStore)
@@ -781,7 +793,7 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 		}
 		d := g.decideLocally(&t.id, &res, nil)
 		if counted {
-			g.queueReplay(op, false, success)
+			g.queueReplay(op, false, success, !success)
 		}
 		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 		return d
@@ -812,11 +824,13 @@ func (g *Gate) settled(t *Ticket, op Op, success bool, res *Result, sent int64) 
 // the store answers again.
 func (g *Gate) settleFailed(t *Ticket, op Op, success bool, err error) Decision {
 	d, closed := g.degraded(err)
+	counted := false
 	if !closed {
-		res, _ := g.local.localFinish(op, success)
+		res, pending := g.local.localFinish(op, success)
+		counted = pending && !success
 		d = g.decideLocally(&t.id, &res, err)
 	}
-	g.queueReplay(op, true, success)
+	g.queueReplay(op, true, success, counted)
 	g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 	return d
 }
@@ -856,7 +870,7 @@ func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
 		}
 		res = g.local.localRecord(op, success)
 		if res.Admitted {
-			g.queueReplay(op, false, success)
+			g.queueReplay(op, false, success, !success)
 		}
 		d = g.decideLocally(&id, &res, err)
 	}
@@ -1027,10 +1041,14 @@ func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) 
 
 // queueReplay puts an outcome the store did not take in the backlog:
 // finish for a charge the store made, else a local admission's outcome.
-// (The local limiter counted it as unconfirmed: until the store has it,
-// the limiter keeps its own count.)
-func (g *Gate) queueReplay(op Op, finish, success bool) {
-	dropped := g.backlog.push(newReplay(op, finish, success))
+// counted says the local limiter counted it as an unconfirmed failure
+// (until the store has it, the limiter keeps its own count).
+func (g *Gate) queueReplay(op Op, finish, success, counted bool) {
+	if g.drainClosed.Load() {
+		g.m.replayDropped.WithLabelValues("closed").Inc()
+		return
+	}
+	dropped := g.backlog.push(newReplay(op, finish, success, counted))
 	g.m.backlog.Inc()
 	if len(dropped) == 0 {
 		return
@@ -1049,30 +1067,31 @@ func (g *Gate) queueReplay(op Op, finish, success bool) {
 // matter: the store has the failure already (a charge it turned into a
 // failure at its pending timeout), or would have forgotten it.
 func (g *Gate) forget(r replay) {
-	if g.local != nil && !r.success {
+	if g.local != nil && r.counted {
 		g.local.unconfirm(r.op, -1)
 	}
 }
 
 // drainLoop replays the backlog whenever it holds outcomes, backing off
-// while the store does not take them, until drainStop.
+// while the store does not take them, until Close.
 func (g *Gate) drainLoop() {
 	defer close(g.drainDone)
+	ctx := g.drainCtx
 	backoff := time.Duration(0)
 	for {
 		select {
-		case <-g.drainStop:
+		case <-ctx.Done():
 			return
 		case <-g.backlog.wake:
 		}
-		for g.backlog.len() > 0 {
-			if err := g.drainBatch(context.Background()); err == nil {
+		for g.backlog.len() > 0 && ctx.Err() == nil {
+			if err := g.drainBatch(ctx); err == nil {
 				backoff = 0
 				continue
 			}
 			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 			select {
-			case <-g.drainStop:
+			case <-ctx.Done():
 				return
 			case <-time.After(backoff):
 			}
@@ -1087,11 +1106,12 @@ func (g *Gate) drainBatch(ctx context.Context) error {
 	batch := g.backlog.peek(replayBatch)
 	done := 0
 	defer func() {
-		g.backlog.pop(done)
-		g.m.backlog.Sub(float64(done))
+		if done > 0 {
+			g.m.backlog.Sub(float64(g.backlog.pop(batch[done-1].seq)))
+		}
 	}()
 	now := time.Now()
-	for done < len(batch) {
+	for done < len(batch) && ctx.Err() == nil {
 		r := &batch[done]
 		// The store turned a charge older than the pending timeout into a
 		// failure by itself, and forgets failures older than the attempt
@@ -1118,7 +1138,7 @@ func (g *Gate) drainBatch(ctx context.Context) error {
 		}
 		if g.local != nil {
 			confirmed := int32(0)
-			if !r.success {
+			if r.counted {
 				confirmed = 1
 			}
 			g.syncLocal(r.op, storeAnswer{res: &res, sent: sent, success: r.success, confirmed: confirmed, release: r.finish})

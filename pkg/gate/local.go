@@ -122,13 +122,12 @@ type storeAnswer struct {
 	// or its outcome is settled), in the same step: between the two, the
 	// attempt would count nowhere.
 	release bool
-	// settled is a time (unix ns) by which every call sent before has
-	// ended, the answer's send time less twice the store deadline: a
-	// mirror charge made before it belongs to an attempt the store has
-	// charged or refused. With the store's count of charges pending
-	// (Result.Pending), the oldest of them beyond that count are charges
-	// another gate instance settled, and are dropped.
-	settled int64
+	// admitted marks the answer of a Begin the store admitted: the call's
+	// mirror charge is then known to be a store charge. With the store's
+	// count of charges pending (Result.Pending), the mirror charges known
+	// so beyond that count are charges another gate instance settled, and
+	// are dropped.
+	admitted bool
 }
 
 // sync copies what the store answered to op into the limiter: failure
@@ -184,8 +183,8 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 			c.e[i] = e
 		}
 		e.expire(c.now, c.sh[i])
-		if a.settled > 0 && i < len(res.Pending) {
-			c.dropSettledMirrors(i, res.Pending[i], a.settled)
+		if a.admitted && i < len(res.Pending) {
+			c.dropSettledMirrors(i, res.Pending[i])
 		}
 		e.unconfirmed = max(0, e.unconfirmed-a.confirmed)
 		later := a.sent > e.synced
@@ -236,28 +235,32 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 	return c.trans
 }
 
-// dropSettledMirrors keeps, of counter i's mirror charges made before
-// settled (other than the call's own), at most as many as the store has
-// pending besides the call's own charge, dropping the oldest: their
-// outcomes were reported to another gate instance. Without this, each
-// charge settled elsewhere would count here until its pending timeout,
-// and a store outage would then refuse the subject here.
-func (c *memCall) dropSettledMirrors(i, storePending int, settled int64) {
+// dropSettledMirrors marks counter i's mirror charge of the call as
+// admitted by the store, and keeps, of the mirror charges so marked, at
+// most as many as the store has pending besides the call's own, dropping
+// the oldest: the others' outcomes were reported to another gate
+// instance. (Those still pending in the store are among its count, so as
+// many are kept as are pending; charges of calls not answered yet are
+// never dropped.) Without this, each charge settled elsewhere would count
+// here until its pending timeout, and a store outage would then refuse
+// the subject here.
+func (c *memCall) dropSettledMirrors(i, storePending int) {
 	e := c.e[i]
 	own := c.op.Token
 	if j := e.chargeIndex(own); j >= 0 {
-		storePending-- // the call's own charge, admitted
+		e.pending[j].admitted = true
+		storePending-- // the call's own charge
 	}
-	old := 0
+	known := 0
 	for _, ch := range e.pending {
-		if ch.mirror && ch.at < settled && ch.token != own {
-			old++
+		if ch.mirror && ch.admitted && ch.token != own {
+			known++
 		}
 	}
-	for excess := old - max(storePending, 0); excess > 0; excess-- {
+	for excess := known - max(storePending, 0); excess > 0; excess-- {
 		oldest := -1
 		for j, ch := range e.pending {
-			if ch.mirror && ch.at < settled && ch.token != own && (oldest < 0 || ch.at < e.pending[oldest].at) {
+			if ch.mirror && ch.admitted && ch.token != own && (oldest < 0 || ch.at < e.pending[oldest].at) {
 				oldest = j
 			}
 		}
@@ -320,11 +323,15 @@ func (s *MemoryStore) unconfirm(op Op, delta int32) {
 // replay is an outcome the local limiter decided, waiting to be written
 // to the store.
 type replay struct {
-	op Op // a copy: counters and token of its own
+	seq uint64 // its place in the backlog
+	op  Op     // a copy: counters and token of its own
 	// finish replays Finish of a charge the store made (op.Token); else
 	// the attempt was admitted locally and is replayed with Record.
 	finish  bool
 	success bool
+	// counted says the local limiter counted the outcome as an
+	// unconfirmed failure, which its replay, or its loss, then settles.
+	counted bool
 	queued  time.Time
 	size    int64
 }
@@ -343,6 +350,7 @@ type backlog struct {
 	items []replay
 	head  int // items[:head] are done
 	bytes int64
+	seq   uint64 // of the last replay pushed
 	wake  chan struct{}
 }
 
@@ -361,6 +369,8 @@ func (b *backlog) push(r replay) (dropped []replay) {
 		clear(b.items[n:])
 		b.items, b.head = b.items[:n], 0
 	}
+	b.seq++
+	r.seq = b.seq
 	b.items = append(b.items, r)
 	b.bytes += r.size
 	select {
@@ -378,19 +388,23 @@ func (b *backlog) peek(n int) []replay {
 	return append([]replay(nil), b.items[b.head:b.head+n]...)
 }
 
-// pop removes the n replays at the front (those peek returned).
-func (b *backlog) pop(n int) {
+// pop removes the replays at the front up to the one numbered seq (those
+// written; push may have dropped some of them meanwhile), and returns how
+// many it removed.
+func (b *backlog) pop(seq uint64) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n = min(n, len(b.items)-b.head)
-	for i := b.head; i < b.head+n; i++ {
-		b.bytes -= b.items[i].size
-		b.items[i] = replay{}
+	n := 0
+	for b.head < len(b.items) && b.items[b.head].seq <= seq {
+		b.bytes -= b.items[b.head].size
+		b.items[b.head] = replay{}
+		b.head++
+		n++
 	}
-	b.head += n
 	if b.head == len(b.items) {
 		b.items, b.head = b.items[:0], 0
 	}
+	return n
 }
 
 // len is the number of replays waiting.
@@ -401,9 +415,9 @@ func (b *backlog) len() int {
 }
 
 // newReplay copies op for the backlog.
-func newReplay(op Op, finish, success bool) replay {
+func newReplay(op Op, finish, success, counted bool) replay {
 	r := replay{op: Op{Counters: append([]Counter(nil), op.Counters...), Policy: op.Policy, Token: op.Token},
-		finish: finish, success: success, queued: time.Now()}
+		finish: finish, success: success, counted: counted, queued: time.Now()}
 	r.size = 96 + int64(len(op.Token))
 	for _, c := range op.Counters {
 		r.size += 64 + int64(len(c.Subject))

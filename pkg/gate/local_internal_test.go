@@ -193,22 +193,35 @@ func TestBacklogBounds(t *testing.T) {
 	op := Op{Counters: []Counter{{Kind: KindIP, Subject: "192.0.2.1", Limit: 3}}, Policy: &p}
 	var dropped int
 	for range backlogMaxItems + 10 {
-		dropped += len(b.push(newReplay(op, false, false)))
+		dropped += len(b.push(newReplay(op, false, false, true)))
 	}
 	assert.Equal(t, 10, dropped)
 	assert.Equal(t, backlogMaxItems, b.len())
 	got := b.peek(3)
 	require.Len(t, got, 3)
-	b.pop(3)
+	assert.Equal(t, 3, b.pop(got[2].seq))
 	assert.Equal(t, backlogMaxItems-3, b.len())
 	assert.LessOrEqual(t, b.bytes, int64(backlogMaxBytes))
+
+	// Outcomes pushed while a batch is written drop the oldest, some of
+	// the batch among them: removing the batch removes no newer one.
+	for range 3 {
+		require.Empty(t, b.push(newReplay(op, false, false, true)))
+	}
+	batch := b.peek(replayBatch)
+	for range 10 {
+		require.Len(t, b.push(newReplay(op, false, false, true)), 1)
+	}
+	assert.Equal(t, replayBatch-10, b.pop(batch[len(batch)-1].seq), "only what is left of the batch")
+	assert.Equal(t, backlogMaxItems-(replayBatch-10), b.len(), "the 10 new outcomes are still there")
+	assert.Greater(t, b.peek(1)[0].seq, batch[len(batch)-1].seq)
 
 	var big backlog
 	big.wake = make(chan struct{}, 1)
 	long := op
 	long.Counters = []Counter{{Kind: KindUsername, Subject: string(make([]byte, 64<<10)), Limit: 3}}
 	for range 1000 {
-		big.push(newReplay(long, false, false))
+		big.push(newReplay(long, false, false, true))
 	}
 	assert.LessOrEqual(t, big.bytes, int64(backlogMaxBytes), "bounded by bytes as well")
 	assert.Less(t, big.len(), 1000)
@@ -218,27 +231,32 @@ func TestBacklogBounds(t *testing.T) {
 // the store, whose outcomes another gate instance settled, leave mirror
 // charges here; the store's count of charges pending in a later Begin's
 // answer drops them, so that a store outage then does not refuse the
-// subject here for the pending timeout. Charges of calls that may still
-// be in flight are kept.
+// subject here for the pending timeout. Charges of calls not answered yet
+// are kept, however old: under load an answer can come late.
 func TestLocalForgetsChargesSettledElsewhere(t *testing.T) {
 	f := newLocalFixture(t)
-	for _, tok := range []string{"a", "b", "c", "d"} {
+	admitted := func(tok string, pending int) {
+		res := &Result{Failures: []int{0}, Admitted: true, Pending: []int{pending}}
+		f.local.sync(f.token(tok), storeAnswer{res: res, sent: f.sent(0), admitted: true})
+	}
+	for i, tok := range []string{"a", "b", "c"} {
 		_, refused := f.local.reserve(f.token(tok))
 		require.False(t, refused)
+		admitted(tok, i+1)
 	}
-	f.now = f.now.Add(time.Second)
-	_, refused := f.local.reserve(f.token("recent")) // a call in flight
+	_, refused := f.local.reserve(f.token("unanswered")) // a call in flight, older than the next
 	require.False(t, refused)
+	f.now = f.now.Add(time.Second)
 	_, refused = f.local.reserve(f.token("e"))
 	require.False(t, refused)
-	res := &Result{Failures: []int{0}, Admitted: true, Pending: []int{1}} // "e" alone: a..d were settled elsewhere
-	f.local.sync(f.token("e"), storeAnswer{res: res, sent: f.sent(0), settled: f.sent(-200 * time.Millisecond)})
+	admitted("e", 2) // a, b and c were settled elsewhere; the store holds "e" and the call in flight
 	e := f.local.shardFor(1, "carol").m[1]["carol"]
 	var left []string
 	for _, ch := range e.pending {
 		left = append(left, ch.token)
 	}
-	assert.ElementsMatch(t, []string{"recent", "e"}, left, "the settled ones dropped; the call in flight and the answer's own kept")
+	assert.ElementsMatch(t, []string{"c", "unanswered", "e"}, left,
+		"one of the answered ones kept for the store's other pending charge; the unanswered call and the answer's own kept")
 }
 
 // TestLocalKeepsWhatOnlyItKnows: while its store is away, a flood of new
@@ -306,7 +324,21 @@ func BenchmarkLocalMirror(b *testing.B) {
 		}, Policy: &p, Token: fmt.Sprintf("t-%d", i)}
 		sent := time.Now().UnixNano()
 		local.reserve(op)
-		local.sync(op, storeAnswer{res: begin, sent: sent, settled: sent - int64(200*time.Millisecond)})
+		local.sync(op, storeAnswer{res: begin, sent: sent, admitted: true})
 		local.sync(op, storeAnswer{res: finish, sent: time.Now().UnixNano(), release: true})
 	}
+}
+
+// TestLocalSuccessClearsWhatOnlyItCounted: a success the limiter counts
+// clears the failures it counted alone too: the store's next answer does
+// not bring them back (they would block the user who just logged in).
+func TestLocalSuccessClearsWhatOnlyItCounted(t *testing.T) {
+	f := newLocalFixture(t)
+	for range 3 {
+		require.True(t, f.local.localRecord(f.op, false).Admitted)
+	}
+	require.True(t, f.local.localRecord(f.op, true).Admitted)
+	f.local.sync(f.op, storeAnswer{res: f.answer(1, false), sent: f.sent(time.Millisecond)})
+	failures, _ := f.state()
+	assert.Equal(t, 1, f.local.shardFor(1, "carol").m[1]["carol"].failures, "the store's one failure (%d)", failures)
 }

@@ -52,7 +52,7 @@ func TestOutageLogsAreRateLimited(t *testing.T) {
 	assert.LessOrEqual(t, lines, 50, "a few lines, not one per login:\n%s", buf.String())
 	closeCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	assert.Error(t, g.Close(closeCtx), "the outcomes Redis never took are reported at close")
+	assert.ErrorContains(t, g.Close(closeCtx), "outcomes not written to the store", "the outcomes Redis never took are reported at close")
 }
 
 // TestReverseProxyWithoutTrustedProxiesWarns: a gate that believes every

@@ -469,10 +469,11 @@ func (s *MemoryStore) Blocked(_ context.Context, kind Kind, limit int) ([]BlockS
 type charge struct {
 	token string
 	at    int64 // when it was made (unix ns)
-	// mirror marks a charge the gate's local limiter copied from its
-	// store (see localLimiter): the store turns it into a failure if it
-	// expires, so here it is dropped on expiry, uncounted.
-	mirror bool
+	// mirror marks, in a local limiter, a charge of an attempt sent to its
+	// store; admitted, one the store answered it had charged (see
+	// local.go). An expired mirror charge turns into a failure, as in the
+	// store, until the store's next answer tells the count.
+	mirror, admitted bool
 	// expires is when the charge turns into a failure (unix ns; forever
 	// without a PendingTimeout).
 	expires int64
@@ -1010,7 +1011,7 @@ func (c *memCall) maybeBlock(i int) {
 // clear forgets counter i's failures and lifts its block (success).
 func (c *memCall) clear(i int) {
 	e := c.e[i]
-	e.failures = 0
+	e.failures, e.unconfirmed = 0, 0
 	if e.blocked {
 		c.sh[i].unmarkBlocked(e)
 		ct := c.op.Counters[i]

@@ -231,7 +231,7 @@ func CheckRedisMemoryPolicy(ctx context.Context, client redis.UniversalClient) e
 	case *redis.ClusterClient:
 		var mu sync.Mutex
 		var errs []error
-		_ = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 			if err := check(ctx, m); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
@@ -239,6 +239,9 @@ func CheckRedisMemoryPolicy(ctx context.Context, client redis.UniversalClient) e
 			}
 			return nil
 		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read maxmemory-policy: %w", err))
+		}
 		return errors.Join(errs...)
 	case *redis.Client:
 		return check(ctx, c)
