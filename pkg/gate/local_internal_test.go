@@ -337,6 +337,8 @@ func TestLocalSuccessClearsWhatOnlyItCounted(t *testing.T) {
 	for range 3 {
 		require.True(t, f.local.localRecord(f.op, false).Admitted)
 	}
+	_, refused := f.local.reserve(f.token("in-flight")) // keeps the entry
+	require.False(t, refused)
 	require.True(t, f.local.localRecord(f.op, true).Admitted)
 	f.local.sync(f.op, storeAnswer{res: f.answer(1, false), sent: f.sent(time.Millisecond)})
 	failures, _ := f.state()
