@@ -357,6 +357,31 @@ func TestBurstAtRedisCluster(t *testing.T) {
 	checkBurst(t, r)
 }
 
+// TestBurstAtRedisSentinel: the burst of TestBurstAtOneGate at a gate
+// whose Redis is a master found through Redis Sentinel (the failover
+// client), answering, then paused.
+func TestBurstAtRedisSentinel(t *testing.T) {
+	needServers(t, "redis-server")
+	rs := testenv.RedisSentinelServer(t)
+	ns := testenv.NATS(t)
+	g := burstGate(t, "sentinel-gate", rs.URL, ns.URL)
+	user := uniqueName("sentinel-victim")
+	r := burst(t, []*gateProc{g}, burstSize, clientAddr, func(int) string { return user })
+	t.Logf("%d guesses at once through Sentinel: %s", burstSize, r)
+	checkBurst(t, r)
+	assert.LessOrEqual(t, r.admitted(), burstLimit+1, "one process: limit+1 in all")
+
+	admin := redis.NewClient(&redis.Options{Addr: rs.Master.Addr})
+	defer admin.Close()
+	require.NoError(t, admin.Do(context.Background(), "CLIENT", "PAUSE", 1500, "ALL").Err())
+	user = uniqueName("sentinel-victim-paused")
+	r = burst(t, []*gateProc{g}, burstSize, clientAddr, func(int) string { return user })
+	t.Logf("%d guesses at once through Sentinel, the master paused: %s", burstSize, r)
+	checkBurst(t, r)
+	assert.LessOrEqual(t, r.admitted(), burstLimit+1, "one process: limit+1 in all")
+	assert.Positive(t, r.gates[0].degraded, "the local limiter decided")
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1
