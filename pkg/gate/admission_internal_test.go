@@ -33,17 +33,19 @@ import (
 // gate's histogram of store waits shows p99.9 within 1.5 times the store
 // deadline: a call that could not start and end in time was decided at
 // once instead of queueing past it. That last figure is a time on a
-// shared machine, so the burst runs again (at most three times) until it
-// holds; every run's figures are logged, and every other assertion holds
-// in every run. Under -race nothing is timed.
+// shared machine: it is read from bursts without goroutine dumps (each
+// stops the world), and the burst runs again (at most three times) until
+// it holds; every run's figures are logged, and every other assertion
+// holds in every run. Under -race nothing is timed.
 func TestAdmissionUnderTenThousandAttempts(t *testing.T) {
 	srv := testenv.Redis(t)
+	admissionBurst(t, srv, true)
+	if raceEnabled {
+		t.Log("-race: the store waits are not timed (the race detector slows every goroutine)")
+		return
+	}
 	for run := 1; ; run++ {
-		over, allowed := admissionBurst(t, srv)
-		if raceEnabled {
-			t.Log("-race: the store waits are not timed (the race detector slows every goroutine)")
-			return
-		}
+		over, allowed := admissionBurst(t, srv, false)
 		if over <= allowed || run == 3 {
 			assert.LessOrEqual(t, over, allowed, "p99.9 of the store waits within 1.5 times the deadline, in one of %d runs", run)
 			return
@@ -52,8 +54,9 @@ func TestAdmissionUnderTenThousandAttempts(t *testing.T) {
 }
 
 // admissionBurst runs the burst once at a new gate and returns the store
-// waits beyond 1.5 times the deadline, and how many p99.9 allows.
-func admissionBurst(t *testing.T, srv *testenv.RedisServer) (over, allowed uint64) {
+// waits beyond 1.5 times the deadline, and how many p99.9 allows. With
+// dumps it also counts, in goroutine dumps, the calls waiting for a slot.
+func admissionBurst(t *testing.T, srv *testenv.RedisServer, dumps bool) (over, allowed uint64) {
 	const callers = 10_000
 	rounds := 3
 	if raceEnabled {
@@ -76,7 +79,7 @@ func admissionBurst(t *testing.T, srv *testenv.RedisServer) (over, allowed uint6
 		defer close(sampled)
 		for i := 0; ; i++ {
 			peak(&peakGoroutines, int64(runtime.NumGoroutine()))
-			if i%50 == 10 { // a goroutine dump costs: now and then
+			if dumps && i%50 == 10 { // a goroutine dump costs: now and then
 				peak(&peakWaiting, int64(waitingForAdmission()))
 			}
 			select {
@@ -131,7 +134,9 @@ func admissionBurst(t *testing.T, srv *testenv.RedisServer) (over, allowed uint6
 
 	assert.EqualValues(t, callers*rounds, answered.Load(), "every attempt answered")
 	assert.LessOrEqual(t, store.peak.Load(), int64(slots+settleWorkers+1), "store calls in flight bounded: the logins' slots and the background workers")
-	assert.LessOrEqual(t, peakWaiting.Load(), int64(waitFactor*slots), "store calls waiting bounded")
+	if dumps {
+		assert.LessOrEqual(t, peakWaiting.Load(), int64(waitFactor*slots), "store calls waiting bounded")
+	}
 	assert.Less(t, owned, int64(2*slots), "no goroutine per attempt: the gate's own stay few")
 	assert.LessOrEqual(t, waits.count, uint64(callers*rounds), "a Begin waits for the store once at most")
 	assert.Positive(t, waits.count)
