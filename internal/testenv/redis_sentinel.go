@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,12 +32,16 @@ func RedisSentinelServer(t testing.TB) *RedisSentinel {
 	t.Helper()
 	master := Redis(t)
 	bin := lookBinary(t, "redis-server", "redis-server")
+	host, masterPort, err := net.SplitHostPort(master.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	port := FreePort(t)
 	conf := filepath.Join(dir, "sentinel.conf")
 	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nlogfile %s\n"+
-		"sentinel monitor %s %s 1\nsentinel down-after-milliseconds %s 1000\n",
-		port, dir, filepath.Join(dir, "sentinel.log"), MasterName, joinHostPort(master.Addr), MasterName)
+		"sentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 1000\n",
+		port, dir, filepath.Join(dir, "sentinel.log"), MasterName, host, masterPort, MasterName)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +61,4 @@ func RedisSentinelServer(t testing.TB) *RedisSentinel {
 		t.Fatalf("redis sentinel: %v\n%s", err, log)
 	}
 	return s
-}
-
-// joinHostPort turns host:port into the "host port" a sentinel monitor
-// line takes.
-func joinHostPort(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[:i] + " " + addr[i+1:]
-		}
-	}
-	return addr
 }

@@ -573,7 +573,7 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 		return g.begun(t, &res, g.decideLocally(&t.id, &res, err), chargedLocally)
 	}
 	if g.local != nil {
-		g.syncLocal(op, storeAnswer{res: &res, sent: sent, release: !res.Admitted, admitted: res.Admitted})
+		g.syncLocal(op, storeAnswer{res: &res, sent: sent, begin: true})
 	}
 	g.transitions(res.Transitions, ReasonAuto, false)
 	return g.begun(t, &res, decide(&t.id, &res), chargedInStore)

@@ -118,16 +118,15 @@ type storeAnswer struct {
 	// confirmed is the number of failures counted here that this call
 	// brought to the store (a backlog replay).
 	confirmed int32
-	// release removes op.Token's charges (the store refused the attempt,
-	// or its outcome is settled), in the same step: between the two, the
-	// attempt would count nowhere.
+	// release removes op.Token's charges (its outcome is settled), in
+	// the same step: between the two, the attempt would count nowhere.
 	release bool
-	// admitted marks the answer of a Begin the store admitted: the call's
-	// mirror charge is then known to be a store charge. With the store's
-	// count of charges pending (Result.Pending), the mirror charges known
-	// so beyond that count are charges another gate instance settled, and
-	// are dropped.
-	admitted bool
+	// begin marks the answer of Begin. Refused, the call's mirror charge
+	// is released; admitted, it is known to be a store charge, and with
+	// the store's count of charges pending (Result.Pending) the mirror
+	// charges known so beyond that count are charges another gate
+	// instance settled, and are dropped.
+	begin bool
 }
 
 // sync copies what the store answered to op into the limiter: failure
@@ -146,7 +145,7 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 	p, res := op.Policy, a.res
 	for i := 0; i < c.n; i++ {
 		ct := &op.Counters[i]
-		if a.release && c.e[i] != nil {
+		if (a.release || a.begin && !res.Admitted) && c.e[i] != nil {
 			c.uncharge(i, op.Token)
 		}
 		failures := 0
@@ -183,7 +182,7 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 			c.e[i] = e
 		}
 		e.expire(c.now, c.sh[i])
-		if a.admitted && i < len(res.Pending) {
+		if a.begin && res.Admitted && i < len(res.Pending) {
 			c.dropSettledMirrors(i, res.Pending[i])
 		}
 		e.unconfirmed = max(0, e.unconfirmed-a.confirmed)

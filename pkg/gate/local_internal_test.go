@@ -237,7 +237,7 @@ func TestLocalForgetsChargesSettledElsewhere(t *testing.T) {
 	f := newLocalFixture(t)
 	admitted := func(tok string, pending int) {
 		res := &Result{Failures: []int{0}, Admitted: true, Pending: []int{pending}}
-		f.local.sync(f.token(tok), storeAnswer{res: res, sent: f.sent(0), admitted: true})
+		f.local.sync(f.token(tok), storeAnswer{res: res, sent: f.sent(0), begin: true})
 	}
 	for i, tok := range []string{"a", "b", "c"} {
 		_, refused := f.local.reserve(f.token(tok))
@@ -324,7 +324,7 @@ func BenchmarkLocalMirror(b *testing.B) {
 		}, Policy: &p, Token: fmt.Sprintf("t-%d", i)}
 		sent := time.Now().UnixNano()
 		local.reserve(op)
-		local.sync(op, storeAnswer{res: begin, sent: sent, admitted: true})
+		local.sync(op, storeAnswer{res: begin, sent: sent, begin: true})
 		local.sync(op, storeAnswer{res: finish, sent: time.Now().UnixNano(), release: true})
 	}
 }

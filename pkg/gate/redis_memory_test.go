@@ -50,6 +50,11 @@ func flood(t *testing.T, policy string) floodResult {
 	rdb := srv.Client()
 	prefix := "flood"
 	require.NoError(t, rdb.ConfigSet(ctx, "maxmemory-policy", policy).Err())
+	if err := gate.CheckRedisMemoryPolicy(ctx, rdb); policy == "noeviction" {
+		require.NoError(t, err)
+	} else {
+		require.ErrorIs(t, err, gate.ErrRedisEvicts, "the check at start warns of this Redis")
+	}
 	cfg := gate.DefaultConfig()
 	cfg.KeyPrefix = prefix
 	cfg.StoreTimeout = time.Second // the flood's refusals come from Redis's memory, not from the machine's load
@@ -111,7 +116,7 @@ func TestRedisFullOfAttackerNames(t *testing.T) {
 		assert.True(t, r.blockKeyLeft, "the block outlived the flood")
 		assert.LessOrEqual(t, r.freshAdmitted, gate.DefaultConfig().FailureLimit+1, "a new victim: limit+1 while Redis is full")
 	})
-	t.Run("allkeys-lru (measured)", func(t *testing.T) {
+	t.Run("allkeys-lru (flagged at start; its evictions measured)", func(t *testing.T) {
 		r := flood(t, "allkeys-lru")
 		t.Logf("allkeys-lru: %d attempts, %d decided by the local limiter; blocked victim let through %d times; its block key left: %t",
 			r.attempts, r.degraded, r.victimLetThrough, r.blockKeyLeft)
