@@ -785,10 +785,13 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 		counted := false
 		if strings.HasPrefix(t.token, g.tokenPrefix) {
 			res, counted = g.local.localFinish(op, success)
-		} else if !success {
+		}
+		if !counted && !success {
+			// Not pending here: charged by another instance, or dropped
+			// once the store answered again (see dropSettledElsewhere).
 			res = g.local.localRecord(op, false)
 			counted = res.Admitted
-		} else {
+		} else if !counted {
 			res, _ = g.local.Check(ctx, op)
 		}
 		d := g.decideLocally(&t.id, &res, nil)

@@ -59,9 +59,9 @@ func (f *localFixture) state() (failures int, blocked bool) {
 // TestLocalMirrorChargeIsTheStores: a mirror charge counts while its
 // attempt is in flight; when it expires it turns into a failure, as in the
 // store, until the store's next answer says what the store counted (an
-// outcome reported to another gate instance). A charge the limiter made
-// alone also turns into a failure, which no store answer removes: the
-// store never saw it.
+// outcome reported to another gate instance). So does a charge the
+// limiter made alone: its outcome went to another instance (which counted
+// a failure) or nowhere.
 func TestLocalMirrorChargeIsTheStores(t *testing.T) {
 	f := newLocalFixture(t)
 	ctx := context.Background()
@@ -91,9 +91,11 @@ func TestLocalMirrorChargeIsTheStores(t *testing.T) {
 	_, err = f.local.Begin(ctx, f.token("next.local")) // settles the expired charge
 	require.NoError(t, err)
 	f.local.release(f.token("next.local"))
+	failures, _ = f.state()
+	assert.Equal(t, 1, failures, "a charge made here alone turns into a failure")
 	f.local.sync(f.op, storeAnswer{res: f.answer(0, false), sent: f.sent(time.Millisecond)})
 	failures, _ = f.state()
-	assert.Equal(t, 1, failures, "a charge made here alone stays a failure: the store never saw it")
+	assert.Zero(t, failures, "until the store's next answer")
 }
 
 // TestLocalSyncAddsWhatTheStoreHasNot: failures counted here alone are
@@ -343,4 +345,30 @@ func TestLocalSuccessClearsWhatOnlyItCounted(t *testing.T) {
 	f.local.sync(f.op, storeAnswer{res: f.answer(1, false), sent: f.sent(time.Millisecond)})
 	failures, _ := f.state()
 	assert.Equal(t, 1, failures, "the store's one failure, not four")
+}
+
+// TestLocalDropsItsOwnChargesOnceTheStoreAnswers: charges the limiter
+// made alone during an outage, whose outcomes went to another gate
+// instance, are dropped when the store answers again, once they are older
+// than localChargeGrace; younger ones (attempts still at their password
+// check) are kept.
+func TestLocalDropsItsOwnChargesOnceTheStoreAnswers(t *testing.T) {
+	f := newLocalFixture(t)
+	for _, tok := range []string{"old-1.local", "old-2.local"} {
+		r, err := f.local.Begin(context.Background(), f.token(tok))
+		require.NoError(t, err)
+		require.True(t, r.Admitted)
+	}
+	f.now = f.now.Add(localChargeGrace + time.Second)
+	r, err := f.local.Begin(context.Background(), f.token("young.local"))
+	require.NoError(t, err)
+	require.True(t, r.Admitted)
+	f.local.sync(f.op, storeAnswer{res: f.answer(0, false), sent: f.sent(time.Millisecond)})
+	e := f.local.shardFor(1, "carol").m[1]["carol"]
+	require.NotNil(t, e)
+	var left []string
+	for _, ch := range e.pending {
+		left = append(left, ch.token)
+	}
+	assert.Equal(t, []string{"young.local"}, left)
 }

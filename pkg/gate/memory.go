@@ -925,15 +925,15 @@ func (c *memCall) settleAll() {
 			freed += chargeBytes + int64(len(ch.token))
 			// The charge became a failure when it expired: count it then,
 			// so that a charge found late slides its counter as it would
-			// have if it had been found in time. In a local limiter, a
-			// charge it made alone is a failure its store never learns:
-			// unconfirmed, it is added to the store's counts until it
-			// expires (a mirror charge is the store's to count, and its
-			// next answer says so).
+			// have if it had been found in time. In a local limiter this
+			// counts until the store's next answer: a mirror charge is
+			// the store's to count; a charge the limiter made alone that
+			// was never settled here had its outcome reported to another
+			// gate instance, which counted it if it failed (with the
+			// gate service's outcomes sent round robin, keeping such
+			// charges as failures refused every busy user after an
+			// outage), or was abandoned.
 			e.addFailure(ch.expires, c.op.Policy)
-			if !ch.mirror {
-				e.unconfirmed++
-			}
 			converted = true
 		}
 		clear(e.pending[len(kept):])
