@@ -488,6 +488,29 @@ type Ticket struct {
 	settled    atomic.Bool
 	// nextCooloff is the block a failure would start (LastChance tickets).
 	nextCooloff time.Duration
+	// counted says the store counted the attempt as a failure at Begin,
+	// on every counter (Result.Counted): its failure needs no call, and
+	// after is the state its Decision reports then (the failure counts
+	// after it). begun is when Begin charged it.
+	counted bool
+	after   Decision
+	begun   time.Time
+}
+
+// needsStore reports whether the outcome must be written to the store.
+// A failure Begin counted already needs nothing more. Nor does a success
+// reported after the pending timeout: its charge has turned into the
+// failure it is counted as, which a late success must not undo. (Only a
+// ticket of this process's Begin knows either; a resumed one is settled
+// by the store, which takes each outcome once.)
+func (t *Ticket) needsStore(success bool) bool {
+	if t.where != chargedInStore || t.begun.IsZero() {
+		return t.where == chargedInStore
+	}
+	if p := t.g.policy.PendingTimeout; p > 0 && time.Since(t.begun) > p {
+		return false
+	}
+	return success || !t.counted
 }
 
 // lockoutDecision is the refusal a LastChance failure implies, before the
@@ -595,6 +618,15 @@ func (g *Gate) begun(t *Ticket, res *Result, d Decision, where charged) (*Ticket
 	if t.lastChance {
 		t.nextCooloff = g.nextCooloff(res)
 	}
+	if where == chargedInStore {
+		t.begun = time.Now()
+		t.counted = len(res.Counted) == t.id.n
+		for _, c := range res.Counted {
+			t.counted = t.counted && c
+		}
+		t.after = Decision{Allowed: true, Reason: ReasonAuto,
+			IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures}
+	}
 	return t, d
 }
 
@@ -640,7 +672,7 @@ func (t *Ticket) FinishAsync(success bool) {
 		return
 	}
 	g := t.g
-	if t.where == chargedInStore {
+	if t.needsStore(success) {
 		g.settleMu.RLock()
 		if !g.closed {
 			g.queued.Add(1)
@@ -798,6 +830,12 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 		if counted {
 			g.queueReplay(op, false, success, !success)
 		}
+		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
+		return d
+	}
+	if !t.needsStore(success) {
+		// Counted at Begin (or expired into a failure): the store has it.
+		d := t.after
 		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 		return d
 	}

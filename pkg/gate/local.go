@@ -145,7 +145,11 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 	p, res := op.Policy, a.res
 	for i := 0; i < c.n; i++ {
 		ct := &op.Counters[i]
-		if (a.release || a.begin && !res.Admitted) && c.e[i] != nil {
+		// Released with the outcome, refused, or counted by Begin as a
+		// failure at once (in the store's count copied below, which would
+		// count it twice here).
+		counted := a.begin && res.Admitted && i < len(res.Counted) && res.Counted[i]
+		if (a.release || a.begin && !res.Admitted || counted) && c.e[i] != nil {
 			c.uncharge(i, op.Token)
 		}
 		failures := 0

@@ -244,17 +244,39 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 		}
 	}
 	lastChance := false
+	counted := make([]bool, c.n)
 	for i := 0; i < c.n; i++ {
-		limit := c.op.Counters[i].Limit
-		if min(int(c.e[i].failures), limit)+len(c.e[i].pending)+1 == limit+1 {
-			lastChance = true
+		e, limit := c.e[i], c.op.Counters[i].Limit
+		ch := ch
+		switch {
+		case min(int(e.failures), limit)+e.uncounted()+1 == limit+1:
+			lastChance = true // pending: its failure would block
+		case !s.keepLocal:
+			// Counted as a failure at once, as RedisStore does. (A local
+			// limiter keeps every charge pending: see local.go.)
+			e.addFailure(c.now, p)
+			ch.counted, ch.keep, counted[i] = true, ch.expires, true
 		}
 		c.charge(i, ch)
 	}
 	res := c.result()
 	res.Admitted = true
 	res.LastChance = lastChance
+	if !s.keepLocal {
+		res.Counted = counted
+	}
 	return res, nil
+}
+
+// uncounted is the number of e's charges not counted as failures yet.
+func (e *entry) uncounted() int {
+	n := 0
+	for i := range e.pending {
+		if !e.pending[i].counted {
+			n++
+		}
+	}
+	return n
 }
 
 // refusal is Begin's refusal of the call's attempt, if a counter is
@@ -267,7 +289,7 @@ func (c *memCall) refusal() (Result, bool) {
 	for i := 0; i < c.n; i++ {
 		if e := c.e[i]; e != nil {
 			limit := c.op.Counters[i].Limit
-			if min(int(e.failures), limit)+len(e.pending) >= limit+1 {
+			if min(int(e.failures), limit)+e.uncounted() >= limit+1 {
 				saturated = append(saturated, c.op.Counters[i].Kind)
 			}
 		}
@@ -306,16 +328,21 @@ func (c *memCall) finish(success bool) (pending bool) {
 		// An outcome takes effect once: a token no longer pending (settled
 		// already, or expired into a failure) changes nothing, whichever
 		// outcome it reports now.
-		if !c.uncharge(i, c.op.Token) {
+		j := e.chargeIndex(c.op.Token)
+		if j < 0 {
 			continue
 		}
+		counted := e.pending[j].counted
+		c.uncharge(i, c.op.Token)
 		pending = true
 		switch {
-		case success:
-			if !c.op.Counters[i].KeepOnSuccess {
-				c.clear(i)
+		case success && !c.op.Counters[i].KeepOnSuccess:
+			c.clear(i)
+		case success && counted:
+			if e.failures > 0 { // only this attempt's charge goes
+				e.failures--
 			}
-		default:
+		case !success && !counted:
 			c.fail(i)
 		}
 	}
@@ -474,6 +501,10 @@ type charge struct {
 	// local.go). An expired mirror charge turns into a failure, as in the
 	// store, until the store's next answer tells the count.
 	mirror, admitted bool
+	// counted marks an attempt Begin counted as a failure at once (see
+	// Result.Counted): kept only so that its outcome takes effect once,
+	// and dropped, counting nothing more, when it expires.
+	counted bool
 	// expires is when the charge turns into a failure (unix ns; forever
 	// without a PendingTimeout).
 	expires int64
@@ -923,6 +954,9 @@ func (c *memCall) settleAll() {
 				continue
 			}
 			freed += chargeBytes + int64(len(ch.token))
+			if ch.counted {
+				continue // counted at Begin already
+			}
 			// The charge became a failure when it expired: count it then,
 			// so that a charge found late slides its counter as it would
 			// have if it had been found in time. In a local limiter this
@@ -1071,7 +1105,7 @@ func (c *memCall) result() Result {
 		}
 		res.Failures[i] = int(e.failures)
 		if c.begin {
-			res.Lockouts[i], res.Pending[i] = int(e.lockouts), len(e.pending)
+			res.Lockouts[i], res.Pending[i] = int(e.lockouts), e.uncounted()
 		}
 		if e.blocked {
 			res.Blocked = append(res.Blocked, e.state(c.op.Counters[i], c.now))

@@ -264,7 +264,9 @@ func TestMemoryBeginSaturatesAndLastChance(t *testing.T) {
 		assert.True(t, res.Admitted, "attempt %d", i)
 		assert.Equal(t, i == limit+1, res.LastChance, "attempt %d", i)
 		assert.Empty(t, res.Saturated)
-		assert.Equal(t, []int{0}, res.Failures)
+		// Counted at Begin, but the last chance, pending.
+		assert.Equal(t, []int{min(i, limit)}, res.Failures)
+		assert.Equal(t, []bool{i <= limit}, res.Counted)
 	}
 	res, err := s.Begin(ctx, op("t4"))
 	require.NoError(t, err)
@@ -272,10 +274,10 @@ func TestMemoryBeginSaturatesAndLastChance(t *testing.T) {
 	assert.Equal(t, []gate.Kind{gate.KindIP}, res.Saturated)
 	assert.Empty(t, res.Blocked)
 
-	// One failure frees its slot but fills one with a failure: still saturated.
+	// A failure counted at Begin changes nothing: still saturated.
 	res, err = s.Finish(ctx, op("t1"), false)
 	require.NoError(t, err)
-	assert.Equal(t, []int{1}, res.Failures)
+	assert.Equal(t, []int{2}, res.Failures)
 	assert.Empty(t, res.Blocked)
 	res, err = s.Begin(ctx, op("t5"))
 	require.NoError(t, err)
@@ -289,10 +291,11 @@ func TestMemoryBeginSaturatesAndLastChance(t *testing.T) {
 	res, err = s.Begin(ctx, op("t6"))
 	require.NoError(t, err)
 	assert.True(t, res.Admitted)
-	assert.False(t, res.LastChance) // pending t3, t6: 0+2 < 3
+	assert.False(t, res.LastChance) // t3 pending, t6 counted: 0+1+1 < 3
+	assert.Equal(t, []int{1}, res.Failures)
 }
 
-func TestMemoryTokenChargedOnce(t *testing.T) {
+func TestMemoryTokenSettledOnce(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
 	op := ipOp(testPolicy(), "192.0.2.15", 2, "same")
@@ -301,12 +304,16 @@ func TestMemoryTokenChargedOnce(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, res.Admitted)
 	}
-	res, err := s.Finish(ctx, op, false)
+	// Each Begin counted (a token must be new to each: the gate's are);
+	// the token's outcome takes effect once.
+	res, err := s.Finish(ctx, op, true)
 	require.NoError(t, err)
-	assert.Equal(t, []int{1}, res.Failures)
-	res, err = s.Finish(ctx, op, false)
+	assert.Equal(t, []int{0}, res.Failures)
+	_, err = s.Record(ctx, op, false)
 	require.NoError(t, err)
-	assert.Equal(t, []int{1}, res.Failures, "the second Begin did not charge twice")
+	res, err = s.Finish(ctx, op, true)
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, res.Failures, "the token's second success cleared nothing")
 }
 
 func TestMemoryFinishFailureBlocks(t *testing.T) {
@@ -380,20 +387,22 @@ func TestMemoryPendingTimeoutCountsAsFailure(t *testing.T) {
 		require.True(t, res.Admitted)
 	}
 
-	// A charge exactly PendingTimeout old is still pending.
+	// a was counted at Begin; b, the last chance, is pending. A charge
+	// exactly PendingTimeout old is still pending: b saturates.
 	clock.Advance(30 * time.Second)
-	res, err := s.Record(ctx, op(""), true)
+	res, err := s.Begin(ctx, op("x"))
 	require.NoError(t, err)
+	assert.Equal(t, []gate.Kind{gate.KindIP}, res.Saturated)
 	assert.Empty(t, res.Transitions)
 
-	// Check writes nothing: the charges are not converted by it.
+	// Check writes nothing: the charge is not converted by it.
 	clock.Advance(time.Second)
 	res, err = s.Check(ctx, op(""))
 	require.NoError(t, err)
-	assert.Equal(t, []int{0}, res.Failures)
+	assert.Equal(t, []int{1}, res.Failures)
 	assert.Empty(t, res.Blocked)
 
-	// The next Begin turns both into failures, which block.
+	// The next Begin turns b into a failure, which blocks.
 	res, err = s.Begin(ctx, op("c"))
 	require.NoError(t, err)
 	assert.False(t, res.Admitted)

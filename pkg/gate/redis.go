@@ -34,6 +34,7 @@ type RedisClient interface {
 //	<prefix>:blocked:<k>:<s>    "blocked" while blocked; TTL the lockout cool-off (none if permanent)
 //	<prefix>:pending:<k>:<s>    sorted set of charged tokens scored by deadline (ms since epoch)
 //	<prefix>:lockouts:<k>:<s>   lockout count; TTL Policy.LockoutMemory after the latest lockout
+//	<prefix>:settled:<token>    exists once the token's outcome was reported; TTL Policy.PendingTimeout
 //	<prefix>:index:blocked:<k>  sorted set of blocked subjects scored by the block's end (+inf if permanent)
 //
 // The first two are django-defender's keys, so operators' scripts keep
@@ -66,10 +67,16 @@ var (
 	redisLuaCommon string
 	//go:embed redis_check.lua
 	redisLuaCheck string
+	//go:embed redis_begin_fast.lua
+	redisLuaBeginFast string
 	//go:embed redis_begin.lua
 	redisLuaBegin string
+	//go:embed redis_finish_fast.lua
+	redisLuaFinishFast string
 	//go:embed redis_finish.lua
 	redisLuaFinish string
+	//go:embed redis_record_fast.lua
+	redisLuaRecordFast string
 	//go:embed redis_record.lua
 	redisLuaRecord string
 	//go:embed redis_block.lua
@@ -94,9 +101,13 @@ var (
 	// and the gate decides with its local limiter. Without it a script
 	// ran until its first command refused for memory, leaving what it
 	// had written before (a charge removed, no failure counted).
-	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaBegin)
-	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaFinish)
-	redisScriptRecord  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaRecord)
+	//
+	// Their fast paths come first: an ordinary login returns before the
+	// shared rules' functions are even built (each call builds them
+	// anew), which would cost it more than its few commands.
+	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaBeginFast + redisLuaCommon + redisLuaBegin)
+	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaFinishFast + redisLuaCommon + redisLuaFinish)
+	redisScriptRecord  = redis.NewScript("#!lua\n" + redisLuaRecordFast + redisLuaCommon + redisLuaRecord)
 	redisScriptBlock   = redis.NewScript(redisLuaCommon + redisLuaBlock)
 	redisScriptUnblock = redis.NewScript(redisLuaCommon + redisLuaUnblock)
 	redisScriptBlocked = redis.NewScript(redisLuaCommon + redisLuaBlocked)
@@ -248,22 +259,26 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 	if err := validateRedisOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
-	reply, err := script.Run(ctx, s.client, s.counterKeys(op), redisCounterArgs(op, success)...).Result()
+	reply, err := script.Run(ctx, s.client, s.counterKeys(op, script == redisScriptFinish), redisCounterArgs(op, success)...).Result()
 	return s.decode(name, script, op, reply, err)
 }
 
-// counterKeys is KEYS of a counter script for op (see redis_common.lua).
-// The keys are written into one string and sliced from it: one
-// allocation for all of them rather than one each.
-func (s *RedisStore) counterKeys(op Op) []string {
+// counterKeys is KEYS of a counter script for op (see redis_common.lua),
+// with the token's settled marker for Finish (marker). The keys are
+// written into one string and sliced from it: one allocation for all of
+// them rather than one each.
+func (s *RedisStore) counterKeys(op Op, marker bool) []string {
 	var b strings.Builder
 	size := 0
 	for _, c := range op.Counters {
 		size += 4*(len(s.prefix)+len(c.Kind)+len(c.Subject)+3) + len("failed") + len("blocked") + len("pending") + len("lockouts") +
 			len(s.prefix) + len(":index:blocked:") + len(c.Kind)
 	}
+	if marker {
+		size += len(s.prefix) + len(":settled:") + len(op.Token)
+	}
 	b.Grow(size)
-	ends := make([]int, 0, 10)
+	ends := make([]int, 0, 11)
 	for _, c := range op.Counters {
 		for _, what := range [...]string{"failed", "blocked", "pending", "lockouts"} {
 			b.WriteString(s.prefix)
@@ -275,6 +290,12 @@ func (s *RedisStore) counterKeys(op Op) []string {
 			b.WriteString(c.Subject)
 			ends = append(ends, b.Len())
 		}
+	}
+	if marker {
+		b.WriteString(s.prefix)
+		b.WriteString(":settled:")
+		b.WriteString(op.Token)
+		ends = append(ends, b.Len())
 	}
 	for _, c := range op.Counters {
 		b.WriteString(s.prefix)
@@ -328,7 +349,7 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 		if err := validateRedisOp(op); err != nil || op.Token == "" {
 			continue // Finish says why
 		}
-		cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op), redisCounterArgs(op, success[i])...)
+		cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op, true), redisCounterArgs(op, success[i])...)
 	}
 	_, _ = pipe.Exec(ctx) // every command keeps its own error
 	for i, cmd := range cmds {
@@ -442,6 +463,9 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 	}
 	if withLockouts {
 		res.Lockouts, res.Pending = make([]int, nc), make([]int, nc)
+		if n[0] == 1 {
+			res.Counted = make([]bool, nc)
+		}
 	}
 	for i, c := range op.Counters {
 		v := n[head+perCounter*i:]
@@ -452,8 +476,11 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 		case 2:
 			res.Blocked = append(res.Blocked, BlockState{Kind: c.Kind, Subject: c.Subject, Permanent: true})
 		}
-		if v[3] == 1 {
+		switch {
+		case v[3] == 1:
 			res.Saturated = append(res.Saturated, c.Kind)
+		case v[3] == 2 && res.Counted != nil:
+			res.Counted[i] = true
 		}
 		if withLockouts {
 			res.Lockouts[i], res.Pending[i] = int(v[4]), int(v[5])

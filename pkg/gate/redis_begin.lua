@@ -1,22 +1,31 @@
--- Begin: refuse a blocked or saturated attempt, else charge the token as
--- pending on every counter until now + pending timeout.
-local op = load_op(true)
+-- Begin: refuse a blocked or saturated attempt, else charge it on every
+-- counter: counted as a failure at once where its failure would not take
+-- the counter above its limit, else (the last chance) as a token pending
+-- until now + pending timeout, whose failure Finish counts. The fast path
+-- (redis_begin_fast.lua) has taken every attempt that finds no block and
+-- no pending charge and stays within the limits.
+local op = load_op(false)
 settle_expired(op, true)
 if blocked_any(op) then
   return reply(op, false, false, true)
 end
 local saturated, last_chance = false, false
 for _, c in ipairs(op.counters) do
-  local used = math.min(failures(c), c.limit) + c.pending_n
-  if used >= c.limit + 1 then
-    c.saturated = 1
+  c.used = math.min(failures(c), c.limit) + c.pending_n
+  if c.used >= c.limit + 1 then
+    c.charge = 1
     saturated = true
-  elseif used + 1 == c.limit + 1 then
-    last_chance = true
   end
 end
 if saturated then
   return reply(op, false, false, true)
 end
-charge(op)
+for _, c in ipairs(op.counters) do
+  if c.used + 1 == c.limit + 1 then
+    charge_pending(op, c)
+    last_chance = true
+  else
+    count_now(op, c)
+  end
+end
 return reply(op, true, last_chance, true)

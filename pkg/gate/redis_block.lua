@@ -1,6 +1,6 @@
 -- Block: an operator blocks one counter for the single cool-off given
 -- (0: permanent), replacing any block. Lockout history is not touched.
-local op = load_op(true)
+local op = load_op(false)
 local c = op.counters[1]
 local ms = op.cooloffs[1]
 local was_blocked = is_blocked(c)

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	_ "embed"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -118,7 +118,11 @@ func NewRedisClusterStore(client RedisClusterClient, prefix string, opts ...Redi
 var (
 	redisScriptReserve = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaReserve) // see redisScriptBegin
 	redisScriptUnindex = redis.NewScript(redisLuaUnindex)
+	redisScriptRelease = redis.NewScript(redisLuaRelease)
 )
+
+//go:embed redis_release.lua
+var redisLuaRelease string
 
 // permanentScore is the index score of a permanent block started at ms:
 // after every expiring block (ends are ms since 1970, far below), and
@@ -154,15 +158,25 @@ func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
 	}
 	res := mergeRedisResults(op, rs, admitted)
 	res.Lockouts, res.Pending = make([]int, len(op.Counters)), make([]int, len(op.Counters))
+	if admitted {
+		res.Counted = make([]bool, len(op.Counters))
+	}
 	for i, r := range rs {
 		if len(r.Lockouts) == 1 {
 			res.Lockouts[i] = r.Lockouts[0]
 		}
+		counted := len(r.Counted) == 1 && r.Counted[0]
+		if admitted {
+			res.Counted[i] = counted
+		}
 		if len(r.Pending) == 1 {
 			res.Pending[i] = r.Pending[0]
-			if r.Admitted && !admitted {
+			if r.Admitted && !admitted && !counted {
 				res.Pending[i]-- // released above: another counter refused
 			}
+		}
+		if r.Admitted && !admitted && counted {
+			res.Failures[i]-- // released above
 		}
 	}
 	return res, nil
@@ -342,45 +356,50 @@ func (s *RedisClusterStore) indexKey(kind Kind) string {
 	return s.prefix + ":index:blocked:" + string(kind)
 }
 
-// each runs script once per counter of op, each with that counter alone,
-// in parallel, and returns the results and errors by counter index.
+// each runs script once per counter of op, each with that counter alone
+// on its slot, in one pipeline (go-redis sends each master its part at
+// once), and returns the results and errors by counter index.
 func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script *redis.Script, success bool) ([]Result, []error) {
 	n := len(op.Counters)
 	rs, errs := make([]Result, n), make([]error, n)
-	var wg sync.WaitGroup
-	for i := 1; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rs[i], errs[i] = s.runOne(ctx, name, script, op, i, success)
-		}()
-	}
-	rs[0], errs[0] = s.runOne(ctx, name, script, op, 0, success)
-	wg.Wait()
-	return rs, errs
-}
-
-// runOne runs script for counter i of op, on that counter's slot.
-func (s *RedisClusterStore) runOne(ctx context.Context, name string, script *redis.Script, op Op, i int, success bool) (Result, error) {
-	c := op.Counters[i]
-	one := Op{Counters: op.Counters[i : i+1], Policy: op.Policy, Token: op.Token}
-	keys := []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
-		s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
-	reply, err := script.Run(ctx, s.client, keys, redisCounterArgs(one, success)...).Result()
-	if err != nil {
-		err = redisStoreError(fmt.Sprintf("%s %s %.64q", name, c.Kind, c.Subject), err)
-		if errors.Is(err, ErrStoreUnavailable) {
-			s.reload(ctx)
+	ones := make([]Op, n)
+	keys := make([][]string, n)
+	args := make([][]any, n)
+	cmds := make([]*redis.Cmd, n)
+	pipe := s.client.Pipeline()
+	for i, c := range op.Counters {
+		ones[i] = Op{Counters: op.Counters[i : i+1], Policy: op.Policy, Token: op.Token}
+		keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
+			s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
+		if script == redisScriptFinish {
+			keys[i] = append(keys[i], s.key("settled", c.Kind, c.Subject)+":"+op.Token)
 		}
-		return Result{}, err
+		args[i] = redisCounterArgs(ones[i], success)
+		cmds[i] = script.EvalSha(ctx, pipe, keys[i], args[i]...)
 	}
-	res, err := decodeRedisResult(reply, one, script == redisScriptBegin)
-	if err != nil {
-		return Result{}, fmt.Errorf("redis %s %s: %w", name, c.Kind, err)
+	_, _ = pipe.Exec(ctx) // every command keeps its own error
+	unavailable := false
+	for i, cmd := range cmds {
+		c := op.Counters[i]
+		reply, err := cmd.Result()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			reply, err = script.Run(ctx, s.client, keys[i], args[i]...).Result() // loads it
+		}
+		if err != nil {
+			errs[i] = redisStoreError(fmt.Sprintf("%s %s %.64q", name, c.Kind, c.Subject), err)
+			unavailable = unavailable || errors.Is(errs[i], ErrStoreUnavailable)
+			continue
+		}
+		// Transitions name the counter of the one-counter op; the kind
+		// and subject are the same in op.
+		if rs[i], err = decodeRedisResult(reply, ones[i], script == redisScriptBegin); err != nil {
+			errs[i] = fmt.Errorf("redis %s %s: %w", name, c.Kind, err)
+		}
 	}
-	// Transitions name the counter of the one-counter op; the kind and
-	// subject are the same in op.
-	return res, nil
+	if unavailable {
+		s.reload(ctx)
+	}
+	return rs, errs
 }
 
 // reload asks a cluster client to read the slot map again (in the
@@ -398,9 +417,11 @@ func (s *RedisClusterStore) reload(ctx context.Context) {
 // made, before returning, even if ctx is done.
 func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Result, errs []error) bool {
 	var charged []Counter
+	var counted []string
 	for i, r := range rs {
 		if errs[i] == nil && r.Admitted {
 			charged = append(charged, op.Counters[i])
+			counted = append(counted, redisFlags[b2i(len(r.Counted) == 1 && r.Counted[0])].(string))
 		}
 	}
 	if len(charged) == len(op.Counters) {
@@ -411,13 +432,16 @@ func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Res
 	}
 	ctx, cancel := s.followUp(ctx)
 	defer cancel()
-	pipe := s.client.Pipeline()
-	for _, c := range charged {
-		pipe.ZRem(ctx, s.key("pending", c.Kind, c.Subject), op.Token)
+	// Rare (one counter refused while another admitted), so one call
+	// each: Run loads the script where a restarted master lost it.
+	var err error
+	for i, c := range charged {
+		keys := []string{s.key("failed", c.Kind, c.Subject), s.key("pending", c.Kind, c.Subject)}
+		err = errors.Join(err, redisScriptRelease.Run(ctx, s.client, keys, op.Token, counted[i]).Err())
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err != nil {
 		s.logs.release.Do(func() {
-			s.log.Warn("redis cluster store: charge not released; it will expire into a failure (repeats within a minute not logged)",
+			s.log.Warn("redis cluster store: charge not released; it counts as a failure (repeats within a minute not logged)",
 				"err", err, "kind", string(charged[0].Kind), "subject", charged[0].Subject)
 		})
 	}

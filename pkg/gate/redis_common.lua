@@ -9,8 +9,10 @@
 -- Counter scripts (check, begin, reserve, finish, record, block, unblock) take
 --   KEYS   four keys per counter i (1-based), from KEYS[4*(i-1)+1]:
 --          failed, blocked, pending, lockouts;
+--          then, for finish only, the token's settled marker (KEYS[4*n+1]);
 --          then, optionally, the blocked index of each counter's kind
---          (KEYS[4*n+i]); without them the index is not maintained here
+--          (KEYS[4*n+m+i], m 1 for finish, else 0); without them the
+--          index is not maintained here
 --   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
 --   ARGV[2] pending timeout in ms (0: charges never expire)
 --   ARGV[3] lockout memory in ms (0: no memory, every lockout is the first)
@@ -24,9 +26,11 @@
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
 --   then per counter, 6 values: failures, block (0 none, 1 expiring,
---        2 permanent), block ttl in ms, saturated (0/1), lockouts so far
---        and charges pending after the call (both Begin only; 0 in the
---        other scripts' replies),
+--        2 permanent), block ttl in ms, charge (Begin: 0 none, 1
+--        saturated, 2 counted as a failure at once, 3 charged as pending;
+--        0 in the other scripts' replies), lockouts so far (-1 when the
+--        call did not read them) and charges pending after the call (both
+--        Begin only; 0 in the other scripts' replies),
 --   then per transition, 6 values: counter index (1-based), blocked (0/1),
 --        duration in ms, permanent (0/1), failures, lockouts.
 --
@@ -34,7 +38,13 @@
 -- is the string "blocked" with the cool-off as TTL; pending is a sorted set
 -- of tokens scored by their deadline in ms; lockouts is an integer with the
 -- lockout memory as TTL; the index is a sorted set of blocked subjects
--- scored by the block's end in ms (+inf when permanent), read by Blocked.
+-- scored by the block's end in ms (+inf when permanent), read by Blocked;
+-- the settled marker of a token exists once its outcome was reported.
+--
+-- An attempt is charged in one of two ways (see redis_begin.lua): counted
+-- as a failure at once (failed + 1: an ordinary attempt, whose failure
+-- then needs no second call) or, when its failure would block, as a
+-- pending token (the last chance, whose block waits for its outcome).
 -- Subjects only ever appear as key names and set members, never in a
 -- pattern.
 --
@@ -48,11 +58,21 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- load_op parses KEYS and ARGV as described above. with_time reads the
--- server clock (not needed, nor done, by read-only scripts).
-local function load_op(with_time)
+-- now is the server's clock in ms, read once per call and only by the
+-- calls that need it.
+local function now(op)
+  if op.now == nil then
+    op.now = now_ms()
+  end
+  return op.now
+end
+
+-- load_op parses KEYS and ARGV as described above; with_marker says KEYS
+-- hold the settled marker (finish).
+local function load_op(with_marker)
   local n = tonumber(ARGV[6])
-  local indexed = #KEYS == 5 * n
+  local m = with_marker and 1 or 0
+  local indexed = #KEYS == 5 * n + m
   local op = {
     attempt_cooloff = tonumber(ARGV[1]),
     pending_timeout = tonumber(ARGV[2]),
@@ -62,10 +82,8 @@ local function load_op(with_time)
     counters = {},
     cooloffs = {},
     transitions = {},
+    marker = with_marker and KEYS[4 * n + 1] or nil,
   }
-  if with_time then
-    op.now = now_ms()
-  end
   for i = 1, n do
     local k = 4 * (i - 1)
     op.counters[i] = {
@@ -74,11 +92,12 @@ local function load_op(with_time)
       blocked = KEYS[k + 2],
       pending = KEYS[k + 3],
       lockouts = KEYS[k + 4],
-      blocked_index = indexed and KEYS[4 * n + i] or nil,
+      blocked_index = indexed and KEYS[4 * n + m + i] or nil,
       subject = ARGV[7 + 3 * (i - 1)],
       limit = tonumber(ARGV[8 + 3 * (i - 1)]),
       keep = ARGV[9 + 3 * (i - 1)] == '1', -- a success does not clear it
-      saturated = 0,
+      charge = 0,      -- Begin's charge state, as replied
+      lockouts_n = -1, -- lockouts so far, once read
       failed_n = nil,  -- the failure count, once read or written
       block_ttl = nil, -- PTTL of the block key (-2 none, -1 permanent), once read or written
     }
@@ -129,7 +148,7 @@ local function set_block(op, c, ms)
     c.block_ttl = -1
   end
   if c.blocked_index then
-    redis.call('ZADD', c.blocked_index, ms > 0 and op.now + ms or '+inf', c.subject)
+    redis.call('ZADD', c.blocked_index, ms > 0 and now(op) + ms or '+inf', c.subject)
   end
 end
 
@@ -164,18 +183,19 @@ end
 -- count slides from each deadline, and what the attempt cool-off would
 -- have forgotten by now is forgotten. With count_pending it also leaves
 -- the number of charges still pending in c.pending_n, and reads nothing
--- more of a counter without charges.
-local function settle_expired(op, count_pending)
+-- more of a counter without charges. A counter where token (optional) was
+-- among the expired charges gets c.expired_token.
+local function settle_expired(op, count_pending, token)
   for _, c in ipairs(op.counters) do
     local due = {}
     if count_pending then
       c.pending_n = redis.call('ZCARD', c.pending)
       if c.pending_n > 0 then
-        due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+        due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. now(op), 'WITHSCORES')
         c.pending_n = c.pending_n - #due / 2
       end
     else
-      due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+      due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. now(op), 'WITHSCORES')
     end
     if #due > 0 then
       redis.call('ZREMRANGEBYSCORE', c.pending, '-inf', '(' .. op.now)
@@ -187,6 +207,9 @@ local function settle_expired(op, count_pending)
         count, ends = failures(c), op.now + ttl
       end
       for j = 2, #due, 2 do
+        if due[j - 1] == token then
+          c.expired_token = true
+        end
         local deadline = tonumber(due[j])
         if ends <= deadline then
           count = 0
@@ -240,23 +263,52 @@ local function blocked_any(op)
   return false
 end
 
--- charge adds op.token to the pending set of every counter, due at now +
--- pending timeout (never, when the timeout is 0).
+-- charge_pending adds op.token to c's pending set, due at now + pending
+-- timeout (never, when the timeout is 0).
+local function charge_pending(op, c)
+  local deadline = '+inf'
+  if op.pending_timeout > 0 then
+    deadline = now(op) + op.pending_timeout
+  end
+  if redis.call('ZADD', c.pending, deadline, op.token) == 1 and c.pending_n then
+    c.pending_n = c.pending_n + 1
+  end
+  if op.pending_timeout > 0 and op.attempt_cooloff > 0 then
+    -- Once every charge is overdue by the attempt cool-off, the failures
+    -- they would have become are forgotten too: the set may go.
+    redis.call('PEXPIRE', c.pending, op.pending_timeout + op.attempt_cooloff)
+  end
+  c.charge = 3
+end
+
+-- charge adds op.token to the pending set of every counter.
 local function charge(op)
-  local deadline = op.now + op.pending_timeout
-  if op.pending_timeout <= 0 then
-    deadline = '+inf'
-  end
   for _, c in ipairs(op.counters) do
-    if redis.call('ZADD', c.pending, deadline, op.token) == 1 and c.pending_n then
-      c.pending_n = c.pending_n + 1
-    end
-    if op.pending_timeout > 0 and op.attempt_cooloff > 0 then
-      -- Once every charge is overdue by the attempt cool-off, the failures
-      -- they would have become are forgotten too: the set may go.
-      redis.call('PEXPIRE', c.pending, op.pending_timeout + op.attempt_cooloff)
-    end
+    charge_pending(op, c)
   end
+end
+
+-- count_now charges an attempt on c as a failure at once (its failure
+-- needs no second call; a success clears it). Only for an attempt whose
+-- failure does not take c above its limit: it never blocks.
+local function count_now(op, c)
+  c.failed_n = redis.call('INCR', c.failed)
+  if op.attempt_cooloff > 0 then
+    redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+  end
+  c.charge = 2
+end
+
+-- settled marks op.token's outcome as reported, and reports whether it
+-- had been already: an outcome takes effect once. The marker lives as
+-- long as a charge may (the pending timeout; a day when charges never
+-- expire).
+local function settled(op)
+  local ttl = op.pending_timeout
+  if ttl <= 0 then
+    ttl = 86400000
+  end
+  return not redis.call('SET', op.marker, '1', 'NX', 'PX', ttl)
 end
 
 -- reply is the flat integer reply described above. Only Begin's reply
@@ -275,8 +327,11 @@ local function reply(op, admitted, last_chance, with_lockouts)
     out[#out + 1] = failures(c)
     out[#out + 1] = state
     out[#out + 1] = ttl
-    out[#out + 1] = c.saturated
-    out[#out + 1] = with_lockouts and tonumber(redis.call('GET', c.lockouts) or '0') or 0
+    out[#out + 1] = c.charge
+    if with_lockouts and c.lockouts_n < 0 then
+      c.lockouts_n = tonumber(redis.call('GET', c.lockouts) or '0')
+    end
+    out[#out + 1] = with_lockouts and c.lockouts_n or 0
     out[#out + 1] = with_lockouts and c.pending_n or 0
   end
   for _, v in ipairs(op.transitions) do

@@ -1,17 +1,33 @@
--- Finish: settle the token charged by Begin. Success clears every counter
--- but those kept on success (it only removes their charge); failure counts
--- one. Either takes effect only where the token was still pending: an
--- outcome reported again (on this gate or another one sharing the store),
--- or after its charge expired into a failure, changes nothing.
+-- Finish: settle the outcome of an attempt charged by Begin, once: the
+-- settled marker refuses a token reported again (on this gate or another
+-- one sharing the store), which changes nothing.
+--
+-- Where the token is pending (a last chance), a failure counts now and
+-- may block; a success clears. Where Begin counted the attempt at once, a
+-- failure is counted already and a success clears the counter (its
+-- failures, this charge among them, and its block). A counter kept on
+-- success only loses this attempt's charge. A charge found expired is a
+-- failure (settle_expired counts it), which a success reported now does
+-- not undo.
 local op = load_op(true)
-settle_expired(op)
+if not settled_now and settled(op) then
+  return reply(op, false, false)
+end
+settle_expired(op, false, op.token)
 for _, c in ipairs(op.counters) do
-  if redis.call('ZREM', c.pending, op.token) == 1 then
-    if not op.success then
+  local pending = redis.call('ZREM', c.pending, op.token) == 1
+  if not op.success then
+    if pending then
       count_failures(op, c, 1)
-    elseif not c.keep then
-      clear(op, c)
     end
+  elseif c.expired_token then
+    -- counted as the failure it became: a late success changes nothing
+  elseif not c.keep then
+    clear(op, c)
+  elseif pending then
+    -- the charge was pending: removing it is all
+  elseif failures(c) > 0 then
+    c.failed_n = redis.call('DECR', c.failed)
   end
 end
 return reply(op, false, false)

@@ -48,7 +48,28 @@ func TestOneRoundTripPerLogin(t *testing.T) {
 		tk2.FinishAsync(false)
 		require.NoError(t, g.Flush(ctx))
 	})
-	assert.Equal(t, []string{"evalsha"}, wire, "the outcome, off the critical path")
+	assert.Empty(t, wire, "an ordinary failure: counted by Begin, nothing more")
+
+	wire = srv.Wire(t, func() {
+		tk, d := g.Begin(ctx, attempt(ip, "s-"+user))
+		require.True(t, d.Allowed)
+		tk.FinishAsync(true)
+		require.NoError(t, g.Flush(ctx))
+	})
+	assert.Equal(t, []string{"evalsha", "evalsha"}, wire, "a success: Begin, then the clear off the critical path")
+
+	last, lastIP := fresh()
+	for i := 0; i < 3; i++ {
+		g.Record(ctx, attempt(lastIP, last), false)
+	}
+	wire = srv.Wire(t, func() {
+		tk, d := g.Begin(ctx, attempt(lastIP, last))
+		require.True(t, d.LastChance)
+		tk.FinishAsync(false)
+		require.NoError(t, g.Flush(ctx))
+	})
+	assert.Equal(t, []string{"evalsha", "evalsha"}, wire, "the last chance: its failure blocks, in a second script")
+	require.False(t, g.Check(ctx, attempt(lastIP, last)).Allowed)
 
 	for i := 0; i < 3; i++ {
 		g.Record(ctx, attempt(ip, user), false)
@@ -65,13 +86,24 @@ func TestOneRoundTripPerLogin(t *testing.T) {
 	assert.Contains(t, []string{"evalsha", "evalsha_ro"}, wire[0])
 
 	// The same count through INFO commandstats, which also counts what the
-	// scripts call inside Redis: exactly one script call per operation.
+	// scripts call inside Redis: an ordinary failure is one script of five
+	// commands (one EXISTS for both blocks and both pending sets, then
+	// INCR and PEXPIRE per counter), a success adds one of three (SET NX
+	// of the settled marker, EXISTS, one DEL of both counts).
 	require.NoError(t, admin.ConfigResetStat(ctx).Err())
 	tk3, _ := g.Begin(ctx, attempt("192.0.2.202", "third"))
 	tk3.Finish(ctx, false)
 	calls, err := srv.CommandCalls(ctx, admin)
 	require.NoError(t, err)
-	assert.Equal(t, 2, calls["evalsha"]+calls["evalsha_ro"]+calls["eval"]+calls["eval_ro"])
+	delete(calls, "config|resetstat")
+	assert.Equal(t, map[string]int{"evalsha": 1, "exists": 1, "incr": 2, "pexpire": 2}, calls)
+	require.NoError(t, admin.ConfigResetStat(ctx).Err())
+	tk3, _ = g.Begin(ctx, attempt("192.0.2.203", "fourth"))
+	tk3.Finish(ctx, true)
+	calls, err = srv.CommandCalls(ctx, admin)
+	require.NoError(t, err)
+	delete(calls, "config|resetstat")
+	assert.Equal(t, map[string]int{"evalsha": 2, "exists": 2, "incr": 2, "pexpire": 2, "set": 1, "del": 1}, calls)
 }
 
 // TestRedisDown: with Redis gone every login is answered within the store

@@ -1,7 +1,7 @@
 -- Record: the one-call flow. A blocked counter refuses the attempt and
 -- nothing is counted; otherwise success clears (but the counters kept on
 -- success) and failure counts one, and the reply says admitted.
-local op = load_op(true)
+local op = load_op(false)
 settle_expired(op)
 if blocked_any(op) then
   return reply(op, false, false)

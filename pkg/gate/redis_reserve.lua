@@ -2,7 +2,7 @@
 -- slots (RedisClusterStore): refuse a blocked attempt, else charge the
 -- token as pending whatever the saturation, as Record counts regardless
 -- of attempts in flight. Finish with the same token completes it.
-local op = load_op(true)
+local op = load_op(false)
 settle_expired(op)
 if blocked_any(op) then
   return reply(op, false, false)

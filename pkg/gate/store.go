@@ -129,9 +129,18 @@ type Result struct {
 	LastChance bool
 	// Transitions made by this call.
 	Transitions []Transition
+	// Counted (Begin, optional) holds, per Op.Counters index, true where
+	// the admitted attempt was counted as a failure at once: its failure
+	// needs no Finish there (the gate sends none when every counter says
+	// so), and a success clears it. False where the attempt is pending
+	// (its failure would block: the last chance), which Finish settles.
+	// Nil when not admitted, or when the store charges every attempt as
+	// pending.
+	Counted []bool
 	// Lockouts (Begin, optional) holds, per Op.Counters index, the number
 	// of lockouts of the subject within Policy.LockoutMemory so far, which
-	// selects the next lockout cool-off. Nil when the store does not say;
+	// selects the next lockout cool-off; -1 where the store did not read
+	// it (it does for a last chance). Nil when the store does not say;
 	// the first cool-off is assumed then.
 	Lockouts []int
 	// Pending (Begin, optional) holds, per Op.Counters index, the number
