@@ -59,10 +59,12 @@ type report struct {
 	caught   *caughtUp
 	pub      published
 	recorder *recorderResult
+	// store is the store pass's cells (none when it did not run).
+	store []storeCell
 }
 
-func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub published, rec *recorderResult) *report {
-	r := &report{o: o, info: info, cells: cells, caught: caught, pub: pub, recorder: rec, figs: map[cellKey]*figures{}}
+func newReport(o options, info machineInfo, cells []cell, caught *caughtUp, pub published, rec *recorderResult, store []storeCell) *report {
+	r := &report{o: o, info: info, cells: cells, caught: caught, pub: pub, recorder: rec, figs: map[cellKey]*figures{}, store: store}
 	for _, p := range passes(o) { // those that ran (see -only)
 		if slices.ContainsFunc(cells, func(c cell) bool { return c.Pass == p.ID }) {
 			r.passes = append(r.passes, p)
@@ -272,6 +274,9 @@ type rawResults struct {
 	Caught    *caughtUp
 	Published published
 	Recorder  *recorderResult
+	// Store is the store pass's cells; missing in results saved before
+	// the pass existed, which then report it as not run.
+	Store []storeCell `json:",omitempty"`
 }
 
 const rawFile = "results.json"
@@ -286,7 +291,7 @@ func rerenderReport(dir string) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return fmt.Errorf("%s: %w", rawFile, err)
 	}
-	return newReport(raw.Options, raw.Info, raw.Cells, raw.Caught, raw.Published, raw.Recorder).write(dir)
+	return newReport(raw.Options, raw.Info, raw.Cells, raw.Caught, raw.Published, raw.Recorder, raw.Store).write(dir)
 }
 
 // write puts RESULTS.md, the charts and results.json into dir.
@@ -294,7 +299,7 @@ func (r *report) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	raw, err := json.MarshalIndent(rawResults{Options: r.o, Info: r.info, Cells: r.cells, Caught: r.caught, Published: r.pub, Recorder: r.recorder}, "", " ")
+	raw, err := json.MarshalIndent(rawResults{Options: r.o, Info: r.info, Cells: r.cells, Caught: r.caught, Published: r.pub, Recorder: r.recorder, Store: r.store}, "", " ")
 	if err != nil {
 		return err
 	}
