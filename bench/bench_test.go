@@ -80,6 +80,8 @@ func TestQuick(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(results), "Quick mode")
 	assert.Contains(t, string(results), "## Targets")
+	assert.Contains(t, string(results), "## Redis cost per login")
+	assert.Contains(t, string(results), "gate / floor")
 	for _, name := range []string{chartCheap, chartBcrypt, chartLatency} {
 		svg, err := os.ReadFile(filepath.Join(o.Out, name))
 		require.NoError(t, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"maps"
+	"math"
 	"testing"
 	"time"
 
@@ -83,4 +84,46 @@ func TestCheckCounted(t *testing.T) {
 	assert.ErrorContains(t, checkCounted(ctx, stubContender{1, 0}, as, false), "not counted")
 	assert.NoError(t, checkCounted(ctx, stubContender{}, as, true))
 	assert.ErrorContains(t, checkCounted(ctx, stubContender{0, 1}, as, true), "not cleared")
+}
+
+// TestStoreFigures checks that a ratio is the median of the rounds' own
+// ratios, not the ratio of the medians, and that the targets follow it.
+func TestStoreFigures(t *testing.T) {
+	cell := func(round int, wl, ct string, redisUs int) storeCell {
+		return storeCell{Round: round, Workload: wl, Contender: ct, Logins: 1000, Elapsed: time.Second,
+			RedisCPU: time.Duration(redisUs) * 1000 * time.Microsecond, ClientCPU: time.Second, Commands: 7000}
+	}
+	var cells []storeCell
+	for round, us := range [][3]int{{60, 20, 110}, {70, 35, 110}, {50, 25, 110}} {
+		for _, wl := range storeWorkloads {
+			cells = append(cells, cell(round, wl, ctGate, us[0]), cell(round, wl, ctFloor, us[1]), cell(round, wl, ctDjango, us[2]))
+		}
+	}
+	r := newReport(defaultOptions(), machineInfo{}, nil, nil, published{}, nil, cells)
+
+	gate := r.storeFigs[storeKey{wlFailure, ctGate}]
+	require.NotNil(t, gate)
+	assert.Equal(t, 3, gate.Rounds)
+	assert.InDelta(t, 60, gate.RedisUs, 1e-9)
+	assert.InDelta(t, 25, r.storeFigs[storeKey{wlFailure, ctFloor}].RedisUs, 1e-9)
+	// Rounds' ratios 3, 2 and 2: the median is 2, the medians' ratio 2.4.
+	assert.InDelta(t, 2, r.storeRatio(wlFailure, ctFloor).RedisUs, 1e-9)
+	assert.InDelta(t, 60.0/110, r.storeRatio(wlFailure, ctDjango).RedisUs, 1e-9)
+	assert.InDelta(t, 1, r.storeRatio(wlFailure, ctFloor).Commands, 1e-9)
+	assert.True(t, math.IsNaN(r.storeRatio(wlFailure, ctFloor).Scripts), "0 scripts over 0")
+
+	ts := r.storeTargets()
+	require.Len(t, ts, 4)
+	assert.False(t, ts[0].Met, "gate 2× the floor, failure")
+	assert.False(t, ts[1].Met, "gate 2× the floor, success")
+	assert.True(t, ts[2].Met, "gate 0.55× django-defender, failure")
+	assert.True(t, ts[3].Met, "gate 0.55× django-defender, success")
+	for _, tr := range ts {
+		assert.False(t, tr.NotRun)
+	}
+
+	for _, tr := range newReport(defaultOptions(), machineInfo{}, nil, nil, published{}, nil, nil).storeTargets() {
+		assert.True(t, tr.NotRun, tr.Goal)
+		assert.False(t, tr.Met, tr.Goal)
+	}
 }
