@@ -23,8 +23,8 @@ func TestMain(m *testing.M) {
 
 // TestQuick runs the whole bench in quick mode — every configuration ×
 // workload × pass for a fraction of a second, the recorder with a few
-// thousand events — and checks that it ran and wrote its report. It says
-// nothing about speed.
+// thousand events, the store pass with a few hundred logins a cell — and
+// checks that it ran and wrote its report. It says nothing about speed.
 func TestQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the bench starts redis-server, clickhouse-server and NATS")
@@ -55,6 +55,21 @@ func TestQuick(t *testing.T) {
 			assert.Positive(t, c.Published, "%s: events were published", name)
 		}
 	}
+	wantStore := 0
+	for _, wl := range storeWorkloads {
+		wantStore += o.Rounds * len(storeContenders(wl))
+	}
+	require.Len(t, rep.store, wantStore, "every round × store workload × contender ran")
+	for _, c := range rep.store {
+		name := c.Workload + "/" + c.Contender
+		assert.Equal(t, o.StoreLogins, c.Logins, name)
+		assert.Positive(t, c.Commands, "%s: Redis ran the contender's commands", name)
+		assert.Positive(t, c.RoundTrips, name)
+		if c.Contender != ctDjango {
+			assert.Positive(t, c.Scripts, "%s: Redis ran the contender's scripts", name)
+		}
+	}
+
 	require.NotNil(t, rep.recorder)
 	assert.Equal(t, o.RecorderEvents, rep.recorder.Events)
 	assert.Len(t, rep.recorder.Lags, o.Probes)
@@ -65,6 +80,8 @@ func TestQuick(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(results), "Quick mode")
 	assert.Contains(t, string(results), "## Targets")
+	assert.Contains(t, string(results), "## Redis cost per login")
+	assert.Contains(t, string(results), "gate / floor")
 	for _, name := range []string{chartCheap, chartBcrypt, chartLatency} {
 		svg, err := os.ReadFile(filepath.Join(o.Out, name))
 		require.NoError(t, err)

@@ -5,9 +5,11 @@
 // workloads (all success, mixed, all failures, all from blocked sources),
 // with a cheap password check and with bcrypt (cost 10). It starts the
 // servers it needs, runs every cell of that matrix in interleaved rounds,
-// measures the recorder alone, and writes RESULTS.md and SVG charts.
+// measures the recorder alone, then redis-server's CPU per login for the
+// gate's store against django-defender's commands and a floor (the store
+// pass), and writes RESULTS.md and SVG charts.
 //
-//	go run ./bench            # full run, ~8 min; writes bench/RESULTS.md and bench/*.svg
+//	go run ./bench            # full run, ~9 min; writes bench/RESULTS.md and bench/*.svg
 //	go run ./bench -quick     # every cell for a fraction of a second; writes to a temp dir
 //
 // See bench/README.md for what is measured and how.
@@ -23,6 +25,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -42,7 +46,8 @@ func main() {
 	flag.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds; every figure is the median over them")
 	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
 	flag.DurationVar(&o.RecordFlush, "record-flush", 0, "the recorders' longest wait for a batch (DEFENDER_RECORD_FLUSH): a longer one trades lag for fewer ClickHouse inserts (default 1s, record.DefaultFlush)")
-	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency), for trying a change; the report then misses the others")
+	flag.IntVar(&o.StoreLogins, "store-logins", o.StoreLogins, "logins per cell of the store pass (Redis CPU per login)")
+	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency, store), for trying a change; the report then misses the others")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the login server's process (the gate's side) to this file")
 	rerender := flag.Bool("rerender", false, "measure nothing: write RESULTS.md and the charts again from the results.json in -out")
 	flag.Parse()
@@ -112,6 +117,9 @@ type options struct {
 	RecordFlush time.Duration
 	// Pings is the number of PINGs timed before every cell.
 	Pings int
+	// StoreLogins is the logins of one cell of the store pass: a count,
+	// not a time, so that every contender does the same work.
+	StoreLogins int
 	// Only, when set, lists the passes to run (by ID).
 	Only string
 	// Log receives progress lines.
@@ -129,6 +137,7 @@ func defaultOptions() options {
 		RecorderEvents:  300_000,
 		Probes:          10,
 		Pings:           300,
+		StoreLogins:     30_000,
 	}
 }
 
@@ -143,7 +152,13 @@ func quickOptions(o options) options {
 	o.RecorderEvents = 3000
 	o.Probes = 1
 	o.Pings = 20
+	o.StoreLogins = 300
 	return o
+}
+
+// selected tells whether the pass with this ID runs (see -only).
+func (o options) selected(id string) bool {
+	return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), id)
 }
 
 // defaultOut is bench/ from the repository root, else the current directory.

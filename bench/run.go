@@ -86,7 +86,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	var cells []cell
 	for round := range o.Rounds {
 		for _, p := range passes(o) {
-			if o.Only != "" && !slices.Contains(strings.Split(o.Only, ","), p.ID) {
+			if !o.selected(p.ID) {
 				continue
 			}
 			for wi, wl := range workloads {
@@ -124,9 +124,18 @@ func run(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The store pass comes last, when the recorder is done: it measures
+	// redis-server's CPU, which a busy machine moves less than throughput,
+	// but not at all is better.
+	var store []storeCell
+	if o.selected(passStore) {
+		if store, err = e.runStore(ctx); err != nil {
+			return nil, err
+		}
+	}
 	e.info.LoadEnd = loadAvg()
 	e.info.Runtime = time.Since(start)
-	rep := newReport(o, e.info, cells, caught.Caught, pubStats, rr.Recorder)
+	rep := newReport(o, e.info, cells, caught.Caught, pubStats, rr.Recorder, store)
 	if err := rep.write(o.Out); err != nil {
 		return nil, err
 	}
@@ -325,11 +334,11 @@ func (e *env) pingRTT() (time.Duration, error) {
 }
 
 // rotate returns ts starting at index k mod len(ts): each round and
-// workload starts with another configuration, so none always runs first
-// or last.
-func rotate(ts []*target, k int) []*target {
+// workload starts with another configuration (contender), so none always
+// runs first or last.
+func rotate[T any](ts []T, k int) []T {
 	k %= len(ts)
-	return append(append([]*target{}, ts[k:]...), ts[:k]...)
+	return append(append([]T{}, ts[k:]...), ts[:k]...)
 }
 
 // seed is the load's random seed: the same for every configuration of a
