@@ -452,6 +452,9 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 	}
 	const head, perCounter, perTransition = 3, 6, 6
 	nc := len(op.Counters)
+	if len(n) == head+nc && nc > 0 && n[2] == int64(nc) {
+		return decodeShortRedisResult(n, withLockouts), nil
+	}
 	if len(n) < head || n[2] != int64(nc) || (len(n)-head-perCounter*nc) < 0 ||
 		(len(n)-head-perCounter*nc)%perTransition != 0 {
 		return Result{}, fmt.Errorf("malformed reply of %d values for %d counters", len(n), nc)
@@ -503,6 +506,23 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 		})
 	}
 	return res, nil
+}
+
+// decodeShortRedisResult reads the short reply of a fast path (see
+// redis_common.lua): admitted, 0, n, then each counter's failures.
+func decodeShortRedisResult(n []int64, begin bool) Result {
+	nc := int(n[2])
+	res := Result{Admitted: n[0] == 1, Failures: make([]int, nc)}
+	for i := range nc {
+		res.Failures[i] = int(n[3+i])
+	}
+	if begin {
+		res.Counted, res.Lockouts, res.Pending = make([]bool, nc), make([]int, nc), make([]int, nc)
+		for i := range nc {
+			res.Counted[i], res.Lockouts[i] = true, -1
+		}
+	}
+	return res
 }
 
 // redisTransition returns the one transition of an admin call, or nil.

@@ -6,36 +6,42 @@
 -- the attempt would block if it failed: it is a last chance, which must
 -- wait for its outcome. The counts are taken back and the full rules
 -- below (redis_begin.lua) charge it as pending.
+--
+-- Its reply is the short form {1, 0, n, failures of each counter} (see
+-- redis_common.lua). Every table and call here costs Redis's one thread
+-- time on every login, hence the two-counter case written out.
 do
   local n = tonumber(ARGV[6])
-  local probe = {}
-  for i = 1, n do
-    probe[2 * i - 1] = KEYS[4 * i - 2] -- blocked
-    probe[2 * i] = KEYS[4 * i - 1]     -- pending
-  end
-  if redis.call('EXISTS', unpack(probe)) == 0 then
-    local counts, over = {}, false
+  local found
+  if n == 2 then
+    found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7])
+  elseif n == 1 then
+    found = redis.call('EXISTS', KEYS[2], KEYS[3])
+  else
+    local probe = {}
     for i = 1, n do
-      counts[i] = redis.call('INCR', KEYS[4 * i - 3])
-      if counts[i] > tonumber(ARGV[5 + 3 * i]) then
-        over = true
-      end
+      probe[2 * i - 1], probe[2 * i] = KEYS[4 * i - 2], KEYS[4 * i - 1] -- blocked, pending
+    end
+    found = redis.call('EXISTS', unpack(probe))
+  end
+  if found == 0 then
+    local out, over = { 1, 0, n }, false
+    for i = 1, n do
+      local f = redis.call('INCR', KEYS[4 * i - 3])
+      out[3 + i] = f
+      over = over or f > tonumber(ARGV[5 + 3 * i])
     end
     if not over then
-      local cooloff = tonumber(ARGV[1])
-      local out = { 1, 0, n }
-      for i = 1, n do
-        if cooloff > 0 then
+      local cooloff = ARGV[1]
+      if cooloff ~= '0' then
+        for i = 1, n do
           redis.call('PEXPIRE', KEYS[4 * i - 3], cooloff)
         end
-        local k = 3 + 6 * (i - 1)
-        -- failures, no block, counted at once, lockouts not read, none pending
-        out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = counts[i], 0, 0, 2, -1, 0
       end
       return out
     end
     for i = 1, n do
-      if counts[i] == 1 then
+      if out[3 + i] == 1 then
         redis.call('DEL', KEYS[4 * i - 3]) -- created just now, without a TTL
       else
         redis.call('DECR', KEYS[4 * i - 3])

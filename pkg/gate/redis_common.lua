@@ -32,7 +32,10 @@
 --        call did not read them) and charges pending after the call (both
 --        Begin only; 0 in the other scripts' replies),
 --   then per transition, 6 values: counter index (1-based), blocked (0/1),
---        duration in ms, permanent (0/1), failures, lockouts.
+--        duration in ms, permanent (0/1), failures, lockouts;
+-- or, from a fast path, the short form: admitted, 0, n, then per counter
+-- its failures (none blocked, none pending, no transition; Begin: the
+-- attempt counted at once on every counter, lockouts not read).
 --
 -- Keys (see redis.go): failed is a plain integer with a sliding TTL; blocked
 -- is the string "blocked" with the cool-off as TTL; pending is a sorted set

@@ -3,35 +3,39 @@
 -- charge pending, deletes their failure counts (which hold this attempt's
 -- charge). The settled marker (KEYS[4*n+1]) makes the outcome take effect
 -- once. Everything else goes on to redis_finish.lua; settled_now tells it
--- that the marker was set here.
+-- that the marker was set here. The reply is the short form (see
+-- redis_common.lua).
 local settled_now = false
 do
   local n = tonumber(ARGV[6])
   local plain = ARGV[5] == '1'
   for i = 1, n do
-    if ARGV[6 + 3 * i] == '1' then
-      plain = false -- kept on success: only its own charge goes
-    end
+    plain = plain and ARGV[6 + 3 * i] ~= '1' -- a kept counter loses only its charge
   end
   if plain then
-    local ttl = tonumber(ARGV[2])
-    if ttl <= 0 then
-      ttl = 86400000
+    local ttl = ARGV[2]
+    if ttl == '0' then
+      ttl = '86400000'
     end
     if redis.call('SET', KEYS[4 * n + 1], '1', 'NX', 'PX', ttl) then
       settled_now = true
-      local probe, failed = {}, {}
-      for i = 1, n do
-        probe[2 * i - 1] = KEYS[4 * i - 2] -- blocked
-        probe[2 * i] = KEYS[4 * i - 1]     -- pending
-        failed[i] = KEYS[4 * i - 3]
+      local found
+      if n == 2 then
+        found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7])
+      elseif n == 1 then
+        found = redis.call('EXISTS', KEYS[2], KEYS[3])
+      else
+        found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[10], KEYS[11])
       end
-      if redis.call('EXISTS', unpack(probe)) == 0 then
-        redis.call('DEL', unpack(failed))
+      if found == 0 then
+        if n == 2 then
+          redis.call('DEL', KEYS[1], KEYS[5])
+          return { 0, 0, 2, 0, 0 }
+        end
         local out = { 0, 0, n }
         for i = 1, n do
-          local k = 3 + 6 * (i - 1)
-          out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = 0, 0, 0, 0, 0, 0
+          redis.call('DEL', KEYS[4 * i - 3])
+          out[3 + i] = 0
         end
         return out
       end

@@ -3,53 +3,47 @@
 -- the failure counts it clears, and a failure that takes no count above
 -- its limit is counted (INCR and the sliding TTL). Anything else, and a
 -- failure that blocks (its counts taken back), goes on to
--- redis_record.lua.
+-- redis_record.lua. The reply is the short form (see redis_common.lua).
 do
   local n = tonumber(ARGV[6])
-  local probe, cleared = {}, {}
-  for i = 1, n do
-    probe[2 * i - 1] = KEYS[4 * i - 2] -- blocked
-    probe[2 * i] = KEYS[4 * i - 1]     -- pending
-    if ARGV[6 + 3 * i] ~= '1' then
-      cleared[#cleared + 1] = KEYS[4 * i - 3]
-    end
+  local found
+  if n == 2 then
+    found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7])
+  elseif n == 1 then
+    found = redis.call('EXISTS', KEYS[2], KEYS[3])
+  else
+    found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[10], KEYS[11])
   end
-  if redis.call('EXISTS', unpack(probe)) == 0 then
+  if found == 0 then
     local out = { 1, 0, n }
     if ARGV[5] == '1' then
-      if #cleared > 0 then
-        redis.call('DEL', unpack(cleared))
-      end
       for i = 1, n do
-        local f = 0
-        if ARGV[6 + 3 * i] == '1' then
-          f = tonumber(redis.call('GET', KEYS[4 * i - 3]) or '0')
+        if ARGV[6 + 3 * i] == '1' then -- kept on success
+          out[3 + i] = tonumber(redis.call('GET', KEYS[4 * i - 3]) or '0')
+        else
+          redis.call('DEL', KEYS[4 * i - 3])
+          out[3 + i] = 0
         end
-        local k = 3 + 6 * (i - 1)
-        out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = f, 0, 0, 0, 0, 0
       end
       return out
     end
-    local counts, over = {}, false
+    local over = false
     for i = 1, n do
-      counts[i] = redis.call('INCR', KEYS[4 * i - 3])
-      if counts[i] > tonumber(ARGV[5 + 3 * i]) then
-        over = true
-      end
+      local f = redis.call('INCR', KEYS[4 * i - 3])
+      out[3 + i] = f
+      over = over or f > tonumber(ARGV[5 + 3 * i])
     end
     if not over then
-      local cooloff = tonumber(ARGV[1])
-      for i = 1, n do
-        if cooloff > 0 then
+      local cooloff = ARGV[1]
+      if cooloff ~= '0' then
+        for i = 1, n do
           redis.call('PEXPIRE', KEYS[4 * i - 3], cooloff)
         end
-        local k = 3 + 6 * (i - 1)
-        out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = counts[i], 0, 0, 0, 0, 0
       end
       return out
     end
     for i = 1, n do
-      if counts[i] == 1 then
+      if out[3 + i] == 1 then
         redis.call('DEL', KEYS[4 * i - 3]) -- created just now, without a TTL
       else
         redis.call('DECR', KEYS[4 * i - 3])

@@ -263,7 +263,7 @@ func testSaturation(t *testing.T, s *suite) {
 	c := counter(gate.KindUsername, 2)
 	o := op(policy(time.Minute), c)
 	var charged []gate.Op
-	upfront := false // the store counts attempts at Begin (Result.Counted)
+	upfront := false         // the store counts attempts at Begin (Result.Counted)
 	for i := 0; i < 3; i++ { // Limit+1 attempts fit
 		a, r := s.begin(o)
 		require.True(t, r.Admitted, "attempt %d", i+1)
