@@ -1,0 +1,287 @@
+-- redis_common.lua: the per-counter rules shared by every script of
+-- RedisStore and RedisClusterStore. Go puts this file in front of each
+-- script body (redis_<op>.lua), so every Store method stays one EVALSHA
+-- while no rule is written twice. RedisStore runs a script over all the
+-- counters of an op (one slot: a single Redis, or a hash-tagged prefix);
+-- RedisClusterStore runs it once per counter, in parallel, each on the
+-- slot of its subject, and keeps the blocked index itself.
+--
+-- Counter scripts (check, begin, reserve, finish, record, block, unblock) take
+--   KEYS   four keys per counter i (1-based), from KEYS[4*(i-1)+1]:
+--          failed, blocked, pending, lockouts;
+--          then, optionally, the blocked index of each counter's kind
+--          (KEYS[4*n+i]); without them the index is not maintained here
+--   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
+--   ARGV[2] pending timeout in ms (0: charges never expire)
+--   ARGV[3] lockout memory in ms (0: no memory, every lockout is the first)
+--   ARGV[4] token of the attempt ("" when none)
+--   ARGV[5] "1" when the attempt succeeded, else "0"
+--   ARGV[6] n, the number of counters
+--   ARGV[7+3*(i-1)], ARGV[8+3*(i-1)], ARGV[9+3*(i-1)]  subject, limit and
+--          keep of counter i: keep "1" when a success leaves the counter as
+--          it is (Counter.KeepOnSuccess), else "0"
+--   ARGV[7+3*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
+-- and reply one flat array of integers:
+--   admitted (0/1), last chance (0/1), n,
+--   then per counter, 6 values: failures, block (0 none, 1 expiring,
+--        2 permanent), block ttl in ms, saturated (0/1), lockouts so far
+--        and charges pending after the call (both Begin only; 0 in the
+--        other scripts' replies),
+--   then per transition, 6 values: counter index (1-based), blocked (0/1),
+--        duration in ms, permanent (0/1), failures, lockouts.
+--
+-- Keys (see redis.go): failed is a plain integer with a sliding TTL; blocked
+-- is the string "blocked" with the cool-off as TTL; pending is a sorted set
+-- of tokens scored by their deadline in ms; lockouts is an integer with the
+-- lockout memory as TTL; the index is a sorted set of blocked subjects
+-- scored by the block's end in ms (+inf when permanent), read by Blocked.
+-- Subjects only ever appear as key names and set members, never in a
+-- pattern.
+--
+-- Every read of a counter's failure count and block goes through c.failed_n
+-- and c.block_ttl, which remember what the script read or wrote, so that no
+-- key is read twice in one call (a redis.call costs about as much as the
+-- command itself): the reply is made of what the script already knows.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- load_op parses KEYS and ARGV as described above. with_time reads the
+-- server clock (not needed, nor done, by read-only scripts).
+local function load_op(with_time)
+  local n = tonumber(ARGV[6])
+  local indexed = #KEYS == 5 * n
+  local op = {
+    attempt_cooloff = tonumber(ARGV[1]),
+    pending_timeout = tonumber(ARGV[2]),
+    lockout_memory = tonumber(ARGV[3]),
+    token = ARGV[4],
+    success = ARGV[5] == '1',
+    counters = {},
+    cooloffs = {},
+    transitions = {},
+  }
+  if with_time then
+    op.now = now_ms()
+  end
+  for i = 1, n do
+    local k = 4 * (i - 1)
+    op.counters[i] = {
+      index = i,
+      failed = KEYS[k + 1],
+      blocked = KEYS[k + 2],
+      pending = KEYS[k + 3],
+      lockouts = KEYS[k + 4],
+      blocked_index = indexed and KEYS[4 * n + i] or nil,
+      subject = ARGV[7 + 3 * (i - 1)],
+      limit = tonumber(ARGV[8 + 3 * (i - 1)]),
+      keep = ARGV[9 + 3 * (i - 1)] == '1', -- a success does not clear it
+      saturated = 0,
+      failed_n = nil,  -- the failure count, once read or written
+      block_ttl = nil, -- PTTL of the block key (-2 none, -1 permanent), once read or written
+    }
+  end
+  for j = 7 + 3 * n, #ARGV do
+    op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])
+  end
+  return op
+end
+
+local function failures(c)
+  if c.failed_n == nil then
+    c.failed_n = tonumber(redis.call('GET', c.failed) or '0')
+  end
+  return c.failed_n
+end
+
+local function block_ttl(c)
+  if c.block_ttl == nil then
+    c.block_ttl = redis.call('PTTL', c.blocked)
+  end
+  return c.block_ttl
+end
+
+local function is_blocked(c)
+  return block_ttl(c) ~= -2
+end
+
+local function add_transition(op, c, blocked, duration, permanent, nfailures, lockouts)
+  local t = op.transitions
+  t[#t + 1] = c.index
+  t[#t + 1] = blocked and 1 or 0
+  t[#t + 1] = duration
+  t[#t + 1] = permanent and 1 or 0
+  t[#t + 1] = nfailures
+  t[#t + 1] = lockouts
+end
+
+-- set_block blocks c for ms milliseconds (0: for ever), replacing any block,
+-- and records the block's end in the index read by Blocked (when the
+-- script holds the index; otherwise the caller indexes the transition).
+local function set_block(op, c, ms)
+  if ms > 0 then
+    redis.call('SET', c.blocked, 'blocked', 'PX', ms)
+    c.block_ttl = ms
+  else
+    redis.call('SET', c.blocked, 'blocked')
+    c.block_ttl = -1
+  end
+  if c.blocked_index then
+    redis.call('ZADD', c.blocked_index, ms > 0 and op.now + ms or '+inf', c.subject)
+  end
+end
+
+-- lock_out is the automatic block of c after nfailures failures: the
+-- lockout count grows and picks the cool-off.
+local function lock_out(op, c, nfailures)
+  local lockouts = 1
+  if op.lockout_memory > 0 then
+    lockouts = redis.call('INCR', c.lockouts)
+    redis.call('PEXPIRE', c.lockouts, op.lockout_memory)
+  end
+  local ms = op.cooloffs[math.min(lockouts, #op.cooloffs)]
+  set_block(op, c, ms)
+  add_transition(op, c, true, ms, ms == 0, nfailures, lockouts)
+end
+
+-- count_failures adds n failures to c, renews the sliding TTL and blocks c
+-- when its count goes above the limit and it is not blocked already.
+local function count_failures(op, c, n)
+  local f = redis.call('INCRBY', c.failed, n)
+  c.failed_n = f
+  if op.attempt_cooloff > 0 then
+    redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+  end
+  if f > c.limit and not is_blocked(c) then
+    lock_out(op, c, f)
+  end
+end
+
+-- settle_expired turns the charges whose deadline has passed into failures
+-- counted at their deadlines, as if each had been reported then: the
+-- count slides from each deadline, and what the attempt cool-off would
+-- have forgotten by now is forgotten. With count_pending it also leaves
+-- the number of charges still pending in c.pending_n, and reads nothing
+-- more of a counter without charges.
+local function settle_expired(op, count_pending)
+  for _, c in ipairs(op.counters) do
+    local due = {}
+    if count_pending then
+      c.pending_n = redis.call('ZCARD', c.pending)
+      if c.pending_n > 0 then
+        due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+        c.pending_n = c.pending_n - #due / 2
+      end
+    else
+      due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. op.now, 'WITHSCORES')
+    end
+    if #due > 0 then
+      redis.call('ZREMRANGEBYSCORE', c.pending, '-inf', '(' .. op.now)
+      local count, ends = 0, -math.huge
+      local ttl = redis.call('PTTL', c.failed)
+      if ttl == -1 then
+        count, ends = failures(c), math.huge
+      elseif ttl >= 0 then
+        count, ends = failures(c), op.now + ttl
+      end
+      for j = 2, #due, 2 do
+        local deadline = tonumber(due[j])
+        if ends <= deadline then
+          count = 0
+        end
+        count = count + 1
+        if op.attempt_cooloff > 0 then
+          ends = math.max(ends, deadline + op.attempt_cooloff)
+        else
+          ends = math.huge
+        end
+      end
+      if ends == math.huge then
+        redis.call('SET', c.failed, count)
+      elseif ends > op.now then
+        redis.call('SET', c.failed, count, 'PX', ends - op.now)
+      else
+        count = 0
+        redis.call('DEL', c.failed)
+      end
+      c.failed_n = count
+      if count > c.limit and not is_blocked(c) then
+        lock_out(op, c, count)
+      end
+    end
+  end
+end
+
+-- clear forgets c's failures and lifts its block (a transition if there was one).
+-- An index entry left behind by a block that expired or was deleted by
+-- hand is dropped by the next Blocked, which checks every entry's key.
+local function clear(op, c)
+  redis.call('DEL', c.failed)
+  c.failed_n = 0
+  local lifted = redis.call('DEL', c.blocked) == 1
+  c.block_ttl = -2
+  if lifted then
+    add_transition(op, c, false, 0, false, 0, 0)
+    if c.blocked_index then
+      redis.call('ZREM', c.blocked_index, c.subject)
+    end
+  end
+end
+
+-- blocked_any reports whether some counter of op is blocked.
+local function blocked_any(op)
+  for _, c in ipairs(op.counters) do
+    if is_blocked(c) then
+      return true
+    end
+  end
+  return false
+end
+
+-- charge adds op.token to the pending set of every counter, due at now +
+-- pending timeout (never, when the timeout is 0).
+local function charge(op)
+  local deadline = op.now + op.pending_timeout
+  if op.pending_timeout <= 0 then
+    deadline = '+inf'
+  end
+  for _, c in ipairs(op.counters) do
+    if redis.call('ZADD', c.pending, deadline, op.token) == 1 and c.pending_n then
+      c.pending_n = c.pending_n + 1
+    end
+    if op.pending_timeout > 0 and op.attempt_cooloff > 0 then
+      -- Once every charge is overdue by the attempt cool-off, the failures
+      -- they would have become are forgotten too: the set may go.
+      redis.call('PEXPIRE', c.pending, op.pending_timeout + op.attempt_cooloff)
+    end
+  end
+end
+
+-- reply is the flat integer reply described above. Only Begin's reply
+-- carries the lockouts so far and the charges pending (with_lockouts);
+-- other scripts send 0, which the Go side does not read.
+local function reply(op, admitted, last_chance, with_lockouts)
+  local out = { admitted and 1 or 0, last_chance and 1 or 0, #op.counters }
+  for _, c in ipairs(op.counters) do
+    local ttl = block_ttl(c)
+    local state = 1
+    if ttl == -2 then
+      state, ttl = 0, 0
+    elseif ttl == -1 then
+      state, ttl = 2, 0
+    end
+    out[#out + 1] = failures(c)
+    out[#out + 1] = state
+    out[#out + 1] = ttl
+    out[#out + 1] = c.saturated
+    out[#out + 1] = with_lockouts and tonumber(redis.call('GET', c.lockouts) or '0') or 0
+    out[#out + 1] = with_lockouts and c.pending_n or 0
+  end
+  for _, v in ipairs(op.transitions) do
+    out[#out + 1] = v
+  end
+  return out
+end
+

@@ -1,0 +1,16 @@
+-- Record: the one-call flow. A blocked counter refuses the attempt and
+-- nothing is counted; otherwise success clears (but the counters kept on
+-- success) and failure counts one, and the reply says admitted.
+local op = load_op(true)
+settle_expired(op)
+if blocked_any(op) then
+  return reply(op, false, false)
+end
+for _, c in ipairs(op.counters) do
+  if not op.success then
+    count_failures(op, c, 1)
+  elseif not c.keep then
+    clear(op, c)
+  end
+end
+return reply(op, true, false)
