@@ -67,12 +67,12 @@ var (
 	redisLuaCommon string
 	//go:embed redis_check.lua
 	redisLuaCheck string
-	//go:embed redis_begin_fast.lua
-	redisLuaBeginFast string
+	//go:embed redis_charge.lua
+	redisLuaCharge string
+	//go:embed redis_clear.lua
+	redisLuaClear string
 	//go:embed redis_begin.lua
 	redisLuaBegin string
-	//go:embed redis_finish_fast.lua
-	redisLuaFinishFast string
 	//go:embed redis_finish.lua
 	redisLuaFinish string
 	//go:embed redis_record_fast.lua
@@ -102,11 +102,17 @@ var (
 	// ran until its first command refused for memory, leaving what it
 	// had written before (a charge removed, no failure counted).
 	//
-	// Their fast paths come first: an ordinary login returns before the
-	// shared rules' functions are even built (each call builds them
-	// anew), which would cost it more than its few commands.
-	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaBeginFast + redisLuaCommon + redisLuaBegin)
-	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaFinishFast + redisLuaCommon + redisLuaFinish)
+	//
+	// An ordinary login runs the fast paths, charge (Begin) and clear
+	// (a success's Finish): scripts of their own with only the keys and
+	// arguments they need, as each one costs Redis time on every login.
+	// They answer -1 for what they leave to the full rules. Record's fast
+	// path comes first in its script, returning before the shared rules'
+	// functions are even built (each call builds them anew).
+	redisScriptCharge  = redis.NewScript("#!lua\n" + redisLuaCharge)
+	redisScriptClear   = redis.NewScript("#!lua\n" + redisLuaClear)
+	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaBegin)
+	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaFinish)
 	redisScriptRecord  = redis.NewScript("#!lua\n" + redisLuaRecordFast + redisLuaCommon + redisLuaRecord)
 	redisScriptBlock   = redis.NewScript(redisLuaCommon + redisLuaBlock)
 	redisScriptUnblock = redis.NewScript(redisLuaCommon + redisLuaUnblock)
@@ -168,20 +174,112 @@ func (s *RedisStore) Check(ctx context.Context, op Op) (Result, error) {
 	return s.run(ctx, "check", redisScriptCheck, op, false)
 }
 
-// Begin implements Store.
+// Begin implements Store: the charge script, and the full rules when it
+// leaves the attempt to them (a charge pending, a last chance).
 func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if op.Token == "" {
 		return Result{}, errors.New("redis begin: empty token")
 	}
-	return s.run(ctx, "begin", redisScriptBegin, op, false)
+	if err := validateRedisOp(op); err != nil {
+		return Result{}, fmt.Errorf("redis begin: %w", err)
+	}
+	reply, err := redisScriptCharge.Run(ctx, s.client, s.fastKeys(op, false), redisChargeArgs(op)...).Result()
+	if err == nil && redisFallback(reply) {
+		return s.run(ctx, "begin", redisScriptBegin, op, false)
+	}
+	return s.decode("begin", redisScriptBegin, op, reply, err)
 }
 
-// Finish implements Store.
+// Finish implements Store: a success runs the clear script, and the full
+// rules when it leaves the outcome to them (something to lift or settle,
+// a counter kept on success, a token settled already).
 func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, error) {
 	if op.Token == "" {
 		return Result{}, errors.New("redis finish: empty token")
 	}
+	if err := validateRedisOp(op); err != nil {
+		return Result{}, fmt.Errorf("redis finish: %w", err)
+	}
+	if redisClears(op, success) {
+		reply, err := redisScriptClear.Run(ctx, s.client, s.fastKeys(op, true), redisMarkerTTL(op.Policy), len(op.Counters)).Result()
+		if err != nil {
+			return s.decode("finish", redisScriptFinish, op, reply, err)
+		}
+		if !redisFallback(redisClearReply(reply, 0)) {
+			return redisCleared(op), nil
+		}
+	}
 	return s.run(ctx, "finish", redisScriptFinish, op, success)
+}
+
+// redisClears reports whether a Finish goes to the clear script first: a
+// success where no counter is kept on success.
+func redisClears(op Op, success bool) bool {
+	if !success {
+		return false
+	}
+	for _, c := range op.Counters {
+		if c.KeepOnSuccess {
+			return false
+		}
+	}
+	return true
+}
+
+// redisFallback reports a fast script's -1: the full rules decide.
+func redisFallback(reply any) bool {
+	n, ok := reply.(int64)
+	return ok && n == -1
+}
+
+// redisClearReply is the clear script's answer for its success j: 1, or
+// -1 (also when the reply is not what the script sends).
+func redisClearReply(reply any, j int) any {
+	if vals, ok := reply.([]any); ok && j < len(vals) {
+		return vals[j]
+	}
+	return int64(-1)
+}
+
+// redisCleared is the Result of a success the clear script wrote: every
+// counter at 0, nothing blocked.
+func redisCleared(op Op) Result {
+	return Result{Failures: make([]int, len(op.Counters))}
+}
+
+// fastKeys is KEYS of the charge and clear scripts for op: the failed,
+// blocked and pending keys of each counter, after the token's settled
+// marker for clear (marker).
+func (s *RedisStore) fastKeys(op Op, marker bool) []string {
+	keys := make([]string, 0, 1+3*len(op.Counters))
+	if marker {
+		keys = append(keys, s.prefix+":settled:"+op.Token)
+	}
+	for _, c := range op.Counters {
+		base := ":" + string(c.Kind) + ":" + c.Subject
+		keys = append(keys, s.prefix+":failed"+base, s.prefix+":blocked"+base, s.prefix+":pending"+base)
+	}
+	return keys
+}
+
+// redisChargeArgs is ARGV of the charge script: the attempt cool-off,
+// then each counter's limit.
+func redisChargeArgs(op Op) []any {
+	args := make([]any, 1, 1+len(op.Counters))
+	args[0] = redisArgsOf(op.Policy).head[0]
+	for _, c := range op.Counters {
+		args = append(args, c.Limit)
+	}
+	return args
+}
+
+// redisMarkerTTL is how long a token's settled marker lives: as long as
+// its charge may (the pending timeout), a day when charges never expire.
+func redisMarkerTTL(p *Policy) string {
+	if p.PendingTimeout <= 0 {
+		return "86400000"
+	}
+	return redisMillis(p.PendingTimeout)
 }
 
 // Record implements Store.
@@ -331,9 +429,11 @@ type redisPipeliner interface {
 	Pipeline() redis.Pipeliner
 }
 
-// finishBatch settles several charges in one round trip: their Finish
-// scripts go in one pipeline and run in order. Without a pipelining
-// client, or for a script Redis lost, they are run one by one.
+// finishBatch settles several charges in one round trip: their scripts
+// (clear for a plain success, else Finish) go in one pipeline and run in
+// order. Without a pipelining client, for a script Redis lost, and for a
+// success the clear script leaves to the full rules (something blocked or
+// pending on its subjects), they are run one by one after it.
 func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) ([]Result, []error) {
 	res, errs := make([]Result, len(ops)), make([]error, len(ops))
 	p, ok := s.client.(redisPipeliner)
@@ -345,14 +445,57 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 	}
 	pipe := p.Pipeline()
 	cmds := make([]*redis.Cmd, len(ops))
+	// Plain successes in a row go in one clear script, in their place;
+	// clearAt[i] is op i's place in its script (-1: not in one).
+	var clearKeys []string
+	var clearArgs []any
+	clearAt := make([]int, len(ops))
+	clearCmd := make([]*redis.Cmd, len(ops))
+	run := 0 // first op of the run of successes being gathered
+	flush := func(end int) {
+		if clearArgs != nil {
+			cmd := redisScriptClear.EvalSha(ctx, pipe, clearKeys, clearArgs...)
+			for j := run; j < end; j++ {
+				clearCmd[j] = cmd
+			}
+		}
+		clearKeys, clearArgs = nil, nil
+	}
 	for i, op := range ops {
+		clearAt[i] = -1
 		if err := validateRedisOp(op); err != nil || op.Token == "" {
 			continue // Finish says why
 		}
-		cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op, true), redisCounterArgs(op, success[i])...)
+		if !redisClears(op, success[i]) {
+			flush(i)
+			cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op, true), redisCounterArgs(op, success[i])...)
+			continue
+		}
+		if clearArgs == nil {
+			run = i
+			clearArgs = []any{redisMarkerTTL(op.Policy)}
+		}
+		clearAt[i] = len(clearArgs) - 1
+		clearKeys = append(clearKeys, s.fastKeys(op, true)...)
+		clearArgs = append(clearArgs, len(op.Counters))
 	}
+	flush(len(ops))
 	_, _ = pipe.Exec(ctx) // every command keeps its own error
 	for i, cmd := range cmds {
+		if clearAt[i] >= 0 {
+			reply, err := clearCmd[i].Result()
+			switch {
+			case redis.HasErrorPrefix(err, "NOSCRIPT"):
+				res[i], errs[i] = s.Finish(ctx, ops[i], success[i])
+			case err != nil:
+				res[i], errs[i] = s.decode("finish", redisScriptFinish, ops[i], nil, err)
+			case redisFallback(redisClearReply(reply, clearAt[i])):
+				res[i], errs[i] = s.run(ctx, "finish", redisScriptFinish, ops[i], success[i])
+			default:
+				res[i] = redisCleared(ops[i])
+			}
+			continue
+		}
 		if cmd == nil || redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			res[i], errs[i] = s.Finish(ctx, ops[i], success[i])
 			continue

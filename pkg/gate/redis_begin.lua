@@ -2,8 +2,8 @@
 -- counter: counted as a failure at once where its failure would not take
 -- the counter above its limit, else (the last chance) as a token pending
 -- until now + pending timeout, whose failure Finish counts. The fast path
--- (redis_begin_fast.lua) has taken every attempt that finds no block and
--- no pending charge and stays within the limits.
+-- (redis_charge.lua) has taken every attempt that finds no block and no
+-- pending charge and stays within the limits, and refused the blocked.
 local op = load_op(false)
 settle_expired(op, true)
 if blocked_any(op) then

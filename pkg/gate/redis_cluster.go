@@ -358,48 +358,117 @@ func (s *RedisClusterStore) indexKey(kind Kind) string {
 
 // each runs script once per counter of op, each with that counter alone
 // on its slot, in one pipeline (go-redis sends each master its part at
-// once), and returns the results and errors by counter index.
+// once), and returns the results and errors by counter index. Begin and
+// a plain success's Finish first run their fast scripts (charge, clear)
+// so, and the full script only for the counters those leave to it.
 func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script *redis.Script, success bool) ([]Result, []error) {
 	n := len(op.Counters)
 	rs, errs := make([]Result, n), make([]error, n)
 	ones := make([]Op, n)
-	keys := make([][]string, n)
-	args := make([][]any, n)
-	cmds := make([]*redis.Cmd, n)
-	pipe := s.client.Pipeline()
-	for i, c := range op.Counters {
+	for i := range op.Counters {
 		ones[i] = Op{Counters: op.Counters[i : i+1], Policy: op.Policy, Token: op.Token}
-		keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
-			s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
-		if script == redisScriptFinish {
-			keys[i] = append(keys[i], s.key("settled", c.Kind, c.Subject)+":"+op.Token)
+	}
+	left := make([]int, 0, n) // counters for the full script
+	switch {
+	case script == redisScriptBegin, script == redisScriptFinish && redisClears(op, success):
+		fast, keys, args := redisScriptCharge, make([][]string, n), make([][]any, n)
+		for i, c := range op.Counters {
+			keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject), s.key("pending", c.Kind, c.Subject)}
+			args[i] = redisChargeArgs(ones[i])
+			if script == redisScriptFinish {
+				fast = redisScriptClear
+				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i]...)
+				args[i] = []any{redisMarkerTTL(op.Policy), 1}
+			}
 		}
-		args[i] = redisCounterArgs(ones[i], success)
+		replies, rerrs := s.pipeline(ctx, fast, keys, args)
+		for i, reply := range replies {
+			switch {
+			case rerrs[i] != nil:
+				errs[i] = s.scriptError(name, op.Counters[i], rerrs[i])
+			case redisFallback(reply):
+				left = append(left, i)
+			case fast == redisScriptClear && redisFallback(redisClearReply(reply, 0)):
+				left = append(left, i)
+			case fast == redisScriptClear:
+				rs[i] = redisCleared(ones[i])
+			default:
+				rs[i], errs[i] = s.decodeOne(name, reply, ones[i], true)
+			}
+		}
+	default:
+		for i := range n {
+			left = append(left, i)
+		}
+	}
+	if len(left) > 0 {
+		keys, args := make([][]string, len(left)), make([][]any, len(left))
+		for j, i := range left {
+			c := op.Counters[i]
+			keys[j] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
+				s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
+			if script == redisScriptFinish {
+				keys[j] = append(keys[j], s.settledKey(c, op.Token))
+			}
+			args[j] = redisCounterArgs(ones[i], success)
+		}
+		replies, rerrs := s.pipeline(ctx, script, keys, args)
+		for j, i := range left {
+			if rerrs[j] != nil {
+				errs[i] = s.scriptError(name, op.Counters[i], rerrs[j])
+				continue
+			}
+			rs[i], errs[i] = s.decodeOne(name, replies[j], ones[i], script == redisScriptBegin)
+		}
+	}
+	for _, err := range errs {
+		if errors.Is(err, ErrStoreUnavailable) {
+			s.reload(ctx)
+			break
+		}
+	}
+	return rs, errs
+}
+
+// settledKey is the settled marker of token on counter c's slot.
+func (s *RedisClusterStore) settledKey(c Counter, token string) string {
+	return s.key("settled", c.Kind, c.Subject) + ":" + token
+}
+
+// pipeline runs script once per keys[i], args[i] in one pipeline, and
+// returns each reply and error. A master that lost the script (a
+// restart) gets it again by Run.
+func (s *RedisClusterStore) pipeline(ctx context.Context, script *redis.Script, keys [][]string, args [][]any) ([]any, []error) {
+	cmds := make([]*redis.Cmd, len(keys))
+	pipe := s.client.Pipeline()
+	for i := range keys {
 		cmds[i] = script.EvalSha(ctx, pipe, keys[i], args[i]...)
 	}
 	_, _ = pipe.Exec(ctx) // every command keeps its own error
-	unavailable := false
+	replies, errs := make([]any, len(keys)), make([]error, len(keys))
 	for i, cmd := range cmds {
-		c := op.Counters[i]
-		reply, err := cmd.Result()
-		if redis.HasErrorPrefix(err, "NOSCRIPT") {
-			reply, err = script.Run(ctx, s.client, keys[i], args[i]...).Result() // loads it
-		}
-		if err != nil {
-			errs[i] = redisStoreError(fmt.Sprintf("%s %s %.64q", name, c.Kind, c.Subject), err)
-			unavailable = unavailable || errors.Is(errs[i], ErrStoreUnavailable)
-			continue
-		}
-		// Transitions name the counter of the one-counter op; the kind
-		// and subject are the same in op.
-		if rs[i], err = decodeRedisResult(reply, ones[i], script == redisScriptBegin); err != nil {
-			errs[i] = fmt.Errorf("redis %s %s: %w", name, c.Kind, err)
+		replies[i], errs[i] = cmd.Result()
+		if redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
+			replies[i], errs[i] = script.Run(ctx, s.client, keys[i], args[i]...).Result()
 		}
 	}
-	if unavailable {
-		s.reload(ctx)
+	return replies, errs
+}
+
+// scriptError wraps the error of counter c's script.
+func (s *RedisClusterStore) scriptError(name string, c Counter, err error) error {
+	return redisStoreError(fmt.Sprintf("%s %s %.64q", name, c.Kind, c.Subject), err)
+}
+
+// decodeOne decodes the reply of a one-counter script. Its transitions
+// name the counter of the one-counter op; the kind and subject are the
+// same in op.
+func (s *RedisClusterStore) decodeOne(name string, reply any, one Op, begin bool) (Result, error) {
+	res, err := decodeRedisResult(reply, one, begin)
+	if err != nil {
+		return Result{}, fmt.Errorf("redis %s %s: %w", name, one.Counters[0].Kind, err)
 	}
-	return rs, errs
+	return res, nil
 }
 
 // reload asks a cluster client to read the slot map again (in the

@@ -10,7 +10,7 @@
 -- failure (settle_expired counts it), which a success reported now does
 -- not undo.
 local op = load_op(true)
-if not settled_now and settled(op) then
+if settled(op) then
   return reply(op, false, false)
 end
 settle_expired(op, false, op.token)

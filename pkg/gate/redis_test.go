@@ -149,9 +149,12 @@ func TestRedisStoreScriptFlush(t *testing.T) {
 	client := srv.Client()
 	s := gate.NewRedisStore(client, "defender")
 	o := redisStoreOp(redisStorePolicy(time.Minute), gate.Counter{Kind: gate.KindUsername, Subject: "bob", Limit: 3})
+	// Begin far from the limit: its fast script alone (a last chance runs
+	// a second one).
+	wide := redisStoreOp(redisStorePolicy(time.Minute), gate.Counter{Kind: gate.KindUsername, Subject: "carl", Limit: 1000})
 	calls := map[string]func() error{
 		"Check":   func() error { _, err := s.Check(ctx, o); return err },
-		"Begin":   func() error { _, err := s.Begin(ctx, o); return err },
+		"Begin":   func() error { _, err := s.Begin(ctx, wide); return err },
 		"Finish":  func() error { _, err := s.Finish(ctx, o, false); return err },
 		"Record":  func() error { _, err := s.Record(ctx, o, false); return err },
 		"Block":   func() error { _, err := s.Block(ctx, gate.KindIP, "192.0.2.9", time.Minute); return err },
