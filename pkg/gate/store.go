@@ -152,35 +152,56 @@ type Result struct {
 }
 
 // Store keeps failure counters, in-flight charges and blocks. Every method
-// is one atomic operation and, for a networked store, one round trip.
-// Implementations must be safe for concurrent use.
+// is one atomic operation and, for a networked store, one round trip (a
+// store may take a second one where its fast path leaves an attempt to
+// its full rules: RedisStore does for a last chance). Implementations
+// must be safe for concurrent use. package storetest is the whole
+// specification, docs/DESIGN.md says how another database would meet it.
 type Store interface {
 	// Check reports blocks and failure counts. It writes nothing.
 	Check(ctx context.Context, op Op) (Result, error)
 
 	// Begin refuses the attempt if any counter's subject is blocked
 	// (Result.Blocked) or saturated (Result.Saturated), counting nothing.
-	// Otherwise it charges op.Token as pending on every counter and sets
-	// Admitted. A counter is saturated when
+	// Otherwise it charges the attempt on every counter and sets Admitted.
+	// A counter is saturated when
 	//   min(failures, Limit) + pending >= Limit + 1
 	// so at most Limit+1 attempts are ever admitted before a block, and
 	// after a block expires with failures still above Limit, exactly one
 	// attempt at a time is admitted (django-defender's "next failure
 	// re-blocks").
 	//
-	// Pending charges older than Policy.PendingTimeout are first turned
-	// into failures (they may block), by Begin, Finish and Record alike.
+	// A charge is one of two kinds, per counter. Where the attempt's
+	// failure would take the count above Limit (min(failures, Limit) +
+	// pending + 1 == Limit + 1: the last chance, Result.LastChance), it is
+	// op.Token pending: Finish counts its failure, which blocks, so no
+	// block is ever announced for an attempt that then succeeds. Elsewhere
+	// a store may count the attempt as a failure at once (Result.Counted):
+	// its failure then needs no Finish, and a success clears it with the
+	// rest of the counter. A store that keeps every charge pending (no
+	// Counted) meets the contract too; the gate then sends every outcome.
+	//
+	// Pending charges older than Policy.PendingTimeout are turned into
+	// failures (they may block) by the next Begin, Finish or Record that
+	// meets them.
 	Begin(ctx context.Context, op Op) (Result, error)
 
-	// Finish settles a charge made by Begin with the same op, on every
-	// counter where op.Token is still pending (not settled already, nor
-	// expired into a failure); elsewhere it changes nothing, so an outcome
-	// takes effect once however often and wherever it is reported. On
-	// success it removes the charge and clears the failures and block of
-	// the counter unless it has KeepOnSuccess (a Transition for each block
-	// lifted). On failure it removes the charge and counts a failure: the
+	// Finish settles the outcome of an attempt Begin charged with the same
+	// op, once: a token reported again (on this gate or another one
+	// sharing the store) changes nothing, whichever outcome it reports.
+	// Where op.Token is pending, a failure removes it and counts one (the
 	// failure that takes a count above its Limit blocks that subject for
-	// the next lockout cool-off. A subject already blocked stays as it is.
+	// the next lockout cool-off; a subject already blocked stays as it
+	// is); where Begin counted the attempt, a failure is counted already.
+	// A success clears the counter's failures (this attempt's charge and
+	// those of attempts still in flight among them) and lifts its block
+	// (a Transition for each), except on a counter with KeepOnSuccess,
+	// where it only removes this attempt's charge. A charge expired into a
+	// failure stays one: a success reported after it lifts nothing.
+	//
+	// The token must come from Begin (the gate service signs its tokens):
+	// a store that counts at Begin does not remember every token, so a
+	// success with a token it never charged may clear.
 	Finish(ctx context.Context, op Op, success bool) (Result, error)
 
 	// Record is django-defender's one-call flow for an attempt whose
