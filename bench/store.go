@@ -43,9 +43,9 @@ var storeWorkloads = []string{wlFailure, wlSuccess}
 // checked; a failure is the floor's script either way.
 func storeContenders(wl string) []string {
 	if wl == wlSuccess {
-		return []string{ctGate, ctDjango, ctFloor, ctFloorKnown}
+		return []string{ctGate, ctGateBefore, ctDjango, ctFloor, ctFloorKnown}
 	}
-	return []string{ctGate, ctDjango, ctFloor}
+	return []string{ctGate, ctGateBefore, ctDjango, ctFloor}
 }
 
 // storeDB is the Redis database of the store pass: its own, so that
@@ -125,6 +125,8 @@ func newContender(name string, rdb *redis.Client) (contender, error) {
 	switch name {
 	case ctGate:
 		return newGateContender(rdb)
+	case ctGateBefore:
+		return newGateBeforeContender(rdb), nil
 	case ctDjango:
 		return &djangoContender{rdb: rdb, keys: keyScheme{prefixDjango}}, nil
 	case ctFloor:
