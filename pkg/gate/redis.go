@@ -183,7 +183,7 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if err := validateRedisOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
-	reply, err := redisScriptCharge.Run(ctx, s.client, s.fastKeys(op, false), redisChargeArgs(op)...).Result()
+	reply, err := redisScriptCharge.Run(ctx, s.client, s.chargeKeys(op), redisChargeArgs(op)...).Result()
 	if err == nil && redisFallback(reply) {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)
 	}
@@ -262,15 +262,26 @@ func (s *RedisStore) fastKeys(op Op, marker bool) []string {
 	return keys
 }
 
+// chargeKeys is KEYS of the charge script: fastKeys, then the lockouts
+// key of each counter.
+func (s *RedisStore) chargeKeys(op Op) []string {
+	keys := s.fastKeys(op, false)
+	for _, c := range op.Counters {
+		keys = append(keys, s.prefix+":lockouts:"+string(c.Kind)+":"+c.Subject)
+	}
+	return keys
+}
+
 // redisChargeArgs is ARGV of the charge script: the attempt cool-off,
-// then each counter's limit.
+// each counter's limit, the token and the pending timeout.
 func redisChargeArgs(op Op) []any {
-	args := make([]any, 1, 1+len(op.Counters))
-	args[0] = redisArgsOf(op.Policy).head[0]
+	p := redisArgsOf(op.Policy)
+	args := make([]any, 1, 3+len(op.Counters))
+	args[0] = p.head[0]
 	for _, c := range op.Counters {
 		args = append(args, c.Limit)
 	}
-	return args
+	return append(args, op.Token, p.head[1])
 }
 
 // redisMarkerTTL is how long a token's settled marker lives: as long as

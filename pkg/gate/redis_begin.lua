@@ -1,9 +1,9 @@
 -- Begin: refuse a blocked or saturated attempt, else charge it on every
 -- counter: counted as a failure at once where its failure would not take
 -- the counter above its limit, else (the last chance) as a token pending
--- until now + pending timeout, whose failure Finish counts. The fast path
--- (redis_charge.lua) has taken every attempt that finds no block and no
--- pending charge and stays within the limits, and refused the blocked.
+-- until now + pending timeout, whose failure Finish counts. The same as
+-- redis_charge.lua, which runs first, with what it leaves here: pending
+-- charges past their deadline, which are settled first.
 local op = load_op(false)
 settle_expired(op, true)
 if blocked_any(op) then

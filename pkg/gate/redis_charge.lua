@@ -1,22 +1,26 @@
--- Charge: Begin's fast path, a script of its own so that an ordinary
--- login sends Redis only what it needs (every key and argument of a call
--- costs Redis's one thread time on every login).
---   KEYS   failed, blocked, pending of each counter i: KEYS[3*i-2..3*i]
+-- Charge: Begin, a script of its own that sends Redis only what a login
+-- needs (every key and argument of a call costs Redis's one thread time
+-- on every login), so an ordinary login is five commands.
+--   KEYS   failed, blocked, pending of each counter i: KEYS[3*i-2..3*i];
+--          then the lockouts of each counter: KEYS[3*n+i]
 --   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
 --   ARGV[1+i] the limit of counter i
--- When no counter is blocked and none has a charge pending (one EXISTS
--- tells both), the attempt is counted as a failure at once on every
--- counter: INCR and the sliding TTL. Its failure needs no second call;
--- a success clears it (redis_clear.lua). Reply: the short form of
--- redis_common.lua, {1, 0, n, the failures of each counter}.
--- With something blocked or pending it answers in the full form of
--- redis_common.lua (lockouts not read): a block refuses; charges pending
--- that fill a budget refuse (saturated); below every limit the attempt is
--- counted at once all the same. What is left, a last chance (a count that
--- would pass its limit: its block must wait for its outcome, as a pending
--- charge) or an expired charge to settle, it leaves unchanged, replying
--- -1: the caller runs the full rules (redis_begin.lua).
-local n = #KEYS / 3
+--   ARGV[n+2] the token; ARGV[n+3] the pending timeout in ms (0: never)
+-- Refused: a blocked counter, or one whose charges in flight fill its
+-- budget (saturated: min(failures, limit) + pending >= limit + 1).
+-- Otherwise the attempt is charged on every counter: counted as a failure
+-- at once (INCR and the sliding TTL) where its failure would not take the
+-- count above the limit, so that its failure needs no second call and a
+-- success clears it (redis_clear.lua); as a token pending until now +
+-- pending timeout where it would (the last chance: its block waits for
+-- its outcome, which redis_finish.lua writes).
+-- Reply: when nothing was blocked or pending and the attempt is counted
+-- everywhere, the short form of redis_common.lua {1, 0, n, failures};
+-- else its full form (lockouts read for a last chance only, else -1).
+-- A pending charge past its deadline is left to the full rules: the
+-- script changes nothing and replies -1 (the caller runs redis_begin.lua,
+-- which settles it).
+local n = #KEYS / 4
 local found
 if n == 2 then
   found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[5], KEYS[6])
@@ -25,33 +29,77 @@ elseif n == 1 then
 else
   found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[8], KEYS[9])
 end
+local cooloff = ARGV[1]
+
+-- pend charges the token on counter i as pending, and fills its reply.
+local function pend(out, i, pending)
+  local timeout = tonumber(ARGV[n + 3])
+  local deadline = '+inf'
+  if timeout > 0 then
+    local t = redis.call('TIME')
+    deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + timeout
+  end
+  redis.call('ZADD', KEYS[3 * i], deadline, ARGV[n + 2])
+  if timeout > 0 and cooloff ~= '0' then
+    -- Once every charge is overdue by the attempt cool-off, the failures
+    -- they would have become are forgotten too: the set may go.
+    redis.call('PEXPIRE', KEYS[3 * i], timeout + tonumber(cooloff))
+  end
+  local k = 3 + 6 * (i - 1)
+  out[k + 4], out[k + 5], out[k + 6] = 3, tonumber(redis.call('GET', KEYS[3 * n + i]) or '0'), pending + 1
+end
+
+-- count charges the attempt on counter i as a failure at once.
+local function count(i)
+  local f = redis.call('INCR', KEYS[3 * i - 2])
+  if cooloff ~= '0' then
+    redis.call('PEXPIRE', KEYS[3 * i - 2], cooloff)
+  end
+  return f
+end
+
 if found == 0 then
-  local out, over = { 1, 0, n }, false
+  local counts, over = {}, false
   for i = 1, n do
-    local f = redis.call('INCR', KEYS[3 * i - 2])
-    out[3 + i] = f
-    over = over or f > tonumber(ARGV[1 + i])
+    counts[i] = redis.call('INCR', KEYS[3 * i - 2])
+    over = over or counts[i] > tonumber(ARGV[1 + i])
   end
   if not over then
-    if ARGV[1] ~= '0' then
-      for i = 1, n do
-        redis.call('PEXPIRE', KEYS[3 * i - 2], ARGV[1])
+    local out = { 1, 0, n }
+    for i = 1, n do
+      if cooloff ~= '0' then
+        redis.call('PEXPIRE', KEYS[3 * i - 2], cooloff)
       end
+      out[3 + i] = counts[i]
     end
     return out
   end
+  -- A last chance on the counters the count would pass: pending there.
+  local out = { 1, 1, n }
   for i = 1, n do
-    if out[3 + i] == 1 then
-      redis.call('DEL', KEYS[3 * i - 2]) -- created just now, without a TTL
+    local k = 3 + 6 * (i - 1)
+    out[k + 2], out[k + 3], out[k + 5], out[k + 6] = 0, 0, -1, 0
+    if counts[i] > tonumber(ARGV[1 + i]) then
+      if counts[i] == 1 then
+        redis.call('DEL', KEYS[3 * i - 2]) -- created just now, without a TTL
+      else
+        redis.call('DECR', KEYS[3 * i - 2])
+      end
+      out[k + 1] = counts[i] - 1
+      pend(out, i, 0)
     else
-      redis.call('DECR', KEYS[3 * i - 2])
+      if cooloff ~= '0' then
+        redis.call('PEXPIRE', KEYS[3 * i - 2], cooloff)
+      end
+      out[k + 1], out[k + 4] = counts[i], 2
     end
   end
-  return -1
+  return out
 end
--- Something is blocked or pending: the full reply form.
+
+-- Something is blocked or pending.
 local out, blocked = { 0, 0, n }, false
-local f, ttls = {}, {}
+local f = {}
 for i = 1, n do
   local ttl = redis.call('PTTL', KEYS[3 * i - 1])
   local state = 1
@@ -68,26 +116,20 @@ end
 if blocked then
   return out
 end
--- Charges pending: refused if they fill a budget (saturated), counted at
--- once if the attempt stays below every limit. A charge to settle (expired)
--- or a last chance to charge as pending is left to the full rules.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local saturated = false
+local saturated, used = false, {}
 for i = 1, n do
   local pending = redis.call('ZCARD', KEYS[3 * i])
   if pending > 0 and #redis.call('ZRANGEBYSCORE', KEYS[3 * i], '-inf', '(' .. now, 'LIMIT', 0, 1) > 0 then
     return -1
   end
   local limit = tonumber(ARGV[1 + i])
-  local used = math.min(f[i], limit) + pending
-  local k = 3 + 6 * (i - 1)
-  out[k + 6] = pending
-  if used >= limit + 1 then
-    out[k + 4] = 1
+  used[i] = math.min(f[i], limit) + pending
+  out[3 + 6 * (i - 1) + 6] = pending
+  if used[i] >= limit + 1 then
+    out[3 + 6 * (i - 1) + 4] = 1
     saturated = true
-  elseif used + 1 == limit + 1 then
-    return -1
   end
 end
 if saturated then
@@ -96,9 +138,11 @@ end
 out[1] = 1
 for i = 1, n do
   local k = 3 + 6 * (i - 1)
-  out[k + 1], out[k + 4] = redis.call('INCR', KEYS[3 * i - 2]), 2
-  if ARGV[1] ~= '0' then
-    redis.call('PEXPIRE', KEYS[3 * i - 2], ARGV[1])
+  if used[i] + 1 == tonumber(ARGV[1 + i]) + 1 then
+    out[2] = 1
+    pend(out, i, out[k + 6])
+  else
+    out[k + 1], out[k + 4] = count(i), 2
   end
 end
 return out

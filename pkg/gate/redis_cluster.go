@@ -373,11 +373,12 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 	case script == redisScriptBegin, script == redisScriptFinish && redisClears(op, success):
 		fast, keys, args := redisScriptCharge, make([][]string, n), make([][]any, n)
 		for i, c := range op.Counters {
-			keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject), s.key("pending", c.Kind, c.Subject)}
+			keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
+				s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
 			args[i] = redisChargeArgs(ones[i])
 			if script == redisScriptFinish {
 				fast = redisScriptClear
-				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i]...)
+				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i][:3]...)
 				args[i] = []any{redisMarkerTTL(op.Policy), 1}
 			}
 		}

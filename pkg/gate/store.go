@@ -154,7 +154,7 @@ type Result struct {
 // Store keeps failure counters, in-flight charges and blocks. Every method
 // is one atomic operation and, for a networked store, one round trip (a
 // store may take a second one where its fast path leaves an attempt to
-// its full rules: RedisStore does for a last chance). Implementations
+// its full rules: RedisStore does to settle a charge that expired). Implementations
 // must be safe for concurrent use. package storetest is the whole
 // specification, docs/DESIGN.md says how another database would meet it.
 type Store interface {
