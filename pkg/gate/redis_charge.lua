@@ -31,6 +31,25 @@ else
 end
 local cooloff = ARGV[1]
 
+local counts, over = {}, false
+if found == 0 then
+  for i = 1, n do
+    counts[i] = redis.call('INCR', KEYS[3 * i - 2])
+    over = over or counts[i] > tonumber(ARGV[1 + i])
+  end
+  if not over then
+    local out = { 1, 0, n }
+    for i = 1, n do
+      if cooloff ~= '0' then
+        redis.call('PEXPIRE', KEYS[3 * i - 2], cooloff)
+      end
+      out[3 + i] = counts[i]
+    end
+    return out
+  end
+end
+
+-- Past the ordinary login: the rules' helpers, built only now.
 -- pend charges the token on counter i as pending, and fills its reply.
 local function pend(out, i, pending)
   local timeout = tonumber(ARGV[n + 3])
@@ -59,21 +78,6 @@ local function count(i)
 end
 
 if found == 0 then
-  local counts, over = {}, false
-  for i = 1, n do
-    counts[i] = redis.call('INCR', KEYS[3 * i - 2])
-    over = over or counts[i] > tonumber(ARGV[1 + i])
-  end
-  if not over then
-    local out = { 1, 0, n }
-    for i = 1, n do
-      if cooloff ~= '0' then
-        redis.call('PEXPIRE', KEYS[3 * i - 2], cooloff)
-      end
-      out[3 + i] = counts[i]
-    end
-    return out
-  end
   -- A last chance on the counters the count would pass: pending there.
   local out = { 1, 1, n }
   for i = 1, n do
