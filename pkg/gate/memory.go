@@ -847,7 +847,7 @@ type memCall struct {
 // and looks up their entries.
 func (c *memCall) open(s *MemoryStore, op Op, write bool) error {
 	if err := validateOp(op); err != nil {
-		return err
+		return fmt.Errorf("gate: memory store: %w", err)
 	}
 	c.s, c.op, c.n, c.write = s, op, len(op.Counters), write
 	for i, ct := range op.Counters {
@@ -907,33 +907,6 @@ func (c *memCall) close() {
 			c.s.shards[c.locks[j]].mu.RUnlock()
 		}
 	}
-}
-
-func validateOp(op Op) error {
-	if len(op.Counters) == 0 || len(op.Counters) > numKinds {
-		return fmt.Errorf("gate: memory store: %d counters, want 1 to %d", len(op.Counters), numKinds)
-	}
-	var seen [numKinds]bool
-	for _, ct := range op.Counters {
-		ki, err := kindIndex(ct.Kind)
-		if err != nil {
-			return err
-		}
-		if seen[ki] {
-			return fmt.Errorf("gate: memory store: kind %q twice in one op", ct.Kind)
-		}
-		seen[ki] = true
-		if ct.Subject == "" {
-			return fmt.Errorf("gate: memory store: empty %s subject", ct.Kind)
-		}
-		if ct.Limit < 0 {
-			return fmt.Errorf("gate: memory store: negative limit %d for %s", ct.Limit, ct.Kind)
-		}
-	}
-	if op.Policy == nil || len(op.Policy.LockoutCooloffs) == 0 {
-		return errors.New("gate: memory store: op without a policy or lockout cool-offs")
-	}
-	return nil
 }
 
 // settleAll forgets what has expired in the call's entries and turns

@@ -557,7 +557,7 @@ func TestMemoryRejectsBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.Check(ctx, tc.op)
-			assert.Error(t, err)
+			assert.ErrorContains(t, err, "gate: memory store: ", "the error names the store")
 			_, err = s.Begin(ctx, tc.op)
 			assert.Error(t, err)
 			_, err = s.Finish(ctx, tc.op, false)

@@ -180,7 +180,7 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if op.Token == "" {
 		return Result{}, errors.New("redis begin: empty token")
 	}
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
 	reply, err := redisScriptCharge.Run(ctx, s.client, s.fastKeys(op, false), redisChargeArgs(op)...).Result()
@@ -197,7 +197,7 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 	if op.Token == "" {
 		return Result{}, errors.New("redis finish: empty token")
 	}
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis finish: %w", err)
 	}
 	if redisClears(op, success) {
@@ -354,7 +354,7 @@ func (s *RedisStore) blockKeys(kind Kind) (index, base string) {
 // run executes one counter script (see redis_common.lua for its arguments
 // and reply) and decodes the reply.
 func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script, op Op, success bool) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
 	reply, err := script.Run(ctx, s.client, s.counterKeys(op, script == redisScriptFinish), redisCounterArgs(op, success)...).Result()
@@ -463,7 +463,7 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 	}
 	for i, op := range ops {
 		clearAt[i] = -1
-		if err := validateRedisOp(op); err != nil || op.Token == "" {
+		if err := validateOp(op); err != nil || op.Token == "" {
 			continue // Finish says why
 		}
 		if !redisClears(op, success[i]) {
@@ -504,35 +504,6 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 		res[i], errs[i] = s.decode("finish", redisScriptFinish, ops[i], reply, err)
 	}
 	return res, errs
-}
-
-// validateRedisOp rejects what the scripts cannot make sense of.
-func validateRedisOp(op Op) error {
-	if len(op.Counters) == 0 {
-		return errors.New("no counters")
-	}
-	if op.Policy == nil || len(op.Policy.LockoutCooloffs) == 0 {
-		return errors.New("policy without lockout cool-offs")
-	}
-	seen := map[Kind]bool{}
-	for _, c := range op.Counters {
-		if !c.Kind.Valid() || seen[c.Kind] {
-			return fmt.Errorf("invalid or repeated kind %q", c.Kind)
-		}
-		seen[c.Kind] = true
-		if c.Subject == "" {
-			return fmt.Errorf("empty %s subject", c.Kind)
-		}
-		if c.Limit < 0 {
-			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
-		}
-	}
-	for _, d := range op.Policy.LockoutCooloffs {
-		if d < 0 {
-			return fmt.Errorf("negative lockout cool-off %s", d)
-		}
-	}
-	return nil
 }
 
 // redisCounterArgs is ARGV of a counter script for op (see redis_common.lua).

@@ -132,7 +132,7 @@ const permanentScore = 4e15
 
 // Check implements Store.
 func (s *RedisClusterStore) Check(ctx context.Context, op Op) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis check: %w", err)
 	}
 	rs, errs := s.each(ctx, op, "check", redisScriptCheck, false)
@@ -144,7 +144,7 @@ func (s *RedisClusterStore) Check(ctx context.Context, op Op) (Result, error) {
 
 // Begin implements Store.
 func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
 	if op.Token == "" {
@@ -184,7 +184,7 @@ func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
 
 // Finish implements Store.
 func (s *RedisClusterStore) Finish(ctx context.Context, op Op, success bool) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis finish: %w", err)
 	}
 	if op.Token == "" {
@@ -201,7 +201,7 @@ func (s *RedisClusterStore) Finish(ctx context.Context, op Op, success bool) (Re
 // Record implements Store: one script for one counter, else a reserve
 // round and a Finish round (see RedisClusterStore).
 func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return Result{}, fmt.Errorf("redis record: %w", err)
 	}
 	if len(op.Counters) == 1 {
@@ -245,7 +245,7 @@ func (s *RedisClusterStore) Block(ctx context.Context, kind Kind, subject string
 		Counters: []Counter{{Kind: kind, Subject: subject}},
 		Policy:   &Policy{LockoutCooloffs: []time.Duration{d}},
 	}
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return nil, fmt.Errorf("redis block: %w", err)
 	}
 	rs, errs := s.each(ctx, op, "block", redisScriptBlock, false)
@@ -263,7 +263,7 @@ func (s *RedisClusterStore) Unblock(ctx context.Context, kind Kind, subject stri
 		Counters: []Counter{{Kind: kind, Subject: subject}},
 		Policy:   &Policy{LockoutCooloffs: []time.Duration{0}},
 	}
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op); err != nil {
 		return nil, fmt.Errorf("redis unblock: %w", err)
 	}
 	rs, errs := s.each(ctx, op, "unblock", redisScriptUnblock, false)

@@ -398,6 +398,10 @@ func TestRedisStoreErrors(t *testing.T) {
 	_, err := s.Record(ctx, o, false)
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, gate.ErrStoreUnavailable)
+	bad := o
+	bad.Policy = &gate.Policy{LockoutCooloffs: []time.Duration{-time.Second}}
+	_, err = s.Begin(ctx, bad)
+	assert.ErrorContains(t, err, "redis begin: negative lockout cool-off", "the error names the store and the call")
 
 	down := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer down.Close()

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -74,6 +75,57 @@ type Op struct {
 	// Token identifies a charged attempt: set by the caller for Begin (a
 	// unique random string) and passed back unchanged to Finish.
 	Token string
+}
+
+// validateOp refuses an op no store can make sense of: no counter, a kind
+// unknown or repeated, an empty subject, a negative limit, and a policy
+// without lockout cool-offs or with a negative duration. Every store
+// checks its ops with it, so all of them refuse the same ones (the memory
+// store once took a negative lockout cool-off for a permanent block, which
+// Redis refused); each names itself in front of the error.
+func validateOp(op Op) error {
+	if len(op.Counters) == 0 || len(op.Counters) > len(Kinds) {
+		return fmt.Errorf("%d counters, want 1 to %d", len(op.Counters), len(Kinds))
+	}
+	for i, c := range op.Counters {
+		if !c.Kind.Valid() {
+			return fmt.Errorf("unknown kind %q", c.Kind)
+		}
+		for _, before := range op.Counters[:i] {
+			if before.Kind == c.Kind {
+				return fmt.Errorf("kind %q twice in one op", c.Kind)
+			}
+		}
+		if c.Subject == "" {
+			return fmt.Errorf("empty %s subject", c.Kind)
+		}
+		if c.Limit < 0 {
+			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
+		}
+	}
+	return op.Policy.validate()
+}
+
+// validate refuses a policy without lockout cool-offs or with a negative
+// duration.
+func (p *Policy) validate() error {
+	if p == nil || len(p.LockoutCooloffs) == 0 {
+		return errors.New("policy without lockout cool-offs")
+	}
+	switch {
+	case p.AttemptCooloff < 0:
+		return fmt.Errorf("negative attempt cool-off %s", p.AttemptCooloff)
+	case p.LockoutMemory < 0:
+		return fmt.Errorf("negative lockout memory %s", p.LockoutMemory)
+	case p.PendingTimeout < 0:
+		return fmt.Errorf("negative pending timeout %s", p.PendingTimeout)
+	}
+	for _, d := range p.LockoutCooloffs {
+		if d < 0 {
+			return fmt.Errorf("negative lockout cool-off %s", d)
+		}
+	}
+	return nil
 }
 
 // BlockState describes a subject that is blocked now.
@@ -157,6 +209,11 @@ type Result struct {
 // its full rules: RedisStore does for a last chance). Implementations
 // must be safe for concurrent use. package storetest is the whole
 // specification, docs/DESIGN.md says how another database would meet it.
+//
+// Check, Begin, Finish and Record return an error, and change nothing,
+// for an op without counters, with a kind unknown or repeated, an empty
+// subject or a negative limit, or whose policy has no lockout cool-off or
+// a negative duration.
 type Store interface {
 	// Check reports blocks and failure counts. It writes nothing.
 	Check(ctx context.Context, op Op) (Result, error)

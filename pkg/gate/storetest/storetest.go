@@ -1084,20 +1084,43 @@ func testHostileSubjects(t *testing.T, s *suite) {
 
 func testInvalidOps(t *testing.T, s *suite) {
 	c := counter(gate.KindUsername, 1)
+	negative := func(f func(p *gate.Policy)) *gate.Policy {
+		p := policy(time.Minute)
+		f(p)
+		return p
+	}
 	bad := map[string]gate.Op{
 		"no counters":    {Policy: policy(time.Minute), Token: "t"},
 		"no policy":      {Counters: []gate.Counter{c}, Token: "t"},
 		"no cool-offs":   {Counters: []gate.Counter{c}, Policy: &gate.Policy{}, Token: "t"},
 		"repeated kinds": {Counters: []gate.Counter{c, c}, Policy: policy(time.Minute), Token: "t"},
+		// A negative lockout cool-off is no permanent block: every store
+		// refuses it, as it refuses any negative duration.
+		"negative cool-off": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
+			p.LockoutCooloffs = []time.Duration{time.Minute, -time.Second}
+		})},
+		"negative attempt cool-off": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
+			p.AttemptCooloff = -time.Second
+		})},
+		"negative pending timeout": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
+			p.PendingTimeout = -time.Second
+		})},
+		"negative lockout memory": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
+			p.LockoutMemory = -time.Second
+		})},
 	}
 	for name, o := range bad {
 		_, err := s.store.Check(s.ctx, o)
 		assert.Error(t, err, "Check: %s", name)
 		_, err = s.store.Begin(s.ctx, o)
 		assert.Error(t, err, "Begin: %s", name)
+		_, err = s.store.Finish(s.ctx, o, false)
+		assert.Error(t, err, "Finish: %s", name)
 		_, err = s.store.Record(s.ctx, o, false)
 		assert.Error(t, err, "Record: %s", name)
 	}
+	// Nothing was counted for the subject of the refused ops.
+	assert.Equal(t, []int{0}, s.check(op(policy(time.Minute), c)).Failures)
 	_, err := s.store.Begin(s.ctx, gate.Op{Counters: []gate.Counter{c}, Policy: policy(time.Minute)})
 	assert.Error(t, err, "Begin without a token")
 	_, err = s.store.Block(s.ctx, gate.KindIP, "192.0.2.1", -time.Second)
