@@ -16,6 +16,10 @@ import (
 
 // MemoryOptions configures a MemoryStore. The zero value is usable.
 type MemoryOptions struct {
+	// Policy is the policy the store applies: a gate's store must apply
+	// the gate's, Config.Policy(). Default (nothing set): that of
+	// DefaultConfig().
+	Policy Policy
 	// MaxEntries bounds the number of subjects tracked (a subject is one
 	// Kind and Subject with its failures, charges, block and lockout
 	// history). Default 1,000,000; values below 3 are raised to 3, as one
@@ -84,6 +88,7 @@ type MemoryStore struct {
 	perShardBytes int64
 	seed          maphash.Seed
 	clock         func() time.Time
+	policy        Policy
 
 	entries atomic.Int64
 	bytes   atomic.Int64
@@ -151,11 +156,15 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		perShardBytes: maxBytes / int64(shards),
 		seed:          maphash.MakeSeed(),
 		clock:         opts.Clock,
+		policy:        opts.Policy.clone(),
 		stop:          make(chan struct{}),
 		done:          make(chan struct{}),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
+	}
+	if s.policy.isZero() {
+		s.policy = DefaultConfig().Policy()
 	}
 	for i := range s.shards {
 		s.shards[i].init()
@@ -179,6 +188,9 @@ func (s *MemoryStore) Close() error {
 	<-s.done
 	return nil
 }
+
+// Policy returns the policy the store applies.
+func (s *MemoryStore) Policy() Policy { return s.policy.clone() }
 
 // Stats returns the store's counters.
 func (s *MemoryStore) Stats() MemoryStats {
@@ -235,7 +247,7 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	if full := c.createAll(); full != nil {
 		return c.refuseFull(full), nil
 	}
-	p := c.op.Policy
+	p := &s.policy
 	ch := charge{token: op.Token, at: c.now, expires: forever, keep: forever}
 	if p.PendingTimeout > 0 {
 		ch.expires = addDur(c.now, p.PendingTimeout)
@@ -846,7 +858,7 @@ type memCall struct {
 // open validates op, locks the shards of its counters in ascending order
 // and looks up their entries.
 func (c *memCall) open(s *MemoryStore, op Op, write bool) error {
-	if err := validateOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return fmt.Errorf("gate: memory store: %w", err)
 	}
 	c.s, c.op, c.n, c.write = s, op, len(op.Counters), write
@@ -940,7 +952,7 @@ func (c *memCall) settleAll() {
 			// gate service's outcomes sent round robin, keeping such
 			// charges as failures refused every busy user after an
 			// outage), or was abandoned.
-			e.addFailure(ch.expires, c.op.Policy)
+			e.addFailure(ch.expires, &c.s.policy)
 			converted = true
 		}
 		clear(e.pending[len(kept):])
@@ -982,14 +994,14 @@ func (c *memCall) uncharge(i int, token string) bool {
 
 // fail counts a failure now on counter i, which may block its subject.
 func (c *memCall) fail(i int) {
-	c.e[i].addFailure(c.now, c.op.Policy)
+	c.e[i].addFailure(c.now, &c.s.policy)
 	c.maybeBlock(i)
 }
 
 // maybeBlock blocks counter i's subject if its failures are above the
 // limit and it is not blocked yet.
 func (c *memCall) maybeBlock(i int) {
-	e, ct, p := c.e[i], c.op.Counters[i], c.op.Policy
+	e, ct, p := c.e[i], c.op.Counters[i], &c.s.policy
 	if e.blocked || int(e.failures) <= ct.Limit {
 		return
 	}

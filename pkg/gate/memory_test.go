@@ -39,8 +39,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func testPolicy() *gate.Policy {
-	return &gate.Policy{
+func testPolicy() gate.Policy {
+	return gate.Policy{
 		AttemptCooloff:  5 * time.Minute,
 		LockoutCooloffs: []time.Duration{5 * time.Minute},
 		LockoutMemory:   24 * time.Hour,
@@ -48,20 +48,24 @@ func testPolicy() *gate.Policy {
 	}
 }
 
-// newMemory returns a store on a fake clock, closed at the end of the test.
+// newMemory returns a store on a fake clock, closed at the end of the
+// test, applying testPolicy unless opts has a policy.
 func newMemory(t testing.TB, opts gate.MemoryOptions) (*gate.MemoryStore, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
 	if opts.Clock == nil {
 		opts.Clock = clock.Now
 	}
+	if opts.Policy.LockoutCooloffs == nil {
+		opts.Policy = testPolicy()
+	}
 	s := gate.NewMemoryStore(opts)
 	t.Cleanup(func() { _ = s.Close() })
 	return s, clock
 }
 
-func ipOp(p *gate.Policy, ip string, limit int, token string) gate.Op {
-	return gate.Op{Counters: []gate.Counter{{Kind: gate.KindIP, Subject: ip, Limit: limit}}, Policy: p, Token: token}
+func ipOp(ip string, limit int, token string) gate.Op {
+	return gate.Op{Counters: []gate.Counter{{Kind: gate.KindIP, Subject: ip, Limit: limit}}, Token: token}
 }
 
 // TestMemoryConformance runs the Store conformance suite, with every
@@ -69,9 +73,11 @@ func ipOp(p *gate.Policy, ip string, limit int, token string) gate.Op {
 func TestMemoryConformance(t *testing.T) {
 	for _, shards := range []int{1, 64} {
 		t.Run("shards="+strconv.Itoa(shards), func(t *testing.T) {
-			s := gate.NewMemoryStore(gate.MemoryOptions{Shards: shards, SweepInterval: 10 * time.Millisecond})
-			t.Cleanup(func() { _ = s.Close() })
-			storetest.Run(t, func(*testing.T) gate.Store { return s })
+			storetest.Run(t, func(t *testing.T, p gate.Policy) gate.Store {
+				s := gate.NewMemoryStore(gate.MemoryOptions{Policy: p, Shards: shards, SweepInterval: 10 * time.Millisecond})
+				t.Cleanup(func() { _ = s.Close() })
+				return s
+			})
 		})
 	}
 }
@@ -79,8 +85,7 @@ func TestMemoryConformance(t *testing.T) {
 func TestMemoryRecordBlocksAboveLimit(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
-	op := ipOp(p, "203.0.113.7", 3, "")
+	op := ipOp("203.0.113.7", 3, "")
 
 	for i := 1; i <= 3; i++ {
 		res, err := s.Record(ctx, op, false)
@@ -120,7 +125,7 @@ func TestMemoryRecordBlocksAboveLimit(t *testing.T) {
 
 func TestMemoryLimitZeroBlocksOnFirstFailure(t *testing.T) {
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	res, err := s.Record(context.Background(), ipOp(testPolicy(), "198.51.100.1", 0, ""), false)
+	res, err := s.Record(context.Background(), ipOp("198.51.100.1", 0, ""), false)
 	require.NoError(t, err)
 	assert.Len(t, res.Blocked, 1)
 	assert.Len(t, res.Transitions, 1)
@@ -129,7 +134,7 @@ func TestMemoryLimitZeroBlocksOnFirstFailure(t *testing.T) {
 func TestMemoryFailuresSlide(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newMemory(t, gate.MemoryOptions{})
-	op := ipOp(testPolicy(), "198.51.100.2", 10, "")
+	op := ipOp("198.51.100.2", 10, "")
 	failures := func() int {
 		res, err := s.Check(ctx, op)
 		require.NoError(t, err)
@@ -149,10 +154,10 @@ func TestMemoryFailuresSlide(t *testing.T) {
 
 func TestMemoryAttemptCooloffZeroNeverForgets(t *testing.T) {
 	ctx := context.Background()
-	s, clock := newMemory(t, gate.MemoryOptions{})
 	p := testPolicy()
 	p.AttemptCooloff = 0
-	op := ipOp(p, "198.51.100.3", 2, "")
+	s, clock := newMemory(t, gate.MemoryOptions{Policy: p})
+	op := ipOp("198.51.100.3", 2, "")
 	_, err := s.Record(ctx, op, false)
 	require.NoError(t, err)
 	clock.Advance(1000 * time.Hour)
@@ -163,11 +168,11 @@ func TestMemoryAttemptCooloffZeroNeverForgets(t *testing.T) {
 
 func TestMemoryEscalatingLockouts(t *testing.T) {
 	ctx := context.Background()
-	s, clock := newMemory(t, gate.MemoryOptions{})
 	p := testPolicy()
 	p.AttemptCooloff = 0 // failures stay above the limit after a block ends
 	p.LockoutCooloffs = []time.Duration{time.Minute, 10 * time.Minute, 0}
-	op := ipOp(p, "198.51.100.4", 1, "")
+	s, clock := newMemory(t, gate.MemoryOptions{Policy: p})
+	op := ipOp("198.51.100.4", 1, "")
 
 	var trans []gate.Transition
 	for range 2 {
@@ -205,11 +210,11 @@ func TestMemoryEscalatingLockouts(t *testing.T) {
 
 func TestMemoryLockoutMemoryForgets(t *testing.T) {
 	ctx := context.Background()
-	s, clock := newMemory(t, gate.MemoryOptions{})
 	p := testPolicy()
 	p.LockoutCooloffs = []time.Duration{time.Minute, time.Hour}
 	p.LockoutMemory = 2 * time.Hour
-	op := ipOp(p, "198.51.100.5", 0, "")
+	s, clock := newMemory(t, gate.MemoryOptions{Policy: p})
+	op := ipOp("198.51.100.5", 0, "")
 
 	lockouts := func() int {
 		res, err := s.Record(ctx, op, false)
@@ -221,11 +226,11 @@ func TestMemoryLockoutMemoryForgets(t *testing.T) {
 	clock.Advance(time.Hour)
 	assert.Equal(t, 2, lockouts())
 	clock.Advance(time.Hour) // second block over, history kept
-	res, err := s.Begin(ctx, ipOp(p, "198.51.100.5", 5, "t"))
+	res, err := s.Begin(ctx, ipOp("198.51.100.5", 5, "t"))
 	require.NoError(t, err)
 	assert.True(t, res.Admitted)
 	assert.Equal(t, []int{2}, res.Lockouts, "Begin reports the lockouts so far")
-	_, err = s.Finish(ctx, ipOp(p, "198.51.100.5", 5, "t"), true)
+	_, err = s.Finish(ctx, ipOp("198.51.100.5", 5, "t"), true)
 	require.NoError(t, err)
 	clock.Advance(2 * time.Hour) // history (2 h after the 2nd lockout) forgotten
 	assert.Equal(t, 1, lockouts())
@@ -233,11 +238,11 @@ func TestMemoryLockoutMemoryForgets(t *testing.T) {
 
 func TestMemoryLockoutMemoryZeroMakesEveryLockoutTheFirst(t *testing.T) {
 	ctx := context.Background()
-	s, clock := newMemory(t, gate.MemoryOptions{})
 	p := testPolicy()
 	p.LockoutCooloffs = []time.Duration{time.Minute, time.Hour}
 	p.LockoutMemory = 0
-	op := ipOp(p, "198.51.100.6", 0, "")
+	s, clock := newMemory(t, gate.MemoryOptions{Policy: p})
+	op := ipOp("198.51.100.6", 0, "")
 	for range 3 {
 		res, err := s.Record(ctx, op, false)
 		require.NoError(t, err)
@@ -246,7 +251,7 @@ func TestMemoryLockoutMemoryZeroMakesEveryLockoutTheFirst(t *testing.T) {
 		assert.Equal(t, time.Minute, res.Transitions[0].Duration)
 		clock.Advance(time.Minute)
 	}
-	res, err := s.Begin(ctx, ipOp(p, "198.51.100.6", 5, "t"))
+	res, err := s.Begin(ctx, ipOp("198.51.100.6", 5, "t"))
 	require.NoError(t, err)
 	assert.Equal(t, []int{0}, res.Lockouts)
 }
@@ -254,9 +259,8 @@ func TestMemoryLockoutMemoryZeroMakesEveryLockoutTheFirst(t *testing.T) {
 func TestMemoryBeginSaturatesAndLastChance(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
 	const limit = 2
-	op := func(token string) gate.Op { return ipOp(p, "192.0.2.10", limit, token) }
+	op := func(token string) gate.Op { return ipOp("192.0.2.10", limit, token) }
 
 	for i := 1; i <= limit+1; i++ {
 		res, err := s.Begin(ctx, op("t"+strconv.Itoa(i)))
@@ -298,7 +302,7 @@ func TestMemoryBeginSaturatesAndLastChance(t *testing.T) {
 func TestMemoryTokenSettledOnce(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	op := ipOp(testPolicy(), "192.0.2.15", 2, "same")
+	op := ipOp("192.0.2.15", 2, "same")
 	for range 2 {
 		res, err := s.Begin(ctx, op)
 		require.NoError(t, err)
@@ -319,8 +323,7 @@ func TestMemoryTokenSettledOnce(t *testing.T) {
 func TestMemoryFinishFailureBlocks(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
-	op := func(token string) gate.Op { return ipOp(p, "192.0.2.11", 1, token) }
+	op := func(token string) gate.Op { return ipOp("192.0.2.11", 1, token) }
 	for _, tok := range []string{"a", "b"} {
 		res, err := s.Begin(ctx, op(tok))
 		require.NoError(t, err)
@@ -352,8 +355,7 @@ func TestMemoryFinishFailureBlocks(t *testing.T) {
 func TestMemorySuccessLiftsBlock(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
-	op := func(token string) gate.Op { return ipOp(p, "192.0.2.12", 1, token) }
+	op := func(token string) gate.Op { return ipOp("192.0.2.12", 1, token) }
 	res, err := s.Begin(ctx, op("slow"))
 	require.NoError(t, err)
 	require.True(t, res.Admitted)
@@ -379,8 +381,7 @@ func TestMemorySuccessLiftsBlock(t *testing.T) {
 func TestMemoryPendingTimeoutCountsAsFailure(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
-	op := func(token string) gate.Op { return ipOp(p, "192.0.2.13", 1, token) }
+	op := func(token string) gate.Op { return ipOp("192.0.2.13", 1, token) }
 	for _, tok := range []string{"a", "b"} {
 		res, err := s.Begin(ctx, op(tok))
 		require.NoError(t, err)
@@ -421,14 +422,13 @@ func TestMemoryPendingTimeoutCountsAsFailure(t *testing.T) {
 func TestMemoryExpiredChargeSlidesFromItsExpiry(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
-	op := ipOp(p, "192.0.2.14", 3, "a")
+	op := ipOp("192.0.2.14", 3, "a")
 	_, err := s.Begin(ctx, op)
 	require.NoError(t, err)
 	// The charge became a failure 30 s after Begin, forgotten 5 min later:
 	// found late, it counts for nothing.
 	clock.Advance(30*time.Second + 5*time.Minute)
-	res, err := s.Record(ctx, ipOp(p, "192.0.2.14", 3, ""), false)
+	res, err := s.Record(ctx, ipOp("192.0.2.14", 3, ""), false)
 	require.NoError(t, err)
 	assert.Equal(t, []int{1}, res.Failures)
 }
@@ -436,9 +436,8 @@ func TestMemoryExpiredChargeSlidesFromItsExpiry(t *testing.T) {
 func TestMemoryTwoCounters(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
 	op := func(user string) gate.Op {
-		return gate.Op{Policy: p, Counters: []gate.Counter{
+		return gate.Op{Counters: []gate.Counter{
 			{Kind: gate.KindIP, Subject: "192.0.2.20", Limit: 3},
 			{Kind: gate.KindUsername, Subject: user, Limit: 1},
 		}}
@@ -467,7 +466,7 @@ func TestMemoryTwoCounters(t *testing.T) {
 	assert.Equal(t, gate.KindIP, res.Transitions[0].Kind)
 
 	// A success of a blocked pair is refused; Begin too.
-	res, err = s.Begin(ctx, gate.Op{Policy: p, Token: "x", Counters: op("alice").Counters})
+	res, err = s.Begin(ctx, gate.Op{Token: "x", Counters: op("alice").Counters})
 	require.NoError(t, err)
 	assert.False(t, res.Admitted)
 	assert.Len(t, res.Blocked, 2)
@@ -476,7 +475,6 @@ func TestMemoryTwoCounters(t *testing.T) {
 func TestMemoryBlockUnblockByHand(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
 
 	tr, err := s.Block(ctx, gate.KindUsername, "mallory", time.Hour)
 	require.NoError(t, err)
@@ -510,7 +508,7 @@ func TestMemoryBlockUnblockByHand(t *testing.T) {
 	assert.Empty(t, blocked)
 
 	// Unblock forgets failures, charges and lockout history too.
-	uop := gate.Op{Policy: p, Token: "t", Counters: []gate.Counter{{Kind: gate.KindUsername, Subject: "dave", Limit: 1}}}
+	uop := gate.Op{Token: "t", Counters: []gate.Counter{{Kind: gate.KindUsername, Subject: "dave", Limit: 1}}}
 	for range 2 {
 		_, err = s.Record(ctx, uop, false)
 		require.NoError(t, err)
@@ -541,18 +539,16 @@ func TestMemoryBlockUnblockByHand(t *testing.T) {
 func TestMemoryRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
 	ip := gate.Counter{Kind: gate.KindIP, Subject: "192.0.2.1", Limit: 3}
 	tests := []struct {
 		name string
 		op   gate.Op
 	}{
-		{"no counters", gate.Op{Policy: p, Token: "t"}},
-		{"no policy", gate.Op{Counters: []gate.Counter{ip}, Token: "t"}},
-		{"unknown kind", gate.Op{Policy: p, Token: "t", Counters: []gate.Counter{{Kind: "mac", Subject: "x"}}}},
-		{"same kind twice", gate.Op{Policy: p, Token: "t", Counters: []gate.Counter{ip, ip}}},
-		{"empty subject", gate.Op{Policy: p, Token: "t", Counters: []gate.Counter{{Kind: gate.KindIP}}}},
-		{"negative limit", gate.Op{Policy: p, Token: "t", Counters: []gate.Counter{{Kind: gate.KindIP, Subject: "x", Limit: -1}}}},
+		{"no counters", gate.Op{Token: "t"}},
+		{"unknown kind", gate.Op{Token: "t", Counters: []gate.Counter{{Kind: "mac", Subject: "x"}}}},
+		{"same kind twice", gate.Op{Token: "t", Counters: []gate.Counter{ip, ip}}},
+		{"empty subject", gate.Op{Token: "t", Counters: []gate.Counter{{Kind: gate.KindIP}}}},
+		{"negative limit", gate.Op{Token: "t", Counters: []gate.Counter{{Kind: gate.KindIP, Subject: "x", Limit: -1}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -566,7 +562,7 @@ func TestMemoryRejectsBadInput(t *testing.T) {
 			assert.Error(t, err)
 		})
 	}
-	_, err := s.Begin(ctx, gate.Op{Policy: p, Counters: []gate.Counter{ip}})
+	_, err := s.Begin(ctx, gate.Op{Counters: []gate.Counter{ip}})
 	assert.Error(t, err, "Begin needs a token")
 	_, err = s.Block(ctx, gate.KindIP, "192.0.2.1", -time.Second)
 	assert.Error(t, err)
@@ -577,10 +573,9 @@ func TestMemoryRejectsBadInput(t *testing.T) {
 func TestMemoryEntriesRemovedWhenEmptyOrExpired(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newMemory(t, gate.MemoryOptions{SweepInterval: time.Millisecond})
-	p := testPolicy()
 
 	// A success leaves nothing behind.
-	op := ipOp(p, "192.0.2.40", 3, "t")
+	op := ipOp("192.0.2.40", 3, "t")
 	_, err := s.Begin(ctx, op)
 	require.NoError(t, err)
 	assert.Equal(t, 1, s.Stats().Entries)
@@ -591,9 +586,9 @@ func TestMemoryEntriesRemovedWhenEmptyOrExpired(t *testing.T) {
 	// Expired counters and blocks are swept without being touched.
 	const n = 500
 	for i := range n {
-		_, err = s.Record(ctx, ipOp(p, "10.0.0."+strconv.Itoa(i), 0, ""), false) // blocks
+		_, err = s.Record(ctx, ipOp("10.0.0."+strconv.Itoa(i), 0, ""), false) // blocks
 		require.NoError(t, err)
-		_, err = s.Record(ctx, ipOp(p, "10.1.0."+strconv.Itoa(i), 5, ""), false) // counts
+		_, err = s.Record(ctx, ipOp("10.1.0."+strconv.Itoa(i), 5, ""), false) // counts
 		require.NoError(t, err)
 	}
 	require.Equal(t, 2*n, s.Stats().Entries)
@@ -613,7 +608,6 @@ func TestMemoryBoundedUnderFlood(t *testing.T) {
 	ctx := context.Background()
 	const maxEntries = 1000
 	s, clock := newMemory(t, gate.MemoryOptions{MaxEntries: maxEntries, SweepInterval: -1})
-	p := testPolicy()
 
 	// Some subjects are blocked (by failures and by hand) before the flood.
 	var victims []string
@@ -626,7 +620,7 @@ func TestMemoryBoundedUnderFlood(t *testing.T) {
 			continue
 		}
 		for range 4 {
-			_, err := s.Record(ctx, ipOp(p, ip, 3, ""), false)
+			_, err := s.Record(ctx, ipOp(ip, 3, ""), false)
 			require.NoError(t, err)
 		}
 	}
@@ -638,11 +632,11 @@ func TestMemoryBoundedUnderFlood(t *testing.T) {
 		var err error
 		switch i % 3 {
 		case 0:
-			_, err = s.Record(ctx, ipOp(p, ip, 3, ""), false)
+			_, err = s.Record(ctx, ipOp(ip, 3, ""), false)
 		case 1:
-			_, err = s.Begin(ctx, ipOp(p, ip, 3, "tok"+ip))
+			_, err = s.Begin(ctx, ipOp(ip, 3, "tok"+ip))
 		default:
-			_, err = s.Record(ctx, gate.Op{Policy: p, Counters: []gate.Counter{
+			_, err = s.Record(ctx, gate.Op{Counters: []gate.Counter{
 				{Kind: gate.KindIP, Subject: ip, Limit: 3},
 				{Kind: gate.KindUsername, Subject: "user" + strconv.Itoa(i), Limit: 3},
 			}}, false)
@@ -666,7 +660,7 @@ func TestMemoryBoundedUnderFlood(t *testing.T) {
 	}
 	assert.ElementsMatch(t, victims, subjects, "every block survives the flood")
 	for _, ip := range victims {
-		res, err := s.Check(ctx, ipOp(p, ip, 3, ""))
+		res, err := s.Check(ctx, ipOp(ip, 3, ""))
 		require.NoError(t, err)
 		assert.Len(t, res.Blocked, 1, ip)
 	}
@@ -692,8 +686,7 @@ func TestMemoryBoundedWhenOnlyBlocks(t *testing.T) {
 func TestMemorySmallMaxEntriesHoldsOneOp(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{MaxEntries: 1, SweepInterval: -1})
-	p := testPolicy()
-	op := gate.Op{Policy: p, Token: "t", Counters: []gate.Counter{
+	op := gate.Op{Token: "t", Counters: []gate.Counter{
 		{Kind: gate.KindIP, Subject: "192.0.2.50", Limit: 0},
 		{Kind: gate.KindUsername, Subject: "u", Limit: 0},
 		{Kind: gate.KindPair, Subject: gate.PairSubject("192.0.2.50", "u"), Limit: 0},
@@ -711,7 +704,6 @@ func TestMemorySmallMaxEntriesHoldsOneOp(t *testing.T) {
 func TestMemoryConcurrentBeginAdmitsLimitPlusOne(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{Shards: 4})
-	p := testPolicy()
 	const limit, workers = 5, 300
 	counters := []gate.Counter{
 		{Kind: gate.KindIP, Subject: "198.18.0.1", Limit: limit},
@@ -725,7 +717,7 @@ func TestMemoryConcurrentBeginAdmitsLimitPlusOne(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			op := gate.Op{Counters: counters, Policy: p, Token: "tok" + strconv.Itoa(w)}
+			op := gate.Op{Counters: counters, Token: "tok" + strconv.Itoa(w)}
 			res, err := s.Begin(ctx, op)
 			if !assert.NoError(t, err) {
 				return
@@ -753,7 +745,7 @@ func TestMemoryConcurrentBeginAdmitsLimitPlusOne(t *testing.T) {
 	assert.Equal(t, int64(limit+1), admitted.Load())
 	assert.Equal(t, int64(workers-limit-1), refused.Load())
 	assert.Equal(t, int64(2), blocks.Load(), "one block per counter, reported once")
-	res, err := s.Check(ctx, gate.Op{Counters: counters, Policy: p})
+	res, err := s.Check(ctx, gate.Op{Counters: counters})
 	require.NoError(t, err)
 	assert.Equal(t, []int{limit + 1, limit + 1}, res.Failures)
 }
@@ -761,7 +753,6 @@ func TestMemoryConcurrentBeginAdmitsLimitPlusOne(t *testing.T) {
 func TestMemoryConcurrentBeginHoldsAtLimitPlusOne(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
 	const limit, workers = 3, 400
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -769,7 +760,7 @@ func TestMemoryConcurrentBeginHoldsAtLimitPlusOne(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := s.Begin(ctx, gate.Op{Policy: p, Token: "t" + strconv.Itoa(w), Counters: []gate.Counter{
+			res, err := s.Begin(ctx, gate.Op{Token: "t" + strconv.Itoa(w), Counters: []gate.Counter{
 				{Kind: gate.KindUsername, Subject: "root", Limit: limit},
 				{Kind: gate.KindIP, Subject: "198.18.1." + strconv.Itoa(w%250), Limit: limit},
 			}})
@@ -786,7 +777,6 @@ func TestMemoryConcurrentBeginHoldsAtLimitPlusOne(t *testing.T) {
 func TestMemoryConcurrentRecordBlocksOnce(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newMemory(t, gate.MemoryOptions{})
-	p := testPolicy()
 	const limit, workers = 3, 300
 	var blocks, unblocks atomic.Int64
 	var wg sync.WaitGroup
@@ -794,7 +784,7 @@ func TestMemoryConcurrentRecordBlocksOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ops := gate.Op{Policy: p, Counters: []gate.Counter{
+			ops := gate.Op{Counters: []gate.Counter{
 				{Kind: gate.KindIP, Subject: "198.18.2." + strconv.Itoa(w%7), Limit: limit},
 				{Kind: gate.KindUsername, Subject: "admin", Limit: limit},
 			}}
@@ -835,15 +825,15 @@ func TestMemoryCloseStopsSweeper(t *testing.T) {
 	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before }, 5*time.Second, 5*time.Millisecond)
 
 	// Still usable after Close.
-	_, err := stores[0].Record(context.Background(), ipOp(testPolicy(), "192.0.2.60", 3, ""), false)
+	_, err := stores[0].Record(context.Background(), ipOp("192.0.2.60", 3, ""), false)
 	assert.NoError(t, err)
 
 	noSweeper := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
 	assert.NoError(t, noSweeper.Close())
 }
 
-func benchOp(p *gate.Policy, i int, token string) gate.Op {
-	return gate.Op{Policy: p, Token: token, Counters: []gate.Counter{
+func benchOp(i int, token string) gate.Op {
+	return gate.Op{Token: token, Counters: []gate.Counter{
 		{Kind: gate.KindIP, Subject: "10.0." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255), Limit: 1 << 20},
 		{Kind: gate.KindUsername, Subject: "user" + strconv.Itoa(i), Limit: 1 << 20},
 	}}
@@ -851,19 +841,19 @@ func benchOp(p *gate.Policy, i int, token string) gate.Op {
 
 // benchOps prepares n ops on distinct subjects, so that the benchmarks
 // measure the store and not string building.
-func benchOps(p *gate.Policy, n int) []gate.Op {
+func benchOps(n int) []gate.Op {
 	ops := make([]gate.Op, n)
 	for i := range ops {
-		ops[i] = benchOp(p, i, "tok"+strconv.Itoa(i))
+		ops[i] = benchOp(i, "tok"+strconv.Itoa(i))
 	}
 	return ops
 }
 
 func BenchmarkMemoryCheck(b *testing.B) {
-	s := gate.NewMemoryStore(gate.MemoryOptions{})
+	s := gate.NewMemoryStore(gate.MemoryOptions{Policy: testPolicy()})
 	defer s.Close()
 	ctx := context.Background()
-	ops := benchOps(testPolicy(), 4096)
+	ops := benchOps(4096)
 	for _, op := range ops {
 		_, _ = s.Record(ctx, op, false)
 	}
@@ -883,10 +873,10 @@ func BenchmarkMemoryCheck(b *testing.B) {
 }
 
 func BenchmarkMemoryRecord(b *testing.B) {
-	s := gate.NewMemoryStore(gate.MemoryOptions{})
+	s := gate.NewMemoryStore(gate.MemoryOptions{Policy: testPolicy()})
 	defer s.Close()
 	ctx := context.Background()
-	ops := benchOps(testPolicy(), 4096)
+	ops := benchOps(4096)
 	var seq atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -905,10 +895,10 @@ func BenchmarkMemoryRecord(b *testing.B) {
 // BenchmarkMemoryBeginFinish measures a two-phase attempt: one op is one
 // Begin and its Finish.
 func BenchmarkMemoryBeginFinish(b *testing.B) {
-	s := gate.NewMemoryStore(gate.MemoryOptions{})
+	s := gate.NewMemoryStore(gate.MemoryOptions{Policy: testPolicy()})
 	defer s.Close()
 	ctx := context.Background()
-	ops := benchOps(testPolicy(), 4096)
+	ops := benchOps(4096)
 	var seq atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -936,17 +926,16 @@ func BenchmarkMemoryBeginFinish(b *testing.B) {
 func BenchmarkMemoryBytesPerKey(b *testing.B) {
 	const n = 200_000
 	ctx := context.Background()
-	p := testPolicy()
 	ops := make([]gate.Op, n)
 	for i := range ops {
-		ops[i] = ipOp(p, fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255), 3, "")
+		ops[i] = ipOp(fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255), 3, "")
 	}
 	var perKey float64
 	for b.Loop() {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		s := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: 2 * n, SweepInterval: -1})
+		s := gate.NewMemoryStore(gate.MemoryOptions{Policy: testPolicy(), MaxEntries: 2 * n, SweepInterval: -1})
 		for _, op := range ops {
 			if _, err := s.Record(ctx, op, false); err != nil {
 				b.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -45,8 +46,9 @@ type Counter struct {
 	KeepOnSuccess bool
 }
 
-// Policy holds the timings a store applies. The gate passes the same value
-// on every call.
+// Policy holds the timings a store applies. A store is given its policy
+// when it is built, and applies it to every call; Config.Policy is the
+// one a gate's store must apply, which gate.New checks.
 type Policy struct {
 	// AttemptCooloff is the TTL of a failure counter, renewed by every
 	// failure (a sliding window). 0: failures are never forgotten.
@@ -61,29 +63,43 @@ type Policy struct {
 	// PendingTimeout is how long a charged attempt (Begin) may stay
 	// unfinished; after it the attempt counts as a failure.
 	PendingTimeout time.Duration
-
-	// redisArgs is the policy's part of a Redis script's arguments,
-	// formatted once by the Gate that owns the policy; nil in a Policy
-	// built by hand, whose arguments are formatted per call.
-	redisArgs *redisPolicyArgs
 }
 
-// Op is the input of one store call.
+// isZero reports a Policy with nothing set.
+func (p *Policy) isZero() bool {
+	return p.AttemptCooloff == 0 && len(p.LockoutCooloffs) == 0 && p.LockoutMemory == 0 && p.PendingTimeout == 0
+}
+
+// equal reports whether p and q apply the same timings.
+func (p *Policy) equal(q *Policy) bool {
+	return p.AttemptCooloff == q.AttemptCooloff && slices.Equal(p.LockoutCooloffs, q.LockoutCooloffs) &&
+		p.LockoutMemory == q.LockoutMemory && p.PendingTimeout == q.PendingTimeout
+}
+
+// clone is p with a cool-off slice of its own: a store keeps a clone of
+// the policy it is given, and hands out clones, so that no caller changes
+// its timings behind its back.
+func (p Policy) clone() Policy {
+	p.LockoutCooloffs = slices.Clone(p.LockoutCooloffs)
+	return p
+}
+
+// Op is the input of one store call: what to count, under the store's
+// Policy.
 type Op struct {
 	Counters []Counter // one or two counters; never empty, kinds distinct
-	Policy   *Policy
 	// Token identifies a charged attempt: set by the caller for Begin (a
 	// unique random string) and passed back unchanged to Finish.
 	Token string
 }
 
-// validateOp refuses an op no store can make sense of: no counter, a kind
-// unknown or repeated, an empty subject, a negative limit, and a policy
-// without lockout cool-offs or with a negative duration. Every store
-// checks its ops with it, so all of them refuse the same ones (the memory
-// store once took a negative lockout cool-off for a permanent block, which
-// Redis refused); each names itself in front of the error.
-func validateOp(op Op) error {
+// validateOp refuses an op no store can make sense of under policy p: no
+// counter, a kind unknown or repeated, an empty subject, a negative limit,
+// and a policy without lockout cool-offs or with a negative duration.
+// Every store checks its ops with it, so all of them refuse the same ones
+// (the memory store once took a negative lockout cool-off for a permanent
+// block, which Redis refused); each names itself in front of the error.
+func validateOp(op Op, p *Policy) error {
 	if len(op.Counters) == 0 || len(op.Counters) > len(Kinds) {
 		return fmt.Errorf("%d counters, want 1 to %d", len(op.Counters), len(Kinds))
 	}
@@ -103,13 +119,13 @@ func validateOp(op Op) error {
 			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
 		}
 	}
-	return op.Policy.validate()
+	return p.validate()
 }
 
 // validate refuses a policy without lockout cool-offs or with a negative
 // duration.
 func (p *Policy) validate() error {
-	if p == nil || len(p.LockoutCooloffs) == 0 {
+	if len(p.LockoutCooloffs) == 0 {
 		return errors.New("policy without lockout cool-offs")
 	}
 	switch {
@@ -210,11 +226,18 @@ type Result struct {
 // must be safe for concurrent use. package storetest is the whole
 // specification, docs/DESIGN.md says how another database would meet it.
 //
-// Check, Begin, Finish and Record return an error, and change nothing,
-// for an op without counters, with a kind unknown or repeated, an empty
-// subject or a negative limit, or whose policy has no lockout cool-off or
-// a negative duration.
+// A store applies the Policy it was built with. Check, Begin, Finish and
+// Record return an error, and change nothing, for an op without counters,
+// with a kind unknown or repeated, an empty subject or a negative limit,
+// and every one of them does in a store whose policy has no lockout
+// cool-off or a negative duration.
 type Store interface {
+	// Policy returns the policy the store applies. gate.New refuses a
+	// store whose policy is not its configuration's (Config.Policy): the
+	// gate's local limiter and its replays of outcomes apply the
+	// configuration's, which must be the store's.
+	Policy() Policy
+
 	// Check reports blocks and failure counts. It writes nothing.
 	Check(ctx context.Context, op Op) (Result, error)
 

@@ -3,8 +3,10 @@
 // others" means. Each rule of the Store contract in package gate has a
 // subtest here.
 //
-// Subtests run in parallel and use fresh random subjects, so one store (or
-// one server behind several stores) may be shared by all of them. A few
+// A store applies the gate.Policy it is built with, so the suite builds
+// its stores itself, through the function its caller gives Run: each
+// subtest builds one for the policy it tests. Subtests run in parallel and
+// use fresh random subjects, so their stores may share one server. A few
 // subtests wait for short expiries (at most a few seconds in all); none
 // asserts how fast a store is.
 package storetest
@@ -28,9 +30,11 @@ import (
 // long is a duration no subtest waits for.
 const long = time.Hour
 
-// Run runs the suite. newStore is called once per subtest and may return
-// the same store every time, or a new one on a shared server.
-func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
+// Run runs the suite. newStore returns a store applying p: a new store, or
+// a new handle on a server that other subtests use too. Each subtest calls
+// it once for the policy it tests, and InvalidOps also for invalid
+// policies, which a store must accept and then refuse every op under.
+func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) gate.Store) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, s *suite)
@@ -69,7 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				tc.run(t, &suite{t: t, store: newStore(t), ctx: context.Background()})
+				tc.run(t, &suite{t: t, newStore: newStore, ctx: context.Background()})
 			})
 		}
 	})
@@ -77,15 +81,21 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 
 // suite holds the store of one subtest and helpers that fail it on errors.
 type suite struct {
-	t     *testing.T
-	store gate.Store
-	ctx   context.Context
+	t        *testing.T
+	newStore func(t *testing.T, p gate.Policy) gate.Store
+	store    gate.Store // built by use
+	ctx      context.Context
+}
+
+// use builds the subtest's store, applying p.
+func (s *suite) use(p gate.Policy) {
+	s.store = s.newStore(s.t, p)
 }
 
 // policy returns long timings (nothing expires during a test) with one
 // lockout cool-off of cool.
-func policy(cool time.Duration) *gate.Policy {
-	return &gate.Policy{
+func policy(cool time.Duration) gate.Policy {
+	return gate.Policy{
 		AttemptCooloff:  long,
 		LockoutCooloffs: []time.Duration{cool},
 		LockoutMemory:   24 * time.Hour,
@@ -112,8 +122,8 @@ func counter(kind gate.Kind, limit int) gate.Counter {
 	return gate.Counter{Kind: kind, Subject: subject, Limit: limit}
 }
 
-func op(p *gate.Policy, cs ...gate.Counter) gate.Op {
-	return gate.Op{Counters: cs, Policy: p, Token: random(16)}
+func op(cs ...gate.Counter) gate.Op {
+	return gate.Op{Counters: cs, Token: random(16)}
 }
 
 // withToken is o with a fresh token, for a new attempt.
@@ -186,9 +196,10 @@ func blocks(ts []gate.Transition) (n int) {
 }
 
 func testLimits(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	for _, limit := range []int{0, 1, 3, 5} {
 		c := counter(gate.KindUsername, limit)
-		o := op(policy(time.Minute), c)
+		o := op(c)
 		for i := 1; i <= limit; i++ {
 			r := s.record(o, false)
 			assert.Empty(t, r.Blocked, "limit %d: failure %d must not block", limit, i)
@@ -216,8 +227,9 @@ func testLimits(t *testing.T, s *suite) {
 }
 
 func testBlockedRefuses(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindIP, 2)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	s.fail(o, 2)
 	require.NotEmpty(t, s.record(o, false).Blocked)
 
@@ -240,8 +252,9 @@ func testBlockedRefuses(t *testing.T, s *suite) {
 }
 
 func testCheckWritesNothing(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 1)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	r := s.check(o)
 	assert.Empty(t, r.Blocked)
 	assert.Equal(t, []int{0}, r.Failures)
@@ -260,8 +273,9 @@ func testCheckWritesNothing(t *testing.T, s *suite) {
 }
 
 func testSaturation(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 2)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	var charged []gate.Op
 	upfront := false         // the store counts attempts at Begin (Result.Counted)
 	for i := 0; i < 3; i++ { // Limit+1 attempts fit
@@ -301,7 +315,7 @@ func testSaturation(t *testing.T, s *suite) {
 
 	// Failures count against the budget, capped at Limit.
 	c2 := counter(gate.KindIP, 2)
-	o2 := op(policy(time.Minute), c2)
+	o2 := op(c2)
 	s.fail(o2, 2)
 	_, r = s.begin(o2)
 	assert.True(t, r.Admitted)
@@ -312,13 +326,14 @@ func testSaturation(t *testing.T, s *suite) {
 }
 
 func testConcurrentBegin(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	for _, limit := range []int{0, 3} {
 		// The IP counter never binds (n < its limit): a store that charges
 		// counters one by one (RedisClusterStore) may refuse early on a
 		// counter holding charges that are being released, which shifts
 		// who gets the last chance; the bound itself is tested here.
 		const n = 300
-		o := op(policy(time.Minute), counter(gate.KindUsername, limit), counter(gate.KindIP, 10*n))
+		o := op(counter(gate.KindUsername, limit), counter(gate.KindIP, 10*n))
 		var admitted, lastChance atomic.Int32
 		var wg sync.WaitGroup
 		for i := 0; i < n; i++ {
@@ -352,8 +367,9 @@ func testConcurrentBegin(t *testing.T, s *suite) {
 }
 
 func testLastChance(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 3)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
 	assert.False(t, r.LastChance, "far from the limit")
@@ -371,15 +387,16 @@ func testLastChance(t *testing.T, s *suite) {
 	assert.Equal(t, []int{4}, r.Failures)
 
 	// Two counters: the one closest to its limit decides.
-	o2 := op(policy(time.Minute), counter(gate.KindIP, 5), counter(gate.KindUsername, 0))
+	o2 := op(counter(gate.KindIP, 5), counter(gate.KindUsername, 0))
 	_, r = s.begin(o2)
 	require.True(t, r.Admitted)
 	assert.True(t, r.LastChance)
 }
 
 func testOneAtATimeAfterExpiry(t *testing.T, s *suite) {
+	s.use(policy(300 * time.Millisecond))
 	c := counter(gate.KindUsername, 1)
-	o := op(policy(300*time.Millisecond), c)
+	o := op(c)
 	s.fail(o, 1)
 	require.NotEmpty(t, s.record(o, false).Blocked)
 	require.Eventually(t, func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
@@ -401,8 +418,9 @@ func testOneAtATimeAfterExpiry(t *testing.T, s *suite) {
 }
 
 func testSuccessClears(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	ip, user := counter(gate.KindIP, 1), counter(gate.KindUsername, 1)
-	o := op(policy(time.Minute), ip, user)
+	o := op(ip, user)
 	first, r := s.begin(o)
 	require.True(t, r.Admitted)
 	second, r := s.begin(o)
@@ -437,7 +455,8 @@ func testSuccessClears(t *testing.T, s *suite) {
 }
 
 func testRecordSuccess(t *testing.T, s *suite) {
-	o := op(policy(time.Minute), counter(gate.KindUsername, 3))
+	s.use(policy(time.Minute))
+	o := op(counter(gate.KindUsername, 3))
 	s.fail(o, 3)
 	r := s.record(o, true)
 	assert.True(t, r.Admitted)
@@ -451,9 +470,10 @@ func testRecordSuccess(t *testing.T, s *suite) {
 // mode's IP) as it is, while it clears the others; a Finish still removes
 // its charge there.
 func testKeepOnSuccess(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	ip, user := counter(gate.KindIP, 2), counter(gate.KindUsername, 2)
 	ip.KeepOnSuccess = true
-	o := op(policy(time.Minute), ip, user)
+	o := op(ip, user)
 	s.fail(o, 2)
 	r := s.record(o, true)
 	assert.Equal(t, []int{2, 0}, r.Failures, "Record: the kept counter keeps its failures")
@@ -476,7 +496,7 @@ func testKeepOnSuccess(t *testing.T, s *suite) {
 	assert.Empty(t, r.Transitions)
 
 	// Alone, as the gate counts it.
-	only := op(policy(time.Minute), gate.Counter{Kind: gate.KindIP, Subject: counter(gate.KindIP, 0).Subject, Limit: 3, KeepOnSuccess: true})
+	only := op(gate.Counter{Kind: gate.KindIP, Subject: counter(gate.KindIP, 0).Subject, Limit: 3, KeepOnSuccess: true})
 	s.fail(only, 1)
 	assert.Equal(t, []int{1}, s.record(only, true).Failures)
 	a, r = s.begin(only)
@@ -485,7 +505,8 @@ func testKeepOnSuccess(t *testing.T, s *suite) {
 }
 
 func testUnknownToken(t *testing.T, s *suite) {
-	o := op(policy(time.Minute), counter(gate.KindUsername, 3), counter(gate.KindIP, 3))
+	s.use(policy(time.Minute))
+	o := op(counter(gate.KindUsername, 3), counter(gate.KindIP, 3))
 	r := s.finish(withToken(o), false)
 	assert.Equal(t, []int{0, 0}, r.Failures, "unknown token: nothing counted")
 	a, r := s.begin(o)
@@ -503,7 +524,8 @@ func testUnknownToken(t *testing.T, s *suite) {
 // reported again as a success (a replay, on this gate or another one
 // sharing the store) lifts nothing.
 func testReplayedOutcome(t *testing.T, s *suite) {
-	o := op(policy(time.Minute), counter(gate.KindIP, 1), counter(gate.KindUsername, 1))
+	s.use(policy(time.Minute))
+	o := op(counter(gate.KindIP, 1), counter(gate.KindUsername, 1))
 	s.fail(o, 1)
 	last, r := s.begin(o)
 	require.True(t, r.Admitted)
@@ -517,7 +539,7 @@ func testReplayedOutcome(t *testing.T, s *suite) {
 	assert.True(t, s.isBlocked(o))
 
 	// A success reported again clears nothing the second time.
-	o = op(policy(time.Minute), counter(gate.KindUsername, 5))
+	o = op(counter(gate.KindUsername, 5))
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
 	assert.Equal(t, []int{0}, s.finish(a, true).Failures)
@@ -526,8 +548,9 @@ func testReplayedOutcome(t *testing.T, s *suite) {
 }
 
 func testFailureWhileBlocked(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 2)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
 	require.False(t, r.LastChance)
@@ -541,7 +564,7 @@ func testFailureWhileBlocked(t *testing.T, s *suite) {
 	assert.Equal(t, []int{3}, r.Failures, "the admitted attempt's failure counts, once")
 
 	// A last chance's failure reported while blocked counts too.
-	o = op(policy(time.Minute), counter(gate.KindUsername, 0))
+	o = op(counter(gate.KindUsername, 0))
 	a, r = s.begin(o)
 	require.True(t, r.LastChance)
 	r = s.record(o, false)
@@ -554,8 +577,9 @@ func testFailureWhileBlocked(t *testing.T, s *suite) {
 func testPendingExpiry(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.PendingTimeout = 200 * time.Millisecond
+	s.use(p)
 	ip, user := counter(gate.KindIP, 5), counter(gate.KindUsername, 1)
-	o := op(p, ip, user)
+	o := op(ip, user)
 	first, r := s.begin(o)
 	require.True(t, r.Admitted)
 	_, r = s.begin(o)
@@ -579,7 +603,7 @@ func testPendingExpiry(t *testing.T, s *suite) {
 
 	// A last chance's success reported after its charge expired lifts
 	// nothing: the charge is the failure it turned into.
-	late := op(p, counter(gate.KindUsername, 0))
+	late := op(counter(gate.KindUsername, 0))
 	a, r := s.begin(late)
 	require.True(t, r.LastChance)
 	time.Sleep(300 * time.Millisecond)
@@ -589,7 +613,7 @@ func testPendingExpiry(t *testing.T, s *suite) {
 
 	// Finish and Record settle expired charges too.
 	for _, settle := range []string{"finish", "record"} {
-		o := op(p, counter(gate.KindUsername, 0))
+		o := op(counter(gate.KindUsername, 0))
 		_, r := s.begin(o)
 		require.True(t, r.Admitted)
 		time.Sleep(300 * time.Millisecond)
@@ -612,7 +636,8 @@ func testExpiredChargesSlide(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.AttemptCooloff = 300 * time.Millisecond
 	p.PendingTimeout = time.Second
-	o := op(p, counter(gate.KindUsername, 0)) // limit 0: a last chance, pending
+	s.use(p)
+	o := op(counter(gate.KindUsername, 0)) // limit 0: a last chance, pending
 	start := time.Now()
 	_, r := s.begin(o) // deadline start+1s: a failure until start+1.3s
 	require.True(t, r.Admitted)
@@ -623,7 +648,7 @@ func testExpiredChargesSlide(t *testing.T, s *suite) {
 	assert.True(t, r.Admitted)
 	assert.Empty(t, r.Transitions)
 
-	o = op(p, counter(gate.KindUsername, 5))
+	o = op(counter(gate.KindUsername, 5))
 	_, r = s.begin(o)
 	require.True(t, r.Admitted)
 	if r.Counted == nil {
@@ -637,7 +662,8 @@ func testExpiredChargesSlide(t *testing.T, s *suite) {
 func testPendingNeverExpires(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.PendingTimeout = 0
-	o := op(p, counter(gate.KindUsername, 0))
+	s.use(p)
+	o := op(counter(gate.KindUsername, 0))
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
 	time.Sleep(50 * time.Millisecond)
@@ -654,11 +680,12 @@ func testSlidingCooloff(t *testing.T, s *suite) {
 	const cooloff = 2 * time.Second
 	p := policy(time.Minute)
 	p.AttemptCooloff = cooloff
+	s.use(p)
 	// The check must fall after the first failures' window and inside the
 	// renewed one. A machine too busy to keep that order gets the
 	// scenario again on a fresh subject; the assertion itself is exact.
 	for try := 1; ; try++ {
-		o := op(p, counter(gate.KindIP, 10))
+		o := op(counter(gate.KindIP, 10))
 		s.fail(o, 2)
 		firstDone := time.Now()
 		time.Sleep(cooloff / 2)
@@ -682,8 +709,9 @@ func testSlidingCooloff(t *testing.T, s *suite) {
 func testLockoutEscalation(t *testing.T, s *suite) {
 	p := policy(0)
 	p.LockoutCooloffs = []time.Duration{time.Second, 2 * time.Second, 0}
+	s.use(p)
 	c := counter(gate.KindUsername, 0)
-	o := op(p, c)
+	o := op(c)
 	for i, want := range []gate.Transition{
 		{Duration: time.Second, Failures: 1, Lockouts: 1},
 		{Duration: 2 * time.Second, Failures: 2, Lockouts: 2},
@@ -718,8 +746,9 @@ func testLockoutMemory(t *testing.T, s *suite) {
 	p := policy(0)
 	p.LockoutCooloffs = []time.Duration{300 * time.Millisecond, long}
 	p.LockoutMemory = 600 * time.Millisecond
+	s.use(p)
 	c := counter(gate.KindUsername, 0)
-	o := op(p, c)
+	o := op(c)
 	r := s.record(o, false)
 	require.Len(t, r.Transitions, 1)
 	require.Equal(t, 1, r.Transitions[0].Lockouts)
@@ -732,8 +761,9 @@ func testLockoutMemory(t *testing.T, s *suite) {
 }
 
 func testPermanent(t *testing.T, s *suite) {
+	s.use(policy(0))
 	c := counter(gate.KindIP, 1)
-	o := op(policy(0), c)
+	o := op(c)
 	s.fail(o, 1)
 	r := s.record(o, false)
 	require.Len(t, r.Blocked, 1)
@@ -747,7 +777,8 @@ func testPermanent(t *testing.T, s *suite) {
 func testTwoCounters(t *testing.T, s *suite) {
 	ip, user := counter(gate.KindIP, 2), counter(gate.KindUsername, 1)
 	p := policy(time.Minute)
-	both := op(p, ip, user)
+	s.use(p)
+	both := op(ip, user)
 	s.fail(both, 1)
 	r := s.record(both, false)
 	assert.Equal(t, []int{2, 2}, r.Failures)
@@ -758,11 +789,11 @@ func testTwoCounters(t *testing.T, s *suite) {
 	r = s.record(both, false)
 	assert.Equal(t, []int{2, 2}, r.Failures, "refused by the username block: nothing counted")
 	assert.False(t, r.Admitted)
-	ipOnly := op(p, ip)
+	ipOnly := op(ip)
 	assert.Empty(t, s.check(ipOnly).Blocked, "the IP is not blocked")
 
 	other := counter(gate.KindUsername, 5)
-	r = s.record(op(p, ip, other), false)
+	r = s.record(op(ip, other), false)
 	assert.True(t, r.Admitted)
 	assert.Equal(t, []int{3, 1}, r.Failures)
 	assert.Equal(t, []gate.Kind{gate.KindIP}, s.blockedKinds(r))
@@ -775,9 +806,10 @@ func testTwoCounters(t *testing.T, s *suite) {
 }
 
 func testAdminBlockUnblock(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	for _, kind := range gate.Kinds {
 		c := counter(kind, 3)
-		o := op(policy(time.Minute), c)
+		o := op(c)
 		tr, err := s.store.Block(s.ctx, kind, c.Subject, time.Hour)
 		require.NoError(t, err)
 		require.NotNil(t, tr, "%s: new block", kind)
@@ -805,7 +837,7 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 	}
 	// An automatic block replaced by hand, and a subject never seen.
 	c := counter(gate.KindUsername, 0)
-	r := s.record(op(policy(time.Minute), c), false)
+	r := s.record(op(c), false)
 	require.Len(t, r.Transitions, 1)
 	tr, err := s.store.Block(s.ctx, c.Kind, c.Subject, time.Hour)
 	require.NoError(t, err)
@@ -817,7 +849,7 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 	c = counter(gate.KindIP, 0)
 	_, err = s.store.Block(s.ctx, c.Kind, c.Subject, 100*time.Millisecond)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return !s.isBlocked(op(policy(time.Minute), c)) },
+	require.Eventually(t, func() bool { return !s.isBlocked(op(c)) },
 		5*time.Second, 20*time.Millisecond)
 	tr, err = s.store.Unblock(s.ctx, c.Kind, c.Subject)
 	require.NoError(t, err)
@@ -827,8 +859,9 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 func testUnblockForgets(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.LockoutCooloffs = []time.Duration{time.Minute, time.Hour}
+	s.use(p)
 	c := counter(gate.KindUsername, 1)
-	o := op(p, c)
+	o := op(c)
 	s.fail(o, 1)
 	r := s.record(o, false)
 	require.Len(t, r.Transitions, 1)
@@ -859,6 +892,7 @@ func testUnblockForgets(t *testing.T, s *suite) {
 }
 
 func testBlockedList(t *testing.T, s *suite) {
+	s.use(policy(time.Hour))
 	kind := gate.KindUsername
 	forever, hour, brief := counter(kind, 0), counter(kind, 0), counter(kind, 0)
 	for c, d := range map[gate.Counter]time.Duration{forever: 0, hour: time.Hour, brief: 300 * time.Millisecond} {
@@ -867,9 +901,9 @@ func testBlockedList(t *testing.T, s *suite) {
 	}
 	auto := counter(kind, 0)
 	// An attempt admitted before the block began: its success lifts it.
-	admitted, r := s.begin(op(policy(time.Hour), auto))
+	admitted, r := s.begin(op(auto))
 	require.True(t, r.Admitted)
-	require.Len(t, s.record(op(policy(time.Hour), auto), false).Transitions, 1)
+	require.Len(t, s.record(op(auto), false).Transitions, 1)
 	ipBlocked := counter(gate.KindIP, 0)
 	_, err := s.store.Block(s.ctx, gate.KindIP, ipBlocked.Subject, time.Hour)
 	require.NoError(t, err)
@@ -916,7 +950,7 @@ func testBlockedList(t *testing.T, s *suite) {
 
 	_, err = s.store.Unblock(s.ctx, kind, hour.Subject)
 	require.NoError(t, err)
-	r = s.record(op(policy(time.Hour), auto), true)
+	r = s.record(op(auto), true)
 	require.Empty(t, r.Transitions, "Record refuses a blocked subject, success or not")
 	_, err = s.store.Finish(s.ctx, admitted, true)
 	require.NoError(t, err)
@@ -951,8 +985,9 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 		return blocked, unblocked
 	}
 	p := policy(time.Minute)
+	s.use(p)
 	ip, user := counter(gate.KindIP, n-1), counter(gate.KindUsername, n-1)
-	o := op(p, ip, user)
+	o := op(ip, user)
 	var tickets []gate.Op
 	for i := 0; i < n; i++ {
 		a, r := s.begin(o)
@@ -969,7 +1004,7 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 
 	// Successes of attempts admitted before an admin block.
 	ip, user = counter(gate.KindIP, n-1), counter(gate.KindUsername, n-1)
-	o = op(p, ip, user)
+	o = op(ip, user)
 	tickets = tickets[:0]
 	for i := 0; i < n; i++ {
 		a, r := s.begin(o)
@@ -990,7 +1025,7 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 
 	c := counter(gate.KindUsername, 3)
 	b, _ = run(func(i int) []gate.Transition {
-		r, err := s.store.Record(s.ctx, withToken(op(p, c)), false)
+		r, err := s.store.Record(s.ctx, withToken(op(c)), false)
 		assert.NoError(t, err)
 		return r.Transitions
 	})
@@ -1039,6 +1074,7 @@ func testHostileSubjects(t *testing.T, s *suite) {
 		{base + strings.Repeat("ℵ", 1024), base + strings.Repeat("ℵ", 1023)},
 	}
 	p := policy(time.Minute)
+	s.use(p)
 	for _, kind := range []gate.Kind{gate.KindIP, gate.KindUsername, gate.KindPair} {
 		for _, h := range hostile {
 			a := gate.Counter{Kind: kind, Subject: h[0], Limit: 0}
@@ -1046,7 +1082,7 @@ func testHostileSubjects(t *testing.T, s *suite) {
 			if kind == gate.KindIP {
 				a.Subject, b.Subject = "ip"+a.Subject, "ip"+b.Subject
 			}
-			oa, ob := op(p, a), op(p, b)
+			oa, ob := op(a), op(b)
 			r := s.record(oa, false)
 			require.Len(t, r.Blocked, 1, "%s %q blocks", kind, a.Subject)
 			assert.Equal(t, a.Subject, r.Blocked[0].Subject)
@@ -1077,54 +1113,60 @@ func testHostileSubjects(t *testing.T, s *suite) {
 	}
 	// The same subject under two kinds is two subjects.
 	subject := "198.51.100." + random(4)
-	r := s.record(op(p, gate.Counter{Kind: gate.KindIP, Subject: subject}), false)
+	r := s.record(op(gate.Counter{Kind: gate.KindIP, Subject: subject}), false)
 	require.Len(t, r.Blocked, 1)
-	assert.Empty(t, s.check(op(p, gate.Counter{Kind: gate.KindUsername, Subject: subject})).Blocked)
+	assert.Empty(t, s.check(op(gate.Counter{Kind: gate.KindUsername, Subject: subject})).Blocked)
 }
 
 func testInvalidOps(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 1)
-	negative := func(f func(p *gate.Policy)) *gate.Policy {
-		p := policy(time.Minute)
-		f(p)
-		return p
-	}
 	bad := map[string]gate.Op{
-		"no counters":    {Policy: policy(time.Minute), Token: "t"},
-		"no policy":      {Counters: []gate.Counter{c}, Token: "t"},
-		"no cool-offs":   {Counters: []gate.Counter{c}, Policy: &gate.Policy{}, Token: "t"},
-		"repeated kinds": {Counters: []gate.Counter{c, c}, Policy: policy(time.Minute), Token: "t"},
-		// A negative lockout cool-off is no permanent block: every store
-		// refuses it, as it refuses any negative duration.
-		"negative cool-off": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
-			p.LockoutCooloffs = []time.Duration{time.Minute, -time.Second}
-		})},
-		"negative attempt cool-off": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
-			p.AttemptCooloff = -time.Second
-		})},
-		"negative pending timeout": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
-			p.PendingTimeout = -time.Second
-		})},
-		"negative lockout memory": {Counters: []gate.Counter{c}, Token: "t", Policy: negative(func(p *gate.Policy) {
-			p.LockoutMemory = -time.Second
-		})},
+		"no counters":    {Token: "t"},
+		"repeated kinds": {Counters: []gate.Counter{c, c}, Token: "t"},
 	}
 	for name, o := range bad {
-		_, err := s.store.Check(s.ctx, o)
-		assert.Error(t, err, "Check: %s", name)
-		_, err = s.store.Begin(s.ctx, o)
-		assert.Error(t, err, "Begin: %s", name)
-		_, err = s.store.Finish(s.ctx, o, false)
-		assert.Error(t, err, "Finish: %s", name)
-		_, err = s.store.Record(s.ctx, o, false)
-		assert.Error(t, err, "Record: %s", name)
+		s.refusesEveryOp(s.store, o, name)
 	}
-	// Nothing was counted for the subject of the refused ops.
-	assert.Equal(t, []int{0}, s.check(op(policy(time.Minute), c)).Failures)
-	_, err := s.store.Begin(s.ctx, gate.Op{Counters: []gate.Counter{c}, Policy: policy(time.Minute)})
+	_, err := s.store.Begin(s.ctx, gate.Op{Counters: []gate.Counter{c}})
 	assert.Error(t, err, "Begin without a token")
 	_, err = s.store.Block(s.ctx, gate.KindIP, "192.0.2.1", -time.Second)
 	assert.Error(t, err, "negative block")
 	_, err = s.store.Blocked(s.ctx, gate.Kind("nope"), 0)
 	assert.Error(t, err, "unknown kind")
+
+	// A store built with an invalid policy refuses every op. A negative
+	// lockout cool-off is no permanent block: every store refuses it, as
+	// it refuses any negative duration.
+	invalid := func(f func(p *gate.Policy)) gate.Policy {
+		p := policy(time.Minute)
+		f(&p)
+		return p
+	}
+	policies := map[string]gate.Policy{
+		"no cool-offs":              invalid(func(p *gate.Policy) { p.LockoutCooloffs = nil }),
+		"negative cool-off":         invalid(func(p *gate.Policy) { p.LockoutCooloffs = []time.Duration{time.Minute, -time.Second} }),
+		"negative attempt cool-off": invalid(func(p *gate.Policy) { p.AttemptCooloff = -time.Second }),
+		"negative pending timeout":  invalid(func(p *gate.Policy) { p.PendingTimeout = -time.Second }),
+		"negative lockout memory":   invalid(func(p *gate.Policy) { p.LockoutMemory = -time.Second }),
+	}
+	for name, p := range policies {
+		s.refusesEveryOp(s.newStore(t, p), op(c), name)
+	}
+	// Nothing was counted for the subject of the refused ops.
+	assert.Equal(t, []int{0}, s.check(op(c)).Failures)
+}
+
+// refusesEveryOp asserts that store refuses o in Check, Begin, Finish
+// and Record.
+func (s *suite) refusesEveryOp(store gate.Store, o gate.Op, name string) {
+	s.t.Helper()
+	_, err := store.Check(s.ctx, o)
+	assert.Error(s.t, err, "Check: %s", name)
+	_, err = store.Begin(s.ctx, o)
+	assert.Error(s.t, err, "Begin: %s", name)
+	_, err = store.Finish(s.ctx, o, false)
+	assert.Error(s.t, err, "Finish: %s", name)
+	_, err = store.Record(s.ctx, o, false)
+	assert.Error(s.t, err, "Record: %s", name)
 }

@@ -8,9 +8,11 @@ import (
 )
 
 // TestMemoryStore checks the suite itself against the store that needs no
-// server: one MemoryStore shared by every subtest.
+// server: a MemoryStore per subtest, as each applies its own policy.
 func TestMemoryStore(t *testing.T) {
-	s := gate.NewMemoryStore(gate.MemoryOptions{})
-	t.Cleanup(func() { s.Close() })
-	storetest.Run(t, func(*testing.T) gate.Store { return s })
+	storetest.Run(t, func(t *testing.T, p gate.Policy) gate.Store {
+		s := gate.NewMemoryStore(gate.MemoryOptions{Policy: p})
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }
