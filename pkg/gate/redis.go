@@ -299,27 +299,24 @@ func (s *RedisStore) Block(ctx context.Context, kind Kind, subject string, d tim
 	if d < 0 {
 		return nil, fmt.Errorf("redis block %s %q: negative duration %s", kind, subject, d)
 	}
-	op := Op{Counters: []Counter{{Kind: kind, Subject: subject}}}
-	res, err := s.admin(ctx, "block", redisScriptBlock, op, &Policy{LockoutCooloffs: []time.Duration{d}})
-	return redisTransition(res), err
+	return s.admin(ctx, "block", redisScriptBlock, kind, subject, redisMillis(d))
 }
 
 // Unblock implements Store.
 func (s *RedisStore) Unblock(ctx context.Context, kind Kind, subject string) (*Transition, error) {
-	op := Op{Counters: []Counter{{Kind: kind, Subject: subject}}}
-	res, err := s.admin(ctx, "unblock", redisScriptUnblock, op, &Policy{LockoutCooloffs: []time.Duration{0}})
-	return redisTransition(res), err
+	return s.admin(ctx, "unblock", redisScriptUnblock, kind, subject)
 }
 
-// admin runs the block or unblock script for op under p, a policy whose
-// one cool-off is the block's duration.
-func (s *RedisStore) admin(ctx context.Context, name string, script *redis.Script, op Op, p *Policy) (Result, error) {
-	if err := validateOp(op, p); err != nil {
-		return Result{}, fmt.Errorf("redis %s: %w", name, err)
+// admin runs an admin script (block, unblock) on a subject: its keys, and
+// the subject followed by args (see redis_common.lua).
+func (s *RedisStore) admin(ctx context.Context, name string, script *redis.Script, kind Kind, subject string, args ...any) (*Transition, error) {
+	if err := validateSubject(kind, subject); err != nil {
+		return nil, fmt.Errorf("redis %s: %w", name, err)
 	}
-	args := newRedisPolicyArgs(p)
-	reply, err := script.Run(ctx, s.client, s.counterKeys(op, false), args.counter(op, false)...).Result()
-	return s.decode(name, script, op, reply, err)
+	op := Op{Counters: []Counter{{Kind: kind, Subject: subject}}}
+	reply, err := script.Run(ctx, s.client, s.counterKeys(op, false), append([]any{subject}, args...)...).Result()
+	res, err := s.decode(name, script, op, reply, err)
+	return redisTransition(res), err
 }
 
 // Blocked implements Store. Subjects come soonest-ending first, permanent

@@ -249,34 +249,39 @@ func (s *RedisClusterStore) Block(ctx context.Context, kind Kind, subject string
 	if d < 0 {
 		return nil, fmt.Errorf("redis block %s %q: negative duration %s", kind, subject, d)
 	}
-	op := Op{Counters: []Counter{{Kind: kind, Subject: subject}}}
-	p := &Policy{LockoutCooloffs: []time.Duration{d}}
-	if err := validateOp(op, p); err != nil {
-		return nil, fmt.Errorf("redis block: %w", err)
-	}
-	pa := newRedisPolicyArgs(p)
-	rs, errs := s.eachWith(ctx, op, "block", redisScriptBlock, false, &pa)
-	if errs[0] != nil {
-		return nil, errs[0]
+	t, err := s.admin(ctx, "block", redisScriptBlock, kind, subject, redisMillis(d))
+	if err != nil {
+		return nil, err
 	}
 	// A block replaced by hand has a new end: index it, transition or not.
 	s.indexBlocks(ctx, []Transition{{Kind: kind, Subject: subject, Blocked: true, Duration: d, Permanent: d == 0}})
-	return redisTransition(rs[0]), nil
+	return t, nil
 }
 
 // Unblock implements Store.
 func (s *RedisClusterStore) Unblock(ctx context.Context, kind Kind, subject string) (*Transition, error) {
-	op := Op{Counters: []Counter{{Kind: kind, Subject: subject}}}
-	p := &Policy{LockoutCooloffs: []time.Duration{0}}
-	if err := validateOp(op, p); err != nil {
-		return nil, fmt.Errorf("redis unblock: %w", err)
+	return s.admin(ctx, "unblock", redisScriptUnblock, kind, subject)
+}
+
+// admin runs an admin script (block, unblock) on a subject's slot: its
+// keys, and the subject followed by args (see redis_common.lua).
+func (s *RedisClusterStore) admin(ctx context.Context, name string, script *redis.Script, kind Kind, subject string, args ...any) (*Transition, error) {
+	if err := validateSubject(kind, subject); err != nil {
+		return nil, fmt.Errorf("redis %s: %w", name, err)
 	}
-	pa := newRedisPolicyArgs(p)
-	rs, errs := s.eachWith(ctx, op, "unblock", redisScriptUnblock, false, &pa)
-	if errs[0] != nil {
-		return nil, errs[0]
+	c := Counter{Kind: kind, Subject: subject}
+	keys := []string{s.key("failed", kind, subject), s.key("blocked", kind, subject),
+		s.key("pending", kind, subject), s.key("lockouts", kind, subject)}
+	reply, err := script.Run(ctx, s.client, keys, append([]any{subject}, args...)...).Result()
+	if err != nil {
+		err = s.scriptError(name, c, err)
+		if errors.Is(err, ErrStoreUnavailable) {
+			s.reload(ctx)
+		}
+		return nil, err
 	}
-	return redisTransition(rs[0]), nil
+	res, err := s.decodeOne(name, reply, Op{Counters: []Counter{c}}, false)
+	return redisTransition(res), err
 }
 
 // Blocked implements Store. Subjects come soonest-ending first, permanent
@@ -368,11 +373,7 @@ func (s *RedisClusterStore) indexKey(kind Kind) string {
 // a plain success's Finish first run their fast scripts (charge, clear)
 // so, and the full script only for the counters those leave to it.
 func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script *redis.Script, success bool) ([]Result, []error) {
-	return s.eachWith(ctx, op, name, script, success, &s.args)
-}
-
-// eachWith is each with the policy arguments pa.
-func (s *RedisClusterStore) eachWith(ctx context.Context, op Op, name string, script *redis.Script, success bool, pa *redisPolicyArgs) ([]Result, []error) {
+	pa := &s.args
 	n := len(op.Counters)
 	rs, errs := make([]Result, n), make([]error, n)
 	ones := make([]Op, n)

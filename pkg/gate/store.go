@@ -104,22 +104,30 @@ func validateOp(op Op, p *Policy) error {
 		return fmt.Errorf("%d counters, want 1 to %d", len(op.Counters), len(Kinds))
 	}
 	for i, c := range op.Counters {
-		if !c.Kind.Valid() {
-			return fmt.Errorf("unknown kind %q", c.Kind)
+		if err := validateSubject(c.Kind, c.Subject); err != nil {
+			return err
 		}
 		for _, before := range op.Counters[:i] {
 			if before.Kind == c.Kind {
 				return fmt.Errorf("kind %q twice in one op", c.Kind)
 			}
 		}
-		if c.Subject == "" {
-			return fmt.Errorf("empty %s subject", c.Kind)
-		}
 		if c.Limit < 0 {
 			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
 		}
 	}
 	return p.validate()
+}
+
+// validateSubject refuses an unknown kind and an empty subject.
+func validateSubject(kind Kind, subject string) error {
+	if !kind.Valid() {
+		return fmt.Errorf("unknown kind %q", kind)
+	}
+	if subject == "" {
+		return fmt.Errorf("empty %s subject", kind)
+	}
+	return nil
 }
 
 // validate refuses a policy without lockout cool-offs or with a negative
