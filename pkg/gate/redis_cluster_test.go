@@ -31,7 +31,9 @@ func newClusterStore(t testing.TB, client gate.RedisClusterClient, prefix string
 func TestRedisClusterStore(t *testing.T) {
 	c := testenv.RedisCluster(t)
 	t.Run("Conformance", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T, p gate.Policy) gate.Store { return newClusterStore(t, c.Client(), "defender", p) })
+		storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+			return newClusterStore(t, c.Client(), "defender", p), realClock{}
+		})
 	})
 	t.Run("Keys", func(t *testing.T) { testRedisClusterKeys(t, c) })
 	t.Run("BoundedGuesses", func(t *testing.T) { testRedisClusterBoundedGuesses(t, c) })
@@ -43,7 +45,9 @@ func TestRedisClusterStore(t *testing.T) {
 func TestRedisClusterStoreOnSingleRedis(t *testing.T) {
 	srv := testenv.Redis(t)
 	client := srv.Client()
-	storetest.Run(t, func(t *testing.T, p gate.Policy) gate.Store { return newClusterStore(t, client, "defender", p) })
+	storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+		return newClusterStore(t, client, "defender", p), realClock{}
+	})
 }
 
 // testRedisClusterKeys: the keys are DESIGN.md's with the subject as

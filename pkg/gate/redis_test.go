@@ -41,12 +41,21 @@ func redisStoreOp(cs ...gate.Counter) gate.Op {
 	return gate.Op{Counters: cs, Token: redisStoreRandom()}
 }
 
+// realClock is the time of a Redis store: Redis's own, on which the
+// storetest suite waits for real.
+type realClock struct{}
+
+func (realClock) Now() time.Time        { return time.Now() }
+func (realClock) Sleep(d time.Duration) { time.Sleep(d) }
+
 // TestRedisStoreConformance runs the Store suite against one redis-server
 // shared by every subtest, all under the default prefix.
 func TestRedisStoreConformance(t *testing.T) {
 	srv := testenv.Redis(t)
 	client := srv.Client()
-	storetest.Run(t, func(t *testing.T, p gate.Policy) gate.Store { return gate.NewRedisStore(client, "defender", p) })
+	storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+		return gate.NewRedisStore(client, "defender", p), realClock{}
+	})
 }
 
 // TestRedisStoreOneEvalshaPerCall counts what the server runs: each Store

@@ -6,9 +6,14 @@
 // A store applies the gate.Policy it is built with, so the suite builds
 // its stores itself, through the function its caller gives Run: each
 // subtest builds one for the policy it tests. Subtests run in parallel and
-// use fresh random subjects, so their stores may share one server. A few
-// subtests wait for short expiries (at most a few seconds in all); none
-// asserts how fast a store is.
+// use fresh random subjects, so their stores may share one server.
+//
+// A few subtests wait for short expiries (a few seconds in all). They wait
+// on the Clock that comes with the store, never on the suite's own: a
+// store on real time (Redis, whose TTLs are its own) comes with a clock
+// that sleeps, an in-process store on a fake clock (MemoryOptions.Clock)
+// with one whose Sleep moves it at once, and then the suite never sleeps.
+// No subtest asserts how fast a store is.
 package storetest
 
 import (
@@ -30,11 +35,19 @@ import (
 // long is a duration no subtest waits for.
 const long = time.Hour
 
-// Run runs the suite. newStore returns a store applying p: a new store, or
-// a new handle on a server that other subtests use too. Each subtest calls
-// it once for the policy it tests, and InvalidOps also for invalid
-// policies, which a store must accept and then refuse every op under.
-func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) gate.Store) {
+// Clock is the time of a store under test, on which the suite waits.
+type Clock interface {
+	Now() time.Time
+	// Sleep returns once d has passed on the clock.
+	Sleep(d time.Duration)
+}
+
+// Run runs the suite. newStore returns a store applying p, and its clock:
+// a new store, or a new handle on a server that other subtests use too.
+// Each subtest calls it once for the policy it tests, and InvalidOps also
+// for invalid policies, which a store must accept and then refuse every op
+// under.
+func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) (gate.Store, Clock)) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, s *suite)
@@ -82,14 +95,35 @@ func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) gate.Store) {
 // suite holds the store of one subtest and helpers that fail it on errors.
 type suite struct {
 	t        *testing.T
-	newStore func(t *testing.T, p gate.Policy) gate.Store
+	newStore func(t *testing.T, p gate.Policy) (gate.Store, Clock)
 	store    gate.Store // built by use
+	clock    Clock      // the store's
 	ctx      context.Context
 }
 
 // use builds the subtest's store, applying p.
 func (s *suite) use(p gate.Policy) {
-	s.store = s.newStore(s.t, p)
+	s.store, s.clock = s.newStore(s.t, p)
+}
+
+// sleepUntil waits until t on the store's clock.
+func (s *suite) sleepUntil(t time.Time) {
+	if d := t.Sub(s.clock.Now()); d > 0 {
+		s.clock.Sleep(d)
+	}
+}
+
+// eventually waits on the store's clock, polling cond every tick, until
+// cond holds; it fails the subtest if max passes first.
+func (s *suite) eventually(cond func() bool, max, tick time.Duration, msg string, args ...any) {
+	s.t.Helper()
+	deadline := s.clock.Now().Add(max)
+	for !cond() {
+		if !s.clock.Now().Before(deadline) {
+			require.FailNow(s.t, "condition not met within "+max.String(), append([]any{msg}, args...)...)
+		}
+		s.clock.Sleep(tick)
+	}
 }
 
 // policy returns long timings (nothing expires during a test) with one
@@ -399,7 +433,7 @@ func testOneAtATimeAfterExpiry(t *testing.T, s *suite) {
 	o := op(c)
 	s.fail(o, 1)
 	require.NotEmpty(t, s.record(o, false).Blocked)
-	require.Eventually(t, func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
+	s.eventually(func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
 		"the block expires")
 	assert.Equal(t, []int{2}, s.check(o).Failures, "failures outlive the block")
 
@@ -588,7 +622,7 @@ func testPendingExpiry(t *testing.T, s *suite) {
 	_, r = s.begin(o)
 	require.False(t, r.Admitted, "saturated while the charges are pending")
 
-	time.Sleep(300 * time.Millisecond) // let both charges expire
+	s.clock.Sleep(300 * time.Millisecond) // let both charges expire
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted, "the two abandoned charges became failures and blocked")
 	assert.Equal(t, []int{2, 2}, r.Failures)
@@ -606,7 +640,7 @@ func testPendingExpiry(t *testing.T, s *suite) {
 	late := op(counter(gate.KindUsername, 0))
 	a, r := s.begin(late)
 	require.True(t, r.LastChance)
-	time.Sleep(300 * time.Millisecond)
+	s.clock.Sleep(300 * time.Millisecond)
 	r = s.finish(a, true)
 	assert.Len(t, r.Blocked, 1, "a late success lifts nothing")
 	assert.Equal(t, []int{1}, r.Failures)
@@ -616,7 +650,7 @@ func testPendingExpiry(t *testing.T, s *suite) {
 		o := op(counter(gate.KindUsername, 0))
 		_, r := s.begin(o)
 		require.True(t, r.Admitted)
-		time.Sleep(300 * time.Millisecond)
+		s.clock.Sleep(300 * time.Millisecond)
 		if settle == "finish" {
 			r = s.finish(withToken(o), false)
 		} else {
@@ -638,11 +672,11 @@ func testExpiredChargesSlide(t *testing.T, s *suite) {
 	p.PendingTimeout = time.Second
 	s.use(p)
 	o := op(counter(gate.KindUsername, 0)) // limit 0: a last chance, pending
-	start := time.Now()
+	start := s.clock.Now()
 	_, r := s.begin(o) // deadline start+1s: a failure until start+1.3s
 	require.True(t, r.Admitted)
 	require.True(t, r.LastChance)
-	time.Sleep(time.Until(start.Add(1450 * time.Millisecond)))
+	s.sleepUntil(start.Add(1450 * time.Millisecond))
 	_, r = s.begin(o)
 	assert.Empty(t, r.Blocked, "the expired charge's failure was forgotten a cool-off after its deadline")
 	assert.True(t, r.Admitted)
@@ -655,7 +689,7 @@ func testExpiredChargesSlide(t *testing.T, s *suite) {
 		return // every charge pending: the case above
 	}
 	assert.Equal(t, []int{1}, r.Failures, "counted at Begin")
-	time.Sleep(600 * time.Millisecond)
+	s.clock.Sleep(600 * time.Millisecond)
 	assert.Equal(t, []int{0}, s.check(o).Failures, "forgotten a cool-off after Begin")
 }
 
@@ -666,7 +700,7 @@ func testPendingNeverExpires(t *testing.T, s *suite) {
 	o := op(counter(gate.KindUsername, 0))
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
-	time.Sleep(50 * time.Millisecond)
+	s.clock.Sleep(50 * time.Millisecond)
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted)
 	assert.Equal(t, []int{0}, r.Failures, "a charge without timeout never turns into a failure")
@@ -687,18 +721,18 @@ func testSlidingCooloff(t *testing.T, s *suite) {
 	for try := 1; ; try++ {
 		o := op(counter(gate.KindIP, 10))
 		s.fail(o, 2)
-		firstDone := time.Now()
-		time.Sleep(cooloff / 2)
-		renewStart := time.Now()
+		firstDone := s.clock.Now()
+		s.clock.Sleep(cooloff / 2)
+		renewStart := s.clock.Now()
 		s.fail(o, 1) // renews the window
-		time.Sleep(time.Until(firstDone.Add(cooloff + 200*time.Millisecond)))
+		s.sleepUntil(firstDone.Add(cooloff + 200*time.Millisecond))
 		got := s.check(o).Failures
-		if time.Since(renewStart) >= cooloff-100*time.Millisecond {
+		if s.clock.Now().Sub(renewStart) >= cooloff-100*time.Millisecond {
 			require.Less(t, try, 5, "the machine never gave the check its window")
 			continue
 		}
 		assert.Equal(t, []int{3}, got, "each failure renews the window")
-		require.Eventually(t, func() bool { return s.check(o).Failures[0] == 0 }, 10*time.Second, 20*time.Millisecond,
+		s.eventually(func() bool { return s.check(o).Failures[0] == 0 }, 10*time.Second, 20*time.Millisecond,
 			"failures are forgotten a cool-off after the last one")
 		r := s.record(o, false)
 		assert.Equal(t, []int{1}, r.Failures, "counting starts over")
@@ -721,7 +755,7 @@ func testLockoutEscalation(t *testing.T, s *suite) {
 		if i == 0 {
 			r = s.record(o, false)
 		} else {
-			require.Eventually(t, func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
+			s.eventually(func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
 				"lockout %d expires", i)
 			a, rb := s.begin(o)
 			require.True(t, rb.Admitted)
@@ -752,7 +786,7 @@ func testLockoutMemory(t *testing.T, s *suite) {
 	r := s.record(o, false)
 	require.Len(t, r.Transitions, 1)
 	require.Equal(t, 1, r.Transitions[0].Lockouts)
-	time.Sleep(900 * time.Millisecond) // block and lockout memory both gone
+	s.clock.Sleep(900 * time.Millisecond) // block and lockout memory both gone
 	require.False(t, s.isBlocked(o))
 	r = s.record(o, false)
 	require.Len(t, r.Transitions, 1)
@@ -849,8 +883,8 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 	c = counter(gate.KindIP, 0)
 	_, err = s.store.Block(s.ctx, c.Kind, c.Subject, 100*time.Millisecond)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return !s.isBlocked(op(c)) },
-		5*time.Second, 20*time.Millisecond)
+	s.eventually(func() bool { return !s.isBlocked(op(c)) },
+		5*time.Second, 20*time.Millisecond, "the block expires")
 	tr, err = s.store.Unblock(s.ctx, c.Kind, c.Subject)
 	require.NoError(t, err)
 	assert.Nil(t, tr, "expiry already ended the block")
@@ -943,7 +977,7 @@ func testBlockedList(t *testing.T, s *suite) {
 		assert.Len(t, list, limit, "at most limit, and there are more")
 	}
 
-	require.Eventually(t, func() bool {
+	s.eventually(func() bool {
 		_, ok := mine(kind)[brief.Subject]
 		return !ok
 	}, 5*time.Second, 20*time.Millisecond, "an expired block is not listed")
@@ -1151,7 +1185,8 @@ func testInvalidOps(t *testing.T, s *suite) {
 		"negative lockout memory":   invalid(func(p *gate.Policy) { p.LockoutMemory = -time.Second }),
 	}
 	for name, p := range policies {
-		s.refusesEveryOp(s.newStore(t, p), op(c), name)
+		store, _ := s.newStore(t, p)
+		s.refusesEveryOp(store, op(c), name)
 	}
 	// Nothing was counted for the subject of the refused ops.
 	assert.Equal(t, []int{0}, s.check(op(c)).Failures)
