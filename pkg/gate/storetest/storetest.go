@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) (gate.Store, C
 		{"CheckWritesNothing", testCheckWritesNothing},
 		{"Saturation", testSaturation},
 		{"ConcurrentBeginAdmitsLimitPlusOne", testConcurrentBegin},
+		{"ConcurrentAttemptsBlockOnce", testConcurrentAttempts},
 		{"LastChance", testLastChance},
 		{"OneAtATimeAfterBlockExpires", testOneAtATimeAfterExpiry},
 		{"SuccessClearsOwnCharge", testSuccessClears},
@@ -69,8 +70,10 @@ func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) (gate.Store, C
 		{"ExpiredChargesSlideFromTheirDeadlines", testExpiredChargesSlide},
 		{"PendingTimeoutZeroNeverExpires", testPendingNeverExpires},
 		{"SlidingAttemptCooloff", testSlidingCooloff},
+		{"AttemptCooloffZeroNeverForgets", testAttemptCooloffZero},
 		{"LockoutEscalation", testLockoutEscalation},
 		{"LockoutMemoryForgets", testLockoutMemory},
+		{"LockoutMemoryZeroMakesEveryLockoutTheFirst", testLockoutMemoryZero},
 		{"PermanentBlock", testPermanent},
 		{"TwoCounters", testTwoCounters},
 		{"AdminBlockUnblock", testAdminBlockUnblock},
@@ -266,6 +269,12 @@ func testBlockedRefuses(t *testing.T, s *suite) {
 	o := op(c)
 	s.fail(o, 2)
 	require.NotEmpty(t, s.record(o, false).Blocked)
+	// The TTL reported is the time left.
+	s.clock.Sleep(200 * time.Millisecond)
+	st := s.check(o).Blocked
+	require.Len(t, st, 1)
+	assert.LessOrEqual(t, st[0].TTL, time.Minute-200*time.Millisecond)
+	assert.Greater(t, st[0].TTL, time.Duration(0))
 
 	_, r := s.begin(o)
 	assert.False(t, r.Admitted, "Begin refused while blocked")
@@ -318,6 +327,11 @@ func testSaturation(t *testing.T, s *suite) {
 		upfront = upfront || r.Counted != nil
 		assert.Equal(t, i == 2, r.LastChance, "attempt %d", i+1)
 		assert.Empty(t, r.Saturated)
+		if r.Counted != nil {
+			// Counted at once, but the last chance, pending.
+			assert.Equal(t, []bool{i < 2}, r.Counted, "attempt %d", i+1)
+			assert.Equal(t, []int{min(i+1, 2)}, r.Failures, "attempt %d", i+1)
+		}
 		charged = append(charged, a)
 	}
 	_, r := s.begin(o)
@@ -334,6 +348,15 @@ func testSaturation(t *testing.T, s *suite) {
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted)
 	assert.Equal(t, before, s.check(o).Failures)
+	if upfront {
+		// The failure of an attempt counted at Begin is counted already:
+		// reported, it changes nothing, and the budget stays full.
+		r = s.finish(charged[1], false)
+		assert.Equal(t, []int{2}, r.Failures)
+		assert.Empty(t, r.Transitions)
+		_, r = s.begin(o)
+		assert.False(t, r.Admitted, "still saturated")
+	}
 	// A success clears the counter, but the last chance, still pending,
 	// keeps its slot: one more attempt fits below it, and then one as the
 	// next last chance.
@@ -398,6 +421,44 @@ func testConcurrentBegin(t *testing.T, s *suite) {
 			assert.Equal(t, []int{0, 0}, got, "limit %d", limit)
 		}
 	}
+}
+
+// testConcurrentAttempts: attempts begun and failed all at once are
+// admitted up to Limit+1, never more however their Begins and Finishes
+// interleave, and their failures block once. (The IP never binds, as in
+// testConcurrentBegin.)
+func testConcurrentAttempts(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
+	const limit, n = 5, 300
+	o := op(counter(gate.KindUsername, limit), counter(gate.KindIP, 10*n))
+	var admitted, refused, blocked atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := withToken(o)
+			r, err := s.store.Begin(s.ctx, a)
+			if !assert.NoError(t, err) {
+				return
+			}
+			if !r.Admitted {
+				refused.Add(1)
+				return
+			}
+			admitted.Add(1)
+			r, err = s.store.Finish(s.ctx, a, false)
+			if !assert.NoError(t, err) {
+				return
+			}
+			blocked.Add(int32(blocks(r.Transitions)))
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, limit+1, admitted.Load(), "admissions stop at the block, never later")
+	assert.EqualValues(t, n-limit-1, refused.Load())
+	assert.EqualValues(t, 1, blocked.Load(), "one block, reported once")
+	assert.Equal(t, []int{limit + 1, limit + 1}, s.check(o).Failures, "each admitted failure counted once, on both counters")
 }
 
 func testLastChance(t *testing.T, s *suite) {
@@ -621,8 +682,13 @@ func testPendingExpiry(t *testing.T, s *suite) {
 	assert.True(t, r.LastChance)
 	_, r = s.begin(o)
 	require.False(t, r.Admitted, "saturated while the charges are pending")
+	before := s.check(o).Failures
 
 	s.clock.Sleep(300 * time.Millisecond) // let both charges expire
+	r = s.check(o)
+	assert.Equal(t, before, r.Failures, "Check writes nothing: it turns no charge into a failure")
+	assert.Empty(t, r.Blocked)
+	assert.Empty(t, r.Transitions)
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted, "the two abandoned charges became failures and blocked")
 	assert.Equal(t, []int{2, 2}, r.Failures)
@@ -740,6 +806,19 @@ func testSlidingCooloff(t *testing.T, s *suite) {
 	}
 }
 
+// testAttemptCooloffZero: without an attempt cool-off, failures are never
+// forgotten (within what a test can wait).
+func testAttemptCooloffZero(t *testing.T, s *suite) {
+	p := policy(time.Minute)
+	p.AttemptCooloff = 0
+	s.use(p)
+	o := op(counter(gate.KindIP, 5))
+	s.fail(o, 2)
+	s.clock.Sleep(500 * time.Millisecond)
+	assert.Equal(t, []int{2}, s.check(o).Failures)
+	assert.Equal(t, []int{3}, s.record(o, false).Failures)
+}
+
 func testLockoutEscalation(t *testing.T, s *suite) {
 	p := policy(0)
 	p.LockoutCooloffs = []time.Duration{time.Second, 2 * time.Second, 0}
@@ -792,6 +871,31 @@ func testLockoutMemory(t *testing.T, s *suite) {
 	require.Len(t, r.Transitions, 1)
 	assert.Equal(t, 1, r.Transitions[0].Lockouts, "the earlier lockout is forgotten")
 	assert.Equal(t, 300*time.Millisecond, r.Transitions[0].Duration, "so the first cool-off applies again")
+}
+
+// testLockoutMemoryZero: without a lockout memory every lockout is the
+// first: its cool-off is the first one, and Begin reports none so far.
+func testLockoutMemoryZero(t *testing.T, s *suite) {
+	p := policy(0)
+	p.LockoutCooloffs = []time.Duration{200 * time.Millisecond, long}
+	p.LockoutMemory = 0
+	s.use(p)
+	c := counter(gate.KindUsername, 0)
+	o := op(c)
+	for i := 1; i <= 3; i++ {
+		r := s.record(o, false)
+		require.Len(t, r.Transitions, 1, "lockout %d", i)
+		assert.Equal(t, 1, r.Transitions[0].Lockouts, "lockout %d", i)
+		assert.Equal(t, 200*time.Millisecond, r.Transitions[0].Duration, "lockout %d", i)
+		s.eventually(func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond, "lockout %d expires", i)
+	}
+	// A last chance: a store reads the lockouts so far for it.
+	_, r := s.begin(op(gate.Counter{Kind: c.Kind, Subject: c.Subject, Limit: 3}))
+	require.True(t, r.Admitted)
+	require.True(t, r.LastChance, "3 failures, limit 3")
+	if r.Lockouts != nil {
+		assert.Equal(t, []int{0}, r.Lockouts)
+	}
 }
 
 func testPermanent(t *testing.T, s *suite) {
@@ -851,6 +955,13 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 		st := s.check(o).Blocked
 		require.Len(t, st, 1)
 		assert.InDelta(t, float64(time.Hour), float64(st[0].TTL), float64(time.Minute))
+
+		tr, err = s.store.Block(s.ctx, kind, c.Subject, 2*time.Hour)
+		require.NoError(t, err)
+		assert.Nil(t, tr, "%s: replacing a block is no transition", kind)
+		st = s.check(o).Blocked
+		require.Len(t, st, 1)
+		assert.InDelta(t, float64(2*time.Hour), float64(st[0].TTL), float64(time.Minute), "the new block's duration")
 
 		tr, err = s.store.Block(s.ctx, kind, c.Subject, 0)
 		require.NoError(t, err)
@@ -1057,13 +1168,18 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 	assert.Zero(t, b)
 	assert.Equal(t, 2, u, "racing successes: one unblock per counter")
 
+	// Racing Records, one in ten a success: some run of failures blocks
+	// (36 failures, at most 5 runs), and no success is counted once
+	// blocked, so nothing lifts the block.
 	c := counter(gate.KindUsername, 3)
-	b, _ = run(func(i int) []gate.Transition {
-		r, err := s.store.Record(s.ctx, withToken(op(c)), false)
+	b, u = run(func(i int) []gate.Transition {
+		r, err := s.store.Record(s.ctx, withToken(op(c)), i%10 == 9)
 		assert.NoError(t, err)
 		return r.Transitions
 	})
 	assert.Equal(t, 1, b, "racing Record failures: one block")
+	assert.Zero(t, u, "a success is never counted while blocked")
+	assert.True(t, s.isBlocked(op(c)))
 
 	c = counter(gate.KindIP, 3)
 	b, u = run(func(i int) []gate.Transition {
@@ -1158,12 +1274,17 @@ func testInvalidOps(t *testing.T, s *suite) {
 	bad := map[string]gate.Op{
 		"no counters":    {Token: "t"},
 		"repeated kinds": {Counters: []gate.Counter{c, c}, Token: "t"},
+		"unknown kind":   {Counters: []gate.Counter{{Kind: "mac", Subject: "x"}}, Token: "t"},
+		"empty subject":  {Counters: []gate.Counter{{Kind: gate.KindIP}}, Token: "t"},
+		"negative limit": {Counters: []gate.Counter{{Kind: gate.KindIP, Subject: c.Subject, Limit: -1}}, Token: "t"},
 	}
 	for name, o := range bad {
 		s.refusesEveryOp(s.store, o, name)
 	}
 	_, err := s.store.Begin(s.ctx, gate.Op{Counters: []gate.Counter{c}})
 	assert.Error(t, err, "Begin without a token")
+	_, err = s.store.Finish(s.ctx, gate.Op{Counters: []gate.Counter{c}}, false)
+	assert.Error(t, err, "Finish without a token")
 	_, err = s.store.Block(s.ctx, gate.KindIP, "192.0.2.1", -time.Second)
 	assert.Error(t, err, "negative block")
 	_, err = s.store.Blocked(s.ctx, gate.Kind("nope"), 0)
