@@ -58,6 +58,26 @@ func TestRedisStoreConformance(t *testing.T) {
 	})
 }
 
+// TestRedisStoreConformanceThroughSentinel runs the Store suite on a
+// master found through Redis Sentinel, over the client OpenRedisStore
+// opens for DEFENDER_REDIS_URL=redis+sentinel://... (go-redis' failover
+// client), as RedisStores applying each subtest's policy.
+func TestRedisStoreConformanceThroughSentinel(t *testing.T) {
+	rs := testenv.RedisSentinelServer(t)
+	cfg := gate.DefaultConfig()
+	cfg.RedisURL = rs.URL
+	store, closer, err := gate.OpenRedisStore(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = closer.Close() })
+	require.IsType(t, &gate.RedisStore{}, store)
+	assert.Equal(t, cfg.Policy(), store.Policy(), "the store applies the configuration's policy")
+	client, ok := closer.(redis.UniversalClient)
+	require.True(t, ok)
+	storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+		return gate.NewRedisStore(client, "defender", p), realClock{}
+	})
+}
+
 // TestRedisStoreOneEvalshaPerCall counts what the server runs: each Store
 // method is one EVALSHA and nothing else.
 func TestRedisStoreOneEvalshaPerCall(t *testing.T) {
