@@ -263,10 +263,11 @@ func TestTwoPhaseExpiredToken(t *testing.T) {
 		r := g.finish(t, token, true)
 		assert.Equal(t, http.StatusGone, r.Status, r.Raw)
 		assert.Contains(t, r.Body["error"], "expired")
-		// The attempt never reported counted as a failure.
+		// The attempt never reported counts as a failure: Begin counted
+		// it, and the next Begin counts itself too.
 		b = g.begin(t, "203.0.113.17", "alice")
 		assertAllowed(t, b)
-		assert.Equal(t, 1, b.num("ip_failures"), b.Raw)
+		assert.Equal(t, 2, b.num("ip_failures"), b.Raw)
 	})
 }
 
