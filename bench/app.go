@@ -142,15 +142,16 @@ func newTarget(name string, u *users, redisAddr, natsURL string) (*target, error
 		var opts []gate.Option
 		opts = append(opts, gate.WithLogger(quiet))
 		prefix := map[string]string{cfgMemory: "bench-memory", cfgRedis: "bench-redis", cfgEvents: "bench-events"}[name]
+		cfg := gateConfig(prefix)
 		switch name {
 		case cfgMemory:
-			m := gate.NewMemoryStore(gate.MemoryOptions{})
+			m := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy()})
 			t.closers = append(t.closers, func(context.Context) error { return m.Close() })
 			store = m
 		case cfgRedis, cfgEvents:
 			t.redis = redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 64})
 			t.closers = append(t.closers, func(context.Context) error { return t.redis.Close() })
-			store = gate.NewRedisStore(t.redis, prefix)
+			store = gate.NewRedisStore(t.redis, prefix, cfg.Policy())
 		}
 		if name == cfgEvents {
 			pub, closePub, err := openPublisher(natsURL, quiet)
@@ -161,7 +162,7 @@ func newTarget(name string, u *users, redisAddr, natsURL string) (*target, error
 			t.closers = append(t.closers, closePub)
 			opts = append(opts, gate.WithEmitter(pub))
 		}
-		g, err := gate.New(gateConfig(prefix), store, opts...)
+		g, err := gate.New(cfg, store, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -146,7 +146,8 @@ type gateContender struct {
 }
 
 func newGateContender(rdb *redis.Client) (*gateContender, error) {
-	g, err := gate.New(gateConfig(prefixGate), gate.NewRedisStore(rdb, prefixGate), gate.WithLogger(slog.New(slog.DiscardHandler)))
+	cfg := gateConfig(prefixGate)
+	g, err := gate.New(cfg, gate.NewRedisStore(rdb, prefixGate, cfg.Policy()), gate.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return nil, err
 	}

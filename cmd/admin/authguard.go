@@ -54,7 +54,7 @@ func newAuthGuard(proxy gate.Config, reg prometheus.Registerer, log *slog.Logger
 	if proxy.IPv6Prefix != 0 {
 		cfg.IPv6Prefix = proxy.IPv6Prefix
 	}
-	store := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: adminMaxTracked})
+	store := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), MaxEntries: adminMaxTracked})
 	g, err := gate.New(cfg, store, gate.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("admin password guard: %w", err)

@@ -141,7 +141,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	})
 
 	client := e.redis.Client()
-	g, err := gate.New(cfg.Gate, gate.NewRedisStore(client, cfg.CachePrefix), gate.WithLogger(log))
+	g, err := gate.New(cfg.Gate, gate.NewRedisStore(client, cfg.CachePrefix, cfg.Gate.Policy()), gate.WithLogger(log))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = g.Close(context.Background()) })
 	e.gate = g
@@ -164,7 +164,7 @@ func (e *env) block(kind gate.Kind, value string, d time.Duration) {
 		cfg := e.cfg.Gate
 		cfg.LockOutByIPAndUsername = true
 		var err error
-		g, err = gate.New(cfg, gate.NewRedisStore(e.redis.Client(), e.cfg.CachePrefix),
+		g, err = gate.New(cfg, gate.NewRedisStore(e.redis.Client(), e.cfg.CachePrefix, cfg.Policy()),
 			gate.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(e.t, err)
 		defer g.Close(context.Background())

@@ -188,7 +188,7 @@ func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) 
 	if cfg.Gate.RedisURL == "" {
 		log.Warn("counting failures in memory: this instance only, lost at restart; set DEFENDER_REDIS_URL to share them between instances",
 			"store", "memory", "max_entries", cfg.Gate.MemoryMaxEntries)
-		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.Gate.MemoryMaxEntries, MaxBytes: cfg.Gate.MemoryMaxBytes})
+		m := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Gate.Policy(), MaxEntries: cfg.Gate.MemoryMaxEntries, MaxBytes: cfg.Gate.MemoryMaxBytes})
 		return m, nil, func() { _ = m.Close() }, nil
 	}
 	store, closer, err := gate.OpenRedisStore(cfg.Gate)

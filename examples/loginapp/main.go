@@ -123,7 +123,7 @@ func openEvents(ctx context.Context, log *slog.Logger) (*events.Publisher, func(
 func openStore(cfg gate.Config, log *slog.Logger) (gate.Store, func(), error) {
 	if cfg.RedisURL == "" {
 		log.Info("counting failures in memory (single instance); set DEFENDER_REDIS_URL to share them")
-		m := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes})
+		m := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes})
 		return m, func() { m.Close() }, nil
 	}
 	store, closer, err := gate.OpenRedisStore(cfg) // one Redis, a cluster or a Sentinel master

@@ -66,7 +66,7 @@ func admissionBurst(t *testing.T, srv *testenv.RedisServer, dumps bool) (over, a
 	}
 	cfg := DefaultConfig()
 	reg := prometheus.NewRegistry()
-	store := &countingStore{Store: NewRedisStore(srv.Client(), "adm-"+strconv.FormatInt(time.Now().UnixNano(), 36))}
+	store := &countingStore{Store: NewRedisStore(srv.Client(), "adm-"+strconv.FormatInt(time.Now().UnixNano(), 36), cfg.Policy())}
 	g, err := New(cfg, store, WithRegisterer(reg), WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	defer g.Close(context.Background())

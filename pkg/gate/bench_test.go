@@ -29,14 +29,14 @@ func BenchmarkGate(b *testing.B) {
 		// scripts returns Redis's script calls and their time in µs so far.
 		scripts func() (int64, int64)
 	}
-	mem := gate.NewMemoryStore(gate.MemoryOptions{})
+	mem := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy()})
 	defer mem.Close()
 	cases := []storeCase{{name: "memory", store: mem}}
 	if !testing.Short() {
 		srv := testenv.Redis(b)
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr})
 		defer c.Close()
-		cases = append(cases, storeCase{name: "redis", store: gate.NewRedisStore(c, "bench"),
+		cases = append(cases, storeCase{name: "redis", store: gate.NewRedisStore(c, "bench", cfg.Policy()),
 			ping:    func() error { return c.Ping(ctx).Err() },
 			scripts: func() (int64, int64) { return scriptStats(b, c) }})
 	}
@@ -166,7 +166,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	cfg.FailureLimit, cfg.IPFailureLimit, cfg.UsernameFailureLimit = 1_000_000, 1_000_000, 1_000_000
 	cfg.BehindReverseProxy = true
 	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	mem := gate.NewMemoryStore(gate.MemoryOptions{})
+	mem := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy()})
 	defer mem.Close()
 	g, err := gate.New(cfg, mem, gate.WithLogger(quiet))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,16 +245,19 @@ func (c *Config) countsPairs() bool {
 	return c.LockOutByIPAndUsername && !c.DisableIPLockout && !c.DisableUsernameLockout
 }
 
-// policy derives the timings the store applies.
-func (c *Config) policy() Policy {
-	p := Policy{
+// Policy is the timings a store under a gate with this configuration
+// must apply: its attempt and lockout cool-offs, its lockout memory
+// (DEFENDER_ACCESS_ATTEMPT_EXPIRATION) and its pending timeout. Build the
+// store with it, NewRedisStore(client, prefix, cfg.Policy()) or
+// NewMemoryStore(MemoryOptions{Policy: cfg.Policy()}); New refuses a
+// store that applies another.
+func (c Config) Policy() Policy {
+	return Policy{
 		AttemptCooloff:  c.AttemptCooloff,
-		LockoutCooloffs: c.LockoutCooloffs,
+		LockoutCooloffs: slices.Clone(c.LockoutCooloffs),
 		LockoutMemory:   c.AccessAttemptExpiration,
 		PendingTimeout:  c.PendingTimeout,
 	}
-	p.redisArgs = newRedisPolicyArgs(&p)
-	return p
 }
 
 // EnvVar describes one variable of the configuration, for flags and docs.

@@ -35,7 +35,7 @@ func TestFailModes(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.FailMode = FailOpen // set by a program, not read from the environment
-	g, err := New(cfg, NewMemoryStore(MemoryOptions{SweepInterval: -1}))
+	g, err := New(cfg, NewMemoryStore(MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1}))
 	require.NoError(t, err)
 	assert.Equal(t, FailLocal, g.Config().FailMode)
 	c, err := ConfigFromEnv(envOf(map[string]string{"DEFENDER_MEMORY_MAX_BYTES": "64MiB", "DEFENDER_REDIS_MAX_IN_FLIGHT": "32"}))

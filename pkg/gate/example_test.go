@@ -15,9 +15,10 @@ import (
 // A login form protected by the middleware: after three failures the
 // fourth is answered with the lockout.
 func ExampleGate_Middleware() {
-	store := gate.NewMemoryStore(gate.MemoryOptions{}) // or gate.NewRedisStore(client, "defender")
+	cfg := gate.DefaultConfig()
+	store := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy()}) // or gate.NewRedisStore(client, "defender", cfg.Policy())
 	defer store.Close()
-	g, _ := gate.New(gate.DefaultConfig(), store, gate.WithLogger(quiet))
+	g, _ := gate.New(cfg, store, gate.WithLogger(quiet))
 	defer g.Close(context.Background())
 
 	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -47,9 +48,10 @@ func ExampleGate_Middleware() {
 // A handler that is not a form (JSON, gRPC, Basic auth) asks before
 // checking the password and reports the outcome after.
 func ExampleGate_Begin() {
-	store := gate.NewMemoryStore(gate.MemoryOptions{})
+	cfg := gate.DefaultConfig()
+	store := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy()})
 	defer store.Close()
-	g, _ := gate.New(gate.DefaultConfig(), store, gate.WithLogger(quiet))
+	g, _ := gate.New(cfg, store, gate.WithLogger(quiet))
 	defer g.Close(context.Background())
 	ctx := context.Background()
 

@@ -121,7 +121,8 @@ type Gate struct {
 	queued   atomic.Int64 // jobs handed to the settle queue, not yet written
 }
 
-// New returns a Gate deciding with cfg over store.
+// New returns a Gate deciding with cfg over store, which must apply
+// cfg.Policy().
 func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 	if store == nil {
 		return nil, errors.New("gate: nil store")
@@ -130,7 +131,12 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 		return nil, err
 	}
 	cfg.FailMode = cfg.FailMode.canonical()
-	g := &Gate{cfg: cfg, policy: cfg.policy(), store: store, log: slog.Default(), ips: newIPResolver(&cfg)}
+	g := &Gate{cfg: cfg, policy: cfg.Policy(), store: store, log: slog.Default(), ips: newIPResolver(&cfg)}
+	if p := store.Policy(); !p.equal(&g.policy) {
+		// The local limiter and the replays apply the configuration's
+		// timings: a store applying others would block for other lengths.
+		return nil, fmt.Errorf("gate: the store applies the policy %+v, the configuration %+v: build the store with cfg.Policy()", p, g.policy)
+	}
 	g.logs.init()
 	g.batcher, _ = store.(finishBatcher)
 	for _, o := range opts {
@@ -143,7 +149,7 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 		}
 		g.adm = newAdmission(n)
 		if cfg.FailMode == FailLocal {
-			g.local = NewMemoryStore(MemoryOptions{MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes})
+			g.local = NewMemoryStore(MemoryOptions{MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes, Policy: g.policy})
 			g.local.keepLocal = true
 		}
 		g.backlog.wake = make(chan struct{}, 1)
@@ -293,8 +299,8 @@ func (g *Gate) identify(a Attempt) identity {
 	return id
 }
 
-func (id *identity) op(p *Policy, token string) Op {
-	return Op{Counters: id.counters[:id.n], Policy: p, Token: token}
+func (id *identity) op(token string) Op {
+	return Op{Counters: id.counters[:id.n], Token: token}
 }
 
 // storeOp names the store method a call runs (and its metrics).
@@ -450,7 +456,7 @@ func (g *Gate) Check(ctx context.Context, a Attempt) Decision {
 	if id.n == 0 {
 		return Decision{Allowed: true}
 	}
-	op := id.op(&g.policy, "")
+	op := id.op("")
 	sent := time.Now().UnixNano()
 	res, err := g.call(ctx, opCheck, op, false)
 	if err != nil {
@@ -532,7 +538,7 @@ func (t *Ticket) LastChance() bool { return t.lastChance }
 func (t *Ticket) Token() string { return t.token }
 
 // op is the store op of the ticket's attempt.
-func (t *Ticket) op() Op { return t.id.op(&t.g.policy, t.token) }
+func (t *Ticket) op() Op { return t.id.op(t.token) }
 
 // Resume rebuilds a ticket charged by Begin for the same attempt a, in this
 // or another process sharing the store, so that it can be settled. The
@@ -892,7 +898,7 @@ func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
 		g.publishAttempt(&a, &id, outcome, &d)
 		return d
 	}
-	op := id.op(&g.policy, "")
+	op := id.op("")
 	sent := time.Now().UnixNano()
 	res, err := g.call(ctx, opRecord, op, success)
 	var d Decision

@@ -504,13 +504,34 @@ func TestParallelGuessesAreBounded(t *testing.T) {
 }
 
 func TestMemoryGateNeedsNoServer(t *testing.T) {
-	store := gate.NewMemoryStore(gate.MemoryOptions{})
+	cfg := gate.DefaultConfig()
+	store := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy()})
 	defer store.Close()
-	g, err := gate.New(gate.DefaultConfig(), store)
+	g, err := gate.New(cfg, store)
 	require.NoError(t, err)
 	defer g.Close(ctx)
 	tk, d := g.Begin(ctx, attempt("192.0.2.1", "bob"))
 	require.True(t, d.Allowed)
 	assert.True(t, tk.Finish(ctx, true).Allowed)
 	assert.ErrorIs(t, tk.Finish(ctx, true).Err, gate.ErrSettled)
+}
+
+// TestNewRefusesAStoreOfAnotherPolicy: the gate's local limiter and its
+// replays apply the configuration's timings, so a store applying others
+// (here, the default policy under a configuration with other cool-offs)
+// is refused at New, not found out from blocks of the wrong length.
+func TestNewRefusesAStoreOfAnotherPolicy(t *testing.T) {
+	cfg := gate.DefaultConfig()
+	cfg.LockoutCooloffs = []time.Duration{time.Minute, time.Hour}
+	other := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
+	defer other.Close()
+	_, err := gate.New(cfg, other)
+	assert.ErrorContains(t, err, "build the store with cfg.Policy()")
+
+	same := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1})
+	defer same.Close()
+	g, err := gate.New(cfg, same)
+	require.NoError(t, err)
+	require.NoError(t, g.Close(context.Background()))
+	assert.Equal(t, cfg.Policy(), same.Policy())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -59,27 +60,42 @@ func (e *events) blocks(blocked bool) []gate.TransitionRecord {
 	return out
 }
 
-// backend makes stores of one kind; stores made by one backend share state
-// the way gate processes sharing one Redis do.
+// backend makes stores of one kind; stores made by one backend for one
+// policy share state the way gate processes sharing one Redis do.
 type backend struct {
 	name  string
-	store func(t *testing.T) gate.Store // a new handle on the shared state
+	store func(t *testing.T, p gate.Policy) gate.Store // a new handle on the shared state
 }
 
 // backends returns the memory backend, and the Redis backend (a real
 // redis-server) unless -short.
 func backends(t *testing.T) []backend {
-	mem := gate.NewMemoryStore(gate.MemoryOptions{})
-	t.Cleanup(func() { mem.Close() })
-	bs := []backend{{name: "memory", store: func(*testing.T) gate.Store { return mem }}}
+	bs := []backend{memBackend(t)}
 	if testing.Short() {
 		return bs
 	}
 	srv := testenv.Redis(t)
 	prefix := "t" + randHex(4)
-	return append(bs, backend{name: "redis", store: func(t *testing.T) gate.Store {
-		return gate.NewRedisStore(srv.Client(), prefix)
+	return append(bs, backend{name: "redis", store: func(t *testing.T, p gate.Policy) gate.Store {
+		return gate.NewRedisStore(srv.Client(), prefix, p)
 	}})
+}
+
+// memBackend is the memory backend: one MemoryStore per policy, the
+// state every gate with that policy shares.
+func memBackend(t *testing.T) backend {
+	var mu sync.Mutex
+	stores := map[string]*gate.MemoryStore{}
+	return backend{name: "memory", store: func(_ *testing.T, p gate.Policy) gate.Store {
+		mu.Lock()
+		defer mu.Unlock()
+		key := fmt.Sprintf("%+v", p)
+		if stores[key] == nil {
+			stores[key] = gate.NewMemoryStore(gate.MemoryOptions{Policy: p})
+			t.Cleanup(func() { stores[key].Close() })
+		}
+		return stores[key]
+	}}
 }
 
 // forEachBackend runs f once per backend.
@@ -98,7 +114,7 @@ func newGate(t *testing.T, b backend, cfg gate.Config, opts ...gate.Option) (*ga
 		cfg.StoreTimeout = 5 * time.Second
 	}
 	ev := &events{}
-	g, err := gate.New(cfg, b.store(t), append([]gate.Option{gate.WithEmitter(ev), gate.WithLogger(quiet)}, opts...)...)
+	g, err := gate.New(cfg, b.store(t, cfg.Policy()), append([]gate.Option{gate.WithEmitter(ev), gate.WithLogger(quiet)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -188,7 +188,7 @@ func TestHostileUsernameRedisKeys(t *testing.T) {
 	srv := testenv.Redis(t)
 	rc := srv.Client()
 	prefix := "h" + randHex(3)
-	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(rc, prefix), gate.WithLogger(quiet))
+	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(rc, prefix, gate.DefaultConfig().Policy()), gate.WithLogger(quiet))
 	require.NoError(t, err)
 	defer g.Close(ctx)
 	for _, u := range append([]string{"alice", "bob"}, hostileNames...) {

@@ -158,9 +158,10 @@ func FuzzClientIP(f *testing.F) {
 // gate counts. A wider network is refused with a clear error rather than
 // shrunk to its first address.
 func TestIPSubjectOfNetworks(t *testing.T) {
-	mem := NewMemoryStore(MemoryOptions{SweepInterval: -1})
+	cfg := DefaultConfig()
+	mem := NewMemoryStore(MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1})
 	defer mem.Close()
-	g, err := New(DefaultConfig(), mem)
+	g, err := New(cfg, mem)
 	require.NoError(t, err)
 	defer g.Close(context.Background())
 	for in, want := range map[string]string{
@@ -186,13 +187,13 @@ func TestIPSubjectOfNetworks(t *testing.T) {
 // reaching the gate through a translator was counted as that address
 // yet never refused, and a whitelisted one was blocked.
 func TestNAT64Lists(t *testing.T) {
-	mem := NewMemoryStore(MemoryOptions{SweepInterval: -1})
-	defer mem.Close()
 	cfg := DefaultConfig()
 	cfg.IPBlacklist = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
 	cfg.IPWhitelist = []netip.Prefix{netip.MustParsePrefix("203.0.113.7/32")}
 	cfg.DisableUsernameLockout = true
 	cfg.IPFailureLimit = 0
+	mem := NewMemoryStore(MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1})
+	defer mem.Close()
 	g, err := New(cfg, mem, WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	defer g.Close(context.Background())
@@ -222,7 +223,7 @@ func TestClientIPFromXRealIP(t *testing.T) {
 		"DEFENDER_TRUSTED_PROXIES":      "10.0.0.1",
 	}))
 	require.NoError(t, err)
-	g, err := New(cfg, NewMemoryStore(MemoryOptions{SweepInterval: -1}))
+	g, err := New(cfg, NewMemoryStore(MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = g.Close(context.Background()) })
 	for _, tc := range []struct{ peer, header, want string }{

@@ -58,7 +58,7 @@ func (s *MemoryStore) reserve(op Op) (res Result, refused bool) {
 	}
 	c.createAll() // full: the store decides alone what has no room here
 	ch := charge{token: op.Token, at: c.now, mirror: true, expires: forever, keep: forever}
-	if p := op.Policy; p.PendingTimeout > 0 {
+	if p := &s.policy; p.PendingTimeout > 0 {
 		// Kept as long as the failure it turns into would be: expiring,
 		// it counts until the store's next answer.
 		ch.expires = addDur(c.now, p.PendingTimeout)
@@ -142,7 +142,7 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 		return nil
 	}
 	defer c.close()
-	p, res := op.Policy, a.res
+	p, res := &s.policy, a.res
 	for i := 0; i < c.n; i++ {
 		ct := &op.Counters[i]
 		// Released with the outcome, refused, or counted by Begin as a
@@ -289,7 +289,7 @@ const localChargeGrace = 5 * time.Second
 func (c *memCall) dropSettledElsewhere(i int) {
 	e := c.e[i]
 	grace := localChargeGrace
-	if p := c.op.Policy.PendingTimeout; p > 0 {
+	if p := c.s.policy.PendingTimeout; p > 0 {
 		grace = min(grace, p)
 	}
 	before := c.now - int64(grace)
@@ -450,7 +450,7 @@ func (b *backlog) len() int {
 
 // newReplay copies op for the backlog.
 func newReplay(op Op, finish, success, counted bool) replay {
-	r := replay{op: Op{Counters: append([]Counter(nil), op.Counters...), Policy: op.Policy, Token: op.Token},
+	r := replay{op: Op{Counters: append([]Counter(nil), op.Counters...), Token: op.Token},
 		finish: finish, success: success, counted: counted, queued: time.Now()}
 	r.size = 96 + int64(len(op.Token))
 	for _, c := range op.Counters {

@@ -16,17 +16,14 @@ type localFixture struct {
 	t     *testing.T
 	now   time.Time
 	local *MemoryStore
-	p     Policy
 	op    Op
 }
 
 func newLocalFixture(t *testing.T) *localFixture {
 	f := &localFixture{t: t, now: time.Unix(1_700_000_000, 0)}
-	f.local = NewMemoryStore(MemoryOptions{Clock: func() time.Time { return f.now }, SweepInterval: -1})
+	f.local = NewMemoryStore(MemoryOptions{Policy: DefaultConfig().Policy(), Clock: func() time.Time { return f.now }, SweepInterval: -1})
 	f.local.keepLocal = true
-	cfg := DefaultConfig()
-	f.p = cfg.policy()
-	f.op = Op{Counters: []Counter{{Kind: KindUsername, Subject: "carol", Limit: 3}}, Policy: &f.p}
+	f.op = Op{Counters: []Counter{{Kind: KindUsername, Subject: "carol", Limit: 3}}}
 	return f
 }
 
@@ -73,7 +70,7 @@ func TestLocalMirrorChargeIsTheStores(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []Kind{KindUsername}, r.Saturated, "four attempts in flight fill the budget")
 
-	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
+	f.now = f.now.Add(f.local.policy.PendingTimeout + time.Second)
 	f.local.sweep() // the sweeper keeps them: the failures they become
 	r, err = f.local.Begin(ctx, f.token("local"))
 	require.NoError(t, err)
@@ -87,7 +84,7 @@ func TestLocalMirrorChargeIsTheStores(t *testing.T) {
 	r, err = f.local.Begin(ctx, f.token("alone.local"))
 	require.NoError(t, err)
 	require.True(t, r.Admitted)
-	f.now = f.now.Add(f.p.PendingTimeout + time.Second)
+	f.now = f.now.Add(f.local.policy.PendingTimeout + time.Second)
 	_, err = f.local.Begin(ctx, f.token("next.local")) // settles the expired charge
 	require.NoError(t, err)
 	f.local.release(f.token("next.local"))
@@ -190,9 +187,7 @@ func TestLocalReserve(t *testing.T) {
 func TestBacklogBounds(t *testing.T) {
 	var b backlog
 	b.wake = make(chan struct{}, 1)
-	cfg := DefaultConfig()
-	p := cfg.policy()
-	op := Op{Counters: []Counter{{Kind: KindIP, Subject: "192.0.2.1", Limit: 3}}, Policy: &p}
+	op := Op{Counters: []Counter{{Kind: KindIP, Subject: "192.0.2.1", Limit: 3}}}
 	var dropped int
 	for range backlogMaxItems + 10 {
 		dropped += len(b.push(newReplay(op, false, false, true)))
@@ -268,13 +263,11 @@ func TestLocalForgetsChargesSettledElsewhere(t *testing.T) {
 // more guesses each time before). A memory store that is the store itself
 // evicts as before.
 func TestLocalKeepsWhatOnlyItKnows(t *testing.T) {
-	cfg := DefaultConfig()
-	p := cfg.policy()
 	op := func(user string) Op {
-		return Op{Counters: []Counter{{Kind: KindUsername, Subject: user, Limit: 3}}, Policy: &p}
+		return Op{Counters: []Counter{{Kind: KindUsername, Subject: user, Limit: 3}}}
 	}
 	for _, limiter := range []bool{true, false} {
-		s := NewMemoryStore(MemoryOptions{MaxEntries: 200, Shards: 1, SweepInterval: -1})
+		s := NewMemoryStore(MemoryOptions{Policy: DefaultConfig().Policy(), MaxEntries: 200, Shards: 1, SweepInterval: -1})
 		s.keepLocal = limiter
 		for range 3 {
 			require.True(t, s.localRecord(op("victim"), false).Admitted)
@@ -310,9 +303,7 @@ func TestLocalKeepsWhatOnlyItKnows(t *testing.T) {
 // answer, and the copy of Finish's answer with the charge's release, for
 // an IP and a username.
 func BenchmarkLocalMirror(b *testing.B) {
-	cfg := DefaultConfig()
-	p := cfg.policy()
-	local := NewMemoryStore(MemoryOptions{SweepInterval: -1})
+	local := NewMemoryStore(MemoryOptions{Policy: DefaultConfig().Policy(), SweepInterval: -1})
 	local.keepLocal = true
 	defer local.Close()
 	begin := &Result{Failures: []int{0, 0}, Admitted: true, Pending: []int{1, 1}, Lockouts: []int{0, 0}}
@@ -323,7 +314,7 @@ func BenchmarkLocalMirror(b *testing.B) {
 		op := Op{Counters: []Counter{
 			{Kind: KindIP, Subject: fmt.Sprintf("10.0.%d.%d", i>>8&255, i&255), Limit: 3},
 			{Kind: KindUsername, Subject: fmt.Sprintf("user-%d", i%10_000), Limit: 3},
-		}, Policy: &p, Token: fmt.Sprintf("t-%d", i)}
+		}, Token: fmt.Sprintf("t-%d", i)}
 		sent := time.Now().UnixNano()
 		local.reserve(op)
 		local.sync(op, storeAnswer{res: begin, sent: sent, begin: true})

@@ -35,7 +35,7 @@ func TestOutageLogsAreRateLimited(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := gate.DefaultConfig()
 	cfg.StoreTimeout = 20 * time.Millisecond
-	g, err := gate.New(cfg, gate.NewRedisStore(client, "logs"), gate.WithLogger(logTo(&buf)), gate.WithRegisterer(reg))
+	g, err := gate.New(cfg, gate.NewRedisStore(client, "logs", cfg.Policy()), gate.WithLogger(logTo(&buf)), gate.WithRegisterer(reg))
 	require.NoError(t, err)
 	srv.Kill()
 	ctx := context.Background()
@@ -73,7 +73,7 @@ func TestReverseProxyWithoutTrustedProxiesWarns(t *testing.T) {
 				require.NoError(t, err)
 				cfg.TrustedProxies = append(cfg.TrustedProxies, p)
 			}
-			_, err := gate.New(cfg, gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1}), gate.WithLogger(logTo(&buf)))
+			_, err := gate.New(cfg, gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1}), gate.WithLogger(logTo(&buf)))
 			require.NoError(t, err)
 			if tc.warn {
 				assert.Contains(t, buf.String(), `"level":"WARN"`)

@@ -16,6 +16,10 @@ import (
 
 // MemoryOptions configures a MemoryStore. The zero value is usable.
 type MemoryOptions struct {
+	// Policy is the policy the store applies: a gate's store must apply
+	// the gate's, Config.Policy(). Default (nothing set): that of
+	// DefaultConfig().
+	Policy Policy
 	// MaxEntries bounds the number of subjects tracked (a subject is one
 	// Kind and Subject with its failures, charges, block and lockout
 	// history). Default 1,000,000; values below 3 are raised to 3, as one
@@ -84,6 +88,7 @@ type MemoryStore struct {
 	perShardBytes int64
 	seed          maphash.Seed
 	clock         func() time.Time
+	policy        Policy
 
 	entries atomic.Int64
 	bytes   atomic.Int64
@@ -100,25 +105,6 @@ type MemoryStore struct {
 }
 
 var _ Store = (*MemoryStore)(nil)
-
-const (
-	numKinds    = 3  // len(Kinds)
-	minPerShard = 64 // entries per shard at least, when MaxEntries allows
-	// minShardBytes is a shard's byte budget at least, when MaxBytes
-	// allows: room for a few of the longest entries.
-	minShardBytes = 256 << 10
-	// entryBytes is what the store counts for an entry besides its
-	// subject: the entry itself, its map slot and the allocator's
-	// rounding. chargeBytes is the same for a pending charge besides its
-	// token. Measured with TestMemoryBytesTrackHeap.
-	entryBytes     = 160
-	chargeBytes    = 48
-	evictScan      = 8  // candidates looked at when choosing a victim
-	keepScan       = 64 // entries passed over at most, in a local limiter, to find them
-	sweepBudget    = 32 // entries looked at per shard, list and round
-	sweepMaxRounds = 8  // rounds per shard and tick while many expire
-	forever        = math.MaxInt64
-)
 
 // NewMemoryStore returns an empty MemoryStore. Unless
 // opts.SweepInterval is negative it starts a sweeper goroutine, which
@@ -151,11 +137,15 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		perShardBytes: maxBytes / int64(shards),
 		seed:          maphash.MakeSeed(),
 		clock:         opts.Clock,
+		policy:        opts.Policy.clone(),
 		stop:          make(chan struct{}),
 		done:          make(chan struct{}),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
+	}
+	if s.policy.isZero() {
+		s.policy = DefaultConfig().Policy()
 	}
 	for i := range s.shards {
 		s.shards[i].init()
@@ -179,6 +169,9 @@ func (s *MemoryStore) Close() error {
 	<-s.done
 	return nil
 }
+
+// Policy returns the policy the store applies.
+func (s *MemoryStore) Policy() Policy { return s.policy.clone() }
 
 // Stats returns the store's counters.
 func (s *MemoryStore) Stats() MemoryStats {
@@ -235,7 +228,7 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	if full := c.createAll(); full != nil {
 		return c.refuseFull(full), nil
 	}
-	p := c.op.Policy
+	p := &s.policy
 	ch := charge{token: op.Token, at: c.now, expires: forever, keep: forever}
 	if p.PendingTimeout > 0 {
 		ch.expires = addDur(c.now, p.PendingTimeout)
@@ -513,82 +506,6 @@ type charge struct {
 	keep int64
 }
 
-// entry is what the store knows about one subject. All times are unix
-// nanoseconds; forever means never.
-type entry struct {
-	subject      string
-	pending      []charge // in charge order
-	failUntil    int64    // when failures are forgotten
-	blockUntil   int64    // when the block ends, if blocked
-	lockoutUntil int64    // when the lockout count is forgotten
-	prev, next   *entry   // in the shard's lru list, or its blocks list when blocked
-	failures     int32
-	lockouts     int32
-	// In a local limiter: the failures counted here that its store has not
-	// been told yet, and when it last took a store answer as it was (unix
-	// ns). See MemoryStore.sync.
-	unconfirmed int32
-	synced      int64
-	kind        uint8 // index in Kinds
-	blocked     bool  // in the blocks list; the block may have expired since
-}
-
-// expire forgets what has expired in e by now, except charges.
-func (e *entry) expire(now int64, sh *memShard) {
-	if e.failures > 0 && e.failUntil <= now {
-		e.failures, e.unconfirmed = 0, 0
-	}
-	if e.lockouts > 0 && e.lockoutUntil <= now {
-		e.lockouts = 0
-	}
-	if e.blocked && e.blockUntil <= now {
-		sh.unmarkBlocked(e)
-	}
-}
-
-// deadline is when everything in e will have expired: after it, e can be
-// dropped without changing any answer.
-func (e *entry) deadline() int64 {
-	var d int64
-	if e.failures > 0 {
-		d = max(d, e.failUntil)
-	}
-	if e.blocked {
-		d = max(d, e.blockUntil)
-	}
-	if e.lockouts > 0 {
-		d = max(d, e.lockoutUntil)
-	}
-	for i := range e.pending {
-		d = max(d, e.pending[i].keep)
-	}
-	return d
-}
-
-// empty reports whether e holds nothing, once expired parts are forgotten.
-func (e *entry) empty() bool {
-	return e.failures == 0 && !e.blocked && e.lockouts == 0 && len(e.pending) == 0
-}
-
-// chargeIndex returns the index of token in e's charges, or -1.
-func (e *entry) chargeIndex(token string) int {
-	for i := range e.pending {
-		if e.pending[i].token == token {
-			return i
-		}
-	}
-	return -1
-}
-
-// size is what e counts towards MemoryOptions.MaxBytes.
-func (e *entry) size() int64 {
-	n := int64(entryBytes + len(e.subject))
-	for i := range e.pending {
-		n += chargeBytes + int64(len(e.pending[i].token))
-	}
-	return n
-}
-
 // addFailure counts one failure that happened at t.
 func (e *entry) addFailure(t int64, p *Policy) {
 	if e.failures > 0 && e.failUntil <= t {
@@ -611,221 +528,6 @@ func (e *entry) state(c Counter, now int64) BlockState {
 	return BlockState{Kind: c.Kind, Subject: c.Subject, TTL: time.Duration(e.blockUntil - now)}
 }
 
-// entryList is an intrusive doubly linked ring of entries around a
-// sentinel.
-type entryList struct {
-	root entry
-}
-
-func (l *entryList) init() { l.root.prev, l.root.next = &l.root, &l.root }
-
-func (l *entryList) front() *entry { return l.next(&l.root) }
-
-func (l *entryList) next(e *entry) *entry {
-	if e.next == &l.root {
-		return nil
-	}
-	return e.next
-}
-
-func (l *entryList) pushBack(e *entry) {
-	e.prev, e.next = l.root.prev, &l.root
-	e.prev.next, l.root.prev = e, e
-}
-
-func unlink(e *entry) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
-}
-
-// memShard is one independently locked part of a MemoryStore.
-type memShard struct {
-	mu    sync.RWMutex
-	m     [numKinds]map[string]*entry
-	n     int   // entries in m
-	bytes int64 // their size, as entry.size counts it
-	// lru holds the entries that are not blocked, least recently written
-	// first: the eviction candidates.
-	lru entryList
-	// blocks holds, per kind, the blocked entries in block order.
-	blocks [numKinds]entryList
-	_      [64]byte // keep neighbouring shards' locks on different cache lines
-}
-
-func (sh *memShard) init() {
-	for i := range sh.m {
-		sh.m[i] = make(map[string]*entry)
-		sh.blocks[i].init()
-	}
-	sh.lru.init()
-}
-
-func (sh *memShard) markBlocked(e *entry) {
-	unlink(e)
-	e.blocked = true
-	sh.blocks[e.kind].pushBack(e)
-}
-
-func (sh *memShard) unmarkBlocked(e *entry) {
-	unlink(e)
-	e.blocked = false
-	e.blockUntil = 0
-	sh.lru.pushBack(e)
-}
-
-// touch marks e as just written, for eviction order.
-func (sh *memShard) touch(e *entry) {
-	if !e.blocked {
-		unlink(e)
-		sh.lru.pushBack(e)
-	}
-}
-
-func kindIndex(k Kind) (uint8, error) {
-	switch k {
-	case KindIP:
-		return 0, nil
-	case KindUsername:
-		return 1, nil
-	case KindPair:
-		return 2, nil
-	}
-	return 0, fmt.Errorf("gate: memory store: unknown kind %q", k)
-}
-
-func (s *MemoryStore) shardIndex(ki uint8, subject string) int {
-	h := maphash.String(s.seed, subject)
-	h ^= uint64(ki+1) * 0x9e3779b97f4a7c15
-	h ^= h >> 29
-	return int(h & s.mask)
-}
-
-func (s *MemoryStore) shardFor(ki uint8, subject string) *memShard {
-	return &s.shards[s.shardIndex(ki, subject)]
-}
-
-// insert adds an empty entry for subject to sh, locked, making room first
-// if sh is full. It never evicts an entry of protect.
-func (s *MemoryStore) insert(sh *memShard, ki uint8, subject string, now int64, protect []*entry) *entry {
-	if !s.makeRoom(sh, ki, now, protect, 1, int64(entryBytes+len(subject))) && s.keepLocal {
-		return nil
-	}
-	e := &entry{subject: strings.Clone(subject), kind: ki}
-	sh.m[ki][e.subject] = e
-	sh.lru.pushBack(e)
-	sh.n++
-	s.entries.Add(1)
-	s.grow(sh, e.size())
-	return e
-}
-
-// makeRoom evicts entries of sh, locked, but those of protect, until
-// entries more entries of bytes more bytes fit in its bounds, and reports
-// whether they fit.
-func (s *MemoryStore) makeRoom(sh *memShard, ki uint8, now int64, protect []*entry, entries int, bytes int64) bool {
-	for sh.n+entries > s.perShard || sh.bytes+bytes > s.perShardBytes {
-		v := s.victim(sh, ki, now, protect)
-		if v == nil {
-			return false // only protected entries left: one op may exceed the bound a little
-		}
-		if v.deadline() <= now {
-			s.expired.Add(1)
-		} else {
-			s.evictions.Add(1)
-			if v.blocked && v.blockUntil > now {
-				s.evictedBlocks.Add(1)
-			}
-		}
-		s.remove(sh, v)
-	}
-	return true
-}
-
-// grow counts delta more bytes in sh, locked.
-func (s *MemoryStore) grow(sh *memShard, delta int64) {
-	sh.bytes += delta
-	s.bytes.Add(delta)
-}
-
-// victim chooses the entry of sh least worth keeping: an expired one if
-// one is found, else the failure counter (no charge, no lockout history
-// preferred) that expires first among the least recently written, and a
-// block, ending first, only when sh holds no other entry. A local
-// limiter (keepLocal) never evicts what only it knows (entry.localOnly):
-// nil when nothing else is found.
-func (s *MemoryStore) victim(sh *memShard, ki uint8, now int64, protect []*entry) *entry {
-	var best *entry
-	var bestRich bool
-	var bestDeadline int64
-	keep := func(e *entry) bool {
-		return slices.Contains(protect, e) || s.keepLocal && e.localOnly() && e.deadline() > now
-	}
-	seen, looked := 0, 0
-	for e := sh.lru.front(); e != nil && seen < evictScan && looked < keepScan; e = sh.lru.next(e) {
-		looked++
-		if keep(e) {
-			continue
-		}
-		seen++
-		d := e.deadline()
-		if d <= now {
-			return e
-		}
-		rich := len(e.pending) > 0 || e.lockouts > 0
-		if best == nil || (!rich && bestRich) || (rich == bestRich && d < bestDeadline) {
-			best, bestRich, bestDeadline = e, rich, d
-		}
-	}
-	// Expired entries may hide behind long-lived ones: sample a few more.
-	seen = 0
-	for _, e := range sh.m[ki] {
-		if seen++; seen > evictScan {
-			break
-		}
-		if e.deadline() <= now && !keep(e) {
-			return e
-		}
-	}
-	if best != nil {
-		return best
-	}
-	for k := range sh.blocks {
-		seen = 0
-		looked = 0
-		for e := sh.blocks[k].front(); e != nil && seen < evictScan && looked < keepScan; e = sh.blocks[k].next(e) {
-			looked++
-			if keep(e) {
-				continue
-			}
-			seen++
-			if d := e.deadline(); best == nil || d < bestDeadline {
-				best, bestDeadline = e, d
-			}
-		}
-	}
-	return best
-}
-
-// remove drops e from sh, locked.
-func (s *MemoryStore) remove(sh *memShard, e *entry) {
-	delete(sh.m[e.kind], e.subject)
-	unlink(e)
-	sh.n--
-	s.entries.Add(-1)
-	s.grow(sh, -e.size())
-}
-
-// unblockExpired handles an entry found in a blocks list whose block
-// has ended: it is dropped if nothing else in it is live, else it goes
-// back among the counters.
-func (s *MemoryStore) unblockExpired(sh *memShard, e *entry, now int64) {
-	sh.unmarkBlocked(e)
-	if e.deadline() <= now {
-		s.remove(sh, e)
-		s.expired.Add(1)
-	}
-}
-
 // memCall is one store call in progress, holding the locks of the shards
 // of its counters.
 type memCall struct {
@@ -846,8 +548,8 @@ type memCall struct {
 // open validates op, locks the shards of its counters in ascending order
 // and looks up their entries.
 func (c *memCall) open(s *MemoryStore, op Op, write bool) error {
-	if err := validateOp(op); err != nil {
-		return err
+	if err := validateOp(op, &s.policy); err != nil {
+		return fmt.Errorf("gate: memory store: %w", err)
 	}
 	c.s, c.op, c.n, c.write = s, op, len(op.Counters), write
 	for i, ct := range op.Counters {
@@ -909,33 +611,6 @@ func (c *memCall) close() {
 	}
 }
 
-func validateOp(op Op) error {
-	if len(op.Counters) == 0 || len(op.Counters) > numKinds {
-		return fmt.Errorf("gate: memory store: %d counters, want 1 to %d", len(op.Counters), numKinds)
-	}
-	var seen [numKinds]bool
-	for _, ct := range op.Counters {
-		ki, err := kindIndex(ct.Kind)
-		if err != nil {
-			return err
-		}
-		if seen[ki] {
-			return fmt.Errorf("gate: memory store: kind %q twice in one op", ct.Kind)
-		}
-		seen[ki] = true
-		if ct.Subject == "" {
-			return fmt.Errorf("gate: memory store: empty %s subject", ct.Kind)
-		}
-		if ct.Limit < 0 {
-			return fmt.Errorf("gate: memory store: negative limit %d for %s", ct.Limit, ct.Kind)
-		}
-	}
-	if op.Policy == nil || len(op.Policy.LockoutCooloffs) == 0 {
-		return errors.New("gate: memory store: op without a policy or lockout cool-offs")
-	}
-	return nil
-}
-
 // settleAll forgets what has expired in the call's entries and turns
 // charges older than Policy.PendingTimeout into failures, which may block.
 func (c *memCall) settleAll() {
@@ -967,7 +642,7 @@ func (c *memCall) settleAll() {
 			// gate service's outcomes sent round robin, keeping such
 			// charges as failures refused every busy user after an
 			// outage), or was abandoned.
-			e.addFailure(ch.expires, c.op.Policy)
+			e.addFailure(ch.expires, &c.s.policy)
 			converted = true
 		}
 		clear(e.pending[len(kept):])
@@ -1009,14 +684,14 @@ func (c *memCall) uncharge(i int, token string) bool {
 
 // fail counts a failure now on counter i, which may block its subject.
 func (c *memCall) fail(i int) {
-	c.e[i].addFailure(c.now, c.op.Policy)
+	c.e[i].addFailure(c.now, &c.s.policy)
 	c.maybeBlock(i)
 }
 
 // maybeBlock blocks counter i's subject if its failures are above the
 // limit and it is not blocked yet.
 func (c *memCall) maybeBlock(i int) {
-	e, ct, p := c.e[i], c.op.Counters[i], c.op.Policy
+	e, ct, p := c.e[i], c.op.Counters[i], &c.s.policy
 	if e.blocked || int(e.failures) <= ct.Limit {
 		return
 	}
@@ -1120,76 +795,4 @@ func addDur(t int64, d time.Duration) int64 {
 		return forever
 	}
 	return t + int64(d)
-}
-
-// sweeper removes expired entries every interval until Close.
-func (s *MemoryStore) sweeper(interval time.Duration) {
-	defer close(s.done)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-tick.C:
-			s.sweep()
-		}
-	}
-}
-
-// sweep looks, in every shard, at the least recently written entries, at
-// the oldest blocks and at a sample of the others, and drops what has
-// expired; it repeats in a shard while much of what it saw had expired.
-func (s *MemoryStore) sweep() {
-	for i := range s.shards {
-		sh := &s.shards[i]
-		for round := 0; round < sweepMaxRounds; round++ {
-			sh.mu.Lock()
-			seen, gone := s.sweepShard(sh, s.clock().UnixNano())
-			sh.mu.Unlock()
-			if gone*4 <= seen {
-				break
-			}
-		}
-	}
-}
-
-func (s *MemoryStore) sweepShard(sh *memShard, now int64) (seen, gone int) {
-	for e, k := sh.lru.front(), 0; e != nil && k < sweepBudget; k++ {
-		next := sh.lru.next(e)
-		seen++
-		if e.deadline() <= now {
-			s.remove(sh, e)
-			s.expired.Add(1)
-			gone++
-		}
-		e = next
-	}
-	for ki := range sh.blocks {
-		l := &sh.blocks[ki]
-		for e, k := l.front(), 0; e != nil && k < sweepBudget; k++ {
-			next := l.next(e)
-			seen++
-			if e.blockUntil <= now {
-				s.unblockExpired(sh, e, now)
-				gone++
-			}
-			e = next
-		}
-	}
-	for ki := range sh.m {
-		k := 0
-		for _, e := range sh.m[ki] {
-			if k++; k > sweepBudget {
-				break
-			}
-			seen++
-			if e.deadline() <= now {
-				s.remove(sh, e)
-				s.expired.Add(1)
-				gone++
-			}
-		}
-	}
-	return seen, gone
 }

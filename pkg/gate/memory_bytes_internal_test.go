@@ -41,14 +41,12 @@ func TestMemoryBytesTrackHeap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 100_000
-			cfg := DefaultConfig()
-			p := cfg.policy()
-			s := NewMemoryStore(MemoryOptions{MaxEntries: 10 * n, MaxBytes: 1 << 40, SweepInterval: -1})
+			s := NewMemoryStore(MemoryOptions{Policy: DefaultConfig().Policy(), MaxEntries: 10 * n, MaxBytes: 1 << 40, SweepInterval: -1})
 			defer s.Close()
 			pad := strings.Repeat("ж", max(0, tc.subject-8)/2)
 			before := heapInUse()
 			for i := 0; i < n; i++ {
-				op := Op{Counters: []Counter{{Kind: KindUsername, Subject: pad + strconv.Itoa(10_000_000+i), Limit: 5}}, Policy: &p}
+				op := Op{Counters: []Counter{{Kind: KindUsername, Subject: pad + strconv.Itoa(10_000_000+i), Limit: 5}}}
 				if tc.charges == 0 {
 					_, err := s.Record(context.Background(), op, false)
 					require.NoError(t, err)
@@ -79,19 +77,17 @@ func TestMemoryFloodOfLongNamesIsBoundedByBytes(t *testing.T) {
 	}
 	const maxBytes = 16 << 20
 	now := time.Unix(1_700_000_000, 0)
-	s := NewMemoryStore(MemoryOptions{MaxBytes: maxBytes, Clock: func() time.Time { return now }, SweepInterval: -1})
+	s := NewMemoryStore(MemoryOptions{Policy: DefaultConfig().Policy(), MaxBytes: maxBytes, Clock: func() time.Time { return now }, SweepInterval: -1})
 	defer s.Close()
-	cfg := DefaultConfig()
-	p := cfg.policy()
 	ctx := context.Background()
-	blocked := Op{Counters: []Counter{{Kind: KindUsername, Subject: "victim", Limit: 0}}, Policy: &p}
+	blocked := Op{Counters: []Counter{{Kind: KindUsername, Subject: "victim", Limit: 0}}}
 	_, err := s.Record(ctx, blocked, false)
 	require.NoError(t, err)
 
 	before := heapInUse()
 	name := strings.Repeat("\U0001F600", 250)
 	for i := 0; i < 100_000; i++ {
-		op := Op{Counters: []Counter{{Kind: KindUsername, Subject: name + strconv.Itoa(i), Limit: 3}}, Policy: &p}
+		op := Op{Counters: []Counter{{Kind: KindUsername, Subject: name + strconv.Itoa(i), Limit: 3}}}
 		_, err := s.Record(ctx, op, false)
 		require.NoError(t, err)
 		if i%10_000 == 0 {

@@ -59,19 +59,19 @@ func checkInvariants(t *testing.T, s *MemoryStore) {
 func TestMemoryRandomOpsKeepInvariants(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := NewMemoryStore(MemoryOptions{MaxEntries: 40, Shards: 1, Clock: func() time.Time { return now }, SweepInterval: -1})
-	defer s.Close()
-	p := &Policy{
+	p := Policy{
 		AttemptCooloff:  time.Minute,
 		LockoutCooloffs: []time.Duration{30 * time.Second, 2 * time.Minute, 0},
 		LockoutMemory:   5 * time.Minute,
 		PendingTimeout:  10 * time.Second,
 	}
+	s := NewMemoryStore(MemoryOptions{Policy: p, MaxEntries: 40, Shards: 1, Clock: func() time.Time { return now }, SweepInterval: -1})
+	defer s.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	subject := func() string { return strconv.Itoa(rng.IntN(60)) }
 	var tokens []Op
 	for i := range 8000 {
-		op := Op{Policy: p, Counters: []Counter{{Kind: KindIP, Subject: subject(), Limit: rng.IntN(4)}}}
+		op := Op{Counters: []Counter{{Kind: KindIP, Subject: subject(), Limit: rng.IntN(4)}}}
 		if rng.IntN(2) == 0 {
 			op.Counters = append(op.Counters, Counter{Kind: KindUsername, Subject: subject(), Limit: rng.IntN(4)})
 		}

@@ -24,7 +24,7 @@ func FuzzMiddleware(f *testing.F) {
 	cfg := gate.DefaultConfig()
 	cfg.BehindReverseProxy = true
 	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	mem := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: 1000, SweepInterval: -1})
+	mem := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), MaxEntries: 1000, SweepInterval: -1})
 	defer mem.Close()
 	ev := &events{}
 	g, err := gate.New(cfg, mem, gate.WithEmitter(ev), gate.WithLogger(quiet))

@@ -51,9 +51,7 @@ func post(t *testing.T, h http.Handler, remote, user, password string, hdr ...st
 
 func memGate(t *testing.T, cfg gate.Config) (*gate.Gate, *events) {
 	t.Helper()
-	mem := gate.NewMemoryStore(gate.MemoryOptions{})
-	t.Cleanup(func() { mem.Close() })
-	return newGate(t, backend{name: "memory", store: func(*testing.T) gate.Store { return mem }}, cfg)
+	return newGate(t, memBackend(t), cfg)
 }
 
 func TestMiddlewareFormLogin(t *testing.T) {
@@ -139,7 +137,7 @@ func TestMiddlewareOptions(t *testing.T) {
 	t.Run("bad template is a start error", func(t *testing.T) {
 		cfg := gate.DefaultConfig()
 		cfg.LockoutTemplate = filepath.Join(t.TempDir(), "missing.html")
-		_, err := gate.New(cfg, gate.NewMemoryStore(gate.MemoryOptions{}))
+		_, err := gate.New(cfg, gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy()}))
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "DEFENDER_LOCKOUT_TEMPLATE")
 	})

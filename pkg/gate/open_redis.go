@@ -17,8 +17,9 @@ import (
 )
 
 // OpenRedisStore opens the Redis-backed Store that cfg.RedisURL
-// (DEFENDER_REDIS_URL) names, under cfg.KeyPrefix, with clients sized for
-// cfg.StoreTimeout. The URL selects the deployment:
+// (DEFENDER_REDIS_URL) names, under cfg.KeyPrefix and applying
+// cfg.Policy(), with clients sized for cfg.StoreTimeout. The URL selects
+// the deployment:
 //
 //	redis://[user:pass@]host:6379/0          one Redis: RedisStore
 //	rediss://...                             the same over TLS
@@ -50,7 +51,7 @@ func OpenRedisStore(cfg Config) (Store, io.Closer, error) {
 		}
 		opt.ContextTimeoutEnabled = true
 		client := redis.NewFailoverClient(opt)
-		return NewRedisStore(client, cfg.KeyPrefix), client, nil
+		return NewRedisStore(client, cfg.KeyPrefix, cfg.Policy()), client, nil
 	case strings.HasSuffix(scheme, "+cluster") || strings.Contains(withoutUserinfo(raw), ","):
 		opt, err := redisClusterOptions(raw)
 		if err != nil {
@@ -58,7 +59,7 @@ func OpenRedisStore(cfg Config) (Store, io.Closer, error) {
 		}
 		tuneRedisCluster(opt, cfg.StoreTimeout)
 		client := redis.NewClusterClient(opt)
-		s, err := NewRedisClusterStore(client, cfg.KeyPrefix)
+		s, err := NewRedisClusterStore(client, cfg.KeyPrefix, cfg.Policy())
 		if err != nil {
 			client.Close()
 			return nil, nil, err
@@ -75,7 +76,7 @@ func OpenRedisStore(cfg Config) (Store, io.Closer, error) {
 	}
 	opt.ContextTimeoutEnabled = true
 	client := redis.NewClient(opt)
-	return NewRedisStore(client, cfg.KeyPrefix), client, nil
+	return NewRedisStore(client, cfg.KeyPrefix, cfg.Policy()), client, nil
 }
 
 // redisClusterOptions reads a redis+cluster:// URL or a comma-separated

@@ -49,6 +49,8 @@ type RedisClient interface {
 type RedisStore struct {
 	client RedisClient
 	prefix string
+	policy Policy
+	args   redisPolicyArgs // the policy's script arguments
 }
 
 var (
@@ -57,10 +59,15 @@ var (
 )
 
 // NewRedisStore returns a store keeping its keys under prefix
-// (DEFENDER_CACHE_PREFIX, "defender" by default).
-func NewRedisStore(client RedisClient, prefix string) *RedisStore {
-	return &RedisStore{client: client, prefix: prefix}
+// (DEFENDER_CACHE_PREFIX, "defender" by default) and applying p: a
+// gate's store applies the gate's, Config.Policy().
+func NewRedisStore(client RedisClient, prefix string, p Policy) *RedisStore {
+	p = p.clone()
+	return &RedisStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p)}
 }
+
+// Policy returns the policy the store applies.
+func (s *RedisStore) Policy() Policy { return s.policy.clone() }
 
 var (
 	//go:embed redis_common.lua
@@ -180,10 +187,10 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if op.Token == "" {
 		return Result{}, errors.New("redis begin: empty token")
 	}
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
-	reply, err := redisScriptCharge.Run(ctx, s.client, s.chargeKeys(op), redisChargeArgs(op)...).Result()
+	reply, err := redisScriptCharge.Run(ctx, s.client, s.chargeKeys(op), s.args.charge(op)...).Result()
 	if err == nil && redisFallback(reply) {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)
 	}
@@ -197,11 +204,11 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 	if op.Token == "" {
 		return Result{}, errors.New("redis finish: empty token")
 	}
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis finish: %w", err)
 	}
 	if redisClears(op, success) {
-		reply, err := redisScriptClear.Run(ctx, s.client, s.fastKeys(op, true), redisMarkerTTL(op.Policy), len(op.Counters)).Result()
+		reply, err := redisScriptClear.Run(ctx, s.client, s.fastKeys(op, true), s.args.markerTTL, len(op.Counters)).Result()
 		if err != nil {
 			return s.decode("finish", redisScriptFinish, op, reply, err)
 		}
@@ -272,16 +279,15 @@ func (s *RedisStore) chargeKeys(op Op) []string {
 	return keys
 }
 
-// redisChargeArgs is ARGV of the charge script: the attempt cool-off,
-// each counter's limit, the token and the pending timeout.
-func redisChargeArgs(op Op) []any {
-	p := redisArgsOf(op.Policy)
+// charge is ARGV of the charge script for op: the attempt cool-off, each
+// counter's limit, the token and the pending timeout.
+func (a *redisPolicyArgs) charge(op Op) []any {
 	args := make([]any, 1, 3+len(op.Counters))
-	args[0] = p.head[0]
+	args[0] = a.head[0]
 	for _, c := range op.Counters {
 		args = append(args, c.Limit)
 	}
-	return append(args, op.Token, p.head[1])
+	return append(args, op.Token, a.head[1])
 }
 
 // redisMarkerTTL is how long a token's settled marker lives: as long as
@@ -303,21 +309,23 @@ func (s *RedisStore) Block(ctx context.Context, kind Kind, subject string, d tim
 	if d < 0 {
 		return nil, fmt.Errorf("redis block %s %q: negative duration %s", kind, subject, d)
 	}
-	op := Op{
-		Counters: []Counter{{Kind: kind, Subject: subject}},
-		Policy:   &Policy{LockoutCooloffs: []time.Duration{d}},
-	}
-	res, err := s.run(ctx, "block", redisScriptBlock, op, false)
-	return redisTransition(res), err
+	return s.admin(ctx, "block", redisScriptBlock, kind, subject, redisMillis(d))
 }
 
 // Unblock implements Store.
 func (s *RedisStore) Unblock(ctx context.Context, kind Kind, subject string) (*Transition, error) {
-	op := Op{
-		Counters: []Counter{{Kind: kind, Subject: subject}},
-		Policy:   &Policy{LockoutCooloffs: []time.Duration{0}},
+	return s.admin(ctx, "unblock", redisScriptUnblock, kind, subject)
+}
+
+// admin runs an admin script (block, unblock) on a subject: its keys, and
+// the subject followed by args (see redis_common.lua).
+func (s *RedisStore) admin(ctx context.Context, name string, script *redis.Script, kind Kind, subject string, args ...any) (*Transition, error) {
+	if err := validateSubject(kind, subject); err != nil {
+		return nil, fmt.Errorf("redis %s: %w", name, err)
 	}
-	res, err := s.run(ctx, "unblock", redisScriptUnblock, op, false)
+	op := Op{Counters: []Counter{{Kind: kind, Subject: subject}}}
+	reply, err := script.Run(ctx, s.client, s.counterKeys(op, false), append([]any{subject}, args...)...).Result()
+	res, err := s.decode(name, script, op, reply, err)
 	return redisTransition(res), err
 }
 
@@ -365,10 +373,10 @@ func (s *RedisStore) blockKeys(kind Kind) (index, base string) {
 // run executes one counter script (see redis_common.lua for its arguments
 // and reply) and decodes the reply.
 func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script, op Op, success bool) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
-	reply, err := script.Run(ctx, s.client, s.counterKeys(op, script == redisScriptFinish), redisCounterArgs(op, success)...).Result()
+	reply, err := script.Run(ctx, s.client, s.counterKeys(op, script == redisScriptFinish), s.args.counter(op, success)...).Result()
 	return s.decode(name, script, op, reply, err)
 }
 
@@ -474,17 +482,17 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 	}
 	for i, op := range ops {
 		clearAt[i] = -1
-		if err := validateRedisOp(op); err != nil || op.Token == "" {
+		if err := validateOp(op, &s.policy); err != nil || op.Token == "" {
 			continue // Finish says why
 		}
 		if !redisClears(op, success[i]) {
 			flush(i)
-			cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op, true), redisCounterArgs(op, success[i])...)
+			cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op, true), s.args.counter(op, success[i])...)
 			continue
 		}
 		if clearArgs == nil {
 			run = i
-			clearArgs = []any{redisMarkerTTL(op.Policy)}
+			clearArgs = []any{s.args.markerTTL}
 		}
 		clearAt[i] = len(clearArgs) - 1
 		clearKeys = append(clearKeys, s.fastKeys(op, true)...)
@@ -517,45 +525,15 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 	return res, errs
 }
 
-// validateRedisOp rejects what the scripts cannot make sense of.
-func validateRedisOp(op Op) error {
-	if len(op.Counters) == 0 {
-		return errors.New("no counters")
-	}
-	if op.Policy == nil || len(op.Policy.LockoutCooloffs) == 0 {
-		return errors.New("policy without lockout cool-offs")
-	}
-	seen := map[Kind]bool{}
-	for _, c := range op.Counters {
-		if !c.Kind.Valid() || seen[c.Kind] {
-			return fmt.Errorf("invalid or repeated kind %q", c.Kind)
-		}
-		seen[c.Kind] = true
-		if c.Subject == "" {
-			return fmt.Errorf("empty %s subject", c.Kind)
-		}
-		if c.Limit < 0 {
-			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
-		}
-	}
-	for _, d := range op.Policy.LockoutCooloffs {
-		if d < 0 {
-			return fmt.Errorf("negative lockout cool-off %s", d)
-		}
-	}
-	return nil
-}
-
-// redisCounterArgs is ARGV of a counter script for op (see redis_common.lua).
-func redisCounterArgs(op Op, success bool) []any {
-	p := redisArgsOf(op.Policy)
-	args := make([]any, 0, 6+3*len(op.Counters)+len(p.cooloffs))
-	args = append(args, p.head[:]...)
+// counter is ARGV of a counter script for op (see redis_common.lua).
+func (a *redisPolicyArgs) counter(op Op, success bool) []any {
+	args := make([]any, 0, 6+3*len(op.Counters)+len(a.cooloffs))
+	args = append(args, a.head[:]...)
 	args = append(args, op.Token, redisFlags[b2i(success)], len(op.Counters))
 	for _, c := range op.Counters {
 		args = append(args, c.Subject, c.Limit, redisFlags[b2i(c.KeepOnSuccess)])
 	}
-	return append(args, p.cooloffs...)
+	return append(args, a.cooloffs...)
 }
 
 // redisFlags are "0" and "1", boxed once: ARGV[5] for a failure and a
@@ -569,26 +547,23 @@ func b2i(b bool) int {
 	return 0
 }
 
-// redisPolicyArgs is a Policy's part of ARGV, formatted and boxed once.
+// redisPolicyArgs is a Policy's part of the scripts' ARGV, formatted and
+// boxed once, by the store that applies the policy.
 type redisPolicyArgs struct {
-	head     [3]any // ARGV[1..3]
-	cooloffs []any  // the lockout cool-offs at the end
+	head      [3]any // ARGV[1..3] of a counter script
+	cooloffs  []any  // the lockout cool-offs at its end
+	markerTTL any    // the clear script's ARGV[1]
 }
 
-func newRedisPolicyArgs(p *Policy) *redisPolicyArgs {
-	a := &redisPolicyArgs{head: [3]any{redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory)}}
+func newRedisPolicyArgs(p *Policy) redisPolicyArgs {
+	a := redisPolicyArgs{
+		head:      [3]any{redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory)},
+		markerTTL: redisMarkerTTL(p),
+	}
 	for _, d := range p.LockoutCooloffs {
 		a.cooloffs = append(a.cooloffs, redisMillis(d))
 	}
 	return a
-}
-
-// redisArgsOf is p's arguments: those its Gate formatted, else new ones.
-func redisArgsOf(p *Policy) *redisPolicyArgs {
-	if p.redisArgs != nil {
-		return p.redisArgs
-	}
-	return newRedisPolicyArgs(p)
 }
 
 // decodeRedisResult reads the flat integer reply described in redis_common.lua.

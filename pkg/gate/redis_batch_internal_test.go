@@ -21,10 +21,10 @@ func TestRedisFinishBatchIsFinishInOrder(t *testing.T) {
 	srv := testenv.Redis(t)
 	c := srv.Client()
 	ctx := context.Background()
-	p := &Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
+	p := Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
 		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
 	op := func(token string) Op {
-		return Op{Policy: p, Token: token, Counters: []Counter{
+		return Op{Token: token, Counters: []Counter{
 			{Kind: KindIP, Subject: "10.0.0.1", Limit: 20}, {Kind: KindUsername, Subject: "bob", Limit: 3}}}
 	}
 	// Outcomes in order: failures up to the limit, a success that clears
@@ -33,7 +33,7 @@ func TestRedisFinishBatchIsFinishInOrder(t *testing.T) {
 	// The comparison proper: charge every token first (limits high enough
 	// that none is refused), then settle them all, one by one or in one batch.
 	settleAll := func(prefix string, batch bool) ([]Result, []error, Result) {
-		s := NewRedisStore(c, prefix)
+		s := NewRedisStore(c, prefix, p)
 		ops := make([]Op, 0, len(success)+1)
 		for i := range success {
 			o := op(prefix + strconv.Itoa(i))
@@ -44,7 +44,7 @@ func TestRedisFinishBatchIsFinishInOrder(t *testing.T) {
 			}
 			ops = append(ops, o)
 		}
-		ops = append(ops, Op{Policy: p, Counters: op("").Counters}) // no token: refused
+		ops = append(ops, Op{Counters: op("").Counters}) // no token: refused
 		succ := append(append([]bool{}, success...), false)
 		var res []Result
 		var errs []error

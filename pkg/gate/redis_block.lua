@@ -1,8 +1,9 @@
--- Block: an operator blocks one counter for the single cool-off given
--- (0: permanent), replacing any block. Lockout history is not touched.
-local op = load_op(false)
+-- Block: an operator blocks one subject for the duration given (0:
+-- permanent), replacing any block. Lockout history is not touched.
+-- KEYS and ARGV[1] as load_admin_op reads them; ARGV[2] the duration in ms.
+local op = load_admin_op()
 local c = op.counters[1]
-local ms = op.cooloffs[1]
+local ms = tonumber(ARGV[2])
 local was_blocked = is_blocked(c)
 set_block(op, c, ms)
 if not was_blocked then

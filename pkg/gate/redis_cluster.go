@@ -84,6 +84,8 @@ var (
 type RedisClusterStore struct {
 	client RedisClusterClient
 	prefix string
+	policy Policy
+	args   redisPolicyArgs // the policy's script arguments
 	log    *slog.Logger
 	// indexTimeout bounds index writes and compensating releases, which
 	// run even when the caller's context is done (see followUp).
@@ -101,13 +103,16 @@ func WithRedisClusterLogger(l *slog.Logger) RedisClusterOption {
 }
 
 // NewRedisClusterStore returns a store keeping its keys under prefix
-// (DEFENDER_CACHE_PREFIX). The prefix must not contain '{' or '}': the
+// (DEFENDER_CACHE_PREFIX) and applying p: a gate's store applies the
+// gate's, Config.Policy(). The prefix must not contain '{' or '}': the
 // hash tag is the subject.
-func NewRedisClusterStore(client RedisClusterClient, prefix string, opts ...RedisClusterOption) (*RedisClusterStore, error) {
+func NewRedisClusterStore(client RedisClusterClient, prefix string, p Policy, opts ...RedisClusterOption) (*RedisClusterStore, error) {
 	if prefix == "" || strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis cluster store: prefix %q must be non-empty, without '{' or '}'", prefix)
 	}
-	s := &RedisClusterStore{client: client, prefix: prefix, log: slog.Default(), indexTimeout: 2 * time.Second}
+	p = p.clone()
+	s := &RedisClusterStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p),
+		log: slog.Default(), indexTimeout: 2 * time.Second}
 	s.logs.index.Interval, s.logs.release.Interval = time.Minute, time.Minute
 	for _, o := range opts {
 		o(s)
@@ -124,6 +129,9 @@ var (
 //go:embed redis_release.lua
 var redisLuaRelease string
 
+// Policy returns the policy the store applies.
+func (s *RedisClusterStore) Policy() Policy { return s.policy.clone() }
+
 // permanentScore is the index score of a permanent block started at ms:
 // after every expiring block (ends are ms since 1970, far below), and
 // distinct per block so that Blocked's compare-and-delete never drops a
@@ -132,7 +140,7 @@ const permanentScore = 4e15
 
 // Check implements Store.
 func (s *RedisClusterStore) Check(ctx context.Context, op Op) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis check: %w", err)
 	}
 	rs, errs := s.each(ctx, op, "check", redisScriptCheck, false)
@@ -144,7 +152,7 @@ func (s *RedisClusterStore) Check(ctx context.Context, op Op) (Result, error) {
 
 // Begin implements Store.
 func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
 	if op.Token == "" {
@@ -184,7 +192,7 @@ func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
 
 // Finish implements Store.
 func (s *RedisClusterStore) Finish(ctx context.Context, op Op, success bool) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis finish: %w", err)
 	}
 	if op.Token == "" {
@@ -201,7 +209,7 @@ func (s *RedisClusterStore) Finish(ctx context.Context, op Op, success bool) (Re
 // Record implements Store: one script for one counter, else a reserve
 // round and a Finish round (see RedisClusterStore).
 func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Result, error) {
-	if err := validateRedisOp(op); err != nil {
+	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis record: %w", err)
 	}
 	if len(op.Counters) == 1 {
@@ -241,36 +249,39 @@ func (s *RedisClusterStore) Block(ctx context.Context, kind Kind, subject string
 	if d < 0 {
 		return nil, fmt.Errorf("redis block %s %q: negative duration %s", kind, subject, d)
 	}
-	op := Op{
-		Counters: []Counter{{Kind: kind, Subject: subject}},
-		Policy:   &Policy{LockoutCooloffs: []time.Duration{d}},
-	}
-	if err := validateRedisOp(op); err != nil {
-		return nil, fmt.Errorf("redis block: %w", err)
-	}
-	rs, errs := s.each(ctx, op, "block", redisScriptBlock, false)
-	if errs[0] != nil {
-		return nil, errs[0]
+	t, err := s.admin(ctx, "block", redisScriptBlock, kind, subject, redisMillis(d))
+	if err != nil {
+		return nil, err
 	}
 	// A block replaced by hand has a new end: index it, transition or not.
 	s.indexBlocks(ctx, []Transition{{Kind: kind, Subject: subject, Blocked: true, Duration: d, Permanent: d == 0}})
-	return redisTransition(rs[0]), nil
+	return t, nil
 }
 
 // Unblock implements Store.
 func (s *RedisClusterStore) Unblock(ctx context.Context, kind Kind, subject string) (*Transition, error) {
-	op := Op{
-		Counters: []Counter{{Kind: kind, Subject: subject}},
-		Policy:   &Policy{LockoutCooloffs: []time.Duration{0}},
+	return s.admin(ctx, "unblock", redisScriptUnblock, kind, subject)
+}
+
+// admin runs an admin script (block, unblock) on a subject's slot: its
+// keys, and the subject followed by args (see redis_common.lua).
+func (s *RedisClusterStore) admin(ctx context.Context, name string, script *redis.Script, kind Kind, subject string, args ...any) (*Transition, error) {
+	if err := validateSubject(kind, subject); err != nil {
+		return nil, fmt.Errorf("redis %s: %w", name, err)
 	}
-	if err := validateRedisOp(op); err != nil {
-		return nil, fmt.Errorf("redis unblock: %w", err)
+	c := Counter{Kind: kind, Subject: subject}
+	keys := []string{s.key("failed", kind, subject), s.key("blocked", kind, subject),
+		s.key("pending", kind, subject), s.key("lockouts", kind, subject)}
+	reply, err := script.Run(ctx, s.client, keys, append([]any{subject}, args...)...).Result()
+	if err != nil {
+		err = s.scriptError(name, c, err)
+		if errors.Is(err, ErrStoreUnavailable) {
+			s.reload(ctx)
+		}
+		return nil, err
 	}
-	rs, errs := s.each(ctx, op, "unblock", redisScriptUnblock, false)
-	if errs[0] != nil {
-		return nil, errs[0]
-	}
-	return redisTransition(rs[0]), nil
+	res, err := s.decodeOne(name, reply, Op{Counters: []Counter{c}}, false)
+	return redisTransition(res), err
 }
 
 // Blocked implements Store. Subjects come soonest-ending first, permanent
@@ -362,11 +373,12 @@ func (s *RedisClusterStore) indexKey(kind Kind) string {
 // a plain success's Finish first run their fast scripts (charge, clear)
 // so, and the full script only for the counters those leave to it.
 func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script *redis.Script, success bool) ([]Result, []error) {
+	pa := &s.args
 	n := len(op.Counters)
 	rs, errs := make([]Result, n), make([]error, n)
 	ones := make([]Op, n)
 	for i := range op.Counters {
-		ones[i] = Op{Counters: op.Counters[i : i+1], Policy: op.Policy, Token: op.Token}
+		ones[i] = Op{Counters: op.Counters[i : i+1], Token: op.Token}
 	}
 	left := make([]int, 0, n) // counters for the full script
 	switch {
@@ -375,11 +387,11 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 		for i, c := range op.Counters {
 			keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
 				s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
-			args[i] = redisChargeArgs(ones[i])
+			args[i] = pa.charge(ones[i])
 			if script == redisScriptFinish {
 				fast = redisScriptClear
 				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i][:3]...)
-				args[i] = []any{redisMarkerTTL(op.Policy), 1}
+				args[i] = []any{pa.markerTTL, 1}
 			}
 		}
 		replies, rerrs := s.pipeline(ctx, fast, keys, args)
@@ -411,7 +423,7 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 			if script == redisScriptFinish {
 				keys[j] = append(keys[j], s.settledKey(c, op.Token))
 			}
-			args[j] = redisCounterArgs(ones[i], success)
+			args[j] = pa.counter(ones[i], success)
 		}
 		replies, rerrs := s.pipeline(ctx, script, keys, args)
 		for j, i := range left {

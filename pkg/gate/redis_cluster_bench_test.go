@@ -43,11 +43,11 @@ func BenchmarkRedisScaling(b *testing.B) {
 			masters = append(masters, c)
 		}
 	}
-	clusterStore, err := gate.NewRedisClusterStore(cluster, "bench")
+	clusterStore, err := gate.NewRedisClusterStore(cluster, "bench", cfg.Policy())
 	if err != nil {
 		b.Fatal(err)
 	}
-	onSingle, err := gate.NewRedisClusterStore(single, "benchcs")
+	onSingle, err := gate.NewRedisClusterStore(single, "benchcs", cfg.Policy())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func BenchmarkRedisScaling(b *testing.B) {
 		store   gate.Store
 		servers []*redis.Client
 	}{
-		{"redis", gate.NewRedisStore(single, "bench"), []*redis.Client{single}},
+		{"redis", gate.NewRedisStore(single, "bench", cfg.Policy()), []*redis.Client{single}},
 		{"cluster-store-on-one-redis", onSingle, []*redis.Client{single}},
 		{"cluster-3-masters", clusterStore, masters},
 	}

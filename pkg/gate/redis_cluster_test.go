@@ -18,9 +18,9 @@ import (
 	"github.com/defender-go/defender/pkg/gate/storetest"
 )
 
-func newClusterStore(t testing.TB, client gate.RedisClusterClient, prefix string) *gate.RedisClusterStore {
+func newClusterStore(t testing.TB, client gate.RedisClusterClient, prefix string, p gate.Policy) *gate.RedisClusterStore {
 	t.Helper()
-	s, err := gate.NewRedisClusterStore(client, prefix, gate.WithRedisClusterLogger(quiet))
+	s, err := gate.NewRedisClusterStore(client, prefix, p, gate.WithRedisClusterLogger(quiet))
 	require.NoError(t, err)
 	return s
 }
@@ -31,7 +31,9 @@ func newClusterStore(t testing.TB, client gate.RedisClusterClient, prefix string
 func TestRedisClusterStore(t *testing.T) {
 	c := testenv.RedisCluster(t)
 	t.Run("Conformance", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) gate.Store { return newClusterStore(t, c.Client(), "defender") })
+		storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+			return newClusterStore(t, c.Client(), "defender", p), realClock{}
+		})
 	})
 	t.Run("Keys", func(t *testing.T) { testRedisClusterKeys(t, c) })
 	t.Run("BoundedGuesses", func(t *testing.T) { testRedisClusterBoundedGuesses(t, c) })
@@ -43,7 +45,9 @@ func TestRedisClusterStore(t *testing.T) {
 func TestRedisClusterStoreOnSingleRedis(t *testing.T) {
 	srv := testenv.Redis(t)
 	client := srv.Client()
-	storetest.Run(t, func(t *testing.T) gate.Store { return newClusterStore(t, client, "defender") })
+	storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+		return newClusterStore(t, client, "defender", p), realClock{}
+	})
 }
 
 // testRedisClusterKeys: the keys are DESIGN.md's with the subject as
@@ -51,10 +55,9 @@ func TestRedisClusterStoreOnSingleRedis(t *testing.T) {
 // masters.
 func testRedisClusterKeys(t *testing.T, c *testenv.RedisClusterServer) {
 	client := c.Client()
-	s := newClusterStore(t, client, "defender")
-	p := redisStorePolicy(time.Minute)
+	s := newClusterStore(t, client, "defender", redisStorePolicy(time.Minute))
 
-	r, err := s.Record(ctx, redisStoreOp(p, gate.Counter{Kind: gate.KindIP, Subject: "192.0.2.7", Limit: 0}), false)
+	r, err := s.Record(ctx, redisStoreOp(gate.Counter{Kind: gate.KindIP, Subject: "192.0.2.7", Limit: 0}), false)
 	require.NoError(t, err)
 	require.Len(t, r.Blocked, 1)
 	for _, key := range []string{"defender:failed:ip:{192.0.2.7}", "defender:blocked:ip:{192.0.2.7}"} {
@@ -66,7 +69,7 @@ func testRedisClusterKeys(t *testing.T, c *testenv.RedisClusterServer) {
 	masters := map[string]bool{}
 	for i := 0; i < 60; i++ {
 		user := fmt.Sprintf("spread-%d", i)
-		_, err := s.Record(ctx, redisStoreOp(p, gate.Counter{Kind: gate.KindUsername, Subject: user, Limit: 5}), false)
+		_, err := s.Record(ctx, redisStoreOp(gate.Counter{Kind: gate.KindUsername, Subject: user, Limit: 5}), false)
 		require.NoError(t, err)
 		m, err := c.Master(ctx, "defender:failed:username:{"+user+"}")
 		require.NoError(t, err)
@@ -77,7 +80,7 @@ func testRedisClusterKeys(t *testing.T, c *testenv.RedisClusterServer) {
 	// A subject opening with '}' would make an empty hash tag: its keys
 	// still share a slot (or the scripts would fail with CROSSSLOT).
 	for _, user := range []string{"}x", "}", "}{a}", "{}", "a{b}c"} {
-		o := redisStoreOp(p, gate.Counter{Kind: gate.KindUsername, Subject: user, Limit: 0},
+		o := redisStoreOp(gate.Counter{Kind: gate.KindUsername, Subject: user, Limit: 0},
 			gate.Counter{Kind: gate.KindIP, Subject: "192.0.2.8", Limit: 100})
 		o2, r := o, gate.Result{}
 		r, err = s.Begin(ctx, o)
@@ -109,9 +112,8 @@ func testRedisClusterBoundedGuesses(t *testing.T, c *testenv.RedisClusterServer)
 	const gates, ipLimit, userLimit = 4, 5, 3
 	stores := make([]*gate.RedisClusterStore, gates)
 	for i := range stores {
-		stores[i] = newClusterStore(t, c.Client(), "bound")
+		stores[i] = newClusterStore(t, c.Client(), "bound", redisStorePolicy(time.Minute))
 	}
-	p := redisStorePolicy(time.Minute)
 	base := redisStoreRandom()
 	ips := make([]string, 12)
 	users := make([]string, 12)
@@ -128,8 +130,7 @@ func testRedisClusterBoundedGuesses(t *testing.T, c *testenv.RedisClusterServer)
 	for k := 0; k < 3; k++ {
 		for i := range ips {
 			for j := range users {
-				all = append(all, attemptOp{ip: i, user: j, op: redisStoreOp(p,
-					gate.Counter{Kind: gate.KindIP, Subject: ips[i], Limit: ipLimit},
+				all = append(all, attemptOp{ip: i, user: j, op: redisStoreOp(gate.Counter{Kind: gate.KindIP, Subject: ips[i], Limit: ipLimit},
 					gate.Counter{Kind: gate.KindUsername, Subject: users[j], Limit: userLimit})})
 			}
 		}
@@ -226,7 +227,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		MaxRedirects: 2, DialerRetries: 1,
 	})
 	defer client.Close()
-	store := newClusterStore(t, client, "fo")
+	store := newClusterStore(t, client, "fo", gate.DefaultConfig().Policy())
 	gates := map[gate.FailMode]*gate.Gate{}
 	for _, mode := range []gate.FailMode{gate.FailLocal, gate.FailClosed} {
 		cfg := gate.DefaultConfig()

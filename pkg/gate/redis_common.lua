@@ -6,7 +6,7 @@
 -- RedisClusterStore runs it once per counter, in parallel, each on the
 -- slot of its subject, and keeps the blocked index itself.
 --
--- Counter scripts (check, begin, reserve, finish, record, block, unblock) take
+-- Counter scripts (check, begin, reserve, finish, record) take
 --   KEYS   four keys per counter i (1-based), from KEYS[4*(i-1)+1]:
 --          failed, blocked, pending, lockouts;
 --          then, for finish only, the token's settled marker (KEYS[4*n+1]);
@@ -36,6 +36,12 @@
 -- or, from a fast path, the short form: admitted, 0, n, then per counter
 -- its failures (none blocked, none pending, no transition; Begin: the
 -- attempt counted at once on every counter, lockouts not read).
+--
+-- The admin scripts (block, unblock) act on one subject and apply no
+-- policy: they take KEYS as a counter script of one counter (the four
+-- keys, then optionally the blocked index), ARGV[1] the subject and, for
+-- block, ARGV[2] the block's duration in ms (0: permanent); they reply
+-- as a counter script.
 --
 -- Keys (see redis.go): failed is a plain integer with a sliding TTL; blocked
 -- is the string "blocked" with the cool-off as TTL; pending is a sorted set
@@ -109,6 +115,25 @@ local function load_op(with_marker)
     op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])
   end
   return op
+end
+
+-- load_admin_op parses the KEYS and ARGV of an admin script (see above)
+-- into an op of one counter.
+local function load_admin_op()
+  return {
+    counters = { {
+      index = 1,
+      failed = KEYS[1],
+      blocked = KEYS[2],
+      pending = KEYS[3],
+      lockouts = KEYS[4],
+      blocked_index = KEYS[5],
+      subject = ARGV[1],
+      charge = 0,
+      lockouts_n = -1,
+    } },
+    transitions = {},
+  }
 end
 
 local function failures(c)

@@ -27,7 +27,7 @@ func TestOneRoundTripPerLogin(t *testing.T) {
 	srv := testenv.Redis(t)
 	client := srv.Client()
 	admin := srv.Client()
-	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(client, "cmd"), gate.WithLogger(quiet))
+	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(client, "cmd", gate.DefaultConfig().Policy()), gate.WithLogger(quiet))
 	require.NoError(t, err)
 	defer g.Close(ctx)
 	// Load the scripts and open the connection before counting.
@@ -128,7 +128,7 @@ func TestRedisDown(t *testing.T) {
 			cfg.StoreTimeout = 50 * time.Millisecond
 			client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 			defer client.Close()
-			g, err := gate.New(cfg, gate.NewRedisStore(client, "down"), gate.WithLogger(quiet))
+			g, err := gate.New(cfg, gate.NewRedisStore(client, "down", cfg.Policy()), gate.WithLogger(quiet))
 			require.NoError(t, err)
 			defer g.Close(ctx)
 			user, ip := fresh()
@@ -223,7 +223,7 @@ func TestRedisCrashPersistence(t *testing.T) {
 			cfg := gate.DefaultConfig()
 			cfg.LockoutCooloffs = []time.Duration{time.Second, time.Hour}
 			cfg.StoreTimeout = 5 * time.Second
-			g, err := gate.New(cfg, gate.NewRedisStore(srv.Client(), "crash"), gate.WithLogger(quiet))
+			g, err := gate.New(cfg, gate.NewRedisStore(srv.Client(), "crash", cfg.Policy()), gate.WithLogger(quiet))
 			require.NoError(t, err)
 			defer g.Close(ctx)
 
@@ -303,7 +303,7 @@ func TestRedisCrashPersistence(t *testing.T) {
 // within the store deadline; the caller's own deadline still bounds it.
 func TestCanceledCallerIsNotAnOutage(t *testing.T) {
 	srv := testenv.Redis(t)
-	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(srv.Client(), "cancel"+randHex(3)), gate.WithLogger(quiet))
+	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(srv.Client(), "cancel"+randHex(3), gate.DefaultConfig().Policy()), gate.WithLogger(quiet))
 	require.NoError(t, err)
 	defer g.Close(ctx)
 	user, ip := fresh()
@@ -345,7 +345,7 @@ func TestCanceledCallerIsNotAnOutage(t *testing.T) {
 // blocked client half-closes each connection after its request.
 func TestMiddlewareHalfClosedClient(t *testing.T) {
 	srv := testenv.Redis(t)
-	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(srv.Client(), "halfclose"+randHex(3)), gate.WithLogger(quiet))
+	g, err := gate.New(gate.DefaultConfig(), gate.NewRedisStore(srv.Client(), "halfclose"+randHex(3), gate.DefaultConfig().Policy()), gate.WithLogger(quiet))
 	require.NoError(t, err)
 	defer g.Close(ctx)
 	site := &loginSite{}

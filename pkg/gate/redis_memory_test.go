@@ -58,7 +58,7 @@ func flood(t *testing.T, policy string) floodResult {
 	cfg := gate.DefaultConfig()
 	cfg.KeyPrefix = prefix
 	cfg.StoreTimeout = time.Second // the flood's refusals come from Redis's memory, not from the machine's load
-	g, err := gate.New(cfg, gate.NewRedisStore(rdb, prefix), gate.WithLogger(quiet))
+	g, err := gate.New(cfg, gate.NewRedisStore(rdb, prefix, cfg.Policy()), gate.WithLogger(quiet))
 	require.NoError(t, err)
 	defer g.Close(ctx)
 

@@ -28,8 +28,8 @@ func redisStoreRandom() string {
 	return hex.EncodeToString(b)
 }
 
-func redisStorePolicy(cool time.Duration) *gate.Policy {
-	return &gate.Policy{
+func redisStorePolicy(cool time.Duration) gate.Policy {
+	return gate.Policy{
 		AttemptCooloff:  time.Hour,
 		LockoutCooloffs: []time.Duration{cool},
 		LockoutMemory:   24 * time.Hour,
@@ -37,16 +37,45 @@ func redisStorePolicy(cool time.Duration) *gate.Policy {
 	}
 }
 
-func redisStoreOp(p *gate.Policy, cs ...gate.Counter) gate.Op {
-	return gate.Op{Counters: cs, Policy: p, Token: redisStoreRandom()}
+func redisStoreOp(cs ...gate.Counter) gate.Op {
+	return gate.Op{Counters: cs, Token: redisStoreRandom()}
 }
+
+// realClock is the time of a Redis store: Redis's own, on which the
+// storetest suite waits for real.
+type realClock struct{}
+
+func (realClock) Now() time.Time        { return time.Now() }
+func (realClock) Sleep(d time.Duration) { time.Sleep(d) }
 
 // TestRedisStoreConformance runs the Store suite against one redis-server
 // shared by every subtest, all under the default prefix.
 func TestRedisStoreConformance(t *testing.T) {
 	srv := testenv.Redis(t)
 	client := srv.Client()
-	storetest.Run(t, func(t *testing.T) gate.Store { return gate.NewRedisStore(client, "defender") })
+	storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+		return gate.NewRedisStore(client, "defender", p), realClock{}
+	})
+}
+
+// TestRedisStoreConformanceThroughSentinel runs the Store suite on a
+// master found through Redis Sentinel, over the client OpenRedisStore
+// opens for DEFENDER_REDIS_URL=redis+sentinel://... (go-redis' failover
+// client), as RedisStores applying each subtest's policy.
+func TestRedisStoreConformanceThroughSentinel(t *testing.T) {
+	rs := testenv.RedisSentinelServer(t)
+	cfg := gate.DefaultConfig()
+	cfg.RedisURL = rs.URL
+	store, closer, err := gate.OpenRedisStore(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = closer.Close() })
+	require.IsType(t, &gate.RedisStore{}, store)
+	assert.Equal(t, cfg.Policy(), store.Policy(), "the store applies the configuration's policy")
+	client, ok := closer.(redis.UniversalClient)
+	require.True(t, ok)
+	storetest.Run(t, func(t *testing.T, p gate.Policy) (gate.Store, storetest.Clock) {
+		return gate.NewRedisStore(client, "defender", p), realClock{}
+	})
 }
 
 // TestRedisStoreOneEvalshaPerCall counts what the server runs: each Store
@@ -56,10 +85,10 @@ func TestRedisStoreOneEvalshaPerCall(t *testing.T) {
 	srv := testenv.Redis(t)
 	client, admin := srv.Client(), srv.Client()
 	require.NoError(t, admin.Ping(ctx).Err())
-	s := gate.NewRedisStore(client, "defender")
+	s := gate.NewRedisStore(client, "defender", redisStorePolicy(time.Minute))
 	ip := gate.Counter{Kind: gate.KindIP, Subject: "192.0.2.1", Limit: 1}
 	user := gate.Counter{Kind: gate.KindUsername, Subject: "alice", Limit: 1}
-	o := redisStoreOp(redisStorePolicy(time.Minute), ip, user)
+	o := redisStoreOp(ip, user)
 	calls := []struct {
 		name string
 		call func() error
@@ -147,11 +176,11 @@ func TestRedisStoreScriptFlush(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.Redis(t)
 	client := srv.Client()
-	s := gate.NewRedisStore(client, "defender")
-	o := redisStoreOp(redisStorePolicy(time.Minute), gate.Counter{Kind: gate.KindUsername, Subject: "bob", Limit: 3})
+	s := gate.NewRedisStore(client, "defender", redisStorePolicy(time.Minute))
+	o := redisStoreOp(gate.Counter{Kind: gate.KindUsername, Subject: "bob", Limit: 3})
 	// Begin far from the limit: its fast script alone (a last chance runs
 	// a second one).
-	wide := redisStoreOp(redisStorePolicy(time.Minute), gate.Counter{Kind: gate.KindUsername, Subject: "carl", Limit: 1000})
+	wide := redisStoreOp(gate.Counter{Kind: gate.KindUsername, Subject: "carl", Limit: 1000})
 	calls := map[string]func() error{
 		"Check":   func() error { _, err := s.Check(ctx, o); return err },
 		"Begin":   func() error { _, err := s.Begin(ctx, wide); return err },
@@ -181,12 +210,11 @@ func TestRedisStoreTwoProcesses(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.Redis(t)
 	stores := []gate.Store{
-		gate.NewRedisStore(srv.Client(), "defender"),
-		gate.NewRedisStore(srv.Client(), "defender"),
+		gate.NewRedisStore(srv.Client(), "defender", redisStorePolicy(time.Minute)),
+		gate.NewRedisStore(srv.Client(), "defender", redisStorePolicy(time.Minute)),
 	}
-	p := redisStorePolicy(time.Minute)
 	user := gate.Counter{Kind: gate.KindUsername, Subject: "carol-" + redisStoreRandom(), Limit: 4}
-	o := redisStoreOp(p, user)
+	o := redisStoreOp(user)
 
 	const n = 200
 	var admitted, blocks, unblocks atomic.Int32
@@ -230,7 +258,7 @@ func TestRedisStoreTwoProcesses(t *testing.T) {
 
 	// Successes of attempts admitted before an admin's block, each one
 	// reported on both processes at once: one unblock in all.
-	o = redisStoreOp(p, gate.Counter{Kind: gate.KindUsername, Subject: "carol-" + redisStoreRandom(), Limit: 4})
+	o = redisStoreOp(gate.Counter{Kind: gate.KindUsername, Subject: "carol-" + redisStoreRandom(), Limit: 4})
 	var admittedOps []gate.Op
 	for range 5 {
 		a := o
@@ -265,12 +293,12 @@ func TestRedisStoreKeys(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.Redis(t)
 	rdb := srv.Client()
-	s := gate.NewRedisStore(rdb, "defender")
 	p := redisStorePolicy(5 * time.Minute)
 	p.AttemptCooloff = 2 * time.Minute
+	s := gate.NewRedisStore(rdb, "defender", p)
 	ip := gate.Counter{Kind: gate.KindIP, Subject: "203.0.113.7", Limit: 1}
 	user := gate.Counter{Kind: gate.KindUsername, Subject: "dave", Limit: 3}
-	o := redisStoreOp(p, ip, user)
+	o := redisStoreOp(ip, user)
 
 	ttl := func(key string) time.Duration {
 		d, err := rdb.PTTL(ctx, key).Result()
@@ -331,7 +359,7 @@ func TestRedisStoreKeys(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, time.Duration(-1), ttl("defender:blocked:username:dave"))
 	pair := gate.Counter{Kind: gate.KindPair, Subject: gate.PairSubject("203.0.113.7", "dave"), Limit: 0}
-	_, err = s.Record(ctx, redisStoreOp(p, pair), false)
+	_, err = s.Record(ctx, redisStoreOp(pair), false)
 	require.NoError(t, err)
 	assert.Equal(t, "1", rdb.Get(ctx, "defender:failed:pair:203.0.113.7|dave").Val())
 	assert.Equal(t, "blocked", rdb.Get(ctx, "defender:blocked:pair:203.0.113.7|dave").Val())
@@ -351,7 +379,7 @@ func TestRedisStoreBlockedIndexNotStale(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.Redis(t)
 	rdb := srv.Client()
-	s := gate.NewRedisStore(rdb, "defender")
+	s := gate.NewRedisStore(rdb, "defender", redisStorePolicy(time.Minute))
 	const n = 300 // more than one batch of the script
 	for i := 0; i < n; i++ {
 		d := time.Hour
@@ -392,20 +420,22 @@ func TestRedisStoreErrors(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.Redis(t)
 	rdb := srv.Client()
-	s := gate.NewRedisStore(rdb, "defender")
+	s := gate.NewRedisStore(rdb, "defender", redisStorePolicy(time.Minute))
 	require.NoError(t, rdb.HSet(ctx, "defender:failed:username:erin", "x", "y").Err())
-	o := redisStoreOp(redisStorePolicy(time.Minute), gate.Counter{Kind: gate.KindUsername, Subject: "erin", Limit: 3})
+	o := redisStoreOp(gate.Counter{Kind: gate.KindUsername, Subject: "erin", Limit: 3})
 	_, err := s.Record(ctx, o, false)
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, gate.ErrStoreUnavailable)
+	_, err = gate.NewRedisStore(rdb, "defender", gate.Policy{LockoutCooloffs: []time.Duration{-time.Second}}).Begin(ctx, o)
+	assert.ErrorContains(t, err, "redis begin: negative lockout cool-off", "the error names the store and the call")
 
 	down := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer down.Close()
 	srv.Kill()
-	_, err = gate.NewRedisStore(down, "defender").Check(ctx, o)
+	_, err = gate.NewRedisStore(down, "defender", redisStorePolicy(time.Minute)).Check(ctx, o)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, gate.ErrStoreUnavailable)
-	_, err = gate.NewRedisStore(down, "defender").Blocked(ctx, gate.KindIP, 0)
+	_, err = gate.NewRedisStore(down, "defender", redisStorePolicy(time.Minute)).Blocked(ctx, gate.KindIP, 0)
 	assert.ErrorIs(t, err, gate.ErrStoreUnavailable)
 }
 
@@ -416,12 +446,11 @@ func BenchmarkRedisStore(b *testing.B) {
 	ctx := context.Background()
 	srv := testenv.Redis(b)
 	rdb := srv.Client()
-	s := gate.NewRedisStore(rdb, "bench")
-	p := redisStorePolicy(time.Minute)
+	s := gate.NewRedisStore(rdb, "bench", redisStorePolicy(time.Minute))
 	const subjects = 1024
 	ops := make([]gate.Op, subjects)
 	for i := range ops {
-		ops[i] = gate.Op{Policy: p, Counters: []gate.Counter{
+		ops[i] = gate.Op{Counters: []gate.Counter{
 			{Kind: gate.KindIP, Subject: fmt.Sprintf("198.51.100.%d", i), Limit: 1 << 30},
 			{Kind: gate.KindUsername, Subject: fmt.Sprintf("user%d", i), Limit: 1 << 30},
 		}}

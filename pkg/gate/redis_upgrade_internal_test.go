@@ -23,7 +23,7 @@ import (
 type legacyStore struct{ *RedisStore }
 
 func (s legacyStore) run(ctx context.Context, script *redis.Script, op Op, success, begin bool) (Result, error) {
-	reply, err := script.Run(ctx, s.client, s.counterKeys(op, false), redisCounterArgs(op, success)...).Result()
+	reply, err := script.Run(ctx, s.client, s.counterKeys(op, false), s.args.counter(op, success)...).Result()
 	if err != nil {
 		return Result{}, err
 	}
@@ -42,15 +42,15 @@ func (s legacyStore) Record(ctx context.Context, op Op, success bool) (Result, e
 	return s.run(ctx, legacyredis.Record, op, success, false)
 }
 
-func upgradePolicy() *Policy {
-	return &Policy{AttemptCooloff: time.Hour, PendingTimeout: time.Hour,
+func upgradePolicy() Policy {
+	return Policy{AttemptCooloff: time.Hour, PendingTimeout: time.Hour,
 		LockoutCooloffs: []time.Duration{time.Hour}, LockoutMemory: time.Hour}
 }
 
 // upgradeOp is an attempt on a fresh username (limit) from a fresh IP
 // whose limit never binds.
-func upgradeOp(p *Policy, name string, limit int) Op {
-	return Op{Policy: p, Token: name + "-t", Counters: []Counter{
+func upgradeOp(name string, limit int) Op {
+	return Op{Token: name + "-t", Counters: []Counter{
 		{Kind: KindIP, Subject: "198.51.100." + name, Limit: 1 << 20},
 		{Kind: KindUsername, Subject: "u-" + name, Limit: limit}}}
 }
@@ -65,10 +65,10 @@ func upgradeOp(p *Policy, name string, limit int) Op {
 func TestRollingUpgradeKeepsTheBound(t *testing.T) {
 	srv := testenv.Redis(t)
 	ctx := context.Background()
-	cur := NewRedisStore(srv.Client(), "up")
-	gates := []Store{legacyStore{NewRedisStore(srv.Client(), "up")}, cur}
+	cur := NewRedisStore(srv.Client(), "up", upgradePolicy())
+	gates := []Store{legacyStore{NewRedisStore(srv.Client(), "up", upgradePolicy())}, cur}
 	for _, limit := range []int{0, 3} {
-		o := upgradeOp(upgradePolicy(), "bound"+strconv.Itoa(limit), limit)
+		o := upgradeOp("bound"+strconv.Itoa(limit), limit)
 		const n = 400
 		type admission struct {
 			op    Op
@@ -138,9 +138,9 @@ func TestRollingUpgradeKeepsTheBound(t *testing.T) {
 func TestRollingUpgradeOutcomesAcrossVersions(t *testing.T) {
 	srv := testenv.Redis(t)
 	ctx := context.Background()
-	cur := NewRedisStore(srv.Client(), "x")
-	old := legacyStore{NewRedisStore(srv.Client(), "x")}
 	p := upgradePolicy()
+	cur := NewRedisStore(srv.Client(), "x", p)
+	old := legacyStore{NewRedisStore(srv.Client(), "x", p)}
 	failures := func(o Op) int {
 		r, err := cur.Check(ctx, o)
 		require.NoError(t, err)
@@ -159,7 +159,7 @@ func TestRollingUpgradeOutcomesAcrossVersions(t *testing.T) {
 
 	// A new gate's attempt (counted at Begin) failing on an old gate: the
 	// old Finish finds no pending token and counts nothing more.
-	o := upgradeOp(p, "a", 5)
+	o := upgradeOp("a", 5)
 	require.True(t, begin(cur, o).Admitted)
 	finish(old, o, false)
 	assert.Equal(t, 1, failures(o))
@@ -182,22 +182,22 @@ func TestRollingUpgradeOutcomesAcrossVersions(t *testing.T) {
 
 	// An old gate's charge that expired is turned into a failure by the
 	// next new Begin, which blocks at limit 0.
-	short := *p
+	short := p
 	short.PendingTimeout = 100 * time.Millisecond
-	o = upgradeOp(&short, "b", 0)
-	r := begin(old, o)
+	o = upgradeOp("b", 0)
+	r := begin(legacyStore{NewRedisStore(srv.Client(), "x", short)}, o)
 	require.True(t, r.Admitted)
 	require.True(t, r.LastChance)
 	time.Sleep(200 * time.Millisecond)
 	o.Token = "b-2"
-	r = begin(cur, o)
+	r = begin(NewRedisStore(srv.Client(), "x", short), o)
 	assert.False(t, r.Admitted)
 	require.Len(t, r.Transitions, 1, "the new gate settles the old charge and blocks")
 	assert.Equal(t, KindUsername, r.Transitions[0].Kind)
 
 	// Blocks made by either version refuse on both.
 	for i, blocker := range []Store{old, cur} {
-		o := upgradeOp(p, "c"+strconv.Itoa(i), 1)
+		o := upgradeOp("c"+strconv.Itoa(i), 1)
 		for range 2 {
 			_, err := blocker.Record(ctx, o, false)
 			require.NoError(t, err)

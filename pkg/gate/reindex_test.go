@@ -22,7 +22,7 @@ func TestRedisReindex(t *testing.T) {
 	client := srv.Client()
 	const prefix, other = "idx[1]*", "idx1a"
 	g, err := gate.New(func() gate.Config { c := gate.DefaultConfig(); c.KeyPrefix = prefix; return c }(),
-		gate.NewRedisStore(client, prefix), gate.WithLogger(quiet))
+		gate.NewRedisStore(client, prefix, gate.DefaultConfig().Policy()), gate.WithLogger(quiet))
 	require.NoError(t, err)
 	defer g.Close(ctx)
 
@@ -63,9 +63,10 @@ func TestRedisReindex(t *testing.T) {
 }
 
 func TestMemoryReindexUnsupported(t *testing.T) {
-	mem := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
+	cfg := gate.DefaultConfig()
+	mem := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1})
 	defer mem.Close()
-	g, err := gate.New(gate.DefaultConfig(), mem, gate.WithLogger(quiet))
+	g, err := gate.New(cfg, mem, gate.WithLogger(quiet))
 	require.NoError(t, err)
 	defer g.Close(context.Background())
 	_, err = g.Reindex(context.Background())

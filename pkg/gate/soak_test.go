@@ -79,7 +79,7 @@ func (c *soakCounter) EmitTransition(t gate.TransitionRecord) {
 func TestSoak(t *testing.T) {
 	d := soakDuration(t)
 	t.Run("memory", func(t *testing.T) {
-		mem := gate.NewMemoryStore(gate.MemoryOptions{MaxEntries: soakMemoryBound})
+		mem := gate.NewMemoryStore(gate.MemoryOptions{Policy: soakConfig().Policy(), MaxEntries: soakMemoryBound})
 		defer mem.Close()
 		soak(t, d, mem, func(s *soakSample) {
 			s.entries = mem.Stats().Entries
@@ -94,7 +94,7 @@ func TestSoak(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		srv := testenv.Redis(t)
 		client := srv.Client()
-		store := gate.NewRedisStore(client, "soak")
+		store := gate.NewRedisStore(client, "soak", soakConfig().Policy())
 		soak(t, d, store, func(s *soakSample) {
 			info, err := client.Info(context.Background(), "memory").Result()
 			require.NoError(t, err)
@@ -107,8 +107,9 @@ func TestSoak(t *testing.T) {
 	})
 }
 
-// soak floods a gate over store for d and checks the samples.
-func soak(t *testing.T, d time.Duration, store gate.Store, sample func(*soakSample), summary func() string) {
+// soakConfig is the configuration of the soaked gate, whose policy its
+// store applies.
+func soakConfig() gate.Config {
 	cfg := gate.DefaultConfig()
 	cfg.AttemptCooloff = 20 * time.Second
 	cfg.LockoutCooloffs = []time.Duration{10 * time.Second, 20 * time.Second}
@@ -117,6 +118,12 @@ func soak(t *testing.T, d time.Duration, store gate.Store, sample func(*soakSamp
 	cfg.StoreTimeout = 3 * time.Second // a loaded test machine
 	cfg.BehindReverseProxy = true
 	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	return cfg
+}
+
+// soak floods a gate over store for d and checks the samples.
+func soak(t *testing.T, d time.Duration, store gate.Store, sample func(*soakSample), summary func() string) {
+	cfg := soakConfig()
 	emit := &soakCounter{}
 	g, err := gate.New(cfg, store, gate.WithEmitter(emit), gate.WithLogger(quiet))
 	require.NoError(t, err)

@@ -3,6 +3,8 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -44,8 +46,9 @@ type Counter struct {
 	KeepOnSuccess bool
 }
 
-// Policy holds the timings a store applies. The gate passes the same value
-// on every call.
+// Policy holds the timings a store applies. A store is given its policy
+// when it is built, and applies it to every call; Config.Policy is the
+// one a gate's store must apply, which gate.New checks.
 type Policy struct {
 	// AttemptCooloff is the TTL of a failure counter, renewed by every
 	// failure (a sliding window). 0: failures are never forgotten.
@@ -60,20 +63,93 @@ type Policy struct {
 	// PendingTimeout is how long a charged attempt (Begin) may stay
 	// unfinished; after it the attempt counts as a failure.
 	PendingTimeout time.Duration
-
-	// redisArgs is the policy's part of a Redis script's arguments,
-	// formatted once by the Gate that owns the policy; nil in a Policy
-	// built by hand, whose arguments are formatted per call.
-	redisArgs *redisPolicyArgs
 }
 
-// Op is the input of one store call.
+// isZero reports a Policy with nothing set.
+func (p *Policy) isZero() bool {
+	return p.AttemptCooloff == 0 && len(p.LockoutCooloffs) == 0 && p.LockoutMemory == 0 && p.PendingTimeout == 0
+}
+
+// equal reports whether p and q apply the same timings.
+func (p *Policy) equal(q *Policy) bool {
+	return p.AttemptCooloff == q.AttemptCooloff && slices.Equal(p.LockoutCooloffs, q.LockoutCooloffs) &&
+		p.LockoutMemory == q.LockoutMemory && p.PendingTimeout == q.PendingTimeout
+}
+
+// clone is p with a cool-off slice of its own: a store keeps a clone of
+// the policy it is given, and hands out clones, so that no caller changes
+// its timings behind its back.
+func (p Policy) clone() Policy {
+	p.LockoutCooloffs = slices.Clone(p.LockoutCooloffs)
+	return p
+}
+
+// Op is the input of one store call: what to count, under the store's
+// Policy.
 type Op struct {
 	Counters []Counter // one or two counters; never empty, kinds distinct
-	Policy   *Policy
 	// Token identifies a charged attempt: set by the caller for Begin (a
 	// unique random string) and passed back unchanged to Finish.
 	Token string
+}
+
+// validateOp refuses an op no store can make sense of under policy p: no
+// counter, a kind unknown or repeated, an empty subject, a negative limit,
+// and a policy without lockout cool-offs or with a negative duration.
+// Every store checks its ops with it, so all of them refuse the same ones
+// (the memory store once took a negative lockout cool-off for a permanent
+// block, which Redis refused); each names itself in front of the error.
+func validateOp(op Op, p *Policy) error {
+	if len(op.Counters) == 0 || len(op.Counters) > len(Kinds) {
+		return fmt.Errorf("%d counters, want 1 to %d", len(op.Counters), len(Kinds))
+	}
+	for i, c := range op.Counters {
+		if err := validateSubject(c.Kind, c.Subject); err != nil {
+			return err
+		}
+		for _, before := range op.Counters[:i] {
+			if before.Kind == c.Kind {
+				return fmt.Errorf("kind %q twice in one op", c.Kind)
+			}
+		}
+		if c.Limit < 0 {
+			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
+		}
+	}
+	return p.validate()
+}
+
+// validateSubject refuses an unknown kind and an empty subject.
+func validateSubject(kind Kind, subject string) error {
+	if !kind.Valid() {
+		return fmt.Errorf("unknown kind %q", kind)
+	}
+	if subject == "" {
+		return fmt.Errorf("empty %s subject", kind)
+	}
+	return nil
+}
+
+// validate refuses a policy without lockout cool-offs or with a negative
+// duration.
+func (p *Policy) validate() error {
+	if len(p.LockoutCooloffs) == 0 {
+		return errors.New("policy without lockout cool-offs")
+	}
+	switch {
+	case p.AttemptCooloff < 0:
+		return fmt.Errorf("negative attempt cool-off %s", p.AttemptCooloff)
+	case p.LockoutMemory < 0:
+		return fmt.Errorf("negative lockout memory %s", p.LockoutMemory)
+	case p.PendingTimeout < 0:
+		return fmt.Errorf("negative pending timeout %s", p.PendingTimeout)
+	}
+	for _, d := range p.LockoutCooloffs {
+		if d < 0 {
+			return fmt.Errorf("negative lockout cool-off %s", d)
+		}
+	}
+	return nil
 }
 
 // BlockState describes a subject that is blocked now.
@@ -157,7 +233,19 @@ type Result struct {
 // its full rules: RedisStore does to settle a charge that expired). Implementations
 // must be safe for concurrent use. package storetest is the whole
 // specification, docs/DESIGN.md says how another database would meet it.
+//
+// A store applies the Policy it was built with. Check, Begin, Finish and
+// Record return an error, and change nothing, for an op without counters,
+// with a kind unknown or repeated, an empty subject or a negative limit,
+// and every one of them does in a store whose policy has no lockout
+// cool-off or a negative duration.
 type Store interface {
+	// Policy returns the policy the store applies. gate.New refuses a
+	// store whose policy is not its configuration's (Config.Policy): the
+	// gate's local limiter and its replays of outcomes apply the
+	// configuration's, which must be the store's.
+	Policy() Policy
+
 	// Check reports blocks and failure counts. It writes nothing.
 	Check(ctx context.Context, op Op) (Result, error)
 

@@ -20,9 +20,10 @@ func FuzzSubject(f *testing.F) {
 		"fe80::1%eth0", "[::1]:80", "Alice", "*", "a|b", "2001:db8::5|Bob", "|", "1.2.3.4|", "\xff|\x00", ""} {
 		f.Add(s)
 	}
-	mem := gate.NewMemoryStore(gate.MemoryOptions{SweepInterval: -1})
+	cfg := gate.DefaultConfig()
+	mem := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), SweepInterval: -1})
 	defer mem.Close()
-	g, err := gate.New(gate.DefaultConfig(), mem, gate.WithLogger(quiet))
+	g, err := gate.New(cfg, mem, gate.WithLogger(quiet))
 	require.NoError(f, err)
 	defer g.Close(ctx)
 	f.Fuzz(func(t *testing.T, s string) {

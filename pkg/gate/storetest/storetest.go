@@ -3,10 +3,17 @@
 // others" means. Each rule of the Store contract in package gate has a
 // subtest here.
 //
-// Subtests run in parallel and use fresh random subjects, so one store (or
-// one server behind several stores) may be shared by all of them. A few
-// subtests wait for short expiries (at most a few seconds in all); none
-// asserts how fast a store is.
+// A store applies the gate.Policy it is built with, so the suite builds
+// its stores itself, through the function its caller gives Run: each
+// subtest builds one for the policy it tests. Subtests run in parallel and
+// use fresh random subjects, so their stores may share one server.
+//
+// A few subtests wait for short expiries (a few seconds in all). They wait
+// on the Clock that comes with the store, never on the suite's own: a
+// store on real time (Redis, whose TTLs are its own) comes with a clock
+// that sleeps, an in-process store on a fake clock (MemoryOptions.Clock)
+// with one whose Sleep moves it at once, and then the suite never sleeps.
+// No subtest asserts how fast a store is.
 package storetest
 
 import (
@@ -28,9 +35,19 @@ import (
 // long is a duration no subtest waits for.
 const long = time.Hour
 
-// Run runs the suite. newStore is called once per subtest and may return
-// the same store every time, or a new one on a shared server.
-func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
+// Clock is the time of a store under test, on which the suite waits.
+type Clock interface {
+	Now() time.Time
+	// Sleep returns once d has passed on the clock.
+	Sleep(d time.Duration)
+}
+
+// Run runs the suite. newStore returns a store applying p, and its clock:
+// a new store, or a new handle on a server that other subtests use too.
+// Each subtest calls it once for the policy it tests, and InvalidOps also
+// for invalid policies, which a store must accept and then refuse every op
+// under.
+func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) (gate.Store, Clock)) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, s *suite)
@@ -40,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 		{"CheckWritesNothing", testCheckWritesNothing},
 		{"Saturation", testSaturation},
 		{"ConcurrentBeginAdmitsLimitPlusOne", testConcurrentBegin},
+		{"ConcurrentAttemptsBlockOnce", testConcurrentAttempts},
 		{"LastChance", testLastChance},
 		{"OneAtATimeAfterBlockExpires", testOneAtATimeAfterExpiry},
 		{"SuccessClearsOwnCharge", testSuccessClears},
@@ -52,8 +70,10 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 		{"ExpiredChargesSlideFromTheirDeadlines", testExpiredChargesSlide},
 		{"PendingTimeoutZeroNeverExpires", testPendingNeverExpires},
 		{"SlidingAttemptCooloff", testSlidingCooloff},
+		{"AttemptCooloffZeroNeverForgets", testAttemptCooloffZero},
 		{"LockoutEscalation", testLockoutEscalation},
 		{"LockoutMemoryForgets", testLockoutMemory},
+		{"LockoutMemoryZeroMakesEveryLockoutTheFirst", testLockoutMemoryZero},
 		{"PermanentBlock", testPermanent},
 		{"TwoCounters", testTwoCounters},
 		{"AdminBlockUnblock", testAdminBlockUnblock},
@@ -69,7 +89,7 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				tc.run(t, &suite{t: t, store: newStore(t), ctx: context.Background()})
+				tc.run(t, &suite{t: t, newStore: newStore, ctx: context.Background()})
 			})
 		}
 	})
@@ -77,15 +97,42 @@ func Run(t *testing.T, newStore func(t *testing.T) gate.Store) {
 
 // suite holds the store of one subtest and helpers that fail it on errors.
 type suite struct {
-	t     *testing.T
-	store gate.Store
-	ctx   context.Context
+	t        *testing.T
+	newStore func(t *testing.T, p gate.Policy) (gate.Store, Clock)
+	store    gate.Store // built by use
+	clock    Clock      // the store's
+	ctx      context.Context
+}
+
+// use builds the subtest's store, applying p.
+func (s *suite) use(p gate.Policy) {
+	s.store, s.clock = s.newStore(s.t, p)
+}
+
+// sleepUntil waits until t on the store's clock.
+func (s *suite) sleepUntil(t time.Time) {
+	if d := t.Sub(s.clock.Now()); d > 0 {
+		s.clock.Sleep(d)
+	}
+}
+
+// eventually waits on the store's clock, polling cond every tick, until
+// cond holds; it fails the subtest if max passes first.
+func (s *suite) eventually(cond func() bool, max, tick time.Duration, msg string, args ...any) {
+	s.t.Helper()
+	deadline := s.clock.Now().Add(max)
+	for !cond() {
+		if !s.clock.Now().Before(deadline) {
+			require.FailNow(s.t, "condition not met within "+max.String(), append([]any{msg}, args...)...)
+		}
+		s.clock.Sleep(tick)
+	}
 }
 
 // policy returns long timings (nothing expires during a test) with one
 // lockout cool-off of cool.
-func policy(cool time.Duration) *gate.Policy {
-	return &gate.Policy{
+func policy(cool time.Duration) gate.Policy {
+	return gate.Policy{
 		AttemptCooloff:  long,
 		LockoutCooloffs: []time.Duration{cool},
 		LockoutMemory:   24 * time.Hour,
@@ -112,8 +159,8 @@ func counter(kind gate.Kind, limit int) gate.Counter {
 	return gate.Counter{Kind: kind, Subject: subject, Limit: limit}
 }
 
-func op(p *gate.Policy, cs ...gate.Counter) gate.Op {
-	return gate.Op{Counters: cs, Policy: p, Token: random(16)}
+func op(cs ...gate.Counter) gate.Op {
+	return gate.Op{Counters: cs, Token: random(16)}
 }
 
 // withToken is o with a fresh token, for a new attempt.
@@ -186,9 +233,10 @@ func blocks(ts []gate.Transition) (n int) {
 }
 
 func testLimits(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	for _, limit := range []int{0, 1, 3, 5} {
 		c := counter(gate.KindUsername, limit)
-		o := op(policy(time.Minute), c)
+		o := op(c)
 		for i := 1; i <= limit; i++ {
 			r := s.record(o, false)
 			assert.Empty(t, r.Blocked, "limit %d: failure %d must not block", limit, i)
@@ -216,10 +264,17 @@ func testLimits(t *testing.T, s *suite) {
 }
 
 func testBlockedRefuses(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindIP, 2)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	s.fail(o, 2)
 	require.NotEmpty(t, s.record(o, false).Blocked)
+	// The TTL reported is the time left.
+	s.clock.Sleep(200 * time.Millisecond)
+	st := s.check(o).Blocked
+	require.Len(t, st, 1)
+	assert.LessOrEqual(t, st[0].TTL, time.Minute-200*time.Millisecond)
+	assert.Greater(t, st[0].TTL, time.Duration(0))
 
 	_, r := s.begin(o)
 	assert.False(t, r.Admitted, "Begin refused while blocked")
@@ -240,8 +295,9 @@ func testBlockedRefuses(t *testing.T, s *suite) {
 }
 
 func testCheckWritesNothing(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 1)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	r := s.check(o)
 	assert.Empty(t, r.Blocked)
 	assert.Equal(t, []int{0}, r.Failures)
@@ -260,8 +316,9 @@ func testCheckWritesNothing(t *testing.T, s *suite) {
 }
 
 func testSaturation(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 2)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	var charged []gate.Op
 	upfront := false         // the store counts attempts at Begin (Result.Counted)
 	for i := 0; i < 3; i++ { // Limit+1 attempts fit
@@ -270,6 +327,11 @@ func testSaturation(t *testing.T, s *suite) {
 		upfront = upfront || r.Counted != nil
 		assert.Equal(t, i == 2, r.LastChance, "attempt %d", i+1)
 		assert.Empty(t, r.Saturated)
+		if r.Counted != nil {
+			// Counted at once, but the last chance, pending.
+			assert.Equal(t, []bool{i < 2}, r.Counted, "attempt %d", i+1)
+			assert.Equal(t, []int{min(i+1, 2)}, r.Failures, "attempt %d", i+1)
+		}
 		charged = append(charged, a)
 	}
 	_, r := s.begin(o)
@@ -286,6 +348,15 @@ func testSaturation(t *testing.T, s *suite) {
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted)
 	assert.Equal(t, before, s.check(o).Failures)
+	if upfront {
+		// The failure of an attempt counted at Begin is counted already:
+		// reported, it changes nothing, and the budget stays full.
+		r = s.finish(charged[1], false)
+		assert.Equal(t, []int{2}, r.Failures)
+		assert.Empty(t, r.Transitions)
+		_, r = s.begin(o)
+		assert.False(t, r.Admitted, "still saturated")
+	}
 	// A success clears the counter, but the last chance, still pending,
 	// keeps its slot: one more attempt fits below it, and then one as the
 	// next last chance.
@@ -301,7 +372,7 @@ func testSaturation(t *testing.T, s *suite) {
 
 	// Failures count against the budget, capped at Limit.
 	c2 := counter(gate.KindIP, 2)
-	o2 := op(policy(time.Minute), c2)
+	o2 := op(c2)
 	s.fail(o2, 2)
 	_, r = s.begin(o2)
 	assert.True(t, r.Admitted)
@@ -312,13 +383,14 @@ func testSaturation(t *testing.T, s *suite) {
 }
 
 func testConcurrentBegin(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	for _, limit := range []int{0, 3} {
 		// The IP counter never binds (n < its limit): a store that charges
 		// counters one by one (RedisClusterStore) may refuse early on a
 		// counter holding charges that are being released, which shifts
 		// who gets the last chance; the bound itself is tested here.
 		const n = 300
-		o := op(policy(time.Minute), counter(gate.KindUsername, limit), counter(gate.KindIP, 10*n))
+		o := op(counter(gate.KindUsername, limit), counter(gate.KindIP, 10*n))
 		var admitted, lastChance atomic.Int32
 		var wg sync.WaitGroup
 		for i := 0; i < n; i++ {
@@ -351,9 +423,48 @@ func testConcurrentBegin(t *testing.T, s *suite) {
 	}
 }
 
+// testConcurrentAttempts: attempts begun and failed all at once are
+// admitted up to Limit+1, never more however their Begins and Finishes
+// interleave, and their failures block once. (The IP never binds, as in
+// testConcurrentBegin.)
+func testConcurrentAttempts(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
+	const limit, n = 5, 300
+	o := op(counter(gate.KindUsername, limit), counter(gate.KindIP, 10*n))
+	var admitted, refused, blocked atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := withToken(o)
+			r, err := s.store.Begin(s.ctx, a)
+			if !assert.NoError(t, err) {
+				return
+			}
+			if !r.Admitted {
+				refused.Add(1)
+				return
+			}
+			admitted.Add(1)
+			r, err = s.store.Finish(s.ctx, a, false)
+			if !assert.NoError(t, err) {
+				return
+			}
+			blocked.Add(int32(blocks(r.Transitions)))
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, limit+1, admitted.Load(), "admissions stop at the block, never later")
+	assert.EqualValues(t, n-limit-1, refused.Load())
+	assert.EqualValues(t, 1, blocked.Load(), "one block, reported once")
+	assert.Equal(t, []int{limit + 1, limit + 1}, s.check(o).Failures, "each admitted failure counted once, on both counters")
+}
+
 func testLastChance(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 3)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
 	assert.False(t, r.LastChance, "far from the limit")
@@ -371,18 +482,19 @@ func testLastChance(t *testing.T, s *suite) {
 	assert.Equal(t, []int{4}, r.Failures)
 
 	// Two counters: the one closest to its limit decides.
-	o2 := op(policy(time.Minute), counter(gate.KindIP, 5), counter(gate.KindUsername, 0))
+	o2 := op(counter(gate.KindIP, 5), counter(gate.KindUsername, 0))
 	_, r = s.begin(o2)
 	require.True(t, r.Admitted)
 	assert.True(t, r.LastChance)
 }
 
 func testOneAtATimeAfterExpiry(t *testing.T, s *suite) {
+	s.use(policy(300 * time.Millisecond))
 	c := counter(gate.KindUsername, 1)
-	o := op(policy(300*time.Millisecond), c)
+	o := op(c)
 	s.fail(o, 1)
 	require.NotEmpty(t, s.record(o, false).Blocked)
-	require.Eventually(t, func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
+	s.eventually(func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
 		"the block expires")
 	assert.Equal(t, []int{2}, s.check(o).Failures, "failures outlive the block")
 
@@ -401,8 +513,9 @@ func testOneAtATimeAfterExpiry(t *testing.T, s *suite) {
 }
 
 func testSuccessClears(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	ip, user := counter(gate.KindIP, 1), counter(gate.KindUsername, 1)
-	o := op(policy(time.Minute), ip, user)
+	o := op(ip, user)
 	first, r := s.begin(o)
 	require.True(t, r.Admitted)
 	second, r := s.begin(o)
@@ -437,7 +550,8 @@ func testSuccessClears(t *testing.T, s *suite) {
 }
 
 func testRecordSuccess(t *testing.T, s *suite) {
-	o := op(policy(time.Minute), counter(gate.KindUsername, 3))
+	s.use(policy(time.Minute))
+	o := op(counter(gate.KindUsername, 3))
 	s.fail(o, 3)
 	r := s.record(o, true)
 	assert.True(t, r.Admitted)
@@ -451,9 +565,10 @@ func testRecordSuccess(t *testing.T, s *suite) {
 // mode's IP) as it is, while it clears the others; a Finish still removes
 // its charge there.
 func testKeepOnSuccess(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	ip, user := counter(gate.KindIP, 2), counter(gate.KindUsername, 2)
 	ip.KeepOnSuccess = true
-	o := op(policy(time.Minute), ip, user)
+	o := op(ip, user)
 	s.fail(o, 2)
 	r := s.record(o, true)
 	assert.Equal(t, []int{2, 0}, r.Failures, "Record: the kept counter keeps its failures")
@@ -476,7 +591,7 @@ func testKeepOnSuccess(t *testing.T, s *suite) {
 	assert.Empty(t, r.Transitions)
 
 	// Alone, as the gate counts it.
-	only := op(policy(time.Minute), gate.Counter{Kind: gate.KindIP, Subject: counter(gate.KindIP, 0).Subject, Limit: 3, KeepOnSuccess: true})
+	only := op(gate.Counter{Kind: gate.KindIP, Subject: counter(gate.KindIP, 0).Subject, Limit: 3, KeepOnSuccess: true})
 	s.fail(only, 1)
 	assert.Equal(t, []int{1}, s.record(only, true).Failures)
 	a, r = s.begin(only)
@@ -485,7 +600,8 @@ func testKeepOnSuccess(t *testing.T, s *suite) {
 }
 
 func testUnknownToken(t *testing.T, s *suite) {
-	o := op(policy(time.Minute), counter(gate.KindUsername, 3), counter(gate.KindIP, 3))
+	s.use(policy(time.Minute))
+	o := op(counter(gate.KindUsername, 3), counter(gate.KindIP, 3))
 	r := s.finish(withToken(o), false)
 	assert.Equal(t, []int{0, 0}, r.Failures, "unknown token: nothing counted")
 	a, r := s.begin(o)
@@ -503,7 +619,8 @@ func testUnknownToken(t *testing.T, s *suite) {
 // reported again as a success (a replay, on this gate or another one
 // sharing the store) lifts nothing.
 func testReplayedOutcome(t *testing.T, s *suite) {
-	o := op(policy(time.Minute), counter(gate.KindIP, 1), counter(gate.KindUsername, 1))
+	s.use(policy(time.Minute))
+	o := op(counter(gate.KindIP, 1), counter(gate.KindUsername, 1))
 	s.fail(o, 1)
 	last, r := s.begin(o)
 	require.True(t, r.Admitted)
@@ -517,7 +634,7 @@ func testReplayedOutcome(t *testing.T, s *suite) {
 	assert.True(t, s.isBlocked(o))
 
 	// A success reported again clears nothing the second time.
-	o = op(policy(time.Minute), counter(gate.KindUsername, 5))
+	o = op(counter(gate.KindUsername, 5))
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
 	assert.Equal(t, []int{0}, s.finish(a, true).Failures)
@@ -526,8 +643,9 @@ func testReplayedOutcome(t *testing.T, s *suite) {
 }
 
 func testFailureWhileBlocked(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 2)
-	o := op(policy(time.Minute), c)
+	o := op(c)
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
 	require.False(t, r.LastChance)
@@ -541,7 +659,7 @@ func testFailureWhileBlocked(t *testing.T, s *suite) {
 	assert.Equal(t, []int{3}, r.Failures, "the admitted attempt's failure counts, once")
 
 	// A last chance's failure reported while blocked counts too.
-	o = op(policy(time.Minute), counter(gate.KindUsername, 0))
+	o = op(counter(gate.KindUsername, 0))
 	a, r = s.begin(o)
 	require.True(t, r.LastChance)
 	r = s.record(o, false)
@@ -554,8 +672,9 @@ func testFailureWhileBlocked(t *testing.T, s *suite) {
 func testPendingExpiry(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.PendingTimeout = 200 * time.Millisecond
+	s.use(p)
 	ip, user := counter(gate.KindIP, 5), counter(gate.KindUsername, 1)
-	o := op(p, ip, user)
+	o := op(ip, user)
 	first, r := s.begin(o)
 	require.True(t, r.Admitted)
 	_, r = s.begin(o)
@@ -563,8 +682,13 @@ func testPendingExpiry(t *testing.T, s *suite) {
 	assert.True(t, r.LastChance)
 	_, r = s.begin(o)
 	require.False(t, r.Admitted, "saturated while the charges are pending")
+	before := s.check(o).Failures
 
-	time.Sleep(300 * time.Millisecond) // let both charges expire
+	s.clock.Sleep(300 * time.Millisecond) // let both charges expire
+	r = s.check(o)
+	assert.Equal(t, before, r.Failures, "Check writes nothing: it turns no charge into a failure")
+	assert.Empty(t, r.Blocked)
+	assert.Empty(t, r.Transitions)
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted, "the two abandoned charges became failures and blocked")
 	assert.Equal(t, []int{2, 2}, r.Failures)
@@ -579,20 +703,20 @@ func testPendingExpiry(t *testing.T, s *suite) {
 
 	// A last chance's success reported after its charge expired lifts
 	// nothing: the charge is the failure it turned into.
-	late := op(p, counter(gate.KindUsername, 0))
+	late := op(counter(gate.KindUsername, 0))
 	a, r := s.begin(late)
 	require.True(t, r.LastChance)
-	time.Sleep(300 * time.Millisecond)
+	s.clock.Sleep(300 * time.Millisecond)
 	r = s.finish(a, true)
 	assert.Len(t, r.Blocked, 1, "a late success lifts nothing")
 	assert.Equal(t, []int{1}, r.Failures)
 
 	// Finish and Record settle expired charges too.
 	for _, settle := range []string{"finish", "record"} {
-		o := op(p, counter(gate.KindUsername, 0))
+		o := op(counter(gate.KindUsername, 0))
 		_, r := s.begin(o)
 		require.True(t, r.Admitted)
-		time.Sleep(300 * time.Millisecond)
+		s.clock.Sleep(300 * time.Millisecond)
 		if settle == "finish" {
 			r = s.finish(withToken(o), false)
 		} else {
@@ -612,35 +736,37 @@ func testExpiredChargesSlide(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.AttemptCooloff = 300 * time.Millisecond
 	p.PendingTimeout = time.Second
-	o := op(p, counter(gate.KindUsername, 0)) // limit 0: a last chance, pending
-	start := time.Now()
+	s.use(p)
+	o := op(counter(gate.KindUsername, 0)) // limit 0: a last chance, pending
+	start := s.clock.Now()
 	_, r := s.begin(o) // deadline start+1s: a failure until start+1.3s
 	require.True(t, r.Admitted)
 	require.True(t, r.LastChance)
-	time.Sleep(time.Until(start.Add(1450 * time.Millisecond)))
+	s.sleepUntil(start.Add(1450 * time.Millisecond))
 	_, r = s.begin(o)
 	assert.Empty(t, r.Blocked, "the expired charge's failure was forgotten a cool-off after its deadline")
 	assert.True(t, r.Admitted)
 	assert.Empty(t, r.Transitions)
 
-	o = op(p, counter(gate.KindUsername, 5))
+	o = op(counter(gate.KindUsername, 5))
 	_, r = s.begin(o)
 	require.True(t, r.Admitted)
 	if r.Counted == nil {
 		return // every charge pending: the case above
 	}
 	assert.Equal(t, []int{1}, r.Failures, "counted at Begin")
-	time.Sleep(600 * time.Millisecond)
+	s.clock.Sleep(600 * time.Millisecond)
 	assert.Equal(t, []int{0}, s.check(o).Failures, "forgotten a cool-off after Begin")
 }
 
 func testPendingNeverExpires(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.PendingTimeout = 0
-	o := op(p, counter(gate.KindUsername, 0))
+	s.use(p)
+	o := op(counter(gate.KindUsername, 0))
 	a, r := s.begin(o)
 	require.True(t, r.Admitted)
-	time.Sleep(50 * time.Millisecond)
+	s.clock.Sleep(50 * time.Millisecond)
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted)
 	assert.Equal(t, []int{0}, r.Failures, "a charge without timeout never turns into a failure")
@@ -654,24 +780,25 @@ func testSlidingCooloff(t *testing.T, s *suite) {
 	const cooloff = 2 * time.Second
 	p := policy(time.Minute)
 	p.AttemptCooloff = cooloff
+	s.use(p)
 	// The check must fall after the first failures' window and inside the
 	// renewed one. A machine too busy to keep that order gets the
 	// scenario again on a fresh subject; the assertion itself is exact.
 	for try := 1; ; try++ {
-		o := op(p, counter(gate.KindIP, 10))
+		o := op(counter(gate.KindIP, 10))
 		s.fail(o, 2)
-		firstDone := time.Now()
-		time.Sleep(cooloff / 2)
-		renewStart := time.Now()
+		firstDone := s.clock.Now()
+		s.clock.Sleep(cooloff / 2)
+		renewStart := s.clock.Now()
 		s.fail(o, 1) // renews the window
-		time.Sleep(time.Until(firstDone.Add(cooloff + 200*time.Millisecond)))
+		s.sleepUntil(firstDone.Add(cooloff + 200*time.Millisecond))
 		got := s.check(o).Failures
-		if time.Since(renewStart) >= cooloff-100*time.Millisecond {
+		if s.clock.Now().Sub(renewStart) >= cooloff-100*time.Millisecond {
 			require.Less(t, try, 5, "the machine never gave the check its window")
 			continue
 		}
 		assert.Equal(t, []int{3}, got, "each failure renews the window")
-		require.Eventually(t, func() bool { return s.check(o).Failures[0] == 0 }, 10*time.Second, 20*time.Millisecond,
+		s.eventually(func() bool { return s.check(o).Failures[0] == 0 }, 10*time.Second, 20*time.Millisecond,
 			"failures are forgotten a cool-off after the last one")
 		r := s.record(o, false)
 		assert.Equal(t, []int{1}, r.Failures, "counting starts over")
@@ -679,11 +806,25 @@ func testSlidingCooloff(t *testing.T, s *suite) {
 	}
 }
 
+// testAttemptCooloffZero: without an attempt cool-off, failures are never
+// forgotten (within what a test can wait).
+func testAttemptCooloffZero(t *testing.T, s *suite) {
+	p := policy(time.Minute)
+	p.AttemptCooloff = 0
+	s.use(p)
+	o := op(counter(gate.KindIP, 5))
+	s.fail(o, 2)
+	s.clock.Sleep(500 * time.Millisecond)
+	assert.Equal(t, []int{2}, s.check(o).Failures)
+	assert.Equal(t, []int{3}, s.record(o, false).Failures)
+}
+
 func testLockoutEscalation(t *testing.T, s *suite) {
 	p := policy(0)
 	p.LockoutCooloffs = []time.Duration{time.Second, 2 * time.Second, 0}
+	s.use(p)
 	c := counter(gate.KindUsername, 0)
-	o := op(p, c)
+	o := op(c)
 	for i, want := range []gate.Transition{
 		{Duration: time.Second, Failures: 1, Lockouts: 1},
 		{Duration: 2 * time.Second, Failures: 2, Lockouts: 2},
@@ -693,7 +834,7 @@ func testLockoutEscalation(t *testing.T, s *suite) {
 		if i == 0 {
 			r = s.record(o, false)
 		} else {
-			require.Eventually(t, func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
+			s.eventually(func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond,
 				"lockout %d expires", i)
 			a, rb := s.begin(o)
 			require.True(t, rb.Admitted)
@@ -718,12 +859,13 @@ func testLockoutMemory(t *testing.T, s *suite) {
 	p := policy(0)
 	p.LockoutCooloffs = []time.Duration{300 * time.Millisecond, long}
 	p.LockoutMemory = 600 * time.Millisecond
+	s.use(p)
 	c := counter(gate.KindUsername, 0)
-	o := op(p, c)
+	o := op(c)
 	r := s.record(o, false)
 	require.Len(t, r.Transitions, 1)
 	require.Equal(t, 1, r.Transitions[0].Lockouts)
-	time.Sleep(900 * time.Millisecond) // block and lockout memory both gone
+	s.clock.Sleep(900 * time.Millisecond) // block and lockout memory both gone
 	require.False(t, s.isBlocked(o))
 	r = s.record(o, false)
 	require.Len(t, r.Transitions, 1)
@@ -731,9 +873,35 @@ func testLockoutMemory(t *testing.T, s *suite) {
 	assert.Equal(t, 300*time.Millisecond, r.Transitions[0].Duration, "so the first cool-off applies again")
 }
 
+// testLockoutMemoryZero: without a lockout memory every lockout is the
+// first: its cool-off is the first one, and Begin reports none so far.
+func testLockoutMemoryZero(t *testing.T, s *suite) {
+	p := policy(0)
+	p.LockoutCooloffs = []time.Duration{200 * time.Millisecond, long}
+	p.LockoutMemory = 0
+	s.use(p)
+	c := counter(gate.KindUsername, 0)
+	o := op(c)
+	for i := 1; i <= 3; i++ {
+		r := s.record(o, false)
+		require.Len(t, r.Transitions, 1, "lockout %d", i)
+		assert.Equal(t, 1, r.Transitions[0].Lockouts, "lockout %d", i)
+		assert.Equal(t, 200*time.Millisecond, r.Transitions[0].Duration, "lockout %d", i)
+		s.eventually(func() bool { return !s.isBlocked(o) }, 5*time.Second, 20*time.Millisecond, "lockout %d expires", i)
+	}
+	// A last chance: a store reads the lockouts so far for it.
+	_, r := s.begin(op(gate.Counter{Kind: c.Kind, Subject: c.Subject, Limit: 3}))
+	require.True(t, r.Admitted)
+	require.True(t, r.LastChance, "3 failures, limit 3")
+	if r.Lockouts != nil {
+		assert.Equal(t, []int{0}, r.Lockouts)
+	}
+}
+
 func testPermanent(t *testing.T, s *suite) {
+	s.use(policy(0))
 	c := counter(gate.KindIP, 1)
-	o := op(policy(0), c)
+	o := op(c)
 	s.fail(o, 1)
 	r := s.record(o, false)
 	require.Len(t, r.Blocked, 1)
@@ -747,7 +915,8 @@ func testPermanent(t *testing.T, s *suite) {
 func testTwoCounters(t *testing.T, s *suite) {
 	ip, user := counter(gate.KindIP, 2), counter(gate.KindUsername, 1)
 	p := policy(time.Minute)
-	both := op(p, ip, user)
+	s.use(p)
+	both := op(ip, user)
 	s.fail(both, 1)
 	r := s.record(both, false)
 	assert.Equal(t, []int{2, 2}, r.Failures)
@@ -758,11 +927,11 @@ func testTwoCounters(t *testing.T, s *suite) {
 	r = s.record(both, false)
 	assert.Equal(t, []int{2, 2}, r.Failures, "refused by the username block: nothing counted")
 	assert.False(t, r.Admitted)
-	ipOnly := op(p, ip)
+	ipOnly := op(ip)
 	assert.Empty(t, s.check(ipOnly).Blocked, "the IP is not blocked")
 
 	other := counter(gate.KindUsername, 5)
-	r = s.record(op(p, ip, other), false)
+	r = s.record(op(ip, other), false)
 	assert.True(t, r.Admitted)
 	assert.Equal(t, []int{3, 1}, r.Failures)
 	assert.Equal(t, []gate.Kind{gate.KindIP}, s.blockedKinds(r))
@@ -775,9 +944,10 @@ func testTwoCounters(t *testing.T, s *suite) {
 }
 
 func testAdminBlockUnblock(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	for _, kind := range gate.Kinds {
 		c := counter(kind, 3)
-		o := op(policy(time.Minute), c)
+		o := op(c)
 		tr, err := s.store.Block(s.ctx, kind, c.Subject, time.Hour)
 		require.NoError(t, err)
 		require.NotNil(t, tr, "%s: new block", kind)
@@ -785,6 +955,13 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 		st := s.check(o).Blocked
 		require.Len(t, st, 1)
 		assert.InDelta(t, float64(time.Hour), float64(st[0].TTL), float64(time.Minute))
+
+		tr, err = s.store.Block(s.ctx, kind, c.Subject, 2*time.Hour)
+		require.NoError(t, err)
+		assert.Nil(t, tr, "%s: replacing a block is no transition", kind)
+		st = s.check(o).Blocked
+		require.Len(t, st, 1)
+		assert.InDelta(t, float64(2*time.Hour), float64(st[0].TTL), float64(time.Minute), "the new block's duration")
 
 		tr, err = s.store.Block(s.ctx, kind, c.Subject, 0)
 		require.NoError(t, err)
@@ -805,7 +982,7 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 	}
 	// An automatic block replaced by hand, and a subject never seen.
 	c := counter(gate.KindUsername, 0)
-	r := s.record(op(policy(time.Minute), c), false)
+	r := s.record(op(c), false)
 	require.Len(t, r.Transitions, 1)
 	tr, err := s.store.Block(s.ctx, c.Kind, c.Subject, time.Hour)
 	require.NoError(t, err)
@@ -817,8 +994,8 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 	c = counter(gate.KindIP, 0)
 	_, err = s.store.Block(s.ctx, c.Kind, c.Subject, 100*time.Millisecond)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return !s.isBlocked(op(policy(time.Minute), c)) },
-		5*time.Second, 20*time.Millisecond)
+	s.eventually(func() bool { return !s.isBlocked(op(c)) },
+		5*time.Second, 20*time.Millisecond, "the block expires")
 	tr, err = s.store.Unblock(s.ctx, c.Kind, c.Subject)
 	require.NoError(t, err)
 	assert.Nil(t, tr, "expiry already ended the block")
@@ -827,8 +1004,9 @@ func testAdminBlockUnblock(t *testing.T, s *suite) {
 func testUnblockForgets(t *testing.T, s *suite) {
 	p := policy(time.Minute)
 	p.LockoutCooloffs = []time.Duration{time.Minute, time.Hour}
+	s.use(p)
 	c := counter(gate.KindUsername, 1)
-	o := op(p, c)
+	o := op(c)
 	s.fail(o, 1)
 	r := s.record(o, false)
 	require.Len(t, r.Transitions, 1)
@@ -859,6 +1037,7 @@ func testUnblockForgets(t *testing.T, s *suite) {
 }
 
 func testBlockedList(t *testing.T, s *suite) {
+	s.use(policy(time.Hour))
 	kind := gate.KindUsername
 	forever, hour, brief := counter(kind, 0), counter(kind, 0), counter(kind, 0)
 	for c, d := range map[gate.Counter]time.Duration{forever: 0, hour: time.Hour, brief: 300 * time.Millisecond} {
@@ -867,9 +1046,9 @@ func testBlockedList(t *testing.T, s *suite) {
 	}
 	auto := counter(kind, 0)
 	// An attempt admitted before the block began: its success lifts it.
-	admitted, r := s.begin(op(policy(time.Hour), auto))
+	admitted, r := s.begin(op(auto))
 	require.True(t, r.Admitted)
-	require.Len(t, s.record(op(policy(time.Hour), auto), false).Transitions, 1)
+	require.Len(t, s.record(op(auto), false).Transitions, 1)
 	ipBlocked := counter(gate.KindIP, 0)
 	_, err := s.store.Block(s.ctx, gate.KindIP, ipBlocked.Subject, time.Hour)
 	require.NoError(t, err)
@@ -909,14 +1088,14 @@ func testBlockedList(t *testing.T, s *suite) {
 		assert.Len(t, list, limit, "at most limit, and there are more")
 	}
 
-	require.Eventually(t, func() bool {
+	s.eventually(func() bool {
 		_, ok := mine(kind)[brief.Subject]
 		return !ok
 	}, 5*time.Second, 20*time.Millisecond, "an expired block is not listed")
 
 	_, err = s.store.Unblock(s.ctx, kind, hour.Subject)
 	require.NoError(t, err)
-	r = s.record(op(policy(time.Hour), auto), true)
+	r = s.record(op(auto), true)
 	require.Empty(t, r.Transitions, "Record refuses a blocked subject, success or not")
 	_, err = s.store.Finish(s.ctx, admitted, true)
 	require.NoError(t, err)
@@ -951,8 +1130,9 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 		return blocked, unblocked
 	}
 	p := policy(time.Minute)
+	s.use(p)
 	ip, user := counter(gate.KindIP, n-1), counter(gate.KindUsername, n-1)
-	o := op(p, ip, user)
+	o := op(ip, user)
 	var tickets []gate.Op
 	for i := 0; i < n; i++ {
 		a, r := s.begin(o)
@@ -969,7 +1149,7 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 
 	// Successes of attempts admitted before an admin block.
 	ip, user = counter(gate.KindIP, n-1), counter(gate.KindUsername, n-1)
-	o = op(p, ip, user)
+	o = op(ip, user)
 	tickets = tickets[:0]
 	for i := 0; i < n; i++ {
 		a, r := s.begin(o)
@@ -988,13 +1168,18 @@ func testTransitionsOnce(t *testing.T, s *suite) {
 	assert.Zero(t, b)
 	assert.Equal(t, 2, u, "racing successes: one unblock per counter")
 
+	// Racing Records, one in ten a success: some run of failures blocks
+	// (36 failures, at most 5 runs), and no success is counted once
+	// blocked, so nothing lifts the block.
 	c := counter(gate.KindUsername, 3)
-	b, _ = run(func(i int) []gate.Transition {
-		r, err := s.store.Record(s.ctx, withToken(op(p, c)), false)
+	b, u = run(func(i int) []gate.Transition {
+		r, err := s.store.Record(s.ctx, withToken(op(c)), i%10 == 9)
 		assert.NoError(t, err)
 		return r.Transitions
 	})
 	assert.Equal(t, 1, b, "racing Record failures: one block")
+	assert.Zero(t, u, "a success is never counted while blocked")
+	assert.True(t, s.isBlocked(op(c)))
 
 	c = counter(gate.KindIP, 3)
 	b, u = run(func(i int) []gate.Transition {
@@ -1039,6 +1224,7 @@ func testHostileSubjects(t *testing.T, s *suite) {
 		{base + strings.Repeat("ℵ", 1024), base + strings.Repeat("ℵ", 1023)},
 	}
 	p := policy(time.Minute)
+	s.use(p)
 	for _, kind := range []gate.Kind{gate.KindIP, gate.KindUsername, gate.KindPair} {
 		for _, h := range hostile {
 			a := gate.Counter{Kind: kind, Subject: h[0], Limit: 0}
@@ -1046,7 +1232,7 @@ func testHostileSubjects(t *testing.T, s *suite) {
 			if kind == gate.KindIP {
 				a.Subject, b.Subject = "ip"+a.Subject, "ip"+b.Subject
 			}
-			oa, ob := op(p, a), op(p, b)
+			oa, ob := op(a), op(b)
 			r := s.record(oa, false)
 			require.Len(t, r.Blocked, 1, "%s %q blocks", kind, a.Subject)
 			assert.Equal(t, a.Subject, r.Blocked[0].Subject)
@@ -1077,31 +1263,66 @@ func testHostileSubjects(t *testing.T, s *suite) {
 	}
 	// The same subject under two kinds is two subjects.
 	subject := "198.51.100." + random(4)
-	r := s.record(op(p, gate.Counter{Kind: gate.KindIP, Subject: subject}), false)
+	r := s.record(op(gate.Counter{Kind: gate.KindIP, Subject: subject}), false)
 	require.Len(t, r.Blocked, 1)
-	assert.Empty(t, s.check(op(p, gate.Counter{Kind: gate.KindUsername, Subject: subject})).Blocked)
+	assert.Empty(t, s.check(op(gate.Counter{Kind: gate.KindUsername, Subject: subject})).Blocked)
 }
 
 func testInvalidOps(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
 	c := counter(gate.KindUsername, 1)
 	bad := map[string]gate.Op{
-		"no counters":    {Policy: policy(time.Minute), Token: "t"},
-		"no policy":      {Counters: []gate.Counter{c}, Token: "t"},
-		"no cool-offs":   {Counters: []gate.Counter{c}, Policy: &gate.Policy{}, Token: "t"},
-		"repeated kinds": {Counters: []gate.Counter{c, c}, Policy: policy(time.Minute), Token: "t"},
+		"no counters":    {Token: "t"},
+		"repeated kinds": {Counters: []gate.Counter{c, c}, Token: "t"},
+		"unknown kind":   {Counters: []gate.Counter{{Kind: "mac", Subject: "x"}}, Token: "t"},
+		"empty subject":  {Counters: []gate.Counter{{Kind: gate.KindIP}}, Token: "t"},
+		"negative limit": {Counters: []gate.Counter{{Kind: gate.KindIP, Subject: c.Subject, Limit: -1}}, Token: "t"},
 	}
 	for name, o := range bad {
-		_, err := s.store.Check(s.ctx, o)
-		assert.Error(t, err, "Check: %s", name)
-		_, err = s.store.Begin(s.ctx, o)
-		assert.Error(t, err, "Begin: %s", name)
-		_, err = s.store.Record(s.ctx, o, false)
-		assert.Error(t, err, "Record: %s", name)
+		s.refusesEveryOp(s.store, o, name)
 	}
-	_, err := s.store.Begin(s.ctx, gate.Op{Counters: []gate.Counter{c}, Policy: policy(time.Minute)})
+	_, err := s.store.Begin(s.ctx, gate.Op{Counters: []gate.Counter{c}})
 	assert.Error(t, err, "Begin without a token")
+	_, err = s.store.Finish(s.ctx, gate.Op{Counters: []gate.Counter{c}}, false)
+	assert.Error(t, err, "Finish without a token")
 	_, err = s.store.Block(s.ctx, gate.KindIP, "192.0.2.1", -time.Second)
 	assert.Error(t, err, "negative block")
 	_, err = s.store.Blocked(s.ctx, gate.Kind("nope"), 0)
 	assert.Error(t, err, "unknown kind")
+
+	// A store built with an invalid policy refuses every op. A negative
+	// lockout cool-off is no permanent block: every store refuses it, as
+	// it refuses any negative duration.
+	invalid := func(f func(p *gate.Policy)) gate.Policy {
+		p := policy(time.Minute)
+		f(&p)
+		return p
+	}
+	policies := map[string]gate.Policy{
+		"no cool-offs":              invalid(func(p *gate.Policy) { p.LockoutCooloffs = nil }),
+		"negative cool-off":         invalid(func(p *gate.Policy) { p.LockoutCooloffs = []time.Duration{time.Minute, -time.Second} }),
+		"negative attempt cool-off": invalid(func(p *gate.Policy) { p.AttemptCooloff = -time.Second }),
+		"negative pending timeout":  invalid(func(p *gate.Policy) { p.PendingTimeout = -time.Second }),
+		"negative lockout memory":   invalid(func(p *gate.Policy) { p.LockoutMemory = -time.Second }),
+	}
+	for name, p := range policies {
+		store, _ := s.newStore(t, p)
+		s.refusesEveryOp(store, op(c), name)
+	}
+	// Nothing was counted for the subject of the refused ops.
+	assert.Equal(t, []int{0}, s.check(op(c)).Failures)
+}
+
+// refusesEveryOp asserts that store refuses o in Check, Begin, Finish
+// and Record.
+func (s *suite) refusesEveryOp(store gate.Store, o gate.Op, name string) {
+	s.t.Helper()
+	_, err := store.Check(s.ctx, o)
+	assert.Error(s.t, err, "Check: %s", name)
+	_, err = store.Begin(s.ctx, o)
+	assert.Error(s.t, err, "Begin: %s", name)
+	_, err = store.Finish(s.ctx, o, false)
+	assert.Error(s.t, err, "Finish: %s", name)
+	_, err = store.Record(s.ctx, o, false)
+	assert.Error(s.t, err, "Record: %s", name)
 }
