@@ -543,7 +543,9 @@ func (t *Ticket) op() Op { return t.id.op(t.token) }
 // Resume rebuilds a ticket charged by Begin for the same attempt a, in this
 // or another process sharing the store, so that it can be settled. The
 // caller must make sure token came from Begin for a (the gate service signs
-// it); an unknown token settled counts nothing. (An attempt the local
+// it), and settle each attempt one way: a ticket already settled by its own
+// Finish or FinishAsync must not be resumed (an ordinary failure writes no
+// settled mark to the store, so a success resumed after it would clear). (An attempt the local
 // limiter admitted is charged in the memory of the process that admitted
 // it: settled elsewhere, it counts nothing there, and its charge turns
 // into a failure in that process's limiter.)
@@ -822,7 +824,7 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 		var res Result
 		counted := false
 		if strings.HasPrefix(t.token, g.tokenPrefix) {
-			res, counted = g.local.localFinish(op, success)
+			res, counted = g.local.localFinish(op, success, false)
 		}
 		if !counted && !success {
 			// Not pending here: charged by another instance, or dropped
@@ -873,7 +875,7 @@ func (g *Gate) settleFailed(t *Ticket, op Op, success bool, err error) Decision 
 	d, closed := g.degraded(err)
 	counted := false
 	if !closed {
-		res, pending := g.local.localFinish(op, success)
+		res, pending := g.local.localFinish(op, success, t.counted)
 		counted = pending && !success
 		d = g.decideLocally(&t.id, &res, err)
 	}

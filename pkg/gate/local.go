@@ -306,7 +306,12 @@ func (c *memCall) dropSettledElsewhere(i int) {
 // reports whether op.Token was pending here (an outcome the store must
 // learn), and marks a failure it counts unconfirmed in the same step, so
 // that no store answer taken in between forgets it.
-func (s *MemoryStore) localFinish(op Op, success bool) (res Result, pending bool) {
+//
+// storeCounted says the store counted the attempt at Begin (its mirror
+// charge went with that answer, whose count the limiter copied): a
+// success clears here as the store's Finish would have, rather than
+// leave the copied charge standing until the replay reaches the store.
+func (s *MemoryStore) localFinish(op Op, success, storeCounted bool) (res Result, pending bool) {
 	var c memCall
 	if op.Token == "" || c.open(s, op, true) != nil {
 		return Result{}, false
@@ -314,6 +319,17 @@ func (s *MemoryStore) localFinish(op Op, success bool) (res Result, pending bool
 	defer c.close()
 	if pending = c.finish(success); pending && !success {
 		c.unconfirm(1)
+	}
+	if success && storeCounted && !pending {
+		for i := 0; i < c.n; i++ {
+			switch e := c.e[i]; {
+			case e == nil:
+			case !op.Counters[i].KeepOnSuccess:
+				c.clear(i)
+			case e.failures > 0:
+				e.failures-- // only this attempt's charge goes
+			}
+		}
 	}
 	return c.result(), pending
 }

@@ -165,7 +165,7 @@ func TestLocalReserve(t *testing.T) {
 	r, err := f.local.Begin(context.Background(), f.token("x.local"))
 	require.NoError(t, err)
 	require.True(t, r.Admitted)
-	_, pending := f.local.localFinish(f.token("x.local"), false)
+	_, pending := f.local.localFinish(f.token("x.local"), false, false)
 	require.True(t, pending)
 	// One failure the store has not; two in flight to it: one more fits.
 	for _, tok := range []string{"a", "b", "c"} {
@@ -178,7 +178,7 @@ func TestLocalReserve(t *testing.T) {
 
 	// A replay of a failure settled already is not pending: it counts
 	// nothing, and is not the store's to learn.
-	_, pending = f.local.localFinish(f.token("x.local"), false)
+	_, pending = f.local.localFinish(f.token("x.local"), false, false)
 	assert.False(t, pending)
 }
 
@@ -362,4 +362,28 @@ func TestLocalDropsItsOwnChargesOnceTheStoreAnswers(t *testing.T) {
 		left = append(left, ch.token)
 	}
 	assert.Equal(t, []string{"young.local"}, left)
+}
+
+// TestLocalCountedChargeReleasedAndCleared: Begin's answer that the store
+// counted the attempt at once releases its mirror charge (the copied count
+// holds it, once), and its success, when the store does not take it,
+// clears the limiter as the store's Finish would have.
+func TestLocalCountedChargeReleasedAndCleared(t *testing.T) {
+	f := newLocalFixture(t)
+	op := f.token("counted")
+	_, refused := f.local.reserve(op)
+	require.False(t, refused)
+	ans := f.answer(3, false) // two earlier failures and this attempt
+	ans.Admitted, ans.Counted, ans.Pending = true, []bool{true}, []int{0}
+	f.local.sync(op, storeAnswer{res: ans, sent: f.sent(0), begin: true})
+	failures, _ := f.state()
+	assert.Equal(t, 3, failures, "the store's count, the attempt in it once")
+	r, err := f.local.Begin(context.Background(), f.token("next"))
+	require.NoError(t, err)
+	assert.True(t, r.LastChance, "3 counted, none pending: the next is the last chance")
+
+	f.local.release(f.token("next"))
+	res, pending := f.local.localFinish(op, true, true)
+	assert.False(t, pending, "no charge of its own here")
+	assert.Equal(t, []int{0}, res.Failures, "the success clears, as the store's Finish would")
 }
