@@ -545,10 +545,10 @@ func (t *Ticket) op() Op { return t.id.op(t.token) }
 // caller must make sure token came from Begin for a (the gate service signs
 // it), and settle each attempt one way: a ticket already settled by its own
 // Finish or FinishAsync must not be resumed (an ordinary failure writes no
-// settled mark to the store, so a success resumed after it would clear). (An attempt the local
-// limiter admitted is charged in the memory of the process that admitted
-// it: settled elsewhere, it counts nothing there, and its charge turns
-// into a failure in that process's limiter.)
+// settled mark to the store, so a success resumed after it would clear).
+// (An attempt the local limiter admitted is charged in the memory of the
+// process that admitted it: settled elsewhere, it counts nothing there,
+// and its charge turns into a failure in that process's limiter.)
 func (g *Gate) Resume(a Attempt, token string) *Ticket {
 	t := &Ticket{g: g, a: a, id: g.identify(a), token: token}
 	switch {
