@@ -87,7 +87,7 @@ func (p Policy) clone() Policy {
 // Op is the input of one store call: what to count, under the store's
 // Policy.
 type Op struct {
-	Counters []Counter // one or two counters; never empty, kinds distinct
+	Counters []Counter // one to three counters, kinds distinct (the gate sends one or two)
 	// Token identifies a charged attempt: set by the caller for Begin (a
 	// unique random string) and passed back unchanged to Finish.
 	Token string
