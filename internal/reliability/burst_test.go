@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/gate"
 )
 
 // The burst tests fire thousands of guesses at once at cmd/gate processes
@@ -301,7 +303,34 @@ func TestParallelGuessesAcrossGateProcesses(t *testing.T) {
 					break
 				}
 			}
-			assert.ElementsMatch(t, tc.wantBlocks, kinds, "exactly one store block event per kind blocked")
+			// The store blocked every kind, and announced each block at
+			// most once. An announcement can be missing: when the call
+			// that blocked ran in Redis but its answer came after the
+			// gate's deadline, the gate replays the outcome, which Redis
+			// has already (the token is settled) and which changes
+			// nothing, so nobody learns of that block's transition (a
+			// known limit, docs/RELIABILITY.md; seen once on the loaded
+			// CI machine).
+			client := loadClient(10 * time.Second)
+			require.Eventually(t, func() bool {
+				a := post(client, gs[0].URL+"/v1/check", map[string]any{"ip": ip, "username": user})
+				if a.Err != nil || a.Body.Degraded || a.Status != http.StatusTooManyRequests {
+					return false
+				}
+				for _, k := range tc.wantBlocks {
+					if !slices.Contains(a.Body.BlockedBy, gate.Kind(k)) {
+						return false
+					}
+				}
+				return true
+			}, 30*time.Second, 100*time.Millisecond, "the store blocks %v", tc.wantBlocks)
+			assert.Subset(t, tc.wantBlocks, kinds, "store block events only of the kinds blocked")
+			for _, k := range tc.wantBlocks {
+				assert.LessOrEqual(t, count(kinds, k), 1, "the %s block announced at most once", k)
+			}
+			if len(kinds) < len(tc.wantBlocks) {
+				t.Logf("store block events %v of %v: an announcement was lost to a late answer", kinds, tc.wantBlocks)
+			}
 			t.Logf("blocks the local limiters made (marked local): %v", local)
 		})
 	}
@@ -526,4 +555,14 @@ func kindsOf[K ~string](ks []K) []string {
 		out[i] = string(k)
 	}
 	return out
+}
+
+// count is how many times s holds v.
+func count(s []string, v string) (n int) {
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }
