@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project against real servers (Redis, ClickHouse,
-# embedded NATS, headless Chromium), installing what is missing.
+# embedded NATS and Debian's nats-server, headless Chromium), installing
+# what is missing.
 #   ./scripts/test.sh            all tests
 #   ./scripts/test.sh -short     unit tests only, no servers
 # Ends by running each fuzz target FUZZTIME (5000 executions, under a minute in all);
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 need_go
 if [ "${1:-}" != "-short" ]; then
 	need_packages redis-server redis-server clickhouse-server clickhouse-server \
-		clickhouse-client clickhouse-client chromium chromium nginx nginx
+		clickhouse-client clickhouse-client chromium chromium nginx nginx /usr/sbin/nats-server nats-server
 fi
 echo "== go vet"
 go vet ./...
