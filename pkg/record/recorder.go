@@ -168,6 +168,12 @@ type Recorder struct {
 	batches, attempts, blocks, deadLetters, retries atomic.Uint64
 }
 
+// ServerNeed is the NATS server the Recorder needs: its consumer reads the
+// event subjects and not the dead letters, with several filter subjects,
+// which servers before 2.10 ignore (they would hand it the whole stream).
+var ServerNeed = events.ServerNeed{Min: "2.10", Who: "defender's recorder",
+	For: "consumers with several filter subjects"}
+
 // ErrConfig is wrapped by New's errors about its options.
 var ErrConfig = errors.New("record: bad options")
 
@@ -223,7 +229,8 @@ func (r *Recorder) ConsumerConfig() jetstream.ConsumerConfig {
 // It waits for the stream to exist, so the recorder may start before the
 // gate or NATS. While ClickHouse refuses a batch the recorder keeps
 // retrying that batch and fetches nothing more: the backlog waits in the
-// stream.
+// stream. A NATS server older than ServerNeed ends it at once with an
+// error wrapping events.ErrServerTooOld.
 func (r *Recorder) Run(ctx context.Context) error {
 	cons, err := r.consumer(ctx)
 	if err != nil {
@@ -298,17 +305,27 @@ func (r *Recorder) handOver(out chan<- *batch, b *batch) {
 }
 
 // consumer creates or updates the durable consumer, retrying until it
-// succeeds or ctx ends.
+// succeeds or ctx ends. A server older than ServerNeed is refused for
+// good: retrying would not make it newer.
 func (r *Recorder) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	delay := r.opts.RetryMin
 	for {
+		// Checked before the request: a server before 2.10 creates the
+		// consumer without its filters, and only then does nats.go notice.
+		if err := ServerNeed.Check(r.js.Conn()); err != nil {
+			return nil, err
+		}
 		cons, err := r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, r.ConsumerConfig())
 		if err == nil {
-			if cfg := cons.CachedInfo().Config; len(cfg.FilterSubjects) == 0 && cfg.FilterSubject == "" {
-				r.log.WarnContext(ctx, "NATS server ignored the consumer's subject filters (older than 2.10):"+
-					" reading the whole stream, skipping dead letters", "consumer", r.opts.Consumer)
-			}
 			return cons, nil
+		}
+		if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
+			// The request met an older server than the one checked: the
+			// connection moved to another server of a cluster meanwhile.
+			if tooOld := ServerNeed.Check(r.js.Conn()); tooOld != nil {
+				return nil, tooOld
+			}
+			return nil, &events.TooOldError{Need: ServerNeed}
 		}
 		r.log.WarnContext(ctx, "cannot create consumer, retrying", "stream", r.opts.Stream,
 			"consumer", r.opts.Consumer, "err", err, "retry_in", delay)
@@ -385,8 +402,9 @@ func (r *Recorder) decodeSeq(msgs []jetstream.Msg) *batch {
 	dlq := r.opts.Subjects.DLQ()
 	for _, m := range msgs {
 		if m.Subject() == dlq {
-			// Only a server without FilterSubjects (before 2.10) delivers
-			// these: acknowledge, never dead-letter a dead letter.
+			// The consumer's filters leave these out (ServerNeed): should
+			// one come all the same, acknowledge it, never dead-letter a
+			// dead letter.
 			b.ok = append(b.ok, m)
 			continue
 		}
