@@ -44,7 +44,7 @@ type Config struct {
 // vars are the recorder's variables, each also a flag: its own, its
 // wording of some of the event library's, then the event library's.
 var vars = append([]envflag.Var{
-	{Name: "DEFENDER_NATS_URL", Usage: "NATS URL or comma list of URLs (required to run)"},
+	{Name: "DEFENDER_NATS_URL", Usage: "NATS URL or comma list of URLs, nats-server 2.10 or later (required to run)"},
 	{Name: "DEFENDER_CLICKHOUSE_URL", Usage: "ClickHouse URL, native protocol (default clickhouse://127.0.0.1:9000/defender)"},
 	{Name: "DEFENDER_RECORD_BATCH", Usage: "most events per insert (default 10000)"},
 	{Name: "DEFENDER_RECORD_FLUSH", Usage: "longest wait for a batch to fill, e.g. 1s (default 1s)"},

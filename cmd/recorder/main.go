@@ -236,6 +236,11 @@ func serve(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("DEFENDER_NATS_URL: %w", err)
 	}
 	defer nc.Close()
+	// Refused at once, before anything is created on it: an older server
+	// would have the recorder retry its consumer for ever.
+	if err := record.ServerNeed.Check(nc); err != nil {
+		return fmt.Errorf("DEFENDER_NATS_URL: %w", err)
+	}
 	waitFor("the " + events.StreamName + " stream")
 	if err := ensureStream(ctx, js, cfg); err != nil {
 		if ctx.Err() != nil {
