@@ -322,6 +322,14 @@ func storedIDs(t *testing.T, conn driver.Conn) map[string]int {
 	}, record.CursorOf)
 }
 
+// storedBlockIDs is storedIDs of the blocks and unblocks.
+func storedBlockIDs(t *testing.T, conn driver.Conn) map[string]int {
+	t.Helper()
+	return pagedIDs(t, func(after record.Cursor) ([]events.Block, error) {
+		return record.QueryBlocks(context.Background(), conn, record.BlockFilter{Limit: record.MaxLimit, After: after})
+	}, record.BlockCursorOf)
+}
+
 func pagedIDs[T any](t *testing.T, page func(after record.Cursor) ([]T, error), cursor func(T) record.Cursor) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
