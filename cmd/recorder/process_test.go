@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -107,38 +108,7 @@ func TestRecorderProcessKilled(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 
-	// About 5000 events/s until stopped.
-	var (
-		mu        sync.Mutex
-		published []string
-		stop      atomic.Bool
-		pubErr    error
-		wg        sync.WaitGroup
-	)
-	wg.Go(func() {
-		base := time.Now()
-		for i := 0; !stop.Load(); i++ {
-			a := events.Attempt{V: 1, Type: events.TypeAttempt, ID: events.NewID(), Time: base.Add(time.Duration(i) * time.Millisecond),
-				IP: "192.0.2.1", Username: "alice", Result: events.ResultFailure, Path: "/login"}
-			data, err := a.Encode()
-			if err == nil {
-				_, err = js.PublishAsync(a.NATSSubject(events.Subjects{}), data, jetstream.WithMsgID(a.ID))
-			}
-			if err != nil {
-				pubErr = err
-				return
-			}
-			mu.Lock()
-			published = append(published, a.ID)
-			mu.Unlock()
-			if i%50 == 49 {
-				<-js.PublishAsyncComplete()
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-		<-js.PublishAsyncComplete()
-	})
-	defer func() { stop.Store(true); wg.Wait() }()
+	pub := startPublisher(t, js)
 
 	count := func() uint64 {
 		n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{})
@@ -159,12 +129,8 @@ func TestRecorderProcessKilled(t *testing.T) {
 
 	p = startRecorder(t, env, logPath)
 	require.Eventually(t, func() bool { return count() > killedAt+2000 }, time.Minute, 20*time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
-	require.NoError(t, pubErr)
+	published, _ := pub.halt(t)
 
-	mu.Lock()
-	defer mu.Unlock()
 	require.Eventually(t, func() bool { return count() == uint64(len(published)) }, time.Minute, 50*time.Millisecond)
 	ids := storedIDs(t, conn)
 	assert.Len(t, ids, len(published))
@@ -173,7 +139,7 @@ func TestRecorderProcessKilled(t *testing.T) {
 	}
 	var rows uint64
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM defender.attempts").Scan(&rows))
-	t.Logf("published %d events, killed with %d stored; %d rows (%d redelivered duplicates)",
+	t.Logf("published %d attempts, killed with %d stored; %d rows (%d redelivered duplicates)",
 		len(published), killedAt, rows, rows-uint64(len(published)))
 
 	// The restarted recorder serves metrics, and stops cleanly on SIGTERM.
@@ -235,20 +201,148 @@ func serveAddrs(logPath string) []string {
 	return addrs
 }
 
-// storedIDs pages through every stored attempt and counts each id.
+// publisher publishes events with unique ids on JetStream until halted,
+// about 5000 a second: attempts of every result, refused ones included,
+// and among every 50 events a block or an unblock.
+type publisher struct {
+	stop atomic.Bool
+	wg   sync.WaitGroup
+
+	mu               sync.Mutex
+	attempts, blocks []string // ids the stream acknowledged
+	err              error
+}
+
+// startPublisher starts publishing; it stops when the test ends, if
+// halt has not stopped it before.
+func startPublisher(t *testing.T, js jetstream.JetStream) *publisher {
+	t.Helper()
+	p := &publisher{}
+	p.wg.Go(func() { p.err = p.run(js) })
+	t.Cleanup(func() { p.stop.Store(true); p.wg.Wait() })
+	return p
+}
+
+func (p *publisher) run(js jetstream.JetStream) error {
+	var chunk []sent
+	base := time.Now()
+	results := []string{events.ResultFailure, events.ResultSuccess, events.ResultBlocked}
+	for i := 0; !p.stop.Load(); i++ {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		var (
+			id, subject string
+			data        []byte
+			err         error
+			block       = i%50 == 25
+		)
+		if block {
+			b := events.Block{V: events.Version, Type: events.TypeBlock, ID: events.NewID(), Time: at,
+				Kind: events.KindIP, Subject: "192.0.2.1", Failures: 5, Reason: "auto"}
+			until := at.Add(time.Minute)
+			b.Until = &until
+			if i%100 == 75 {
+				b.Type, b.Until, b.Failures, b.Reason = events.TypeUnblock, nil, 0, "admin"
+			}
+			id, subject = b.ID, b.NATSSubject(events.Subjects{})
+			data, err = b.Encode()
+		} else {
+			a := events.Attempt{V: events.Version, Type: events.TypeAttempt, ID: events.NewID(), Time: at,
+				IP: "192.0.2.1", Username: "alice", Result: results[i%len(results)], Path: "/login"}
+			if a.Result == events.ResultBlocked {
+				a.BlockedBy = []string{events.KindIP}
+			}
+			id, subject = a.ID, a.NATSSubject(events.Subjects{})
+			data, err = a.Encode()
+		}
+		if err != nil {
+			return err
+		}
+		f, err := js.PublishAsync(subject, data, jetstream.WithMsgID(id))
+		if err != nil {
+			return err
+		}
+		chunk = append(chunk, sent{id, block, f})
+		if len(chunk) == 50 {
+			if err := p.acked(js, chunk); err != nil {
+				return err
+			}
+			chunk = chunk[:0]
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return p.acked(js, chunk)
+}
+
+// sent is an event published and not yet acknowledged by the stream.
+type sent struct {
+	id    string
+	block bool
+	f     jetstream.PubAckFuture
+}
+
+// acked waits for the stream's acknowledgements of chunk and records the
+// ids.
+func (p *publisher) acked(js jetstream.JetStream, chunk []sent) error {
+	<-js.PublishAsyncComplete()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range chunk {
+		select {
+		case <-s.f.Ok():
+		case err := <-s.f.Err():
+			return fmt.Errorf("publish %s: %w", s.id, err)
+		}
+		if s.block {
+			p.blocks = append(p.blocks, s.id)
+		} else {
+			p.attempts = append(p.attempts, s.id)
+		}
+	}
+	return nil
+}
+
+// halt stops publishing and returns the ids of the attempts and of the
+// blocks and unblocks published, each acknowledged by the stream.
+func (p *publisher) halt(t *testing.T) (attempts, blocks []string) {
+	t.Helper()
+	p.stop.Store(true)
+	p.wg.Wait()
+	require.NoError(t, p.err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.attempts, p.blocks
+}
+
+// storedIDs pages through every stored attempt as the admin lists them,
+// each id once, and counts each id.
 func storedIDs(t *testing.T, conn driver.Conn) map[string]int {
 	t.Helper()
+	return pagedIDs(t, func(after record.Cursor) ([]events.Attempt, error) {
+		return record.QueryAttempts(context.Background(), conn, record.AttemptFilter{Limit: record.MaxLimit, After: after})
+	}, record.CursorOf)
+}
+
+// storedBlockIDs is storedIDs of the blocks and unblocks.
+func storedBlockIDs(t *testing.T, conn driver.Conn) map[string]int {
+	t.Helper()
+	return pagedIDs(t, func(after record.Cursor) ([]events.Block, error) {
+		return record.QueryBlocks(context.Background(), conn, record.BlockFilter{Limit: record.MaxLimit, After: after})
+	}, record.BlockCursorOf)
+}
+
+func pagedIDs[T any](t *testing.T, page func(after record.Cursor) ([]T, error), cursor func(T) record.Cursor) map[string]int {
+	t.Helper()
 	seen := map[string]int{}
-	f := record.AttemptFilter{Limit: record.MaxLimit}
+	var after record.Cursor
 	for {
-		page, err := record.QueryAttempts(context.Background(), conn, f)
+		rows, err := page(after)
 		require.NoError(t, err)
-		for _, a := range page {
-			seen[a.ID]++
+		for _, r := range rows {
+			seen[cursor(r).ID]++
 		}
-		if len(page) < f.Limit {
+		if len(rows) < record.MaxLimit {
 			return seen
 		}
-		f.After = record.CursorOf(page[len(page)-1])
+		after = cursor(rows[len(rows)-1])
 	}
 }

@@ -277,7 +277,7 @@ func TestParallelGuessesAcrossGateProcesses(t *testing.T) {
 			// backlogs; the store's block comes when they are replayed.
 			for _, g := range gs {
 				require.Eventually(t, func() bool {
-					m, err := scrape(g.URL + "/metrics")
+					m, err := testenv.Scrape(g.URL + "/metrics")
 					return err == nil && m["defender_gate_backlog_outcomes"] == 0
 				}, 30*time.Second, 50*time.Millisecond, "%s never replayed its backlog", g.name)
 			}

@@ -1,7 +1,6 @@
 package reliability_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -253,50 +252,11 @@ func post(c *http.Client, url string, body any) answer {
 	return a
 }
 
-// scrape reads a Prometheus text page: each series by its full name
-// (`name{label="value"}`), and each metric name with its samples summed
-// over their labels.
-func scrape(url string) (map[string]float64, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		name := line[:sp]
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			out[name] = v
-			name = name[:i]
-		}
-		out[name] += v
-	}
-	return out, sc.Err()
-}
-
 // metric reads one metric of a process's /metrics, failing the test if
 // the page cannot be read.
 func metric(t *testing.T, baseURL, name string) float64 {
 	t.Helper()
-	m, err := scrape(baseURL + "/metrics")
+	m, err := testenv.Scrape(baseURL + "/metrics")
 	require.NoError(t, err)
 	v, ok := m[name]
 	require.True(t, ok, "%s has no metric %s", baseURL, name)
@@ -309,7 +269,7 @@ func waitPublished(t *testing.T, gates ...*gateProc) {
 	t.Helper()
 	for _, g := range gates {
 		require.Eventually(t, func() bool {
-			m, err := scrape(g.URL + "/metrics")
+			m, err := testenv.Scrape(g.URL + "/metrics")
 			return err == nil && m["defender_events_queued_total"] > 0 &&
 				m["defender_events_published_total"] == m["defender_events_queued_total"]
 		}, time.Minute, 50*time.Millisecond, "%s never published all its events", g.name)

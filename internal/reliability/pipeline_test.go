@@ -158,7 +158,7 @@ func TestPipelineFaults(t *testing.T) {
 	ns.Shutdown()
 	// written is what the running recorder has inserted (-1 if unknown).
 	written := func() float64 {
-		m, err := scrape("http://" + recAddr + "/metrics")
+		m, err := testenv.Scrape("http://" + recAddr + "/metrics")
 		if err != nil {
 			return -1
 		}

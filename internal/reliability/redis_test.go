@@ -187,7 +187,7 @@ func redisKilled(t *testing.T, mode string) {
 		time.Sleep(200 * time.Millisecond)
 		var out []float64
 		for _, g := range gs {
-			m, err := scrape(g.URL + "/metrics")
+			m, err := testenv.Scrape(g.URL + "/metrics")
 			if err != nil {
 				return nil, err
 			}

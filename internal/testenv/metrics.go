@@ -1,7 +1,13 @@
 package testenv
 
 import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -73,4 +79,44 @@ func series(t testing.TB, g prometheus.Gatherer, name string, labels []string) [
 		}
 	}
 	return out
+}
+
+// Scrape reads the Prometheus text page at url (a process's /metrics):
+// each series by its full name (`name{label="value"}`), and each metric
+// name with its samples summed over their labels (a histogram's _sum and
+// _count are names of their own).
+func Scrape(url string) (map[string]float64, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		name := line[:sp]
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			out[name] = v
+			name = name[:i]
+		}
+		out[name] += v
+	}
+	return out, sc.Err()
 }
