@@ -51,6 +51,13 @@ type PublisherOptions struct {
 	// MinBackoff and MaxBackoff bound the wait between retries while
 	// NATS fails (50 ms, 2 s; doubling).
 	MinBackoff, MaxBackoff time.Duration
+	// Linger is how long an attempt event may wait for others to join it
+	// (DefaultLinger), so that they reach NATS in one write: the server
+	// then reads, stores and acknowledges them together instead of waking
+	// for each. It waits less once lingerFull events are queued, and not
+	// at all behind a block or unblock, which go out at once. A negative
+	// value sends every event at once.
+	Linger time.Duration
 	// FlushTimeout bounds the final flush when Run's context ends (5 s).
 	// Close uses its own context's deadline instead.
 	FlushTimeout time.Duration
@@ -78,6 +85,9 @@ func (o *PublisherOptions) setDefaults() {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(2*time.Second, o.MinBackoff)
+	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
 	}
 	if o.FlushTimeout <= 0 {
 		o.FlushTimeout = 5 * time.Second
@@ -113,6 +123,8 @@ type Publisher struct {
 	log  *slog.Logger
 
 	queue chan *item
+	full   chan struct{} // signalled when the queue reaches lingerFull
+	urgent chan struct{} // signalled when a block or unblock is queued
 	pool  sync.Pool
 
 	// subjects, precomputed
@@ -159,6 +171,8 @@ func NewPublisher(js jetstream.JetStream, opts PublisherOptions) (*Publisher, er
 		opts:        opts,
 		log:         opts.Logger,
 		queue:       make(chan *item, opts.Buffer),
+		full:        make(chan struct{}, 1),
+		urgent:      make(chan struct{}, 1),
 		attemptSubj: map[gate.Outcome]string{},
 		blockSubj:   map[gate.Kind]string{},
 		unblockSubj: map[gate.Kind]string{},
@@ -200,15 +214,31 @@ func (p *Publisher) EmitTransition(r gate.TransitionRecord) {
 
 func (p *Publisher) enqueue(it *item) {
 	if !p.closed.Load() {
+		urgent := it.transition // it belongs to the sender once queued
 		select {
 		case p.queue <- it:
 			p.queued.Add(1)
+			switch {
+			case urgent:
+				signal(p.urgent)
+			case len(p.queue) == lingerFull:
+				signal(p.full)
+			}
 			return
 		default:
 		}
 	}
 	p.dropped.Add(1)
 	p.release(it)
+}
+
+// signal wakes whoever waits on c, a channel of capacity 1, if anyone
+// does or will; it never blocks.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 func (p *Publisher) release(it *item) {
@@ -296,10 +326,26 @@ func (p *Publisher) discardQueue() int {
 	}
 }
 
+// DefaultLinger is PublisherOptions.Linger's default. Beyond a few
+// thousand logins a second events fill a write (lingerFull) within
+// milliseconds; below, a few logins share each write, which is where the
+// server's cost per event is highest (a quiet machine wakes for each).
+// Attempt subscribers see events up to this much later.
+const DefaultLinger = 100 * time.Millisecond
+
+// lingerFull is the queue length at which lingering ends: enough events
+// wait to fill a write.
+const lingerFull = 64
+
 // encode turns a queued item into a message (nil if the event is
-// invalid) and returns the item to the pool.
+// invalid) and returns the item to the pool. Only blocks and unblocks
+// carry their id as the JetStream message id: attempts, the bulk of the
+// stream, skip the duplicate window's lookup and upkeep on the server
+// (about a quarter of its work per event), and a retry that stores one
+// twice is absorbed by the recorder, which stores one row per id.
 func (p *Publisher) encode(it *item) *nats.Msg {
 	id := it.id.String()
+	transition := it.transition
 	var (
 		subject string
 		data    []byte
@@ -327,7 +373,11 @@ func (p *Publisher) encode(it *item) *nats.Msg {
 		p.log.Error("events: invalid event dropped", "id", id, "err", err)
 		return nil
 	}
-	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
+	m := &nats.Msg{Subject: subject, Data: data}
+	if transition {
+		m.Header = nats.Header{jetstream.MsgIDHeader: []string{id}}
+	}
+	return m
 }
 
 // flight is a message published and not yet acknowledged.
@@ -348,6 +398,7 @@ type sender struct {
 	backoff  time.Duration
 	pause    time.Time // publish nothing before (after a failure)
 	wake     *time.Timer
+	linger   *time.Timer
 	tick     *time.Ticker
 	lastDrop uint64
 	firstErr error // first failure since the last warning
@@ -356,11 +407,14 @@ type sender struct {
 func (p *Publisher) newSender() *sender {
 	w := time.NewTimer(time.Hour)
 	w.Stop()
-	return &sender{p: p, backoff: p.opts.MinBackoff, wake: w, tick: time.NewTicker(p.opts.LogInterval)}
+	l := time.NewTimer(time.Hour)
+	l.Stop()
+	return &sender{p: p, backoff: p.opts.MinBackoff, wake: w, linger: l, tick: time.NewTicker(p.opts.LogInterval)}
 }
 
 func (s *sender) stop() {
 	s.wake.Stop()
+	s.linger.Stop()
 	s.tick.Stop()
 }
 
@@ -408,6 +462,9 @@ func (s *sender) loop(ctx context.Context, draining bool) bool {
 			s.wake.Stop()
 			return false
 		case it := <-queue:
+			if !draining && !it.transition {
+				s.lingerFor(ctx)
+			}
 			s.publish(it, room)
 		case <-ok:
 			s.acked(s.pop())
@@ -424,6 +481,34 @@ func (s *sender) loop(ctx context.Context, draining bool) bool {
 func (s *sender) connected() bool {
 	nc := s.p.js.Conn()
 	return nc == nil || nc.IsConnected()
+}
+
+// lingerFor gives the events behind the one just taken Linger to arrive,
+// until lingerFull are queued or a block or unblock is.
+func (s *sender) lingerFor(ctx context.Context) {
+	p := s.p
+	select {
+	case <-p.full: // left from a queue emptied since
+	default:
+	}
+	select {
+	case <-p.urgent: // a block may be queued behind this event
+		return
+	default:
+	}
+	if p.opts.Linger < 0 || len(p.queue) >= lingerFull-1 {
+		return
+	}
+	s.linger.Reset(p.opts.Linger)
+	select {
+	case <-s.linger.C:
+	case <-p.full:
+		s.linger.Stop()
+	case <-p.urgent:
+		s.linger.Stop()
+	case <-ctx.Done():
+		s.linger.Stop()
+	}
 }
 
 // publish sends it and then whatever else is queued, up to room messages.

@@ -68,7 +68,7 @@ func TestPublisherRoundTrip(t *testing.T) {
 		assert.Equal(t, "defender.attempt.failure", m.Subject())
 		a, err := events.DecodeAttempt(m.Data())
 		require.NoError(t, err)
-		assert.Equal(t, a.ID, m.Headers().Get(jetstream.MsgIDHeader), "event id is the msg id")
+		assert.Empty(t, m.Headers().Get(jetstream.MsgIDHeader), "attempts skip the duplicate window")
 		require.False(t, ids[a.ID], "duplicate id %s", a.ID)
 		ids[a.ID] = true
 		var i int
@@ -80,6 +80,9 @@ func TestPublisherRoundTrip(t *testing.T) {
 	}
 	unblocks := streamMsgs(t, env.js, events.Subjects{}.Unblocks(), 1)
 	require.Len(t, unblocks, 1)
+	u, err := events.DecodeBlock(unblocks[0].Data())
+	require.NoError(t, err)
+	assert.Equal(t, u.ID, unblocks[0].Headers().Get(jetstream.MsgIDHeader), "a transition's id is its msg id")
 
 	require.NoError(t, stop())
 	st := p.Stats()

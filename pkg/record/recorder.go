@@ -69,10 +69,15 @@ type Options struct {
 	// Batch is the most events written in one insert
 	// (DEFENDER_RECORD_BATCH, DefaultBatch).
 	Batch int
-	// Flush is the longest a batch waits to fill up
-	// (DEFENDER_RECORD_FLUSH, DefaultFlush). A SIGTERM may wait that long
-	// for the fetch in flight.
+	// Flush is how often the recorder takes what the stream holds
+	// (DEFENDER_RECORD_FLUSH, DefaultFlush): while events arrive briskly,
+	// the longest one waits to be written.
 	Flush time.Duration
+	// MaxDelay is the longest an event waits to be written while few
+	// arrive (5 × Flush, at most AckWait/2): fewer than Batch/10 events
+	// wait for more, so that a quiet recorder writes a few larger inserts
+	// rather than one per Flush.
+	MaxDelay time.Duration
 	// AckWait is how long JetStream waits for an acknowledgement before
 	// it redelivers (DefaultAckWait): the delay before the batch of a
 	// crashed recorder is written by another. While ClickHouse is away
@@ -117,6 +122,10 @@ func (o *Options) setDefaults() {
 	if o.AckWait <= 0 {
 		o.AckWait = DefaultAckWait
 	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = min(5*o.Flush, o.AckWait/2)
+	}
+	o.MaxDelay = max(o.MaxDelay, o.Flush)
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = max(4*o.Batch, 65536)
 	}
@@ -185,6 +194,10 @@ func New(js jetstream.JetStream, conn driver.Conn, opts Options) (*Recorder, err
 	}
 	if opts.AckWait < 3*opts.Flush {
 		return nil, fmt.Errorf("%w: ack wait %s is shorter than 3 × flush %s", ErrConfig, opts.AckWait, opts.Flush)
+	}
+	if opts.MaxDelay > opts.AckWait/2 {
+		// Held events are not yet kept from redelivery (handOver does that).
+		return nil, fmt.Errorf("%w: max delay %s is longer than half the ack wait %s", ErrConfig, opts.MaxDelay, opts.AckWait)
 	}
 	r := &Recorder{js: js, conn: conn, opts: opts, log: opts.Logger.With("component", "recorder")}
 	m, err := newMetrics(opts.Registerer)
@@ -265,25 +278,62 @@ func (r *Recorder) Run(ctx context.Context) error {
 	return werr
 }
 
-// fetchLoop fetches and decodes batches into out until ctx ends; the
-// batch in hand then is still handed over to be written.
+// fetchLoop gathers batches and hands them, decoded, to out until ctx
+// ends; the events in hand then are still handed over to be written.
+//
+// It never holds a pull request open: the server would then deliver each
+// event the moment it is stored, a write and a wake-up per event on both
+// sides. It takes instead what the stream holds (FetchNoWait) every
+// Flush, so events come in bulk and are acknowledged soon after they are
+// delivered: the server's record of unacknowledged events, which it writes
+// out whole, stays small. A full batch is followed by the next fetch at
+// once, so a backlog drains at full speed. Fewer than a tenth of a batch
+// wait for more, up to MaxDelay: ClickHouse pays for every insert (a part
+// written, later merged), so a quiet recorder writes a few larger inserts.
+// Idle, a recorder costs the server one request per Flush.
 func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out chan<- *batch) {
 	delay := r.opts.RetryMin
-	for ctx.Err() == nil {
-		msgs, err := r.fetch(cons)
-		if len(msgs) > 0 {
-			r.m.batchSize.Observe(float64(len(msgs)))
-			r.handOver(out, r.decode(msgs))
+	minRows := max(r.opts.Batch/10, 1)
+	// Events wait up to Flush in the stream before a fetch takes them.
+	holdFor := r.opts.MaxDelay - r.opts.Flush
+	var (
+		held  []jetstream.Msg
+		since time.Time // when the oldest held event was fetched
+	)
+	handOver := func() {
+		r.m.batchSize.Observe(float64(len(held)))
+		r.handOver(out, r.decode(held))
+		held = nil
+	}
+	for {
+		msgs, err := r.fetch(cons, r.opts.Batch-len(held))
+		if len(msgs) > 0 && len(held) == 0 {
+			since = time.Now()
 		}
-		if err != nil {
+		held = append(held, msgs...)
+		full := len(held) >= r.opts.Batch
+		if len(held) >= minRows || len(held) > 0 && time.Since(since) >= holdFor {
+			handOver()
+		}
+		wait := r.opts.Flush
+		switch {
+		case err != nil:
 			r.log.WarnContext(ctx, "fetch failed", "err", err, "retry_in", delay)
-			if !sleep(ctx, delay) {
-				return
-			}
-			delay = min(2*delay, r.opts.RetryMax)
-			continue
+			wait, delay = delay, min(2*delay, r.opts.RetryMax)
+		case full:
+			wait, delay = 0, r.opts.RetryMin
+		default:
+			delay = r.opts.RetryMin
 		}
-		delay = r.opts.RetryMin
+		if len(held) > 0 {
+			wait = min(wait, holdFor-time.Since(since))
+		}
+		if ctx.Err() != nil || wait > 0 && !sleep(ctx, wait) {
+			if len(held) > 0 {
+				handOver()
+			}
+			return
+		}
 	}
 }
 
@@ -336,9 +386,10 @@ func (r *Recorder) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	}
 }
 
-// fetch gets up to Batch messages, waiting at most Flush.
-func (r *Recorder) fetch(cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	mb, err := cons.Fetch(r.opts.Batch, jetstream.FetchMaxWait(r.opts.Flush))
+// fetch gets up to n of the messages the stream holds now, without
+// waiting for more.
+func (r *Recorder) fetch(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
+	mb, err := cons.FetchNoWait(n)
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
