@@ -874,14 +874,14 @@ func (r *report) shareSection(p func(string, ...any)) {
 	p("What the events pipeline (the gate's publisher, NATS JetStream, the recorder, ClickHouse) adds to a login's CPU with bcrypt (cost %d): the *%s* workload through *%s* and *%s*, %d clients for %s per cell after %s of warm-up, the two configurations alternating (which goes first changes every round), %d rounds. Each cell's CPU time is that of all the run's processes (the login server with the gate and the publisher, redis-server, clickhouse-server, and the client process with the load generator, the embedded NATS server and the recorder; `/proc`), from before the load until %s after it (the recorder's last batch of the cell's events written; the cell without events waits as long), over the cell's logins. A round's share is (CPU per login with events − without) / without; the figure is the median of the rounds' shares, the spread their least and greatest.",
 		bcryptCost, shareWorkload, cfgRedis, cfgEvents, r.o.Concurrency, r.o.ShareDuration, r.o.Warmup, len(f.Rounds), sharePass(r.o).Settle)
 	p("")
-	p("| round | logins without / with events | CPU µs / login without events | with events | difference | share |")
-	p("|--:|--:|--:|--:|--:|--:|")
+	p("| round | logins without / with events | CPU µs / login without events | with events | difference | share | cores other programs kept busy |")
+	p("|--:|--:|--:|--:|--:|--:|--:|")
 	for _, sr := range f.Rounds {
-		p("| %d | %d / %d | %.0f | %.0f | %+.0f | %s |", sr.Round+1, sr.LoginsWithout, sr.LoginsWith, sr.Without.Own, sr.With.Own, sr.With.Own-sr.Without.Own, pctSigned(sr.Share))
+		p("| %d | %d / %d | %.0f | %.0f | %+.0f | %s | %.2f |", sr.Round+1, sr.LoginsWithout, sr.LoginsWith, sr.Without.Own, sr.With.Own, sr.With.Own-sr.Without.Own, pctSigned(sr.Share), sr.Others)
 	}
-	p("| **median** | | %.0f | %.0f | %+.0f | **%s** (%s to %s) |", f.Without.Own, f.With.Own, f.Delta.Own, pctSigned(f.Share.Med), pctSigned(f.Share.Min), pctSigned(f.Share.Max))
+	p("| **median** | | %.0f | %.0f | %+.0f | **%s** (%s to %s) | |", f.Without.Own, f.With.Own, f.Delta.Own, pctSigned(f.Share.Med), pctSigned(f.Share.Min), pctSigned(f.Share.Max))
 	p("")
-	p("By process, the medians of the rounds' differences in µs per login: the login server (the gate's publisher) %+.0f, the client process (NATS JetStream, the recorder) %+.0f, clickhouse-server %+.0f, redis-server %+.0f (the same work in both: what it shows is noise). %.0f%% of a login is %.0f µs. At %.0f logins a second the recorder inserts a batch of about %.0f rows per `DEFENDER_RECORD_FLUSH` (%s), each insert a new ClickHouse part whatever its size, and NATS stores, delivers and takes the ack of each event one at a time: work per second, spread over few logins. On this machine ClickHouse and NATS share the login server's %d cores; in production they run on their own hosts.",
+	p("By process, the medians of the rounds' differences in µs per login: the login server (the gate's publisher, and whatever bcrypt itself cost more or less: on a busy machine, shared caches and hyperthreads slow it, see the last column) %+.0f, the client process (NATS JetStream, the recorder) %+.0f, clickhouse-server %+.0f, redis-server %+.0f (the same work in both: what it shows is noise). %.0f%% of a login is %.0f µs. At %.0f logins a second the recorder inserts a batch of about %.0f rows per `DEFENDER_RECORD_FLUSH` (%s), each insert a new ClickHouse part whatever its size, and NATS stores, delivers and takes the ack of each event one at a time: work per second, spread over few logins. On this machine ClickHouse and NATS share the login server's %d cores; in production they run on their own hosts.",
 		f.Delta.Server, f.Delta.Client, f.Delta.ClickHouse, f.Delta.Redis, 100*shareMost, shareMost*f.Without.Own,
 		r.shareRate(), r.shareRate()*recordFlush(r.o.RecordFlush).Seconds(), recordFlush(r.o.RecordFlush), r.info.Cores)
 	p("")

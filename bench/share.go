@@ -95,6 +95,10 @@ type shareRound struct {
 	// Share is the pipeline's CPU per login over the login's without it:
 	// (With.Own − Without.Own) / Without.Own.
 	Share float64
+	// Others is the cores other programs kept busy over the round's two
+	// cells: a busy machine slows bcrypt itself (the cores' shared caches
+	// and hyperthreads), which no configuration is the cause of.
+	Others float64
 }
 
 // shareFigures are the share pass's figures.
@@ -142,7 +146,8 @@ func shareFiguresOf(cells []cell) shareFigures {
 		}
 		wo, wi := perLogin(pair[0]), perLogin(pair[1])
 		sr := shareRound{Round: round, LoginsWithout: pair[0].Load.Requests, LoginsWith: pair[1].Load.Requests,
-			Without: wo, With: wi, Share: (wi.Own - wo.Own) / wo.Own}
+			Without: wo, With: wi, Share: (wi.Own - wo.Own) / wo.Own,
+			Others: float64(pair[0].CPU.Others()+pair[1].CPU.Others()) / float64(pair[0].Load.Elapsed+pair[1].Load.Elapsed)}
 		f.Rounds = append(f.Rounds, sr)
 		shares = append(shares, sr.Share)
 		without, with, delta = append(without, wo), append(with, wi), append(delta, wi.sub(wo))
