@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,20 @@ type eventsCell struct {
 	// Rows and Unique are defender.attempts' rows and distinct ids after
 	// the cell, and Stored the stream's messages.
 	Rows, Unique, Stored uint64
+	// Wall is the cell's wall time, from the consumer's start to its
+	// exit, and Machine the busy time of all cores meanwhile: what the
+	// parts leave of it is other programs, which slow every part.
+	Wall, Machine time.Duration
+}
+
+// othersCores is the cores other programs kept busy during the cell
+// (NaN in results from before it was measured).
+func (c *eventsCell) othersCores() float64 {
+	if c.Wall <= 0 {
+		return math.NaN()
+	}
+	own := c.Publisher + c.NATS + c.Consumer + c.ClickHouse
+	return float64(max(0, c.Machine-own)) / float64(c.Wall)
 }
 
 // parts are the cell's CPU times in µs per event: publisher, nats-server,
@@ -221,7 +236,7 @@ func (ev *eventsEnv) measure(ctx context.Context, round, rate int, ct string) (e
 	cctx, cancel := context.WithTimeout(ctx, 3*e.o.EventsDuration+2*time.Minute)
 	defer cancel()
 
-	nats0, ch0 := procCPU(ev.ns.Pid()), procCPU(e.chPid)
+	nats0, ch0, machine0, t0 := procCPU(ev.ns.Pid()), procCPU(e.chPid), machineCPU(), time.Now()
 	cons := newChild(cctx, exe, "record", "-nats", url, "-clickhouse", e.chDSN, "-n", strconv.Itoa(n))
 	if err := cons.cmd.Start(); err != nil {
 		return c, err
@@ -244,6 +259,7 @@ func (ev *eventsEnv) measure(ctx context.Context, round, rate int, ct string) (e
 		return c, fmt.Errorf("consumer: %w%s", err, cons.stderrTail())
 	}
 	c.NATS, c.ClickHouse = procCPU(ev.ns.Pid())-nats0, procCPU(e.chPid)-ch0
+	c.Machine, c.Wall = machineCPU()-machine0, time.Since(t0)
 	c.Publisher, c.Elapsed = pubRep.CPU, pubRep.Elapsed
 	c.Consumer = cons.cmd.ProcessState.UserTime() + cons.cmd.ProcessState.SystemTime()
 	if err := ev.check(ctx, &c); err != nil {

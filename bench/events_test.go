@@ -151,3 +151,12 @@ func TestBuildErrorLine(t *testing.T) {
 	assert.Equal(t, "bench/eventsnode/main.go:31:2: no required module provides package example.com/m/pkg/record", buildErrorLine(out))
 	assert.Equal(t, "go: cannot find main module", buildErrorLine("go: cannot find main module\n"))
 }
+
+func TestEventsOthersCores(t *testing.T) {
+	c := eventsCellOf(0, 2000, evFloor, 100, 200, 100, 100) // 0.5 s of CPU in all
+	assert.True(t, math.IsNaN(c.othersCores()), "results from before it was measured")
+	c.Wall, c.Machine = time.Second, 1500*time.Millisecond
+	assert.InDelta(t, 1.0, c.othersCores(), 1e-9)
+	c.Machine = 400 * time.Millisecond // /proc's ticks: never below 0
+	assert.Zero(t, c.othersCores())
+}

@@ -1007,7 +1007,7 @@ func (r *report) eventsSection(p func(string, ...any)) {
 		p("")
 		return
 	}
-	p("What an event costs on its whole way from a gate to a ClickHouse row, every part a process of its own so that each one's CPU is read apart: the publisher, nats-server %s (a separate process, JetStream on, file store), the consumer, and the bench's clickhouse-server. Per cell the stream is purged, its consumers deleted and `defender.attempts` truncated; the consumer starts, then, once its durable consumer exists, the publisher sends N events at the offered rate (each when it is due, to the millisecond: `bench/evload`), the same events of the same sizes for every contender (a failed or successful login with its counters and a browser's user agent, about 400 bytes); the cell ends when the consumer has written all N, which must then be in ClickHouse once each by id (`uniqExact(id)`) and in the stream once each. CPU time (user + system): the publisher's from its first event to its last acknowledgement (it reports its own, `getrusage`); the consumer's whole life, from its start to its exit (idle fetches included; `wait4`); nats-server's and clickhouse-server's from `/proc` around the cell (their idle work counts too, the same for every contender at a rate). Medians over %d rounds with the contenders rotated; a ratio is the median of the ratios taken within a round, with the least and greatest in brackets.",
+	p("What an event costs on its whole way from a gate to a ClickHouse row, every part a process of its own so that each one's CPU is read apart: the publisher, nats-server %s (a separate process, JetStream on, file store), the consumer, and the bench's clickhouse-server. Per cell the stream is purged, its consumers deleted and `defender.attempts` truncated; the consumer starts, then, once its durable consumer exists, the publisher sends N events at the offered rate (each when it is due, to the millisecond: `bench/evload`), the same events of the same sizes for every contender (a failed or successful login with its counters and a browser's user agent, about 400 bytes); the cell ends when the consumer has written all N, which must then be in ClickHouse once each by id (`uniqExact(id)`) and in the stream once each. CPU time (user + system): the publisher's from its first event to its last acknowledgement (it reports its own, `getrusage`); the consumer's whole life, from its start to its exit (idle fetches included; `wait4`); nats-server's and clickhouse-server's from `/proc` around the cell (their idle work counts too, the same for every contender at a rate). Other programs on the machine slow every part (the last column: the cores' busy time during the cell less the parts', over its wall time). Medians over %d rounds with the contenders rotated; a ratio is the median of the ratios taken within a round, with the least and greatest in brackets.",
 		ev.NATSServer, r.o.Rounds)
 	p("")
 	p("- **%s**: `bench/eventsfloor`, the least such a path can do: the publisher encodes the events first (not measured), then sends them with raw `PublishAsync`, without a `Nats-Msg-Id` (no duplicate window to check), and waits for the acknowledgements; the consumer is a durable pull consumer on `defender.attempt.>` (explicit acks) that fetches batches of 10,000, decodes them with `encoding/json`, inserts the rows the recorder writes with clickhouse-go's batch API, then acks each message (an ack per message, sent in a burst).", evFloor)
@@ -1025,12 +1025,18 @@ func (r *report) eventsSection(p func(string, ...any)) {
 	for _, rate := range eventsRates(ev.Cells) {
 		p("### %s events/s (%s events per cell)", fmtCount(rate), fmtCount(eventsPerCell(rate, r.o.EventsDuration)))
 		p("")
-		p("| contender | publisher µs / event | nats-server | consumer | clickhouse-server | **total** | rounds |")
-		p("|---|--:|--:|--:|--:|--:|--:|")
+		p("| contender | publisher µs / event | nats-server | consumer | clickhouse-server | **total** | rounds | cores other programs kept busy |")
+		p("|---|--:|--:|--:|--:|--:|--:|--:|")
 		for _, ct := range contenders {
 			ps, rounds := eventsPartsOf(ev.Cells, rate, ct)
 			if rounds == 0 {
 				continue
+			}
+			var others []float64
+			for i := range ev.Cells {
+				if c := &ev.Cells[i]; c.Rate == rate && c.Contender == ct {
+					others = append(others, c.othersCores())
+				}
 			}
 			var cols []string
 			for k, s := range ps {
@@ -1040,7 +1046,7 @@ func (r *report) eventsSection(p func(string, ...any)) {
 				}
 				cols = append(cols, v)
 			}
-			p("| %s | %s | %d |", ct, strings.Join(cols, " | "), rounds)
+			p("| %s | %s | %d | %s |", ct, strings.Join(cols, " | "), rounds, num(median(others)))
 		}
 		for _, pair := range [][2]string{{evDefender, evFloor}, {evBefore, evFloor}, {evDefender, evBefore}} {
 			rs := eventsRatiosOf(ev.Cells, rate, pair[0], pair[1])
@@ -1051,7 +1057,7 @@ func (r *report) eventsSection(p func(string, ...any)) {
 			for _, s := range rs {
 				cols = append(cols, eventsRatio(s))
 			}
-			p("| *%s / %s* | %s | |", pair[0], pair[1], strings.Join(cols, " | "))
+			p("| *%s / %s* | %s | | |", pair[0], pair[1], strings.Join(cols, " | "))
 		}
 		p("")
 	}
