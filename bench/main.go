@@ -12,7 +12,7 @@
 // django-defender's commands and a floor (the store pass), and writes
 // RESULTS.md and SVG charts.
 //
-//	go run ./bench            # full run, ~17 min; writes bench/RESULTS.md and bench/*.svg
+//	go run ./bench            # full run, ~15 min; writes bench/RESULTS.md and bench/*.svg
 //	go run ./bench -quick     # every cell for a fraction of a second; writes to a temp dir
 //
 // See bench/README.md for what is measured and how.
