@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -22,8 +23,10 @@ func TestMain(m *testing.M) {
 }
 
 // TestQuick runs the whole bench in quick mode — every configuration ×
-// workload × pass for a fraction of a second, the recorder with a few
-// thousand events, the store pass with a few hundred logins a cell — and
+// workload × pass for a fraction of a second, the share pass's bcrypt
+// logins likewise, the recorder with a few thousand events, the events
+// pass with a few thousand events a cell, the store pass with a few
+// hundred logins a cell — and
 // checks that it ran and wrote its report. It says nothing about speed.
 func TestQuick(t *testing.T) {
 	if testing.Short() {
@@ -70,6 +73,23 @@ func TestQuick(t *testing.T) {
 		}
 	}
 
+	require.Len(t, rep.share, o.ShareRounds*len(shareConfigs), "every share round × configuration ran")
+	for _, c := range rep.share {
+		assert.Positive(t, c.Load.Requests, "%s/%s", passShare, c.Config)
+		assert.Zero(t, c.Unexpected, "%s/%s: statuses %v", passShare, c.Config, c.Load.Status)
+	}
+	require.Len(t, rep.shareFigs.Rounds, o.ShareRounds)
+
+	require.NotNil(t, rep.events)
+	require.Len(t, rep.events.Cells, o.Rounds*len(o.EventsRates)*2, "every round × rate × contender (no before) ran")
+	for _, c := range rep.events.Cells {
+		name := fmt.Sprintf("%s/%d", c.Contender, c.Rate)
+		assert.Equal(t, eventsPerCell(c.Rate, o.EventsDuration), c.Events, name)
+		assert.Equal(t, uint64(c.Events), c.Unique, "%s: every event written", name)
+		assert.Positive(t, c.Publisher, name)
+		assert.Positive(t, c.Consumer, name)
+	}
+
 	require.NotNil(t, rep.recorder)
 	assert.Equal(t, o.RecorderEvents, rep.recorder.Events)
 	assert.Len(t, rep.recorder.Lags, o.Probes)
@@ -82,6 +102,9 @@ func TestQuick(t *testing.T) {
 	assert.Contains(t, string(results), "## Targets")
 	assert.Contains(t, string(results), "## Redis cost per login")
 	assert.Contains(t, string(results), "gate / floor")
+	assert.Contains(t, string(results), "## The events pipeline's share of a bcrypt login")
+	assert.Contains(t, string(results), "## Events path: CPU per event against a floor")
+	assert.Contains(t, string(results), "*defender / floor*")
 	for _, name := range []string{chartCheap, chartBcrypt, chartLatency} {
 		svg, err := os.ReadFile(filepath.Join(o.Out, name))
 		require.NoError(t, err)

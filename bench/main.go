@@ -5,11 +5,14 @@
 // workloads (all success, mixed, all failures, all from blocked sources),
 // with a cheap password check and with bcrypt (cost 10). It starts the
 // servers it needs, runs every cell of that matrix in interleaved rounds,
-// measures the recorder alone, then redis-server's CPU per login for the
-// gate's store against django-defender's commands and a floor (the store
-// pass), and writes RESULTS.md and SVG charts.
+// then the events pipeline's share of a bcrypt login's CPU (the share
+// pass), measures the recorder alone, then the events path's CPU per
+// event against a floor, each part a process (the events pass), and
+// redis-server's CPU per login for the gate's store against
+// django-defender's commands and a floor (the store pass), and writes
+// RESULTS.md and SVG charts.
 //
-//	go run ./bench            # full run, ~9 min; writes bench/RESULTS.md and bench/*.svg
+//	go run ./bench            # full run, ~15 min; writes bench/RESULTS.md and bench/*.svg
 //	go run ./bench -quick     # every cell for a fraction of a second; writes to a temp dir
 //
 // See bench/README.md for what is measured and how.
@@ -26,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,7 +51,12 @@ func main() {
 	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
 	flag.DurationVar(&o.RecordFlush, "record-flush", 0, "the recorders' longest wait for a batch (DEFENDER_RECORD_FLUSH): a longer one trades lag for fewer ClickHouse inserts (default 1s, record.DefaultFlush)")
 	flag.IntVar(&o.StoreLogins, "store-logins", o.StoreLogins, "logins per cell of the store pass (Redis CPU per login)")
-	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency, store), for trying a change; the report then misses the others")
+	flag.Var(intList{&o.EventsRates}, "events-rates", "the events pass's offered rates, events per second (comma list)")
+	flag.DurationVar(&o.EventsDuration, "d-events", o.EventsDuration, "the events a cell of the events pass sends: this long's worth at its offered rate")
+	flag.StringVar(&o.EventsBefore, "events-before", "", "also measure, in the events pass, defender's publisher and recorder at this git revision (the before of a change)")
+	flag.DurationVar(&o.ShareDuration, "d-share", o.ShareDuration, "measured time of a cell of the share pass (bcrypt logins with and without events)")
+	flag.IntVar(&o.ShareRounds, "share-rounds", o.ShareRounds, "rounds of the share pass; its figure is the median over them (at least 5 for the target)")
+	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency, share, events, store), for trying a change; the report then misses the others")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the login server's process (the gate's side) to this file")
 	rerender := flag.Bool("rerender", false, "measure nothing: write RESULTS.md and the charts again from the results.json in -out")
 	flag.Parse()
@@ -120,6 +129,17 @@ type options struct {
 	// StoreLogins is the logins of one cell of the store pass: a count,
 	// not a time, so that every contender does the same work.
 	StoreLogins int
+	// EventsRates are the events pass's offered rates (events a second),
+	// and EventsDuration the time a cell's events take at that rate.
+	EventsRates    []int
+	EventsDuration time.Duration
+	// EventsBefore is a git revision whose publisher and recorder the
+	// events pass measures too ("" for none).
+	EventsBefore string `json:",omitempty"`
+	// ShareDuration is the measured time of a cell of the share pass, and
+	// ShareRounds its rounds (its own, more than Rounds: see share.go).
+	ShareDuration time.Duration
+	ShareRounds   int
 	// Only, when set, lists the passes to run (by ID).
 	Only string
 	// Log receives progress lines.
@@ -138,6 +158,10 @@ func defaultOptions() options {
 		Probes:          10,
 		Pings:           300,
 		StoreLogins:     30_000,
+		EventsRates:     []int{2000, 10_000},
+		EventsDuration:  10 * time.Second,
+		ShareDuration:   15 * time.Second,
+		ShareRounds:     5,
 	}
 }
 
@@ -153,12 +177,41 @@ func quickOptions(o options) options {
 	o.Probes = 1
 	o.Pings = 20
 	o.StoreLogins = 300
+	o.EventsDuration = 300 * time.Millisecond
+	o.ShareDuration = 100 * time.Millisecond
 	return o
 }
 
 // selected tells whether the pass with this ID runs (see -only).
 func (o options) selected(id string) bool {
 	return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), id)
+}
+
+// intList is a flag of comma-separated positive integers.
+type intList struct{ p *[]int }
+
+func (l intList) String() string {
+	if l.p == nil {
+		return ""
+	}
+	s := make([]string, len(*l.p))
+	for i, v := range *l.p {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l intList) Set(v string) error {
+	var xs []int
+	for _, f := range strings.Split(v, ",") {
+		x, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || x <= 0 {
+			return fmt.Errorf("%q is not a positive integer", f)
+		}
+		xs = append(xs, x)
+	}
+	*l.p = xs
+	return nil
 }
 
 // defaultOut is bench/ from the repository root, else the current directory.

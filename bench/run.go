@@ -26,6 +26,10 @@ type pass struct {
 	Check       string
 	Concurrency int
 	Duration    time.Duration
+	// Settle is a wait after the load, inside the cell's CPU reading, for
+	// the work the load left behind (the recorder's last batch); the same
+	// for every configuration of the pass.
+	Settle time.Duration
 }
 
 func passes(o options) []pass {
@@ -73,6 +77,7 @@ type env struct {
 	info    machineInfo
 	closeCH func() // kills clickhouse-server
 	chPid   int
+	chDSN   string
 }
 
 // run performs a whole bench and writes its report into o.Out.
@@ -107,6 +112,15 @@ func run(ctx context.Context, o options) (*report, error) {
 			}
 		}
 	}
+	// The share pass needs the client's recorder as the matrix had it, so
+	// it comes before the recorder's own measurement replaces it.
+	var share []cell
+	if o.selected(passShare) {
+		var err error
+		if share, err = e.runShare(ctx); err != nil {
+			return nil, err
+		}
+	}
 	e.logf("waiting for the recorder to write the gate's events")
 	caught, err := e.client.call(command{Op: opCaughtUp})
 	if err != nil {
@@ -124,6 +138,16 @@ func run(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Nothing after needs the client process: its idle NATS and recorder
+	// would only be one more program on the cores.
+	e.client.quit()
+	e.client = nil
+	var evs *eventsRun
+	if o.selected(passEvents) {
+		if evs, err = e.runEvents(ctx); err != nil {
+			return nil, err
+		}
+	}
 	// The store pass comes last, when the recorder is done: it measures
 	// redis-server's CPU, which a busy machine moves less than throughput,
 	// but not at all is better.
@@ -135,7 +159,8 @@ func run(ctx context.Context, o options) (*report, error) {
 	}
 	e.info.LoadEnd = loadAvg()
 	e.info.Runtime = time.Since(start)
-	rep := newReport(o, e.info, cells, caught.Caught, pubStats, rr.Recorder, store)
+	rep := newReport(rawResults{Options: o, Info: e.info, Cells: cells, Caught: caught.Caught, Published: pubStats,
+		Recorder: rr.Recorder, Store: store, Share: share, Events: evs})
 	if err := rep.write(o.Out); err != nil {
 		return nil, err
 	}
@@ -174,7 +199,7 @@ func (e *env) setup() error {
 	if err != nil {
 		return err
 	}
-	e.closeCH, e.chPid = ch.Kill, ch.Pid()
+	e.closeCH, e.chPid, e.chDSN = ch.Kill, ch.Pid(), ch.DSN()
 	conn, err := record.Open(ch.DSN())
 	if err != nil {
 		return err
@@ -284,6 +309,7 @@ func (e *env) measure(round int, p pass, wl string, t *target) (cell, error) {
 	if err := t.flush(); err != nil {
 		return c, err
 	}
+	time.Sleep(p.Settle)
 	c.CPU = e.cpu().sub(cpu0)
 	runtime.ReadMemStats(&ms)
 	c.Mallocs = ms.Mallocs - m0

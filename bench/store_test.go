@@ -99,7 +99,7 @@ func TestStoreFigures(t *testing.T) {
 			cells = append(cells, cell(round, wl, ctGate, us[0]), cell(round, wl, ctFloor, us[1]), cell(round, wl, ctDjango, us[2]))
 		}
 	}
-	r := newReport(defaultOptions(), machineInfo{}, nil, nil, published{}, nil, cells)
+	r := newReport(rawResults{Options: defaultOptions(), Store: cells})
 
 	gate := r.storeFigs[storeKey{wlFailure, ctGate}]
 	require.NotNil(t, gate)
@@ -122,7 +122,7 @@ func TestStoreFigures(t *testing.T) {
 		assert.False(t, tr.NotRun)
 	}
 
-	for _, tr := range newReport(defaultOptions(), machineInfo{}, nil, nil, published{}, nil, nil).storeTargets() {
+	for _, tr := range newReport(rawResults{Options: defaultOptions()}).storeTargets() {
 		assert.True(t, tr.NotRun, tr.Goal)
 		assert.False(t, tr.Met, tr.Goal)
 	}
