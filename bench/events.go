@@ -186,7 +186,7 @@ func (e *env) runEvents(ctx context.Context) (*eventsRun, error) {
 // start runs nats-server with the DEFENDER stream and connects to it and
 // to ClickHouse (the run's, its schema applied in setup).
 func (ev *eventsEnv) start(ctx context.Context) error {
-	ns, err := testenv.StartNATSProcess(filepath.Join(ev.dir, "nats-server"), ev.dir)
+	ns, err := testenv.StartNATSProcess(filepath.Join(ev.dir, "nats-server"), ev.dir, 0)
 	if err != nil {
 		return err
 	}

@@ -61,10 +61,10 @@ func TestRecorderRefusesOldNATS(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			port := testenv.FreePort(t)
-			startNATS := func() *testenv.NATSProcessServer {
-				return testenv.NATSProcessOn(t, testenv.DebianNATS, port, "--user", "recorder", "--pass", "secret-pw")
+			startNATS := func() *testenv.NATSProcess {
+				return testenv.RunNATSOn(t, testenv.DebianNATS, port, "--user", "recorder", "--pass", "secret-pw")
 			}
-			var old *testenv.NATSProcessServer
+			var old *testenv.NATSProcess
 			if !recorderFirst {
 				old = startNATS()
 			}

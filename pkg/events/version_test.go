@@ -22,7 +22,7 @@ var need210 = events.ServerNeed{Min: "2.10", Who: "the test", For: "a feature of
 // with one line naming its version, its address without the password,
 // the version needed and why; the embedded server (go.mod's) passes.
 func TestServerNeedCheck(t *testing.T) {
-	old := testenv.NATSProcess(t, testenv.DebianNATS, "--user", "u", "--pass", "secret-pw")
+	old := testenv.RunNATS(t, testenv.DebianNATS, "--user", "u", "--pass", "secret-pw")
 	require.True(t, strings.HasPrefix(old.Version, "2.9."), "Debian bookworm's nats-server is 2.9, got %s", old.Version)
 	nc, _, err := events.Connect(t.Context(), strings.Replace(old.URL, "://", "://u:secret-pw@", 1), "version-test")
 	require.NoError(t, err)
@@ -54,7 +54,7 @@ func TestServerNeedCheck(t *testing.T) {
 // stream, the publisher, core subscriptions (the admin's live view) and a
 // durable consumer with one filter subject (ConsumeBlocks).
 func TestOldServerServesGateAndAdmin(t *testing.T) {
-	old := testenv.NATSProcess(t, testenv.DebianNATS)
+	old := testenv.RunNATS(t, testenv.DebianNATS)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	nc, js, err := events.Connect(ctx, old.URL, "old-server-test")

@@ -20,7 +20,7 @@ import (
 // the version error, having created no consumer. It retried for ever,
 // logging "multiple consumer filter subjects not supported".
 func TestRunRefusesOldServer(t *testing.T) {
-	old := testenv.NATSProcess(t, testenv.DebianNATS)
+	old := testenv.RunNATS(t, testenv.DebianNATS)
 	nc, err := nats.Connect(old.URL)
 	require.NoError(t, err)
 	defer nc.Close()
