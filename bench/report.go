@@ -491,8 +491,8 @@ func (r *report) markdown() []byte {
 		p("- **Sustained rate**: %d events waiting in the stream, written to ClickHouse by a fresh `record.Recorder` (batch %d, flush %s%s) in %s: **%.0f events/s**. The recorder runs in the client process, with the garbage collector target `cmd/recorder` uses (GOGC 400); NATS in the same process, ClickHouse beside it.",
 			rec.Events, rec.Batch, rec.Flush, defaultsNote(rec.Batch == record.DefaultBatch && rec.Flush == record.DefaultFlush), fmtDur(rec.Elapsed), rec.EventsPerSecond())
 		if len(rec.Lags) > 0 {
-			p("- **Publish-to-row lag**: %d probe events published one at a time while %.0f other events/s flowed; the time from publishing to the row answering a `record.CountAttempts` poll (every 5 ms): median %s, max %s. With a light flow a batch waits for the flush interval (%s, `DEFENDER_RECORD_FLUSH`); that sets the lag, not the write.",
-				len(rec.Lags), rec.Background, fmtDur(rec.Lags[len(rec.Lags)/2]), fmtDur(rec.Lags[len(rec.Lags)-1]), rec.Flush)
+			p("- **Publish-to-row lag**: %d probe events published one at a time while %.0f other events/s flowed; the time from publishing to the row answering a `record.CountAttempts` poll (every 5 ms): median %s, max %s. The recorder takes what the stream holds every flush interval (%s, `DEFENDER_RECORD_FLUSH`), which sets the lag, not the write; with a light flow, fewer than a tenth of a batch wait for more, up to %d flushes.",
+				len(rec.Lags), rec.Background, fmtDur(rec.Lags[len(rec.Lags)/2]), fmtDur(rec.Lags[len(rec.Lags)-1]), rec.Flush, record.MaxDelayFlushes)
 		}
 	}
 	if c := r.caught; c != nil {
@@ -616,6 +616,12 @@ func recordFlush(d time.Duration) time.Duration {
 		return record.DefaultFlush
 	}
 	return d
+}
+
+// recordMaxDelay is the longest the recorders hold events while few
+// arrive (record.Options.MaxDelay's default for the flush d).
+func recordMaxDelay(d time.Duration) time.Duration {
+	return record.MaxDelayFlushes * recordFlush(d)
 }
 
 // recorderSettings says how the gate's recorder was set up.
@@ -881,9 +887,9 @@ func (r *report) shareSection(p func(string, ...any)) {
 	}
 	p("| **median** | | %.0f | %.0f | %+.0f | **%s** (%s to %s) | |", f.Without.Own, f.With.Own, f.Delta.Own, pctSigned(f.Share.Med), pctSigned(f.Share.Min), pctSigned(f.Share.Max))
 	p("")
-	p("By process, the medians of the rounds' differences in µs per login: the login server (the gate's publisher, and whatever bcrypt itself cost more or less: on a busy machine, shared caches and hyperthreads slow it, see the last column) %+.0f, the client process (NATS JetStream, the recorder) %+.0f, clickhouse-server %+.0f, redis-server %+.0f (the same work in both: what it shows is noise). %.0f%% of a login is %.0f µs. At %.0f logins a second the recorder inserts a batch of about %.0f rows per `DEFENDER_RECORD_FLUSH` (%s), each insert a new ClickHouse part whatever its size, and NATS stores, delivers and takes the ack of each event one at a time: work per second, spread over few logins. On this machine ClickHouse and NATS share the login server's %d cores; in production they run on their own hosts.",
+	p("By process, the medians of the rounds' differences in µs per login: the login server (the gate's publisher, and whatever bcrypt itself cost more or less: on a busy machine, shared caches and hyperthreads slow it, see the last column) %+.0f, the client process (NATS JetStream, the recorder) %+.0f, clickhouse-server %+.0f, redis-server %+.0f (the same work in both: what it shows is noise). %.0f%% of a login is %.0f µs. At %.0f logins a second the recorder holds events up to %d × `DEFENDER_RECORD_FLUSH` (%s) and inserts about %.0f rows at a time, each insert a new ClickHouse part whatever its size; the publisher sends a few events per write; NATS still stores each event and takes each one's ack apart: work per event and per second, spread over few logins. On this machine ClickHouse and NATS share the login server's %d cores; in production they run on their own hosts.",
 		f.Delta.Server, f.Delta.Client, f.Delta.ClickHouse, f.Delta.Redis, 100*shareMost, shareMost*f.Without.Own,
-		r.shareRate(), r.shareRate()*recordFlush(r.o.RecordFlush).Seconds(), recordFlush(r.o.RecordFlush), r.info.Cores)
+		r.shareRate(), record.MaxDelayFlushes, recordFlush(r.o.RecordFlush), r.shareRate()*recordMaxDelay(r.o.RecordFlush).Seconds(), r.info.Cores)
 	p("")
 }
 

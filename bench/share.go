@@ -28,11 +28,12 @@ var shareConfigs = []string{cfgRedis, cfgEvents}
 const shareWorkload = wlFailure
 
 // sharePass is the share pass's sweep. Each cell waits, inside its CPU
-// reading, a flush interval and a half second after the load, so that the
-// recorder's last batch of the cell's events is written in the cell that
+// reading, the recorder's longest hold (a few events wait up to
+// record.MaxDelayFlushes flushes) and a half second after the load, so
+// that the last batch of the cell's events is written in the cell that
 // made it; the configuration without events waits as long.
 func sharePass(o options) pass {
-	settle := recordFlush(o.RecordFlush) + 500*time.Millisecond
+	settle := recordMaxDelay(o.RecordFlush) + 500*time.Millisecond
 	if o.Quick {
 		settle = 0
 	}

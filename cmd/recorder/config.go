@@ -27,8 +27,11 @@ type Config struct {
 	ClickHouseURL string
 	// Batch is the most events per insert (DEFENDER_RECORD_BATCH, 10000).
 	Batch int
-	// Flush is the longest a batch waits to fill (DEFENDER_RECORD_FLUSH,
-	// 1s; a Go duration or seconds).
+	// Flush is how often the recorder takes what the stream holds
+	// (DEFENDER_RECORD_FLUSH, 1s; a Go duration or seconds): the longest
+	// an event waits to be written while events arrive briskly. While
+	// fewer than Batch/10 arrive per Flush they wait for more, up to
+	// 5 × Flush (record.Options.MaxDelay).
 	Flush time.Duration
 	// AckWait is how long NATS waits before redelivering the events of a
 	// recorder that died (DEFENDER_RECORD_ACK_WAIT, 1m; at least 3 × Flush).
@@ -47,7 +50,7 @@ var vars = append([]envflag.Var{
 	{Name: "DEFENDER_NATS_URL", Usage: "NATS URL or comma list of URLs, nats-server 2.10 or later (required to run)"},
 	{Name: "DEFENDER_CLICKHOUSE_URL", Usage: "ClickHouse URL, native protocol (default clickhouse://127.0.0.1:9000/defender)"},
 	{Name: "DEFENDER_RECORD_BATCH", Usage: "most events per insert (default 10000)"},
-	{Name: "DEFENDER_RECORD_FLUSH", Usage: "longest wait for a batch to fill, e.g. 1s (default 1s)"},
+	{Name: "DEFENDER_RECORD_FLUSH", Usage: "how often to take what the stream holds, e.g. 1s (default 1s; few events wait up to 5 times that)"},
 	{Name: "DEFENDER_RECORD_ACK_WAIT", Usage: "redelivery delay of a dead recorder's events (default 1m)"},
 	{Name: "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", Usage: "hours attempts are kept, for cleanup (default 24)"},
 	{Name: "DEFENDER_HTTP_ADDR", Usage: "listen address of /metrics and /healthz (default :9102)"},

@@ -221,7 +221,7 @@ func (p *Publisher) enqueue(it *item) {
 			switch {
 			case urgent:
 				signal(p.urgent)
-			case len(p.queue) == lingerFull:
+			case len(p.queue) >= lingerFull:
 				signal(p.full)
 			}
 			return

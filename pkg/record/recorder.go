@@ -32,6 +32,8 @@ const (
 	DefaultRetryMax        = 10 * time.Second
 	DefaultShutdownTimeout = 15 * time.Second
 	DefaultLagInterval     = 5 * time.Second
+	// MaxDelayFlushes is Options.MaxDelay's default, in Flushes.
+	MaxDelayFlushes = 5
 )
 
 // Headers of a dead letter, beside the original message's data.
@@ -123,7 +125,7 @@ func (o *Options) setDefaults() {
 		o.AckWait = DefaultAckWait
 	}
 	if o.MaxDelay <= 0 {
-		o.MaxDelay = min(5*o.Flush, o.AckWait/2)
+		o.MaxDelay = min(MaxDelayFlushes*o.Flush, o.AckWait/2)
 	}
 	o.MaxDelay = max(o.MaxDelay, o.Flush)
 	if o.MaxAckPending <= 0 {
