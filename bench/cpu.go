@@ -23,6 +23,8 @@ type cpuTimes struct {
 	// Machine is the busy time of every core, whoever used it: what is
 	// left after the processes above is other programs on the machine.
 	Machine time.Duration
+	// Bcrypt is the part of Server that bcrypt's hashes took (bcryptNanos).
+	Bcrypt time.Duration
 }
 
 // clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
@@ -30,7 +32,7 @@ const clockTick = 10 * time.Millisecond
 
 func (a cpuTimes) sub(b cpuTimes) cpuTimes {
 	return cpuTimes{Server: a.Server - b.Server, Redis: a.Redis - b.Redis, ClickHouse: a.ClickHouse - b.ClickHouse,
-		Client: a.Client - b.Client, Machine: a.Machine - b.Machine}
+		Client: a.Client - b.Client, Machine: a.Machine - b.Machine, Bcrypt: a.Bcrypt - b.Bcrypt}
 }
 
 // own is the run's processes' CPU time.
@@ -50,6 +52,7 @@ func readCPU(redisPid, clickhousePid, clientPid int) cpuTimes {
 		ClickHouse: procCPU(clickhousePid),
 		Client:     procCPU(clientPid),
 		Machine:    machineCPU(),
+		Bcrypt:     time.Duration(bcryptNanos.Load()),
 	}
 }
 

@@ -123,6 +123,25 @@ func TestShareFigures(t *testing.T) {
 	assert.True(t, newReport(rawResults{Options: defaultOptions()}).shareTarget().NotRun)
 }
 
+// TestShareLeavesOutTheHashes: what bcrypt's hashes took, read on their
+// threads' clocks, is not the pipeline's: a round whose hashes cost 2%
+// more with events, and the rest 300 µs more, has a share of 0.5%.
+func TestShareLeavesOutTheHashes(t *testing.T) {
+	withHashes := func(c cell, bcryptUs int) cell {
+		c.CPU.Bcrypt = time.Duration(bcryptUs) * 500 * time.Microsecond
+		return c
+	}
+	cells := []cell{
+		withHashes(shareCell(0, cfgRedis, 60_000), 59_000),
+		withHashes(shareCell(0, cfgEvents, 61_480), 60_180), // hashes +1180, the rest +300
+	}
+	f := shareFiguresOf(cells)
+	require.Len(t, f.Rounds, 1)
+	assert.InDelta(t, 0.005, f.Share.Med, 1e-9)
+	assert.InDelta(t, 1180, f.Delta.Bcrypt, 1e-6)
+	assert.InDelta(t, 300, f.Delta.Rest, 1e-6)
+}
+
 func TestIntList(t *testing.T) {
 	var xs []int
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)

@@ -122,10 +122,10 @@ type Publisher struct {
 	opts PublisherOptions
 	log  *slog.Logger
 
-	queue chan *item
+	queue  chan *item
 	full   chan struct{} // signalled when the queue reaches lingerFull
 	urgent chan struct{} // signalled when a block or unblock is queued
-	pool  sync.Pool
+	pool   sync.Pool
 
 	// subjects, precomputed
 	attemptSubj map[gate.Outcome]string
