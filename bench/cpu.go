@@ -56,6 +56,25 @@ func readCPU(redisPid, clickhousePid, clientPid int) cpuTimes {
 	}
 }
 
+// procSyscalls is the number of read and write system calls a process
+// made so far (/proc/<pid>/io's syscr + syscw; 0 if it cannot be read):
+// an event's cost is mostly how many of them it takes, not its bytes.
+func procSyscalls(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ": ")
+		if ok && (name == "syscr" || name == "syscw") {
+			x, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			n += x
+		}
+	}
+	return n
+}
+
 // procCPU is utime + stime of a process (its threads included).
 func procCPU(pid int) time.Duration {
 	if pid <= 0 {

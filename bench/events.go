@@ -68,6 +68,9 @@ type eventsCell struct {
 	// clickhouse-server's from before the consumer starts until it exits;
 	// the consumer's whole life, idle fetches included.
 	Publisher, NATS, Consumer, ClickHouse time.Duration
+	// NATSSyscalls is nats-server's read and write system calls over the
+	// same span as NATS (0 in results from before it was counted).
+	NATSSyscalls uint64 `json:",omitempty"`
 	// Rows and Unique are defender.attempts' rows and distinct ids after
 	// the cell, and Stored the stream's messages.
 	Rows, Unique, Stored uint64
@@ -237,6 +240,7 @@ func (ev *eventsEnv) measure(ctx context.Context, round, rate int, ct string) (e
 	defer cancel()
 
 	nats0, ch0, machine0, t0 := procCPU(ev.ns.Pid()), procCPU(e.chPid), machineCPU(), time.Now()
+	sys0 := procSyscalls(ev.ns.Pid())
 	cons := newChild(cctx, exe, "record", "-nats", url, "-clickhouse", e.chDSN, "-n", strconv.Itoa(n))
 	if err := cons.cmd.Start(); err != nil {
 		return c, err
@@ -259,6 +263,7 @@ func (ev *eventsEnv) measure(ctx context.Context, round, rate int, ct string) (e
 		return c, fmt.Errorf("consumer: %w%s", err, cons.stderrTail())
 	}
 	c.NATS, c.ClickHouse = procCPU(ev.ns.Pid())-nats0, procCPU(e.chPid)-ch0
+	c.NATSSyscalls = procSyscalls(ev.ns.Pid()) - sys0
 	c.Machine, c.Wall = machineCPU()-machine0, time.Since(t0)
 	c.Publisher, c.Elapsed = pubRep.CPU, pubRep.Elapsed
 	c.Consumer = cons.cmd.ProcessState.UserTime() + cons.cmd.ProcessState.SystemTime()

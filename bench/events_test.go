@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"math"
+	"os"
 	"testing"
 	"time"
 
@@ -178,4 +179,20 @@ func TestEventsOthersCores(t *testing.T) {
 	assert.InDelta(t, 1.0, c.othersCores(), 1e-9)
 	c.Machine = 400 * time.Millisecond // /proc's ticks: never below 0
 	assert.Zero(t, c.othersCores())
+}
+
+// TestProcSyscalls: the count of read and write system calls grows with
+// each write this process makes, and a process that cannot be read
+// counts 0.
+func TestProcSyscalls(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "syscalls")
+	require.NoError(t, err)
+	defer f.Close()
+	before := procSyscalls(os.Getpid())
+	for range 50 {
+		_, err := f.Write([]byte("x"))
+		require.NoError(t, err)
+	}
+	assert.GreaterOrEqual(t, procSyscalls(os.Getpid())-before, uint64(50))
+	assert.Zero(t, procSyscalls(0))
 }

@@ -1033,17 +1033,20 @@ func (r *report) eventsSection(p func(string, ...any)) {
 	for _, rate := range eventsRates(ev.Cells) {
 		p("### %s events/s (%s events per cell)", fmtCount(rate), fmtCount(eventsPerCell(rate, r.o.EventsDuration)))
 		p("")
-		p("| contender | publisher µs / event | nats-server | consumer | clickhouse-server | **total** | rounds | cores other programs kept busy |")
-		p("|---|--:|--:|--:|--:|--:|--:|--:|")
+		p("| contender | publisher µs / event | nats-server | consumer | clickhouse-server | **total** | rounds | cores other programs kept busy | nats-server reads and writes / event |")
+		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 		for _, ct := range contenders {
 			ps, rounds := eventsPartsOf(ev.Cells, rate, ct)
 			if rounds == 0 {
 				continue
 			}
-			var others []float64
+			var others, syscalls []float64
 			for i := range ev.Cells {
 				if c := &ev.Cells[i]; c.Rate == rate && c.Contender == ct {
 					others = append(others, c.othersCores())
+					if c.NATSSyscalls > 0 {
+						syscalls = append(syscalls, float64(c.NATSSyscalls)/float64(c.Events))
+					}
 				}
 			}
 			var cols []string
@@ -1054,7 +1057,11 @@ func (r *report) eventsSection(p func(string, ...any)) {
 				}
 				cols = append(cols, v)
 			}
-			p("| %s | %s | %d | %s |", ct, strings.Join(cols, " | "), rounds, num(median(others)))
+			calls := "–"
+			if len(syscalls) > 0 {
+				calls = fmt.Sprintf("%.2f", median(syscalls))
+			}
+			p("| %s | %s | %d | %s | %s |", ct, strings.Join(cols, " | "), rounds, num(median(others)), calls)
 		}
 		for _, pair := range [][2]string{{evDefender, evFloor}, {evBefore, evFloor}, {evDefender, evBefore}} {
 			rs := eventsRatiosOf(ev.Cells, rate, pair[0], pair[1])
@@ -1065,7 +1072,7 @@ func (r *report) eventsSection(p func(string, ...any)) {
 			for _, s := range rs {
 				cols = append(cols, eventsRatio(s))
 			}
-			p("| *%s / %s* | %s | | |", pair[0], pair[1], strings.Join(cols, " | "))
+			p("| *%s / %s* | %s | | | |", pair[0], pair[1], strings.Join(cols, " | "))
 		}
 		p("")
 	}
