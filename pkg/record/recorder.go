@@ -288,8 +288,8 @@ func (r *Recorder) Run(ctx context.Context) error {
 // sides. It takes instead what the stream holds (FetchNoWait) every
 // Flush, so events come in bulk and are acknowledged soon after they are
 // delivered: the server's record of unacknowledged events, which it writes
-// out whole, stays small. A full batch is followed by the next fetch at
-// once, so a backlog drains at full speed. Fewer than a tenth of a batch
+// out whole, stays small. A fetch that brought a tenth of a batch or more
+// is followed by the next at once. Fewer than a tenth of a batch
 // wait for more, up to MaxDelay: ClickHouse pays for every insert (a part
 // written, later merged), so a quiet recorder writes a few larger inserts.
 // Idle, a recorder costs the server one request per Flush.
@@ -313,7 +313,11 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 			since = time.Now()
 		}
 		held = append(held, msgs...)
-		full := len(held) >= r.opts.Batch
+		// A fetch may bring fewer than asked while more wait (the server
+		// sends what fits its limits): one that brought a tenth of a batch
+		// or more is followed by the next at once, so a backlog drains at
+		// full speed.
+		more := len(msgs) >= minRows
 		if len(held) >= minRows || len(held) > 0 && time.Since(since) >= holdFor {
 			handOver()
 		}
@@ -322,7 +326,7 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 		case err != nil:
 			r.log.WarnContext(ctx, "fetch failed", "err", err, "retry_in", delay)
 			wait, delay = delay, min(2*delay, r.opts.RetryMax)
-		case full:
+		case more:
 			wait, delay = 0, r.opts.RetryMin
 		default:
 			delay = r.opts.RetryMin
