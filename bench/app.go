@@ -250,14 +250,33 @@ func openPublisher(url string, log *slog.Logger) (*events.Publisher, func(contex
 	}, nil
 }
 
-// flush waits until the gate has written every outcome handed off so far.
+// flush waits until the gate has written every outcome handed off so far,
+// and the publisher has sent every event queued so far (it lets attempts
+// gather for up to events.DefaultLinger): a cell's CPU reading then holds
+// its own events' publishing.
 func (t *target) flush() error {
 	if t.gate == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return t.gate.Flush(ctx)
+	if err := t.gate.Flush(ctx); err != nil {
+		return err
+	}
+	if t.pub == nil {
+		return nil
+	}
+	for {
+		s := t.pub.Stats()
+		if s.Published+s.Dropped >= s.Queued {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publisher: %d of %d events sent after a minute", s.Published+s.Dropped, s.Queued)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // close stops the server and the configuration's parts.

@@ -49,7 +49,7 @@ func main() {
 	flag.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured load before every cell")
 	flag.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds; every figure is the median over them")
 	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
-	flag.DurationVar(&o.RecordFlush, "record-flush", 0, "the recorders' longest wait for a batch (DEFENDER_RECORD_FLUSH): a longer one trades lag for fewer ClickHouse inserts (default 1s, record.DefaultFlush)")
+	flag.DurationVar(&o.RecordFlush, "record-flush", 0, "how often the recorders take what the stream holds (DEFENDER_RECORD_FLUSH): a longer one trades lag for fewer ClickHouse inserts (default 1s, record.DefaultFlush)")
 	flag.IntVar(&o.StoreLogins, "store-logins", o.StoreLogins, "logins per cell of the store pass (Redis CPU per login)")
 	flag.Var(intList{&o.EventsRates}, "events-rates", "the events pass's offered rates, events per second (comma list)")
 	flag.DurationVar(&o.EventsDuration, "d-events", o.EventsDuration, "the events a cell of the events pass sends: this long's worth at its offered rate")

@@ -619,7 +619,8 @@ func recordFlush(d time.Duration) time.Duration {
 }
 
 // recordMaxDelay is the longest the recorders hold events while few
-// arrive (record.Options.MaxDelay's default for the flush d).
+// arrive (record.Options.MaxDelay's default for the flush d; its cap,
+// half the ack wait, is far above it with the bench's default ack wait).
 func recordMaxDelay(d time.Duration) time.Duration {
 	return record.MaxDelayFlushes * recordFlush(d)
 }
@@ -1083,12 +1084,13 @@ func (r *report) eventsChecks(p func(string, ...any)) {
 	if r.events == nil || len(r.events.Cells) == 0 {
 		return
 	}
-	var dup uint64
+	var dup, copies uint64
 	for _, c := range r.events.Cells {
 		dup += c.Rows - c.Unique
+		copies += c.Stored - uint64(c.Events)
 	}
 	p("")
-	p("Events pass: after every cell each event sent was in ClickHouse (`uniqExact(id)`) and in the stream exactly once; %d rows were written twice (a redelivery, collapsed by id when read).", dup)
+	p("Events pass: after every cell each event sent was in ClickHouse once by id (`uniqExact(id)`) and in the stream; %d rows were written twice (a redelivery, collapsed by id when read), and the streams held %d copies (an attempt sent again after its acknowledgement timed out).", dup, copies)
 }
 
 // fmtCount writes a count with thousands separators: 10,000.

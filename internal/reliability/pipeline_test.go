@@ -187,7 +187,11 @@ func TestPipelineFaults(t *testing.T) {
 
 	// Nothing lost on the way: the gates published every event...
 	waitPublished(t, gs...)
-	assert.Equal(t, uint64(len(answered)), streamCount(ctx, t, js, "defender.attempt.>"), "the stream holds each attempt once")
+	// Attempts carry no message id: one whose acknowledgement the restart
+	// lost is stored again, a copy the recorder stores once.
+	inStream := streamCount(ctx, t, js, "defender.attempt.>")
+	assert.GreaterOrEqual(t, inStream, uint64(len(answered)), "the stream holds each attempt")
+	t.Logf("the stream holds %d attempt messages for %d attempts", inStream, len(answered))
 	// ...and ClickHouse holds each once.
 	require.Eventually(t, func() bool { return stored() == uint64(len(answered)) }, 2*time.Minute, 100*time.Millisecond,
 		"ClickHouse holds %d distinct attempts, want %d", stored(), len(answered))

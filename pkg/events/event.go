@@ -26,7 +26,7 @@ const (
 type Attempt struct {
 	V         int       `json:"v"`
 	Type      Type      `json:"type"` // always TypeAttempt
-	ID        string    `json:"id"`   // UUIDv7, also the JetStream message id
+	ID        string    `json:"id"`   // UUIDv7; a retried publish may store a second copy with the same id
 	Time      time.Time `json:"time"`
 	IP        string    `json:"ip"`
 	Username  string    `json:"username"`

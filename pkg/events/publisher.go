@@ -114,16 +114,20 @@ type Stats struct {
 // ever making the caller wait. Emit* put the event in a bounded queue and
 // return; Run publishes asynchronously with up to MaxPending events
 // awaiting their acknowledgement, and sends what was not acknowledged
-// again under the same message id, so the stream's duplicate window turns
-// a retry of a stored event into a no-op. Events are independent: a retry
-// may land after younger events.
+// again. A block or unblock carries its id as the message id, so the
+// stream's duplicate window turns a retry of a stored one into a no-op; an
+// attempt carries none, so a retry whose first copy was stored (its
+// acknowledgement lost) stores a second copy, with the same id, which the
+// recorder stores once. Events are independent: a retry may land after
+// younger events.
 type Publisher struct {
 	js   jetstream.JetStream
 	opts PublisherOptions
 	log  *slog.Logger
 
 	queue  chan *item
-	full   chan struct{} // signalled when the queue reaches lingerFull
+	full   chan struct{} // signalled when the queue reaches fullAt
+	fullAt int           // lingerFull, or half a smaller queue
 	urgent chan struct{} // signalled when a block or unblock is queued
 	pool   sync.Pool
 
@@ -172,6 +176,7 @@ func NewPublisher(js jetstream.JetStream, opts PublisherOptions) (*Publisher, er
 		log:         opts.Logger,
 		queue:       make(chan *item, opts.Buffer),
 		full:        make(chan struct{}, 1),
+		fullAt:      max(min(lingerFull, opts.Buffer/2), 1),
 		urgent:      make(chan struct{}, 1),
 		attemptSubj: map[gate.Outcome]string{},
 		blockSubj:   map[gate.Kind]string{},
@@ -221,7 +226,7 @@ func (p *Publisher) enqueue(it *item) {
 			switch {
 			case urgent:
 				signal(p.urgent)
-			case len(p.queue) >= lingerFull:
+			case len(p.queue) >= p.fullAt:
 				signal(p.full)
 			}
 			return
@@ -334,7 +339,8 @@ func (p *Publisher) discardQueue() int {
 const DefaultLinger = 100 * time.Millisecond
 
 // lingerFull is the queue length at which lingering ends: enough events
-// wait to fill a write.
+// wait to fill a write. A queue of fewer than twice as many ends it at
+// half its size, so that lingering never fills it (a full queue drops).
 const lingerFull = 64
 
 // encode turns a queued item into a message (nil if the event is
@@ -484,7 +490,7 @@ func (s *sender) connected() bool {
 }
 
 // lingerFor gives the events behind the one just taken Linger to arrive,
-// until lingerFull are queued or a block or unblock is.
+// until fullAt are queued or a block or unblock is.
 func (s *sender) lingerFor(ctx context.Context) {
 	p := s.p
 	select {
@@ -496,7 +502,7 @@ func (s *sender) lingerFor(ctx context.Context) {
 		return
 	default:
 	}
-	if p.opts.Linger < 0 || len(p.queue) >= lingerFull-1 {
+	if p.opts.Linger < 0 || len(p.queue) >= p.fullAt-1 {
 		return
 	}
 	s.linger.Reset(p.opts.Linger)

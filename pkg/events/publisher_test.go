@@ -323,3 +323,52 @@ func TestEmitAllocations(t *testing.T) {
 	t.Logf("allocations per EmitAttempt: %.2f", allocs)
 	require.NoError(t, stop())
 }
+
+// TestPublisherLingerEnds: attempts linger for company, but never past a
+// block (which goes out at once and takes them along), nor once enough are
+// queued to fill a write, nor past half a small queue (so that lingering
+// never fills it). Linger is an hour here: anything published came early.
+func TestPublisherLingerEnds(t *testing.T) {
+	published := func(p *events.Publisher, n int) {
+		t.Helper()
+		require.Eventually(t, func() bool { return p.Stats().Published == uint64(n) }, 10*time.Second, 5*time.Millisecond,
+			"published %d of %d", p.Stats().Published, n)
+	}
+	t.Run("a block", func(t *testing.T) {
+		env := newNATSEnv(t)
+		p, err := events.NewPublisher(env.js, events.PublisherOptions{Linger: time.Hour})
+		require.NoError(t, err)
+		stop := runPublisher(t, p)
+		p.EmitAttempt(attemptRecord(1))
+		time.Sleep(50 * time.Millisecond) // the sender lingers on it
+		assert.Zero(t, p.Stats().Published, "the attempt lingers")
+		p.EmitTransition(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindIP, Subject: "10.0.0.1",
+			Blocked: true, Failures: 4, Reason: gate.ReasonAuto})
+		published(p, 2)
+		require.NoError(t, stop())
+	})
+	t.Run("a full write", func(t *testing.T) {
+		env := newNATSEnv(t)
+		p, err := events.NewPublisher(env.js, events.PublisherOptions{Linger: time.Hour})
+		require.NoError(t, err)
+		stop := runPublisher(t, p)
+		for i := range 64 {
+			p.EmitAttempt(attemptRecord(i))
+		}
+		published(p, 64)
+		require.NoError(t, stop())
+	})
+	t.Run("half a small queue", func(t *testing.T) {
+		env := newNATSEnv(t)
+		p, err := events.NewPublisher(env.js, events.PublisherOptions{Linger: time.Hour, Buffer: 8})
+		require.NoError(t, err)
+		stop := runPublisher(t, p)
+		for i := range 100 {
+			p.EmitAttempt(attemptRecord(i))
+			time.Sleep(time.Millisecond)
+		}
+		published(p, 100)
+		assert.Zero(t, p.Stats().Dropped)
+		require.NoError(t, stop())
+	})
+}

@@ -25,8 +25,10 @@ type StreamConfig struct {
 	// (DefaultStreamMaxBytes); a negative value means no limit.
 	MaxBytes int64
 	// Duplicates is the window in which a message id seen before is
-	// dropped (DefaultDuplicates). It makes publisher retries safe: keep
-	// it longer than an outage during which retries may overlap.
+	// dropped (DefaultDuplicates). It makes publisher retries of blocks and
+	// unblocks, which carry their id as the message id, safe: keep it
+	// longer than an outage during which retries may overlap. Attempts
+	// carry none (see Publisher).
 	Duplicates time.Duration
 	// Replicas for a clustered JetStream (1).
 	Replicas int

@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "defender_recorder_batch_size",
-			Help:    "Events per fetched batch.",
+			Help:    "Events per batch handed to the writer (one or more fetches).",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10), // 1 .. 262144
 		}),
 		insertSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{

@@ -304,7 +304,9 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 	)
 	handOver := func() {
 		r.m.batchSize.Observe(float64(len(held)))
-		r.handOver(out, r.decode(held))
+		b := r.decode(held)
+		b.alive = since
+		r.handOver(out, b)
 		held = nil
 	}
 	for {
@@ -346,16 +348,18 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 // handOver passes b to the writer, keeping its messages from being
 // redelivered while the writer is busy (retrying a ClickHouse outage).
 func (r *Recorder) handOver(out chan<- *batch, b *batch) {
-	t := time.NewTicker(r.opts.AckWait / 4)
+	h := r.heartbeat(b)
+	defer func() { b.alive = h.last }()
+	h.beat() // the fetch loop may have held them a while
+	t := time.NewTimer(h.next())
 	defer t.Stop()
 	for {
 		select {
 		case out <- b:
 			return
 		case <-t.C:
-			for _, m := range b.msgs {
-				_ = m.InProgress()
-			}
+			h.beat()
+			t.Reset(h.next())
 		}
 	}
 }
@@ -417,7 +421,10 @@ type deadLetter struct {
 
 // batch is one fetch, decoded.
 type batch struct {
-	msgs     []jetstream.Msg // all of them, for InProgress and Nak
+	msgs []jetstream.Msg // all of them, for InProgress and Nak
+	// alive is when JetStream last restarted its messages' ack wait:
+	// when the oldest was fetched, or the last InProgress.
+	alive    time.Time
 	ok       []jetstream.Msg // stored by the inserts
 	attempts []attemptRow
 	blocks   []blockRow
@@ -511,7 +518,8 @@ func (r *Recorder) write(ctx context.Context, b *batch) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(r.opts.ShutdownTimeout, cancel) })
 	defer stop()
 
-	h := &heartbeat{msgs: b.msgs, every: r.opts.AckWait / 4, last: time.Now()}
+	h := r.heartbeat(b)
+	h.beat()
 	if len(b.dead) > 0 {
 		if err := r.untilDone(wctx, "dlq", h, func(ctx context.Context) error { return r.sendDeadLetters(ctx, b) }); err != nil {
 			return notWritten(b, err)
@@ -622,13 +630,24 @@ func deadLetterReason(err error) string {
 	return s
 }
 
-// heartbeat keeps JetStream from redelivering a batch that is being
-// retried.
+// heartbeat keeps JetStream from redelivering a batch that waits for the
+// writer or is being retried: it restarts the messages' ack wait
+// (InProgress) once a quarter of it has passed since the last restart,
+// counted from the batch's fetch, so that the hold before the hand-over,
+// the wait for the writer and a hung insert (at most AckWait/2) never add
+// up to the ack wait.
 type heartbeat struct {
 	msgs  []jetstream.Msg
 	every time.Duration
 	last  time.Time
 }
+
+func (r *Recorder) heartbeat(b *batch) *heartbeat {
+	return &heartbeat{msgs: b.msgs, every: r.opts.AckWait / 4, last: b.alive}
+}
+
+// next is the time until the next beat is due.
+func (h *heartbeat) next() time.Duration { return max(h.every-time.Since(h.last), 0) }
 
 func (h *heartbeat) beat() {
 	if time.Since(h.last) < h.every {
