@@ -226,7 +226,7 @@ func (p *Publisher) enqueue(it *item) {
 			switch {
 			case urgent:
 				signal(p.urgent)
-			case len(p.queue) >= p.fullAt:
+			case len(p.queue) >= p.fullAt-1: // the sender holds one more
 				signal(p.full)
 			}
 			return
