@@ -19,10 +19,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -44,41 +41,11 @@ const (
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: eventsfloor publish|record [flags]")
-		os.Exit(2)
-	}
-	role := os.Args[1]
-	fs := flag.NewFlagSet(role, flag.ExitOnError)
-	url := fs.String("nats", "", "NATS URL")
-	dsn := fs.String("clickhouse", "", "ClickHouse DSN (record)")
-	n := fs.Int("n", 0, "events")
-	rate := fs.Int("rate", 0, "events per second (publish)")
-	_ = fs.Parse(os.Args[2:])
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-
-	ctx := context.Background()
-	var rep evload.Report
-	var err error
-	switch role {
-	case "publish":
-		rep, err = publish(*url, *n, *rate)
-	case "record":
-		rep, err = recordEvents(ctx, *url, *dsn, *n)
-	default:
-		err = fmt.Errorf("unknown role %q", role)
-	}
-	if err == nil {
-		err = rep.Write(os.Stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "eventsfloor %s: %v\n", role, err)
-		os.Exit(1)
-	}
+	evload.Main("eventsfloor", evload.Roles{Publish: publish, Record: recordEvents})
 }
 
 // publish sends the n events, encoded beforehand, at rate a second.
-func publish(url string, n, rate int) (evload.Report, error) {
+func publish(_ context.Context, url string, n, rate int) (evload.Report, error) {
 	nc, err := nats.Connect(url, nats.Name("bench-floor-publisher"))
 	if err != nil {
 		return evload.Report{}, err

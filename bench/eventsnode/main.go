@@ -20,10 +20,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
-	"os"
 	"time"
 
 	"github.com/defender-go/defender/bench/evload"
@@ -32,38 +29,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: eventsnode publish|record [flags]")
-		os.Exit(2)
-	}
-	role := os.Args[1]
-	fs := flag.NewFlagSet(role, flag.ExitOnError)
-	url := fs.String("nats", "", "NATS URL")
-	dsn := fs.String("clickhouse", "", "ClickHouse DSN (record)")
-	n := fs.Int("n", 0, "events")
-	rate := fs.Int("rate", 0, "events per second (publish)")
-	_ = fs.Parse(os.Args[2:])
-	// The libraries log connection changes at shutdown; only errors matter.
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-
-	ctx := context.Background()
-	var rep evload.Report
-	var err error
-	switch role {
-	case "publish":
-		rep, err = publish(ctx, *url, *n, *rate)
-	case "record":
-		rep, err = recordEvents(ctx, *url, *dsn, *n)
-	default:
-		err = fmt.Errorf("unknown role %q", role)
-	}
-	if err == nil {
-		err = rep.Write(os.Stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "eventsnode %s: %v\n", role, err)
-		os.Exit(1)
-	}
+	evload.Main("eventsnode", evload.Roles{Publish: publish, Record: recordEvents})
 }
 
 // publish is the gate's side: the events of n logins at rate a second,

@@ -11,9 +11,13 @@
 package evload
 
 import (
+	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"syscall"
 	"time"
 
@@ -85,3 +89,50 @@ type Report struct {
 
 // Write puts r on w as one JSON line.
 func (r Report) Write(w io.Writer) error { return json.NewEncoder(w).Encode(r) }
+
+// Roles are a child program's two roles: publish n events at rate a
+// second to NATS at url, or record n events from url into ClickHouse at
+// dsn. Each returns its report.
+type Roles struct {
+	Publish func(ctx context.Context, url string, n, rate int) (Report, error)
+	Record  func(ctx context.Context, url, dsn string, n int) (Report, error)
+}
+
+// Main runs the role the command line names ("publish" or "record", then
+// -nats, -clickhouse, -n, -rate), writes its report on standard output,
+// and exits 1 with the error on standard error if it failed. name is the
+// program's, for messages.
+func Main(name string, r Roles) {
+	if len(os.Args) < 2 {
+		fmt.Fprintf(os.Stderr, "usage: %s publish|record [flags]\n", name)
+		os.Exit(2)
+	}
+	role := os.Args[1]
+	fs := flag.NewFlagSet(role, flag.ExitOnError)
+	url := fs.String("nats", "", "NATS URL")
+	dsn := fs.String("clickhouse", "", "ClickHouse DSN (record)")
+	n := fs.Int("n", 0, "events")
+	rate := fs.Int("rate", 0, "events per second (publish)")
+	_ = fs.Parse(os.Args[2:])
+	// The libraries log connection changes at shutdown; only errors matter.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+
+	ctx := context.Background()
+	var rep Report
+	var err error
+	switch role {
+	case "publish":
+		rep, err = r.Publish(ctx, *url, *n, *rate)
+	case "record":
+		rep, err = r.Record(ctx, *url, *dsn, *n)
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err == nil {
+		err = rep.Write(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s %s: %v\n", name, role, err)
+		os.Exit(1)
+	}
+}

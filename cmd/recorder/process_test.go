@@ -62,6 +62,24 @@ func startRecorder(t *testing.T, env []string, logPath string) *process {
 	return p
 }
 
+// connectPipeline connects to NATS at natsURL, waits until a recorder
+// has created the stream, and opens ClickHouse at dsn; both are closed
+// when the test ends.
+func connectPipeline(t *testing.T, natsURL, dsn string) (jetstream.JetStream, driver.Conn) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, err := js.Stream(context.Background(), events.StreamName); return err == nil },
+		30*time.Second, 50*time.Millisecond, "a recorder creates the stream")
+	conn, err := record.Open(dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return js, conn
+}
+
 // exited waits up to d for the process to exit, and fails t with what
 // and the process's log if it does not.
 func (p *process) exited(t *testing.T, d time.Duration, what string) {
@@ -95,18 +113,8 @@ func TestRecorderProcessKilled(t *testing.T) {
 	logPath := filepath.Join(dir, "recorder.log")
 	p := startRecorder(t, env, logPath)
 
-	nc, err := nats.Connect(ns.URL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, conn := connectPipeline(t, ns.URL, ch.DSN())
 	ctx := context.Background()
-	require.Eventually(t, func() bool { _, err := js.Stream(ctx, events.StreamName); return err == nil },
-		30*time.Second, 50*time.Millisecond, "the recorder creates the stream")
-
-	conn, err := record.Open(ch.DSN())
-	require.NoError(t, err)
-	defer conn.Close()
 
 	pub := startPublisher(t, js)
 

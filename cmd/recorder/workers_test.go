@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -57,17 +56,8 @@ func TestRecorderWorkersKilled(t *testing.T) {
 		startWorker(t, dir, "w2", env(ch.Addr)),
 	}
 
-	nc, err := nats.Connect(ns.URL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, conn := connectPipeline(t, ns.URL, ch.DSN())
 	ctx := context.Background()
-	require.Eventually(t, func() bool { _, err := js.Stream(ctx, events.StreamName); return err == nil },
-		30*time.Second, 50*time.Millisecond, "a recorder creates the stream")
-	conn, err := record.Open(ch.DSN())
-	require.NoError(t, err)
-	defer conn.Close()
 	stored := func() uint64 {
 		n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{})
 		if err != nil {
