@@ -190,7 +190,7 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 			c.dropSettledElsewhere(i)
 		}
 		if a.begin && res.Admitted && i < len(res.Pending) {
-			c.dropSettledMirrors(i, res.Pending[i])
+			c.dropSettledMirrors(i, res.Pending[i], a.sent)
 		}
 		e.unconfirmed = max(0, e.unconfirmed-a.confirmed)
 		later := a.sent > e.synced
@@ -250,23 +250,33 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 // never dropped.) Without this, each charge settled elsewhere would count
 // here until its pending timeout, and a store outage would then refuse
 // the subject here.
-func (c *memCall) dropSettledMirrors(i, storePending int) {
+//
+// Only charges whose own answer was taken before the call was sent count:
+// the store had them when it ran the call. The answer of a call that
+// overlapped a later one may arrive after it, and knows nothing of the
+// later one's charge; dropping that charge would let the limiter admit
+// one attempt too many while the store is late
+// (TestLocalStaleAnswerKeepsLaterCharges).
+func (c *memCall) dropSettledMirrors(i, storePending int, sent int64) {
 	e := c.e[i]
 	own := c.op.Token
 	if j := e.chargeIndex(own); j >= 0 {
-		e.pending[j].admitted = true
+		e.pending[j].admitted, e.pending[j].admittedAt = true, c.now
 		storePending-- // the call's own charge
 	}
-	known := 0
-	for _, ch := range e.pending {
-		if ch.mirror && ch.admitted && ch.token != own {
-			known++
+	known := func(ch *charge) bool {
+		return ch.mirror && ch.admitted && ch.admittedAt < sent && ch.token != own
+	}
+	n := 0
+	for j := range e.pending {
+		if known(&e.pending[j]) {
+			n++
 		}
 	}
-	for excess := known - max(storePending, 0); excess > 0; excess-- {
+	for excess := n - max(storePending, 0); excess > 0; excess-- {
 		oldest := -1
-		for j, ch := range e.pending {
-			if ch.mirror && ch.admitted && ch.token != own && (oldest < 0 || ch.at < e.pending[oldest].at) {
+		for j := range e.pending {
+			if known(&e.pending[j]) && (oldest < 0 || e.pending[j].at < e.pending[oldest].at) {
 				oldest = j
 			}
 		}

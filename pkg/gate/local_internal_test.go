@@ -387,3 +387,24 @@ func TestLocalCountedChargeReleasedAndCleared(t *testing.T) {
 	assert.False(t, pending, "no charge of its own here")
 	assert.Equal(t, []int{0}, res.Failures, "the success clears, as the store's Finish would")
 }
+
+// TestLocalStaleAnswerKeepsLaterCharges: two Begins of one process in
+// flight at once; the store takes X (a failure counted at once, the third)
+// then Y (the last chance, a pending charge), but X's answer reaches the
+// limiter after Y's. X's answer, which knew nothing of Y, must not drop
+// Y's charge as settled elsewhere: the limiter then still counts Y, and
+// refuses a fifth attempt decided here while the store is late.
+func TestLocalStaleAnswerKeepsLaterCharges(t *testing.T) {
+	f := newLocalFixture(t)
+	for _, tok := range []string{"x", "y"} {
+		_, refused := f.local.reserve(f.token(tok))
+		require.False(t, refused)
+	}
+	f.local.sync(f.token("y"), storeAnswer{begin: true, sent: f.sent(-time.Millisecond),
+		res: &Result{Admitted: true, Failures: []int{3}, Pending: []int{1}, Counted: []bool{false}}})
+	f.local.sync(f.token("x"), storeAnswer{begin: true, sent: f.sent(-2 * time.Millisecond),
+		res: &Result{Admitted: true, Failures: []int{3}, Pending: []int{0}, Counted: []bool{true}}})
+	r, err := f.local.Begin(context.Background(), f.token("z.local"))
+	require.NoError(t, err)
+	assert.False(t, r.Admitted, "three failures and Y in flight: no fifth attempt")
+}

@@ -494,6 +494,9 @@ type charge struct {
 	// local.go). An expired mirror charge turns into a failure, as in the
 	// store, until the store's next answer tells the count.
 	mirror, admitted bool
+	// admittedAt is when the store's answer that admitted it was taken
+	// (unix ns).
+	admittedAt int64
 	// counted marks an attempt Begin counted as a failure at once (see
 	// Result.Counted): kept only so that its outcome takes effect once,
 	// and dropped, counting nothing more, when it expires.
