@@ -261,11 +261,11 @@ func (c *memCall) dropSettledMirrors(i, storePending int, sent int64) {
 	e := c.e[i]
 	own := c.op.Token
 	if j := e.chargeIndex(own); j >= 0 {
-		e.pending[j].admitted, e.pending[j].admittedAt = true, c.now
+		e.pending[j].admittedAt = max(c.now, 1) // 0 is "not yet"
 		storePending-- // the call's own charge
 	}
 	known := func(ch *charge) bool {
-		return ch.mirror && ch.admitted && ch.admittedAt < sent && ch.token != own
+		return ch.mirror && ch.admittedAt != 0 && ch.admittedAt < sent && ch.token != own
 	}
 	n := 0
 	for j := range e.pending {

@@ -490,12 +490,11 @@ type charge struct {
 	token string
 	at    int64 // when it was made (unix ns)
 	// mirror marks, in a local limiter, a charge of an attempt sent to its
-	// store; admitted, one the store answered it had charged (see
-	// local.go). An expired mirror charge turns into a failure, as in the
+	// store. An expired mirror charge turns into a failure, as in the
 	// store, until the store's next answer tells the count.
-	mirror, admitted bool
-	// admittedAt is when the store's answer that admitted it was taken
-	// (unix ns).
+	mirror bool
+	// admittedAt is, for a mirror charge the store answered it had made,
+	// when that answer was taken (unix ns; 0 until then; see local.go).
 	admittedAt int64
 	// counted marks an attempt Begin counted as a failure at once (see
 	// Result.Counted): kept only so that its outcome takes effect once,
