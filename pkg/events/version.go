@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/mod/semver"
 )
 
 // InstallServer is how to install a current nats-server, the version
@@ -35,15 +36,15 @@ type ServerNeed struct {
 // for it.
 func (n ServerNeed) Check(nc *nats.Conn) error {
 	found := nc.ConnectedServerVersion()
-	have, ok := parseVersion(found)
+	have, ok := canonical(found)
 	if !ok {
 		return nil
 	}
-	want, ok := parseVersion(n.Min)
+	want, ok := canonical(n.Min)
 	if !ok {
 		panic("events: ServerNeed.Min " + strconv.Quote(n.Min) + " is no version")
 	}
-	if !have.less(want) {
+	if semver.Compare(have, want) >= 0 {
 		return nil
 	}
 	return &TooOldError{Version: found, URL: redactURLs(nc.ConnectedUrl()), Need: n}
@@ -78,35 +79,13 @@ func (e *TooOldError) Error() string {
 // Unwrap makes the error match ErrServerTooOld.
 func (e *TooOldError) Unwrap() error { return ErrServerTooOld }
 
-// version is a server's major, minor and patch numbers.
-type version [3]int
-
-func (v version) less(w version) bool {
-	for i := range v {
-		if v[i] != w[i] {
-			return v[i] < w[i]
-		}
+// canonical is a server's version in semver's form ("v2.11.0"), or false
+// when it is none. It reads "2.10", "2.9.10" or "v2.11.0-RC.1"; a
+// pre-release counts as its release, as nats.go counts it.
+func canonical(s string) (string, bool) {
+	v := semver.Canonical("v" + strings.TrimPrefix(s, "v"))
+	if v == "" || !strings.Contains(s, ".") { // semver takes "v2" for v2.0.0
+		return "", false
 	}
-	return false
-}
-
-// parseVersion reads "2.10", "2.9.10" or "v2.11.0-RC.1" (a pre-release
-// counts as its release, as nats.go counts it).
-func parseVersion(s string) (version, bool) {
-	s = strings.TrimPrefix(s, "v")
-	s, _, _ = strings.Cut(s, "-")
-	s, _, _ = strings.Cut(s, "+")
-	parts := strings.Split(s, ".")
-	var v version
-	if len(parts) < 2 || len(parts) > 3 {
-		return v, false
-	}
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return v, false
-		}
-		v[i] = n
-	}
-	return v, true
+	return strings.TrimSuffix(v, semver.Prerelease(v)), true
 }
