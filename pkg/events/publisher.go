@@ -129,7 +129,10 @@ type Publisher struct {
 	full   chan struct{} // signalled when the queue reaches fullAt
 	fullAt int           // lingerFull, or half a smaller queue
 	urgent chan struct{} // signalled when a block or unblock is queued
-	pool   sync.Pool
+	// transitions is the blocks and unblocks queued and not yet taken:
+	// while there are any, no event lingers.
+	transitions atomic.Int64
+	pool        sync.Pool
 
 	// subjects, precomputed
 	attemptSubj map[gate.Outcome]string
@@ -225,6 +228,7 @@ func (p *Publisher) enqueue(it *item) {
 			p.queued.Add(1)
 			switch {
 			case urgent:
+				p.transitions.Add(1)
 				signal(p.urgent)
 			case len(p.queue) >= p.fullAt-1: // the sender holds one more
 				signal(p.full)
@@ -352,6 +356,9 @@ const lingerFull = 64
 func (p *Publisher) encode(it *item) *nats.Msg {
 	id := it.id.String()
 	transition := it.transition
+	if transition {
+		p.transitions.Add(-1)
+	}
 	var (
 		subject string
 		data    []byte
@@ -498,11 +505,10 @@ func (s *sender) lingerFor(ctx context.Context) {
 	default:
 	}
 	select {
-	case <-p.urgent: // a block may be queued behind this event
-		return
+	case <-p.urgent: // left from a block taken since, or still queued (below)
 	default:
 	}
-	if p.opts.Linger < 0 || len(p.queue) >= p.fullAt-1 {
+	if p.opts.Linger < 0 || len(p.queue) >= p.fullAt-1 || p.transitions.Load() > 0 {
 		return
 	}
 	s.linger.Reset(p.opts.Linger)

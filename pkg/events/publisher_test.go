@@ -347,6 +347,23 @@ func TestPublisherLingerEnds(t *testing.T) {
 		published(t, p, 2)
 		require.NoError(t, stop())
 	})
+	t.Run("a block behind a full window", func(t *testing.T) {
+		// One event in flight at most: the block's wake-up comes while the
+		// sender lingers on A1, which it then sends, and the window is full;
+		// A2 is taken once A1 is acknowledged, with the block still queued
+		// behind it. A2 must not linger then.
+		env := newNATSEnv(t)
+		p, err := events.NewPublisher(env.js, events.PublisherOptions{Linger: time.Hour, MaxPending: 1})
+		require.NoError(t, err)
+		stop := runPublisher(t, p)
+		p.EmitAttempt(attemptRecord(1))
+		time.Sleep(50 * time.Millisecond) // the sender lingers on A1
+		p.EmitAttempt(attemptRecord(2))
+		p.EmitTransition(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindIP, Subject: "10.0.0.1",
+			Blocked: true, Failures: 4, Reason: gate.ReasonAuto})
+		published(t, p, 3)
+		require.NoError(t, stop())
+	})
 	t.Run("a full write", func(t *testing.T) {
 		env := newNATSEnv(t)
 		p, err := events.NewPublisher(env.js, events.PublisherOptions{Linger: time.Hour})
