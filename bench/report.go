@@ -199,6 +199,15 @@ func spreadOf(xs []float64) spread {
 }
 
 // median of xs; NaN when empty.
+// medianBy is the median of field over xs.
+func medianBy[T any](xs []T, field func(T) float64) float64 {
+	vs := make([]float64, len(xs))
+	for i, x := range xs {
+		vs[i] = field(x)
+	}
+	return median(vs)
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
@@ -669,13 +678,7 @@ func (v storeValues) div(w storeValues) storeValues {
 
 // medianValues is the median of each figure.
 func medianValues(vs []storeValues) storeValues {
-	m := func(field func(storeValues) float64) float64 {
-		xs := make([]float64, len(vs))
-		for i, v := range vs {
-			xs[i] = field(v)
-		}
-		return median(xs)
-	}
+	m := func(field func(storeValues) float64) float64 { return medianBy(vs, field) }
 	return storeValues{
 		RedisUs:    m(func(v storeValues) float64 { return v.RedisUs }),
 		ClientUs:   m(func(v storeValues) float64 { return v.ClientUs }),

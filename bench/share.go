@@ -166,13 +166,7 @@ func shareFiguresOf(cells []cell) shareFigures {
 
 // medianPerLogin is the median of each process's figure.
 func medianPerLogin(xs []cpuPerLogin) cpuPerLogin {
-	m := func(field func(cpuPerLogin) float64) float64 {
-		vs := make([]float64, len(xs))
-		for i, x := range xs {
-			vs[i] = field(x)
-		}
-		return median(vs)
-	}
+	m := func(field func(cpuPerLogin) float64) float64 { return medianBy(xs, field) }
 	return cpuPerLogin{
 		Server:     m(func(x cpuPerLogin) float64 { return x.Server }),
 		Redis:      m(func(x cpuPerLogin) float64 { return x.Redis }),

@@ -351,7 +351,7 @@ const lingerFull = 64
 // invalid) and returns the item to the pool. Only blocks and unblocks
 // carry their id as the JetStream message id: attempts, the bulk of the
 // stream, skip the duplicate window's lookup and upkeep on the server
-// (about a quarter of its work per event), and a retry that stores one
+// (docs/DESIGN.md, "One event's trip"), and a retry that stores one
 // twice is absorbed by the recorder, which stores one row per id.
 func (p *Publisher) encode(it *item) *nats.Msg {
 	id := it.id.String()
