@@ -302,7 +302,7 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 		held  []jetstream.Msg
 		since time.Time // when the oldest held event was fetched
 	)
-	handOver := func() {
+	give := func() { // the held events, to the writer
 		r.m.batchSize.Observe(float64(len(held)))
 		b := r.decode(held)
 		b.alive = since
@@ -321,7 +321,7 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 		// full speed.
 		more := len(msgs) >= minRows
 		if len(held) >= minRows || len(held) > 0 && time.Since(since) >= holdFor {
-			handOver()
+			give()
 		}
 		wait := r.opts.Flush
 		switch {
@@ -338,7 +338,7 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 		}
 		if ctx.Err() != nil || wait > 0 && !sleep(ctx, wait) {
 			if len(held) > 0 {
-				handOver()
+				give()
 			}
 			return
 		}
