@@ -262,7 +262,7 @@ func (c *memCall) dropSettledMirrors(i, storePending int, sent int64) {
 	own := c.op.Token
 	if j := e.chargeIndex(own); j >= 0 {
 		e.pending[j].admittedAt = max(c.now, 1) // 0 is "not yet"
-		storePending-- // the call's own charge
+		storePending--                          // the call's own charge
 	}
 	known := func(ch *charge) bool {
 		return ch.mirror && ch.admittedAt != 0 && ch.admittedAt < sent && ch.token != own
