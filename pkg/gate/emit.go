@@ -25,6 +25,17 @@ type AttemptRecord struct {
 	// Degraded says the gate's local limiter decided: the store did not
 	// answer in time (see FailLocal).
 	Degraded bool
+	// Observe says the gate runs in observe mode (DEFENDER_MODE=observe):
+	// the attempt was let through whatever the decision, and Outcome
+	// OutcomeBlocked means it would have been refused.
+	Observe bool
+	// Shared names the shared egress list the address is on ("" none):
+	// the address itself is never blocked, its (IP, username) pairs are.
+	Shared string
+	// Familiar says the source (address or signed device) had logged in as
+	// this user before (smart lockout): it was counted on the user's
+	// familiar counter, KindUsernameFamiliar.
+	Familiar bool
 }
 
 // Reason says why a block or unblock happened.
@@ -50,6 +61,11 @@ type TransitionRecord struct {
 	// did not answer: it refuses in that gate process only, and the store
 	// blocks too once it learns the failures (a second, store block).
 	Local bool
+	// Observe marks a would-be block or unblock of observe mode
+	// (DEFENDER_MODE=observe): counted as enforce would, refusing nobody.
+	// It is published on subjects of its own (<prefix>.observe.block.<kind>)
+	// so that no subscriber of <prefix>.block.> takes it for a real one.
+	Observe bool
 }
 
 // Emitter receives what the gate decided, for publication elsewhere (see

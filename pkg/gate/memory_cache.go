@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	numKinds    = 3  // len(Kinds)
+	numKinds    = 7  // len(Kinds)
 	minPerShard = 64 // entries per shard at least, when MaxEntries allows
 	// minShardBytes is a shard's byte budget at least, when MaxBytes
 	// allows: room for a few of the longest entries.
@@ -188,6 +188,14 @@ func kindIndex(k Kind) (uint8, error) {
 		return 1, nil
 	case KindPair:
 		return 2, nil
+	case KindSpray:
+		return 3, nil
+	case KindSprayNet:
+		return 4, nil
+	case KindSprayShared:
+		return 5, nil
+	case KindUsernameFamiliar:
+		return 6, nil
 	}
 	return 0, fmt.Errorf("gate: memory store: unknown kind %q", k)
 }

@@ -20,13 +20,37 @@ const (
 	// KindPair counts the (IP, username) pair, in combo mode
 	// (DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME). Subject: PairSubject(ip, username).
 	KindPair Kind = "pair"
+	// KindSpray counts the distinct usernames that fail from one source
+	// (DEFENDER_SPRAY_LIMIT): password spraying. Subject: as KindIP's.
+	KindSpray Kind = "spray"
+	// KindSprayNet is KindSpray over a wider IPv6 network
+	// (DEFENDER_SPRAY_IPV6_PREFIX, /48), so that a sprayer rotating its
+	// /64s is still seen. Subject: "2001:db8:1::/48". IPv6 sources only.
+	KindSprayNet Kind = "spray_net"
+	// KindSprayShared is KindSpray for a source on a shared egress list
+	// (carrier-grade NAT, iCloud Private Relay, Tor, the operator's lists):
+	// its "block" is a report only and refuses nobody, since everyone
+	// behind the address would be refused with the sprayer. Subject: as
+	// KindIP's.
+	KindSprayShared Kind = "spray_shared"
+	// KindUsernameFamiliar counts a username's failures from the sources
+	// familiar to that user (smart lockout, DEFENDER_FAMILIAR_DAYS): a
+	// KindUsername block refuses only the unfamiliar sources, this one the
+	// familiar ones. Subject: the username.
+	KindUsernameFamiliar Kind = "username_familiar"
 )
 
 // Kinds lists every Kind, in the order decisions report them.
-var Kinds = []Kind{KindIP, KindUsername, KindPair}
+var Kinds = []Kind{KindIP, KindUsername, KindPair, KindSpray, KindSprayNet, KindSprayShared, KindUsernameFamiliar}
 
 // Valid reports whether k is one of the Kinds.
-func (k Kind) Valid() bool { return k == KindIP || k == KindUsername || k == KindPair }
+func (k Kind) Valid() bool {
+	switch k {
+	case KindIP, KindUsername, KindPair, KindSpray, KindSprayNet, KindSprayShared, KindUsernameFamiliar:
+		return true
+	}
+	return false
+}
 
 // PairSubject is the subject of a KindPair counter. An IP subject never
 // contains '|', so the first '|' separates the two parts unambiguously.
