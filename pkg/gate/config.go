@@ -16,6 +16,22 @@ import (
 // time: slow, hung, down, or with too many calls in flight already.
 type FailMode string
 
+// Mode says whether the gate refuses (DEFENDER_MODE).
+type Mode string
+
+const (
+	// ModeEnforce, the default, refuses what its decisions refuse.
+	ModeEnforce Mode = "enforce"
+	// ModeObserve computes and counts every decision as enforce would, but
+	// refuses nothing, whatever the fail mode: for rolling the gate out on
+	// a live site. The store evolves exactly as under enforce: an attempt
+	// that would be refused is counted as refused (nothing charged, its
+	// success clears nothing). Decisions say Observed, attempt events
+	// Observe, and would-be blocks are published as observe events, on
+	// subjects of their own, which no subscriber of block subjects sees.
+	ModeObserve Mode = "observe"
+)
+
 const (
 	// FailLocal, the default, decides with the gate's local limiter: the
 	// same rules over what this process has seen (the blocks and counts
@@ -89,6 +105,22 @@ type Config struct {
 	// IPv6Prefix is the prefix length by which IPv6 clients are counted
 	// (DEFENDER_IPV6_PREFIX, 64): an attacker holds a whole /64.
 	IPv6Prefix int
+	// SprayLimit is the number of distinct usernames that may fail from
+	// one source (an address, an IPv6 client by IPv6Prefix) within the
+	// attempt cool-off before the source is blocked (DEFENDER_SPRAY_LIMIT,
+	// 10; 0 turns spraying detection off): the next new username's
+	// failure blocks it (KindSpray). A username that logs in from the
+	// source stops counting there; no success clears the others. Counted
+	// in every lockout mode, combo mode included.
+	SprayLimit int
+	// SprayIPv6Prefix is the wider network by which IPv6 sources are
+	// counted too (DEFENDER_SPRAY_IPV6_PREFIX, 48), with SprayNetLimit
+	// (DEFENDER_SPRAY_LIMIT_NET, 20), so that a sprayer rotating its /64s
+	// is still seen (KindSprayNet). Equal to IPv6Prefix: not counted.
+	SprayIPv6Prefix int
+	SprayNetLimit   int
+	// Mode is ModeEnforce or ModeObserve (DEFENDER_MODE, enforce).
+	Mode Mode
 	// UsernameFormField is the form field holding the username
 	// (DEFENDER_USERNAME_FORM_FIELD, "username").
 	UsernameFormField string
@@ -151,6 +183,10 @@ func DefaultConfig() Config {
 		LockoutCooloffs:         []time.Duration{300 * time.Second},
 		ReverseProxyHeader:      "X-Forwarded-For",
 		IPv6Prefix:              64,
+		SprayLimit:              10,
+		SprayIPv6Prefix:         48,
+		SprayNetLimit:           20,
+		Mode:                    ModeEnforce,
 		UsernameFormField:       "username",
 		MaxUsernameLength:       255,
 		KeyPrefix:               "defender",
@@ -204,6 +240,19 @@ func (c *Config) Validate() error {
 	}
 	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
 		bad("DEFENDER_IPV6_PREFIX", "%d is out of range 1..128", c.IPv6Prefix)
+	}
+	if c.SprayLimit < 0 || c.SprayLimit > 10000 {
+		bad("DEFENDER_SPRAY_LIMIT", "%d is out of range 0..10000", c.SprayLimit)
+	}
+	if c.SprayNetLimit < 1 || c.SprayNetLimit > 10000 {
+		bad("DEFENDER_SPRAY_LIMIT_NET", "%d is out of range 1..10000", c.SprayNetLimit)
+	}
+	if c.SprayIPv6Prefix < 16 || c.SprayIPv6Prefix > 128 {
+		// At or beyond DEFENDER_IPV6_PREFIX it adds nothing: not counted.
+		bad("DEFENDER_SPRAY_IPV6_PREFIX", "%d is out of range 16..128", c.SprayIPv6Prefix)
+	}
+	if c.Mode != ModeEnforce && c.Mode != ModeObserve && c.Mode != "" {
+		bad("DEFENDER_MODE", "%q is neither enforce nor observe", c.Mode)
 	}
 	if c.UsernameFormField == "" {
 		bad("DEFENDER_USERNAME_FORM_FIELD", "empty")
@@ -283,6 +332,10 @@ var EnvVars = []EnvVar{
 	{"DEFENDER_REVERSE_PROXY_HEADER", "header holding the client address behind a proxy (default X-Forwarded-For)"},
 	{"DEFENDER_TRUSTED_PROXIES", "CIDR list of the proxies whose header is believed"},
 	{"DEFENDER_IPV6_PREFIX", "prefix length by which IPv6 clients are counted (default 64)"},
+	{"DEFENDER_SPRAY_LIMIT", "distinct usernames that may fail from one source within the attempt cool-off before it is blocked; 0 = off (default 10)"},
+	{"DEFENDER_SPRAY_IPV6_PREFIX", "wider IPv6 network by which spraying is counted too (default 48)"},
+	{"DEFENDER_SPRAY_LIMIT_NET", "distinct usernames that may fail from one such IPv6 network (default 20)"},
+	{"DEFENDER_MODE", "enforce, or observe: decide and count as enforce would, refuse nothing (default enforce)"},
 	{"DEFENDER_USERNAME_FORM_FIELD", "form field holding the username (default username)"},
 	{"DEFENDER_MAX_USERNAME_LENGTH", "characters of a username kept after normalisation (default 255)"},
 	{"DEFENDER_CACHE_PREFIX", "prefix of store keys (default defender)"},
@@ -321,6 +374,10 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c.ReverseProxyHeader = headerName(r.string("DEFENDER_REVERSE_PROXY_HEADER", c.ReverseProxyHeader))
 	c.TrustedProxies = r.prefixes("DEFENDER_TRUSTED_PROXIES")
 	c.IPv6Prefix = r.int("DEFENDER_IPV6_PREFIX", c.IPv6Prefix)
+	c.SprayLimit = r.int("DEFENDER_SPRAY_LIMIT", c.SprayLimit)
+	c.SprayIPv6Prefix = r.int("DEFENDER_SPRAY_IPV6_PREFIX", min(c.SprayIPv6Prefix, c.IPv6Prefix))
+	c.SprayNetLimit = r.int("DEFENDER_SPRAY_LIMIT_NET", c.SprayNetLimit)
+	c.Mode = Mode(strings.ToLower(r.string("DEFENDER_MODE", string(c.Mode))))
 	c.UsernameFormField = r.string("DEFENDER_USERNAME_FORM_FIELD", c.UsernameFormField)
 	c.MaxUsernameLength = r.int("DEFENDER_MAX_USERNAME_LENGTH", c.MaxUsernameLength)
 	c.KeyPrefix = r.string("DEFENDER_CACHE_PREFIX", c.KeyPrefix)

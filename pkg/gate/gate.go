@@ -54,6 +54,10 @@ type Decision struct {
 	Unavailable bool
 	// Err is the store error behind a Degraded or Unavailable decision.
 	Err error
+	// Observed is true in observe mode (DEFENDER_MODE=observe) for an
+	// attempt let through that enforce mode would have refused: BlockedBy,
+	// RetryAfter and Permanent say why and for how long, Allowed is true.
+	Observed bool
 	// Failures after the call, per counted kind.
 	IPFailures, UsernameFailures, PairFailures int
 }
@@ -90,6 +94,7 @@ type Gate struct {
 	ips     ipResolver
 	userWL  map[string]struct{}
 	lockout *template.Template
+	shared  SharedLists
 
 	// adm bounds the store calls in flight; nil for a MemoryStore, which
 	// answers at once.
@@ -131,7 +136,8 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 		return nil, err
 	}
 	cfg.FailMode = cfg.FailMode.canonical()
-	g := &Gate{cfg: cfg, policy: cfg.Policy(), store: store, log: slog.Default(), ips: newIPResolver(&cfg)}
+	g := &Gate{cfg: cfg, policy: cfg.Policy(), store: store, log: slog.Default(), ips: newIPResolver(&cfg),
+		shared: cgnatList{}}
 	if p := store.Policy(); !p.equal(&g.policy) {
 		// The local limiter and the replays apply the configuration's
 		// timings: a store applying others would block for other lengths.
@@ -247,8 +253,11 @@ type identity struct {
 	ipSubject   string
 	username    string // normalised
 	blacklisted bool
-	counters    [2]Counter
-	n           int
+	shared      string // the shared egress list the address is on, if any
+	// counters: those of failures first, then those of distinct members
+	// (spraying), which the local limiter does not keep (see localOp).
+	counters [4]Counter
+	n        int
 }
 
 // identify applies the configuration: which kinds count this attempt.
@@ -278,10 +287,20 @@ func (g *Gate) identify(a Attempt) identity {
 	}
 	countIP := hasIP && !c.DisableIPLockout
 	countUser := hasUser && !c.DisableUsernameLockout
-	if c.countsPairs() {
+	if hasIP {
+		id.shared, _ = g.shared.Lookup(a.IP.Unmap())
+	}
+	defer id.countSpraying(c, a.IP, hasIP && hasUser)
+	if c.countsPairs() || id.shared != "" && countIP {
+		// A shared address (carrier-grade NAT, a relay, Tor) is never
+		// blocked whole: its (IP, username) pairs are counted instead.
 		if hasIP && hasUser {
 			id.counters[0] = Counter{Kind: KindPair, Subject: PairSubject(id.ipSubject, id.username), Limit: c.FailureLimit}
 			id.n = 1
+		}
+		if !c.countsPairs() && countUser {
+			id.counters[id.n] = Counter{Kind: KindUsername, Subject: id.username, Limit: c.UsernameFailureLimit}
+			id.n++
 		}
 		return id
 	}
@@ -299,8 +318,45 @@ func (g *Gate) identify(a Attempt) identity {
 	return id
 }
 
+// countSpraying adds the counters of distinct usernames failing from the
+// source (DEFENDER_SPRAY_LIMIT), in every lockout mode: the source, and
+// for IPv6 its wider network (DEFENDER_SPRAY_IPV6_PREFIX). A source on a
+// shared list is reported, never blocked (KindSprayShared).
+func (id *identity) countSpraying(c *Config, addr netip.Addr, counted bool) {
+	if !counted || c.SprayLimit == 0 {
+		return
+	}
+	if id.shared != "" {
+		id.counters[id.n] = Counter{Kind: KindSprayShared, Subject: id.ipSubject, Limit: c.SprayLimit,
+			Member: id.username, ReportOnly: true}
+		id.n++
+		return
+	}
+	id.counters[id.n] = Counter{Kind: KindSpray, Subject: id.ipSubject, Limit: c.SprayLimit, Member: id.username}
+	id.n++
+	if ip := unNAT64(addr.Unmap()); ip.Is6() && c.SprayIPv6Prefix < c.IPv6Prefix {
+		id.counters[id.n] = Counter{Kind: KindSprayNet, Subject: ipSubject(ip, c.SprayIPv6Prefix),
+			Limit: c.SprayNetLimit, Member: id.username}
+		id.n++
+	}
+}
+
 func (id *identity) op(token string) Op {
 	return Op{Counters: id.counters[:id.n], Token: token}
+}
+
+// localOp is op without the counters the local limiter does not keep:
+// those of distinct members (spraying), last in op, which the store
+// alone counts. While the store is away, spraying is not counted; the
+// limits per address, username and pair hold.
+func localOp(op Op) Op {
+	for i := range op.Counters {
+		if op.Counters[i].distinct() {
+			op.Counters = op.Counters[:i]
+			break
+		}
+	}
+	return op
 }
 
 // storeOp names the store method a call runs (and its metrics).
@@ -382,7 +438,7 @@ func (g *Gate) exec(ctx context.Context, name storeOp, op Op, success, admit boo
 // syncLocal copies a store answer to op into the local limiter, and
 // publishes the blocks it made there.
 func (g *Gate) syncLocal(op Op, a storeAnswer) {
-	g.transitions(g.local.sync(op, a), ReasonAuto, true)
+	g.transitions(g.local.sync(localOp(op), a), ReasonAuto, true)
 }
 
 // degraded counts a decision taken without the store, and warns (at most
@@ -449,6 +505,18 @@ var blacklisted = Decision{BlockedBy: []Kind{KindIP}, Permanent: true, Reason: R
 // Check tells whether an attempt would be refused now. It counts nothing
 // and publishes nothing: use it to guard pages such as the login form.
 func (g *Gate) Check(ctx context.Context, a Attempt) Decision {
+	return g.observe(g.check(ctx, a))
+}
+
+// observe lets a refused attempt through in observe mode, saying so.
+func (g *Gate) observe(d Decision) Decision {
+	if g.cfg.Mode == ModeObserve && !d.Allowed && d.Err != ErrSettled {
+		d.Allowed, d.Observed, d.Unavailable = true, true, false
+	}
+	return d
+}
+
+func (g *Gate) check(ctx context.Context, a Attempt) Decision {
 	id := g.identify(a)
 	if id.blacklisted {
 		return blacklisted
@@ -463,7 +531,7 @@ func (g *Gate) Check(ctx context.Context, a Attempt) Decision {
 		if d, closed := g.degraded(err); closed {
 			return d
 		}
-		res, _ = g.local.Check(ctx, op) // a valid op: a memory store does not fail
+		res, _ = g.local.Check(ctx, localOp(op)) // a valid op: a memory store does not fail
 		return g.decideLocally(&id, &res, err)
 	}
 	if g.local != nil {
@@ -501,6 +569,9 @@ type Ticket struct {
 	counted bool
 	after   Decision
 	begun   time.Time
+	// refusal is the decision of an attempt observe mode let through
+	// although it was refused: charged nowhere, its outcome counts nothing.
+	refusal *Decision
 }
 
 // needsStore reports whether the outcome must be written to the store.
@@ -524,7 +595,9 @@ func (t *Ticket) needsStore(success bool) bool {
 func (t *Ticket) lockoutDecision() Decision {
 	d := Decision{Reason: ReasonAuto, RetryAfter: t.nextCooloff, Permanent: t.nextCooloff == 0}
 	for i := 0; i < t.id.n; i++ {
-		d.BlockedBy = append(d.BlockedBy, t.id.counters[i].Kind)
+		if !t.id.counters[i].ReportOnly {
+			d.BlockedBy = append(d.BlockedBy, t.id.counters[i].Kind)
+		}
 	}
 	return d
 }
@@ -570,7 +643,20 @@ const localToken = ".local"
 // (the Decision says why and until when; the refusal is published as a
 // blocked attempt) or charges the attempt and returns its Ticket, in one
 // store round trip.
+//
+// In observe mode a refused attempt gets a Ticket too, charged nowhere:
+// the password check goes on, and its outcome counts nothing and is
+// published nowhere (the attempt was published as refused, Observe).
 func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
+	t, d := g.begin(ctx, a)
+	if t == nil && g.cfg.Mode == ModeObserve {
+		d = g.observe(d)
+		t = &Ticket{g: g, a: a, refusal: &d}
+	}
+	return t, d
+}
+
+func (g *Gate) begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	id := g.identify(a)
 	if id.blacklisted {
 		g.publishAttempt(&a, &id, OutcomeBlocked, &blacklisted)
@@ -586,7 +672,7 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 		// Counted here from now on: a late call decides with the attempts
 		// still in flight to the store among the charges. And what the
 		// store does not know yet of this process's attempts refuses here.
-		if res, refused := g.local.reserve(op); refused {
+		if res, refused := g.local.reserve(localOp(op)); refused {
 			g.m.degraded[g.cfg.FailMode].Inc()
 			return g.begun(t, &res, g.decideLocally(&t.id, &res, nil), chargedLocally)
 		}
@@ -597,10 +683,10 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 		if d, closed := g.degraded(err); closed {
 			return nil, d
 		}
-		g.local.release(op)
+		g.local.release(localOp(op))
 		t.token += localToken
 		op.Token = t.token
-		res, _ = g.local.Begin(ctx, op)
+		res, _ = g.local.Begin(ctx, localOp(op))
 		return g.begun(t, &res, g.decideLocally(&t.id, &res, err), chargedLocally)
 	}
 	if g.local != nil {
@@ -669,7 +755,7 @@ func (t *Ticket) Finish(ctx context.Context, success bool) Decision {
 	if !t.settled.CompareAndSwap(false, true) {
 		return Decision{Err: ErrSettled}
 	}
-	return t.g.settle(ctx, t, success, true)
+	return t.g.observe(t.g.settle(ctx, t, success, true))
 }
 
 // FinishAsync reports the outcome without waiting for the store: the gate
@@ -810,6 +896,9 @@ func outcomeOf(success bool) Outcome {
 func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decision {
 	switch t.where {
 	case chargedNowhere:
+		if t.refusal != nil { // observe mode let a refused attempt through
+			return *t.refusal
+		}
 		d := Decision{Allowed: true}
 		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 		return d
@@ -824,15 +913,15 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 		var res Result
 		counted := false
 		if strings.HasPrefix(t.token, g.tokenPrefix) {
-			res, counted = g.local.localFinish(op, success, false)
+			res, counted = g.local.localFinish(localOp(op), success, false)
 		}
 		if !counted && !success {
 			// Not pending here: charged by another instance, or dropped
 			// once the store answered again (see dropSettledElsewhere).
-			res = g.local.localRecord(op, false)
+			res = g.local.localRecord(localOp(op), false)
 			counted = res.Admitted
 		} else if !counted {
-			res, _ = g.local.Check(ctx, op)
+			res, _ = g.local.Check(ctx, localOp(op))
 		}
 		d := g.decideLocally(&t.id, &res, nil)
 		if counted {
@@ -875,7 +964,7 @@ func (g *Gate) settleFailed(t *Ticket, op Op, success bool, err error) Decision 
 	d, closed := g.degraded(err)
 	counted := false
 	if !closed {
-		res, pending := g.local.localFinish(op, success, t.counted)
+		res, pending := g.local.localFinish(localOp(op), success, t.counted)
 		counted = pending && !success
 		d = g.decideLocally(&t.id, &res, err)
 	}
@@ -889,6 +978,10 @@ func (g *Gate) settleFailed(t *Ticket, op Op, success bool, err error) Decision 
 // otherwise the outcome is counted and the Decision is the state after it,
 // so the failure that blocks gets Allowed false. One store round trip.
 func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
+	return g.observe(g.record(ctx, a, success))
+}
+
+func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 	id := g.identify(a)
 	if id.blacklisted {
 		g.publishAttempt(&a, &id, OutcomeBlocked, &blacklisted)
@@ -917,7 +1010,7 @@ func (g *Gate) Record(ctx context.Context, a Attempt, success bool) Decision {
 			g.publishAttempt(&a, &id, OutcomeBlocked, &d)
 			return d
 		}
-		res = g.local.localRecord(op, success)
+		res = g.local.localRecord(localOp(op), success)
 		if res.Admitted {
 			g.queueReplay(op, false, success, !success)
 		}
@@ -1045,7 +1138,8 @@ func (g *Gate) transitions(ts []Transition, reason Reason, local bool) {
 	now := time.Now()
 	for _, t := range ts {
 		r := TransitionRecord{Time: now, Kind: t.Kind, Subject: t.Subject, Blocked: t.Blocked,
-			Permanent: t.Permanent, Failures: t.Failures, Reason: reason, Local: local}
+			Permanent: t.Permanent, Failures: t.Failures, Reason: reason, Local: local,
+			Observe: g.cfg.Mode == ModeObserve && reason == ReasonAuto}
 		direction := "unblock"
 		if t.Blocked {
 			direction = "block"
@@ -1080,7 +1174,7 @@ func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) 
 		Time: time.Now(), IP: id.ip, Username: id.username, Outcome: o,
 		Path: a.Path, UserAgent: a.UserAgent,
 		IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures,
-		Degraded: d.Degraded,
+		Degraded: d.Degraded, Observe: g.cfg.Mode == ModeObserve, Shared: id.shared,
 	}
 	if o != OutcomeSuccess {
 		r.BlockedBy = d.BlockedBy
@@ -1117,7 +1211,7 @@ func (g *Gate) queueReplay(op Op, finish, success, counted bool) {
 // failure at its pending timeout), or would have forgotten it.
 func (g *Gate) forget(r replay) {
 	if g.local != nil && r.counted {
-		g.local.unconfirm(r.op, -1)
+		g.local.unconfirm(localOp(r.op), -1)
 	}
 }
 

@@ -202,7 +202,7 @@ func (s *MemoryStore) Check(_ context.Context, op Op) (Result, error) {
 		if e.failures > 0 && e.failUntil > now {
 			res.Failures[i] = int(e.failures)
 		}
-		if e.blocked && e.blockUntil > now {
+		if e.blocked && e.blockUntil > now && !c.op.Counters[i].ReportOnly {
 			res.Blocked = append(res.Blocked, e.state(c.op.Counters[i], now))
 		}
 	}
@@ -239,15 +239,22 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	lastChance := false
 	counted := make([]bool, c.n)
 	for i := 0; i < c.n; i++ {
-		e, limit := c.e[i], c.op.Counters[i].Limit
+		ct := &c.op.Counters[i]
+		e, limit := c.e[i], ct.Limit
 		ch := ch
 		switch {
+		case ct.distinct() && e.hasMember(ct.Member):
+			// counted already: a success removes the member
+			ch.counted, ch.keep, counted[i] = true, ch.expires, true
+		case ct.ReportOnly:
+			c.fail(i) // its block is a report that refuses nobody
+			ch.counted, ch.keep, counted[i] = true, ch.expires, true
 		case min(int(e.failures), limit)+e.uncounted()+1 == limit+1:
 			lastChance = true // pending: its failure would block
 		case !s.keepLocal:
 			// Counted as a failure at once, as RedisStore does. (A local
 			// limiter keeps every charge pending: see local.go.)
-			e.addFailure(c.now, p)
+			c.count(i, c.now)
 			ch.counted, ch.keep, counted[i] = true, ch.expires, true
 		}
 		c.charge(i, ch)
@@ -281,7 +288,11 @@ func (c *memCall) refusal() (Result, bool) {
 	var saturated []Kind
 	for i := 0; i < c.n; i++ {
 		if e := c.e[i]; e != nil {
-			limit := c.op.Counters[i].Limit
+			ct := &c.op.Counters[i]
+			if ct.ReportOnly || ct.distinct() && e.hasMember(ct.Member) {
+				continue // never saturated; a name counted adds nothing
+			}
+			limit := ct.Limit
 			if min(int(e.failures), limit)+e.uncounted() >= limit+1 {
 				saturated = append(saturated, c.op.Counters[i].Kind)
 			}
@@ -329,6 +340,10 @@ func (c *memCall) finish(success bool) (pending bool) {
 		c.uncharge(i, c.op.Token)
 		pending = true
 		switch {
+		case success && c.op.Counters[i].distinct():
+			if counted { // a pending charge added no member
+				c.removeMember(i, c.op.Counters[i].Member)
+			}
 		case success && !c.op.Counters[i].KeepOnSuccess:
 			c.clear(i)
 		case success && counted:
@@ -361,7 +376,11 @@ func (c *memCall) record(success bool) Result {
 	}
 	if success {
 		for i := 0; i < c.n; i++ {
-			if c.e[i] != nil && !c.op.Counters[i].KeepOnSuccess {
+			switch {
+			case c.e[i] == nil:
+			case c.op.Counters[i].distinct():
+				c.removeMember(i, c.op.Counters[i].Member)
+			case !c.op.Counters[i].KeepOnSuccess:
 				c.clear(i)
 			}
 		}
@@ -644,7 +663,12 @@ func (c *memCall) settleAll() {
 			// gate service's outcomes sent round robin, keeping such
 			// charges as failures refused every busy user after an
 			// outage), or was abandoned.
-			e.addFailure(ch.expires, &c.s.policy)
+			if c.op.Counters[i].distinct() {
+				// a name whose outcome never came: its token stands for it
+				c.addMember(i, ch.token, ch.expires)
+			} else {
+				e.addFailure(ch.expires, &c.s.policy)
+			}
 			converted = true
 		}
 		clear(e.pending[len(kept):])
@@ -686,8 +710,69 @@ func (c *memCall) uncharge(i int, token string) bool {
 
 // fail counts a failure now on counter i, which may block its subject.
 func (c *memCall) fail(i int) {
-	c.e[i].addFailure(c.now, &c.s.policy)
+	c.count(i, c.now)
 	c.maybeBlock(i)
+}
+
+// count counts the attempt as a failure at t on counter i: one more, or
+// its member for a counter of distinct members.
+func (c *memCall) count(i int, t int64) {
+	if ct := &c.op.Counters[i]; ct.distinct() {
+		c.addMember(i, ct.Member, t)
+		return
+	}
+	c.e[i].addFailure(t, &c.s.policy)
+}
+
+// hasMember reports whether m is counted in e now.
+func (e *entry) hasMember(m string) bool {
+	return e.failures > 0 && slices.Contains(e.members, m)
+}
+
+// addMember counts member m at t on counter i, of distinct members: a new
+// member is one failure more. Like SADD and PEXPIRE in Redis, a member
+// counted already renews the window too.
+func (c *memCall) addMember(i int, m string, t int64) {
+	e := c.e[i]
+	if e.failures > 0 && e.failUntil <= t {
+		e.failures = 0
+	}
+	if e.failures == 0 && len(e.members) > 0 {
+		c.dropMembers(i)
+	}
+	if !slices.Contains(e.members, m) {
+		e.members = append(e.members, m)
+		c.s.grow(c.sh[i], memberBytes+int64(len(m)))
+		e.failures = int32(min(len(e.members), math.MaxInt32))
+	}
+	e.failUntil = forever
+	if d := c.s.policy.AttemptCooloff; d > 0 {
+		e.failUntil = addDur(t, d)
+	}
+}
+
+// removeMember forgets member m of counter i: its username logged in.
+func (c *memCall) removeMember(i int, m string) {
+	e := c.e[i]
+	if e.failures == 0 {
+		return
+	}
+	if j := slices.Index(e.members, m); j >= 0 {
+		e.members = slices.Delete(e.members, j, j+1)
+		c.s.grow(c.sh[i], -(memberBytes + int64(len(m))))
+		e.failures--
+	}
+}
+
+// dropMembers forgets the stale members of counter i.
+func (c *memCall) dropMembers(i int) {
+	e := c.e[i]
+	var n int64
+	for _, m := range e.members {
+		n += memberBytes + int64(len(m))
+	}
+	e.members = nil
+	c.s.grow(c.sh[i], -n)
 }
 
 // maybeBlock blocks counter i's subject if its failures are above the
@@ -732,7 +817,7 @@ func (c *memCall) clear(i int) {
 
 func (c *memCall) anyBlocked() bool {
 	for i := 0; i < c.n; i++ {
-		if c.e[i] != nil && c.e[i].blocked {
+		if c.e[i] != nil && c.e[i].blocked && !c.op.Counters[i].ReportOnly {
 			return true
 		}
 	}
@@ -784,7 +869,7 @@ func (c *memCall) result() Result {
 		if c.begin {
 			res.Lockouts[i], res.Pending[i] = int(e.lockouts), e.uncounted()
 		}
-		if e.blocked {
+		if e.blocked && !c.op.Counters[i].ReportOnly {
 			res.Blocked = append(res.Blocked, e.state(c.op.Counters[i], c.now))
 		}
 	}

@@ -27,6 +27,7 @@ const (
 	// token. Measured with TestMemoryBytesTrackHeap.
 	entryBytes     = 160
 	chargeBytes    = 48
+	memberBytes    = 16 // a member of a counter of distinct members, besides its bytes
 	evictScan      = 8  // candidates looked at when choosing a victim
 	keepScan       = 64 // entries passed over at most, in a local limiter, to find them
 	sweepBudget    = 32 // entries looked at per shard, list and round
@@ -52,6 +53,10 @@ type entry struct {
 	synced      int64
 	kind        uint8 // index in Kinds
 	blocked     bool  // in the blocks list; the block may have expired since
+	// members of a counter of distinct members (Counter.Member): valid
+	// while failures > 0, when failures is their number; stale otherwise,
+	// and dropped by the next addMember.
+	members []string
 }
 
 // expire forgets what has expired in e by now, except charges.
@@ -106,6 +111,9 @@ func (e *entry) size() int64 {
 	n := int64(entryBytes + len(e.subject))
 	for i := range e.pending {
 		n += chargeBytes + int64(len(e.pending[i].token))
+	}
+	for _, m := range e.members {
+		n += memberBytes + int64(len(m))
 	}
 	return n
 }

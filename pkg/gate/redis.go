@@ -208,7 +208,7 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 		return Result{}, fmt.Errorf("redis finish: %w", err)
 	}
 	if redisClears(op, success) {
-		reply, err := redisScriptClear.Run(ctx, s.client, s.fastKeys(op, true), s.args.markerTTL, len(op.Counters)).Result()
+		reply, err := redisScriptClear.Run(ctx, s.client, s.fastKeys(op, true), clearArgs([]any{s.args.markerTTL}, op)...).Result()
 		if err != nil {
 			return s.decode("finish", redisScriptFinish, op, reply, err)
 		}
@@ -280,14 +280,58 @@ func (s *RedisStore) chargeKeys(op Op) []string {
 }
 
 // charge is ARGV of the charge script for op: the attempt cool-off, each
-// counter's limit, the token and the pending timeout.
+// counter's limit, the token and the pending timeout, then, when a
+// counter counts distinct members, each counter's flag.
 func (a *redisPolicyArgs) charge(op Op) []any {
-	args := make([]any, 1, 3+len(op.Counters))
+	args := make([]any, 1, 3+2*len(op.Counters))
 	args[0] = a.head[0]
 	for _, c := range op.Counters {
 		args = append(args, c.Limit)
 	}
-	return append(args, op.Token, a.head[1])
+	args = append(args, op.Token, a.head[1])
+	if redisDistinct(op) {
+		for _, c := range op.Counters {
+			args = append(args, redisFlag(c))
+		}
+	}
+	return args
+}
+
+// clearArgs appends to args the clear script's ARGV for op's success:
+// its number of counters, negative and followed by their flags when one
+// counts distinct members.
+func clearArgs(args []any, op Op) []any {
+	if !redisDistinct(op) {
+		return append(args, len(op.Counters))
+	}
+	args = append(args, -len(op.Counters))
+	for _, c := range op.Counters {
+		args = append(args, redisFlag(c))
+	}
+	return args
+}
+
+// redisDistinct reports whether a counter of op counts distinct members.
+func redisDistinct(op Op) bool {
+	for i := range op.Counters {
+		if op.Counters[i].distinct() {
+			return true
+		}
+	}
+	return false
+}
+
+// redisFlag is a counter's flag in the scripts' ARGV (redis_common.lua):
+// "m:<member>" or "r:<member>" for distinct members, else whether it is
+// kept on success.
+func redisFlag(c Counter) any {
+	switch {
+	case c.ReportOnly:
+		return "r:" + c.Member
+	case c.distinct():
+		return "m:" + c.Member
+	}
+	return redisFlags[b2i(c.KeepOnSuccess)]
 }
 
 // redisMarkerTTL is how long a token's settled marker lives: as long as
@@ -467,18 +511,19 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 	// Plain successes in a row go in one clear script, in their place;
 	// clearAt[i] is op i's place in its script (-1: not in one).
 	var clearKeys []string
-	var clearArgs []any
+	var clearArgv []any
+	clearN := 0 // successes in clearArgv
 	clearAt := make([]int, len(ops))
 	clearCmd := make([]*redis.Cmd, len(ops))
 	run := 0 // first op of the run of successes being gathered
 	flush := func(end int) {
-		if clearArgs != nil {
-			cmd := redisScriptClear.EvalSha(ctx, pipe, clearKeys, clearArgs...)
+		if clearArgv != nil {
+			cmd := redisScriptClear.EvalSha(ctx, pipe, clearKeys, clearArgv...)
 			for j := run; j < end; j++ {
 				clearCmd[j] = cmd
 			}
 		}
-		clearKeys, clearArgs = nil, nil
+		clearKeys, clearArgv = nil, nil
 	}
 	for i, op := range ops {
 		clearAt[i] = -1
@@ -490,13 +535,14 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 			cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op, true), s.args.counter(op, success[i])...)
 			continue
 		}
-		if clearArgs == nil {
+		if clearArgv == nil {
 			run = i
-			clearArgs = []any{s.args.markerTTL}
+			clearArgv, clearN = []any{s.args.markerTTL}, 0
 		}
-		clearAt[i] = len(clearArgs) - 1
+		clearAt[i] = clearN
+		clearN++
 		clearKeys = append(clearKeys, s.fastKeys(op, true)...)
-		clearArgs = append(clearArgs, len(op.Counters))
+		clearArgv = clearArgs(clearArgv, op)
 	}
 	flush(len(ops))
 	_, _ = pipe.Exec(ctx) // every command keeps its own error
@@ -531,7 +577,7 @@ func (a *redisPolicyArgs) counter(op Op, success bool) []any {
 	args = append(args, a.head[:]...)
 	args = append(args, op.Token, redisFlags[b2i(success)], len(op.Counters))
 	for _, c := range op.Counters {
-		args = append(args, c.Subject, c.Limit, redisFlags[b2i(c.KeepOnSuccess)])
+		args = append(args, c.Subject, c.Limit, redisFlag(c))
 	}
 	return append(args, a.cooloffs...)
 }

@@ -4,6 +4,12 @@
 -- until now + pending timeout, whose failure Finish counts. The same as
 -- redis_charge.lua, which runs first, with what it leaves here: pending
 -- charges past their deadline, which are settled first.
+--
+-- A counter of distinct members whose member is in its set already
+-- (a username that failed from this source before) neither refuses nor
+-- is charged: the attempt adds no distinct name. A report-only counter
+-- never refuses: the attempt is counted there at once, and the count
+-- that passes its limit "blocks" it, a report that refuses nobody.
 local op = load_op(false)
 settle_expired(op, true)
 if blocked_any(op) then
@@ -11,17 +17,28 @@ if blocked_any(op) then
 end
 local saturated, last_chance = false, false
 for _, c in ipairs(op.counters) do
-  c.used = math.min(failures(c), c.limit) + c.pending_n
-  if c.used >= c.limit + 1 then
-    c.charge = 1
-    saturated = true
+  if c.member and redis.call('SISMEMBER', c.failed, c.member) == 1 then
+    c.present = true
+  elseif not c.report then
+    c.used = math.min(failures(c), c.limit) + c.pending_n
+    if c.used >= c.limit + 1 then
+      c.charge = 1
+      saturated = true
+    end
   end
 end
 if saturated then
   return reply(op, false, false, true)
 end
 for _, c in ipairs(op.counters) do
-  if c.used + 1 == c.limit + 1 then
+  if c.present then
+    c.charge = 2 -- counted already: a success removes the member
+  elseif c.report then
+    count_now(op, c)
+    if failures(c) > c.limit and not is_blocked(c) then
+      lock_out(op, c, failures(c))
+    end
+  elseif c.used + 1 == c.limit + 1 then
     charge_pending(op, c)
     last_chance = true
   else

@@ -6,6 +6,12 @@
 --   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
 --   ARGV[1+i] the limit of counter i
 --   ARGV[n+2] the token; ARGV[n+3] the pending timeout in ms (0: never)
+--   ARGV[n+3+i] (only when some counter has one) the flag of counter i as
+--          in redis_common.lua: "0", or "m:<member>" for a counter of
+--          distinct members, whose failure adds the member to the set
+--          (SADD) rather than one to a count (INCR); a member in the set
+--          already adds nothing, so it neither refuses nor is charged.
+--          A report-only counter ("r:...") is left to the full rules.
 -- Refused: a blocked counter, or one whose charges in flight fill its
 -- budget (saturated: min(failures, limit) + pending >= limit + 1).
 -- Otherwise the attempt is charged on every counter: counted as a failure
@@ -21,21 +27,48 @@
 -- script changes nothing and replies -1 (the caller runs redis_begin.lua,
 -- which settles it).
 local n = #KEYS / 4
+local members = {}
+if #ARGV > n + 3 then
+  for i = 1, n do
+    local flag = ARGV[n + 3 + i]
+    if #flag > 1 then
+      if flag:sub(1, 1) == 'r' then
+        return -1
+      end
+      members[i] = flag:sub(3)
+    end
+  end
+end
 local found
 if n == 2 then
   found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[5], KEYS[6])
 elseif n == 1 then
   found = redis.call('EXISTS', KEYS[2], KEYS[3])
 else
-  found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[8], KEYS[9])
+  local k = {}
+  for i = 1, n do
+    k[#k + 1], k[#k + 2] = KEYS[3 * i - 1], KEYS[3 * i]
+  end
+  found = redis.call('EXISTS', unpack(k))
 end
 local cooloff = ARGV[1]
 
-local counts, over = {}, false
+-- add counts the attempt on counter i at once, without its TTL: INCR, or
+-- for distinct members SADD (added[i] when the member is new) and SCARD.
+-- It reports whether the count passed the limit.
+local counts, added, over = {}, {}, false
+local function add(i)
+  if members[i] then
+    added[i] = redis.call('SADD', KEYS[3 * i - 2], members[i]) == 1
+    counts[i] = redis.call('SCARD', KEYS[3 * i - 2])
+    return added[i] and counts[i] > tonumber(ARGV[1 + i])
+  end
+  counts[i] = redis.call('INCR', KEYS[3 * i - 2])
+  return counts[i] > tonumber(ARGV[1 + i])
+end
 if found == 0 then
   for i = 1, n do
-    counts[i] = redis.call('INCR', KEYS[3 * i - 2])
-    over = over or counts[i] > tonumber(ARGV[1 + i])
+    over = add(i) or over
   end
   if not over then
     local out = { 1, 0, n }
@@ -70,11 +103,11 @@ end
 
 -- count charges the attempt on counter i as a failure at once.
 local function count(i)
-  local f = redis.call('INCR', KEYS[3 * i - 2])
+  add(i)
   if cooloff ~= '0' then
     redis.call('PEXPIRE', KEYS[3 * i - 2], cooloff)
   end
-  return f
+  return counts[i]
 end
 
 if found == 0 then
@@ -83,8 +116,10 @@ if found == 0 then
   for i = 1, n do
     local k = 3 + 6 * (i - 1)
     out[k + 2], out[k + 3], out[k + 5], out[k + 6] = 0, 0, -1, 0
-    if counts[i] > tonumber(ARGV[1 + i]) then
-      if counts[i] == 1 then
+    if counts[i] > tonumber(ARGV[1 + i]) and (added[i] or not members[i]) then
+      if members[i] then
+        redis.call('SREM', KEYS[3 * i - 2], members[i])
+      elseif counts[i] == 1 then
         redis.call('DEL', KEYS[3 * i - 2]) -- created just now, without a TTL
       else
         redis.call('DECR', KEYS[3 * i - 2])
@@ -113,7 +148,11 @@ for i = 1, n do
     state, ttl = 2, 0
   end
   blocked = blocked or state ~= 0
-  f[i] = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
+  if members[i] then
+    f[i] = redis.call('SCARD', KEYS[3 * i - 2])
+  else
+    f[i] = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
+  end
   local k = 3 + 6 * (i - 1)
   out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = f[i], state, ttl, 0, -1, 0
 end
@@ -122,7 +161,7 @@ if blocked then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local saturated, used = false, {}
+local saturated, used, present = false, {}, {}
 for i = 1, n do
   local pending = redis.call('ZCARD', KEYS[3 * i])
   if pending > 0 and #redis.call('ZRANGEBYSCORE', KEYS[3 * i], '-inf', '(' .. now, 'LIMIT', 0, 1) > 0 then
@@ -131,7 +170,8 @@ for i = 1, n do
   local limit = tonumber(ARGV[1 + i])
   used[i] = math.min(f[i], limit) + pending
   out[3 + 6 * (i - 1) + 6] = pending
-  if used[i] >= limit + 1 then
+  present[i] = members[i] and redis.call('SISMEMBER', KEYS[3 * i - 2], members[i]) == 1
+  if used[i] >= limit + 1 and not present[i] then
     out[3 + 6 * (i - 1) + 4] = 1
     saturated = true
   end
@@ -142,7 +182,9 @@ end
 out[1] = 1
 for i = 1, n do
   local k = 3 + 6 * (i - 1)
-  if used[i] + 1 == tonumber(ARGV[1 + i]) + 1 then
+  if present[i] then
+    out[k + 4] = 2 -- counted already: a success removes the member
+  elseif used[i] + 1 == tonumber(ARGV[1 + i]) + 1 then
     out[2] = 1
     pend(out, i, out[k + 6])
   else

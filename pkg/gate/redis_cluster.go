@@ -391,7 +391,7 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 			if script == redisScriptFinish {
 				fast = redisScriptClear
 				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i][:3]...)
-				args[i] = []any{pa.markerTTL, 1}
+				args[i] = clearArgs([]any{pa.markerTTL}, ones[i])
 			}
 		}
 		replies, rerrs := s.pipeline(ctx, fast, keys, args)
@@ -500,13 +500,24 @@ func (s *RedisClusterStore) reload(ctx context.Context) {
 func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Result, errs []error) bool {
 	var charged []Counter
 	var counted []string
+	admitted := 0
 	for i, r := range rs {
-		if errs[i] == nil && r.Admitted {
-			charged = append(charged, op.Counters[i])
-			counted = append(counted, redisFlags[b2i(len(r.Counted) == 1 && r.Counted[0])].(string))
+		if errs[i] != nil || !r.Admitted {
+			continue
 		}
+		admitted++
+		isCounted := len(r.Counted) == 1 && r.Counted[0]
+		if isCounted && op.Counters[i].distinct() {
+			// Not taken back: the member may have been in the set before
+			// this attempt, and removing it would hide a failure. The
+			// attempt counts as one distinct name, an over-count on the
+			// safe side, and only when another counter refused it.
+			continue
+		}
+		charged = append(charged, op.Counters[i])
+		counted = append(counted, redisFlags[b2i(isCounted)].(string))
 	}
-	if len(charged) == len(op.Counters) {
+	if admitted == len(op.Counters) {
 		return true
 	}
 	if len(charged) == 0 {

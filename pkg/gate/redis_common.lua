@@ -20,8 +20,10 @@
 --   ARGV[5] "1" when the attempt succeeded, else "0"
 --   ARGV[6] n, the number of counters
 --   ARGV[7+3*(i-1)], ARGV[8+3*(i-1)], ARGV[9+3*(i-1)]  subject, limit and
---          keep of counter i: keep "1" when a success leaves the counter as
---          it is (Counter.KeepOnSuccess), else "0"
+--          flag of counter i: "1" when a success leaves the counter as it
+--          is (Counter.KeepOnSuccess), "0" when it clears it, "m:<member>"
+--          for a counter of distinct members (Counter.Member) and
+--          "r:<member>" for one that only reports (Counter.ReportOnly)
 --   ARGV[7+3*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
@@ -43,7 +45,10 @@
 -- block, ARGV[2] the block's duration in ms (0: permanent); they reply
 -- as a counter script.
 --
--- Keys (see redis.go): failed is a plain integer with a sliding TTL; blocked
+-- Keys (see redis.go): failed is a plain integer with a sliding TTL, or,
+-- for a counter of distinct members (spraying: the usernames that failed
+-- from one source), a set of them with a sliding TTL, whose size is the
+-- count; blocked
 -- is the string "blocked" with the cool-off as TTL; pending is a sorted set
 -- of tokens scored by their deadline in ms; lockouts is an integer with the
 -- lockout memory as TTL; the index is a sorted set of blocked subjects
@@ -104,12 +109,21 @@ local function load_op(with_marker)
       blocked_index = indexed and KEYS[4 * n + m + i] or nil,
       subject = ARGV[7 + 3 * (i - 1)],
       limit = tonumber(ARGV[8 + 3 * (i - 1)]),
-      keep = ARGV[9 + 3 * (i - 1)] == '1', -- a success does not clear it
+      keep = ARGV[9 + 3 * (i - 1)] ~= '0', -- a success does not clear it
       charge = 0,      -- Begin's charge state, as replied
       lockouts_n = -1, -- lockouts so far, once read
       failed_n = nil,  -- the failure count, once read or written
       block_ttl = nil, -- PTTL of the block key (-2 none, -1 permanent), once read or written
     }
+  end
+  for _, c in ipairs(op.counters) do
+    local flag = ARGV[9 + 3 * (c.index - 1)]
+    if #flag > 1 then
+      -- Distinct members: a failure adds the member, a success removes it
+      -- (never the others: it is kept on success), a repeat adds nothing.
+      c.member = flag:sub(3)
+      c.report = flag:sub(1, 1) == 'r' -- its block refuses nobody
+    end
   end
   for j = 7 + 3 * n, #ARGV do
     op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])
@@ -138,9 +152,39 @@ end
 
 local function failures(c)
   if c.failed_n == nil then
-    c.failed_n = tonumber(redis.call('GET', c.failed) or '0')
+    if c.member then
+      c.failed_n = redis.call('SCARD', c.failed)
+    else
+      -- An admin call does not know the counter's type: a set of members
+      -- answers GET with an error, and is counted by its size.
+      local v = redis.pcall('GET', c.failed)
+      if type(v) == 'table' and v.err then
+        c.failed_n = redis.call('SCARD', c.failed)
+      else
+        c.failed_n = tonumber(v or '0')
+      end
+    end
   end
   return c.failed_n
+end
+
+-- add_member adds c's member to its set, renews the sliding TTL and
+-- returns the count.
+local function add_member(op, c, member)
+  if redis.call('SADD', c.failed, member) == 1 or c.failed_n == nil then
+    c.failed_n = redis.call('SCARD', c.failed)
+  end
+  if op.attempt_cooloff > 0 then
+    redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+  end
+  return c.failed_n
+end
+
+-- remove_member forgets c's member: its username logged in.
+local function remove_member(c)
+  if redis.call('SREM', c.failed, c.member) == 1 and c.failed_n then
+    c.failed_n = c.failed_n - 1
+  end
 end
 
 local function block_ttl(c)
@@ -152,6 +196,12 @@ end
 
 local function is_blocked(c)
   return block_ttl(c) ~= -2
+end
+
+-- refuses reports whether c's block refuses the attempt: a report-only
+-- counter's never does.
+local function refuses(c)
+  return not c.report and is_blocked(c)
 end
 
 local function add_transition(op, c, blocked, duration, permanent, nfailures, lockouts)
@@ -196,10 +246,15 @@ end
 -- count_failures adds n failures to c, renews the sliding TTL and blocks c
 -- when its count goes above the limit and it is not blocked already.
 local function count_failures(op, c, n)
-  local f = redis.call('INCRBY', c.failed, n)
-  c.failed_n = f
-  if op.attempt_cooloff > 0 then
-    redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+  local f
+  if c.member then
+    f = add_member(op, c, c.member)
+  else
+    f = redis.call('INCRBY', c.failed, n)
+    c.failed_n = f
+    if op.attempt_cooloff > 0 then
+      redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+    end
   end
   if f > c.limit and not is_blocked(c) then
     lock_out(op, c, f)
@@ -225,7 +280,20 @@ local function settle_expired(op, count_pending, token)
     else
       due = redis.call('ZRANGEBYSCORE', c.pending, '-inf', '(' .. now(op), 'WITHSCORES')
     end
-    if #due > 0 then
+    if #due > 0 and c.member then
+      -- Each expired charge is a username whose outcome never came: a
+      -- distinct failure, its token standing for the name.
+      redis.call('ZREMRANGEBYSCORE', c.pending, '-inf', '(' .. op.now)
+      for j = 1, #due, 2 do
+        if due[j] == token then
+          c.expired_token = true
+        end
+        add_member(op, c, due[j])
+      end
+      if c.failed_n > c.limit and not is_blocked(c) then
+        lock_out(op, c, c.failed_n)
+      end
+    elseif #due > 0 then
       redis.call('ZREMRANGEBYSCORE', c.pending, '-inf', '(' .. op.now)
       local count, ends = 0, -math.huge
       local ttl = redis.call('PTTL', c.failed)
@@ -281,10 +349,11 @@ local function clear(op, c)
   end
 end
 
--- blocked_any reports whether some counter of op is blocked.
+-- blocked_any reports whether some counter of op is blocked (report-only
+-- counters refuse nobody).
 local function blocked_any(op)
   for _, c in ipairs(op.counters) do
-    if is_blocked(c) then
+    if refuses(c) then
       return true
     end
   end
@@ -320,9 +389,13 @@ end
 -- needs no second call; a success clears it). Only for an attempt whose
 -- failure does not take c above its limit: it never blocks.
 local function count_now(op, c)
-  c.failed_n = redis.call('INCR', c.failed)
-  if op.attempt_cooloff > 0 then
-    redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+  if c.member then
+    add_member(op, c, c.member)
+  else
+    c.failed_n = redis.call('INCR', c.failed)
+    if op.attempt_cooloff > 0 then
+      redis.call('PEXPIRE', c.failed, op.attempt_cooloff)
+    end
   end
   c.charge = 2
 end
@@ -347,7 +420,7 @@ local function reply(op, admitted, last_chance, with_lockouts)
   for _, c in ipairs(op.counters) do
     local ttl = block_ttl(c)
     local state = 1
-    if ttl == -2 then
+    if ttl == -2 or c.report then
       state, ttl = 0, 0
     elseif ttl == -1 then
       state, ttl = 2, 0

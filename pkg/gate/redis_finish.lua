@@ -6,7 +6,8 @@
 -- may block; a success clears. Where Begin counted the attempt at once, a
 -- failure is counted already and a success clears the counter (its
 -- failures, this charge among them, and its block). A counter kept on
--- success only loses this attempt's charge. A charge found expired is a
+-- success only loses this attempt's charge; one of distinct members loses
+-- this attempt's member (its username logged in). A charge found expired is a
 -- failure (settle_expired counts it), which a success reported now does
 -- not undo.
 local op = load_op(true)
@@ -26,6 +27,8 @@ for _, c in ipairs(op.counters) do
     clear(op, c)
   elseif pending then
     -- the charge was pending: removing it is all
+  elseif c.member then
+    remove_member(c)
   elseif failures(c) > 0 then
     c.failed_n = redis.call('DECR', c.failed)
   end

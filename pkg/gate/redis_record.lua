@@ -1,6 +1,7 @@
 -- Record: the one-call flow. A blocked counter refuses the attempt and
 -- nothing is counted; otherwise success clears (but the counters kept on
--- success) and failure counts one, and the reply says admitted.
+-- success; a counter of distinct members loses the member) and failure
+-- counts one, and the reply says admitted.
 local op = load_op(false)
 settle_expired(op)
 if blocked_any(op) then
@@ -9,6 +10,8 @@ end
 for _, c in ipairs(op.counters) do
   if not op.success then
     count_failures(op, c, 1)
+  elseif c.member then
+    remove_member(c)
   elseif not c.keep then
     clear(op, c)
   end

@@ -4,21 +4,41 @@
 -- its limit is counted (INCR and the sliding TTL). Anything else, and a
 -- failure that blocks (its counts taken back), goes on to
 -- redis_record.lua. The reply is the short form (see redis_common.lua).
+-- A counter of distinct members ("m:<member>") adds its member on a
+-- failure (a repeat adds nothing) and removes it on a success; a
+-- report-only one ("r:...") is left to the full rules.
 do
   local n = tonumber(ARGV[6])
-  local found
-  if n == 2 then
+  local members, report = {}, false
+  for i = 1, n do
+    local flag = ARGV[6 + 3 * i]
+    if #flag > 1 then
+      report = report or flag:sub(1, 1) == 'r'
+      members[i] = flag:sub(3)
+    end
+  end
+  local found = 1
+  if report then
+    -- the full rules
+  elseif n == 2 then
     found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7])
   elseif n == 1 then
     found = redis.call('EXISTS', KEYS[2], KEYS[3])
   else
-    found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[10], KEYS[11])
+    local k = {}
+    for i = 1, n do
+      k[#k + 1], k[#k + 2] = KEYS[4 * i - 2], KEYS[4 * i - 1]
+    end
+    found = redis.call('EXISTS', unpack(k))
   end
   if found == 0 then
     local out = { 1, 0, n }
     if ARGV[5] == '1' then
       for i = 1, n do
-        if ARGV[6 + 3 * i] == '1' then -- kept on success
+        if members[i] then
+          redis.call('SREM', KEYS[4 * i - 3], members[i])
+          out[3 + i] = redis.call('SCARD', KEYS[4 * i - 3])
+        elseif ARGV[6 + 3 * i] == '1' then -- kept on success
           out[3 + i] = tonumber(redis.call('GET', KEYS[4 * i - 3]) or '0')
         else
           redis.call('DEL', KEYS[4 * i - 3])
@@ -27,9 +47,15 @@ do
       end
       return out
     end
-    local over = false
+    local over, added = false, {}
     for i = 1, n do
-      local f = redis.call('INCR', KEYS[4 * i - 3])
+      local f
+      if members[i] then
+        added[i] = redis.call('SADD', KEYS[4 * i - 3], members[i]) == 1
+        f = redis.call('SCARD', KEYS[4 * i - 3])
+      else
+        f = redis.call('INCR', KEYS[4 * i - 3])
+      end
       out[3 + i] = f
       over = over or f > tonumber(ARGV[5 + 3 * i])
     end
@@ -43,7 +69,11 @@ do
       return out
     end
     for i = 1, n do
-      if out[3 + i] == 1 then
+      if members[i] then
+        if added[i] then
+          redis.call('SREM', KEYS[4 * i - 3], members[i])
+        end
+      elseif out[3 + i] == 1 then
         redis.call('DEL', KEYS[4 * i - 3]) -- created just now, without a TTL
       else
         redis.call('DECR', KEYS[4 * i - 3])

@@ -68,7 +68,26 @@ type Counter struct {
 	// counted alone when username lockout is disabled, is kept: one user's
 	// login must not clear the count of the others behind that address.
 	KeepOnSuccess bool
+	// Member makes a counter of distinct members (spraying: the usernames
+	// that fail from one source). Its failure count is the number of
+	// distinct members that failed within the attempt cool-off (sliding:
+	// each new one renews it). A failure adds Member; a member already
+	// counted adds nothing, so its attempts neither refuse for saturation
+	// nor are charged there (a block still refuses them); a success
+	// removes Member and nothing else: it never clears the others nor
+	// lifts the block (KeepOnSuccess is implied). An expired charge counts
+	// as one more distinct member. "" for an ordinary counter.
+	Member string
+	// ReportOnly (with Member) makes a counter whose block refuses nobody:
+	// the attempt is counted at once (never pending, never saturated), and
+	// the count that passes the limit "blocks" the subject, a Transition
+	// reported once per lockout cool-off that leaves Result.Blocked empty.
+	// Spraying from a shared address is reported this way (KindSprayShared).
+	ReportOnly bool
 }
+
+// distinct reports a counter of distinct members.
+func (c *Counter) distinct() bool { return c.Member != "" }
 
 // Policy holds the timings a store applies. A store is given its policy
 // when it is built, and applies it to every call; Config.Policy is the
@@ -138,6 +157,9 @@ func validateOp(op Op, p *Policy) error {
 		}
 		if c.Limit < 0 {
 			return fmt.Errorf("negative limit %d for %s", c.Limit, c.Kind)
+		}
+		if c.ReportOnly && c.Member == "" {
+			return fmt.Errorf("report-only %s counter without a member", c.Kind)
 		}
 	}
 	return p.validate()
