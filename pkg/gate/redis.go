@@ -213,7 +213,7 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 			return s.decode("finish", redisScriptFinish, op, reply, err)
 		}
 		if !redisFallback(redisClearReply(reply, 0)) {
-			return redisCleared(op), nil
+			return redisCleared(op, redisClearReply(reply, 0)), nil
 		}
 	}
 	return s.run(ctx, "finish", redisScriptFinish, op, success)
@@ -239,8 +239,8 @@ func redisFallback(reply any) bool {
 	return ok && n == -1
 }
 
-// redisClearReply is the clear script's answer for its success j: 1, or
-// -1 (also when the reply is not what the script sends).
+// redisClearReply is the clear script's answer for its success j: 1,
+// {1, counts...} or -1 (also when the reply is not what the script sends).
 func redisClearReply(reply any, j int) any {
 	if vals, ok := reply.([]any); ok && j < len(vals) {
 		return vals[j]
@@ -248,10 +248,19 @@ func redisClearReply(reply any, j int) any {
 	return int64(-1)
 }
 
-// redisCleared is the Result of a success the clear script wrote: every
-// counter at 0, nothing blocked.
-func redisCleared(op Op) Result {
-	return Result{Failures: make([]int, len(op.Counters))}
+// redisCleared is the Result of a success the clear script wrote and
+// answered with v: nothing blocked, every counter at 0 but those of
+// distinct members, whose counts v holds.
+func redisCleared(op Op, v any) Result {
+	res := Result{Failures: make([]int, len(op.Counters))}
+	if counts, ok := v.([]any); ok {
+		for i := range res.Failures {
+			if n, ok := counts[min(i+1, len(counts)-1)].(int64); ok && i+1 < len(counts) {
+				res.Failures[i] = int(n)
+			}
+		}
+	}
+	return res
 }
 
 // fastKeys is KEYS of the charge and clear scripts for op: the failed,
@@ -557,7 +566,7 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 			case redisFallback(redisClearReply(reply, clearAt[i])):
 				res[i], errs[i] = s.run(ctx, "finish", redisScriptFinish, ops[i], success[i])
 			default:
-				res[i] = redisCleared(ops[i])
+				res[i] = redisCleared(ops[i], redisClearReply(reply, clearAt[i]))
 			}
 			continue
 		}

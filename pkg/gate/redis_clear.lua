@@ -13,7 +13,9 @@
 -- member goes) and marks the token settled, once: 1 in
 -- the reply. Otherwise (something to lift or settle, or the token
 -- settled already) it changes nothing there: -1, and the caller runs
--- redis_finish.lua for that one.
+-- redis_finish.lua for that one. A success with flags is answered
+-- {1, count of each counter} instead of 1: a counter of distinct members
+-- keeps its other names.
 local out, k, a = {}, 0, 2
 while a <= #ARGV do
   local n, flags = tonumber(ARGV[a]), nil
@@ -39,17 +41,21 @@ while a <= #ARGV do
   else
     if n == 2 and not flags then
       redis.call('DEL', KEYS[k + 2], KEYS[k + 5])
+      out[#out + 1] = 1
     else
+      local counts = { 1 }
       for i = 1, n do
         local flag = flags and ARGV[flags + i] or '0'
         if #flag > 1 then
           redis.call('SREM', KEYS[k + 3 * i - 1], flag:sub(3))
+          counts[i + 1] = redis.call('SCARD', KEYS[k + 3 * i - 1])
         else
           redis.call('DEL', KEYS[k + 3 * i - 1])
+          counts[i + 1] = 0
         end
       end
+      out[#out + 1] = flags and counts or 1
     end
-    out[#out + 1] = 1
   end
   k = k + 1 + 3 * n
 end

@@ -404,7 +404,7 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 			case fast == redisScriptClear && redisFallback(redisClearReply(reply, 0)):
 				left = append(left, i)
 			case fast == redisScriptClear:
-				rs[i] = redisCleared(ones[i])
+				rs[i] = redisCleared(ones[i], redisClearReply(reply, 0))
 			default:
 				rs[i], errs[i] = s.decodeOne(name, reply, ones[i], true)
 			}

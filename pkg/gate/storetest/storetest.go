@@ -81,6 +81,12 @@ func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) (gate.Store, C
 		{"BlockedList", testBlockedList},
 		{"TransitionsOnceUnderRaces", testTransitionsOnce},
 		{"HostileSubjects", testHostileSubjects},
+		{"DistinctMembers", testDistinctMembers},
+		{"DistinctSuccessRemovesOnlyItsMember", testDistinctSuccess},
+		{"DistinctConcurrentBeginAdmitsLimitPlusOne", testDistinctConcurrentBegin},
+		{"DistinctPendingExpiryCountsOneName", testDistinctPendingExpiry},
+		{"DistinctSlides", testDistinctSlides},
+		{"ReportOnly", testReportOnly},
 		{"InvalidOps", testInvalidOps},
 	}
 	// The group waits for its parallel subtests, so Run returns when the
