@@ -63,6 +63,10 @@ type Response struct {
 	// Unavailable is true when the store did not answer and
 	// DEFENDER_FAIL_MODE=closed refused the attempt (status 503).
 	Unavailable bool `json:"unavailable"`
+	// Observed is true in observe mode (DEFENDER_MODE=observe) for an
+	// attempt enforce mode would have refused: it is allowed, and
+	// BlockedBy says what would have refused it.
+	Observed bool `json:"observed,omitempty"`
 	// Token (two phases, begin) identifies the attempt for
 	// POST /v1/attempts/{token}; it is valid for ExpiresIn seconds.
 	Token     string `json:"token,omitempty"`
@@ -350,7 +354,7 @@ func (s *Server) respond(w http.ResponseWriter, d gate.Decision, token string) {
 	res := Response{
 		Allowed: d.Allowed, BlockedBy: d.BlockedBy, Permanent: d.Permanent,
 		IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures,
-		LastChance: d.LastChance, Degraded: d.Degraded, Unavailable: d.Unavailable,
+		LastChance: d.LastChance, Degraded: d.Degraded, Unavailable: d.Unavailable, Observed: d.Observed,
 	}
 	if res.BlockedBy == nil {
 		res.BlockedBy = []gate.Kind{}

@@ -261,9 +261,9 @@ type identity struct {
 }
 
 // identify applies the configuration: which kinds count this attempt.
-func (g *Gate) identify(a Attempt) identity {
+// (The result is named: countSpraying, deferred, completes it.)
+func (g *Gate) identify(a Attempt) (id identity) {
 	c := &g.cfg
-	var id identity
 	id.username = NormalizeUsername(a.Username, c.MaxUsernameLength)
 	hasIP := a.IP.IsValid()
 	if hasIP {
@@ -625,6 +625,8 @@ func (t *Ticket) op() Op { return t.id.op(t.token) }
 func (g *Gate) Resume(a Attempt, token string) *Ticket {
 	t := &Ticket{g: g, a: a, id: g.identify(a), token: token}
 	switch {
+	case token == observedToken:
+		t.refusal = &Decision{Allowed: true, Observed: true, Reason: ReasonAuto}
 	case token == "" || t.id.n == 0 || t.id.blacklisted:
 	case strings.HasSuffix(token, localToken):
 		if g.local != nil {
@@ -651,10 +653,15 @@ func (g *Gate) Begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	t, d := g.begin(ctx, a)
 	if t == nil && g.cfg.Mode == ModeObserve {
 		d = g.observe(d)
-		t = &Ticket{g: g, a: a, refusal: &d}
+		t = &Ticket{g: g, a: a, token: observedToken, refusal: &d}
 	}
 	return t, d
 }
+
+// observedToken is the Token of a ticket observe mode let through
+// although it was refused: Resume rebuilds it, charged nowhere, so that
+// its outcome counts nothing and is published nowhere.
+const observedToken = "observed"
 
 func (g *Gate) begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	id := g.identify(a)

@@ -175,19 +175,33 @@ func TestDefenderSemantics(t *testing.T) {
 				})
 
 				t.Run("disabled IP lockout", func(t *testing.T) {
+					// The failure counters keep the original's meaning;
+					// spraying, its own setting, is counted still.
 					cfg := gate.DefaultConfig()
 					cfg.DisableIPLockout = true
 					g, _ := newGate(t, b, cfg)
 					_, ip := fresh()
-					for i := 0; i < 20; i++ {
+					for i := 0; i < 10; i++ {
 						u, _ := fresh()
 						require.True(t, do(g, attempt(ip, u), false).Allowed, "many users from one IP")
+					}
+					u, _ := fresh()
+					d := do(g, attempt(ip, u), false)
+					require.False(t, d.Allowed, "the 11th name sprays")
+					assert.Equal(t, []gate.Kind{gate.KindSpray}, d.BlockedBy)
+
+					cfg.SprayLimit = 0
+					g, _ = newGate(t, b, cfg)
+					_, ip = fresh()
+					for i := 0; i < 20; i++ {
+						u, _ := fresh()
+						require.True(t, do(g, attempt(ip, u), false).Allowed, "many users from one IP, spraying off")
 					}
 					user, _ := fresh()
 					for i := 0; i < 3; i++ {
 						do(g, attempt(ip, user), false)
 					}
-					d := do(g, attempt(ip, user), false)
+					d = do(g, attempt(ip, user), false)
 					require.False(t, d.Allowed)
 					assert.Equal(t, []gate.Kind{gate.KindUsername}, d.BlockedBy)
 				})

@@ -43,16 +43,19 @@ while a <= #ARGV do
       redis.call('DEL', KEYS[k + 2], KEYS[k + 5])
       out[#out + 1] = 1
     else
-      local counts = { 1 }
+      local counts, del = { 1 }, {}
       for i = 1, n do
         local flag = flags and ARGV[flags + i] or '0'
         if #flag > 1 then
           redis.call('SREM', KEYS[k + 3 * i - 1], flag:sub(3))
           counts[i + 1] = redis.call('SCARD', KEYS[k + 3 * i - 1])
         else
-          redis.call('DEL', KEYS[k + 3 * i - 1])
+          del[#del + 1] = KEYS[k + 3 * i - 1]
           counts[i + 1] = 0
         end
+      end
+      if #del > 0 then
+        redis.call('DEL', unpack(del))
       end
       out[#out + 1] = flags and counts or 1
     end

@@ -93,24 +93,27 @@ func TestOneRoundTripPerLogin(t *testing.T) {
 	assert.Contains(t, []string{"evalsha", "evalsha_ro"}, wire[0])
 
 	// The same count through INFO commandstats, which also counts what the
-	// scripts call inside Redis: an ordinary failure is one script of five
-	// commands (one EXISTS for both blocks and both pending sets, then
-	// INCR and PEXPIRE per counter), a success adds one of three (SET NX
-	// of the settled marker, EXISTS, one DEL of both counts).
+	// scripts call inside Redis: an ordinary failure is one script of eight
+	// commands (one EXISTS for the three blocks and pending sets, INCR and
+	// PEXPIRE per failure counter, SADD, SCARD and PEXPIRE for the set of
+	// names failing from the address), a success adds one of six (SET NX
+	// of the settled marker, EXISTS, one DEL of both counts, SREM and
+	// SCARD of its name).
 	require.NoError(t, admin.ConfigResetStat(ctx).Err())
 	tk3, _ := g.Begin(ctx, attempt("192.0.2.202", "third"))
 	tk3.Finish(ctx, false)
 	calls, err := srv.CommandCalls(ctx, admin)
 	require.NoError(t, err)
 	delete(calls, "config|resetstat")
-	assert.Equal(t, map[string]int{"evalsha": 1, "exists": 1, "incr": 2, "pexpire": 2}, calls)
+	assert.Equal(t, map[string]int{"evalsha": 1, "exists": 1, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1}, calls)
 	require.NoError(t, admin.ConfigResetStat(ctx).Err())
 	tk3, _ = g.Begin(ctx, attempt("192.0.2.203", "fourth"))
 	tk3.Finish(ctx, true)
 	calls, err = srv.CommandCalls(ctx, admin)
 	require.NoError(t, err)
 	delete(calls, "config|resetstat")
-	assert.Equal(t, map[string]int{"evalsha": 2, "exists": 2, "incr": 2, "pexpire": 2, "set": 1, "del": 1}, calls)
+	assert.Equal(t, map[string]int{"evalsha": 2, "exists": 2, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 2,
+		"set": 1, "del": 1, "srem": 1}, calls)
 }
 
 // TestRedisDown: with Redis gone every login is answered within the store
