@@ -512,6 +512,7 @@ func (g *Gate) Check(ctx context.Context, a Attempt) Decision {
 func (g *Gate) observe(d Decision) Decision {
 	if g.cfg.Mode == ModeObserve && !d.Allowed && d.Err != ErrSettled {
 		d.Allowed, d.Observed, d.Unavailable = true, true, false
+		g.m.observed.Inc()
 	}
 	return d
 }
@@ -1174,6 +1175,9 @@ func (g *Gate) transitions(ts []Transition, reason Reason, local bool) {
 // publishAttempt counts an attempt and hands its event to the emitter.
 func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) {
 	g.m.attempts[o].Inc()
+	if id.shared != "" {
+		g.m.shared.WithLabelValues(id.shared).Inc()
+	}
 	if g.emit == nil || !g.cfg.StoreAccessAttempts {
 		return
 	}

@@ -26,6 +26,8 @@ type metrics struct {
 	backlog       prometheus.Gauge
 	replayed      prometheus.Counter
 	replayDropped *prometheus.CounterVec
+	observed      prometheus.Counter     // refusals observe mode let through
+	shared        *prometheus.CounterVec // attempts from shared addresses, by list
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gate) *metrics {
@@ -93,11 +95,19 @@ func newMetrics(reg prometheus.Registerer, g *Gate) *metrics {
 	for _, f := range []FailMode{FailLocal, FailClosed} {
 		m.degraded[f] = degraded.WithLabelValues(string(f))
 	}
+	m.observed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "defender", Subsystem: "gate", Name: "observed_refusals_total",
+		Help: "Decisions that enforce mode would have refused, let through by observe mode (DEFENDER_MODE=observe).",
+	})
+	m.shared = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "defender", Subsystem: "gate", Name: "shared_attempts_total",
+		Help: "Attempts from addresses on a shared egress list, by list: counted by (IP, username) pair, never blocked whole; their spraying is reported as transitions of kind spray_shared.",
+	}, []string{"list"})
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(attempts, degraded, m.storeErrors, m.storeRejected, m.transitions, m.storeDuration, m.storeWait,
-		m.settleSync, m.backlog, m.replayed, m.replayDropped)
+		m.settleSync, m.backlog, m.replayed, m.replayDropped, m.observed, m.shared)
 	if g.adm != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "defender", Subsystem: "gate", Name: "store_in_flight",

@@ -106,7 +106,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	settled = true
 	t.FinishAsync(success)
-	if !success && t.LastChance() && !bw.committed {
+	if !success && t.LastChance() && !bw.committed && g.cfg.Mode != ModeObserve {
 		// The failure that blocks is answered with the lockout, as in
 		// django-defender; the block itself is written in the background.
 		g.WriteLockout(w, r, t.lockoutDecision())
