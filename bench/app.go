@@ -129,6 +129,7 @@ func threadCPU() time.Duration {
 func gateConfig(prefix string) gate.Config {
 	cfg := gate.DefaultConfig()
 	cfg.FailureLimit, cfg.IPFailureLimit, cfg.UsernameFailureLimit = 1_000_000, 1_000_000, 1_000_000
+	cfg.SprayLimit, cfg.SprayNetLimit = 1_000_000, 1_000_000 // counted, never blocking
 	cfg.BehindReverseProxy = true
 	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	cfg.KeyPrefix = prefix

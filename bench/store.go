@@ -29,8 +29,9 @@ const passStore = "store"
 
 // The store pass's contenders, in the order of its tables.
 const (
-	ctGate       = "gate"
-	ctDjango     = "django-defender"
+	ctGate        = "gate"
+	ctGateNoSpray = "gate, spraying off"
+	ctDjango      = "django-defender"
 	ctFloor      = "floor"
 	ctFloorKnown = "floor, outcome known"
 )
@@ -44,9 +45,9 @@ var storeWorkloads = []string{wlFailure, wlSuccess}
 // checked; a failure is the floor's script either way.
 func storeContenders(wl string) []string {
 	if wl == wlSuccess {
-		return []string{ctGate, ctGateBefore, ctDjango, ctFloor, ctFloorKnown}
+		return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorKnown}
 	}
-	return []string{ctGate, ctGateBefore, ctDjango, ctFloor}
+	return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor}
 }
 
 // storeDB is the Redis database of the store pass: its own, so that
@@ -125,7 +126,9 @@ type contender interface {
 func newContender(name string, rdb *redis.Client) (contender, error) {
 	switch name {
 	case ctGate:
-		return newGateContender(rdb)
+		return newGateContender(rdb, true)
+	case ctGateNoSpray:
+		return newGateContender(rdb, false)
 	case ctGateBefore:
 		return newGateBeforeContender(rdb), nil
 	case ctDjango:
@@ -146,8 +149,11 @@ type gateContender struct {
 	local atomic.Int64
 }
 
-func newGateContender(rdb *redis.Client) (*gateContender, error) {
+func newGateContender(rdb *redis.Client, spraying bool) (*gateContender, error) {
 	cfg := gateConfig(prefixGate)
+	if !spraying {
+		cfg.SprayLimit = 0
+	}
 	g, err := gate.New(cfg, gate.NewRedisStore(rdb, prefixGate, cfg.Policy()), gate.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return nil, err

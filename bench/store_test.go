@@ -94,9 +94,10 @@ func TestStoreFigures(t *testing.T) {
 			RedisCPU: time.Duration(redisUs) * 1000 * time.Microsecond, ClientCPU: time.Second, Commands: 7000}
 	}
 	var cells []storeCell
-	for round, us := range [][3]int{{60, 20, 110}, {70, 35, 110}, {50, 25, 110}} {
+	for round, us := range [][4]int{{60, 20, 110, 24}, {70, 35, 110, 42}, {50, 25, 110, 35}} {
 		for _, wl := range storeWorkloads {
-			cells = append(cells, cell(round, wl, ctGate, us[0]), cell(round, wl, ctFloor, us[1]), cell(round, wl, ctDjango, us[2]))
+			cells = append(cells, cell(round, wl, ctGate, us[0]), cell(round, wl, ctFloor, us[1]), cell(round, wl, ctDjango, us[2]),
+				cell(round, wl, ctGateNoSpray, us[3]))
 		}
 	}
 	r := newReport(rawResults{Options: defaultOptions(), Store: cells})
@@ -113,11 +114,15 @@ func TestStoreFigures(t *testing.T) {
 	assert.True(t, math.IsNaN(r.storeRatio(wlFailure, ctFloor).Scripts), "0 scripts over 0")
 
 	ts := r.storeTargets()
-	require.Len(t, ts, 4)
+	require.Len(t, ts, 6)
 	assert.False(t, ts[0].Met, "gate 2× the floor, failure")
 	assert.False(t, ts[1].Met, "gate 2× the floor, success")
 	assert.True(t, ts[2].Met, "gate 0.55× django-defender, failure")
 	assert.True(t, ts[3].Met, "gate 0.55× django-defender, success")
+	// Spraying off: rounds' ratios 1.2, 1.2 and 1.4, median 1.2.
+	assert.InDelta(t, 1.2, pairRatio(cells, wlFailure, ctGateNoSpray, ctFloor), 1e-9)
+	assert.True(t, ts[4].Met, "spraying off 1.2× the floor, failure")
+	assert.True(t, ts[5].Met, "spraying off 1.2× the floor, success")
 	for _, tr := range ts {
 		assert.False(t, tr.NotRun)
 	}

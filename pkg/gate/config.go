@@ -241,11 +241,12 @@ func (c *Config) Validate() error {
 	if c.IPv6Prefix < 1 || c.IPv6Prefix > 128 {
 		bad("DEFENDER_IPV6_PREFIX", "%d is out of range 1..128", c.IPv6Prefix)
 	}
-	if c.SprayLimit < 0 || c.SprayLimit > 10000 {
-		bad("DEFENDER_SPRAY_LIMIT", "%d is out of range 0..10000", c.SprayLimit)
+	// A source's set holds up to limit+1 names: the bound is its memory.
+	if c.SprayLimit < 0 || c.SprayLimit > 1_000_000 {
+		bad("DEFENDER_SPRAY_LIMIT", "%d is out of range 0..1000000", c.SprayLimit)
 	}
-	if c.SprayNetLimit < 1 || c.SprayNetLimit > 10000 {
-		bad("DEFENDER_SPRAY_LIMIT_NET", "%d is out of range 1..10000", c.SprayNetLimit)
+	if c.SprayNetLimit < 1 || c.SprayNetLimit > 1_000_000 {
+		bad("DEFENDER_SPRAY_LIMIT_NET", "%d is out of range 1..1000000", c.SprayNetLimit)
 	}
 	if c.SprayIPv6Prefix < 16 || c.SprayIPv6Prefix > 128 {
 		// At or beyond DEFENDER_IPV6_PREFIX it adds nothing: not counted.
