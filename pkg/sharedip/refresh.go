@@ -119,16 +119,16 @@ const (
 func (s *Sets) refresh(ctx context.Context, src *source) error {
 	now := time.Now()
 	var (
-		l         loaded
-		from      string
-		unchanged bool
-		err       error
+		l             loaded
+		from, setting string
+		unchanged     bool
+		err           error
 	)
 	if src.url != "" {
-		from = src.url
+		from, setting = src.url, src.urlVar
 		l, unchanged, err = s.fetch(ctx, src)
 	} else {
-		from = src.file
+		from, setting = src.file, src.fileVar
 		l, unchanged, err = s.reread(src)
 	}
 	if err != nil && ctx.Err() != nil {
@@ -146,9 +146,9 @@ func (s *Sets) refresh(ctx context.Context, src *source) error {
 			ls.info.Checked = now
 			ls.info.LastError = err.Error()
 		})
-		s.log.Warn("shared list not loaded; the last good one stays in use", "list", src.name, "source", from,
+		s.log.Warn("shared list not loaded; the last good one stays in use", "list", src.name, "setting", setting, "source", from,
 			"result", result, "prefixes_in_use", src.prefixes, "failures_in_a_row", src.failures, "err", err)
-		return fmt.Errorf("%s: %s: %w", src.name, from, err)
+		return fmt.Errorf("%s (%s): %s: %w", src.name, setting, from, err)
 	}
 	src.failures = 0
 	s.metrics.refreshed(src.name, resultOK)

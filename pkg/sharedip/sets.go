@@ -70,7 +70,7 @@ type source struct {
 	builtin  []netip.Prefix // the list itself, for cgnat
 	file     string
 	url      string
-	fileVar  string // settings named in errors
+	fileVar  string // the settings of file and url, named in errors
 	urlVar   string
 	cache    string // file keeping the last list fetched; "" none
 	index    int    // in snapshot.lists
