@@ -31,7 +31,7 @@ const (
 const (
 	DefaultRefresh     = 24 * time.Hour
 	DefaultHTTPTimeout = time.Minute
-	// DefaultMaxBytes caps a list's size: Apple's list is about 12 MB
+	// DefaultMaxBytes caps a list's size: Apple's list is about 11 MB
 	// (284,000 lines), so the cap leaves it room to grow fivefold while a
 	// runaway response cannot take the process's memory.
 	DefaultMaxBytes = 64 << 20
@@ -63,7 +63,8 @@ type Config struct {
 	CIDRFiles []CIDRFile
 	// Refresh is how often the URLs are fetched again and the files read
 	// again if they changed (DEFENDER_SHARED_REFRESH, 24 h). 0 fetches each
-	// URL once, when Run starts, and reads no file again.
+	// URL once, when Run starts (retried until it succeeds), and reads no
+	// file again.
 	Refresh time.Duration
 	// CacheDir, if set, keeps the last list fetched from each URL there,
 	// so that a restart has it before the first fetch, and does not fetch

@@ -68,4 +68,23 @@
 // Collectors returns defender_shared_prefixes,
 // defender_shared_refreshes_total (by result: ok, failed, refused) and
 // defender_shared_last_success_timestamp_seconds, each by list.
+//
+// # Cost
+//
+// Measured on a shared 2-core virtual machine (AMD Turin class; Go
+// 1.26.8, bart v0.30.0; medians of 5 runs) with a synthetic list in
+// Apple's format of 284,000 lines (10.9 MB): runs of adjacent IPv4 /27 to
+// /32 and IPv6 /64 networks in a few providers' blocks, 40% IPv4
+// (BenchmarkLoadRelay, BenchmarkLookup, TestRelayListMemory):
+//
+//   - loading it from its text (parse, rules, table): 64 ms, 20 MB
+//     allocated on the way;
+//   - the heap it holds once loaded: 5.4 MiB (the test's bound is 64 MiB);
+//   - Lookup among CGNAT, that list, 1,500 Tor exits and an operator's
+//     list, with 0 allocations: IPv4 hit 41 ns, miss 30 ns; IPv6 hit
+//     67 ns, miss 50 ns.
+//
+// Apple's real list is less regular than the synthetic one. The same
+// number of prefixes scattered at random over the address space (a
+// one-off run, the worst case for the table) held 7.4 MiB.
 package sharedip
