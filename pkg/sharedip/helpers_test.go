@@ -15,8 +15,11 @@ import (
 	"github.com/defender-go/defender/pkg/sharedip"
 )
 
-// quiet drops the logs in tests.
-var quiet = sharedip.WithLogger(slog.New(slog.DiscardHandler))
+// quietLog drops the logs in tests, quiet those of Sets.
+var (
+	quietLog = slog.New(slog.DiscardHandler)
+	quiet    = sharedip.WithLogger(quietLog)
+)
 
 var addr = netip.MustParseAddr
 

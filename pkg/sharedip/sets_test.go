@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/defender-go/defender/pkg/gate"
 	"github.com/defender-go/defender/pkg/sharedip"
 )
 
@@ -42,6 +43,9 @@ var onEach = map[string]netip.Addr{
 	"office":           addr("2001:db8:1:2::5"),
 	"partners":         addr("198.51.100.7"),
 }
+
+// Sets is what the gate asks on every login.
+var _ gate.SharedLists = (*sharedip.Sets)(nil)
 
 func TestLookup(t *testing.T) {
 	s, err := sharedip.New(allLists(t), quiet)
