@@ -32,8 +32,8 @@ const (
 	ctGate        = "gate"
 	ctGateNoSpray = "gate, spraying off"
 	ctDjango      = "django-defender"
-	ctFloor      = "floor"
-	ctFloorKnown = "floor, outcome known"
+	ctFloor       = "floor"
+	ctFloorKnown  = "floor, outcome known"
 )
 
 // storeWorkloads are the store pass's workloads: the counting path and
