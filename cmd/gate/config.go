@@ -13,6 +13,7 @@ import (
 	"github.com/defender-go/defender/internal/gatesvc"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/sharedip"
 )
 
 // Config is every setting of the gate service. Each is an environment
@@ -23,6 +24,9 @@ type Config struct {
 	Gate gate.Config
 	// Events holds DEFENDER_NATS_URL and the stream settings (events.FromEnv).
 	Events events.Config
+	// Shared holds the lists of shared addresses (DEFENDER_SHARED_*,
+	// sharedip.ConfigFromEnv), never blocked whole.
+	Shared sharedip.Config
 	// HTTPAddr is the listen address (DEFENDER_HTTP_ADDR, ":8080").
 	HTTPAddr string
 	// NATSHost and NATSPort are where the embedded NATS server listens
@@ -84,6 +88,7 @@ func vars() []envflag.Var {
 		}
 	}
 	out = append(out, serviceVars...)
+	out = append(out, sharedip.EnvVars...)
 	return append(out, envflag.Vars(events.EnvVars)...)
 }
 
@@ -103,6 +108,9 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		errs = append(errs, err)
 	}
 	if c.Events, err = events.FromEnv(lookup); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Shared, err = sharedip.ConfigFromEnv(lookup); err != nil {
 		errs = append(errs, err)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {

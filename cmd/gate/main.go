@@ -37,6 +37,7 @@ import (
 	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/sharedip"
 )
 
 func main() {
@@ -114,7 +115,15 @@ func serve(cfg Config, log *slog.Logger) error {
 	}
 	defer ev.close(log)
 
-	g, err := gate.New(cfg.Gate, store, gate.WithEmitter(ev.pub), gate.WithRegisterer(reg), gate.WithLogger(log))
+	// The lists of shared addresses: files and caches now (a bad one stops
+	// the start), URLs by Run below, which keeps the last good lists.
+	lists, err := sharedip.New(cfg.Shared, sharedip.WithLogger(log))
+	if err != nil {
+		return badConfig{err}
+	}
+	reg.MustRegister(lists.Collectors()...)
+	g, err := gate.New(cfg.Gate, store, gate.WithEmitter(ev.pub), gate.WithRegisterer(reg), gate.WithLogger(log),
+		gate.WithSharedLists(lists))
 	if err != nil {
 		return fmt.Errorf("gate: %w", err)
 	}
@@ -160,6 +169,9 @@ func serve(cfg Config, log *slog.Logger) error {
 		}
 		return err
 	}, func(error) { stopHTTP() })
+	// The lists' refresh: Run returns only once its context ends.
+	lctx, stopLists := context.WithCancel(ctx)
+	group.Add(func() error { return lists.Run(lctx) }, func(error) { stopLists() })
 	var pubErr error
 	group.Add(func() error {
 		pubErr = ev.pub.Run(context.WithoutCancel(ctx))

@@ -3,6 +3,8 @@ package main_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,4 +55,39 @@ func TestOrdinaryAddressSprayIsBlocked(t *testing.T) {
 		assertAllowed(t, g.attempt(t, "100.128.0.1", fmt.Sprintf("guess-%d", i), false))
 	}
 	assertBlocked(t, g.attempt(t, "100.128.0.1", "guess-10", false), []string{"spray"})
+}
+
+// The iCloud Private Relay list from a file: 50 failures on 50 usernames
+// from one relay address block nobody behind it, in combo mode or not.
+func TestRelayAddressNeverBlockedWhole(t *testing.T) {
+	dir := t.TempDir()
+	relay := filepath.Join(dir, "egress-ip-ranges.csv")
+	require.NoError(t, os.WriteFile(relay, []byte("172.224.226.0/27,GB,GB-EN,London,\n2a02:26f7:b3c0:4000::/64,GB,GB-EN,London,\n"), 0o600))
+	stores(t, func(t *testing.T, env ...string) {
+		g := startGate(t, append(env, "DEFENDER_SHARED_RELAY_FILE="+relay)...)
+		for _, ip := range []string{"172.224.226.7", "2a02:26f7:b3c0:4000::99"} {
+			for i := range 50 {
+				assertAllowed(t, g.attempt(t, ip, fmt.Sprintf("relay-%d", i), false), "%s, name %d", ip, i)
+			}
+			assertAllowed(t, g.attempt(t, ip, "relay-user", true), "another user behind %s logs in", ip)
+		}
+		m := g.do(t, http.MethodGet, "/metrics", "", nil)
+		assert.Contains(t, m.Raw, `defender_gate_shared_attempts_total{list="icloud-relay"} 102`)
+		assert.Contains(t, m.Raw, `defender_shared_prefixes{list="icloud-relay"} 2`)
+		// Next to the relay's range, an ordinary address is blocked.
+		for i := range 3 {
+			assertAllowed(t, g.attempt(t, "172.224.226.100", fmt.Sprintf("n-%d", i), false))
+		}
+		assertBlocked(t, g.attempt(t, "172.224.226.100", "n-3", false), []string{"ip"})
+	})
+}
+
+// A list that claims too much stops the start with the setting named.
+func TestSharedListClaimingTooMuchIsRefused(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "office.txt")
+	require.NoError(t, os.WriteFile(list, []byte("# our proxies\n0.0.0.0/0\n"), 0o600))
+	code, out := exitCode(t, append(baseEnv(), "DEFENDER_SHARED_CIDR_FILES=office="+list))
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "DEFENDER_SHARED_CIDR_FILES")
+	assert.Contains(t, out, "/0")
 }

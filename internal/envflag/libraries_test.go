@@ -8,6 +8,7 @@ import (
 	"github.com/defender-go/defender/internal/envflag"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/sharedip"
 )
 
 // The libraries' EnvVars, which the binaries bind as flags, list exactly
@@ -20,6 +21,7 @@ func TestLibraryVarsListWhatTheyRead(t *testing.T) {
 	}{
 		{"gate", envflag.Vars(gate.EnvVars), func(l func(string) (string, bool)) error { _, err := gate.ConfigFromEnv(l); return err }},
 		{"events", envflag.Vars(events.EnvVars), func(l func(string) (string, bool)) error { _, err := events.FromEnv(l); return err }},
+		{"sharedip", sharedip.EnvVars, func(l func(string) (string, bool)) error { _, err := sharedip.ConfigFromEnv(l); return err }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
