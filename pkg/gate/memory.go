@@ -102,6 +102,7 @@ type MemoryStore struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	fam       memFamiliar // smart lockout's familiar sources
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -140,6 +141,7 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		policy:        opts.Policy.clone(),
 		stop:          make(chan struct{}),
 		done:          make(chan struct{}),
+		fam:           memFamiliar{maxUsers: max(1024, maxEntries/8)},
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -185,8 +187,37 @@ func (s *MemoryStore) Stats() MemoryStats {
 	}
 }
 
+// conditional runs call on op's counters whose condition holds (smart
+// lockout, Counter.When) and returns its result as op's. A success that
+// took effect (learn) teaches op's sources.
+func (s *MemoryStore) conditional(op Op, call func(op Op) (res Result, learn bool, err error)) (Result, error) {
+	if err := validateOp(op, &s.policy); err != nil {
+		return Result{}, fmt.Errorf("gate: memory store: %w", err)
+	}
+	familiar := op.conditional() && s.fam.familiar(op.Familiar, s.clock().UnixNano())
+	active, idx := activeOp(op, familiar)
+	if len(active.Counters) == 0 {
+		return expand(Result{Admitted: true}, len(op.Counters), idx, familiar), nil
+	}
+	res, learn, err := call(active)
+	if err != nil {
+		return Result{}, err
+	}
+	if learn {
+		s.fam.learn(op.Familiar, s.clock().UnixNano())
+	}
+	return expand(res, len(op.Counters), idx, familiar), nil
+}
+
 // Check reports blocks and failure counts. It writes nothing.
 func (s *MemoryStore) Check(_ context.Context, op Op) (Result, error) {
+	return s.conditional(op, func(op Op) (Result, bool, error) {
+		res, err := s.check(op)
+		return res, false, err
+	})
+}
+
+func (s *MemoryStore) check(op Op) (Result, error) {
 	var c memCall
 	if err := c.open(s, op, false); err != nil {
 		return Result{}, err
@@ -215,6 +246,13 @@ func (s *MemoryStore) Begin(_ context.Context, op Op) (Result, error) {
 	if op.Token == "" {
 		return Result{}, errors.New("gate: memory store: Begin without a token")
 	}
+	return s.conditional(op, func(op Op) (Result, bool, error) {
+		res, err := s.begin(op)
+		return res, false, err
+	})
+}
+
+func (s *MemoryStore) begin(op Op) (Result, error) {
 	var c memCall
 	if err := c.open(s, op, true); err != nil {
 		return Result{}, err
@@ -311,13 +349,15 @@ func (s *MemoryStore) Finish(_ context.Context, op Op, success bool) (Result, er
 	if op.Token == "" {
 		return Result{}, errors.New("gate: memory store: Finish without a token")
 	}
-	var c memCall
-	if err := c.open(s, op, true); err != nil {
-		return Result{}, err
-	}
-	defer c.close()
-	c.finish(success)
-	return c.result(), nil
+	return s.conditional(op, func(op Op) (Result, bool, error) {
+		var c memCall
+		if err := c.open(s, op, true); err != nil {
+			return Result{}, false, err
+		}
+		defer c.close()
+		taken := c.finish(success)
+		return c.result(), success && taken, nil
+	})
 }
 
 // finish settles op.Token where it is pending and reports whether it was
@@ -360,12 +400,15 @@ func (c *memCall) finish(success bool) (pending bool) {
 // Record is the one-call flow for an attempt whose outcome is known; see
 // Store.Record.
 func (s *MemoryStore) Record(_ context.Context, op Op, success bool) (Result, error) {
-	var c memCall
-	if err := c.open(s, op, true); err != nil {
-		return Result{}, err
-	}
-	defer c.close()
-	return c.record(success), nil
+	return s.conditional(op, func(op Op) (Result, bool, error) {
+		var c memCall
+		if err := c.open(s, op, true); err != nil {
+			return Result{}, false, err
+		}
+		defer c.close()
+		res := c.record(success)
+		return res, success && res.Admitted, nil
+	})
 }
 
 // record counts an outcome unless a counter is blocked.

@@ -190,6 +190,10 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
+	if op.Familiar != nil && op.conditional() {
+		// Smart lockout's conditions are the full rules' (redis_common.lua).
+		return s.run(ctx, "begin", redisScriptBegin, op, false)
+	}
 	reply, err := redisScriptCharge.Run(ctx, s.client, s.chargeKeys(op), s.args.charge(op)...).Result()
 	if err == nil && redisFallback(reply) {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)
@@ -222,8 +226,8 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 // redisClears reports whether a Finish goes to the clear script first: a
 // success where no counter is kept on success.
 func redisClears(op Op, success bool) bool {
-	if !success {
-		return false
+	if !success || op.Familiar != nil {
+		return false // a login to learn from goes to the full rules
 	}
 	for _, c := range op.Counters {
 		if c.KeepOnSuccess {
@@ -339,6 +343,12 @@ func redisFlag(c Counter) any {
 		return "r:" + c.Member
 	case c.distinct():
 		return "m:" + c.Member
+	}
+	switch c.When {
+	case IfFamiliar:
+		return "f"
+	case IfUnfamiliar:
+		return "u"
 	}
 	return redisFlags[b2i(c.KeepOnSuccess)]
 }
@@ -473,6 +483,12 @@ func (s *RedisStore) counterKeys(op Op, marker bool) []string {
 		b.WriteString(string(c.Kind))
 		ends = append(ends, b.Len())
 	}
+	if op.Familiar != nil {
+		b.WriteString(s.prefix)
+		b.WriteString(":familiar:")
+		b.WriteString(op.Familiar.User)
+		ends = append(ends, b.Len())
+	}
 	all := b.String()
 	keys := make([]string, len(ends))
 	start := 0
@@ -588,7 +604,22 @@ func (a *redisPolicyArgs) counter(op Op, success bool) []any {
 	for _, c := range op.Counters {
 		args = append(args, c.Subject, c.Limit, redisFlag(c))
 	}
+	args = appendFamiliar(args, op.Familiar)
 	return append(args, a.cooloffs...)
+}
+
+// appendFamiliar appends the familiar arguments of a counter script
+// (redis_common.lua): their number, then the age, the most kept, whether
+// a success teaches, and the sources.
+func appendFamiliar(args []any, f *Familiar) []any {
+	if f == nil {
+		return append(args, redisFlags[0])
+	}
+	args = append(args, 3+len(f.Sources), redisMillis(f.For), f.Max, redisFlags[b2i(f.Learn)])
+	for _, s := range f.Sources {
+		args = append(args, s)
+	}
+	return args
 }
 
 // redisFlags are "0" and "1", boxed once: ARGV[5] for a failure and a
@@ -656,6 +687,14 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 	}
 	for i, c := range op.Counters {
 		v := n[head+perCounter*i:]
+		if v[0] == -1 { // its condition did not hold: not read, not written
+			res.Familiar = res.Familiar || c.When == IfUnfamiliar
+			if res.Counted != nil {
+				res.Counted[i] = true // nothing to settle there
+			}
+			continue
+		}
+		res.Familiar = res.Familiar || c.When == IfFamiliar
 		res.Failures[i] = int(v[0])
 		switch v[1] {
 		case 1:

@@ -377,11 +377,30 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 	n := len(op.Counters)
 	rs, errs := make([]Result, n), make([]error, n)
 	ones := make([]Op, n)
+	lastConditional := -1
 	for i := range op.Counters {
 		ones[i] = Op{Counters: op.Counters[i : i+1], Token: op.Token}
+		if op.Counters[i].When != Always && op.Familiar != nil {
+			// On the user's slot, like its set of familiar sources. The
+			// scripts of one slot run in pipeline order: only the last
+			// teaches, so that each reads familiarity before a success
+			// teaches it. (Another client's login between them may still
+			// make both apply, or neither, once.)
+			f := *op.Familiar
+			f.Learn = false
+			ones[i].Familiar = &f
+			lastConditional = i
+		}
+	}
+	if lastConditional >= 0 {
+		ones[lastConditional].Familiar.Learn = op.Familiar.Learn
 	}
 	left := make([]int, 0, n) // counters for the full script
 	switch {
+	case op.Familiar != nil && (script == redisScriptBegin || script == redisScriptFinish) && op.conditional():
+		for i := range n {
+			left = append(left, i)
+		}
 	case script == redisScriptBegin, script == redisScriptFinish && redisClears(op, success):
 		fast, keys, args := redisScriptCharge, make([][]string, n), make([][]any, n)
 		for i, c := range op.Counters {
@@ -422,6 +441,9 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 				s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
 			if script == redisScriptFinish {
 				keys[j] = append(keys[j], s.settledKey(c, op.Token))
+			}
+			if f := ones[i].Familiar; f != nil {
+				keys[j] = append(keys[j], s.key("familiar", KindUsername, f.User))
 			}
 			args[j] = pa.counter(ones[i], success)
 		}
@@ -614,6 +636,7 @@ func mergeRedisResults(op Op, rs []Result, admitted bool) Result {
 		saturated = append(saturated, r.Saturated...)
 		res.Transitions = append(res.Transitions, r.Transitions...)
 		res.LastChance = res.LastChance || (admitted && r.LastChance)
+		res.Familiar = res.Familiar || r.Familiar
 	}
 	if len(res.Blocked) == 0 {
 		res.Saturated = saturated

@@ -24,10 +24,19 @@
 --          is (Counter.KeepOnSuccess), "0" when it clears it, "m:<member>"
 --          for a counter of distinct members (Counter.Member) and
 --          "r:<member>" for one that only reports (Counter.ReportOnly)
---   ARGV[7+3*n] ...  lockout cool-offs in ms, first lockout first (0: permanent)
+--          "f" or "u" for a counter that applies only when the attempt's
+--          source is familiar to its user, or only when it is not
+--          (smart lockout, Counter.When)
+--   ARGV[7+3*n] F, the number of familiar arguments that follow (0: none;
+--          then the last key is the user's set of familiar sources):
+--          ARGV[8+3*n] how long a source stays familiar in ms,
+--          ARGV[9+3*n] how many a user keeps, ARGV[10+3*n] "1" when a
+--          success teaches the sources, then the sources (F - 3 of them)
+--   ARGV[8+3*n+F] ...  lockout cool-offs in ms, first lockout first (0: permanent)
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
---   then per counter, 6 values: failures, block (0 none, 1 expiring,
+--   then per counter, 6 values: failures (-1 for a counter whose
+--        condition does not hold: it was not read nor written), block (0 none, 1 expiring,
 --        2 permanent), block ttl in ms, charge (Begin: 0 none, 1
 --        saturated, 2 counted as a failure at once, 3 charged as pending;
 --        0 in the other scripts' replies), lockouts so far (-1 when the
@@ -81,12 +90,48 @@ local function now(op)
   return op.now
 end
 
+-- is_familiar reports whether one of the attempt's sources logged in as
+-- its user within the familiar age: its score in the user's set is the
+-- time of that login. No sources, or no set, is unfamiliar.
+local function is_familiar(op)
+  if not op.fam then
+    return false
+  end
+  for _, s in ipairs(op.fam.sources) do
+    local t = redis.call('ZSCORE', op.fam.key, s)
+    if t and tonumber(t) >= now(op) - op.fam.age then
+      return true
+    end
+  end
+  return false
+end
+
+-- learn makes the attempt's sources familiar to its user, after a
+-- success: each scored by now, those older than the age dropped, the
+-- oldest dropped past the most a user keeps.
+local function learn(op)
+  if not op.fam or not op.fam.learn or #op.fam.sources == 0 then
+    return
+  end
+  local key, t = op.fam.key, now(op)
+  for _, s in ipairs(op.fam.sources) do
+    redis.call('ZADD', key, t, s)
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (t - op.fam.age))
+  local size = redis.call('ZCARD', key)
+  if size > op.fam.max then
+    redis.call('ZREMRANGEBYRANK', key, 0, size - op.fam.max - 1)
+  end
+  redis.call('PEXPIRE', key, op.fam.age)
+end
+
 -- load_op parses KEYS and ARGV as described above; with_marker says KEYS
 -- hold the settled marker (finish).
 local function load_op(with_marker)
   local n = tonumber(ARGV[6])
   local m = with_marker and 1 or 0
-  local indexed = #KEYS == 5 * n + m
+  local f = tonumber(ARGV[7 + 3 * n])
+  local indexed = #KEYS == 5 * n + m + (f > 0 and 1 or 0)
   local op = {
     attempt_cooloff = tonumber(ARGV[1]),
     pending_timeout = tonumber(ARGV[2]),
@@ -109,7 +154,7 @@ local function load_op(with_marker)
       blocked_index = indexed and KEYS[4 * n + m + i] or nil,
       subject = ARGV[7 + 3 * (i - 1)],
       limit = tonumber(ARGV[8 + 3 * (i - 1)]),
-      keep = ARGV[9 + 3 * (i - 1)] ~= '0', -- a success does not clear it
+      keep = ARGV[9 + 3 * (i - 1)] == '1', -- a success does not clear it
       charge = 0,      -- Begin's charge state, as replied
       lockouts_n = -1, -- lockouts so far, once read
       failed_n = nil,  -- the failure count, once read or written
@@ -122,11 +167,49 @@ local function load_op(with_marker)
       -- Distinct members: a failure adds the member, a success removes it
       -- (never the others: it is kept on success), a repeat adds nothing.
       c.member = flag:sub(3)
+      c.keep = true
       c.report = flag:sub(1, 1) == 'r' -- its block refuses nobody
+    elseif flag == 'f' or flag == 'u' then
+      c.when = flag
     end
   end
-  for j = 7 + 3 * n, #ARGV do
+  if f > 0 then
+    op.fam = {
+      key = KEYS[#KEYS],
+      age = tonumber(ARGV[8 + 3 * n]),
+      max = tonumber(ARGV[9 + 3 * n]),
+      learn = ARGV[10 + 3 * n] == '1',
+      sources = {},
+    }
+    for j = 11 + 3 * n, 7 + 3 * n + f do
+      op.fam.sources[#op.fam.sources + 1] = ARGV[j]
+    end
+  end
+  for j = 8 + 3 * n + f, #ARGV do
     op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])
+  end
+  -- Smart lockout: the counters whose condition does not hold are left
+  -- out of op.counters, which every rule walks; op.all keeps them all
+  -- for the reply.
+  op.all = op.counters
+  local familiar
+  for _, c in ipairs(op.all) do
+    if c.when then
+      if familiar == nil then
+        familiar = is_familiar(op)
+      end
+      if (c.when == 'f') ~= familiar then
+        c.inactive = true
+      end
+    end
+  end
+  if familiar ~= nil then
+    op.counters = {}
+    for _, c in ipairs(op.all) do
+      if not c.inactive then
+        op.counters[#op.counters + 1] = c
+      end
+    end
   end
   return op
 end
@@ -416,24 +499,31 @@ end
 -- carries the lockouts so far and the charges pending (with_lockouts);
 -- other scripts send 0, which the Go side does not read.
 local function reply(op, admitted, last_chance, with_lockouts)
-  local out = { admitted and 1 or 0, last_chance and 1 or 0, #op.counters }
-  for _, c in ipairs(op.counters) do
-    local ttl = block_ttl(c)
-    local state = 1
-    if ttl == -2 or c.report then
-      state, ttl = 0, 0
-    elseif ttl == -1 then
-      state, ttl = 2, 0
+  local all = op.all or op.counters
+  local out = { admitted and 1 or 0, last_chance and 1 or 0, #all }
+  for _, c in ipairs(all) do
+    if c.inactive then
+      for _, v in ipairs({ -1, 0, 0, 0, -1, 0 }) do
+        out[#out + 1] = v
+      end
+    else
+      local ttl = block_ttl(c)
+      local state = 1
+      if ttl == -2 or c.report then
+        state, ttl = 0, 0
+      elseif ttl == -1 then
+        state, ttl = 2, 0
+      end
+      out[#out + 1] = failures(c)
+      out[#out + 1] = state
+      out[#out + 1] = ttl
+      out[#out + 1] = c.charge
+      if with_lockouts and c.lockouts_n < 0 then
+        c.lockouts_n = tonumber(redis.call('GET', c.lockouts) or '0')
+      end
+      out[#out + 1] = with_lockouts and c.lockouts_n or 0
+      out[#out + 1] = with_lockouts and c.pending_n or 0
     end
-    out[#out + 1] = failures(c)
-    out[#out + 1] = state
-    out[#out + 1] = ttl
-    out[#out + 1] = c.charge
-    if with_lockouts and c.lockouts_n < 0 then
-      c.lockouts_n = tonumber(redis.call('GET', c.lockouts) or '0')
-    end
-    out[#out + 1] = with_lockouts and c.lockouts_n or 0
-    out[#out + 1] = with_lockouts and c.pending_n or 0
   end
   for _, v in ipairs(op.transitions) do
     out[#out + 1] = v

@@ -33,4 +33,11 @@ for _, c in ipairs(op.counters) do
     c.failed_n = redis.call('DECR', c.failed)
   end
 end
+local late = false
+for _, c in ipairs(op.counters) do
+  late = late or c.expired_token
+end
+if op.success and not late then
+  learn(op) -- the sources of a login become familiar to its user
+end
 return reply(op, false, false)

@@ -7,6 +7,9 @@ settle_expired(op)
 if blocked_any(op) then
   return reply(op, false, false)
 end
+if op.success then
+  learn(op) -- the sources of a login become familiar to its user
+end
 for _, c in ipairs(op.counters) do
   if not op.success then
     count_failures(op, c, 1)

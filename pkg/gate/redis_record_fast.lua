@@ -18,7 +18,7 @@ do
     end
   end
   local found = 1
-  if report then
+  if report or ARGV[7 + 3 * n] ~= '0' then -- smart lockout: its conditions, or a login to learn from
     -- the full rules
   elseif n == 2 then
     found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7])

@@ -84,6 +84,38 @@ type Counter struct {
 	// reported once per lockout cool-off that leaves Result.Blocked empty.
 	// Spraying from a shared address is reported this way (KindSprayShared).
 	ReportOnly bool
+	// When makes the counter apply only when the attempt's source is
+	// familiar to its user (IfFamiliar), or only when it is not
+	// (IfUnfamiliar): smart lockout's two username counters. A counter
+	// whose condition does not hold is neither read nor written, refuses
+	// nothing and reports 0 failures. Without Op.Familiar no source is
+	// familiar.
+	When When
+}
+
+// When is a Counter's condition on the familiarity of the source.
+type When uint8
+
+const (
+	Always       When = iota // the counter always applies
+	IfFamiliar               // only for a source familiar to the user
+	IfUnfamiliar             // only for a source that is not
+)
+
+// Familiar says which sources of an attempt may be familiar to its user
+// (smart lockout): a source that logged in as the user within For.
+type Familiar struct {
+	User string // the (normalised) username whose familiar sources count
+	// Sources are the attempt's: "ip:<subject>" (never a shared address)
+	// and "dev:<id>" for a signed device. Empty: nothing is familiar.
+	Sources []string
+	// For is how long a source stays familiar after a login; Max how many
+	// a user keeps, the least recent dropped first.
+	For time.Duration
+	Max int
+	// Learn makes a success (Finish, Record) teach the Sources, once it
+	// takes effect: they become familiar to User.
+	Learn bool
 }
 
 // distinct reports a counter of distinct members.
@@ -134,6 +166,19 @@ type Op struct {
 	// Token identifies a charged attempt: set by the caller for Begin (a
 	// unique random string) and passed back unchanged to Finish.
 	Token string
+	// Familiar (optional) decides the counters' conditions (Counter.When)
+	// and, on a success, teaches the sources.
+	Familiar *Familiar
+}
+
+// familiarity reports whether op has counters with a condition.
+func (op *Op) conditional() bool {
+	for i := range op.Counters {
+		if op.Counters[i].When != Always {
+			return true
+		}
+	}
+	return false
 }
 
 // validateOp refuses an op no store can make sense of under policy p: no
@@ -160,6 +205,19 @@ func validateOp(op Op, p *Policy) error {
 		}
 		if c.ReportOnly && c.Member == "" {
 			return fmt.Errorf("report-only %s counter without a member", c.Kind)
+		}
+		if c.When > IfUnfamiliar || c.When != Always && c.distinct() {
+			return fmt.Errorf("%s counter with condition %d", c.Kind, c.When)
+		}
+	}
+	if f := op.Familiar; f != nil {
+		switch {
+		case f.User == "":
+			return errors.New("familiar sources without a user")
+		case f.For <= 0 || f.Max < 1:
+			return fmt.Errorf("familiar sources kept %s, at most %d", f.For, f.Max)
+		case slices.Contains(f.Sources, ""):
+			return errors.New("empty familiar source")
 		}
 	}
 	return p.validate()
@@ -265,6 +323,9 @@ type Result struct {
 	// it (it does for a last chance). Nil when the store does not say;
 	// the first cool-off is assumed then.
 	Lockouts []int
+	// Familiar is true when the op's sources were familiar to its user:
+	// the counters IfFamiliar applied, those IfUnfamiliar did not.
+	Familiar bool
 	// Pending (Begin, optional) holds, per Op.Counters index, the number
 	// of charges pending on the subject after the call, this attempt's
 	// included if it was admitted. The gate's local limiter forgets, by

@@ -87,6 +87,10 @@ func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) (gate.Store, C
 		{"DistinctPendingExpiryCountsOneName", testDistinctPendingExpiry},
 		{"DistinctSlides", testDistinctSlides},
 		{"ReportOnly", testReportOnly},
+		{"FamiliarSourceKeepsAccess", testFamiliarKeepsAccess},
+		{"FamiliarCounterBlocksFamiliarOnly", testFamiliarCounterBlocksFamiliar},
+		{"FamiliarSourcesBounded", testFamiliarBounded},
+		{"FamiliarTwoPhase", testFamiliarTwoPhase},
 		{"InvalidOps", testInvalidOps},
 	}
 	// The group waits for its parallel subtests, so Run returns when the
