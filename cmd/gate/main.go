@@ -169,8 +169,10 @@ func serve(cfg Config, log *slog.Logger) error {
 		}
 		return err
 	}, func(error) { stopHTTP() })
-	// The lists' refresh: Run returns only once its context ends.
-	lctx, stopLists := context.WithCancel(ctx)
+	// The lists' refresh: Run returns only once its context ends, which
+	// only the group's interrupt does: an actor that returned on SIGTERM
+	// would interrupt the publisher while requests are still draining.
+	lctx, stopLists := context.WithCancel(context.WithoutCancel(ctx))
 	group.Add(func() error { return lists.Run(lctx) }, func(error) { stopLists() })
 	var pubErr error
 	group.Add(func() error {

@@ -57,6 +57,9 @@ type AttemptRequest struct {
 	Success   *bool  `json:"success"`
 	Path      string `json:"path"`
 	UserAgent string `json:"user_agent"`
+	// Device is the client's device token (smart lockout), as a success's
+	// answer gave it.
+	Device string `json:"device"`
 
 	// Addr is IP parsed by gate.ParseIP.
 	Addr netip.Addr `json:"-"`
@@ -64,7 +67,7 @@ type AttemptRequest struct {
 
 // Attempt returns the request as the gate's Attempt.
 func (r *AttemptRequest) Attempt() gate.Attempt {
-	return gate.Attempt{IP: r.Addr, Username: r.Username, Path: r.Path, UserAgent: r.UserAgent}
+	return gate.Attempt{IP: r.Addr, Username: r.Username, Path: r.Path, UserAgent: r.UserAgent, Device: r.Device}
 }
 
 // rawAttempt is the wire form: success stays raw so that null and wrong
@@ -75,6 +78,7 @@ type rawAttempt struct {
 	Success   json.RawMessage `json:"success"`
 	Path      string          `json:"path"`
 	UserAgent string          `json:"user_agent"`
+	Device    string          `json:"device"`
 }
 
 // OutcomeRequest is the body of POST /v1/attempts/{token}.
@@ -242,7 +246,8 @@ func DecodeAttempt(body []byte) (AttemptRequest, error) {
 		return AttemptRequest{}, err
 	}
 	req := AttemptRequest{IP: raw.IP, Username: raw.Username,
-		Path: textutil.Truncate(raw.Path, MaxInfoBytes), UserAgent: textutil.Truncate(raw.UserAgent, MaxInfoBytes)}
+		Path: textutil.Truncate(raw.Path, MaxInfoBytes), UserAgent: textutil.Truncate(raw.UserAgent, MaxInfoBytes),
+		Device: textutil.Truncate(raw.Device, 64)}
 	var err error
 	if req.Success, err = parseSuccess(raw.Success); err != nil {
 		return AttemptRequest{}, err

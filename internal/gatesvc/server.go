@@ -63,6 +63,10 @@ type Response struct {
 	// Unavailable is true when the store did not answer and
 	// DEFENDER_FAIL_MODE=closed refused the attempt (status 503).
 	Unavailable bool `json:"unavailable"`
+	// Device (smart lockout, after a success) is the client's device
+	// token: keep it (a cookie) and send it with the user's next attempts,
+	// which then come from a source familiar to the user.
+	Device string `json:"device,omitempty"`
 	// Observed is true in observe mode (DEFENDER_MODE=observe) for an
 	// attempt enforce mode would have refused: it is allowed, and
 	// BlockedBy says what would have refused it.
@@ -299,8 +303,10 @@ func (s *Server) attempt(w http.ResponseWriter, r *http.Request) error {
 	// store calls by DEFENDER_REDIS_TIMEOUT itself.
 	ctx := context.WithoutCancel(r.Context())
 	a := req.Attempt()
+	a.Device, _ = s.gate.Device(a.Device)
 	if req.Success != nil {
-		s.respond(w, s.gate.Record(ctx, a, *req.Success), "")
+		d := s.gate.Record(ctx, a, *req.Success)
+		s.respondDevice(w, d, "", *req.Success, a.Device)
 		return nil
 	}
 	t, d := s.gate.Begin(ctx, a)
@@ -331,8 +337,18 @@ func (s *Server) outcome(w http.ResponseWriter, r *http.Request) error {
 	}
 	// When the store is late, the gate's fail mode decides (Degraded or
 	// Unavailable), and the outcome waits in its backlog for the store.
-	s.respond(w, s.gate.Resume(tk.Attempt, tk.Charge).Finish(context.WithoutCancel(r.Context()), req.Success), "")
+	d := s.gate.Resume(tk.Attempt, tk.Charge).Finish(context.WithoutCancel(r.Context()), req.Success)
+	s.respondDevice(w, d, "", req.Success, tk.Attempt.Device)
 	return nil
+}
+
+// respondDevice is respond, with the client's device token after a
+// success that was let through.
+func (s *Server) respondDevice(w http.ResponseWriter, d gate.Decision, token string, success bool, device string) {
+	if !success || !d.Allowed {
+		device = ""
+	}
+	s.write(w, d, token, device)
 }
 
 func (s *Server) tokenError(err error) error {
@@ -351,7 +367,11 @@ func (s *Server) tokenError(err error) error {
 // respond writes a decision: 503 if the store is down and the gate fails
 // closed, 429 if blocked, else 200.
 func (s *Server) respond(w http.ResponseWriter, d gate.Decision, token string) {
-	res := Response{
+	s.write(w, d, token, "")
+}
+
+func (s *Server) write(w http.ResponseWriter, d gate.Decision, token, device string) {
+	res := Response{Device: device,
 		Allowed: d.Allowed, BlockedBy: d.BlockedBy, Permanent: d.Permanent,
 		IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures,
 		LastChance: d.LastChance, Degraded: d.Degraded, Unavailable: d.Unavailable, Observed: d.Observed,

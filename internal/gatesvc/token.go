@@ -86,6 +86,7 @@ type claims struct {
 	Username  string `json:"u,omitempty"`
 	Path      string `json:"p,omitempty"`
 	UserAgent string `json:"ua,omitempty"`
+	Device    string `json:"d,omitempty"` // the client's device token (smart lockout)
 	Charge    string `json:"t,omitempty"` // the store's token; "" when nothing was charged
 	Expires   int64  `json:"exp"`         // unix milliseconds
 	Nonce     string `json:"n"`
@@ -104,7 +105,7 @@ type Ticket struct {
 func (t *Tokens) Issue(a gate.Attempt, charge string, ttl time.Duration) string {
 	var nonce [12]byte
 	_, _ = rand.Read(nonce[:])
-	c := claims{Username: a.Username, Path: a.Path, UserAgent: a.UserAgent, Charge: charge,
+	c := claims{Username: a.Username, Path: a.Path, UserAgent: a.UserAgent, Device: a.Device, Charge: charge,
 		Expires: t.now().Add(ttl).UnixMilli(), Nonce: base64.RawURLEncoding.EncodeToString(nonce[:])}
 	if a.IP.IsValid() {
 		c.IP = a.IP.String()
@@ -149,7 +150,7 @@ func (t *Tokens) Open(token string) (Ticket, error) {
 		return Ticket{}, ErrTokenInvalid
 	}
 	tk := Ticket{Charge: c.Charge, expires: time.UnixMilli(c.Expires), sig: string(sig),
-		Attempt: gate.Attempt{Username: c.Username, Path: c.Path, UserAgent: c.UserAgent}}
+		Attempt: gate.Attempt{Username: c.Username, Path: c.Path, UserAgent: c.UserAgent, Device: c.Device}}
 	if c.IP != "" {
 		if tk.Attempt.IP, err = gate.ParseIP(c.IP); err != nil {
 			return Ticket{}, ErrTokenInvalid

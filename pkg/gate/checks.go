@@ -19,6 +19,12 @@ var ErrNotChecked = errors.New("gate: this configuration does not check blocks o
 // refuses nobody.
 func (g *Gate) Checks(k Kind) bool {
 	c := &g.cfg
+	switch k {
+	case KindSpray, KindSprayNet:
+		return c.SprayLimit > 0 // in every mode
+	case KindSprayShared:
+		return false // a report: it refuses nobody
+	}
 	if c.countsPairs() {
 		return k == KindPair
 	}
@@ -27,6 +33,8 @@ func (g *Gate) Checks(k Kind) bool {
 		return !c.DisableIPLockout
 	case KindUsername:
 		return !c.DisableUsernameLockout
+	case KindUsernameFamiliar:
+		return !c.DisableUsernameLockout && c.SmartLockout
 	}
 	return false
 }
@@ -38,6 +46,12 @@ func (g *Gate) notChecked(k Kind) error {
 	switch {
 	case k == KindPair:
 		why = "pairs are only counted in combo mode (DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME with both sides on)"
+	case k == KindSpray || k == KindSprayNet:
+		why = "spraying detection is off (DEFENDER_SPRAY_LIMIT=0)"
+	case k == KindSprayShared:
+		why = "spraying from a shared address is reported, never enforced: everyone behind the address would be refused"
+	case k == KindUsernameFamiliar && !c.SmartLockout:
+		why = "smart lockout is off (DEFENDER_SMART_LOCKOUT)"
 	case k == KindIP && c.DisableIPLockout:
 		why = "DEFENDER_DISABLE_IP_LOCKOUT is set; to refuse an address always, list it in DEFENDER_IP_BLACKLIST"
 	case k == KindUsername && c.DisableUsernameLockout:

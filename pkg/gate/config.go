@@ -121,6 +121,23 @@ type Config struct {
 	SprayNetLimit   int
 	// Mode is ModeEnforce or ModeObserve (DEFENDER_MODE, enforce).
 	Mode Mode
+	// SmartLockout (DEFENDER_SMART_LOCKOUT, false) counts a user's
+	// failures apart for the sources familiar to the user and for the
+	// others, so that attackers who block the user's unfamiliar counter
+	// leave the user's own sources their access. A source (address, or
+	// signed device) that logged in as a user is familiar to that user for
+	// FamiliarFor after its latest login (DEFENDER_FAMILIAR_DAYS, 30 days);
+	// FamiliarMax (DEFENDER_FAMILIAR_MAX, 20) is how many a user keeps,
+	// the least recent dropped first. Off by default: its logins take the
+	// store's full rules, which cost Redis about twice an ordinary login
+	// (see docs/DESIGN.md).
+	SmartLockout bool
+	FamiliarFor  time.Duration
+	FamiliarMax int
+	// DeviceKey signs device tokens (DEFENDER_DEVICE_KEY, 16 bytes or
+	// more, the same on every instance); empty: a random key per process,
+	// so devices are familiar to this process only, until it restarts.
+	DeviceKey []byte
 	// UsernameFormField is the form field holding the username
 	// (DEFENDER_USERNAME_FORM_FIELD, "username").
 	UsernameFormField string
@@ -187,6 +204,8 @@ func DefaultConfig() Config {
 		SprayIPv6Prefix:         48,
 		SprayNetLimit:           20,
 		Mode:                    ModeEnforce,
+		FamiliarFor:             30 * 24 * time.Hour,
+		FamiliarMax:             20,
 		UsernameFormField:       "username",
 		MaxUsernameLength:       255,
 		KeyPrefix:               "defender",
@@ -254,6 +273,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Mode != ModeEnforce && c.Mode != ModeObserve && c.Mode != "" {
 		bad("DEFENDER_MODE", "%q is neither enforce nor observe", c.Mode)
+	}
+	if c.FamiliarFor < 24*time.Hour || c.FamiliarFor > 3650*24*time.Hour {
+		bad("DEFENDER_FAMILIAR_DAYS", "%s is out of range 1..3650 days", c.FamiliarFor)
+	}
+	if c.FamiliarMax < 1 || c.FamiliarMax > 1000 {
+		bad("DEFENDER_FAMILIAR_MAX", "%d is out of range 1..1000", c.FamiliarMax)
+	}
+	if n := len(c.DeviceKey); n > 0 && n < 16 {
+		bad("DEFENDER_DEVICE_KEY", "%d bytes is too short, use at least 16 (e.g. openssl rand -hex 32)", n)
 	}
 	if c.UsernameFormField == "" {
 		bad("DEFENDER_USERNAME_FORM_FIELD", "empty")
@@ -337,6 +365,10 @@ var EnvVars = []EnvVar{
 	{"DEFENDER_SPRAY_IPV6_PREFIX", "wider IPv6 network by which spraying is counted too (default 48)"},
 	{"DEFENDER_SPRAY_LIMIT_NET", "distinct usernames that may fail from one such IPv6 network (default 20)"},
 	{"DEFENDER_MODE", "enforce, or observe: decide and count as enforce would, refuse nothing (default enforce)"},
+	{"DEFENDER_SMART_LOCKOUT", "count a user's failures apart for the sources it logged in from and the others, whose block leaves the user's own sources their access (default false)"},
+	{"DEFENDER_FAMILIAR_DAYS", "smart lockout: days a source that logged in as a user stays familiar to it (default 30)"},
+	{"DEFENDER_FAMILIAR_MAX", "familiar sources a user keeps at most (default 20)"},
+	{"DEFENDER_DEVICE_KEY", "key signing device tokens (16+ bytes), the same on every instance (default: random per process)"},
 	{"DEFENDER_USERNAME_FORM_FIELD", "form field holding the username (default username)"},
 	{"DEFENDER_MAX_USERNAME_LENGTH", "characters of a username kept after normalisation (default 255)"},
 	{"DEFENDER_CACHE_PREFIX", "prefix of store keys (default defender)"},
@@ -379,6 +411,12 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c.SprayIPv6Prefix = r.int("DEFENDER_SPRAY_IPV6_PREFIX", min(c.SprayIPv6Prefix, c.IPv6Prefix))
 	c.SprayNetLimit = r.int("DEFENDER_SPRAY_LIMIT_NET", c.SprayNetLimit)
 	c.Mode = Mode(strings.ToLower(r.string("DEFENDER_MODE", string(c.Mode))))
+	c.SmartLockout = r.bool("DEFENDER_SMART_LOCKOUT", c.SmartLockout)
+	c.FamiliarFor = time.Duration(r.int("DEFENDER_FAMILIAR_DAYS", int(c.FamiliarFor/(24*time.Hour)))) * 24 * time.Hour
+	c.FamiliarMax = r.int("DEFENDER_FAMILIAR_MAX", c.FamiliarMax)
+	if k := r.string("DEFENDER_DEVICE_KEY", ""); k != "" {
+		c.DeviceKey = []byte(k)
+	}
 	c.UsernameFormField = r.string("DEFENDER_USERNAME_FORM_FIELD", c.UsernameFormField)
 	c.MaxUsernameLength = r.int("DEFENDER_MAX_USERNAME_LENGTH", c.MaxUsernameLength)
 	c.KeyPrefix = r.string("DEFENDER_CACHE_PREFIX", c.KeyPrefix)

@@ -26,6 +26,10 @@ type Attempt struct {
 	Username  string     // as typed; normalised by the gate; empty is never counted
 	Path      string     // for events only
 	UserAgent string     // for events only
+	// Device is the token of the browser or app install (Gate.NewDevice),
+	// a source familiar to the users it logged in as (smart lockout); ""
+	// or a token not signed with the gate's device key is none.
+	Device string
 }
 
 // Decision is the gate's answer. A refused attempt is a Decision, not an error.
@@ -54,6 +58,9 @@ type Decision struct {
 	Unavailable bool
 	// Err is the store error behind a Degraded or Unavailable decision.
 	Err error
+	// Familiar is true when smart lockout found the source (address or
+	// device) familiar to the user: its familiar counter decided.
+	Familiar bool
 	// Observed is true in observe mode (DEFENDER_MODE=observe) for an
 	// attempt let through that enforce mode would have refused: BlockedBy,
 	// RetryAfter and Permanent say why and for how long, Allowed is true.
@@ -95,6 +102,8 @@ type Gate struct {
 	userWL  map[string]struct{}
 	lockout *template.Template
 	shared  SharedLists
+	// deviceKey signs device tokens (DEFENDER_DEVICE_KEY).
+	deviceKey []byte
 
 	// adm bounds the store calls in flight; nil for a MemoryStore, which
 	// answers at once.
@@ -144,6 +153,11 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 		return nil, fmt.Errorf("gate: the store applies the policy %+v, the configuration %+v: build the store with cfg.Policy()", p, g.policy)
 	}
 	g.logs.init()
+	g.deviceKey = cfg.DeviceKey
+	if len(g.deviceKey) == 0 {
+		g.deviceKey = make([]byte, 32)
+		_, _ = rand.Read(g.deviceKey)
+	}
 	g.batcher, _ = store.(finishBatcher)
 	for _, o := range opts {
 		o(g)
@@ -254,9 +268,10 @@ type identity struct {
 	username    string // normalised
 	blacklisted bool
 	shared      string // the shared egress list the address is on, if any
+	familiar    Familiar // smart lockout's sources, when the username is counted
 	// counters: those of failures first, then those of distinct members
 	// (spraying), which the local limiter does not keep (see localOp).
-	counters [4]Counter
+	counters [5]Counter // at most: ip, username twice, spray, spray_net
 	n        int
 }
 
@@ -299,8 +314,7 @@ func (g *Gate) identify(a Attempt) (id identity) {
 			id.n = 1
 		}
 		if !c.countsPairs() && countUser {
-			id.counters[id.n] = Counter{Kind: KindUsername, Subject: id.username, Limit: c.UsernameFailureLimit}
-			id.n++
+			id.countUser(c, g.sources(&id, a))
 		}
 		return id
 	}
@@ -312,10 +326,42 @@ func (g *Gate) identify(a Attempt) (id identity) {
 		id.n++
 	}
 	if countUser {
-		id.counters[id.n] = Counter{Kind: KindUsername, Subject: id.username, Limit: c.UsernameFailureLimit}
-		id.n++
+		id.countUser(c, g.sources(&id, a))
 	}
 	return id
+}
+
+// countUser adds the username's counter, or with smart lockout
+// (DEFENDER_FAMILIAR_DAYS) its two: the unfamiliar sources' (KindUsername,
+// whose block refuses them only) and the familiar sources' (the store
+// applies the one the attempt's sources call for).
+func (id *identity) countUser(c *Config, sources []string) {
+	if !c.SmartLockout {
+		id.counters[id.n] = Counter{Kind: KindUsername, Subject: id.username, Limit: c.UsernameFailureLimit}
+		id.n++
+		return
+	}
+	id.counters[id.n] = Counter{Kind: KindUsername, Subject: id.username, Limit: c.UsernameFailureLimit, When: IfUnfamiliar}
+	id.counters[id.n+1] = Counter{Kind: KindUsernameFamiliar, Subject: id.username, Limit: c.UsernameFailureLimit, When: IfFamiliar}
+	id.n += 2
+	id.familiar = Familiar{User: id.username, Sources: sources, For: c.FamiliarFor, Max: c.FamiliarMax, Learn: true}
+}
+
+// sources are the attempt's sources that may be familiar to its user: its
+// address (never a shared one: everyone behind it would share the user's
+// familiarity) and its signed device.
+func (g *Gate) sources(id *identity, a Attempt) []string {
+	if !g.cfg.SmartLockout {
+		return nil
+	}
+	var s []string
+	if id.ipSubject != "" && id.shared == "" {
+		s = append(s, "ip:"+id.ipSubject)
+	}
+	if dev, ok := g.deviceID(a.Device); ok {
+		s = append(s, "dev:"+dev)
+	}
+	return s
 }
 
 // countSpraying adds the counters of distinct usernames failing from the
@@ -342,18 +388,44 @@ func (id *identity) countSpraying(c *Config, addr netip.Addr, counted bool) {
 }
 
 func (id *identity) op(token string) Op {
-	return Op{Counters: id.counters[:id.n], Token: token}
+	op := Op{Counters: id.counters[:id.n], Token: token}
+	if id.familiar.User != "" {
+		op.Familiar = &id.familiar
+	}
+	return op
 }
 
 // localOp is op without the counters the local limiter does not keep:
 // those of distinct members (spraying), last in op, which the store
 // alone counts. While the store is away, spraying is not counted; the
 // limits per address, username and pair hold.
+//
+// Nor does it know familiar sources: without them every source is
+// unfamiliar, so the familiar counter (after the unfamiliar one) goes
+// too, and a user whose unfamiliar counter is blocked is refused from
+// every source while the store is away.
 func localOp(op Op) Op {
+	op.Familiar = nil
 	for i := range op.Counters {
-		if op.Counters[i].distinct() {
+		if op.Counters[i].distinct() || op.Counters[i].When == IfFamiliar {
 			op.Counters = op.Counters[:i]
 			break
+		}
+	}
+	return op
+}
+
+// localSyncOp is localOp for copying a store answer into the local
+// limiter: when the store found the source familiar, its answer holds
+// nothing of the unfamiliar counter, which is left out too.
+func localSyncOp(op Op, res *Result) Op {
+	op = localOp(op)
+	if res != nil && res.Familiar {
+		for i := range op.Counters {
+			if op.Counters[i].When != Always {
+				op.Counters = op.Counters[:i]
+				break
+			}
 		}
 	}
 	return op
@@ -438,7 +510,7 @@ func (g *Gate) exec(ctx context.Context, name storeOp, op Op, success, admit boo
 // syncLocal copies a store answer to op into the local limiter, and
 // publishes the blocks it made there.
 func (g *Gate) syncLocal(op Op, a storeAnswer) {
-	g.transitions(g.local.sync(localOp(op), a), ReasonAuto, true)
+	g.transitions(g.local.sync(localSyncOp(op, a.res), a), ReasonAuto, true)
 }
 
 // degraded counts a decision taken without the store, and warns (at most
@@ -458,13 +530,14 @@ func (g *Gate) degraded(err error) (refusal Decision, closed bool) {
 
 // decide turns a store result into a decision.
 func decide(id *identity, res *Result) Decision {
-	d := Decision{Allowed: len(res.Blocked) == 0 && len(res.Saturated) == 0, Reason: ReasonAuto, LastChance: res.LastChance}
+	d := Decision{Allowed: len(res.Blocked) == 0 && len(res.Saturated) == 0, Reason: ReasonAuto, LastChance: res.LastChance,
+		Familiar: res.Familiar}
 	for i := 0; i < id.n && i < len(res.Failures); i++ {
 		switch id.counters[i].Kind {
 		case KindIP:
 			d.IPFailures = res.Failures[i]
-		case KindUsername:
-			d.UsernameFailures = res.Failures[i]
+		case KindUsername, KindUsernameFamiliar: // the one that applied; the other is 0
+			d.UsernameFailures += res.Failures[i]
 		case KindPair:
 			d.PairFailures = res.Failures[i]
 		}
@@ -596,8 +669,9 @@ func (t *Ticket) needsStore(success bool) bool {
 func (t *Ticket) lockoutDecision() Decision {
 	d := Decision{Reason: ReasonAuto, RetryAfter: t.nextCooloff, Permanent: t.nextCooloff == 0}
 	for i := 0; i < t.id.n; i++ {
-		if !t.id.counters[i].ReportOnly {
-			d.BlockedBy = append(d.BlockedBy, t.id.counters[i].Kind)
+		c := &t.id.counters[i]
+		if !c.ReportOnly && (c.When == Always || (c.When == IfFamiliar) == t.after.Familiar) {
+			d.BlockedBy = append(d.BlockedBy, c.Kind)
 		}
 	}
 	return d
@@ -726,7 +800,7 @@ func (g *Gate) begun(t *Ticket, res *Result, d Decision, where charged) (*Ticket
 		for _, c := range res.Counted {
 			t.counted = t.counted && c
 		}
-		t.after = Decision{Allowed: true, Reason: ReasonAuto,
+		t.after = Decision{Allowed: true, Reason: ReasonAuto, Familiar: d.Familiar,
 			IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures}
 	}
 	return t, d
@@ -1185,7 +1259,7 @@ func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) 
 		Time: time.Now(), IP: id.ip, Username: id.username, Outcome: o,
 		Path: a.Path, UserAgent: a.UserAgent,
 		IPFailures: d.IPFailures, UsernameFailures: d.UsernameFailures, PairFailures: d.PairFailures,
-		Degraded: d.Degraded, Observe: g.cfg.Mode == ModeObserve, Shared: id.shared,
+		Degraded: d.Degraded, Observe: g.cfg.Mode == ModeObserve, Shared: id.shared, Familiar: d.Familiar,
 	}
 	if o != OutcomeSuccess {
 		r.BlockedBy = d.BlockedBy

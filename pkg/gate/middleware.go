@@ -86,6 +86,14 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.Username = m.username(r)
+	// Smart lockout: the browser's device token, or a new one, which its
+	// first login teaches and the response sets.
+	var cookie string
+	if c, err := r.Cookie(DeviceCookie); err == nil {
+		cookie = c.Value
+	}
+	var newDevice bool
+	a.Device, newDevice = g.Device(cookie)
 	t, d := g.Begin(r.Context(), a)
 	if !d.Allowed {
 		g.WriteLockout(w, r, d)
@@ -111,6 +119,10 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// django-defender; the block itself is written in the background.
 		g.WriteLockout(w, r, t.lockoutDecision())
 		return
+	}
+	if success && newDevice && !bw.committed {
+		http.SetCookie(bw, &http.Cookie{Name: DeviceCookie, Value: a.Device, Path: "/",
+			MaxAge: int(g.cfg.FamiliarFor.Seconds()), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	}
 	bw.commit()
 }
