@@ -133,7 +133,7 @@ type Config struct {
 	// (see docs/DESIGN.md).
 	SmartLockout bool
 	FamiliarFor  time.Duration
-	FamiliarMax int
+	FamiliarMax  int
 	// DeviceKey signs device tokens (DEFENDER_DEVICE_KEY, 16 bytes or
 	// more, the same on every instance); empty: a random key per process,
 	// so devices are familiar to this process only, until it restarts.

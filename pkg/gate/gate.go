@@ -267,7 +267,7 @@ type identity struct {
 	ipSubject   string
 	username    string // normalised
 	blacklisted bool
-	shared      string // the shared egress list the address is on, if any
+	shared      string   // the shared egress list the address is on, if any
 	familiar    Familiar // smart lockout's sources, when the username is counted
 	// counters: those of failures first, then those of distinct members
 	// (spraying), which the local limiter does not keep (see localOp).
