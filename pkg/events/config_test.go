@@ -93,7 +93,8 @@ func TestSubjects(t *testing.T) {
 		"defender.>", "defender.attempt.>", "defender.block.>", "defender.unblock.>", "defender.dlq"}
 	assert.Equal(t, want, got)
 	assert.Equal(t, "x.y.block.ip", events.Subjects{Prefix: "x.y"}.BlockIP())
-	assert.Equal(t, []string{"p.attempt.>", "p.block.>", "p.unblock.>"}, events.Subjects{Prefix: "p"}.Events())
+	assert.Equal(t, []string{"p.attempt.>", "p.block.>", "p.unblock.>", "p.observe.block.>", "p.observe.unblock.>"},
+		events.Subjects{Prefix: "p"}.Events())
 
 	for _, bad := range []string{".", "a.", ".a", "a..b", "a.>", "*", "a b", "a\tb", "a\x00"} {
 		assert.ErrorIs(t, events.Subjects{Prefix: bad}.Validate(), events.ErrInvalidPrefix, bad)

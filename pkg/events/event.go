@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/defender-go/defender/pkg/gate"
 )
 
 // Version is the wire-format version written in every event ("v").
@@ -30,8 +32,8 @@ type Attempt struct {
 	Time      time.Time `json:"time"`
 	IP        string    `json:"ip"`
 	Username  string    `json:"username"`
-	Result    string    `json:"result"` // success | failure | blocked
-	BlockedBy []string  `json:"blocked_by,omitempty"`
+	Result    string    `json:"result"`               // success | failure | blocked
+	BlockedBy []string  `json:"blocked_by,omitempty"` // kinds that refused (Observe: would have): any gate.Kind
 	Path      string    `json:"path,omitempty"`
 	UserAgent string    `json:"user_agent,omitempty"`
 	Gate      string    `json:"gate,omitempty"` // instance that decided
@@ -43,6 +45,18 @@ type Attempt struct {
 	// not answering in time (DEFENDER_FAIL_MODE=local); the counters are
 	// then that gate process's.
 	Degraded bool `json:"degraded,omitempty"`
+	// Observe is true when the gate ran in observe mode
+	// (DEFENDER_MODE=observe): the attempt was let through whatever the
+	// decision, and Result "blocked" means it would have been refused.
+	Observe bool `json:"observe,omitempty"`
+	// Shared names the shared egress list the address is on (carrier-grade
+	// NAT "cgnat", "icloud-relay", "tor", or an operator list's name); ""
+	// when it is on none.
+	Shared string `json:"shared,omitempty"`
+	// Familiar is true when the source had logged in as this user before
+	// (smart lockout): the attempt counted on the user's
+	// username_familiar counter.
+	Familiar bool `json:"familiar,omitempty"`
 }
 
 // Block is a block or an unblock of one subject.
@@ -51,7 +65,7 @@ type Block struct {
 	Type    Type      `json:"type"` // TypeBlock or TypeUnblock
 	ID      string    `json:"id"`
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // ip | username | pair
+	Kind    string    `json:"kind"` // one of gate.Kinds (ValidKind): ip, username, pair, spray, ...
 	Subject string    `json:"subject"`
 	// Until is when a block ends; nil for a permanent block and for unblocks.
 	Until     *time.Time `json:"until,omitempty"`
@@ -64,7 +78,16 @@ type Block struct {
 	// If the store blocks the subject too once it learns the failures,
 	// that is another block event, without Local.
 	Local bool `json:"local,omitempty"`
+	// Observe is true for a would-be block or unblock of observe mode
+	// (DEFENDER_MODE=observe): counted as enforce mode would, it refuses
+	// nobody. Such events are published on subjects of their own
+	// (Subjects.ObserveBlock), never on <prefix>.block.>.
+	Observe bool `json:"observe,omitempty"`
 }
+
+// ValidKind reports whether k is a kind of block events may carry, in
+// Block.Kind and Attempt.BlockedBy: one of gate.Kinds.
+func ValidKind(k string) bool { return gate.Kind(k).Valid() }
 
 // ErrMalformed is wrapped by every decode error.
 var ErrMalformed = errors.New("events: malformed event")
@@ -83,6 +106,11 @@ func (a *Attempt) Validate() error {
 	case a.Result != "success" && a.Result != "failure" && a.Result != "blocked":
 		return fmt.Errorf("%w: result %q", ErrMalformed, a.Result)
 	}
+	for _, k := range a.BlockedBy {
+		if !ValidKind(k) {
+			return fmt.Errorf("%w: blocked_by kind %q", ErrMalformed, k)
+		}
+	}
 	return nil
 }
 
@@ -97,7 +125,7 @@ func (b *Block) Validate() error {
 		return fmt.Errorf("%w: missing id", ErrMalformed)
 	case b.Time.IsZero():
 		return fmt.Errorf("%w: missing time", ErrMalformed)
-	case b.Kind != "ip" && b.Kind != "username" && b.Kind != "pair":
+	case !ValidKind(b.Kind):
 		return fmt.Errorf("%w: kind %q", ErrMalformed, b.Kind)
 	case b.Subject == "":
 		return fmt.Errorf("%w: missing subject", ErrMalformed)

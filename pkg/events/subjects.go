@@ -17,7 +17,9 @@ const (
 	ResultBlocked = "blocked"
 )
 
-// Block kinds, as in Block.Kind and the last token of block and unblock subjects.
+// Block kinds, as in Block.Kind and the last token of block and unblock
+// subjects. These are the first three of gate.Kinds; every gate.Kind is a
+// block kind (see ValidKind).
 const (
 	KindIP       = "ip"
 	KindUsername = "username"
@@ -71,6 +73,15 @@ func (s Subjects) Block(kind string) string { return s.prefix() + ".block." + ki
 // Unblock is the subject of an unblock of the given kind.
 func (s Subjects) Unblock(kind string) string { return s.prefix() + ".unblock." + kind }
 
+// ObserveBlock is the subject of a would-be block of observe mode
+// (Block.Observe), "<prefix>.observe.block.<kind>": outside
+// "<prefix>.block.>", so that no subscriber of real blocks takes it for one.
+func (s Subjects) ObserveBlock(kind string) string { return s.prefix() + ".observe.block." + kind }
+
+// ObserveUnblock is the subject of a would-be unblock of observe mode,
+// "<prefix>.observe.unblock.<kind>".
+func (s Subjects) ObserveUnblock(kind string) string { return s.prefix() + ".observe.unblock." + kind }
+
 // AttemptSuccess is "<prefix>.attempt.success".
 func (s Subjects) AttemptSuccess() string { return s.Attempt(ResultSuccess) }
 
@@ -111,14 +122,22 @@ func (s Subjects) Blocks() string { return s.prefix() + ".block.>" }
 // Unblocks is "<prefix>.unblock.>", every unblock.
 func (s Subjects) Unblocks() string { return s.prefix() + ".unblock.>" }
 
+// ObserveBlocks is "<prefix>.observe.block.>", every would-be block of
+// observe mode.
+func (s Subjects) ObserveBlocks() string { return s.prefix() + ".observe.block.>" }
+
+// ObserveUnblocks is "<prefix>.observe.unblock.>", every would-be unblock
+// of observe mode.
+func (s Subjects) ObserveUnblocks() string { return s.prefix() + ".observe.unblock.>" }
+
 // DLQ is "<prefix>.dlq", where the recorder puts messages it cannot store.
 // It lies under All, so a consumer of events should filter on Events, not
 // All, lest it read dead letters back.
 func (s Subjects) DLQ() string { return s.prefix() + ".dlq" }
 
 // Events lists the filters matching every event and nothing else
-// (attempts, blocks, unblocks; not the DLQ), for a consumer's
-// FilterSubjects.
+// (attempts, blocks, unblocks, and observe mode's would-be blocks and
+// unblocks; not the DLQ), for a consumer's FilterSubjects.
 func (s Subjects) Events() []string {
-	return []string{s.Attempts(), s.Blocks(), s.Unblocks()}
+	return []string{s.Attempts(), s.Blocks(), s.Unblocks(), s.ObserveBlocks(), s.ObserveUnblocks()}
 }

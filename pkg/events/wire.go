@@ -64,6 +64,9 @@ func attemptOf(r *gate.AttemptRecord, id, gateName string) Attempt {
 		UsernameFailures: r.UsernameFailures,
 		PairFailures:     r.PairFailures,
 		Degraded:         r.Degraded,
+		Observe:          r.Observe,
+		Shared:           r.Shared,
+		Familiar:         r.Familiar,
 	}
 	if len(r.BlockedBy) > 0 {
 		a.BlockedBy = make([]string, len(r.BlockedBy))
@@ -93,6 +96,7 @@ func blockOf(r *gate.TransitionRecord, id, gateName string) Block {
 		Reason:    string(r.Reason),
 		Gate:      gateName,
 		Local:     r.Local,
+		Observe:   r.Observe,
 	}
 	if r.Blocked {
 		b.Type = TypeBlock
@@ -111,9 +115,15 @@ func blockOf(r *gate.TransitionRecord, id, gateName string) Block {
 func (a *Attempt) NATSSubject(s Subjects) string { return s.Attempt(a.Result) }
 
 // NATSSubject is the subject the block or unblock is published on, e.g.
-// "defender.block.ip". (Block.Subject is the blocked IP, username or pair.)
+// "defender.block.ip", or "defender.observe.block.ip" for a would-be block
+// of observe mode. (Block.Subject is the blocked IP, username or pair.)
 func (b *Block) NATSSubject(s Subjects) string {
-	if b.Type == TypeUnblock {
+	switch {
+	case b.Observe && b.Type == TypeUnblock:
+		return s.ObserveUnblock(b.Kind)
+	case b.Observe:
+		return s.ObserveBlock(b.Kind)
+	case b.Type == TypeUnblock:
 		return s.Unblock(b.Kind)
 	}
 	return s.Block(b.Kind)

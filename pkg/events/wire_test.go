@@ -184,6 +184,7 @@ func FuzzDecodeAttempt(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"attempt","id":"x","time":"2025-03-01T12:00:00Z","result":"success"}`))
 	f.Add([]byte(`{"v":1,"type":"attempt","id":"x","time":"2025-03-01T12:00:00+02:00","ip":"::1","username":"\u00fc","result":"blocked","blocked_by":["ip","pair"],"ip_failures":-1}`))
 	f.Add([]byte(`{"v":1,"type":"attempt","id":"x","time":"0000-01-01T00:00:00Z","result":"failure","blocked_by":[]}`))
+	f.Add([]byte(`{"v":1,"type":"attempt","id":"x","time":"2025-03-01T12:00:00Z","result":"blocked","blocked_by":["spray_shared","username_familiar"],"observe":true,"shared":"cgnat","familiar":true}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := events.DecodeAttempt(data)
@@ -203,6 +204,7 @@ func FuzzDecodeAttempt(f *testing.F) {
 func FuzzDecodeBlock(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"block","id":"x","time":"2025-03-01T12:00:00Z","kind":"ip","subject":"1.2.3.4","until":"2025-03-01T12:05:00Z","failures":4,"reason":"auto"}`))
 	f.Add([]byte(`{"v":1,"type":"unblock","id":"x","time":"2025-03-01T12:00:00-07:00","kind":"pair","subject":"a|b","until":null}`))
+	f.Add([]byte(`{"v":1,"type":"block","id":"x","time":"2025-03-01T12:00:00Z","kind":"spray_net","subject":"2001:db8:1::/48","reason":"auto","observe":true}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := events.DecodeBlock(data)
