@@ -8,21 +8,29 @@
 // record.Migrate). A file may hold several statements, each ending with ';'
 // at the end of a line; lines starting with "--" are comments. Statements
 // should be idempotent (IF NOT EXISTS) so that two recorders starting at
-// once may both apply a migration without harm.
+// once may both apply a migration without harm, and so that a migration
+// that failed halfway can run again. 18.16 has no ADD COLUMN IF NOT
+// EXISTS: write "ALTER TABLE defender.<table> ADD COLUMN <column> <type>",
+// one column a statement, and Exec counts it as done when the column
+// exists already.
 //
 // Everything must run on ClickHouse 18.16 (Debian 12) and on current
 // releases: no DateTime64, no TTL, no LowCardinality, no data-skipping
 // indexes, Enum8 with explicit values.
 //
 // The clustered variant (package schema/cluster) is derived from these
-// migrations, so the tables are written once, here.
+// migrations, so the tables are written once, here: a migration holds
+// CREATE TABLE IF NOT EXISTS defender.<table> and ALTER TABLE
+// defender.<table> statements only.
 package schema
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,4 +121,27 @@ func Split(sql string) ([]string, error) {
 		return nil, errors.New("last statement does not end with ';'")
 	}
 	return out, nil
+}
+
+// Execer runs one statement: a clickhouse-go driver.Conn.
+type Execer interface {
+	Exec(ctx context.Context, query string, args ...any) error
+}
+
+// addColumn matches "ALTER TABLE <db>.<table>[ ON CLUSTER <name>] ADD
+// COLUMN <column> ...", the form of a migration's new column.
+var addColumn = regexp.MustCompile(`^ALTER TABLE [A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*(?: ON CLUSTER [A-Za-z_][A-Za-z0-9_]*)? ADD COLUMN ([A-Za-z_][A-Za-z0-9_]*) `)
+
+// Exec runs one statement of a migration on conn. An ADD COLUMN whose
+// column exists already counts as done: 18.16 has no ADD COLUMN IF NOT
+// EXISTS, and a migration may run twice (two recorders starting at once,
+// or again after it failed halfway). 18.16 and current releases word that
+// error alike ("Cannot add column <c>: column with this name already
+// exists"), whatever its code.
+func Exec(ctx context.Context, conn Execer, stmt string) error {
+	err := conn.Exec(ctx, stmt)
+	if err != nil && addColumn.MatchString(stmt) && strings.Contains(err.Error(), "column with this name already exists") {
+		return nil
+	}
+	return err
 }

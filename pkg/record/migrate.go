@@ -50,7 +50,7 @@ func Migrate(ctx context.Context, conn driver.Conn) ([]uint32, error) {
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := conn.Exec(ctx, stmt); err != nil {
+			if err := schema.Exec(ctx, conn, stmt); err != nil {
 				return ran, fmt.Errorf("migration %s statement %d: %w", m.Name, i+1, err)
 			}
 		}

@@ -14,6 +14,11 @@
 //   - defender.<table> AS defender.<table>_local, a Distributed table
 //     over it (the "distributed" block of cluster.sql).
 //
+// Each "ALTER TABLE defender.<table> ..." becomes the same ALTER of
+// defender.<table>_local, then of the Distributed table defender.<table>
+// (which has columns of its own), with " ON CLUSTER <name>" after each
+// name when Options.OnCluster.
+//
 // cluster.sql holds what only the cluster has: the database first and the
 // defender.cluster_parts view last. A migration of any other form has no
 // clustered form yet, and Statements says so.
@@ -21,7 +26,11 @@
 // Apply Statements on every node (or once, with Options.OnCluster, where
 // ZooKeeper or ClickHouse Keeper runs distributed DDL), then run the usual
 // migrations (record.Migrate): their CREATE TABLE IF NOT EXISTS find the
-// Distributed tables in place and only record the version.
+// Distributed tables in place, their ALTERs find them altered, and they
+// only record the version. After an upgrade that brings new migrations,
+// apply Statements again (they are idempotent) before the new recorder
+// starts: record.Migrate alone would alter only the Distributed tables of
+// the node it runs on, not the local tables that hold the rows.
 package cluster
 
 import (
@@ -64,8 +73,13 @@ var clusterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // then everything after it.
 var createTable = regexp.MustCompile(`(?s)^(CREATE TABLE IF NOT EXISTS defender\.)([A-Za-z_][A-Za-z0-9_]*)(\n.*\nENGINE = )ReplacingMergeTree(\n.*)$`)
 
+// alterTable is the form of a migration's ALTER statement: the table's
+// name, then the rest.
+var alterTable = regexp.MustCompile(`(?s)^ALTER TABLE defender\.([A-Za-z_][A-Za-z0-9_]*)( .*)$`)
+
 // Statements renders the clustered schema for o, one SQL statement per
-// element, in order. Each is idempotent (IF NOT EXISTS).
+// element, in order. Each is idempotent (IF NOT EXISTS; an ADD COLUMN
+// through schema.Exec, as Apply runs it).
 func Statements(o Options) ([]string, error) {
 	if o.Cluster == "" {
 		o.Cluster = "defender"
@@ -95,9 +109,16 @@ func Statements(o Options) ([]string, error) {
 	}
 	for _, m := range migrations {
 		for i, stmt := range m.Statements {
+			if alter := alterTable.FindStringSubmatch(stmt); alter != nil {
+				table, rest := alter[1], alter[2]
+				out = append(out,
+					"ALTER TABLE defender."+table+"_local"+onCluster+rest,
+					"ALTER TABLE defender."+table+onCluster+rest)
+				continue
+			}
 			parts := createTable.FindStringSubmatch(stmt)
 			if parts == nil {
-				return nil, fmt.Errorf("clustered schema: %s statement %d: only CREATE TABLE IF NOT EXISTS defender.<table> ... ENGINE = ReplacingMergeTree has a clustered form", m.Name, i+1)
+				return nil, fmt.Errorf("clustered schema: %s statement %d: only CREATE TABLE IF NOT EXISTS defender.<table> ... ENGINE = ReplacingMergeTree and ALTER TABLE defender.<table> have a clustered form", m.Name, i+1)
 			}
 			table := parts[2]
 			engine := "ReplacingMergeTree"
@@ -120,18 +141,16 @@ func Statements(o Options) ([]string, error) {
 }
 
 // Execer runs one statement: a clickhouse-go driver.Conn.
-type Execer interface {
-	Exec(ctx context.Context, query string, args ...any) error
-}
+type Execer = schema.Execer
 
-// Apply runs Statements(o) on conn, in order.
+// Apply runs Statements(o) on conn, in order (through schema.Exec).
 func Apply(ctx context.Context, conn Execer, o Options) error {
 	stmts, err := Statements(o)
 	if err != nil {
 		return err
 	}
 	for _, stmt := range stmts {
-		if err := conn.Exec(ctx, stmt); err != nil {
+		if err := schema.Exec(ctx, conn, stmt); err != nil {
 			return fmt.Errorf("clustered schema: %w", err)
 		}
 	}

@@ -38,6 +38,9 @@ func TestRecorderThroughDistributed(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		conns[i] = conn
 		require.NoError(t, cluster.Apply(ctx, conn, cluster.Options{Cluster: ch.Name}), "on %s", s.Addr)
+		// Again, as after an upgrade that brought migrations: every
+		// statement is idempotent, ADD COLUMN included.
+		require.NoError(t, cluster.Apply(ctx, conn, cluster.Options{Cluster: ch.Name}), "again on %s", s.Addr)
 		// The single-node migrations find the tables in place.
 		_, err = record.Migrate(ctx, conn)
 		require.NoError(t, err, "record.Migrate over the clustered schema")
