@@ -31,6 +31,15 @@ func TestDeadLetters(t *testing.T) {
 		Kind: events.KindIP, Subject: "10.1.1.1", Reason: "admin"}
 	blockBadReason := events.Block{V: 1, Type: events.TypeBlock, ID: events.NewID(), Time: base,
 		Kind: events.KindIP, Subject: "10.1.1.1", Reason: "whim"}
+	// Observe mode's would-be blocks travel on subjects of their own: one
+	// on a real block subject, or a real one on an observe subject, is
+	// refused rather than stored as what it is not.
+	observeOnReal := events.Block{V: 1, Type: events.TypeBlock, ID: events.NewID(), Time: base,
+		Kind: "spray", Subject: "10.1.1.1", Reason: "auto", Observe: true}
+	realOnObserve := events.Block{V: 1, Type: events.TypeUnblock, ID: events.NewID(), Time: base,
+		Kind: "spray", Subject: "10.1.1.1", Reason: "auto"}
+	unknownKind := newAttempt(101, base)
+	unknownKind.Result, unknownKind.BlockedBy = events.ResultBlocked, []string{"asn"}
 	bad := []struct {
 		subject string
 		data    []byte
@@ -41,6 +50,9 @@ func TestDeadLetters(t *testing.T) {
 		{subjects.BlockIP(), mustJSON(t, blockWrongType), "unblock event on a block subject"},
 		{subjects.BlockIP(), mustJSON(t, blockBadReason), `reason "whim"`},
 		{subjects.AttemptSuccess(), mustJSON(t, map[string]any{"v": 1, "type": "attempt"}), "missing id"},
+		{subjects.Block("spray"), mustJSON(t, observeOnReal), "observe true event on subject defender.block.spray"},
+		{subjects.ObserveUnblock("spray"), mustJSON(t, realOnObserve), "observe false event on subject defender.observe.unblock.spray"},
+		{subjects.AttemptBlocked(), mustJSON(t, unknownKind), `blocked_by kind "asn"`},
 	}
 
 	reg := prometheus.NewRegistry()

@@ -1,3 +1,4 @@
 INSERT INTO defender.blocks (
-    id, ts, ts_ms, type, kind, subject, until, permanent, failures, reason, gate
+    id, ts, ts_ms, type, kind, subject, until, permanent, failures, reason, gate,
+    observe
 )

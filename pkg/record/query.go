@@ -82,9 +82,9 @@ type AttemptFilter struct {
 type BlockFilter struct {
 	// Type is block or unblock.
 	Type string
-	// Kind is ip, username or pair.
+	// Kind is one of gate.Kinds (events.ValidKind).
 	Kind string
-	// Subject is the blocked IP, username or pair, matched exactly.
+	// Subject is the blocked IP, username, pair or network, matched exactly.
 	Subject string
 	// Since, Until, Limit and After as in AttemptFilter.
 	Since, Until time.Time
@@ -190,11 +190,11 @@ func (f *AttemptFilter) where() (*where, error) {
 
 var attemptColumns = strings.Join([]string{
 	"id", "ts", "ts_ms", "ip", "username", "result", "blocked_by", "path", "user_agent", "gate",
-	"ip_failures", "username_failures", "pair_failures",
+	"ip_failures", "username_failures", "pair_failures", "observe", "shared", "familiar",
 }, ", ")
 
 var blockColumns = strings.Join([]string{
-	"id", "ts", "ts_ms", "type", "kind", "subject", "until", "permanent", "failures", "reason", "gate",
+	"id", "ts", "ts_ms", "type", "kind", "subject", "until", "permanent", "failures", "reason", "gate", "observe",
 }, ", ")
 
 // QueryAttempts returns the attempts matching f, newest first, each event
@@ -242,12 +242,10 @@ func QueryBlocks(ctx context.Context, conn driver.Conn, f BlockFilter) ([]events
 	default:
 		return nil, fmt.Errorf("record: type %q is not block or unblock", f.Type)
 	}
-	switch f.Kind {
-	case "", events.KindIP, events.KindUsername, events.KindPair:
-		w.eq("kind", f.Kind)
-	default:
-		return nil, fmt.Errorf("record: kind %q is not ip, username or pair", f.Kind)
+	if f.Kind != "" && !events.ValidKind(f.Kind) {
+		return nil, fmt.Errorf("record: kind %q is no kind of block", f.Kind)
 	}
+	w.eq("kind", f.Kind)
 	w.eq("subject", f.Subject)
 	w.timeRange(f.Since, f.Until)
 	if err := w.after(f.After); err != nil {
@@ -405,11 +403,13 @@ func scanAttempt(rows driver.Rows) (events.Attempt, error) {
 		ts             time.Time
 		ms             uint16
 		ipF, userF, pF uint32
+		observe, fam   uint8
 	)
 	if err := rows.Scan(&id, &ts, &ms, &a.IP, &a.Username, &a.Result, &a.BlockedBy, &a.Path,
-		&a.UserAgent, &a.Gate, &ipF, &userF, &pF); err != nil {
+		&a.UserAgent, &a.Gate, &ipF, &userF, &pF, &observe, &a.Shared, &fam); err != nil {
 		return a, err
 	}
+	a.Observe, a.Familiar = observe == 1, fam == 1
 	a.V, a.Type, a.ID = events.Version, events.TypeAttempt, id.String()
 	a.Time = ts.Add(time.Duration(ms) * time.Millisecond).UTC()
 	if len(a.BlockedBy) == 0 {
@@ -428,11 +428,13 @@ func scanBlock(rows driver.Rows) (events.Block, error) {
 		typ       string
 		permanent uint8
 		failures  uint32
+		observe   uint8
 	)
 	if err := rows.Scan(&id, &ts, &ms, &typ, &b.Kind, &b.Subject, &until, &permanent, &failures,
-		&b.Reason, &b.Gate); err != nil {
+		&b.Reason, &b.Gate, &observe); err != nil {
 		return b, err
 	}
+	b.Observe = observe == 1
 	b.V, b.Type, b.ID = events.Version, events.Type(typ), id.String()
 	b.Time = ts.Add(time.Duration(ms) * time.Millisecond).UTC()
 	if until.Unix() > 0 {

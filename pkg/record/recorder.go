@@ -472,10 +472,17 @@ func (r *Recorder) decodeSeq(msgs []jetstream.Msg) *batch {
 			b.ok = append(b.ok, m)
 			continue
 		}
-		kind, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), prefix), ".")
+		// "<prefix>.<type>.<...>", or "<prefix>.observe.<type>.<kind>"
+		// for observe mode's would-be blocks and unblocks.
+		rest, observe := strings.CutPrefix(strings.TrimPrefix(m.Subject(), prefix), "observe.")
+		typ, _, _ := strings.Cut(rest, ".")
 		var err error
-		switch events.Type(kind) {
+		switch events.Type(typ) {
 		case events.TypeAttempt:
+			if observe {
+				err = fmt.Errorf("%w: subject %s is no event's", events.ErrMalformed, m.Subject())
+				break
+			}
 			var a events.Attempt
 			if a, err = events.DecodeAttempt(m.Data()); err == nil {
 				var row attemptRow
@@ -486,8 +493,13 @@ func (r *Recorder) decodeSeq(msgs []jetstream.Msg) *batch {
 		case events.TypeBlock, events.TypeUnblock:
 			var ev events.Block
 			if ev, err = events.DecodeBlock(m.Data()); err == nil {
-				if string(ev.Type) != kind {
-					err = fmt.Errorf("%w: %s event on a %s subject", events.ErrMalformed, ev.Type, kind)
+				switch {
+				case string(ev.Type) != typ:
+					err = fmt.Errorf("%w: %s event on a %s subject", events.ErrMalformed, ev.Type, typ)
+				case ev.Observe != observe:
+					// A would-be block stored as a real one, or the
+					// reverse, would tell the history what never was.
+					err = fmt.Errorf("%w: observe %t event on subject %s", events.ErrMalformed, ev.Observe, m.Subject())
 				}
 			}
 			if err == nil {

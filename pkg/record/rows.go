@@ -35,6 +35,9 @@ type attemptRow struct {
 	blockedBy                                  []string
 	path, userAgent, gate                      string
 	ipFailures, usernameFailures, pairFailures uint32
+	observe                                    uint8
+	shared                                     string
+	familiar                                   uint8
 }
 
 // blockRow is a block or unblock as inserted, in the column order of
@@ -48,6 +51,7 @@ type blockRow struct {
 	permanent          uint8
 	failures           uint32
 	reason, gate       string
+	observe            uint8
 }
 
 func storableTime(t time.Time) (time.Time, uint16, error) {
@@ -97,7 +101,16 @@ func newAttemptRow(a *events.Attempt) (attemptRow, error) {
 	if r.pairFailures, err = storableCount("pair_failures", a.PairFailures); err != nil {
 		return r, err
 	}
+	r.observe, r.shared, r.familiar = flag(a.Observe), a.Shared, flag(a.Familiar)
 	return r, nil
+}
+
+// flag is a bool as a UInt8 column holds it.
+func flag(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func newBlockRow(b *events.Block) (blockRow, error) {
@@ -111,7 +124,7 @@ func newBlockRow(b *events.Block) (blockRow, error) {
 	}
 	r.typ, r.kind, r.subject, r.gate = string(b.Type), b.Kind, b.Subject, b.Gate
 	switch b.Reason {
-	case "auto", "admin", "blacklist":
+	case "auto", "admin", "blacklist", "user":
 		r.reason = b.Reason
 	default:
 		return r, fmt.Errorf("%w: reason %q", ErrUnstorable, b.Reason)
@@ -122,9 +135,7 @@ func newBlockRow(b *events.Block) (blockRow, error) {
 			return r, err
 		}
 	}
-	if b.Permanent {
-		r.permanent = 1
-	}
+	r.permanent, r.observe = flag(b.Permanent), flag(b.Observe)
 	if r.failures, err = storableCount("failures", b.Failures); err != nil {
 		return r, err
 	}
@@ -144,7 +155,8 @@ func writeAttempts(ctx context.Context, conn driver.Conn, rows []attemptRow) err
 	for i := range rows {
 		r := &rows[i]
 		if err := b.Append(r.id, r.ts, r.ms, r.ip, r.username, r.result, r.blockedBy,
-			r.path, r.userAgent, r.gate, r.ipFailures, r.usernameFailures, r.pairFailures); err != nil {
+			r.path, r.userAgent, r.gate, r.ipFailures, r.usernameFailures, r.pairFailures,
+			r.observe, r.shared, r.familiar); err != nil {
 			return fmt.Errorf("append attempt %s: %w", r.id, err)
 		}
 	}
@@ -167,7 +179,7 @@ func writeBlocks(ctx context.Context, conn driver.Conn, rows []blockRow) error {
 	for i := range rows {
 		r := &rows[i]
 		if err := b.Append(r.id, r.ts, r.ms, r.typ, r.kind, r.subject, r.until,
-			r.permanent, r.failures, r.reason, r.gate); err != nil {
+			r.permanent, r.failures, r.reason, r.gate, r.observe); err != nil {
 			return fmt.Errorf("append block %s: %w", r.id, err)
 		}
 	}
