@@ -1109,13 +1109,20 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 }
 
 // Subject canonicalises an operator-given subject of kind k: an address or
-// IPv6 network for KindIP, a username for KindUsername, "ip|username" for
-// KindPair.
+// IPv6 network for KindIP, KindSpray and KindSprayShared, an IPv6 network
+// for KindSprayNet, a username for KindUsername and KindUsernameFamiliar,
+// "ip|username" for KindPair.
 func (g *Gate) Subject(k Kind, s string) (string, error) {
 	switch k {
-	case KindIP:
+	case KindIP, KindSpray, KindSprayShared:
 		return g.IPSubject(s)
-	case KindUsername:
+	case KindSprayNet:
+		p, err := ParsePrefix(s)
+		if err != nil || !strings.Contains(s, "/") || !p.Addr().Is6() {
+			return "", fmt.Errorf("%w: a %s subject is an IPv6 network such as 2001:db8:1::/48", ErrBadIP, k)
+		}
+		return p.String(), nil
+	case KindUsername, KindUsernameFamiliar:
 		u := NormalizeUsername(s, g.cfg.MaxUsernameLength)
 		if u == "" {
 			return "", errors.New("gate: empty username")

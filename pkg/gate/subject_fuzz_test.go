@@ -39,7 +39,7 @@ func FuzzSubject(f *testing.F) {
 			require.Equal(t, sub, again, "%s subject of %q is not canonical", k, s)
 			ip := sub
 			switch k {
-			case gate.KindUsername:
+			case gate.KindUsername, gate.KindUsernameFamiliar:
 				require.Equal(t, gate.NormalizeUsername(sub, g.Config().MaxUsernameLength), sub)
 				continue
 			case gate.KindPair:
