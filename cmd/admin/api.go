@@ -30,18 +30,47 @@ type BlockedEntry struct {
 	// IP and Username are the parts of a pair.
 	IP       string `json:"ip,omitempty"`
 	Username string `json:"username,omitempty"`
+	// Report is true for a kind whose block refuses nobody (spray_shared:
+	// spraying reported from a shared address).
+	Report bool `json:"report,omitempty"`
 }
 
-// BlockedList is the answer of GET /api/v1/blocked.
+// BlockedList is the answer of GET /api/v1/blocked: one array per kind
+// (kindInfo.Key), every one present, [] when empty.
 type BlockedList struct {
-	IPs       []BlockedEntry `json:"ips"`
-	Usernames []BlockedEntry `json:"usernames"`
-	Pairs     []BlockedEntry `json:"pairs"`
+	IPs               []BlockedEntry `json:"ips"`
+	Usernames         []BlockedEntry `json:"usernames"`
+	Pairs             []BlockedEntry `json:"pairs"`
+	Sprays            []BlockedEntry `json:"sprays"`
+	SprayNets         []BlockedEntry `json:"spray_nets"`
+	SprayShared       []BlockedEntry `json:"spray_shared"`
+	UsernamesFamiliar []BlockedEntry `json:"usernames_familiar"`
+}
+
+// of is the array of kind k (nil for an unknown kind).
+func (l *BlockedList) of(k gate.Kind) *[]BlockedEntry {
+	switch k {
+	case gate.KindIP:
+		return &l.IPs
+	case gate.KindUsername:
+		return &l.Usernames
+	case gate.KindPair:
+		return &l.Pairs
+	case gate.KindSpray:
+		return &l.Sprays
+	case gate.KindSprayNet:
+		return &l.SprayNets
+	case gate.KindSprayShared:
+		return &l.SprayShared
+	case gate.KindUsernameFamiliar:
+		return &l.UsernamesFamiliar
+	}
+	return nil
 }
 
 // entry turns a store state into an API entry as of now.
 func entry(b gate.BlockState, now time.Time) BlockedEntry {
-	e := BlockedEntry{Value: b.Subject, Permanent: b.Permanent}
+	e := BlockedEntry{Value: b.Subject, Permanent: b.Permanent, Report: kindInfoOf(b.Kind).Report}
 	if !b.Permanent {
 		u := now.Add(b.TTL).UTC().Truncate(time.Second)
 		e.Until = &u
@@ -75,13 +104,8 @@ func listBlocked(ctx context.Context, g *gate.Gate, limit int, now time.Time) (B
 			}
 			return cmp.Or(cmp.Compare(b.RetryAfter, a.RetryAfter), strings.Compare(a.Value, b.Value))
 		})
-		switch k {
-		case gate.KindIP:
-			out.IPs = es
-		case gate.KindUsername:
-			out.Usernames = es
-		case gate.KindPair:
-			out.Pairs = es
+		if l := out.of(k); l != nil {
+			*l = es
 		}
 	}
 	return out, nil
@@ -105,15 +129,6 @@ func (s *Server) apiBlocked(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, list)
-}
-
-// parseKind accepts ip, username, pair (and their plurals).
-func parseKind(s string) (gate.Kind, error) {
-	k := gate.Kind(strings.TrimSuffix(strings.ToLower(s), "s"))
-	if !k.Valid() {
-		return "", fmt.Errorf("unknown kind %q (want ip, username or pair)", s)
-	}
-	return k, nil
 }
 
 // UnblockResult is the answer of DELETE /api/v1/blocked/{kind}/{value}.
@@ -337,6 +352,9 @@ func parseFilter(q url.Values, cfg *gate.Config, now time.Time) (AttemptFilter, 
 		return bad("result %q (want success, failure or blocked)", v)
 	}
 	var err error
+	if f.Observe, err = parseObserve(q.Get("observe")); err != nil {
+		return AttemptFilter{}, err
+	}
 	if f.Since, err = parseTime(q.Get("since"), now); err != nil {
 		return bad("since: %v", err)
 	}
@@ -358,6 +376,20 @@ func parseFilter(q url.Values, cfg *gate.Config, now time.Time) (AttemptFilter, 
 		f.After = &c
 	}
 	return f, nil
+}
+
+// parseObserve reads the observe filter: true (observe mode's rows
+// only), false (enforce mode's only), or "" and any (nil: both).
+func parseObserve(v string) (*bool, error) {
+	switch v = strings.ToLower(strings.TrimSpace(v)); v {
+	case "", "any", "all":
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: observe %q (want true or false)", ErrBadFilter, v)
+	}
+	return &b, nil
 }
 
 // parseIPFilter reads an address or a network.
@@ -447,15 +479,22 @@ func (s *Server) apiStatsAttempts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, series)
 }
 
-// apiStatsBlocks is GET /api/v1/stats/blocks?window=1h: new blocks per
-// bucket by kind.
+// apiStatsBlocks is GET /api/v1/stats/blocks?window=1h[&observe=true]: new
+// blocks per bucket by kind; with observe=true, observe mode's would-be
+// blocks instead.
 func (s *Server) apiStatsBlocks(w http.ResponseWriter, r *http.Request) {
-	win, err := ParseWindow(r.URL.Query().Get("window"))
+	q := r.URL.Query()
+	win, err := ParseWindow(q.Get("window"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	series, err := s.hist.BlockSeries(r.Context(), win, s.now())
+	observe, err := parseObserve(q.Get("observe"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	series, err := s.hist.BlockSeries(r.Context(), win, s.now(), observe != nil && *observe)
 	if err != nil {
 		s.historyFail(w, err)
 		return

@@ -74,7 +74,7 @@ func TestBlockedListing(t *testing.T) {
 	// Empty lists are [], not null.
 	e2 := newEnv(t, envOpts{noNATS: true})
 	_, body = e2.do("GET", "/api/v1/blocked", nil, nil)
-	assert.JSONEq(t, `{"ips":[],"usernames":[],"pairs":[]}`, body)
+	assert.JSONEq(t, `{"ips":[],"usernames":[],"pairs":[],"sprays":[],"spray_nets":[],"spray_shared":[],"usernames_familiar":[]}`, body)
 }
 
 func TestUnblockAnyValue(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -170,6 +171,8 @@ func TestBrowserBlockedPage(t *testing.T) {
 	e.block(gate.KindUsername, evil, 30*time.Minute)
 	e.block(gate.KindUsername, "Иван Петров", 2*time.Hour)
 	e.block(gate.KindPair, "198.51.100.4|carol", 10*time.Minute)
+	e.storeBlock(gate.KindSprayShared, "100.64.0.9", time.Hour)
+	e.storeBlock(gate.KindUsernameFamiliar, "dave", time.Hour)
 	unblocks := e.subscribe("dt.unblock.>")
 
 	b.open("/blocked")
@@ -182,6 +185,11 @@ func TestBrowserBlockedPage(t *testing.T) {
 	assert.Contains(t, userText, evil, "the username is shown as text")
 	assert.Contains(t, userText, "иван петров")
 	assert.Equal(t, 0, eval[int](b, `document.querySelectorAll('tbody script, tbody img').length`))
+	// Every kind has its table; a shared address's spraying is a report.
+	assert.Equal(t, len(gate.Kinds), eval[int](b, `document.querySelectorAll('tbody[data-kind]').length`))
+	assert.True(t, eval[bool](b, rowPresent("username_familiar", "dave")))
+	assert.Equal(t, "report", eval[string](b, `document.querySelector(`+jsString(rowSel("spray_shared", "100.64.0.9")+" .badge.report")+`).textContent`))
+	assert.Equal(t, "Clear", eval[string](b, `document.querySelector(`+jsString(rowSel("spray_shared", "100.64.0.9")+" button.unblock")+`).textContent`))
 	b.screenshot("blocked")
 	// Each Unblock button names what it lifts, for screen readers: every
 	// button's text is the same.
@@ -216,6 +224,23 @@ func TestBrowserBlockedPage(t *testing.T) {
 	assert.Contains(t, eval[string](b, `document.querySelector(`+jsString(rowSel("ip", "198.51.100.77"))+`).innerText`), "in 1")
 	require.NoError(t, e.deps.gate.Block(context.Background(), gate.KindUsername, `<img src=x onerror=alert(2)>`, 0))
 	b.waitFor(rowPresent("username", `<img src=x onerror=alert(2)>`))
+	// The gate's own kinds arrive live too, reports labelled; observe
+	// mode's would-be blocks, on their own subjects, never do (published
+	// first on one connection: had they come, they would be there).
+	for _, tr := range []gate.TransitionRecord{
+		{Kind: gate.KindSpray, Subject: "203.0.113.66", Blocked: true, Observe: true},
+		{Kind: gate.KindSprayShared, Subject: "100.64.0.10", Blocked: true},
+		{Kind: gate.KindSpray, Subject: "203.0.113.77", Blocked: true},
+	} {
+		tr.Time, tr.Until, tr.Reason = time.Now(), time.Now().Add(time.Hour), gate.ReasonAuto
+		ev := events.NewBlock(tr, "gate-x")
+		data, err := ev.Encode()
+		require.NoError(t, err)
+		require.NoError(t, e.deps.nc.Publish(ev.NATSSubject(e.subjPfx), data))
+	}
+	b.waitFor(rowPresent("spray", "203.0.113.77"))
+	assert.True(t, eval[bool](b, rowPresent("spray_shared", "100.64.0.10")+` && !!document.querySelector(`+jsString(rowSel("spray_shared", "100.64.0.10")+" .badge.report")+`)`))
+	assert.False(t, eval[bool](b, rowPresent("spray", "203.0.113.66")), "an observe block on the live page")
 	b.screenshot("blocked-live")
 	resp, _ := e.do("DELETE", "/api/v1/blocked/ip/198.51.100.77", nil, nil)
 	require.Equal(t, 200, resp.StatusCode)

@@ -60,25 +60,31 @@ func cmdBlocked(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		return writeJSONTo(stdout, list)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tVALUE\tUNTIL\tLEFT")
-	n := 0
-	for _, part := range []struct {
-		kind string
-		es   []BlockedEntry
-	}{{"ip", list.IPs}, {"username", list.Usernames}, {"pair", list.Pairs}} {
-		for _, e := range part.es {
-			until, left := "permanent", "-"
+	fmt.Fprintln(tw, "KIND\tVALUE\tUNTIL\tLEFT\tNOTE")
+	n, reports := 0, 0
+	for _, ki := range kindInfos {
+		for _, e := range *list.of(ki.Kind) {
+			until, left, note := "permanent", "-", "-"
 			if e.Until != nil {
 				until, left = e.Until.Format(time.RFC3339), humanDuration(e.RetryAfter)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", part.kind, printable(e.Value), until, left)
-			n++
+			if e.Report {
+				note = "report: refuses nobody"
+				reports++
+			} else {
+				n++
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ki.Kind, printable(e.Value), until, left, note)
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d blocked\n", n)
+	fmt.Fprintf(stdout, "%d blocked", n)
+	if reports > 0 {
+		fmt.Fprintf(stdout, ", %d reported", reports)
+	}
+	fmt.Fprintln(stdout)
 	return nil
 }
 
@@ -100,7 +106,7 @@ func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	return nil
 }
 
-// cmdUnblock lifts a block: admin unblock ip|username|pair VALUE.
+// cmdUnblock lifts a block (or clears a report): admin unblock KIND VALUE.
 func cmdUnblock(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	fs, cfg := newFlagSet("unblock", stderr, lookup)
 	pos, err := parseArgs(fs, args)
@@ -108,7 +114,7 @@ func cmdUnblock(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		return err
 	}
 	if len(pos) != 2 {
-		return fmt.Errorf("%w: unblock ip|username|pair VALUE", errUsage)
+		return fmt.Errorf("%w: unblock KIND VALUE (KIND: %s)", errUsage, kindList())
 	}
 	if err := cfg.finish(needs{redis: true}); err != nil {
 		return err
@@ -122,9 +128,12 @@ func cmdUnblock(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	if err != nil {
 		return err
 	}
-	if res.Unblocked {
+	switch {
+	case res.Unblocked && kindInfoOf(res.Kind).Report:
+		fmt.Fprintf(stdout, "cleared the report of %s %s\n", res.Kind, res.Value)
+	case res.Unblocked:
 		fmt.Fprintf(stdout, "unblocked %s %s\n", res.Kind, res.Value)
-	} else {
+	default:
 		fmt.Fprintf(stdout, "%s %s was not blocked (failures cleared)\n", res.Kind, res.Value)
 	}
 	warnNoEvents(cfg, stderr)
@@ -188,6 +197,7 @@ func cmdAttempts(ctx context.Context, args []string, stdout, stderr io.Writer, l
 		{"username", "only this username"},
 		{"ip", "only this address or network (2001:db8::/64)"},
 		{"result", "success, failure or blocked"},
+		{"observe", "true: only what observe mode let through; false: only enforce mode's attempts"},
 		{"since", "from: RFC 3339, unix seconds or a duration ago (1h, 7d)"},
 		{"until", "to (exclusive), same forms as --since"},
 		{"limit", "rows, 1..1000 (default 50)"},
@@ -231,9 +241,9 @@ func cmdAttempts(ctx context.Context, args []string, stdout, stderr io.Writer, l
 		return writeJSONTo(stdout, page)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tRESULT\tIP\tUSERNAME\tPATH")
+	fmt.Fprintln(tw, "TIME\tRESULT\tIP\tUSERNAME\tPATH\tMARKS")
 	for _, a := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Time.Format(time.RFC3339), a.Result, a.IP, printable(a.Username), printable(a.Path))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Time.Format(time.RFC3339), a.Result, a.IP, printable(a.Username), printable(a.Path), marks(a))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -242,6 +252,26 @@ func cmdAttempts(ctx context.Context, args []string, stdout, stderr io.Writer, l
 		fmt.Fprintf(stdout, "next: --cursor %s\n", next)
 	}
 	return nil
+}
+
+// marks are an attempt's marks for the CLI: "observe" (let through in
+// observe mode: a blocked result would have been refused),
+// "shared=<list>", "familiar"; "-" for none.
+func marks(a AttemptRow) string {
+	var ms []string
+	if a.Observe {
+		ms = append(ms, "observe")
+	}
+	if a.Shared != "" {
+		ms = append(ms, "shared="+printable(a.Shared))
+	}
+	if a.Familiar {
+		ms = append(ms, "familiar")
+	}
+	if len(ms) == 0 {
+		return "-"
+	}
+	return strings.Join(ms, ",")
 }
 
 // printable escapes control characters so that data cannot drive the terminal.

@@ -48,7 +48,7 @@ func TestConfigErrors(t *testing.T) {
 		{"gate setting as a flag", []string{"blocked", "--ipv6-prefix", "x"}, nil, nil, 1, "DEFENDER_IPV6_PREFIX"},
 		{"event setting as a flag", []string{"unblock", "ip", "192.0.2.1", "--nats-url", "nats://127.0.0.1:1", "--stream-max-age", "soon"}, nil, nil, 1, "DEFENDER_STREAM_MAX_AGE"},
 		{"unknown command", []string{"frobnicate"}, nil, nil, 2, `unknown command "frobnicate"`},
-		{"unblock without value", []string{"unblock", "ip"}, nil, nil, 2, "unblock ip|username|pair VALUE"},
+		{"unblock without value", []string{"unblock", "ip"}, nil, nil, 2, "unblock KIND VALUE (KIND: ip, username, pair, spray, spray_net, spray_shared or username_familiar)"},
 		{"block with both", []string{"block", "ip", "192.0.2.1", "--for", "1h", "--permanent"}, nil, nil, 2, "exclude each other"},
 		{"bad duration", []string{"block", "ip", "192.0.2.1", "--for", "soon"}, nil, nil, 2, "--for"},
 		{"unknown flag", []string{"blocked", "--nope"}, nil, nil, 2, "flag provided but not defined"},

@@ -172,6 +172,17 @@ func (e *env) block(kind gate.Kind, value string, d time.Duration) {
 	require.NoError(e.t, g.Block(context.Background(), kind, value, d))
 }
 
+// storeBlock blocks a subject of any kind in the store, as the gate's
+// own counting does for the kinds no one blocks by hand (spray,
+// spray_net, spray_shared, username_familiar): gate.Block refuses them.
+func (e *env) storeBlock(kind gate.Kind, subject string, d time.Duration) {
+	e.t.Helper()
+	client := e.redis.Client()
+	defer client.Close()
+	_, err := gate.NewRedisStore(client, e.cfg.CachePrefix, e.cfg.Gate.Policy()).Block(context.Background(), kind, subject, d)
+	require.NoError(e.t, err)
+}
+
 // blocked lists the subjects of one kind blocked now, from the store.
 func (e *env) blocked(kind gate.Kind) []string {
 	e.t.Helper()
@@ -208,10 +219,12 @@ func (e *env) do(method, path string, body io.Reader, hdr http.Header) (*http.Re
 
 // attempt is a row for insertAttempts.
 type attempt struct {
-	id               uuid.UUID // zero: a new UUIDv7
-	ts               time.Time // millisecond precision
-	ip, user, result string
-	path, userAgent  string
+	id                uuid.UUID // zero: a new UUIDv7
+	ts                time.Time // millisecond precision
+	ip, user, result  string
+	path, userAgent   string
+	observe, familiar bool
+	shared            string
 }
 
 // insertAttempts writes rows as the recorder would (naming the columns,
@@ -219,14 +232,21 @@ type attempt struct {
 func (e *env) insertAttempts(rows []attempt) {
 	e.t.Helper()
 	ctx := context.Background()
-	batch, err := e.ch.PrepareBatch(ctx, "INSERT INTO attempts (id, ts, ts_ms, ip, username, result, path, user_agent)")
+	batch, err := e.ch.PrepareBatch(ctx, "INSERT INTO attempts (id, ts, ts_ms, ip, username, result, path, user_agent, observe, shared, familiar)")
 	require.NoError(e.t, err)
+	u8 := func(b bool) uint8 {
+		if b {
+			return 1
+		}
+		return 0
+	}
 	for _, r := range rows {
 		if r.id == (uuid.UUID{}) {
 			r.id = uuid.Must(uuid.NewV7())
 		}
 		ms := uint16(r.ts.Nanosecond() / int(time.Millisecond))
-		require.NoError(e.t, batch.Append(r.id, r.ts.Truncate(time.Second), ms, r.ip, r.user, r.result, r.path, r.userAgent))
+		require.NoError(e.t, batch.Append(r.id, r.ts.Truncate(time.Second), ms, r.ip, r.user, r.result, r.path, r.userAgent,
+			u8(r.observe), r.shared, u8(r.familiar)))
 	}
 	require.NoError(e.t, batch.Send())
 }
@@ -234,14 +254,24 @@ func (e *env) insertAttempts(rows []attempt) {
 // insertBlock writes a block or unblock row.
 func (e *env) insertBlock(ts time.Time, kind, subject string, blocked bool, until time.Time, failures int) {
 	e.t.Helper()
+	e.insertBlockOf(ts, kind, subject, blocked, until, failures, false)
+}
+
+// insertBlockOf writes a block or unblock row, of observe mode or not.
+func (e *env) insertBlockOf(ts time.Time, kind, subject string, blocked bool, until time.Time, failures int, observe bool) {
+	e.t.Helper()
 	typ := "unblock"
 	if blocked {
 		typ = "block"
 	}
-	batch, err := e.ch.PrepareBatch(context.Background(), "INSERT INTO blocks (id, ts, ts_ms, type, kind, subject, until, permanent, failures, reason)")
+	var obs uint8
+	if observe {
+		obs = 1
+	}
+	batch, err := e.ch.PrepareBatch(context.Background(), "INSERT INTO blocks (id, ts, ts_ms, type, kind, subject, until, permanent, failures, reason, observe)")
 	require.NoError(e.t, err)
 	require.NoError(e.t, batch.Append(uuid.Must(uuid.NewV7()), ts.Truncate(time.Second), uint16(ts.Nanosecond()/int(time.Millisecond)),
-		typ, kind, subject, until, uint8(0), uint32(failures), "auto"))
+		typ, kind, subject, until, uint8(0), uint32(failures), "auto", obs))
 	require.NoError(e.t, batch.Send())
 }
 

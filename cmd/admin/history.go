@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 
+	"github.com/defender-go/defender/pkg/gate"
 	"github.com/defender-go/defender/pkg/record"
 )
 
@@ -69,6 +70,13 @@ type AttemptRow struct {
 	BlockedBy []string  `json:"blocked_by"`
 	Path      string    `json:"path"`
 	UserAgent string    `json:"user_agent"`
+	// Observe: let through in observe mode; Result "blocked" means it
+	// would have been refused.
+	Observe bool `json:"observe"`
+	// Shared names the shared list the address is on ("" none).
+	Shared string `json:"shared"`
+	// Familiar: the source had logged in as this user before.
+	Familiar bool `json:"familiar"`
 }
 
 // Cursor is the position after the last row of a page: the next page holds
@@ -105,10 +113,13 @@ type AttemptFilter struct {
 	// IP is an address or a network ("2001:db8::/64", "10.0.0.0/8").
 	IP     netip.Prefix
 	Result string // success | failure | blocked
-	Since  time.Time
-	Until  time.Time
-	Limit  int     // 1..maxLimit; 0 means defaultLimit
-	After  *Cursor // rows strictly older than this
+	// Observe, when set, keeps only observe mode's attempts (true) or
+	// only enforce mode's (false).
+	Observe *bool
+	Since   time.Time
+	Until   time.Time
+	Limit   int     // 1..maxLimit; 0 means defaultLimit
+	After   *Cursor // rows strictly older than this
 }
 
 // where renders the filter as a WHERE clause with its arguments.
@@ -128,6 +139,9 @@ func (f *AttemptFilter) where() (string, []any) {
 	}
 	if f.Result != "" {
 		add("result = ?", f.Result)
+	}
+	if f.Observe != nil {
+		add(observeCond(*f.Observe))
 	}
 	// Since is inclusive and Until exclusive to the millisecond (the
 	// precision of the times shown); the plain conditions on ts alone
@@ -238,7 +252,7 @@ func (h *History) attempts(ctx context.Context, f AttemptFilter, limit int) ([]A
 	// One more row than asked tells whether an older page exists.
 	// record.QueryNewest hides copies of a redelivered event not merged
 	// away yet, on one server or a cluster.
-	q := "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent FROM defender.attempts" + where
+	q := "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent, observe, shared, familiar FROM defender.attempts" + where
 	rows, err := record.QueryNewest(ctx, h.conn, q, limit+1, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("query attempts: %w", err)
@@ -247,14 +261,16 @@ func (h *History) attempts(ctx context.Context, f AttemptFilter, limit int) ([]A
 	out := make([]AttemptRow, 0, limit)
 	for rows.Next() {
 		var (
-			a  AttemptRow
-			id uuid.UUID
-			ms uint16
+			a                 AttemptRow
+			id                uuid.UUID
+			ms                uint16
+			observe, familiar uint8
 		)
-		if err := rows.Scan(&id, &a.Time, &ms, &a.IP, &a.Username, &a.Result, &a.BlockedBy, &a.Path, &a.UserAgent); err != nil {
+		if err := rows.Scan(&id, &a.Time, &ms, &a.IP, &a.Username, &a.Result, &a.BlockedBy, &a.Path, &a.UserAgent,
+			&observe, &a.Shared, &familiar); err != nil {
 			return nil, nil, fmt.Errorf("scan attempt: %w", err)
 		}
-		a.ID = id.String()
+		a.ID, a.Observe, a.Familiar = id.String(), observe == 1, familiar == 1
 		a.Time = a.Time.UTC().Add(time.Duration(ms) * time.Millisecond)
 		if a.BlockedBy == nil {
 			a.BlockedBy = []string{}
@@ -283,23 +299,33 @@ type BlockRow struct {
 	Permanent bool       `json:"permanent"`
 	Failures  int        `json:"failures"`
 	Reason    string     `json:"reason"`
+	// Observe marks observe mode's would-be block or unblock: it refused
+	// (or freed) nobody.
+	Observe bool `json:"observe"`
 }
 
 // Blocks lists the latest blocks and unblocks of one subject, newest
-// first. For an IP it includes the pairs holding that IP.
-func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) ([]BlockRow, error) {
-	cond, args := "kind = ? AND subject = ?", []any{kind, subject}
+// first: those of the kinds that share its subject (sameSubject: an IP's
+// spraying blocks and reports, a username's block for familiar sources),
+// and for an IP or a username the pairs holding it.
+func (h *History) Blocks(ctx context.Context, kind gate.Kind, subject string, limit int) ([]BlockRow, error) {
+	var args []any
+	for _, k := range sameSubject(kind) {
+		args = append(args, string(k))
+	}
+	cond := "kind IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ") + ") AND subject = ?"
+	args = append(args, subject)
 	switch kind {
-	case "ip":
-		cond, args = "(kind = 'ip' AND subject = ?) OR (kind = 'pair' AND startsWith(subject, ?))", []any{subject, subject + "|"}
-	case "username":
+	case gate.KindIP, gate.KindSpray, gate.KindSprayShared:
+		cond, args = "("+cond+") OR (kind = 'pair' AND startsWith(subject, ?))", append(args, subject+"|")
+	case gate.KindUsername, gate.KindUsernameFamiliar:
 		// A pair is "<ip>|<username>" and an IP holds no "|": the
 		// username is what follows the first one ("192.0.2.5|a|b" is
 		// username "a|b", not "b").
-		cond, args = "(kind = 'username' AND subject = ?) OR (kind = 'pair' AND endsWith(subject, ?) AND substring(subject, position(subject, '|') + 1) = ?)",
-			[]any{subject, "|" + subject, subject}
+		cond, args = "("+cond+") OR (kind = 'pair' AND endsWith(subject, ?) AND substring(subject, position(subject, '|') + 1) = ?)",
+			append(args, "|"+subject, subject)
 	}
-	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason) FROM defender.blocks WHERE " + cond
+	q := "SELECT id, ts, ts_ms, toString(kind), subject, toString(type), until, permanent, failures, toString(reason), observe FROM defender.blocks WHERE " + cond
 	rows, err := record.QueryNewest(ctx, h.conn, q, limit, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query blocks: %w", err)
@@ -315,11 +341,13 @@ func (h *History) Blocks(ctx context.Context, kind, subject string, limit int) (
 			until     time.Time
 			permanent uint8
 			failures  uint32
+			observe   uint8
 		)
-		if err := rows.Scan(&id, &b.Time, &ms, &b.Kind, &b.Subject, &typ, &until, &permanent, &failures, &b.Reason); err != nil {
+		if err := rows.Scan(&id, &b.Time, &ms, &b.Kind, &b.Subject, &typ, &until, &permanent, &failures, &b.Reason, &observe); err != nil {
 			return nil, fmt.Errorf("scan block: %w", err)
 		}
 		b.ID, b.Blocked, b.Permanent, b.Failures = id.String(), typ == "block", permanent == 1, int(failures)
+		b.Observe = observe == 1
 		b.Time = b.Time.UTC().Add(time.Duration(ms) * time.Millisecond)
 		if b.Blocked && !b.Permanent && until.Unix() > 0 {
 			u := until.UTC()
@@ -398,18 +426,41 @@ func (s *Series) add(name string, b int64, v int) {
 // since is the start of the first bucket.
 func (s *Series) since() int64 { return s.Buckets[0] }
 
-// AttemptSeries counts attempts per bucket by result.
+// wouldBlock is the series, and the total, of the attempts observe mode
+// let through that enforce mode would have refused: "blocked" counts only
+// those refused.
+const wouldBlock = "would_block"
+
+// resultName is the series of an attempt's result: wouldBlock for a
+// refusal of observe mode.
+const resultName = "if(observe = 1 AND result = 'blocked', '" + wouldBlock + "', toString(result))"
+
+// AttemptSeries counts attempts per bucket by result (wouldBlock apart).
 func (h *History) AttemptSeries(ctx context.Context, w Window, now time.Time) (*Series, error) {
-	s := newSeries(w, now, "success", "failure", "blocked")
-	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(result), uniq(id) FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY b, result"
+	s := newSeries(w, now, "success", "failure", "blocked", wouldBlock)
+	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, " + resultName + " AS r, uniq(id) FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY b, r"
 	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())
 }
 
-// BlockSeries counts new blocks per bucket by kind.
-func (h *History) BlockSeries(ctx context.Context, w Window, now time.Time) (*Series, error) {
-	s := newSeries(w, now, "ip", "username", "pair")
-	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM defender.blocks WHERE ts >= toDateTime(?) AND type = 'block' GROUP BY b, kind"
+// BlockSeries counts new blocks per bucket by kind, every gate.Kind: the
+// real ones, or (observe) observe mode's would-be blocks.
+func (h *History) BlockSeries(ctx context.Context, w Window, now time.Time, observe bool) (*Series, error) {
+	names := make([]string, len(gate.Kinds))
+	for i, k := range gate.Kinds {
+		names[i] = string(k)
+	}
+	s := newSeries(w, now, names...)
+	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM defender.blocks WHERE ts >= toDateTime(?) AND type = 'block' AND " +
+		observeCond(observe) + " GROUP BY b, kind"
 	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())
+}
+
+// observeCond selects observe mode's rows, or (false) the others.
+func observeCond(observe bool) string {
+	if observe {
+		return "observe = 1"
+	}
+	return "observe = 0"
 }
 
 func (h *History) fill(ctx context.Context, s *Series, q string, args ...any) error {
@@ -473,14 +524,14 @@ func (h *History) Top(ctx context.Context, by string, since time.Time, limit int
 	return out, nil
 }
 
-// Totals counts attempts by result since since.
+// Totals counts attempts by result since since (wouldBlock apart).
 func (h *History) Totals(ctx context.Context, since time.Time) (map[string]int, error) {
-	rows, err := h.conn.Query(ctx, "SELECT toString(result), uniq(id) FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY result", since.Unix())
+	rows, err := h.conn.Query(ctx, "SELECT "+resultName+" AS r, uniq(id) FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY r", since.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("query totals: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]int{"success": 0, "failure": 0, "blocked": 0}
+	out := map[string]int{"success": 0, "failure": 0, "blocked": 0, wouldBlock: 0}
 	for rows.Next() {
 		var (
 			r string

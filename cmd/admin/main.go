@@ -8,9 +8,9 @@
 //
 //	admin [serve]                                  web UI and API on DEFENDER_HTTP_ADDR
 //	admin blocked                                  list what is blocked now
-//	admin unblock ip|username|pair VALUE           lift a block
+//	admin unblock KIND VALUE                       lift a block (KIND: ip, username, pair, spray, spray_net, spray_shared, username_familiar)
 //	admin block ip|username|pair VALUE [--for 1h | --permanent]
-//	admin attempts [--username U] [--ip IP] [--result R] [--since 1h] [--until T] [--limit 50]
+//	admin attempts [--username U] [--ip IP] [--result R] [--observe true|false] [--since 1h] [--until T] [--limit 50]
 //
 // Every setting is an environment variable and a flag of the same meaning
 // (admin help lists them).
@@ -88,10 +88,12 @@ const usage = `usage:
   admin [serve]                                  web UI and JSON API
   admin blocked                                  list what is blocked now
   admin reindex                                  list blocks set by hand in Redis too
-  admin unblock ip|username|pair VALUE           lift a block (and forget failures)
+  admin unblock KIND VALUE                       lift a block or clear a report (and forget failures);
+                                                 KIND: ip, username, pair, spray, spray_net,
+                                                 spray_shared, username_familiar
   admin block ip|username|pair VALUE [--for 1h | --permanent]
   admin attempts [--username U] [--ip IP|CIDR] [--result success|failure|blocked]
-                 [--since 1h] [--until TIME] [--limit 50]
+                 [--observe true|false] [--since 1h] [--until TIME] [--limit 50]
 settings (environment variable or flag):
 `
 

@@ -118,6 +118,9 @@ func flashMessage(q url.Values) string {
 	kind, value := q.Get("kind"), q.Get("value")
 	switch q.Get("done") {
 	case "unblocked":
+		if kindInfoOf(gate.Kind(kind)).Report {
+			return fmt.Sprintf("Cleared the report of %s %s.", kind, value)
+		}
 		return fmt.Sprintf("Unblocked %s %s.", kind, value)
 	case "not-blocked":
 		return fmt.Sprintf("%s %s was not blocked; its failures were cleared.", kind, value)
@@ -136,10 +139,9 @@ type blockedRow struct {
 
 // blockedTable is one of the Blocked page's tables.
 type blockedTable struct {
-	Kind  gate.Kind
-	Title string
-	Rows  []blockedRow
-	More  bool // more than blockedPageLimit are blocked; Rows holds that many
+	kindInfo
+	Rows []blockedRow
+	More bool // more than blockedPageLimit are blocked; Rows holds that many
 }
 
 // blockedPageLimit bounds each table of the Blocked page, which must stay
@@ -148,22 +150,21 @@ const blockedPageLimit = 1000
 
 func subjectHref(k gate.Kind, v string) string { return "/" + string(k) + "/" + url.PathEscape(v) }
 
+// tables lays the list out as one table per kind, in kindInfos' order.
 func tables(list BlockedList) []blockedTable {
-	mk := func(k gate.Kind, title string, es []BlockedEntry) blockedTable {
-		t := blockedTable{Kind: k, Title: title}
+	var out []blockedTable
+	for _, ki := range kindInfos {
+		t := blockedTable{kindInfo: ki}
+		es := *list.of(ki.Kind)
 		if len(es) > blockedPageLimit {
 			es, t.More = es[:blockedPageLimit], true
 		}
 		for _, e := range es {
-			t.Rows = append(t.Rows, blockedRow{Kind: k, BlockedEntry: e, Href: subjectHref(k, e.Value)})
+			t.Rows = append(t.Rows, blockedRow{Kind: ki.Kind, BlockedEntry: e, Href: subjectHref(ki.Kind, e.Value)})
 		}
-		return t
+		out = append(out, t)
 	}
-	return []blockedTable{
-		mk(gate.KindIP, "Blocked IPs", list.IPs),
-		mk(gate.KindUsername, "Blocked usernames", list.Usernames),
-		mk(gate.KindPair, "Blocked IP and username pairs", list.Pairs),
-	}
+	return out
 }
 
 // pageBlocked lists the blocked subjects with their unblock buttons and
@@ -255,22 +256,50 @@ func (s *Server) pageDashboard(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	data := map[string]any{"Window": win.Name, "Windows": Windows}
+	data := map[string]any{"Window": win.Name, "Windows": Windows, "BlockColors": blockColors()}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	if list, err := listBlocked(ctx, s.gate, 0, s.now()); err == nil {
-		data["BlockedIPs"], data["BlockedUsernames"], data["BlockedPairs"] = len(list.IPs), len(list.Usernames), len(list.Pairs)
+		data["Blocked"] = blockedCounts(list)
 	} else {
 		data["RedisError"] = err.Error()
 	}
 	var histErr string
 	if totals, err := s.hist.Totals(ctx, s.now().Add(-win.Span)); err == nil {
 		data["Totals"] = totals
-		data["Total"] = totals["success"] + totals["failure"] + totals["blocked"]
+		data["Total"] = totals["success"] + totals["failure"] + totals["blocked"] + totals[wouldBlock]
 	} else {
 		histErr = "History is unavailable: " + err.Error()
 	}
 	s.render(w, r, http.StatusOK, "dashboard", page{Title: "Dashboard", Nav: "dashboard", Script: "dashboard.js", Error: histErr, Data: data})
+}
+
+// blockColors is the chart of new blocks' data-colors: every kind.
+func blockColors() string {
+	var cs []string
+	for _, ki := range kindInfos {
+		cs = append(cs, string(ki.Kind)+":"+ki.Color)
+	}
+	return strings.Join(cs, ",")
+}
+
+// blockedCount is one figure of the dashboard's "Blocked now".
+type blockedCount struct {
+	N     int
+	Label string
+}
+
+// blockedCounts are the dashboard's "Blocked now": IPs and usernames
+// always, the other kinds when any is blocked.
+func blockedCounts(list BlockedList) []blockedCount {
+	var out []blockedCount
+	for _, ki := range kindInfos {
+		n := len(*list.of(ki.Kind))
+		if n > 0 || ki.Kind == gate.KindIP || ki.Kind == gate.KindUsername {
+			out = append(out, blockedCount{N: n, Label: ki.Short})
+		}
+	}
+	return out
 }
 
 // attemptsView is the Attempts page's data.
@@ -295,7 +324,7 @@ func (s *Server) pageAttempts(w http.ResponseWriter, r *http.Request) {
 		f.Limit = 50
 	}
 	v := attemptsView{Q: q}
-	for _, k := range []string{"username", "ip", "result", "since", "until"} {
+	for _, k := range []string{"username", "ip", "result", "observe", "since", "until"} {
 		if q.Get(k) != "" {
 			v.Filtered = true
 		}
@@ -328,13 +357,19 @@ func cloneValues(q url.Values) url.Values {
 	return out
 }
 
-// subjectView is the data of an IP, username or pair page.
+// subjectView is the data of a subject's page (an IP, a username, a pair,
+// a spraying source or network...).
 type subjectView struct {
-	Kind      gate.Kind
-	Value     string // canonical subject
-	IP        string // pair parts
-	Username  string
-	Blocked   *BlockedEntry
+	Info     kindInfo
+	Kind     gate.Kind
+	Value    string // canonical subject
+	IP       string // pair parts
+	Username string
+	Blocked  *BlockedEntry
+	// Also are the blocks of the same subject under the other kinds of
+	// sameSubject (an IP's spraying block, a user's familiar block).
+	Also      []blockedRow
+	Checks    bool // the gate checks this kind: it can be blocked by hand
 	Attempts  []AttemptRow
 	MoreHref  string // the Attempts page with this filter
 	Blocks    []BlockRow
@@ -343,8 +378,10 @@ type subjectView struct {
 	Self      string // this page's path, for forms to return to
 }
 
-// pageSubject shows one IP (or IPv6 network), username or pair: its current
-// state with unblock and block forms, its attempts and its blocks.
+// pageSubject shows one subject of kind k (an IP or IPv6 network, a
+// username, a pair, a spraying source or network): its current state with
+// unblock and block forms, the blocks of its subject under related kinds,
+// its attempts and its blocks.
 func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		subject, err := s.gate.Subject(k, r.PathValue("value"))
@@ -352,25 +389,33 @@ func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 			s.renderError(w, r, http.StatusBadRequest, fmt.Sprintf("%q is not a valid %s: %v", r.PathValue("value"), k, err))
 			return
 		}
-		v := subjectView{Kind: k, Value: subject, Durations: durationChoices, Self: subjectHref(k, subject)}
+		v := subjectView{Info: kindInfoOf(k), Kind: k, Value: subject, Checks: s.gate.Checks(k), Durations: durationChoices,
+			Self: subjectHref(k, subject)}
 		ctx := r.Context()
-		bs, err := s.gate.Blocked(ctx, k, 0)
-		if err != nil {
-			s.renderError(w, r, http.StatusServiceUnavailable, "Redis is unavailable: "+err.Error())
-			return
-		}
-		for _, b := range bs {
-			if b.Subject == subject {
+		for _, sk := range sameSubject(k) {
+			bs, err := s.gate.Blocked(ctx, sk, 0)
+			if err != nil {
+				s.renderError(w, r, http.StatusServiceUnavailable, "Redis is unavailable: "+err.Error())
+				return
+			}
+			for _, b := range bs {
+				if b.Subject != subject {
+					continue
+				}
 				e := entry(b, s.now())
-				v.Blocked = &e
+				if sk == k {
+					v.Blocked = &e
+				} else {
+					v.Also = append(v.Also, blockedRow{Kind: sk, BlockedEntry: e, Href: subjectHref(sk, subject)})
+				}
 			}
 		}
 		cfg := s.gate.Config()
 		q := url.Values{}
 		switch k {
-		case gate.KindIP:
+		case gate.KindIP, gate.KindSpray, gate.KindSprayShared, gate.KindSprayNet:
 			q.Set("ip", subject)
-		case gate.KindUsername:
+		case gate.KindUsername, gate.KindUsernameFamiliar:
 			q.Set("username", subject)
 		case gate.KindPair:
 			v.IP, v.Username, _ = strings.Cut(subject, "|")
@@ -384,7 +429,7 @@ func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 			v.Attempts, _, err = s.hist.Attempts(ctx, f)
 		}
 		if err == nil {
-			v.Blocks, err = s.hist.Blocks(ctx, string(k), subject, 50)
+			v.Blocks, err = s.hist.Blocks(ctx, k, subject, 50)
 		}
 		if err != nil {
 			s.log.Error("history query failed", "err", err)

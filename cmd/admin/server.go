@@ -111,9 +111,9 @@ func NewServer(o ServerOptions) (*Server, error) {
 	mux.HandleFunc("POST /blocked/unblock", s.formUnblock)
 	mux.HandleFunc("POST /blocked/block", s.formBlock)
 	mux.HandleFunc("GET /attempts", s.pageAttempts)
-	mux.HandleFunc("GET /ip/{value...}", s.pageSubject(gate.KindIP))
-	mux.HandleFunc("GET /username/{value...}", s.pageSubject(gate.KindUsername))
-	mux.HandleFunc("GET /pair/{value...}", s.pageSubject(gate.KindPair))
+	for _, k := range gate.Kinds { // /ip/..., /username/..., /spray_net/...
+		mux.HandleFunc("GET /"+string(k)+"/{value...}", s.pageSubject(k))
+	}
 	mux.HandleFunc("GET /search", s.search)
 
 	var proxy gate.Config

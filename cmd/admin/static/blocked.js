@@ -3,7 +3,12 @@
 // value is set with textContent or attributes, never as HTML.
 (function () {
   'use strict';
-  var KINDS = { ip: true, username: true, pair: true };
+  // The tables, by kind, as the page rendered them: one per kind of
+  // block, each with its array's key in GET /api/v1/blocked.
+  var TABLES = {};
+  document.querySelectorAll('tbody[data-kind]').forEach(function (tb) {
+    TABLES[tb.getAttribute('data-kind')] = tb;
+  });
   var meta = document.querySelector('meta[name="csrf-token"]');
   var csrf = meta ? meta.getAttribute('content') : '';
   var live = document.getElementById('live');
@@ -22,7 +27,13 @@
   }
 
   function tbody(kind) {
-    return KINDS[kind] ? document.querySelector('tbody[data-kind="' + kind + '"]') : null;
+    return Object.prototype.hasOwnProperty.call(TABLES, kind) ? TABLES[kind] : null;
+  }
+
+  // isReport says whether a kind's blocks are reports that refuse nobody.
+  function isReport(kind) {
+    var card = tbody(kind).closest('section');
+    return !!card && card.getAttribute('data-report') === 'true';
   }
 
   function findRow(tb, value) {
@@ -57,6 +68,13 @@
     a.href = '/' + ev.kind + '/' + encodeURIComponent(ev.value);
     a.textContent = ev.value;
     td.appendChild(a);
+    var report = isReport(ev.kind);
+    if (report) {
+      var rb = document.createElement('span');
+      rb.className = 'badge report'; rb.title = 'a report: refuses nobody'; rb.textContent = 'report';
+      td.appendChild(document.createTextNode(' '));
+      td.appendChild(rb);
+    }
     tr.appendChild(td);
 
     td = document.createElement('td');
@@ -92,8 +110,14 @@
     f.appendChild(hidden('kind', ev.kind));
     f.appendChild(hidden('value', ev.value));
     var btn = document.createElement('button');
-    btn.type = 'submit'; btn.className = 'btn small danger unblock'; btn.textContent = 'Unblock';
-    btn.setAttribute('aria-label', 'Unblock ' + ev.kind + ' ' + ev.value);
+    btn.type = 'submit';
+    if (report) {
+      btn.className = 'btn small unblock'; btn.textContent = 'Clear';
+      btn.setAttribute('aria-label', 'Clear report ' + ev.kind + ' ' + ev.value);
+    } else {
+      btn.className = 'btn small danger unblock'; btn.textContent = 'Unblock';
+      btn.setAttribute('aria-label', 'Unblock ' + ev.kind + ' ' + ev.value);
+    }
     f.appendChild(btn);
     td.appendChild(f);
     tr.appendChild(td);
@@ -142,14 +166,15 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (list) {
         if (!list) { return; }
-        [['ip', list.ips], ['username', list.usernames], ['pair', list.pairs]].forEach(function (kv) {
-          var tb = tbody(kv[0]);
-          if (!tb) { return; }
+        Object.keys(TABLES).forEach(function (kind) {
+          var tb = TABLES[kind];
+          var card = tb.closest('section');
+          var key = card ? card.getAttribute('data-key') : '';
           var seen = new Map();
-          (kv[1] || []).forEach(function (e) {
+          (list[key] || []).forEach(function (e) {
             seen.set(e.value, true);
             if (!findRow(tb, e.value)) {
-              onBlock({ kind: kv[0], value: e.value, until: e.until, permanent: e.permanent });
+              onBlock({ kind: kind, value: e.value, until: e.until, permanent: e.permanent });
             }
           });
           var rows = tb.querySelectorAll('tr[data-value]');
