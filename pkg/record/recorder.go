@@ -349,11 +349,12 @@ func (r *Recorder) fetchLoop(ctx context.Context, cons jetstream.Consumer, out c
 // redelivered while the writer is busy (retrying a ClickHouse outage).
 func (r *Recorder) handOver(out chan<- *batch, b *batch) {
 	h := r.heartbeat(b)
-	defer func() { b.alive = h.last }()
 	h.beat() // the fetch loop may have held them a while
 	t := time.NewTimer(h.next())
 	defer t.Stop()
 	for {
+		// Before the send: once sent, b is the writer's, which reads it.
+		b.alive = h.last
 		select {
 		case out <- b:
 			return
