@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -14,13 +13,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
-// runCLI runs the admin's command line with the environment lookup.
+// runCLI runs the admin's command line with the environment lookup. The
+// buffers are safe for concurrent use: a NATS connection's closing line
+// may be logged from its own goroutine as run returns.
 func runCLI(t *testing.T, lookup func(string) (string, bool), args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb bytes.Buffer
+	var out, errb testenv.SyncBuffer
 	code = run(context.Background(), args, &out, &errb, lookup)
 	return code, out.String(), errb.String()
 }
