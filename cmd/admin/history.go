@@ -28,7 +28,7 @@ const (
 var ErrBadFilter = errors.New("bad filter")
 
 // History reads the attempts and blocks the recorder stored in ClickHouse
-// (tables of schema/001_init.sql, or the Distributed tables of the
+// (tables of the schema/ migrations, or the Distributed tables of the
 // clustered schema, schema/cluster). Every query is parameterised;
 // listings page by the sorting key (ts, ts_ms, id), never by OFFSET, and
 // read each event id once (record.QueryNewest) although a redelivered

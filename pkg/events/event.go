@@ -71,7 +71,7 @@ type Block struct {
 	Until     *time.Time `json:"until,omitempty"`
 	Permanent bool       `json:"permanent"`
 	Failures  int        `json:"failures"`
-	Reason    string     `json:"reason"` // auto | admin | blacklist
+	Reason    string     `json:"reason"` // auto | admin | blacklist (the tables take user too: an unblock by the user)
 	Gate      string     `json:"gate,omitempty"`
 	// Local is true for a block the gate's local limiter decided while its
 	// store did not answer: it refuses in that gate process (Gate) only.
