@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/defender-go/defender/pkg/gate"
 )
 
 // cliDeps opens what a CLI command needs, with warnings on stderr.
@@ -85,6 +87,9 @@ func cmdBlocked(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		fmt.Fprintf(stdout, ", %d reported", reports)
 	}
 	fmt.Fprintln(stdout)
+	if cfg.Gate.Mode == gate.ModeObserve {
+		fmt.Fprintln(stdout, "observe mode (DEFENDER_MODE=observe): the gates refuse nobody; these are the blocks enforce mode would apply")
+	}
 	return nil
 }
 

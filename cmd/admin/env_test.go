@@ -87,7 +87,8 @@ type env struct {
 }
 
 type envOpts struct {
-	noNATS bool
+	noNATS  bool
+	observe bool // DEFENDER_MODE=observe, as the gates
 }
 
 // newEnv starts Redis, NATS and ClickHouse and an admin server over them.
@@ -103,6 +104,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 		"DEFENDER_CACHE_PREFIX":   "t",
 		"DEFENDER_SUBJECT_PREFIX": "dt",
 		"DEFENDER_HTTP_ADDR":      "127.0.0.1:0",
+	}
+	if o.observe {
+		vars["DEFENDER_MODE"] = "observe"
 	}
 	if !o.noNATS {
 		e.nats = testenv.NATS(t)
@@ -122,7 +126,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	require.NoError(t, err)
 	e.deps = d
 	if d.nc != nil {
-		e.live, err = NewLive(d.nc, e.subjPfx, log)
+		e.live, err = NewLive(d.nc, e.subjPfx, o.observe, log)
 		require.NoError(t, err)
 	}
 	e.srv, err = NewServer(ServerOptions{Gate: d.gate, History: d.hist, Live: e.live, User: testUser,

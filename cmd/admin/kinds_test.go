@@ -413,3 +413,37 @@ func TestLiveShowsEveryKindNeverObserve(t *testing.T) {
 	default:
 	}
 }
+
+// TestObserveModeAdmin: an admin configured as its gates in observe mode
+// says the blocks it lists refuse nobody, and its live view follows the
+// would-be blocks, which are what the gates' store holds, marked observe.
+func TestObserveModeAdmin(t *testing.T) {
+	e := newEnv(t, envOpts{observe: true})
+	_, body := e.do("GET", "/blocked", nil, nil)
+	assert.Contains(t, body, `id="observe-mode"`)
+	code, out, errOut := runCLI(t, e.lookup, "blocked")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "observe mode (DEFENDER_MODE=observe): the gates refuse nobody")
+
+	frames, cancel := e.live.subscribe()
+	defer cancel()
+	now := time.Now()
+	b := events.NewBlock(gate.TransitionRecord{Time: now, Kind: gate.KindSpray, Subject: "203.0.113.90", Blocked: true,
+		Until: now.Add(time.Hour), Reason: gate.ReasonAuto, Observe: true}, "gate-x")
+	data, err := b.Encode()
+	require.NoError(t, err)
+	require.NoError(t, e.deps.nc.Publish(b.NATSSubject(e.subjPfx), data))
+	select {
+	case f := <-frames:
+		assert.Contains(t, string(f), "event: block\n")
+		assert.Contains(t, string(f), `"value":"203.0.113.90"`)
+		assert.Contains(t, string(f), `"observe":true`)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no live event")
+	}
+
+	// In enforce mode neither the note nor the would-be blocks.
+	e2 := newEnv(t, envOpts{noNATS: true})
+	_, body = e2.do("GET", "/blocked", nil, nil)
+	assert.NotContains(t, body, `id="observe-mode"`)
+}

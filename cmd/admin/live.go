@@ -24,11 +24,14 @@ type LiveEvent struct {
 	RetryAfter int        `json:"retry_after"`
 	Reason     string     `json:"reason"`
 	Time       time.Time  `json:"time"`
+	// Observe marks observe mode's would-be block or unblock (see NewLive).
+	Observe bool `json:"observe"`
 }
 
 // Live follows block and unblock events on NATS (core subscriptions on
-// <prefix>.block.> and <prefix>.unblock.>) and fans them out to the open
-// Blocked pages through server-sent events.
+// <prefix>.block.> and <prefix>.unblock.>, and in observe mode on
+// <prefix>.observe.block.> and <prefix>.observe.unblock.> too) and fans
+// them out to the open Blocked pages through server-sent events.
 type Live struct {
 	nc   *nats.Conn
 	subs []*nats.Subscription
@@ -40,10 +43,18 @@ type Live struct {
 	closed  bool
 }
 
-// NewLive subscribes to the block and unblock subjects.
-func NewLive(nc *nats.Conn, subjects events.Subjects, log *slog.Logger) (*Live, error) {
+// NewLive subscribes to the block and unblock subjects. With observe (the
+// admin configured as its gates, DEFENDER_MODE=observe) it follows observe
+// mode's would-be blocks and unblocks too: they are what the gates' store
+// holds, so what the Blocked page lists. Without it they never reach the
+// page, which would show them as blocks.
+func NewLive(nc *nats.Conn, subjects events.Subjects, observe bool, log *slog.Logger) (*Live, error) {
 	l := &Live{nc: nc, log: log, now: time.Now, clients: map[chan []byte]struct{}{}}
-	for _, subj := range []string{subjects.Blocks(), subjects.Unblocks()} {
+	subjs := []string{subjects.Blocks(), subjects.Unblocks()}
+	if observe {
+		subjs = append(subjs, subjects.ObserveBlocks(), subjects.ObserveUnblocks())
+	}
+	for _, subj := range subjs {
 		sub, err := nc.Subscribe(subj, l.receive)
 		if err != nil {
 			l.Close()
@@ -76,7 +87,7 @@ func (l *Live) receive(m *nats.Msg) {
 		return
 	}
 	ev := LiveEvent{Type: string(b.Type), Kind: b.Kind, Value: b.Subject, Until: b.Until,
-		Permanent: b.Permanent, Reason: b.Reason, Time: b.Time}
+		Permanent: b.Permanent, Reason: b.Reason, Time: b.Time, Observe: b.Observe}
 	if b.Type == events.TypeBlock && b.Until != nil {
 		ev.RetryAfter = max(0, int(math.Ceil(b.Until.Sub(l.now()).Seconds())))
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
 )
 
 func main() {
@@ -163,7 +164,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 
 	var live *Live
 	if d.nc != nil {
-		if live, err = NewLive(d.nc, events.Subjects{Prefix: cfg.SubjectPrefix}, log); err != nil {
+		if live, err = NewLive(d.nc, events.Subjects{Prefix: cfg.SubjectPrefix}, cfg.Gate.Mode == gate.ModeObserve, log); err != nil {
 			return err
 		}
 	} else {

@@ -178,6 +178,7 @@ func (s *Server) pageBlocked(w http.ResponseWriter, r *http.Request) {
 	}
 	s.render(w, r, http.StatusOK, "blocked", page{Title: "Blocked", Nav: "blocked", Script: "blocked.js", Data: map[string]any{
 		"Tables":    tables(list),
+		"Observe":   s.gate.Config().Mode == gate.ModeObserve,
 		"Live":      s.live != nil,
 		"Limit":     blockedPageLimit,
 		"Durations": durationChoices,
