@@ -145,7 +145,7 @@ func cmdUnblock(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	return nil
 }
 
-// cmdBlock blocks by hand: admin block ip|username|pair VALUE [--for 1h | --permanent].
+// cmdBlock blocks by hand: admin block KIND VALUE [--for 1h | --permanent].
 func cmdBlock(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	fs, cfg := newFlagSet("block", stderr, lookup)
 	forS := fs.String("for", "", "block duration: 90s, 1h30m, 7d or seconds (default: the first lockout cool-off)")
@@ -155,7 +155,7 @@ func cmdBlock(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		return err
 	}
 	if len(pos) != 2 {
-		return fmt.Errorf("%w: block ip|username|pair VALUE [--for 1h | --permanent]", errUsage)
+		return fmt.Errorf("%w: block KIND VALUE [--for 1h | --permanent] (KIND: %s, as the gates check it)", errUsage, kindList())
 	}
 	if *permanent && *forS != "" {
 		return fmt.Errorf("%w: --for and --permanent exclude each other", errUsage)

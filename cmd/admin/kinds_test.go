@@ -136,10 +136,19 @@ func TestEveryKindListedAndUnblocked(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, bad)
 		assert.NotEmpty(t, decode[apiError](t, body).Error, bad)
 	}
-	// They are the gate's own: none is blocked by hand.
-	resp, body = e.do("POST", "/api/v1/blocked", strings.NewReader(`{"kind":"spray","value":"192.0.2.1","duration":"1h"}`),
-		http.Header{"Content-Type": {"application/json"}})
-	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	// A block by hand takes the kinds the gate checks (gate.Checks): a
+	// spraying source while spraying is counted, never a shared address's
+	// report, a familiar block only with smart lockout on.
+	jsonHdr := http.Header{"Content-Type": {"application/json"}}
+	resp, body = e.do("POST", "/api/v1/blocked", strings.NewReader(`{"kind":"sprays","value":"192.0.2.1","duration":"1h"}`), jsonHdr)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+	assert.Equal(t, gate.KindSpray, decode[BlockResult](t, body).Kind)
+	assert.Contains(t, e.blocked(gate.KindSpray), "192.0.2.1")
+	for kind, why := range map[string]string{"spray_shared": "reported, never enforced", "username_familiar": "DEFENDER_SMART_LOCKOUT"} {
+		resp, body = e.do("POST", "/api/v1/blocked", strings.NewReader(`{"kind":"`+kind+`","value":"100.64.0.1","duration":"1h"}`), jsonHdr)
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+		assert.Contains(t, decode[apiError](t, body).Error, why, kind)
+	}
 }
 
 // TestBlockedPageEveryKind: the Blocked page has a table per kind, the
@@ -193,7 +202,7 @@ func TestSubjectPagesOfEveryKind(t *testing.T) {
 		resp, body := e.do("GET", subjectHref(k, v), nil, nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s %s", k, body)
 		assert.Contains(t, body, `<span class="subject" id="subject">`+v+`</span>`, k)
-		assert.NotContains(t, body, `action="/blocked/block"`, "%s: the gate's own kind has no block form", k)
+		assert.NotContains(t, body, `action="/blocked/block"`, "%s: blocked, so no block form", k)
 		assert.Contains(t, body, `name="kind" value="`+string(k)+`"`, "%s: the unblock form", k)
 	}
 

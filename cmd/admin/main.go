@@ -9,7 +9,7 @@
 //	admin [serve]                                  web UI and API on DEFENDER_HTTP_ADDR
 //	admin blocked                                  list what is blocked now
 //	admin unblock KIND VALUE                       lift a block (KIND: ip, username, pair, spray, spray_net, spray_shared, username_familiar)
-//	admin block ip|username|pair VALUE [--for 1h | --permanent]
+//	admin block KIND VALUE [--for 1h | --permanent]
 //	admin attempts [--username U] [--ip IP] [--result R] [--observe true|false] [--since 1h] [--until T] [--limit 50]
 //
 // Every setting is an environment variable and a flag of the same meaning
@@ -92,7 +92,8 @@ const usage = `usage:
   admin unblock KIND VALUE                       lift a block or clear a report (and forget failures);
                                                  KIND: ip, username, pair, spray, spray_net,
                                                  spray_shared, username_familiar
-  admin block ip|username|pair VALUE [--for 1h | --permanent]
+  admin block KIND VALUE [--for 1h | --permanent]
+                                                 block by hand (a kind the gates check)
   admin attempts [--username U] [--ip IP|CIDR] [--result success|failure|blocked]
                  [--observe true|false] [--since 1h] [--until TIME] [--limit 50]
 settings (environment variable or flag):
