@@ -307,7 +307,9 @@ func TestBrowserAttemptsAndDashboard(t *testing.T) {
 	assert.Equal(t, 50, eval[int](b, `document.querySelectorAll('#attempts-table tbody tr[data-id]').length`))
 	b.screenshot("attempts")
 	b.click(`#older`)
-	b.waitFor(`location.search.indexOf('cursor=') >= 0`)
+	// The new page's URL commits before its rows are parsed: wait for
+	// the whole document, or a loaded machine counts a half-parsed table.
+	b.waitFor(`location.search.indexOf('cursor=') >= 0 && document.readyState === 'complete'`)
 	assert.Equal(t, 20, eval[int](b, `document.querySelectorAll('#attempts-table tbody tr[data-id]').length`))
 	assert.False(t, eval[bool](b, `!!document.getElementById('older')`))
 
@@ -317,7 +319,7 @@ func TestBrowserAttemptsAndDashboard(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS(`#filters select[name=result]`), "blocked"),
 		chromedp.Submit(chromedp.CSS(`#filters`)),
 	)
-	b.waitFor(`location.search.indexOf('result=blocked') >= 0`)
+	b.waitFor(`location.search.indexOf('result=blocked') >= 0 && document.readyState === 'complete'`)
 	assert.Equal(t, 14, eval[int](b, `document.querySelectorAll('#attempts-table tbody tr[data-id]').length`))
 	users := eval[[]string](b, `Array.from(document.querySelectorAll('#attempts-table tbody tr[data-id] td:nth-child(4)')).map(td => td.textContent.trim())`)
 	for _, u := range users {
@@ -354,7 +356,7 @@ func TestBrowserAttemptsAndDashboard(t *testing.T) {
 	assert.Positive(t, eval[int](b, `document.querySelectorAll('table.attempts tbody tr td .badge').length`))
 	b.screenshot("ip-page")
 	b.click(`#state button.unblock`)
-	b.waitFor(`location.search.indexOf('done=unblocked') >= 0`)
+	b.waitFor(`location.search.indexOf('done=unblocked') >= 0 && document.readyState === 'complete'`)
 	assert.Contains(t, eval[string](b, `document.getElementById('state').innerText`), "not blocked")
 	assert.Equal(t, "/ip/203.0.113.7", eval[string](b, `location.pathname`))
 
