@@ -10,6 +10,7 @@ import (
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 	"github.com/defender-go/defender/pkg/record"
+	"github.com/defender-go/defender/pkg/sharedip"
 )
 
 // Config holds every setting of the admin. Each field is an environment
@@ -42,6 +43,9 @@ type Config struct {
 	// Events holds the stream settings the admin uses when it creates the
 	// DEFENDER stream (events.FromEnv), read when NATSURL is set.
 	Events events.Config
+	// Shared holds the lists of shared addresses (DEFENDER_SHARED_*), as
+	// the gates read them: a subject's page says which list an address is on.
+	Shared sharedip.Config
 
 	// lookup reads a setting: the flag if given, else the variable.
 	lookup func(string) (string, bool)
@@ -64,6 +68,7 @@ var adminVars = []envflag.Var{
 func vars() []envflag.Var {
 	out := append([]envflag.Var{}, adminVars...)
 	out = append(out, envflag.Vars(gate.EnvVars)...)
+	out = append(out, sharedip.EnvVars...)
 	return append(out, envflag.Vars(events.EnvVars)...)
 }
 
@@ -98,6 +103,9 @@ func (c *Config) finish(need needs) error {
 	gc.KeyPrefix = c.CachePrefix
 	gc.RedisURL = c.RedisURL
 	c.Gate = gc
+	if c.Shared, err = sharedip.ConfigFromEnv(c.lookup); err != nil {
+		return err
+	}
 	var errs []error
 	if need.redis && c.RedisURL == "" {
 		errs = append(errs, errors.New("DEFENDER_REDIS_URL: required (e.g. redis://127.0.0.1:6379/0)"))

@@ -17,6 +17,7 @@ import (
 	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/sharedip"
 )
 
 // deps are the connections a command works with. Close releases them,
@@ -29,6 +30,8 @@ type deps struct {
 	pub    *events.Publisher
 	pubErr chan error // Run's result
 	stop   context.CancelFunc
+	// stopLists ends the refresh of the shared address lists.
+	stopLists context.CancelFunc
 }
 
 // openDeps opens what need asks for. The gate publishes the blocks and
@@ -65,7 +68,14 @@ func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, re
 				return nil, err
 			}
 		}
-		gopts := []gate.Option{gate.WithLogger(log)}
+		lists, err := sharedip.New(cfg.Shared, sharedip.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		lctx, stopLists := context.WithCancel(context.WithoutCancel(ctx))
+		d.stopLists = stopLists
+		go func() { _ = lists.Run(lctx) }()
+		gopts := []gate.Option{gate.WithLogger(log), gate.WithSharedLists(lists)}
 		if reg != nil {
 			gopts = append(gopts, gate.WithRegisterer(reg))
 		}
@@ -134,6 +144,9 @@ func (d *deps) openNATS(ctx context.Context, cfg *Config, log *slog.Logger, reg 
 
 // Close flushes queued events until ctx ends and closes every connection.
 func (d *deps) Close(ctx context.Context, log *slog.Logger) {
+	if d.stopLists != nil {
+		d.stopLists()
+	}
 	if d.gate != nil {
 		if err := d.gate.Close(ctx); err != nil {
 			log.Warn("gate close", "err", err)

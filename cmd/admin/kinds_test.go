@@ -456,3 +456,16 @@ func TestObserveModeAdmin(t *testing.T) {
 	_, body = e2.do("GET", "/blocked", nil, nil)
 	assert.NotContains(t, body, `id="observe-mode"`)
 }
+
+// An IP's page says which shared egress list the address is on, as the
+// gates look it up: carrier-grade NAT by default.
+func TestIPPageNamesItsSharedList(t *testing.T) {
+	e := newEnv(t, envOpts{noNATS: true})
+	_, body := e.do("GET", "/ip/100.64.1.2", nil, nil)
+	assert.Contains(t, body, `id="shared"`)
+	assert.Contains(t, body, "<strong>cgnat</strong>")
+	_, body = e.do("GET", "/spray_shared/100.64.1.2", nil, nil)
+	assert.Contains(t, body, "<strong>cgnat</strong>")
+	_, body = e.do("GET", "/ip/203.0.113.9", nil, nil)
+	assert.NotContains(t, body, `id="shared"`, "an ordinary address is on no list")
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -377,6 +378,9 @@ type subjectView struct {
 	HistError string
 	Durations any
 	Self      string // this page's path, for forms to return to
+	// Shared names the shared egress list the address is on (an IP's
+	// page): never blocked whole, counted by (IP, username) pair.
+	Shared string
 }
 
 // pageSubject shows one subject of kind k (an IP or IPv6 network, a
@@ -416,6 +420,11 @@ func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 		switch k {
 		case gate.KindIP, gate.KindSpray, gate.KindSprayShared, gate.KindSprayNet:
 			q.Set("ip", subject)
+			if p, err := netip.ParsePrefix(subject); err == nil {
+				v.Shared, _ = s.gate.SharedList(p.Addr())
+			} else if a, err := netip.ParseAddr(subject); err == nil {
+				v.Shared, _ = s.gate.SharedList(a)
+			}
 		case gate.KindUsername, gate.KindUsernameFamiliar:
 			q.Set("username", subject)
 		case gate.KindPair:

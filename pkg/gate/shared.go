@@ -26,6 +26,12 @@ func WithSharedLists(l SharedLists) Option {
 	}
 }
 
+// SharedList returns the name of the shared list holding addr, if any,
+// as the gate looks it up for every login (for an admin's pages).
+func (g *Gate) SharedList(addr netip.Addr) (string, bool) {
+	return g.shared.Lookup(addr.Unmap())
+}
+
 // cgnat is RFC 6598's shared address space, the addresses a carrier's
 // NAT gives its subscribers: many users behind each of them.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
