@@ -33,6 +33,7 @@ const (
 	ctGateNoSpray = "gate, spraying off"
 	ctDjango      = "django-defender"
 	ctFloor       = "floor"
+	ctFloorSpray  = "floor with spraying"
 	ctFloorKnown  = "floor, outcome known"
 )
 
@@ -45,9 +46,9 @@ var storeWorkloads = []string{wlFailure, wlSuccess}
 // checked; a failure is the floor's script either way.
 func storeContenders(wl string) []string {
 	if wl == wlSuccess {
-		return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorKnown}
+		return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray, ctFloorKnown}
 	}
-	return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor}
+	return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray}
 }
 
 // storeDB is the Redis database of the store pass: its own, so that
@@ -137,6 +138,8 @@ func newContender(name string, rdb *redis.Client) (contender, error) {
 		return &floorContender{rdb: rdb, keys: keyScheme{prefixFloor}}, nil
 	case ctFloorKnown:
 		return &floorContender{rdb: rdb, keys: keyScheme{prefixFloor}, outcomeKnown: true}, nil
+	case ctFloorSpray:
+		return &floorContender{rdb: rdb, keys: keyScheme{prefixFloor}, spraying: true}, nil
 	}
 	return nil, fmt.Errorf("no contender %q", name)
 }
@@ -292,6 +295,20 @@ redis.call('PEXPIRE', KEYS[4], ARGV[1])
 return {n1, n2}`)
 	// floorSuccess is a success when the outcome is known before the
 	// store is asked: check both blocks and clear both counters.
+	// floorSprayCharge is floorCharge that also counts the username among
+	// the names failing from the address (KEYS[5] its block, KEYS[6] its
+	// set; ARGV[2] the username): what counting spraying needs at least.
+	floorSprayCharge = redis.NewScript(`
+local ip, user, spray = redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[5])
+if ip ~= -2 or user ~= -2 or spray ~= -2 then return {-1, math.max(ip, user, spray)} end
+local n1 = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+local n2 = redis.call('INCR', KEYS[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[2])
+local n3 = redis.call('SCARD', KEYS[6])
+redis.call('PEXPIRE', KEYS[6], ARGV[1])
+return {n1, n2, n3}`)
 	floorSuccess = redis.NewScript(`
 local ip, user = redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2])
 if ip ~= -2 or user ~= -2 then return {-1, math.max(ip, user)} end
@@ -308,11 +325,16 @@ type floorContender struct {
 	rdb          *redis.Client
 	keys         keyScheme
 	outcomeKnown bool
+	spraying     bool // also count the names failing from each address
 }
 
 func (c *floorContender) login(ctx context.Context, a *storeAttempt, success bool) (bool, error) {
 	keys := []string{c.keys.blockedIP(a), c.keys.blockedUser(a), c.keys.failedIP(a), c.keys.failedUser(a)}
 	script, args := floorCharge, []any{failureTTL.Milliseconds()}
+	if c.spraying {
+		keys = append(keys, c.keys.prefix+":blocked:spray:"+a.ipS, c.keys.prefix+":failed:spray:"+a.ipS)
+		script, args = floorSprayCharge, append(args, a.user)
+	}
 	if success && c.outcomeKnown {
 		script, args = floorSuccess, nil
 	}
@@ -322,6 +344,14 @@ func (c *floorContender) login(ctx context.Context, a *storeAttempt, success boo
 	}
 	if len(res) > 0 && res[0] < 0 {
 		return false, nil
+	}
+	if success && c.spraying {
+		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, keys[2], keys[3])
+			p.SRem(ctx, keys[5], a.user)
+			return nil
+		})
+		return true, err
 	}
 	if success && !c.outcomeKnown {
 		return true, c.rdb.Del(ctx, keys[2], keys[3]).Err()

@@ -28,8 +28,10 @@ func TestStoreContenders(t *testing.T) {
 		ctFloor + "/" + wlFailure:      {"evalsha": 1, "pttl": 2, "incr": 2, "pexpire": 2},
 		ctFloor + "/" + wlSuccess:      {"evalsha": 1, "pttl": 2, "incr": 2, "pexpire": 2, "del": 1},
 		ctFloorKnown + "/" + wlSuccess: {"evalsha": 1, "pttl": 2, "del": 1},
+		ctFloorSpray + "/" + wlFailure: {"evalsha": 1, "pttl": 3, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1},
+		ctFloorSpray + "/" + wlSuccess: {"evalsha": 1, "pttl": 3, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1, "del": 1, "srem": 1},
 	}
-	for _, name := range []string{ctGate, ctDjango, ctFloor, ctFloorKnown} {
+	for _, name := range []string{ctGate, ctGateNoSpray, ctDjango, ctFloor, ctFloorKnown, ctFloorSpray} {
 		t.Run(name, func(t *testing.T) {
 			ct, err := newContender(name, rdb)
 			require.NoError(t, err)
