@@ -31,6 +31,7 @@ const passStore = "store"
 const (
 	ctGate        = "gate"
 	ctGateNoSpray = "gate, spraying off"
+	ctGateSmart   = "gate, smart lockout on too"
 	ctDjango      = "django-defender"
 	ctFloor       = "floor"
 	ctFloorSpray  = "floor with spraying"
@@ -46,9 +47,9 @@ var storeWorkloads = []string{wlFailure, wlSuccess}
 // checked; a failure is the floor's script either way.
 func storeContenders(wl string) []string {
 	if wl == wlSuccess {
-		return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray, ctFloorKnown}
+		return []string{ctGate, ctGateSmart, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray, ctFloorKnown}
 	}
-	return []string{ctGate, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray}
+	return []string{ctGate, ctGateSmart, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray}
 }
 
 // storeDB is the Redis database of the store pass: its own, so that
@@ -127,9 +128,11 @@ type contender interface {
 func newContender(name string, rdb *redis.Client) (contender, error) {
 	switch name {
 	case ctGate:
-		return newGateContender(rdb, true)
+		return newGateContender(rdb, true, false)
+	case ctGateSmart:
+		return newGateContender(rdb, true, true)
 	case ctGateNoSpray:
-		return newGateContender(rdb, false)
+		return newGateContender(rdb, false, false)
 	case ctGateBefore:
 		return newGateBeforeContender(rdb), nil
 	case ctDjango:
@@ -152,11 +155,12 @@ type gateContender struct {
 	local atomic.Int64
 }
 
-func newGateContender(rdb *redis.Client, spraying bool) (*gateContender, error) {
+func newGateContender(rdb *redis.Client, spraying, smart bool) (*gateContender, error) {
 	cfg := gateConfig(prefixGate)
 	if !spraying {
 		cfg.SprayLimit = 0
 	}
+	cfg.SmartLockout = smart
 	g, err := gate.New(cfg, gate.NewRedisStore(rdb, prefixGate, cfg.Policy()), gate.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ func TestStoreContenders(t *testing.T) {
 		ctFloorSpray + "/" + wlFailure: {"evalsha": 1, "pttl": 3, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1},
 		ctFloorSpray + "/" + wlSuccess: {"evalsha": 1, "pttl": 3, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1, "del": 1, "srem": 1},
 	}
-	for _, name := range []string{ctGate, ctGateNoSpray, ctDjango, ctFloor, ctFloorKnown, ctFloorSpray} {
+	for _, name := range []string{ctGate, ctGateSmart, ctGateNoSpray, ctDjango, ctFloor, ctFloorKnown, ctFloorSpray} {
 		t.Run(name, func(t *testing.T) {
 			ct, err := newContender(name, rdb)
 			require.NoError(t, err)
@@ -116,17 +116,18 @@ func TestStoreFigures(t *testing.T) {
 	assert.True(t, math.IsNaN(r.storeRatio(wlFailure, ctFloor).Scripts), "0 scripts over 0")
 
 	ts := r.storeTargets()
-	require.Len(t, ts, 6)
+	require.Len(t, ts, 8)
+	assert.True(t, ts[4].NotRun, "smart lockout not measured in these cells")
 	assert.False(t, ts[0].Met, "gate 2× the floor, failure")
 	assert.False(t, ts[1].Met, "gate 2× the floor, success")
 	assert.True(t, ts[2].Met, "gate 0.55× django-defender, failure")
 	assert.True(t, ts[3].Met, "gate 0.55× django-defender, success")
 	// Spraying off: rounds' ratios 1.2, 1.2 and 1.4, median 1.2.
 	assert.InDelta(t, 1.2, pairRatio(cells, wlFailure, ctGateNoSpray, ctFloor), 1e-9)
-	assert.True(t, ts[4].Met, "spraying off 1.2× the floor, failure")
-	assert.True(t, ts[5].Met, "spraying off 1.2× the floor, success")
-	for _, tr := range ts {
-		assert.False(t, tr.NotRun)
+	assert.True(t, ts[6].Met, "spraying off 1.2× the floor, failure")
+	assert.True(t, ts[7].Met, "spraying off 1.2× the floor, success")
+	for i, tr := range ts {
+		assert.Equal(t, i == 4 || i == 5, tr.NotRun, tr.Goal)
 	}
 
 	for _, tr := range newReport(rawResults{Options: defaultOptions()}).storeTargets() {
