@@ -190,10 +190,6 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
-	if op.Familiar != nil && op.conditional() {
-		// Smart lockout's conditions are the full rules' (redis_common.lua).
-		return s.run(ctx, "begin", redisScriptBegin, op, false)
-	}
 	reply, err := redisScriptCharge.Run(ctx, s.client, s.chargeKeys(op), s.args.charge(op)...).Result()
 	if err == nil && redisFallback(reply) {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)
@@ -289,6 +285,9 @@ func (s *RedisStore) chargeKeys(op Op) []string {
 	for _, c := range op.Counters {
 		keys = append(keys, s.prefix+":lockouts:"+string(c.Kind)+":"+c.Subject)
 	}
+	if op.Familiar != nil && op.conditional() {
+		keys = append(keys, s.prefix+":familiar:"+op.Familiar.User)
+	}
 	return keys
 }
 
@@ -302,10 +301,13 @@ func (a *redisPolicyArgs) charge(op Op) []any {
 		args = append(args, c.Limit)
 	}
 	args = append(args, op.Token, a.head[1])
-	if redisDistinct(op) {
+	if redisDistinct(op) || op.conditional() {
 		for _, c := range op.Counters {
 			args = append(args, redisFlag(c))
 		}
+	}
+	if op.Familiar != nil && op.conditional() {
+		args = appendFamiliar(args, op.Familiar)
 	}
 	return args
 }
@@ -668,7 +670,7 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 	const head, perCounter, perTransition = 3, 6, 6
 	nc := len(op.Counters)
 	if len(n) == head+nc && nc > 0 && n[2] == int64(nc) {
-		return decodeShortRedisResult(n, withLockouts), nil
+		return decodeShortRedisResult(n, op, withLockouts), nil
 	}
 	if len(n) < head || n[2] != int64(nc) || (len(n)-head-perCounter*nc) < 0 ||
 		(len(n)-head-perCounter*nc)%perTransition != 0 {
@@ -733,10 +735,16 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 
 // decodeShortRedisResult reads the short reply of a fast path (see
 // redis_common.lua): admitted, 0, n, then each counter's failures.
-func decodeShortRedisResult(n []int64, begin bool) Result {
+func decodeShortRedisResult(n []int64, op Op, begin bool) Result {
 	nc := int(n[2])
 	res := Result{Admitted: n[0] == 1, Failures: make([]int, nc)}
 	for i := range nc {
+		w := op.Counters[i].When
+		if n[3+i] == -1 { // its condition did not hold: not read, not written
+			res.Familiar = res.Familiar || w == IfUnfamiliar
+			continue
+		}
+		res.Familiar = res.Familiar || w == IfFamiliar
 		res.Failures[i] = int(n[3+i])
 	}
 	if begin {

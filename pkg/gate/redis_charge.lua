@@ -26,12 +26,14 @@
 -- A pending charge past its deadline is left to the full rules: the
 -- script changes nothing and replies -1 (the caller runs redis_begin.lua,
 -- which settles it).
-local n = #KEYS / 4
-local members = {}
+local n = math.floor(#KEYS / 4)
+local members, when = {}, {}
 if #ARGV > n + 3 then
   for i = 1, n do
     local flag = ARGV[n + 3 + i]
-    if #flag > 1 then
+    if flag == 'f' or flag == 'u' then
+      when[i] = flag
+    elseif #flag > 1 then
       if flag:sub(1, 1) == 'r' then
         return -1
       end
@@ -39,14 +41,70 @@ if #ARGV > n + 3 then
     end
   end
 end
+-- Smart lockout: with the user's set of familiar sources as the last
+-- key (and the familiar arguments after the flags, as redis_common.lua
+-- reads them), the counters whose condition does not hold are left out:
+-- ids are those that apply, and the others reply -1 failures.
+local ids, all, familiar = {}, true, false
+if #KEYS % 4 == 1 then
+  local base = 2 * n + 4
+  for j = base + 4, base + tonumber(ARGV[base]) do
+    local score = redis.call('ZSCORE', KEYS[#KEYS], ARGV[j])
+    if score then
+      local t = redis.call('TIME')
+      if tonumber(score) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[base + 1]) then
+        familiar = true
+        break
+      end
+    end
+  end
+end
+for i = 1, n do
+  if when[i] == nil or (when[i] == 'f') == familiar then
+    ids[#ids + 1] = i
+  else
+    all = false
+  end
+end
+-- skipped fills the reply of the counters left out: out of the short
+-- form (per counter one value, from 4) or the full one (six, from 4).
+local function skipped(out, full)
+  if all then
+    return out
+  end
+  local on = {}
+  for _, i in ipairs(ids) do
+    on[i] = true
+  end
+  for i = 1, n do
+    if not on[i] then
+      if full then
+        local k = 3 + 6 * (i - 1)
+        out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = -1, 0, 0, 0, -1, 0
+      else
+        out[3 + i] = -1
+      end
+    end
+  end
+  return out
+end
+if #ids == 0 then
+  return skipped({ 1, 0, n }, false) -- no counter applies: nothing to do
+end
 local found
-if n == 2 then
+if not all then
+  local k = {}
+  for _, i in ipairs(ids) do
+    k[#k + 1], k[#k + 2] = KEYS[3 * i - 1], KEYS[3 * i]
+  end
+  found = redis.call('EXISTS', unpack(k))
+elseif n == 2 then
   found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[5], KEYS[6])
 elseif n == 1 then
   found = redis.call('EXISTS', KEYS[2], KEYS[3])
 else
   local k = {}
-  for i = 1, n do
+  for _, i in ipairs(ids) do
     k[#k + 1], k[#k + 2] = KEYS[3 * i - 1], KEYS[3 * i]
   end
   found = redis.call('EXISTS', unpack(k))
@@ -67,18 +125,18 @@ local function add(i)
   return counts[i] > tonumber(ARGV[1 + i])
 end
 if found == 0 then
-  for i = 1, n do
+  for _, i in ipairs(ids) do
     over = add(i) or over
   end
   if not over then
     local out = { 1, 0, n }
-    for i = 1, n do
+    for _, i in ipairs(ids) do
       if cooloff ~= '0' then
         redis.call('PEXPIRE', KEYS[3 * i - 2], cooloff)
       end
       out[3 + i] = counts[i]
     end
-    return out
+    return skipped(out, false)
   end
 end
 
@@ -113,7 +171,7 @@ end
 if found == 0 then
   -- A last chance on the counters the count would pass: pending there.
   local out = { 1, 1, n }
-  for i = 1, n do
+  for _, i in ipairs(ids) do
     local k = 3 + 6 * (i - 1)
     out[k + 2], out[k + 3], out[k + 5], out[k + 6] = 0, 0, -1, 0
     if counts[i] > tonumber(ARGV[1 + i]) and (added[i] or not members[i]) then
@@ -133,13 +191,13 @@ if found == 0 then
       out[k + 1], out[k + 4] = counts[i], 2
     end
   end
-  return out
+  return skipped(out, true)
 end
 
 -- Something is blocked or pending.
 local out, blocked = { 0, 0, n }, false
 local f = {}
-for i = 1, n do
+for _, i in ipairs(ids) do
   local ttl = redis.call('PTTL', KEYS[3 * i - 1])
   local state = 1
   if ttl == -2 then
@@ -157,12 +215,12 @@ for i = 1, n do
   out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = f[i], state, ttl, 0, -1, 0
 end
 if blocked then
-  return out
+  return skipped(out, true)
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local saturated, used, present = false, {}, {}
-for i = 1, n do
+for _, i in ipairs(ids) do
   local pending = redis.call('ZCARD', KEYS[3 * i])
   if pending > 0 and #redis.call('ZRANGEBYSCORE', KEYS[3 * i], '-inf', '(' .. now, 'LIMIT', 0, 1) > 0 then
     return -1
@@ -177,10 +235,10 @@ for i = 1, n do
   end
 end
 if saturated then
-  return out
+  return skipped(out, true)
 end
 out[1] = 1
-for i = 1, n do
+for _, i in ipairs(ids) do
   local k = 3 + 6 * (i - 1)
   if present[i] then
     out[k + 4] = 2 -- counted already: a success removes the member
@@ -191,4 +249,4 @@ for i = 1, n do
     out[k + 1], out[k + 4] = count(i), 2
   end
 end
-return out
+return skipped(out, true)

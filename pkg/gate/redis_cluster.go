@@ -397,7 +397,7 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 	}
 	left := make([]int, 0, n) // counters for the full script
 	switch {
-	case op.Familiar != nil && (script == redisScriptBegin || script == redisScriptFinish) && op.conditional():
+	case op.Familiar != nil && script == redisScriptFinish && op.conditional():
 		for i := range n {
 			left = append(left, i)
 		}
@@ -406,6 +406,9 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 		for i, c := range op.Counters {
 			keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
 				s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
+			if f := ones[i].Familiar; f != nil && script == redisScriptBegin {
+				keys[i] = append(keys[i], s.key("familiar", KindUsername, f.User))
+			}
 			args[i] = pa.charge(ones[i])
 			if script == redisScriptFinish {
 				fast = redisScriptClear
