@@ -128,9 +128,9 @@ type Config struct {
 	// signed device) that logged in as a user is familiar to that user for
 	// FamiliarFor after its latest login (DEFENDER_FAMILIAR_DAYS, 30 days);
 	// FamiliarMax (DEFENDER_FAMILIAR_MAX, 20) is how many a user keeps,
-	// the least recent dropped first. Off by default: its logins take the
-	// store's full rules, which cost Redis about twice an ordinary login
-	// (see docs/DESIGN.md).
+	// the least recent dropped first. Off by default: its successes teach
+	// their sources through the store's full rules, which cost Redis about
+	// twice an ordinary success (see docs/DESIGN.md).
 	SmartLockout bool
 	FamiliarFor  time.Duration
 	FamiliarMax  int
