@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,6 +251,16 @@ func TestRedisCrashPersistence(t *testing.T) {
 				require.True(t, g.Record(ctx, attempt(ip, counting), false).Allowed)
 			}
 
+			if appendOnly {
+				// With appendfsync everysec, Redis postpones writing its AOF
+				// buffer while a slow fsync is in progress (a loaded disk):
+				// what a SIGKILL then loses is that buffer. Wait until it
+				// is written, as a crash seconds later would find it.
+				require.Eventually(t, func() bool {
+					info, err := srv.Client().Info(ctx, "persistence").Result()
+					return err == nil && strings.Contains(info, "aof_buffer_length:0\r\n")
+				}, 10*time.Second, 20*time.Millisecond, "the append-only file written")
+			}
 			srv.Kill()
 			srv.Start()
 			require.Eventually(t, func() bool { return g.Check(ctx, attempt(handIP, "")).Err == nil },
