@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -43,7 +42,6 @@ func TestSharedAddressNeverBlockedWhole(t *testing.T) {
 		r := g.attempt(t, nat, "target", false)
 		assertBlocked(t, r, []string{"pair", "username"})
 		assertAllowed(t, g.attempt(t, nat, "neighbour", true), "the neighbour is not concerned")
-		require.False(t, strings.Contains(fmt.Sprint(r.blockedBy()), "ip"))
 	})
 }
 

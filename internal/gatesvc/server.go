@@ -303,7 +303,11 @@ func (s *Server) attempt(w http.ResponseWriter, r *http.Request) error {
 	// store calls by DEFENDER_REDIS_TIMEOUT itself.
 	ctx := context.WithoutCancel(r.Context())
 	a := req.Attempt()
-	a.Device, _ = s.gate.Device(a.Device)
+	if req.Success == nil || *req.Success {
+		// Only a login that may succeed needs a device to teach; a
+		// reported failure is no reason to sign one.
+		a.Device, _ = s.gate.Device(a.Device)
+	}
 	if req.Success != nil {
 		d := s.gate.Record(ctx, a, *req.Success)
 		s.respondDevice(w, d, "", *req.Success, a.Device)

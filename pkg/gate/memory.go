@@ -191,6 +191,13 @@ func (s *MemoryStore) Stats() MemoryStats {
 // lockout, Counter.When) and returns its result as op's. A success that
 // took effect (learn) teaches op's sources.
 func (s *MemoryStore) conditional(op Op, call func(op Op) (res Result, learn bool, err error)) (Result, error) {
+	if !op.conditional() { // the common case: call validates it, once
+		res, learn, err := call(op)
+		if err == nil && learn {
+			s.fam.learn(op.Familiar, s.clock().UnixNano())
+		}
+		return res, err
+	}
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("gate: memory store: %w", err)
 	}
