@@ -208,12 +208,12 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 		return Result{}, fmt.Errorf("redis finish: %w", err)
 	}
 	if redisClears(op, success) {
-		reply, err := redisScriptClear.Run(ctx, s.client, s.fastKeys(op, true), clearArgs([]any{s.args.markerTTL}, op)...).Result()
+		reply, err := redisScriptClear.Run(ctx, s.client, s.clearKeys(op), clearArgs([]any{s.args.markerTTL}, op)...).Result()
 		if err != nil {
 			return s.decode("finish", redisScriptFinish, op, reply, err)
 		}
 		if !redisFallback(redisClearReply(reply, 0)) {
-			return redisCleared(op, redisClearReply(reply, 0)), nil
+			return redisCleared(op, redisClearReply(reply, 0))
 		}
 	}
 	return s.run(ctx, "finish", redisScriptFinish, op, success)
@@ -222,8 +222,8 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 // redisClears reports whether a Finish goes to the clear script first: a
 // success where no counter is kept on success.
 func redisClears(op Op, success bool) bool {
-	if !success || op.Familiar != nil {
-		return false // a login to learn from goes to the full rules
+	if !success {
+		return false
 	}
 	for _, c := range op.Counters {
 		if c.KeepOnSuccess {
@@ -249,18 +249,19 @@ func redisClearReply(reply any, j int) any {
 }
 
 // redisCleared is the Result of a success the clear script wrote and
-// answered with v: nothing blocked, every counter at 0 but those of
-// distinct members, whose counts v holds.
-func redisCleared(op Op, v any) Result {
-	res := Result{Failures: make([]int, len(op.Counters))}
-	if counts, ok := v.([]any); ok {
-		for i := range res.Failures {
-			if n, ok := counts[min(i+1, len(counts)-1)].(int64); ok && i+1 < len(counts) {
-				res.Failures[i] = int(n)
-			}
-		}
+// answered with v: nothing blocked, every counter at 0, or, for a success
+// with flags, as the short form v says (the counts of distinct members,
+// the conditions that held).
+func redisCleared(op Op, v any) (Result, error) {
+	if _, ok := v.([]any); !ok {
+		return Result{Failures: make([]int, len(op.Counters))}, nil
 	}
-	return res
+	res, err := decodeRedisResult(v, op, false)
+	if err != nil {
+		return Result{}, fmt.Errorf("redis finish: %w", err)
+	}
+	res.Admitted = false
+	return res, nil
 }
 
 // fastKeys is KEYS of the charge and clear scripts for op: the failed,
@@ -278,29 +279,25 @@ func (s *RedisStore) fastKeys(op Op, marker bool) []string {
 	return keys
 }
 
-// chargeKeys is KEYS of the charge script: fastKeys, then the lockouts
-// key of each counter.
+// chargeKeys is KEYS of the charge script: fastKeys, then the user's set
+// of familiar sources when a counter's condition needs it.
 func (s *RedisStore) chargeKeys(op Op) []string {
 	keys := s.fastKeys(op, false)
-	for _, c := range op.Counters {
-		keys = append(keys, s.prefix+":lockouts:"+string(c.Kind)+":"+c.Subject)
-	}
 	if op.Familiar != nil && op.conditional() {
 		keys = append(keys, s.prefix+":familiar:"+op.Familiar.User)
 	}
 	return keys
 }
 
-// charge is ARGV of the charge script for op: the attempt cool-off, each
-// counter's limit, the token and the pending timeout, then, when a
-// counter counts distinct members, each counter's flag.
+// charge is ARGV of the charge script for op: the attempt cool-off and
+// each counter's limit, then, when a counter counts distinct members or
+// has a condition, each counter's flag.
 func (a *redisPolicyArgs) charge(op Op) []any {
-	args := make([]any, 1, 3+2*len(op.Counters))
+	args := make([]any, 1, 1+2*len(op.Counters))
 	args[0] = a.head[0]
 	for _, c := range op.Counters {
 		args = append(args, c.Limit)
 	}
-	args = append(args, op.Token, a.head[1])
 	if redisDistinct(op) || op.conditional() {
 		for _, c := range op.Counters {
 			args = append(args, redisFlag(c))
@@ -312,18 +309,29 @@ func (a *redisPolicyArgs) charge(op Op) []any {
 	return args
 }
 
+// clearKeys is KEYS of the clear script for op's success: fastKeys with
+// the marker, then the user's set of familiar sources when op has them.
+func (s *RedisStore) clearKeys(op Op) []string {
+	keys := s.fastKeys(op, true)
+	if op.Familiar != nil {
+		keys = append(keys, s.prefix+":familiar:"+op.Familiar.User)
+	}
+	return keys
+}
+
 // clearArgs appends to args the clear script's ARGV for op's success:
-// its number of counters, negative and followed by their flags when one
-// counts distinct members.
+// its number of counters; or, when one counts distinct members or has a
+// condition, or op has familiar sources, that number negative, followed
+// by their flags and the familiar arguments.
 func clearArgs(args []any, op Op) []any {
-	if !redisDistinct(op) {
+	if !redisDistinct(op) && !op.conditional() && op.Familiar == nil {
 		return append(args, len(op.Counters))
 	}
 	args = append(args, -len(op.Counters))
 	for _, c := range op.Counters {
 		args = append(args, redisFlag(c))
 	}
-	return args
+	return appendFamiliar(args, op.Familiar)
 }
 
 // redisDistinct reports whether a counter of op counts distinct members.
@@ -568,7 +576,7 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 		}
 		clearAt[i] = clearN
 		clearN++
-		clearKeys = append(clearKeys, s.fastKeys(op, true)...)
+		clearKeys = append(clearKeys, s.clearKeys(op)...)
 		clearArgv = clearArgs(clearArgv, op)
 	}
 	flush(len(ops))
@@ -584,7 +592,7 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 			case redisFallback(redisClearReply(reply, clearAt[i])):
 				res[i], errs[i] = s.run(ctx, "finish", redisScriptFinish, ops[i], success[i])
 			default:
-				res[i] = redisCleared(ops[i], redisClearReply(reply, clearAt[i]))
+				res[i], errs[i] = redisCleared(ops[i], redisClearReply(reply, clearAt[i]))
 			}
 			continue
 		}

@@ -405,14 +405,14 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 		fast, keys, args := redisScriptCharge, make([][]string, n), make([][]any, n)
 		for i, c := range op.Counters {
 			keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
-				s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
+				s.key("pending", c.Kind, c.Subject)}
 			if f := ones[i].Familiar; f != nil && script == redisScriptBegin {
 				keys[i] = append(keys[i], s.key("familiar", KindUsername, f.User))
 			}
 			args[i] = pa.charge(ones[i])
 			if script == redisScriptFinish {
 				fast = redisScriptClear
-				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i][:3]...)
+				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i]...)
 				args[i] = clearArgs([]any{pa.markerTTL}, ones[i])
 			}
 		}
@@ -426,7 +426,7 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 			case fast == redisScriptClear && redisFallback(redisClearReply(reply, 0)):
 				left = append(left, i)
 			case fast == redisScriptClear:
-				rs[i] = redisCleared(ones[i], redisClearReply(reply, 0))
+				rs[i], errs[i] = redisCleared(ones[i], redisClearReply(reply, 0))
 			default:
 				rs[i], errs[i] = s.decodeOne(name, reply, ones[i], true)
 			}

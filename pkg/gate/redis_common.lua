@@ -107,20 +107,23 @@ local function is_familiar(op)
 end
 
 -- learn makes the attempt's sources familiar to its user, after a
--- success: each scored by now, those older than the age dropped, the
--- oldest dropped past the most a user keeps.
+-- success: each scored by now; when one is new, those older than the age
+-- are dropped, and the oldest past the most a user keeps. (The clear
+-- script, redis_clear.lua, teaches the same way.)
 local function learn(op)
   if not op.fam or not op.fam.learn or #op.fam.sources == 0 then
     return
   end
-  local key, t = op.fam.key, now(op)
+  local key, t, zadd = op.fam.key, now(op), {}
   for _, s in ipairs(op.fam.sources) do
-    redis.call('ZADD', key, t, s)
+    zadd[#zadd + 1], zadd[#zadd + 2] = t, s
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (t - op.fam.age))
-  local size = redis.call('ZCARD', key)
-  if size > op.fam.max then
-    redis.call('ZREMRANGEBYRANK', key, 0, size - op.fam.max - 1)
+  if redis.call('ZADD', key, unpack(zadd)) > 0 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (t - op.fam.age))
+    local size = redis.call('ZCARD', key)
+    if size > op.fam.max then
+      redis.call('ZREMRANGEBYRANK', key, 0, size - op.fam.max - 1)
+    end
   end
   redis.call('PEXPIRE', key, op.fam.age)
 end

@@ -74,9 +74,11 @@ func TestOneRoundTripPerLogin(t *testing.T) {
 		tk.FinishAsync(false)
 		require.NoError(t, g.Flush(ctx))
 	})
-	// The last chance alone takes a second script: Begin charges it as
-	// pending, and its failure blocks in Finish.
-	assert.Equal(t, []string{"evalsha", "evalsha"}, wire, "the last chance")
+	// The last chance alone takes the full rules: the charge script leaves
+	// it to the Begin script, which charges it as pending, and its failure
+	// blocks in Finish. (Once per block: the charge script keeps no
+	// arguments for it on every other login.)
+	assert.Equal(t, []string{"evalsha", "evalsha", "evalsha"}, wire, "the last chance")
 	require.False(t, g.Check(ctx, attempt(lastIP, last)).Allowed)
 
 	for i := 0; i < 3; i++ {
@@ -396,4 +398,75 @@ func TestMiddlewareHalfClosedClient(t *testing.T) {
 	}
 	assert.Equal(t, map[int]int{http.StatusTooManyRequests: n}, codes)
 	assert.Equal(t, calls, site.calls.Load(), "no password was checked while blocked")
+}
+
+// TestSmartLockoutLoginIsShortScripts: with smart lockout on, a login is
+// still one short script on its path, and a success's outcome one short
+// script after it, which teaches the address: the next login from it is
+// familiar. What each runs inside Redis is counted through INFO
+// commandstats.
+func TestSmartLockoutLoginIsShortScripts(t *testing.T) {
+	srv := testenv.Redis(t)
+	admin := srv.Client()
+	cfg := gate.DefaultConfig()
+	cfg.SmartLockout = true
+	g, err := gate.New(cfg, gate.NewRedisStore(srv.Client(), "smart", cfg.Policy()), gate.WithLogger(quiet))
+	require.NoError(t, err)
+	defer g.Close(ctx)
+	tk, _ := g.Begin(ctx, attempt("192.0.2.200", "warmup")) // load the scripts
+	tk.Finish(ctx, true)
+
+	commands := func(f func()) map[string]int {
+		require.NoError(t, admin.ConfigResetStat(ctx).Err())
+		f()
+		calls, err := srv.CommandCalls(ctx, admin)
+		require.NoError(t, err)
+		delete(calls, "config|resetstat")
+		return calls
+	}
+	// A failure from an address the user has never logged in from: the
+	// user's set of familiar sources read (ZSCORE), then the failure
+	// counted on the address, the username (unfamiliar) and the names
+	// failing from the address.
+	var d gate.Decision
+	calls := commands(func() {
+		tk, d = g.Begin(ctx, attempt("192.0.2.1", "alice"))
+		tk.Finish(ctx, false)
+	})
+	require.True(t, d.Allowed)
+	assert.False(t, d.Familiar)
+	assert.Equal(t, map[string]int{"evalsha": 1, "zscore": 1, "exists": 1, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1}, calls)
+
+	// A success: its clear reads familiarity, clears what applied, and
+	// teaches the address (TIME, ZADD, then, the address being new, the
+	// old ones dropped and the size read, and the set's TTL renewed).
+	calls = commands(func() {
+		tk, d = g.Begin(ctx, attempt("192.0.2.1", "alice"))
+		tk.Finish(ctx, true)
+	})
+	require.True(t, d.Allowed)
+	assert.Equal(t, 2, calls["evalsha"], "Begin, then the clear: %v", calls)
+	assert.Equal(t, 1, calls["zadd"], "%v", calls)
+	assert.Equal(t, 1, calls["set"], "the settled marker: %v", calls)
+	assert.Zero(t, calls["zrangebyscore"]+calls["get"], "no full rules: %v", calls)
+
+	// The address is now familiar: a failure counts on the familiar
+	// username counter, and the attacker's unfamiliar failures do not
+	// touch it.
+	calls = commands(func() {
+		tk, d = g.Begin(ctx, attempt("192.0.2.1", "alice"))
+		tk.Finish(ctx, false)
+	})
+	assert.True(t, d.Familiar)
+	assert.Equal(t, 1, calls["evalsha"], "%v", calls)
+	for range 10 {
+		if tk, d = g.Begin(ctx, attempt("198.51.100.7", "alice")); d.Allowed {
+			tk.Finish(ctx, false)
+		}
+	}
+	require.False(t, d.Allowed, "the attacker is refused")
+	tk, d = g.Begin(ctx, attempt("192.0.2.1", "alice"))
+	assert.True(t, d.Allowed, "the user's own address still gets in: %+v", d)
+	assert.True(t, d.Familiar)
+	tk.Finish(ctx, true)
 }
