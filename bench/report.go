@@ -737,6 +737,16 @@ func storeFigures(cells []storeCell) (map[storeKey]*storeFigure, map[storeKey]st
 	return figs, med
 }
 
+// storeRounds is how many rounds the store pass ran (it may come from a
+// run of its own, merged with -rerender).
+func storeRounds(cells []storeCell) int {
+	n := 0
+	for _, c := range cells {
+		n = max(n, c.Round+1)
+	}
+	return n
+}
+
 // storeRatio is the gate's figures over contender vs's in workload wl
 // (NaN when the store pass did not run).
 func (r *report) storeRatio(wl, vs string) storeValues {
@@ -836,10 +846,10 @@ func (r *report) storeSection(p func(string, ...any)) {
 		return
 	}
 	p("What a login costs redis-server, the store every gate service instance shares: the gate's Redis store against django-defender's command sequence and against the least a store can do. Each contender runs in the bench's own process (no HTTP), %d goroutines sending %d logins per cell (a random IP of %d and a random user of %d each, the same logins for every contender of a cell) to the bench's redis-server, in a database of its own emptied before each cell, after %s of unmeasured warm-up. Per login: redis-server's CPU time (user + system, `/proc`) from before the logins until their outcomes are written; this process's (the client side: go-redis, the gate, the goroutines); INFO commandstats' scripts and commands (every command Redis ran, those inside scripts and transactions included, and MULTI and EXEC themselves); the requests go-redis sent (a command, a pipeline or a transaction each, counted by a hook). Medians over %d rounds with the contenders rotated; a ratio is the median of the gate's figure over the other's in the same round.",
-		r.o.Concurrency, r.o.StoreLogins, numIPs, numUsers, r.o.Warmup, r.o.Rounds)
+		r.o.Concurrency, r.o.StoreLogins, numIPs, numUsers, r.o.Warmup, storeRounds(r.store))
 	p("")
 	p("- **%s**: `gate.New` with the bench's configuration (failure and spraying limits of 1,000,000: everything is counted, nothing blocks) on `gate.NewRedisStore`, the bench's go-redis options; per login `Begin`, then `FinishAsync` with the outcome: the middleware's path, the outcome written in the background in batches; `Gate.Flush` before the second reading. Every feature that costs Redis is on: the set of names failing from each address (spraying), beside the address's and the username's failure counters.", ctGate)
-	p("- **%s**: the same gate with smart lockout on as well (`DEFENDER_SMART_LOCKOUT`, opt-in): each login reads the user's familiar sources, each success teaches its address; its conditions take the store's full scripts.", ctGateSmart)
+	p("- **%s**: the same gate with smart lockout on as well (`DEFENDER_SMART_LOCKOUT`, opt-in): each login reads the user's familiar sources, each success teaches its address; in the same short scripts: the charge script reads the set (`ZSCORE`), the clear script teaches (`ZADD`).", ctGateSmart)
 	p("- **%s**: the same gate with spraying detection off (`DEFENDER_SPRAY_LIMIT=0`): what the features cost, in the same cells.", ctGateNoSpray)
 	p("- **%s**: the gate's first store protocol, the *before* of the change to one script per login, run in the same cells: its scripts kept verbatim in `internal/legacyredis`, sent as its gate sent them (the Begin script on the login's path, every attempt charged as pending; each outcome's Finish script in the background, four workers pipelining up to 64 each), with the same policy.", ctGateBefore)
 	p("- **%s**: django-defender 0.9.8's commands for a login, as traced with MONITOR, each round trip as redis-py sends it: `GET` of the IP's and of the username's block key (two round trips); then for a failure `MULTI; INCRBY failed 1; EXPIRE failed %d; EXEC` per counter (two round trips), for a success one `MULTI` deleting the IP's and the username's failure and block keys.", ctDjango, int(failureTTL.Seconds()))

@@ -229,6 +229,47 @@ func TestBurstAtOneGate(t *testing.T) {
 	})
 }
 
+// TestBurstSprayInComboMode: in combo mode (DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME)
+// an address is counted per username it tries, so each new name is a new
+// counter; only spraying (10 names, the default) bounds one address. 2,000
+// simultaneous guesses from one address at 2,000 names, at one cmd/gate
+// with the default settings, reach the password check at most 11 times,
+// with Redis answering and with Redis paused: the local limiter counts
+// spraying too.
+func TestBurstSprayInComboMode(t *testing.T) {
+	needServers(t, "redis-server")
+	const guesses, sprayLimit = 2000, 10
+	rs := testenv.Redis(t)
+	ns := testenv.NATS(t)
+	g := startGate(t, "spray-gate", "DEFENDER_REDIS_URL="+rs.URL, "DEFENDER_NATS_URL="+ns.URL,
+		"DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME=true")
+	for _, paused := range []bool{false, true} {
+		name := map[bool]string{false: "redis answers", true: "redis hung"}[paused]
+		t.Run(name, func(t *testing.T) {
+			ip := "198.51.100.77"
+			if paused {
+				ip = "198.51.100.78"
+				admin := redis.NewClient(&redis.Options{Addr: rs.Addr})
+				defer admin.Close()
+				require.NoError(t, admin.Do(context.Background(), "CLIENT", "PAUSE", 6000, "ALL").Err())
+				defer admin.Do(context.Background(), "CLIENT", "UNPAUSE")
+			}
+			names := uniqueName("sprayed")
+			r := burst(t, []*gateProc{g}, guesses, func(int) string { return ip }, func(i int) string {
+				return fmt.Sprintf("%s-%d", names, i)
+			})
+			t.Logf("%d guesses at once from one address on %d names (%s): %s", guesses, guesses, name, r)
+			require.Empty(t, r.errs, "every guess is answered")
+			assert.Empty(t, r.gates[0].other, "no answer but 200 and 429")
+			assert.GreaterOrEqual(t, r.admitted(), 1, "the first guesses go through")
+			assert.LessOrEqual(t, r.admitted(), sprayLimit+1, "at most the spraying limit+1 reach the password check")
+			if paused {
+				assert.Positive(t, r.gates[0].admittedDegraded+r.gates[0].refusedDegraded, "the local limiter decided")
+			}
+		})
+	}
+}
+
 // TestParallelGuessesAcrossGateProcesses fires 5,000 guesses at once, over
 // HTTP, at four cmd/gate processes sharing one Redis, with the default
 // settings: at most limit+1 reach the password check when no process

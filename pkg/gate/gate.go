@@ -269,14 +269,15 @@ type identity struct {
 	blacklisted bool
 	shared      string   // the shared egress list the address is on, if any
 	familiar    Familiar // smart lockout's sources, when the username is counted
-	// counters: those of failures first, then those of distinct members
-	// (spraying), which the local limiter does not keep (see localOp).
-	counters [5]Counter // at most: ip, username twice, spray, spray_net
+	// counters: the address's or the pair's, the username's, those of
+	// distinct members (spraying), then those the local limiter does not
+	// keep (see localOp): a report-only one, the familiar username's.
+	counters [5]Counter // at most: ip, username, spray, spray_net, username_familiar
 	n        int
 }
 
 // identify applies the configuration: which kinds count this attempt.
-// (The result is named: countSpraying, deferred, completes it.)
+// (The result is named: complete, deferred, completes it.)
 func (g *Gate) identify(a Attempt) (id identity) {
 	c := &g.cfg
 	id.username = NormalizeUsername(a.Username, c.MaxUsernameLength)
@@ -305,7 +306,7 @@ func (g *Gate) identify(a Attempt) (id identity) {
 	if hasIP {
 		id.shared, _ = g.shared.Lookup(a.IP.Unmap())
 	}
-	defer id.countSpraying(c, a.IP, hasIP && hasUser)
+	defer id.complete(c, a.IP, hasIP && hasUser)
 	if c.countsPairs() || id.shared != "" && countIP {
 		// A shared address (carrier-grade NAT, a relay, Tor) is never
 		// blocked whole: its (IP, username) pairs are counted instead.
@@ -342,9 +343,19 @@ func (id *identity) countUser(c *Config, sources []string) {
 		return
 	}
 	id.counters[id.n] = Counter{Kind: KindUsername, Subject: id.username, Limit: c.UsernameFailureLimit, When: IfUnfamiliar}
-	id.counters[id.n+1] = Counter{Kind: KindUsernameFamiliar, Subject: id.username, Limit: c.UsernameFailureLimit, When: IfFamiliar}
-	id.n += 2
+	id.n++
 	id.familiar = Familiar{User: id.username, Sources: sources, For: c.FamiliarFor, Max: c.FamiliarMax, Learn: true}
+}
+
+// complete adds, after the counters identify chose, those of spraying,
+// then the familiar username's (smart lockout), last: the local limiter
+// keeps the counters before it.
+func (id *identity) complete(c *Config, addr netip.Addr, counted bool) {
+	id.countSpraying(c, addr, counted)
+	if id.familiar.User != "" {
+		id.counters[id.n] = Counter{Kind: KindUsernameFamiliar, Subject: id.username, Limit: c.UsernameFailureLimit, When: IfFamiliar}
+		id.n++
+	}
 }
 
 // sources are the attempt's sources that may be familiar to its user: its
@@ -395,37 +406,19 @@ func (id *identity) op(token string) Op {
 	return op
 }
 
-// localOp is op without the counters the local limiter does not keep:
-// those of distinct members (spraying), last in op, which the store
-// alone counts. While the store is away, spraying is not counted; the
-// limits per address, username and pair hold.
-//
-// Nor does it know familiar sources: without them every source is
-// unfamiliar, so the familiar counter (after the unfamiliar one) goes
-// too, and a user whose unfamiliar counter is blocked is refused from
-// every source while the store is away.
+// localOp is op without the counters the local limiter does not keep,
+// last in op: a report-only one (it refuses nobody), and the familiar
+// username's. The limiter knows no familiar sources: without them every
+// source is unfamiliar, so a user whose unfamiliar counter is blocked is
+// refused from every source while the store is away. It counts
+// spraying: the names it saw fail from a source, over the store's count
+// (see MemoryStore.sync).
 func localOp(op Op) Op {
 	op.Familiar = nil
 	for i := range op.Counters {
-		if op.Counters[i].distinct() || op.Counters[i].When == IfFamiliar {
+		if op.Counters[i].ReportOnly || op.Counters[i].When == IfFamiliar {
 			op.Counters = op.Counters[:i]
 			break
-		}
-	}
-	return op
-}
-
-// localSyncOp is localOp for copying a store answer into the local
-// limiter: when the store found the source familiar, its answer holds
-// nothing of the unfamiliar counter, which is left out too.
-func localSyncOp(op Op, res *Result) Op {
-	op = localOp(op)
-	if res != nil && res.Familiar {
-		for i := range op.Counters {
-			if op.Counters[i].When != Always {
-				op.Counters = op.Counters[:i]
-				break
-			}
 		}
 	}
 	return op
@@ -510,7 +503,7 @@ func (g *Gate) exec(ctx context.Context, name storeOp, op Op, success, admit boo
 // syncLocal copies a store answer to op into the local limiter, and
 // publishes the blocks it made there.
 func (g *Gate) syncLocal(op Op, a storeAnswer) {
-	g.transitions(g.local.sync(localSyncOp(op, a.res), a), ReasonAuto, true)
+	g.transitions(g.local.sync(localOp(op), a), ReasonAuto, true)
 }
 
 // degraded counts a decision taken without the store, and warns (at most

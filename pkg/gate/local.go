@@ -152,6 +152,9 @@ func (s *MemoryStore) sync(op Op, a storeAnswer) []Transition {
 		if (a.release || a.begin && !res.Admitted || counted) && c.e[i] != nil {
 			c.uncharge(i, op.Token)
 		}
+		if ct.When == IfUnfamiliar && res.Familiar {
+			continue // the store neither read nor wrote it: nothing to copy
+		}
 		failures := 0
 		if i < len(res.Failures) {
 			failures = min(res.Failures[i], math.MaxInt32)

@@ -791,9 +791,12 @@ func (c *memCall) addMember(i int, m string, t int64) {
 		c.dropMembers(i)
 	}
 	if !slices.Contains(e.members, m) {
+		// One name more. (The local limiter's count can be higher than
+		// the names it holds: it is the store's count, and its names are
+		// those it saw fail itself; see MemoryStore.sync.)
 		e.members = append(e.members, m)
 		c.s.grow(c.sh[i], memberBytes+int64(len(m)))
-		e.failures = int32(min(len(e.members), math.MaxInt32))
+		e.failures = min(e.failures, math.MaxInt32-1) + 1
 	}
 	e.failUntil = forever
 	if d := c.s.policy.AttemptCooloff; d > 0 {
