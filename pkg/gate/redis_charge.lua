@@ -15,14 +15,16 @@
 --   ARGV[2n+2] ... (with the familiar key) the familiar arguments of
 --          redis_common.lua: their number, the familiar age, the most a
 --          user keeps, whether a success teaches, then the sources
--- Refused: a blocked counter; the reply is the full form of
--- redis_common.lua. Otherwise, with no charge pending, the attempt is
+-- Refused: a blocked counter, or one whose charges in flight fill its
+-- budget (saturated: min(failures, limit) + pending >= limit + 1); the
+-- reply is the full form of redis_common.lua. Otherwise, with no charge
+-- pending, the attempt is
 -- counted as a failure at once on every counter that applies (INCR or
 -- SADD, and the sliding TTL), so that its failure needs no second call
 -- and a success clears it (redis_clear.lua): the short form
 -- {1, 0, n, failures}.
--- The rest is left to the full rules: a charge pending on a counter (it
--- may be saturated, or past its deadline and to settle), or a count the
+-- The rest is left to the full rules: a charge pending on a counter that
+-- is not saturated (or past its deadline, to settle), or a count the
 -- attempt would take past its limit (a last chance, whose block waits for
 -- its outcome). The script then changes nothing (it undoes its counts)
 -- and replies -1, and the caller runs redis_begin.lua.
@@ -96,8 +98,10 @@ else
 end
 
 if found ~= 0 then
-  -- Blocked: refused, each counter's block read for the reply. Only
-  -- pending: the full rules.
+  -- Blocked: refused, each counter's block read for the reply. Else a
+  -- charge is pending: refused when a counter is saturated (an attacker
+  -- holding a last chance open makes this the path of every guess), else
+  -- the full rules.
   local out, blocked = { 0, 0, n }, false
   for i = 1, n do
     local k = 3 + 6 * (i - 1)
@@ -118,7 +122,27 @@ if found ~= 0 then
       out[k + 2], out[k + 3] = state, ttl
     end
   end
-  if not blocked then
+  if blocked then
+    return out
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local saturated = false
+  for i = 1, n do
+    if not (skip and skip[i]) then
+      local k, pending = 3 + 6 * (i - 1), redis.call('ZCARD', KEYS[3 * i])
+      if pending > 0 and #redis.call('ZRANGEBYSCORE', KEYS[3 * i], '-inf', '(' .. now, 'LIMIT', 0, 1) > 0 then
+        return -1 -- a charge past its deadline, to settle
+      end
+      out[k + 6] = pending
+      local limit = tonumber(ARGV[1 + i])
+      if math.min(out[k + 1], limit) + pending >= limit + 1
+          and not (members and members[i] and redis.call('SISMEMBER', KEYS[3 * i - 2], members[i]) == 1) then
+        out[k + 4], saturated = 1, true
+      end
+    end
+  end
+  if not saturated then
     return -1
   end
   return out

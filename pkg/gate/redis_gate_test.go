@@ -81,6 +81,20 @@ func TestOneRoundTripPerLogin(t *testing.T) {
 	assert.Equal(t, []string{"evalsha", "evalsha", "evalsha"}, wire, "the last chance")
 	require.False(t, g.Check(ctx, attempt(lastIP, last)).Allowed)
 
+	// An attacker who holds a last chance open (no outcome reported)
+	// saturates the subject: each further guess is refused by the first
+	// script alone.
+	held, heldIP := fresh()
+	for i := 0; i < 3; i++ {
+		g.Record(ctx, attempt(heldIP, held), false)
+	}
+	open, d := g.Begin(ctx, attempt(heldIP, held))
+	require.True(t, d.LastChance)
+	wire = srv.Wire(t, func() { _, d = g.Begin(ctx, attempt(heldIP, held)) })
+	require.False(t, d.Allowed, "saturated")
+	assert.Equal(t, []string{"evalsha"}, wire, "saturated: one script")
+	open.Finish(ctx, false)
+
 	for i := 0; i < 3; i++ {
 		g.Record(ctx, attempt(ip, user), false)
 	}
