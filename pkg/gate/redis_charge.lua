@@ -18,11 +18,10 @@
 -- Refused: a blocked counter, or one whose charges in flight fill its
 -- budget (saturated: min(failures, limit) + pending >= limit + 1); the
 -- reply is the full form of redis_common.lua. Otherwise, with no charge
--- pending, the attempt is
--- counted as a failure at once on every counter that applies (INCR or
--- SADD, and the sliding TTL), so that its failure needs no second call
--- and a success clears it (redis_clear.lua): the short form
--- {1, 0, n, failures}.
+-- pending, the attempt is counted as a failure at once on every counter
+-- that applies (INCR or SADD, and the sliding TTL), so that its failure
+-- needs no second call and a success clears it (redis_clear.lua): the
+-- short form {1, 0, n, failures}.
 -- The rest is left to the full rules: a charge pending on a counter that
 -- is not saturated (or past its deadline, to settle), or a count the
 -- attempt would take past its limit (a last chance, whose block waits for
