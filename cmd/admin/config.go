@@ -149,5 +149,6 @@ func (c *Config) finish(need needs) error {
 	return nil
 }
 
-// needs says which services a command uses.
-type needs struct{ redis, clickhouse, http bool }
+// needs says which services a command uses (shared: the shared address
+// lists, which only the web UI's pages show).
+type needs struct{ redis, clickhouse, http, shared bool }

@@ -30,8 +30,9 @@ type deps struct {
 	pub    *events.Publisher
 	pubErr chan error // Run's result
 	stop   context.CancelFunc
-	// stopLists ends the refresh of the shared address lists.
-	stopLists context.CancelFunc
+	// stopLists ends the refresh of the shared address lists, and waits
+	// for it.
+	stopLists func()
 }
 
 // openDeps opens what need asks for. The gate publishes the blocks and
@@ -68,14 +69,21 @@ func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, re
 				return nil, err
 			}
 		}
-		lists, err := sharedip.New(cfg.Shared, sharedip.WithLogger(log))
-		if err != nil {
-			return nil, err
+		gopts := []gate.Option{gate.WithLogger(log)}
+		if need.shared {
+			// Loaded (and refreshed, maybe from URLs) only for the web
+			// UI: a CLI command does not show them, and the gate's
+			// default list is enough for what it does.
+			lists, err := sharedip.New(cfg.Shared, sharedip.WithLogger(log))
+			if err != nil {
+				return nil, err
+			}
+			lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+			done := make(chan struct{})
+			go func() { _ = lists.Run(lctx); close(done) }()
+			d.stopLists = func() { stop(); <-done }
+			gopts = append(gopts, gate.WithSharedLists(lists))
 		}
-		lctx, stopLists := context.WithCancel(context.WithoutCancel(ctx))
-		d.stopLists = stopLists
-		go func() { _ = lists.Run(lctx) }()
-		gopts := []gate.Option{gate.WithLogger(log), gate.WithSharedLists(lists)}
 		if reg != nil {
 			gopts = append(gopts, gate.WithRegisterer(reg))
 		}

@@ -122,7 +122,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	ctx := context.Background()
-	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true}, log, reg)
+	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true, shared: true}, log, reg)
 	require.NoError(t, err)
 	e.deps = d
 	if d.nc != nil {

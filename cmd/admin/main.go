@@ -144,7 +144,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 	slog.SetDefault(log) // the libraries' lines (the NATS connection's) in the same JSON
 	reg := service.Registry()
 
-	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true}, log, reg)
+	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true, shared: true}, log, reg)
 	if err != nil {
 		if ctx.Err() != nil { // SIGTERM while Redis or NATS was awaited: stopped as asked
 			log.Info("admin stopped before it started", "err", err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -420,10 +419,8 @@ func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 		switch k {
 		case gate.KindIP, gate.KindSpray, gate.KindSprayShared, gate.KindSprayNet:
 			q.Set("ip", subject)
-			if p, err := netip.ParsePrefix(subject); err == nil {
+			if p, err := gate.ParsePrefix(subject); err == nil {
 				v.Shared, _ = s.gate.SharedList(p.Addr())
-			} else if a, err := netip.ParseAddr(subject); err == nil {
-				v.Shared, _ = s.gate.SharedList(a)
 			}
 		case gate.KindUsername, gate.KindUsernameFamiliar:
 			q.Set("username", subject)

@@ -134,13 +134,9 @@ type Publisher struct {
 	transitions atomic.Int64
 	pool        sync.Pool
 
-	// subjects, precomputed
+	// attempts' subjects, precomputed (a block's, rare, is built by
+	// Block.NATSSubject)
 	attemptSubj map[gate.Outcome]string
-	blockSubj   map[gate.Kind]string
-	unblockSubj map[gate.Kind]string
-	// observe mode's would-be blocks and unblocks, outside <prefix>.block.>
-	observeBlockSubj   map[gate.Kind]string
-	observeUnblockSubj map[gate.Kind]string
 
 	closed     atomic.Bool // Emit drops from now on
 	started    atomic.Bool // Run (or Close's own flush) owns the queue
@@ -185,23 +181,12 @@ func NewPublisher(js jetstream.JetStream, opts PublisherOptions) (*Publisher, er
 		fullAt:      max(min(lingerFull, opts.Buffer/2), 1),
 		urgent:      make(chan struct{}, 1),
 		attemptSubj: map[gate.Outcome]string{},
-		blockSubj:   map[gate.Kind]string{},
-		unblockSubj: map[gate.Kind]string{},
 		done:        make(chan struct{}),
-
-		observeBlockSubj:   map[gate.Kind]string{},
-		observeUnblockSubj: map[gate.Kind]string{},
 	}
 	p.pool.New = func() any { return new(item) }
 	p.stopCtx, p.stop = context.WithCancel(context.Background())
 	for _, o := range []gate.Outcome{gate.OutcomeSuccess, gate.OutcomeFailure, gate.OutcomeBlocked} {
 		p.attemptSubj[o] = opts.Subjects.Attempt(string(o))
-	}
-	for _, k := range gate.Kinds {
-		p.blockSubj[k] = opts.Subjects.Block(string(k))
-		p.unblockSubj[k] = opts.Subjects.Unblock(string(k))
-		p.observeBlockSubj[k] = opts.Subjects.ObserveBlock(string(k))
-		p.observeUnblockSubj[k] = opts.Subjects.ObserveUnblock(string(k))
 	}
 	if err := p.registerMetrics(opts.Registerer); err != nil {
 		return nil, err
@@ -374,8 +359,8 @@ func (p *Publisher) encode(it *item) *nats.Msg {
 	)
 	if it.transition {
 		b := blockOf(&it.t, id, p.opts.Gate)
-		subject = p.transitionSubject(&it.t)
-		data, err = b.Encode()
+		subject = b.NATSSubject(p.opts.Subjects)
+		data, err = b.Encode() // refuses a kind that is none of gate.Kinds
 	} else {
 		a := attemptOf(&it.a, id, p.opts.Gate)
 		subject = p.attemptSubj[it.a.Outcome]
@@ -395,21 +380,6 @@ func (p *Publisher) encode(it *item) *nats.Msg {
 		m.Header = nats.Header{jetstream.MsgIDHeader: []string{id}}
 	}
 	return m
-}
-
-// transitionSubject is the subject of t's event, the one
-// Block.NATSSubject names, from the precomputed ones ("" for a kind that
-// is none of gate.Kinds).
-func (p *Publisher) transitionSubject(t *gate.TransitionRecord) string {
-	switch {
-	case t.Observe && t.Blocked:
-		return p.observeBlockSubj[t.Kind]
-	case t.Observe:
-		return p.observeUnblockSubj[t.Kind]
-	case t.Blocked:
-		return p.blockSubj[t.Kind]
-	}
-	return p.unblockSubj[t.Kind]
 }
 
 // flight is a message published and not yet acknowledged.

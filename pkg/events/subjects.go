@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/defender-go/defender/pkg/gate"
 )
 
 // DefaultPrefix is the subject prefix used when none is configured
@@ -18,12 +20,12 @@ const (
 )
 
 // Block kinds, as in Block.Kind and the last token of block and unblock
-// subjects. These are the first three of gate.Kinds; every gate.Kind is a
-// block kind (see ValidKind).
+// subjects: gate's, named here for subscribers; every gate.Kind is a block
+// kind (see ValidKind).
 const (
-	KindIP       = "ip"
-	KindUsername = "username"
-	KindPair     = "pair"
+	KindIP       = string(gate.KindIP)
+	KindUsername = string(gate.KindUsername)
+	KindPair     = string(gate.KindPair)
 )
 
 // ErrInvalidPrefix is returned for a subject prefix that is not one or more

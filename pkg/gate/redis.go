@@ -70,8 +70,13 @@ func NewRedisStore(client RedisClient, prefix string, p Policy) *RedisStore {
 func (s *RedisStore) Policy() Policy { return s.policy.clone() }
 
 var (
+	//go:embed redis_familiar.lua
+	redisLuaFamiliar string
 	//go:embed redis_common.lua
-	redisLuaCommon string
+	redisLuaRules string
+	// redisLuaCommon is what every full script starts with: smart
+	// lockout's rules (shared with the fast scripts), then the others.
+	redisLuaCommon = redisLuaFamiliar + redisLuaRules
 	//go:embed redis_check.lua
 	redisLuaCheck string
 	//go:embed redis_charge.lua
@@ -116,8 +121,8 @@ var (
 	// They answer -1 for what they leave to the full rules. Record's fast
 	// path comes first in its script, returning before the shared rules'
 	// functions are even built (each call builds them anew).
-	redisScriptCharge  = redis.NewScript("#!lua\n" + redisLuaCharge)
-	redisScriptClear   = redis.NewScript("#!lua\n" + redisLuaClear)
+	redisScriptCharge  = redis.NewScript("#!lua\n" + redisLuaFamiliar + redisLuaCharge)
+	redisScriptClear   = redis.NewScript("#!lua\n" + redisLuaFamiliar + redisLuaClear)
 	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaBegin)
 	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaFinish)
 	redisScriptRecord  = redis.NewScript("#!lua\n" + redisLuaRecordFast + redisLuaCommon + redisLuaRecord)
@@ -284,7 +289,7 @@ func (s *RedisStore) fastKeys(op Op, marker bool) []string {
 func (s *RedisStore) chargeKeys(op Op) []string {
 	keys := s.fastKeys(op, false)
 	if op.Familiar != nil && op.conditional() {
-		keys = append(keys, s.prefix+":familiar:"+op.Familiar.User)
+		keys = append(keys, s.familiarKey(op.Familiar))
 	}
 	return keys
 }
@@ -314,9 +319,14 @@ func (a *redisPolicyArgs) charge(op Op) []any {
 func (s *RedisStore) clearKeys(op Op) []string {
 	keys := s.fastKeys(op, true)
 	if op.Familiar != nil {
-		keys = append(keys, s.prefix+":familiar:"+op.Familiar.User)
+		keys = append(keys, s.familiarKey(op.Familiar))
 	}
 	return keys
+}
+
+// familiarKey is the user's set of familiar sources.
+func (s *RedisStore) familiarKey(f *Familiar) string {
+	return s.prefix + ":familiar:" + f.User
 }
 
 // clearArgs appends to args the clear script's ARGV for op's success:
@@ -697,14 +707,13 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 	}
 	for i, c := range op.Counters {
 		v := n[head+perCounter*i:]
+		res.Familiar = res.Familiar || familiarBy(c.When, v[0])
 		if v[0] == -1 { // its condition did not hold: not read, not written
-			res.Familiar = res.Familiar || c.When == IfUnfamiliar
 			if res.Counted != nil {
 				res.Counted[i] = true // nothing to settle there
 			}
 			continue
 		}
-		res.Familiar = res.Familiar || c.When == IfFamiliar
 		res.Failures[i] = int(v[0])
 		switch v[1] {
 		case 1:
@@ -741,19 +750,26 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 	return res, nil
 }
 
+// familiarBy reports whether a counter's failures in a reply say the
+// source was familiar: a counter for familiar sources that applied, or one
+// for unfamiliar sources left out (-1).
+func familiarBy(w When, failures int64) bool {
+	if failures == -1 {
+		return w == IfUnfamiliar
+	}
+	return w == IfFamiliar
+}
+
 // decodeShortRedisResult reads the short reply of a fast path (see
 // redis_common.lua): admitted, 0, n, then each counter's failures.
 func decodeShortRedisResult(n []int64, op Op, begin bool) Result {
 	nc := int(n[2])
 	res := Result{Admitted: n[0] == 1, Failures: make([]int, nc)}
 	for i := range nc {
-		w := op.Counters[i].When
-		if n[3+i] == -1 { // its condition did not hold: not read, not written
-			res.Familiar = res.Familiar || w == IfUnfamiliar
-			continue
+		res.Familiar = res.Familiar || familiarBy(op.Counters[i].When, n[3+i])
+		if n[3+i] != -1 { // -1: its condition did not hold, not read nor written
+			res.Failures[i] = int(n[3+i])
 		}
-		res.Familiar = res.Familiar || w == IfFamiliar
-		res.Failures[i] = int(n[3+i])
 	}
 	if begin {
 		res.Counted, res.Lockouts, res.Pending = make([]bool, nc), make([]int, nc), make([]int, nc)

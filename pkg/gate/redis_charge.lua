@@ -50,23 +50,14 @@ if #ARGV > n + 1 then
   if when then
     -- The user's set of familiar sources is the last key, the familiar
     -- arguments follow the flags.
-    local familiar, base = false, 2 * n + 2
+    local known, base = false, 2 * n + 2
     if #KEYS % 3 == 1 then
-      for j = base + 4, base + tonumber(ARGV[base]) do
-        local score = redis.call('ZSCORE', KEYS[#KEYS], ARGV[j])
-        if score then
-          local t = redis.call('TIME')
-          if tonumber(score) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[base + 1]) then
-            familiar = true
-            break
-          end
-        end
-      end
+      known = familiar(KEYS[#KEYS], base + 4, base + tonumber(ARGV[base]), tonumber(ARGV[base + 1]), now_ms)
     end
     skip = {}
     local applies = false
     for i = 1, n do
-      if when[i] and (when[i] == 'f') ~= familiar then
+      if when[i] and (when[i] == 'f') ~= known then
         skip[i] = true
       else
         applies = true
@@ -124,8 +115,7 @@ if found ~= 0 then
   if blocked then
     return out
   end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = now_ms()
   local saturated = false
   for i = 1, n do
     if not (skip and skip[i]) then

@@ -26,10 +26,7 @@
 local out, k, a = {}, 0, 2
 local now
 local function time()
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
+  now = now or now_ms()
   return now
 end
 while a <= #ARGV do
@@ -47,24 +44,18 @@ while a <= #ARGV do
   -- skip[i]: counter i's condition does not hold (smart lockout).
   local skip
   if flags then
-    local familiar, conditional = false, false
+    local conditional = false
     for i = 1, n do
       local flag = ARGV[flags + i]
       conditional = conditional or flag == 'f' or flag == 'u'
     end
     if conditional then
       -- Without familiar arguments no source is familiar.
-      for j = fam and fam + 3 or 1, fam and fam + 2 + tonumber(ARGV[fam - 1]) - 3 or 0 do
-        local score = redis.call('ZSCORE', fkey, ARGV[j])
-        if score and tonumber(score) >= time() - tonumber(ARGV[fam]) then
-          familiar = true
-          break
-        end
-      end
+      local known = fam ~= nil and familiar(fkey, fam + 3, fam + tonumber(ARGV[fam - 1]) - 1, tonumber(ARGV[fam]), time)
       skip = {}
       for i = 1, n do
         local flag = ARGV[flags + i]
-        skip[i] = (flag == 'f' and not familiar) or (flag == 'u' and familiar)
+        skip[i] = (flag == 'f' and not known) or (flag == 'u' and known)
       end
     end
   end
@@ -104,20 +95,8 @@ while a <= #ARGV do
     if #del > 0 then
       redis.call('DEL', unpack(del))
     end
-    if fam and ARGV[fam + 2] == '1' and tonumber(ARGV[fam - 1]) > 3 then
-      -- learn, as in redis_common.lua
-      local t, zadd = time(), {}
-      for j = fam + 3, fam + 2 + tonumber(ARGV[fam - 1]) - 3 do
-        zadd[#zadd + 1], zadd[#zadd + 2] = t, ARGV[j]
-      end
-      if redis.call('ZADD', fkey, unpack(zadd)) > 0 then
-        redis.call('ZREMRANGEBYSCORE', fkey, '-inf', '(' .. (t - tonumber(ARGV[fam])))
-        local size, max = redis.call('ZCARD', fkey), tonumber(ARGV[fam + 1])
-        if size > max then
-          redis.call('ZREMRANGEBYRANK', fkey, 0, size - max - 1)
-        end
-      end
-      redis.call('PEXPIRE', fkey, ARGV[fam])
+    if fam and ARGV[fam + 2] == '1' then
+      teach(fkey, fam + 3, fam + tonumber(ARGV[fam - 1]) - 1, time(), tonumber(ARGV[fam]), tonumber(ARGV[fam + 1]))
     end
     out[#out + 1] = flags and counts or 1
   end

@@ -76,11 +76,6 @@
 -- key is read twice in one call (a redis.call costs about as much as the
 -- command itself): the reply is made of what the script already knows.
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- now is the server's clock in ms, read once per call and only by the
 -- calls that need it.
 local function now(op)
@@ -90,42 +85,23 @@ local function now(op)
   return op.now
 end
 
--- is_familiar reports whether one of the attempt's sources logged in as
--- its user within the familiar age: its score in the user's set is the
--- time of that login. No sources, or no set, is unfamiliar.
+-- is_familiar reports whether one of the attempt's sources is familiar
+-- to its user (redis_familiar.lua).
 local function is_familiar(op)
   if not op.fam then
     return false
   end
-  for _, s in ipairs(op.fam.sources) do
-    local t = redis.call('ZSCORE', op.fam.key, s)
-    if t and tonumber(t) >= now(op) - op.fam.age then
-      return true
-    end
-  end
-  return false
+  return familiar(op.fam.key, op.fam.from, op.fam.to, op.fam.age, function()
+    return now(op)
+  end)
 end
 
--- learn makes the attempt's sources familiar to its user, after a
--- success: each scored by now; when one is new, those older than the age
--- are dropped, and the oldest past the most a user keeps. (The clear
--- script, redis_clear.lua, teaches the same way.)
+-- learn teaches the attempt's sources to its user after a success, when
+-- told to (redis_familiar.lua).
 local function learn(op)
-  if not op.fam or not op.fam.learn or #op.fam.sources == 0 then
-    return
+  if op.fam and op.fam.learn then
+    teach(op.fam.key, op.fam.from, op.fam.to, now(op), op.fam.age, op.fam.max)
   end
-  local key, t, zadd = op.fam.key, now(op), {}
-  for _, s in ipairs(op.fam.sources) do
-    zadd[#zadd + 1], zadd[#zadd + 2] = t, s
-  end
-  if redis.call('ZADD', key, unpack(zadd)) > 0 then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (t - op.fam.age))
-    local size = redis.call('ZCARD', key)
-    if size > op.fam.max then
-      redis.call('ZREMRANGEBYRANK', key, 0, size - op.fam.max - 1)
-    end
-  end
-  redis.call('PEXPIRE', key, op.fam.age)
 end
 
 -- load_op parses KEYS and ARGV as described above; with_marker says KEYS
@@ -182,11 +158,9 @@ local function load_op(with_marker)
       age = tonumber(ARGV[8 + 3 * n]),
       max = tonumber(ARGV[9 + 3 * n]),
       learn = ARGV[10 + 3 * n] == '1',
-      sources = {},
+      from = 11 + 3 * n, -- the sources: ARGV[from..to]
+      to = 7 + 3 * n + f,
     }
-    for j = 11 + 3 * n, 7 + 3 * n + f do
-      op.fam.sources[#op.fam.sources + 1] = ARGV[j]
-    end
   end
   for j = 8 + 3 * n + f, #ARGV do
     op.cooloffs[#op.cooloffs + 1] = tonumber(ARGV[j])

@@ -1,0 +1,45 @@
+-- redis_familiar.lua: smart lockout's two rules on the user's set of
+-- familiar sources (a sorted set, each source scored by the time in ms of
+-- its latest login as the user), put in front of every script that reads
+-- or teaches it: the charge and clear scripts and redis_common.lua.
+
+-- now_ms is the server's clock in ms.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- familiar reports whether one of the sources ARGV[from..to] logged in as
+-- the user within age ms: clock() (ms, read on a hit only) - age at most
+-- its score. No sources, or no set, is unfamiliar.
+local function familiar(key, from, to, age, clock)
+  for j = from, to do
+    local score = redis.call('ZSCORE', key, ARGV[j])
+    if score and tonumber(score) >= clock() - age then
+      return true
+    end
+  end
+  return false
+end
+
+-- teach makes the sources ARGV[from..to] familiar to the user after a
+-- success: each scored by t; when one is new, those older than age are
+-- dropped, and the oldest past max; the set lives age ms after its latest.
+local function teach(key, from, to, t, age, max)
+  if to < from then
+    return
+  end
+  local zadd = {}
+  for j = from, to do
+    zadd[#zadd + 1], zadd[#zadd + 2] = t, ARGV[j]
+  end
+  if redis.call('ZADD', key, unpack(zadd)) > 0 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (t - age))
+    local size = redis.call('ZCARD', key)
+    if size > max then
+      redis.call('ZREMRANGEBYRANK', key, 0, size - max - 1)
+    end
+  end
+  redis.call('PEXPIRE', key, age)
+end
+
