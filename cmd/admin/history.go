@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -315,10 +316,10 @@ func (h *History) Blocks(ctx context.Context, kind gate.Kind, subject string, li
 	}
 	cond := "kind IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ") + ") AND subject = ?"
 	args = append(args, subject)
-	switch kind {
-	case gate.KindIP, gate.KindSpray, gate.KindSprayShared:
+	switch {
+	case slices.Contains(ipKinds, kind):
 		cond, args = "("+cond+") OR (kind = 'pair' AND startsWith(subject, ?))", append(args, subject+"|")
-	case gate.KindUsername, gate.KindUsernameFamiliar:
+	case slices.Contains(userKinds, kind):
 		// A pair is "<ip>|<username>" and an IP holds no "|": the
 		// username is what follows the first one ("192.0.2.5|a|b" is
 		// username "a|b", not "b").
@@ -445,11 +446,7 @@ func (h *History) AttemptSeries(ctx context.Context, w Window, now time.Time) (*
 // BlockSeries counts new blocks per bucket by kind, every gate.Kind: the
 // real ones, or (observe) observe mode's would-be blocks.
 func (h *History) BlockSeries(ctx context.Context, w Window, now time.Time, observe bool) (*Series, error) {
-	names := make([]string, len(gate.Kinds))
-	for i, k := range gate.Kinds {
-		names[i] = string(k)
-	}
-	s := newSeries(w, now, names...)
+	s := newSeries(w, now, kindNames()...)
 	q := "SELECT intDiv(toUInt32(ts), ?) * ? AS b, toString(kind), uniq(id) FROM defender.blocks WHERE ts >= toDateTime(?) AND type = 'block' AND " +
 		observeCond(observe) + " GROUP BY b, kind"
 	return s, h.fill(ctx, s, q, s.Step, s.Step, s.since())

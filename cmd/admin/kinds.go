@@ -67,21 +67,28 @@ func parseKind(s string) (gate.Kind, error) {
 	return "", fmt.Errorf("unknown kind %q (want %s)", s, kindList())
 }
 
-// kindList is "ip, username, ... or username_familiar".
-func kindList() string {
+// kindNames are gate.Kinds' names, in order.
+func kindNames() []string {
 	names := make([]string, len(gate.Kinds))
 	for i, k := range gate.Kinds {
 		names[i] = string(k)
 	}
+	return names
+}
+
+// kindList is "ip, username, ... or username_familiar".
+func kindList() string {
+	names := kindNames()
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
-// subjectGroups are the kinds whose subjects name the same thing: an
-// address (or IPv6 /64), or a username.
-var subjectGroups = [][]gate.Kind{
-	{gate.KindIP, gate.KindSpray, gate.KindSprayShared},
-	{gate.KindUsername, gate.KindUsernameFamiliar},
-}
+// The kinds whose subjects name the same thing: an address (or IPv6 /64),
+// or a username.
+var (
+	ipKinds       = []gate.Kind{gate.KindIP, gate.KindSpray, gate.KindSprayShared}
+	userKinds     = []gate.Kind{gate.KindUsername, gate.KindUsernameFamiliar}
+	subjectGroups = [][]gate.Kind{ipKinds, userKinds}
+)
 
 // sameSubject lists k and the kinds whose subjects are the same thing as
 // its own: a subject's page shows their blocks together.

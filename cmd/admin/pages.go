@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -416,15 +417,15 @@ func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 		}
 		cfg := s.gate.Config()
 		q := url.Values{}
-		switch k {
-		case gate.KindIP, gate.KindSpray, gate.KindSprayShared, gate.KindSprayNet:
+		switch {
+		case slices.Contains(ipKinds, k) || k == gate.KindSprayNet:
 			q.Set("ip", subject)
 			if p, err := gate.ParsePrefix(subject); err == nil {
 				v.Shared, _ = s.gate.SharedList(p.Addr())
 			}
-		case gate.KindUsername, gate.KindUsernameFamiliar:
+		case slices.Contains(userKinds, k):
 			q.Set("username", subject)
-		case gate.KindPair:
+		case k == gate.KindPair:
 			v.IP, v.Username, _ = strings.Cut(subject, "|")
 			q.Set("ip", v.IP)
 			q.Set("username", v.Username)
