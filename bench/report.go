@@ -845,8 +845,12 @@ func (r *report) storeSection(p func(string, ...any)) {
 		p("")
 		return
 	}
-	p("What a login costs redis-server, the store every gate service instance shares: the gate's Redis store against django-defender's command sequence and against the least a store can do. Each contender runs in the bench's own process (no HTTP), %d goroutines sending %d logins per cell (a random IP of %d and a random user of %d each, the same logins for every contender of a cell) to the bench's redis-server, in a database of its own emptied before each cell, after %s of unmeasured warm-up. Per login: redis-server's CPU time (user + system, `/proc`) from before the logins until their outcomes are written; this process's (the client side: go-redis, the gate, the goroutines); INFO commandstats' scripts and commands (every command Redis ran, those inside scripts and transactions included, and MULTI and EXEC themselves); the requests go-redis sent (a command, a pipeline or a transaction each, counted by a hook). Medians over %d rounds with the contenders rotated; a ratio is the median of the gate's figure over the other's in the same round.",
-		r.o.Concurrency, r.o.StoreLogins, numIPs, numUsers, r.o.Warmup, storeRounds(r.store))
+	pinned := "redis-server shared the machine's cores with this process"
+	if r.store[0].Pinned {
+		pinned = "redis-server on a core of its own and this process on the others (CPU affinity), as Redis would run in production: on shared cores its CPU per login also counted being descheduled for the load generator, which moved its figures by up to ±25% between rounds"
+	}
+	p("What a login costs redis-server, the store every gate service instance shares: the gate's Redis store against django-defender's command sequence and against the least a store can do. Each contender runs in the bench's own process (no HTTP), %d goroutines sending %d logins per cell (a random IP of %d and a random user of %d each, the same logins for every contender of a cell) to the bench's redis-server, in a database of its own emptied before each cell, after %s of unmeasured warm-up. Per login: redis-server's CPU time (user + system, `/proc`) from before the logins until their outcomes are written; this process's (the client side: go-redis, the gate, the goroutines); INFO commandstats' scripts and commands (every command Redis ran, those inside scripts and transactions included, and MULTI and EXEC themselves); the requests go-redis sent (a command, a pipeline or a transaction each, counted by a hook). Medians over %d rounds with the contenders rotated; a ratio is the median of the gate's figure over the other's in the same round. During the pass, %s.",
+		r.o.Concurrency, r.o.StoreLogins, numIPs, numUsers, r.o.Warmup, storeRounds(r.store), pinned)
 	p("")
 	p("- **%s**: `gate.New` with the bench's configuration (failure and spraying limits of 1,000,000: everything is counted, nothing blocks) on `gate.NewRedisStore`, the bench's go-redis options; per login `Begin`, then `FinishAsync` with the outcome: the middleware's path, the outcome written in the background in batches; `Gate.Flush` before the second reading. Every feature that costs Redis is on: the set of names failing from each address (spraying), beside the address's and the username's failure counters.", ctGate)
 	p("- **%s**: the same gate with smart lockout on as well (`DEFENDER_SMART_LOCKOUT`, opt-in): each login reads the user's familiar sources, each success teaches its address; in the same short scripts: the charge script reads the set (`ZSCORE`), the clear script teaches (`ZADD`).", ctGateSmart)
@@ -855,6 +859,7 @@ func (r *report) storeSection(p func(string, ...any)) {
 	p("- **%s**: django-defender 0.9.8's commands for a login, as traced with MONITOR, each round trip as redis-py sends it: `GET` of the IP's and of the username's block key (two round trips); then for a failure `MULTI; INCRBY failed 1; EXPIRE failed %d; EXEC` per counter (two round trips), for a success one `MULTI` deleting the IP's and the username's failure and block keys.", ctDjango, int(failureTTL.Seconds()))
 	p("- **%s**: the least a store can do: one script (`EVALSHA`) that checks both blocks (`PTTL` ×2) and counts a failure on both counters (`INCR` and `PEXPIRE` each). A login is charged before its password is checked, the only moment a store can refuse it, so a success is that script too, then the clear: `DEL` of both counters, its own round trip.", ctFloor)
 	p("- **%s** (reference): the floor that also counts spraying, the least the gate's features need: the same script with a third block (`PTTL`) and the username added to the set of names failing from the address (`SADD`, `SCARD`, `PEXPIRE`); a success then clears the counters and removes the name (`DEL`, `SREM`, one pipelined round trip).", ctFloorSpray)
+	p("- **%s** (reference): the floor with spraying that also keeps smart lockout's familiar addresses, the least every feature needs: its script first reads whether the address logged in as the user within 30 days (`ZSCORE` of the user's sorted set), then checks and counts the username counter that applies (the familiar sources' or the others'); a success also teaches the address (`ZADD` and `PEXPIRE` of the set, in the same pipelined round trip as `DEL` and `SREM`).", ctFloorSmart)
 	p("- **%s** (reference only, success workload): the success as one script, `PTTL` ×2 and one `DEL` of both counters: what a success would cost if the store learnt the outcome before counting.", ctFloorKnown)
 	p("")
 	for _, wl := range storeWorkloads {
@@ -870,6 +875,11 @@ func (r *report) storeSection(p func(string, ...any)) {
 		for _, vs := range storeContenders(wl)[1:] {
 			v := r.storeRatio(wl, vs)
 			p("| *gate / %s* | %s | %s | %s | %s | %s | %s |", vs, ratio(v.RedisUs), ratio(v.ClientUs), ratio(v.Scripts), ratio(v.Commands), ratio(v.RoundTrips), ratio(v.Rate))
+		}
+		// Smart lockout against the least its work needs (redis-server
+		// only: the other columns are in the rows above).
+		if q := pairRatio(r.store, wl, ctGateSmart, ctFloorSmart); !math.IsNaN(q) {
+			p("| *%s / %s* | %s | | | | | |", ctGateSmart, ctFloorSmart, ratio(q))
 		}
 		p("")
 	}

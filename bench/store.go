@@ -36,6 +36,7 @@ const (
 	ctFloor       = "floor"
 	ctFloorSpray  = "floor with spraying"
 	ctFloorKnown  = "floor, outcome known"
+	ctFloorSmart  = "floor with spraying and smart lockout"
 )
 
 // storeWorkloads are the store pass's workloads: the counting path and
@@ -47,9 +48,9 @@ var storeWorkloads = []string{wlFailure, wlSuccess}
 // checked; a failure is the floor's script either way.
 func storeContenders(wl string) []string {
 	if wl == wlSuccess {
-		return []string{ctGate, ctGateSmart, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray, ctFloorKnown}
+		return []string{ctGate, ctGateSmart, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray, ctFloorSmart, ctFloorKnown}
 	}
-	return []string{ctGate, ctGateSmart, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray}
+	return []string{ctGate, ctGateSmart, ctGateNoSpray, ctGateBefore, ctDjango, ctFloor, ctFloorSpray, ctFloorSmart}
 }
 
 // storeDB is the Redis database of the store pass: its own, so that
@@ -90,6 +91,9 @@ type storeCell struct {
 	// Degraded is the gate's Begins decided by its local limiter because
 	// Redis did not answer in time: logins Redis did not see whole.
 	Degraded int64
+	// Pinned says redis-server ran on a core of its own, this process on
+	// the others (pinApart).
+	Pinned bool `json:",omitempty"`
 }
 
 // storeAttempt is one login of the store pass.
@@ -143,6 +147,8 @@ func newContender(name string, rdb *redis.Client) (contender, error) {
 		return &floorContender{rdb: rdb, keys: keyScheme{prefixFloor}, outcomeKnown: true}, nil
 	case ctFloorSpray:
 		return &floorContender{rdb: rdb, keys: keyScheme{prefixFloor}, spraying: true}, nil
+	case ctFloorSmart:
+		return &floorContender{rdb: rdb, keys: keyScheme{prefixFloor}, spraying: true, smart: true}, nil
 	}
 	return nil, fmt.Errorf("no contender %q", name)
 }
@@ -313,6 +319,26 @@ redis.call('SADD', KEYS[6], ARGV[2])
 local n3 = redis.call('SCARD', KEYS[6])
 redis.call('PEXPIRE', KEYS[6], ARGV[1])
 return {n1, n2, n3}`)
+	// floorSmartCharge is floorSprayCharge with smart lockout: it first
+	// reads whether the address logged in as the user within the familiar
+	// age (ZSCORE of KEYS[7], the user's familiar sources; ARGV[3] the
+	// address, ARGV[4] the oldest familiar score), then checks and counts
+	// the username counter that applies: KEYS[2] and KEYS[4] for an
+	// unfamiliar source, KEYS[8] and KEYS[9] for a familiar one.
+	floorSmartCharge = redis.NewScript(`
+local seen = redis.call('ZSCORE', KEYS[7], ARGV[3])
+local ub, uf = KEYS[2], KEYS[4]
+if seen and tonumber(seen) >= tonumber(ARGV[4]) then ub, uf = KEYS[8], KEYS[9] end
+local ip, user, spray = redis.call('PTTL', KEYS[1]), redis.call('PTTL', ub), redis.call('PTTL', KEYS[5])
+if ip ~= -2 or user ~= -2 or spray ~= -2 then return {-1, math.max(ip, user, spray)} end
+local n1 = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+local n2 = redis.call('INCR', uf)
+redis.call('PEXPIRE', uf, ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[2])
+local n3 = redis.call('SCARD', KEYS[6])
+redis.call('PEXPIRE', KEYS[6], ARGV[1])
+return {n1, n2, n3, ub == KEYS[8] and 1 or 0}`)
 	floorSuccess = redis.NewScript(`
 local ip, user = redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2])
 if ip ~= -2 or user ~= -2 then return {-1, math.max(ip, user)} end
@@ -330,7 +356,12 @@ type floorContender struct {
 	keys         keyScheme
 	outcomeKnown bool
 	spraying     bool // also count the names failing from each address
+	smart        bool // and keep each user's familiar addresses (spraying too)
 }
+
+// familiarFor is how long an address stays familiar in the floor with
+// smart lockout: the gate's default (DEFENDER_FAMILIAR_DAYS).
+const familiarFor = 30 * 24 * time.Hour
 
 func (c *floorContender) login(ctx context.Context, a *storeAttempt, success bool) (bool, error) {
 	keys := []string{c.keys.blockedIP(a), c.keys.blockedUser(a), c.keys.failedIP(a), c.keys.failedUser(a)}
@@ -338,6 +369,12 @@ func (c *floorContender) login(ctx context.Context, a *storeAttempt, success boo
 	if c.spraying {
 		keys = append(keys, c.keys.prefix+":blocked:spray:"+a.ipS, c.keys.prefix+":failed:spray:"+a.ipS)
 		script, args = floorSprayCharge, append(args, a.user)
+	}
+	now := time.Now()
+	if c.smart {
+		keys = append(keys, c.keys.prefix+":familiar:"+a.user,
+			c.keys.prefix+":blocked:username_familiar:"+a.user, c.keys.prefix+":failed:username_familiar:"+a.user)
+		script, args = floorSmartCharge, append(args, a.ipS, now.Add(-familiarFor).UnixMilli())
 	}
 	if success && c.outcomeKnown {
 		script, args = floorSuccess, nil
@@ -351,8 +388,16 @@ func (c *floorContender) login(ctx context.Context, a *storeAttempt, success boo
 	}
 	if success && c.spraying {
 		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, keys[2], keys[3])
+			user := keys[3]
+			if c.smart && res[3] == 1 {
+				user = keys[8]
+			}
+			p.Del(ctx, keys[2], user)
 			p.SRem(ctx, keys[5], a.user)
+			if c.smart {
+				p.ZAdd(ctx, keys[6], redis.Z{Score: float64(now.UnixMilli()), Member: a.ipS})
+				p.PExpire(ctx, keys[6], familiarFor)
+			}
 			return nil
 		})
 		return true, err
@@ -441,6 +486,11 @@ func (e *env) runStore(ctx context.Context) ([]storeCell, error) {
 		return nil, fmt.Errorf("store pass: flush the earlier passes' keys: %w", err)
 	}
 	runtime.GC()
+	undo, pinned, err := pinApart(e.redis.Pid())
+	if err != nil {
+		return nil, fmt.Errorf("store pass: %w", err)
+	}
+	defer undo()
 	rt := &roundTrips{}
 	rdb.AddHook(rt)
 	var cells []storeCell
@@ -454,6 +504,7 @@ func (e *env) runStore(ctx context.Context) ([]storeCell, error) {
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %s, %s, %s: %w", round+1, passStore, wl, name, err)
 				}
+				c.Pinned = pinned
 				n := float64(c.Logins)
 				e.logf("round %d  %-7s %-8s %-20s redis-server %5.1f µs/login, this process %5.1f µs/login, %.2f commands/login (%d logins in %s)",
 					round+1, passStore, wl, name, usPer(c.RedisCPU, n), usPer(c.ClientCPU, n), float64(c.Commands)/n, c.Logins, c.Elapsed.Round(time.Millisecond))

@@ -23,8 +23,10 @@ local function familiar(key, from, to, age, clock)
 end
 
 -- teach makes the sources ARGV[from..to] familiar to the user after a
--- success: each scored by t; when one is new, those older than age are
--- dropped, and the oldest past max; the set lives age ms after its latest.
+-- success: each scored by t; when one is new and the set holds more than
+-- max, the oldest go; the set lives age ms after its latest. A source
+-- older than age may stay until then, unread: familiar compares scores.
+-- (Dropping those too was one more command on every new source.)
 local function teach(key, from, to, t, age, max)
   if to < from then
     return
@@ -34,7 +36,6 @@ local function teach(key, from, to, t, age, max)
     zadd[#zadd + 1], zadd[#zadd + 2] = t, ARGV[j]
   end
   if redis.call('ZADD', key, unpack(zadd)) > 0 then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (t - age))
     local size = redis.call('ZCARD', key)
     if size > max then
       redis.call('ZREMRANGEBYRANK', key, 0, size - max - 1)
