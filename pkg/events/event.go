@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/defender-go/defender/pkg/gate"
@@ -71,8 +72,12 @@ type Block struct {
 	Until     *time.Time `json:"until,omitempty"`
 	Permanent bool       `json:"permanent"`
 	Failures  int        `json:"failures"`
-	Reason    string     `json:"reason"` // auto | admin | blacklist (the tables take user too: an unblock by the user)
-	Gate      string     `json:"gate,omitempty"`
+	Reason    string     `json:"reason"` // auto | admin | blacklist | user (an unblock by the user, from the notifier's mail)
+	// IP is the address of the attempt whose failure made the block (or
+	// whose success lifted it), what a notification says it came from;
+	// absent for an admin's, the blacklist's and the user's.
+	IP   string `json:"ip,omitempty"`
+	Gate string `json:"gate,omitempty"`
 	// Local is true for a block the gate's local limiter decided while its
 	// store did not answer: it refuses in that gate process (Gate) only.
 	// If the store blocks the subject too once it learns the failures,
@@ -129,8 +134,16 @@ func (b *Block) Validate() error {
 		return fmt.Errorf("%w: kind %q", ErrMalformed, b.Kind)
 	case b.Subject == "":
 		return fmt.Errorf("%w: missing subject", ErrMalformed)
+	case b.IP != "" && !validIP(b.IP):
+		return fmt.Errorf("%w: ip %q is not an address", ErrMalformed, b.IP)
 	}
 	return nil
+}
+
+// validIP reports a textual IP address (IPv4, IPv6, no zone).
+func validIP(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Zone() == ""
 }
 
 // DecodeAttempt parses and validates an attempt event.

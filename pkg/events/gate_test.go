@@ -74,6 +74,7 @@ func TestGateRoundTrip(t *testing.T) {
 		assert.Equal(t, events.TypeBlock, b.Type)
 		assert.Equal(t, "auto", b.Reason)
 		assert.NotNil(t, b.Until)
+		assert.Equal(t, "192.0.2.10", b.IP, "the block says which address made it")
 	}
 	assert.Equal(t, map[string]int{"ip": 1, "username": 1}, kinds)
 
@@ -84,6 +85,7 @@ func TestGateRoundTrip(t *testing.T) {
 	assert.Equal(t, events.TypeUnblock, u.Type)
 	assert.Equal(t, "admin", u.Reason)
 	assert.Equal(t, "192.0.2.10", u.Subject)
+	assert.Empty(t, u.IP, "an admin's unblock comes from no attempt")
 
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(live) == 2 }, 10*time.Second, 10*time.Millisecond,
 		"the live block.> subscriber sees both blocks")

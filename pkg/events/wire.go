@@ -94,6 +94,7 @@ func blockOf(r *gate.TransitionRecord, id, gateName string) Block {
 		Permanent: r.Permanent,
 		Failures:  r.Failures,
 		Reason:    string(r.Reason),
+		IP:        r.IP,
 		Gate:      gateName,
 		Local:     r.Local,
 		Observe:   r.Observe,

@@ -137,6 +137,9 @@ func TestDecodeBlock(t *testing.T) {
 		{"attempt as block", `{"v":1,"type":"attempt","id":"x","time":"2025-03-01T12:00:00Z","kind":"ip","subject":"1.2.3.4"}`, events.Block{}, true},
 		{"bad kind", `{"v":1,"type":"block","id":"x","time":"2025-03-01T12:00:00Z","kind":"asn","subject":"1"}`, events.Block{}, true},
 		{"no subject", `{"v":1,"type":"block","id":"x","time":"2025-03-01T12:00:00Z","kind":"ip"}`, events.Block{}, true},
+		{"with the address", `{"v":1,"type":"block","id":"x","time":"2025-03-01T12:00:00Z","kind":"username","subject":"bob","permanent":true,"failures":5,"reason":"auto","ip":"2001:db8::7"}`,
+			events.Block{V: 1, Type: events.TypeBlock, ID: "x", Time: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC), Kind: "username", Subject: "bob", Permanent: true, Failures: 5, Reason: "auto", IP: "2001:db8::7"}, false},
+		{"ip not an address", `{"v":1,"type":"block","id":"x","time":"2025-03-01T12:00:00Z","kind":"username","subject":"bob","ip":"<b>x</b>"}`, events.Block{}, true},
 		{"array", `[]`, events.Block{}, true},
 	}
 	for _, tc := range tests {

@@ -45,6 +45,7 @@ const (
 	ReasonAuto      Reason = "auto"      // too many failures, or a successful login lifted it
 	ReasonAdmin     Reason = "admin"     // an operator blocked or unblocked by hand
 	ReasonBlacklist Reason = "blacklist" // the IP is in DEFENDER_IP_BLACKLIST
+	ReasonUser      Reason = "user"      // the user lifted their username's block (the notifier's mail)
 )
 
 // TransitionRecord is a block or unblock of one subject.
@@ -57,6 +58,10 @@ type TransitionRecord struct {
 	Permanent bool
 	Failures  int
 	Reason    Reason
+	// IP is the address of the attempt whose failure made the block (or
+	// whose success lifted it): what a notification says it came from.
+	// Empty for an admin's and the blacklist's.
+	IP string
 	// Local marks a block the gate's local limiter decided while its store
 	// did not answer: it refuses in that gate process only, and the store
 	// blocks too once it learns the failures (a second, store block).

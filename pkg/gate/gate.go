@@ -502,8 +502,8 @@ func (g *Gate) exec(ctx context.Context, name storeOp, op Op, success, admit boo
 
 // syncLocal copies a store answer to op into the local limiter, and
 // publishes the blocks it made there.
-func (g *Gate) syncLocal(op Op, a storeAnswer) {
-	g.transitions(g.local.sync(localOp(op), a), ReasonAuto, true)
+func (g *Gate) syncLocal(op Op, a storeAnswer, ip string) {
+	g.transitions(g.local.sync(localOp(op), a), ReasonAuto, true, ip)
 }
 
 // degraded counts a decision taken without the store, and warns (at most
@@ -560,7 +560,7 @@ func decide(id *identity, res *Result) Decision {
 // decideLocally is decide for a result of the local limiter, made
 // because the store failed with err: its blocks are published as local.
 func (g *Gate) decideLocally(id *identity, res *Result, err error) Decision {
-	g.transitions(res.Transitions, ReasonAuto, true)
+	g.transitions(res.Transitions, ReasonAuto, true, id.ip)
 	d := decide(id, res)
 	d.Degraded, d.Err = true, err
 	return d
@@ -602,7 +602,7 @@ func (g *Gate) check(ctx context.Context, a Attempt) Decision {
 		return g.decideLocally(&id, &res, err)
 	}
 	if g.local != nil {
-		g.syncLocal(op, storeAnswer{res: &res, sent: sent})
+		g.syncLocal(op, storeAnswer{res: &res, sent: sent}, id.ip)
 	}
 	return decide(&id, &res)
 }
@@ -765,9 +765,9 @@ func (g *Gate) begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 		return g.begun(t, &res, g.decideLocally(&t.id, &res, err), chargedLocally)
 	}
 	if g.local != nil {
-		g.syncLocal(op, storeAnswer{res: &res, sent: sent, begin: true})
+		g.syncLocal(op, storeAnswer{res: &res, sent: sent, begin: true}, t.id.ip)
 	}
-	g.transitions(res.Transitions, ReasonAuto, false)
+	g.transitions(res.Transitions, ReasonAuto, false, t.id.ip)
 	return g.begun(t, &res, decide(&t.id, &res), chargedInStore)
 }
 
@@ -1000,7 +1000,7 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 		}
 		d := g.decideLocally(&t.id, &res, nil)
 		if counted {
-			g.queueReplay(op, false, success, !success)
+			g.queueReplay(op, t.id.ip, false, success, !success)
 		}
 		g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 		return d
@@ -1024,9 +1024,9 @@ func (g *Gate) settle(ctx context.Context, t *Ticket, success, admit bool) Decis
 // sent): the local limiter's copy, transitions, then the attempt's event.
 func (g *Gate) settled(t *Ticket, op Op, success bool, res *Result, sent int64) Decision {
 	if g.local != nil {
-		g.syncLocal(op, storeAnswer{res: res, sent: sent, success: success, release: true})
+		g.syncLocal(op, storeAnswer{res: res, sent: sent, success: success, release: true}, t.id.ip)
 	}
-	g.transitions(res.Transitions, ReasonAuto, false)
+	g.transitions(res.Transitions, ReasonAuto, false, t.id.ip)
 	d := decide(&t.id, res)
 	g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 	return d
@@ -1043,7 +1043,7 @@ func (g *Gate) settleFailed(t *Ticket, op Op, success bool, err error) Decision 
 		counted = pending && !success
 		d = g.decideLocally(&t.id, &res, err)
 	}
-	g.queueReplay(op, true, success, counted)
+	g.queueReplay(op, t.id.ip, true, success, counted)
 	g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 	return d
 }
@@ -1075,9 +1075,9 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 	switch {
 	case err == nil:
 		if g.local != nil {
-			g.syncLocal(op, storeAnswer{res: &res, sent: sent, success: success && res.Admitted})
+			g.syncLocal(op, storeAnswer{res: &res, sent: sent, success: success && res.Admitted}, id.ip)
 		}
-		g.transitions(res.Transitions, ReasonAuto, false)
+		g.transitions(res.Transitions, ReasonAuto, false, id.ip)
 		d = decide(&id, &res)
 	default:
 		var closed bool
@@ -1087,7 +1087,7 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 		}
 		res = g.local.localRecord(localOp(op), success)
 		if res.Admitted {
-			g.queueReplay(op, false, success, !success)
+			g.queueReplay(op, id.ip, false, success, !success)
 		}
 		d = g.decideLocally(&id, &res, err)
 	}
@@ -1174,7 +1174,7 @@ func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duratio
 		_, _ = g.local.Block(ctx, k, s, d) // valid: the store took it
 	}
 	if tr != nil {
-		g.transitions([]Transition{*tr}, ReasonAdmin, false)
+		g.transitions([]Transition{*tr}, ReasonAdmin, false, "")
 	}
 	return nil
 }
@@ -1182,6 +1182,18 @@ func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duratio
 // Unblock lifts a subject's block and forgets its failures, publishing an
 // unblock event with reason admin. It reports whether a block existed.
 func (g *Gate) Unblock(ctx context.Context, k Kind, subject string) (bool, error) {
+	return g.unblock(ctx, k, subject, ReasonAdmin)
+}
+
+// UnblockByUser lifts a username's block at its user's request (the
+// notifier's unlock link), as Unblock does, with reason user. It takes no
+// kind: a user may lift their username's block, never an address's or a
+// pair's, which others share.
+func (g *Gate) UnblockByUser(ctx context.Context, username string) (bool, error) {
+	return g.unblock(ctx, KindUsername, username, ReasonUser)
+}
+
+func (g *Gate) unblock(ctx context.Context, k Kind, subject string, reason Reason) (bool, error) {
 	s, err := g.Subject(k, subject)
 	if err != nil {
 		return false, err
@@ -1194,7 +1206,7 @@ func (g *Gate) Unblock(ctx context.Context, k Kind, subject string) (bool, error
 		_, _ = g.local.Unblock(ctx, k, s)
 	}
 	if tr != nil {
-		g.transitions([]Transition{*tr}, ReasonAdmin, false)
+		g.transitions([]Transition{*tr}, reason, false, "")
 	}
 	return tr != nil, nil
 }
@@ -1212,15 +1224,16 @@ func (g *Gate) Blocked(ctx context.Context, k Kind, limit int) ([]BlockState, er
 }
 
 // transitions publishes block and unblock events and runs the hooks.
-// local marks those the local limiter made (the store did not answer).
-func (g *Gate) transitions(ts []Transition, reason Reason, local bool) {
+// local marks those the local limiter made (the store did not answer);
+// ip is the address of the attempt that made them ("" for an admin's).
+func (g *Gate) transitions(ts []Transition, reason Reason, local bool, ip string) {
 	if len(ts) == 0 {
 		return
 	}
 	now := time.Now()
 	for _, t := range ts {
 		r := TransitionRecord{Time: now, Kind: t.Kind, Subject: t.Subject, Blocked: t.Blocked,
-			Permanent: t.Permanent, Failures: t.Failures, Reason: reason, Local: local,
+			Permanent: t.Permanent, Failures: t.Failures, Reason: reason, Local: local, IP: ip,
 			Observe: g.cfg.Mode == ModeObserve && reason == ReasonAuto}
 		direction := "unblock"
 		if t.Blocked {
@@ -1271,12 +1284,12 @@ func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) 
 // finish for a charge the store made, else a local admission's outcome.
 // counted says the local limiter counted it as an unconfirmed failure
 // (until the store has it, the limiter keeps its own count).
-func (g *Gate) queueReplay(op Op, finish, success, counted bool) {
+func (g *Gate) queueReplay(op Op, ip string, finish, success, counted bool) {
 	if g.drainClosed.Load() {
 		g.m.replayDropped.WithLabelValues("closed").Inc()
 		return
 	}
-	dropped := g.backlog.push(newReplay(op, finish, success, counted))
+	dropped := g.backlog.push(newReplay(op, ip, finish, success, counted))
 	g.m.backlog.Inc()
 	if len(dropped) == 0 {
 		return
@@ -1369,9 +1382,9 @@ func (g *Gate) drainBatch(ctx context.Context) error {
 			if r.counted {
 				confirmed = 1
 			}
-			g.syncLocal(r.op, storeAnswer{res: &res, sent: sent, success: r.success, confirmed: confirmed, release: r.finish})
+			g.syncLocal(r.op, storeAnswer{res: &res, sent: sent, success: r.success, confirmed: confirmed, release: r.finish}, r.ip)
 		}
-		g.transitions(res.Transitions, ReasonAuto, false)
+		g.transitions(res.Transitions, ReasonAuto, false, r.ip)
 		g.m.replayed.Inc()
 		done++
 	}

@@ -406,6 +406,33 @@ func TestHooksFireOncePerTransition(t *testing.T) {
 		un := ev.blocks(false)
 		require.Len(t, un, 1)
 		assert.Equal(t, gate.ReasonAdmin, un[0].Reason)
+		for _, b := range ev.blocks(true) {
+			assert.Equal(t, ip, b.IP, "a block names the address whose failure made it")
+		}
+	})
+}
+
+// TestUnblockByUser: the user's own unlock lifts the username's block
+// only, with reason user; the address stays blocked.
+func TestUnblockByUser(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		g, ev := newGate(t, b, gate.DefaultConfig())
+		user, ip := fresh()
+		for i := 0; i < 6; i++ {
+			g.Record(ctx, attempt(ip, user), false)
+		}
+		ok, err := g.UnblockByUser(ctx, user)
+		require.NoError(t, err)
+		assert.True(t, ok)
+		un := ev.blocks(false)
+		require.Len(t, un, 1)
+		assert.Equal(t, gate.ReasonUser, un[0].Reason)
+		assert.Equal(t, gate.KindUsername, un[0].Kind)
+		d := g.Check(ctx, attempt(ip, user))
+		assert.False(t, d.Allowed, "the address's block stays")
+		assert.Equal(t, []gate.Kind{gate.KindIP}, d.BlockedBy)
+		_, other := fresh()
+		assert.True(t, g.Check(ctx, attempt(other, user)).Allowed, "the user from elsewhere gets in")
 	})
 }
 

@@ -388,6 +388,7 @@ func (s *MemoryStore) unconfirm(op Op, delta int32) {
 type replay struct {
 	seq uint64 // its place in the backlog
 	op  Op     // a copy: counters and token of its own
+	ip  string // the attempt's address, for the transitions it makes
 	// finish replays Finish of a charge the store made (op.Token); else
 	// the attempt was admitted locally and is replayed with Record.
 	finish  bool
@@ -478,10 +479,10 @@ func (b *backlog) len() int {
 }
 
 // newReplay copies op for the backlog.
-func newReplay(op Op, finish, success, counted bool) replay {
-	r := replay{op: Op{Counters: append([]Counter(nil), op.Counters...), Token: op.Token},
+func newReplay(op Op, ip string, finish, success, counted bool) replay {
+	r := replay{op: Op{Counters: append([]Counter(nil), op.Counters...), Token: op.Token}, ip: ip,
 		finish: finish, success: success, counted: counted, queued: time.Now()}
-	r.size = 96 + int64(len(op.Token))
+	r.size = 96 + int64(len(op.Token)+len(ip))
 	for _, c := range op.Counters {
 		r.size += 64 + int64(len(c.Subject))
 	}

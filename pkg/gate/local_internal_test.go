@@ -190,7 +190,7 @@ func TestBacklogBounds(t *testing.T) {
 	op := Op{Counters: []Counter{{Kind: KindIP, Subject: "192.0.2.1", Limit: 3}}}
 	var dropped int
 	for range backlogMaxItems + 10 {
-		dropped += len(b.push(newReplay(op, false, false, true)))
+		dropped += len(b.push(newReplay(op, "", false, false, true)))
 	}
 	assert.Equal(t, 10, dropped)
 	assert.Equal(t, backlogMaxItems, b.len())
@@ -203,11 +203,11 @@ func TestBacklogBounds(t *testing.T) {
 	// Outcomes pushed while a batch is written drop the oldest, some of
 	// the batch among them: removing the batch removes no newer one.
 	for range 3 {
-		require.Empty(t, b.push(newReplay(op, false, false, true)))
+		require.Empty(t, b.push(newReplay(op, "", false, false, true)))
 	}
 	batch := b.peek(replayBatch)
 	for range 10 {
-		require.Len(t, b.push(newReplay(op, false, false, true)), 1)
+		require.Len(t, b.push(newReplay(op, "", false, false, true)), 1)
 	}
 	assert.Equal(t, replayBatch-10, b.pop(batch[len(batch)-1].seq), "only what is left of the batch")
 	assert.Equal(t, backlogMaxItems-(replayBatch-10), b.len(), "the 10 new outcomes are still there")
@@ -218,7 +218,7 @@ func TestBacklogBounds(t *testing.T) {
 	long := op
 	long.Counters = []Counter{{Kind: KindUsername, Subject: string(make([]byte, 64<<10)), Limit: 3}}
 	for range 1000 {
-		big.push(newReplay(long, false, false, true))
+		big.push(newReplay(long, "", false, false, true))
 	}
 	assert.LessOrEqual(t, big.bytes, int64(backlogMaxBytes), "bounded by bytes as well")
 	assert.Less(t, big.len(), 1000)
