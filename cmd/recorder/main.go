@@ -20,11 +20,9 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -200,18 +198,9 @@ func serve(ctx context.Context, cfg Config) error {
 	// the recorder that creates the schema the admin reads. Afterwards it
 	// answers 200 for as long as the process lives: outages of NATS or
 	// ClickHouse are retried and logged, and a restart would not help.
-	var waitingFor atomic.Pointer[string]
-	waitFor := func(what string) { waitingFor.Store(&what) }
-	waitFor("NATS (DEFENDER_NATS_URL)")
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		if what := waitingFor.Load(); what != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "starting: waiting for %s\n", *what)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	var health service.Health
+	health.WaitFor("NATS (DEFENDER_NATS_URL)")
+	mux.Handle("GET /healthz", &health)
 	// Served from the start, while NATS and ClickHouse are awaited.
 	hctx, stopHTTP := context.WithCancel(ctx)
 	var httpErr error
@@ -241,14 +230,14 @@ func serve(ctx context.Context, cfg Config) error {
 	if err := record.ServerNeed.Check(nc); err != nil {
 		return fmt.Errorf("DEFENDER_NATS_URL: %w", err)
 	}
-	waitFor("the " + events.StreamName + " stream")
-	if err := ensureStream(ctx, js, cfg); err != nil {
+	health.WaitFor("the " + events.StreamName + " stream")
+	if err := events.AwaitStream(ctx, js, cfg.Events.Stream(), slog.Default()); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	waitFor("ClickHouse (DEFENDER_CLICKHOUSE_URL) and its schema")
+	health.WaitFor("ClickHouse (DEFENDER_CLICKHOUSE_URL) and its schema")
 	conn, err := openMigrated(ctx, cfg, true)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -269,7 +258,7 @@ func serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	slog.Info("recording", "nats", nc.ConnectedUrlRedacted(), "batch", cfg.Batch, "flush", cfg.Flush)
-	waitingFor.Store(nil)
+	health.Ready()
 
 	var g run.Group
 	rctx, cancel := context.WithCancel(ctx)
@@ -282,28 +271,4 @@ func serve(ctx context.Context, cfg Config) error {
 	// Let the last acks reach NATS before the connection goes.
 	_ = nc.Drain()
 	return err
-}
-
-// ensureStream creates the DEFENDER stream if it is missing, so the
-// recorder may start before the gate. An existing stream is left as it
-// is: its limits are the gate's to set.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) error {
-	sc := cfg.Events.Stream()
-	delay := 200 * time.Millisecond
-	for {
-		_, err := js.Stream(ctx, events.StreamName)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			_, err = events.EnsureStream(ctx, js, sc)
-		}
-		if err == nil {
-			return nil
-		}
-		slog.Warn("stream not ready, retrying", "stream", events.StreamName, "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 10*time.Second)
-	}
 }

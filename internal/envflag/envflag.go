@@ -13,6 +13,7 @@ import (
 	"flag"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Prefix is stripped from variable names to make flag names.
@@ -125,4 +126,32 @@ func ParseBytes(s string) (int64, error) {
 		return 0, errors.New("out of range")
 	}
 	return n * mult, nil
+}
+
+// ParseDuration is the grammar of a duration setting: a Go duration
+// ("90s", "1h30m"), a whole number of days ("7d") or plain seconds;
+// negative values are refused.
+func ParseDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		d = time.Duration(n) * time.Second
+		if n > int64(1<<63-1)/int64(time.Second) {
+			return 0, errors.New("too large")
+		}
+	} else if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n > int64(1<<63-1)/int64(24*time.Hour) {
+			return 0, errors.New("bad days")
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(s)
+		if err != nil {
+			return 0, err
+		}
+	}
+	if d < 0 {
+		return 0, errors.New("negative")
+	}
+	return d, nil
 }

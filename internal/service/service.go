@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -139,4 +140,27 @@ func (h HTTP) Run(ctx context.Context) error {
 		h.Drained(sctx)
 	}
 	return err
+}
+
+// Health is a service's /healthz: 503 "starting: waiting for <what>"
+// until Ready, then 200 "ok" for as long as the process lives (outages
+// of the servers it uses are retried and logged; a restart would not
+// help). Compose and scripts/stack.sh start what depends on a service
+// once it answers 200.
+type Health struct{ waiting atomic.Pointer[string] }
+
+// WaitFor says what the service waits for now.
+func (h *Health) WaitFor(what string) { h.waiting.Store(&what) }
+
+// Ready makes /healthz answer 200.
+func (h *Health) Ready() { h.waiting.Store(nil) }
+
+func (h *Health) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if what := h.waiting.Load(); what != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "starting: waiting for %s\n", *what)
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }

@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // NATSServer is an embedded NATS server with JetStream for one test.
@@ -74,4 +76,26 @@ func (n *NATSServer) Shutdown() {
 	n.Server.Shutdown()
 	n.Server.WaitForShutdown()
 	n.Server = nil
+}
+
+// ConsumerDone waits up to within until consumer durable of stream has
+// acknowledged every message it was to take (nothing pending, nothing
+// awaiting an acknowledgement): whatever it was going to do is done.
+func ConsumerDone(t testing.TB, js jetstream.JetStream, stream, durable string, within time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(within)
+	for {
+		c, err := js.Consumer(ctx, stream, durable)
+		if err == nil {
+			info, err := c.Info(ctx)
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer %s of %s still has messages to take or acknowledge after %s", durable, stream, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -125,7 +125,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		}
 	}
 	if v, ok := get("DEFENDER_STREAM_MAX_AGE"); ok {
-		d, err := parseDuration(v)
+		d, err := envflag.ParseDuration(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_AGE: %q is not a duration like 168h, 7d or seconds", v))
 		} else {
@@ -147,31 +147,4 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		return c, err
 	}
 	return c, nil
-}
-
-// parseDuration accepts a Go duration, a whole number of days ("7d") or
-// plain seconds; negative values are refused.
-func parseDuration(s string) (time.Duration, error) {
-	var d time.Duration
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		d = time.Duration(n) * time.Second
-		if n > int64(1<<63-1)/int64(time.Second) {
-			return 0, errors.New("too large")
-		}
-	} else if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseInt(days, 10, 64)
-		if err != nil || n > int64(1<<63-1)/int64(24*time.Hour) {
-			return 0, errors.New("bad days")
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		d, err = time.ParseDuration(s)
-		if err != nil {
-			return 0, err
-		}
-	}
-	if d < 0 {
-		return 0, errors.New("negative")
-	}
-	return d, nil
 }

@@ -2,7 +2,9 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,4 +93,28 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		return nil, fmt.Errorf("ensure stream %s on %s: %w", sc.Name, sc.Subjects[0], err)
 	}
 	return s, nil
+}
+
+// AwaitStream returns once the stream exists, creating it with cfg if it
+// is missing (an existing one is left as it is: its limits are the
+// gate's to set), retrying with backoff while NATS cannot tell, until ctx
+// ends. A consumer may then start before the gates do.
+func AwaitStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig, log *slog.Logger) error {
+	delay := 200 * time.Millisecond
+	for {
+		_, err := js.Stream(ctx, StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = EnsureStream(ctx, js, cfg)
+		}
+		if err == nil {
+			return nil
+		}
+		log.Warn("stream not ready, retrying", "stream", StreamName, "err", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
 }

@@ -1,0 +1,121 @@
+package notify
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Links makes and checks the unlock links of the mails: a token that
+// names the username, the block event and an expiry, signed with
+// HMAC-SHA256. Every notifier instance and the unlock page share the keys
+// (DEFENDER_UNLOCK_KEYS): the first signs, every one verifies, so a key
+// is rotated by putting the new one first and dropping the old one once
+// the links it signed have expired (DEFENDER_UNLOCK_TTL).
+type Links struct {
+	keys [][]byte
+	ttl  time.Duration
+	base string // the unlock page's public URL
+	now  func() time.Time
+}
+
+// MinKeyLen is the shortest unlock key accepted, in bytes.
+const MinKeyLen = 32
+
+// Why a link is refused, for the page and the metrics.
+var (
+	ErrLinkInvalid = errors.New("the link is not one we sent: it is incomplete or was altered")
+	ErrLinkExpired = errors.New("the link has expired")
+	ErrLinkUsed    = errors.New("the link was used already")
+)
+
+// NewLinks checks its settings: at least one key of MinKeyLen bytes, a
+// positive ttl, and base an absolute http(s) URL.
+func NewLinks(keys [][]byte, ttl time.Duration, base string) (*Links, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("DEFENDER_UNLOCK_KEYS: required to sign unlock links")
+	}
+	for i, k := range keys {
+		if len(k) < MinKeyLen {
+			return nil, fmt.Errorf("DEFENDER_UNLOCK_KEYS: key %d has %d bytes, want at least %d", i+1, len(k), MinKeyLen)
+		}
+	}
+	if ttl <= 0 {
+		return nil, fmt.Errorf("DEFENDER_UNLOCK_TTL: %s is not positive", ttl)
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("DEFENDER_UNLOCK_URL: %q is not an absolute http(s) URL without query", base)
+	}
+	return &Links{keys: keys, ttl: ttl, base: base, now: time.Now}, nil
+}
+
+// TTL is how long a link is valid.
+func (l *Links) TTL() time.Duration { return l.ttl }
+
+// claims is what a token carries.
+type claims struct {
+	User    string `json:"u"`
+	Event   string `json:"e"`
+	Expires int64  `json:"x"` // unix seconds
+}
+
+// URL is the unlock link for username's block event eventID, valid for
+// the links' ttl from now.
+func (l *Links) URL(username, eventID string) string {
+	return l.base + "?t=" + l.token(claims{User: username, Event: eventID, Expires: l.now().Add(l.ttl).Unix()})
+}
+
+func (l *Links) token(c claims) string {
+	payload, _ := json.Marshal(c) // strings and an int: cannot fail
+	p := base64.RawURLEncoding.EncodeToString(payload)
+	return p + "." + base64.RawURLEncoding.EncodeToString(sign(l.keys[0], p))
+}
+
+func sign(key []byte, payload string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(payload))
+	return m.Sum(nil)
+}
+
+// check returns the token's claims if one of the keys signed it and it
+// has not expired.
+func (l *Links) check(token string) (claims, error) {
+	p, s, ok := strings.Cut(token, ".")
+	if !ok || len(token) > 4096 {
+		return claims{}, ErrLinkInvalid
+	}
+	mac, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return claims{}, ErrLinkInvalid
+	}
+	signed := false
+	for _, k := range l.keys {
+		signed = signed || hmac.Equal(mac, sign(k, p))
+	}
+	if !signed {
+		return claims{}, ErrLinkInvalid
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(p)
+	if err != nil {
+		return claims{}, ErrLinkInvalid
+	}
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil || c.User == "" || c.Event == "" {
+		return claims{}, ErrLinkInvalid
+	}
+	if !l.now().Before(time.Unix(c.Expires, 0)) {
+		return c, ErrLinkExpired
+	}
+	return c, nil
+}
+
+// usedKey is the key that marks a token used: a digest, since a key-value
+// bucket's keys allow few characters and the token need not be stored.
+func usedKey(token string) string { return "t_" + digest(token) }

@@ -1,0 +1,40 @@
+package notify
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the notifier's own; the webhook sender registers its own.
+type metrics struct {
+	events  *prometheus.CounterVec // by what became of the event
+	mails   *prometheus.CounterVec // by result
+	unlocks *prometheus.CounterVec // by result
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "defender", Subsystem: "notifier", Name: "events_total",
+			Help: "Block events taken from the stream, by outcome: done (acknowledged), skipped (not a real store block), duplicate (done before), malformed, retried (left for redelivery).",
+		}, []string{"outcome"}),
+		mails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "defender", Subsystem: "notifier", Name: "mails_total",
+			Help: "Mails to blocked users, by result: sent, failed (will retry), rejected (given up: the server refused it for good), no_address, rate_limited_user (one per user per DEFENDER_MAIL_EVERY), rate_limited_global (DEFENDER_MAIL_MAX_PER_HOUR reached).",
+		}, []string{"result"}),
+		unlocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "defender", Subsystem: "notifier", Name: "unlocks_total",
+			Help: "Unlock links used, by result: unlocked, invalid, expired, used (a second time), error.",
+		}, []string{"result"}),
+	}
+	for _, o := range []string{"done", "skipped", "duplicate", "malformed", "retried"} {
+		m.events.WithLabelValues(o)
+	}
+	for _, r := range []string{"sent", "failed", "rejected", "no_address", "rate_limited_user", "rate_limited_global"} {
+		m.mails.WithLabelValues(r)
+	}
+	for _, r := range []string{"unlocked", "invalid", "expired", "used", "error"} {
+		m.unlocks.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.events, m.mails, m.unlocks)
+	}
+	return m
+}

@@ -1,0 +1,477 @@
+// Package notify is the notifier's work (cmd/notifier): it takes the
+// block events of the DEFENDER stream through a durable consumer that
+// every instance shares, mails the user whose username was blocked (at
+// most once per user per interval, with a link that lifts the block) and
+// alerts the admins by webhook.
+//
+// Delivery: an event is acknowledged once its mail and its webhook calls
+// are done or given up on; until then NATS redelivers it (to any
+// instance). What each event has done is kept in a key-value bucket
+// (DEFENDER_NOTIFY_DONE) by event id, so a redelivered event, or one whose
+// instance died after sending, is not sent again: at most the one mail in
+// flight when an instance died goes twice, with the same Message-ID.
+package notify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	netmail "net/mail"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/defender-go/defender/internal/notify/mail"
+	"github.com/defender-go/defender/internal/notify/webhook"
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// The key-value buckets the notifier keeps in JetStream, shared by every
+// instance.
+const (
+	// BucketDone holds what each event has done ("mail_<id>", "hook_<id>").
+	BucketDone = "DEFENDER_NOTIFY_DONE"
+	// BucketUsers holds a key per user mailed within DEFENDER_MAIL_EVERY.
+	BucketUsers = "DEFENDER_NOTIFY_USERS"
+	// BucketHours counts the mails of each hour.
+	BucketHours = "DEFENDER_NOTIFY_HOURS"
+	// BucketLinks holds the unlock links used.
+	BucketLinks = "DEFENDER_NOTIFY_LINKS"
+)
+
+// Options configure a Notifier.
+type Options struct {
+	Subjects events.Subjects
+	// Durable is the consumer's name, shared by every instance
+	// (DEFENDER_NOTIFY_CONSUMER, "notifier").
+	Durable string
+	// AckWait is how long NATS waits for an instance that took an event
+	// before handing it to another: events in progress are kept alive
+	// meanwhile, so it only delays the events of an instance that died.
+	AckWait time.Duration
+	// Concurrency is how many events an instance handles at once.
+	Concurrency int
+	// Mail sends the mails; nil: no mails.
+	Mail *mail.Sender
+	// Lookup finds a user's address. Without it the username is the
+	// address only when MailToUsername is set (else no mail).
+	Lookup         *mail.Lookup
+	MailToUsername bool
+	// MailEvery is the least time between two mails to one user.
+	MailEvery time.Duration
+	// MailsPerHour caps the mails of every instance together in one
+	// clock hour (0: no cap).
+	MailsPerHour int
+	// Links makes unlock links for the mails; nil: none.
+	Links *Links
+	// Hooks calls the admins' webhooks; nil: none.
+	Hooks *webhook.Sender
+	// Log and Registerer default to slog.Default and none.
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Defaults of Options.
+const (
+	DefaultDurable     = "notifier"
+	DefaultAckWait     = time.Minute
+	DefaultConcurrency = 32
+	DefaultMailEvery   = time.Hour
+	doneFor            = 7 * 24 * time.Hour // the stream's default age limit
+)
+
+// Notifier handles block events.
+type Notifier struct {
+	o      Options
+	cons   jetstream.Consumer
+	done   jetstream.KeyValue
+	users  jetstream.KeyValue
+	hours  jetstream.KeyValue
+	links  jetstream.KeyValue
+	dead   jetstream.KeyValue
+	m      *metrics
+	log    *slog.Logger
+	active sync.WaitGroup
+	// sending is held from a mail's send until it is marked done.
+	sending sync.Mutex
+}
+
+// New creates (or updates) the consumer and the buckets. A new consumer
+// starts at the events published from now on: a first start does not
+// mail last week's blocks.
+func New(ctx context.Context, js jetstream.JetStream, o Options) (*Notifier, error) {
+	if o.Durable == "" {
+		o.Durable = DefaultDurable
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.MailEvery <= 0 {
+		o.MailEvery = DefaultMailEvery
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if err := o.Subjects.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Notifier{o: o, m: newMetrics(o.Registerer), log: o.Log}
+	var err error
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+		ttl  time.Duration
+	}{{&n.done, BucketDone, doneFor}, {&n.users, BucketUsers, o.MailEvery}, {&n.hours, BucketHours, 2 * time.Hour}, {&n.links, BucketLinks, linksFor(o.Links)}, {&n.dead, BucketDead, doneFor}} {
+		if *b.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, TTL: b.ttl, History: 1}); err != nil {
+			return nil, fmt.Errorf("key-value bucket %s: %w", b.name, err)
+		}
+	}
+	n.cons, err = js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+		Durable:       o.Durable,
+		Description:   "defender notifier: mails and webhooks on blocks",
+		FilterSubject: o.Subjects.Blocks(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckWait:       o.AckWait,
+		MaxAckPending: 4 * o.Concurrency,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", o.Durable, o.Subjects.Blocks(), err)
+	}
+	return n, nil
+}
+
+// linksFor is how long a used link is remembered: as long as it is valid.
+func linksFor(l *Links) time.Duration {
+	if l == nil {
+		return time.Hour
+	}
+	return l.TTL() + time.Minute
+}
+
+// UnlockPage is the page the mails' links open, lifting blocks through u.
+func (n *Notifier) UnlockPage(u Unlocker) *UnlockPage {
+	return &UnlockPage{links: n.o.Links, used: n.links, unlock: u, log: n.log, m: n.m}
+}
+
+// Run handles events until ctx ends, then waits up to grace for the
+// events in hand (those it cannot finish are redelivered later).
+func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
+	it, err := n.cons.Messages(jetstream.PullMaxMessages(n.o.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", n.o.Durable, err)
+	}
+	context.AfterFunc(ctx, it.Stop)
+	// Handlers outlive ctx by grace, to finish what they started.
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopped := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	defer stopped()
+	slots := make(chan struct{}, n.o.Concurrency)
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			n.active.Wait()
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("consume %s: %w", n.o.Durable, err)
+		}
+		slots <- struct{}{}
+		n.active.Go(func() {
+			defer func() { <-slots }()
+			n.handle(hctx, msg)
+		})
+	}
+}
+
+// handle does what one event asks, then acknowledges it, or leaves it
+// for redelivery with a delay that grows with its deliveries.
+func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) {
+	b, err := events.DecodeBlock(msg.Data())
+	if err != nil {
+		n.m.events.WithLabelValues("malformed").Inc()
+		n.log.Warn("terminating a malformed block event", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	// Only real blocks of the store: an observe-mode would-be block is
+	// published elsewhere, and a local one (one gate process, while its
+	// store was away) is followed by the store's own once it learns.
+	if b.Type != events.TypeBlock || b.Observe || b.Local {
+		n.m.events.WithLabelValues("skipped").Inc()
+		_ = msg.Ack()
+		return
+	}
+	defer n.keepAlive(ctx, msg)()
+	if err := n.notify(ctx, &b); err != nil {
+		n.m.events.WithLabelValues("retried").Inc()
+		delay := retryDelay(msg)
+		n.log.Warn("notification failed, will retry", "event", b.ID, "kind", b.Kind, "err", err, "retry_in", delay.String())
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+	if err := msg.DoubleAck(ctx); err != nil {
+		n.log.Warn("could not acknowledge an event; it may be redelivered (its work is remembered)", "event", b.ID, "err", err)
+	}
+}
+
+// notify mails and calls the webhooks for b, each at most once per event.
+func (n *Notifier) notify(ctx context.Context, b *events.Block) error {
+	did := false
+	if n.o.Mail != nil && b.Kind == string(gate.KindUsername) {
+		key := "mail_" + digest(b.ID)
+		done, err := n.isDone(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !done {
+			if err := n.mailUser(ctx, b, key); err != nil {
+				return err
+			}
+			did = true
+		}
+	}
+	if n.o.Hooks != nil {
+		key := "hook_" + digest(b.ID)
+		done, err := n.isDone(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !done {
+			if err := n.o.Hooks.Deliver(ctx, *b); err != nil {
+				return err
+			}
+			n.remember(ctx, key)
+			did = true
+		}
+	}
+	if did {
+		n.m.events.WithLabelValues("done").Inc()
+	} else {
+		n.m.events.WithLabelValues("duplicate").Inc()
+	}
+	return nil
+}
+
+// isDone reports whether the bucket says the work of key was done.
+func (n *Notifier) isDone(ctx context.Context, key string) (bool, error) {
+	if _, err := n.done.Get(ctx, key); err == nil {
+		return true, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, fmt.Errorf("read %s: %w", BucketDone, err)
+	}
+	return false, nil
+}
+
+// remember marks the work of key done, for every instance.
+func (n *Notifier) remember(ctx context.Context, key string) {
+	if _, err := n.done.Put(ctx, key, []byte{'1'}); err != nil {
+		n.log.Warn("could not remember a notification; a redelivery may repeat it", "key", key, "err", err)
+	}
+}
+
+// mailUser mails the user whose username b blocked: at most once per
+// user per MailEvery, within the hourly cap, when an address is known,
+// and marks key done. An error leaves the event for a retry.
+//
+// An instance sends one mail at a time, and marks it done before the
+// next: an instance that dies has at most one mail in flight, the one a
+// redelivery may send again (with the same Message-ID). One instance
+// sends a few mails a second through a nearby relay, far above
+// DEFENDER_MAIL_MAX_PER_HOUR's default; run more for more.
+func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) error {
+	user := b.Subject
+	slot := "u_" + digest(user)
+	// The slot is the event's: a redelivery of the event that took it
+	// may still mail.
+	if _, err := n.users.Create(ctx, slot, []byte(b.ID)); errors.Is(err, jetstream.ErrKeyExists) {
+		e, err := n.users.Get(ctx, slot)
+		if err != nil || string(e.Value()) != b.ID {
+			n.m.mails.WithLabelValues("rate_limited_user").Inc()
+			n.remember(ctx, key)
+			return nil
+		}
+	} else if err != nil {
+		return fmt.Errorf("read %s: %w", BucketUsers, err)
+	}
+	to, found, err := n.address(ctx, user)
+	if err != nil {
+		return fmt.Errorf("look up the address: %w", err)
+	}
+	if !found {
+		n.m.mails.WithLabelValues("no_address").Inc()
+		n.remember(ctx, key)
+		return nil
+	}
+	if ok, err := n.hourly(ctx); err != nil {
+		return err
+	} else if !ok {
+		n.m.mails.WithLabelValues("rate_limited_global").Inc()
+		n.log.Warn("mail cap reached for this hour: a blocked user is not mailed", "cap", n.o.MailsPerHour, "event", b.ID)
+		n.remember(ctx, key)
+		return nil
+	}
+	m := mail.Message{To: to, Username: user, IP: b.IP, Failures: b.Failures, Time: b.Time, Until: b.Until, EventID: b.ID}
+	if n.o.Links != nil {
+		m.UnlockURL, m.UnlockTTL = n.o.Links.URL(user, b.ID), n.o.Links.TTL()
+	}
+	n.sending.Lock()
+	defer n.sending.Unlock()
+	if err := n.o.Mail.Send(ctx, m); err != nil {
+		if mail.Permanent(err) {
+			n.m.mails.WithLabelValues("rejected").Inc()
+			n.log.Warn("mail refused for good; not retried", "event", b.ID, "err", err)
+			n.remember(ctx, key)
+			return nil
+		}
+		n.m.mails.WithLabelValues("failed").Inc()
+		return fmt.Errorf("send the mail: %w", err)
+	}
+	n.m.mails.WithLabelValues("sent").Inc()
+	n.remember(ctx, key)
+	return nil
+}
+
+// address is the user's mail address, if one is known.
+func (n *Notifier) address(ctx context.Context, user string) (string, bool, error) {
+	if n.o.Lookup != nil {
+		return n.o.Lookup.Email(ctx, user)
+	}
+	if !n.o.MailToUsername {
+		return "", false, nil
+	}
+	a, err := netmail.ParseAddress(user)
+	if err != nil || a.Name != "" || a.Address != user {
+		return "", false, nil
+	}
+	return a.Address, true, nil
+}
+
+// hourly takes one mail of this clock hour's cap, shared by every
+// instance (a counter updated with compare-and-set); false when the cap
+// is reached.
+func (n *Notifier) hourly(ctx context.Context) (bool, error) {
+	if n.o.MailsPerHour <= 0 {
+		return true, nil
+	}
+	key := "h_" + strconv.FormatInt(time.Now().Unix()/3600, 10)
+	for range 20 {
+		e, err := n.hours.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			if _, err := n.hours.Create(ctx, key, []byte("1")); err == nil {
+				return true, nil
+			} else if !errors.Is(err, jetstream.ErrKeyExists) {
+				return false, fmt.Errorf("count the hour's mails: %w", err)
+			}
+			continue
+		} else if err != nil {
+			return false, fmt.Errorf("count the hour's mails: %w", err)
+		}
+		count, _ := strconv.Atoi(string(e.Value()))
+		if count >= n.o.MailsPerHour {
+			return false, nil
+		}
+		if _, err := n.hours.Update(ctx, key, []byte(strconv.Itoa(count+1)), e.Revision()); err == nil {
+			return true, nil
+		}
+	}
+	return false, errors.New("count the hour's mails: too much contention")
+}
+
+// keepAlive tells NATS the event is still in progress every third of
+// AckWait, so a slow send or webhook retry is not handed to another
+// instance meanwhile; the returned function stops it.
+func (n *Notifier) keepAlive(ctx context.Context, msg jetstream.Msg) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(n.o.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// retryDelay grows with the event's deliveries: 5 s, 10 s, ... 5 min.
+func retryDelay(msg jetstream.Msg) time.Duration {
+	d := 5 * time.Second
+	if md, err := msg.Metadata(); err == nil {
+		for i := uint64(1); i < md.NumDelivered && d < 5*time.Minute; i++ {
+			d *= 2
+		}
+	}
+	return min(d, 5*time.Minute)
+}
+
+// digest is a key for any string in a bucket, whose keys allow few
+// characters.
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
+}
+
+// BucketDead holds the webhook calls given up on, for the admins to see.
+const BucketDead = "DEFENDER_NOTIFY_DEAD"
+
+// DeadLetter keeps a webhook call given up on in BucketDead (kept as long
+// as the stream keeps events).
+func (n *Notifier) DeadLetter(ctx context.Context, dl webhook.DeadLetter) error {
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	key := strconv.FormatInt(dl.Time.UnixNano(), 10) + "_" + digest(dl.Endpoint)
+	if _, err := n.dead.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("keep a dead letter in %s: %w", BucketDead, err)
+	}
+	return nil
+}
+
+// DeadLetters reads the webhook calls given up on, oldest first (none
+// when the bucket does not exist yet).
+func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLetter, error) {
+	kv, err := js.KeyValue(ctx, BucketDead)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("open %s: %w", BucketDead, err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", BucketDead, err)
+	}
+	var out []webhook.DeadLetter
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue // expired meanwhile
+		}
+		var dl webhook.DeadLetter
+		if err := json.Unmarshal(e.Value(), &dl); err == nil {
+			out = append(out, dl)
+		}
+	}
+	slices.SortFunc(out, func(a, b webhook.DeadLetter) int { return a.Time.Compare(b.Time) })
+	return out, nil
+}

@@ -1,0 +1,252 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/notify"
+	"github.com/defender-go/defender/internal/notify/mail"
+	"github.com/defender-go/defender/internal/notify/webhook"
+	"github.com/defender-go/defender/pkg/events"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// TestOneMailPerBlock: 1000 failures on one account make exactly one
+// mail, to the address the site's lookup gives, with the block's event id
+// in its Message-ID; a username the lookup does not know makes none; a
+// second block within the hour makes no second mail.
+func TestOneMailPerBlock(t *testing.T) {
+	r := newRig(t, nil)
+	r.lookup.add("alice", "alice@example.com")
+	r.fail(t, "alice", 1000)
+	r.fail(t, "mallory", 10) // unknown to the site
+	r.settled(t)
+
+	got := r.mailsTo("alice@example.com")
+	require.Len(t, got, 1, "1000 failures, one block, one mail")
+	blocks := r.blockEvents(t, "alice")
+	require.Len(t, blocks, 1)
+	assert.Equal(t, mail.MessageID(blocks[0].ID, r.from), got[0].Header("Message-Id"), "the Message-ID comes from the event id")
+	assert.Len(t, r.smtp.Messages(), 1, "nothing for the user the site does not know")
+	require.NotEmpty(t, r.blockEvents(t, "mallory"), "mallory was blocked too")
+
+	// Unblocked by an admin, blocked again within the hour: no mail.
+	_, err := r.gate.Unblock(context.Background(), gate.KindUsername, "alice")
+	require.NoError(t, err)
+	r.fail(t, "alice", 5)
+	r.settled(t)
+	require.Len(t, r.blockEvents(t, "alice"), 2, "blocked a second time")
+	assert.Len(t, r.mailsTo("alice@example.com"), 1, "at most one mail per user per hour")
+}
+
+// TestMailAgainAfterTheWindow: once DEFENDER_MAIL_EVERY has passed, the
+// next block mails again.
+func TestMailAgainAfterTheWindow(t *testing.T) {
+	r := newRig(t, func(o *notify.Options) { o.MailEvery = time.Second })
+	r.lookup.add("bob", "bob@example.com")
+	r.fail(t, "bob", 5)
+	r.settled(t)
+	require.Len(t, r.mailsTo("bob@example.com"), 1)
+	// Blocked again, from new addresses each time, until the window has
+	// passed and a block mails.
+	deadline := time.Now().Add(20 * time.Second)
+	for round := 1; len(r.mailsTo("bob@example.com")) < 2; round++ {
+		require.True(t, time.Now().Before(deadline), "a block after the window mails again")
+		time.Sleep(300 * time.Millisecond)
+		_, err := r.gate.Unblock(context.Background(), gate.KindUsername, "bob")
+		require.NoError(t, err)
+		r.failFrom(t, "bob", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(round*5 + i)}) })
+		r.settled(t)
+	}
+	assert.Len(t, r.mailsTo("bob@example.com"), 2)
+}
+
+// TestUnlockLinkWorksOnce follows the link of the mail: the GET only
+// shows a button, the POST lifts the username's block (not the
+// address's), publishes an unblock with reason user, and a second POST,
+// an altered link or a link for another user changes nothing.
+func TestUnlockLinkWorksOnce(t *testing.T) {
+	r := newRig(t, nil)
+	r.lookup.add("carol", "carol@example.com")
+	r.failFrom(t, "carol", 5, func(int) netip.Addr { return ipOf(4) })
+	r.settled(t)
+	got := r.mailsTo("carol@example.com")
+	require.Len(t, got, 1)
+	link := unlockURL.FindString(strings.ReplaceAll(string(got[0].Data), "=\r\n", ""))
+	require.NotEmpty(t, link, "the mail carries an unlock link")
+	link = strings.ReplaceAll(link, "=3D", "=") // quoted-printable
+	u, err := url.Parse(link)
+	require.NoError(t, err)
+	token := u.Query().Get("t")
+
+	blocked := func() bool {
+		return !r.gate.Check(context.Background(), gate.Attempt{IP: ipOf(240), Username: "carol"}).Allowed
+	}
+	require.True(t, blocked())
+
+	res, body := get(t, link)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, body, `<button type="submit" id="unlock">`)
+	assert.True(t, blocked(), "opening the link (as a mail scanner does) unlocks nothing")
+
+	// Altered, or signed for another user with a key we do not hold.
+	for name, bad := range map[string]string{
+		"altered":    token[:5] + flip(token[5]) + token[6:],
+		"other user": forged(t, "carol"),
+		"truncated":  token[:len(token)/2],
+	} {
+		res, body := post(t, r.unlock.URL+"/unlock", bad)
+		assert.Equal(t, http.StatusBadRequest, res.StatusCode, name)
+		assert.Contains(t, body, "not one we sent", name)
+		assert.True(t, blocked(), "%s: nothing changes", name)
+	}
+
+	res, body = post(t, r.unlock.URL+"/unlock", token)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, body, "unlocked")
+	assert.False(t, blocked(), "the user gets in from elsewhere")
+	d := r.gate.Check(context.Background(), gate.Attempt{IP: ipOf(4), Username: "someone else"})
+	assert.False(t, d.Allowed, "the addresses that failed stay blocked")
+
+	res, body = post(t, r.unlock.URL+"/unlock", token)
+	assert.Equal(t, http.StatusConflict, res.StatusCode, "a link works once")
+	assert.Contains(t, body, "used already")
+
+	var unblocks []events.Block
+	require.Eventually(t, func() bool {
+		unblocks = readBlocks(t, r.js, events.Subjects{}.UnblockUsername(), "carol")
+		return len(unblocks) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, string(gate.ReasonUser), unblocks[0].Reason)
+}
+
+// TestHostileUsernameMail: a username that carries headers or markup
+// reaches the mail's body escaped, never its headers.
+func TestHostileUsernameMail(t *testing.T) {
+	r := newRig(t, nil)
+	user := "eve\r\nBcc: victim@example.com\r\n<script>alert(1)</script>"
+	subject, err := r.gate.Subject(gate.KindUsername, user)
+	require.NoError(t, err)
+	r.lookup.add(subject, "eve@example.com") // as the gate names the user
+	r.fail(t, user, 5)
+	r.settled(t)
+	got := r.mailsTo("eve@example.com")
+	require.Len(t, got, 1)
+	assert.Empty(t, got[0].Header("Bcc"))
+	assert.Equal(t, []string{"eve@example.com"}, got[0].To)
+	_, html, ok := strings.Cut(string(got[0].Data), "Content-Type: text/html")
+	require.True(t, ok, "an HTML part")
+	assert.NotContains(t, html, "<script>", "markup in the name is escaped")
+	assert.Contains(t, html, "&lt;script&gt;")
+}
+
+func get(t *testing.T, u string) (*http.Response, string) {
+	t.Helper()
+	res, err := http.Get(u)
+	require.NoError(t, err)
+	return res, readAll(t, res)
+}
+
+func post(t *testing.T, u, token string) (*http.Response, string) {
+	t.Helper()
+	res, err := http.PostForm(u, url.Values{"t": {token}})
+	require.NoError(t, err)
+	return res, readAll(t, res)
+}
+
+func readAll(t *testing.T, res *http.Response) string {
+	t.Helper()
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// flip changes one character of a token.
+func flip(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
+}
+
+// forged is a well-formed link for user signed with a key the notifier
+// does not hold.
+func forged(t *testing.T, user string) string {
+	t.Helper()
+	l, err := notify.NewLinks([][]byte{[]byte(strings.Repeat("k", 32))}, time.Hour, "https://example.com/unlock")
+	require.NoError(t, err)
+	u, err := url.Parse(l.URL(user, "some-event"))
+	require.NoError(t, err)
+	return u.Query().Get("t")
+}
+
+// TestWebhookOnBlock: every block reaches the admins' webhook once,
+// signed; a webhook that always fails ends in a dead letter the admin
+// can read, and the event is acknowledged either way.
+func TestWebhookOnBlock(t *testing.T) {
+	secret := []byte("webhook-secret-0123456789")
+	var mu sync.Mutex
+	var got []events.Block
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := webhook.Verify([][]byte{secret}, r.Header, body, time.Minute, time.Now()); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var call struct{ Blocks []events.Block }
+		if err := json.Unmarshal(body, &call); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, call.Blocks...)
+		mu.Unlock()
+	}))
+	t.Cleanup(good.Close)
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	t.Cleanup(bad.Close)
+
+	var n *notify.Notifier
+	r := newRig(t, func(o *notify.Options) {
+		o.Mail = nil // webhooks only
+		var err error
+		o.Hooks, err = webhook.New(webhook.Options{
+			Endpoints: []webhook.Endpoint{{URL: good.URL, Format: webhook.FormatJSON}, {URL: bad.URL, Format: webhook.FormatJSON}},
+			Secrets:   [][]byte{secret}, Interval: 50 * time.Millisecond, Attempts: 3, Backoff: 10 * time.Millisecond,
+			Log:        slog.New(slog.DiscardHandler),
+			DeadLetter: func(ctx context.Context, dl webhook.DeadLetter) error { return n.DeadLetter(ctx, dl) },
+		})
+		require.NoError(t, err)
+	})
+	n = r.n
+	r.fail(t, "dave", 5)
+	r.settled(t)
+	mu.Lock()
+	require.Len(t, got, 1, "one call per block event, not per attempt")
+	assert.Equal(t, "dave", got[0].Subject)
+	assert.Equal(t, "username", got[0].Kind)
+	mu.Unlock()
+	dead, err := notify.DeadLetters(context.Background(), r.js)
+	require.NoError(t, err)
+	require.Len(t, dead, 1, "the failing webhook's call is kept")
+	assert.Equal(t, strings.TrimPrefix(bad.URL, "http://"), dead[0].Endpoint, "named by its host: a webhook's path may be a secret")
+	require.Len(t, dead[0].Blocks, 1)
+	assert.Equal(t, "dave", dead[0].Blocks[0].Subject)
+	assert.Equal(t, 3, dead[0].Attempts)
+}

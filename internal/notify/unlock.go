@@ -1,0 +1,152 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Unlocker lifts a username's block at its user's request (*gate.Gate),
+// publishing the unblock with reason user.
+type Unlocker interface {
+	UnblockByUser(ctx context.Context, username string) (bool, error)
+}
+
+// UnlockPage serves the page an unlock link opens. A GET only shows the
+// username and a button: mail scanners and link previews follow every
+// link they see, and must not unlock anything. The button's POST checks
+// the link again, marks it used (in a key-value bucket every instance
+// shares, so a link works once whichever instance serves it) and lifts
+// the username's block; never an address's or a pair's, which the link
+// cannot name.
+type UnlockPage struct {
+	links  *Links
+	used   jetstream.KeyValue
+	unlock Unlocker
+	log    *slog.Logger
+	m      *metrics
+}
+
+// unlockPage is the page's one template: a question with a button, or
+// what happened.
+var unlockPage = template.Must(template.New("unlock").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}
+button{font-size:1rem;padding:.6rem 1.2rem}.name{font-weight:600;overflow-wrap:anywhere}</style></head>
+<body><h1>{{.Title}}</h1>
+{{if .User}}<p>Account: <span class="name">{{.User}}</span></p>{{end}}
+<p id="message">{{.Message}}</p>
+{{if .Token}}<form method="post"><input type="hidden" name="t" value="{{.Token}}">
+<button type="submit" id="unlock">Unlock my account</button></form>{{end}}
+</body></html>
+`))
+
+// page is what unlockPage shows.
+type page struct {
+	Title, User, Message, Token string
+}
+
+func (p *UnlockPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	// The token is in the URL: no referrer may carry it elsewhere, no
+	// cache keep it, no frame trick a click.
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		p.show(w, r.URL.Query().Get("t"))
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+		if err := r.ParseForm(); err != nil {
+			p.render(w, http.StatusBadRequest, page{Title: "This link does not work", Message: "The request could not be read."})
+			return
+		}
+		p.use(w, r.Context(), r.PostForm.Get("t"))
+	default:
+		h.Set("Allow", "GET, HEAD, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+// show asks whether to unlock, or says why the link does not work.
+func (p *UnlockPage) show(w http.ResponseWriter, token string) {
+	c, err := p.links.check(token)
+	if err != nil {
+		p.refuse(w, c, err)
+		return
+	}
+	p.render(w, http.StatusOK, page{Title: "Unlock your account", User: c.User, Token: token,
+		Message: "Your account was locked after failed sign-in attempts. If you want to sign in now, unlock it. The link works once."})
+}
+
+// use unlocks once per link.
+func (p *UnlockPage) use(w http.ResponseWriter, ctx context.Context, token string) {
+	c, err := p.links.check(token)
+	if err != nil {
+		p.refuse(w, c, err)
+		return
+	}
+	key := usedKey(token)
+	if _, err := p.used.Create(ctx, key, []byte(c.Event)); errors.Is(err, jetstream.ErrKeyExists) {
+		p.refuse(w, c, ErrLinkUsed)
+		return
+	} else if err != nil {
+		p.unavailable(w, c, "mark the link used", err)
+		return
+	}
+	uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := p.unlock.UnblockByUser(uctx, c.User); err != nil {
+		// Not unlocked: the link may be used again.
+		if derr := p.used.Delete(context.WithoutCancel(ctx), key); derr != nil {
+			p.log.Warn("unlock: could not release the link after a failed unlock", "err", derr)
+		}
+		p.unavailable(w, c, "unblock", err)
+		return
+	}
+	p.m.unlocks.WithLabelValues("unlocked").Inc()
+	p.log.Info("unlocked by the user", "username", c.User, "event", c.Event)
+	p.render(w, http.StatusOK, page{Title: "Your account is unlocked", User: c.User,
+		Message: "You can sign in again. If you did not cause the failed attempts, change your password."})
+}
+
+// refuse says why a link does not work, and changes nothing.
+func (p *UnlockPage) refuse(w http.ResponseWriter, c claims, err error) {
+	status, why := http.StatusBadRequest, "invalid"
+	switch {
+	case errors.Is(err, ErrLinkExpired):
+		status, why = http.StatusGone, "expired"
+	case errors.Is(err, ErrLinkUsed):
+		status, why = http.StatusConflict, "used"
+	}
+	p.m.unlocks.WithLabelValues(why).Inc()
+	msg := err.Error() + "."
+	if why != "used" {
+		msg += " Wait until the lock ends, or ask for help."
+	}
+	p.render(w, status, page{Title: "This link does not work", User: c.User, Message: msg})
+}
+
+func (p *UnlockPage) unavailable(w http.ResponseWriter, c claims, what string, err error) {
+	p.m.unlocks.WithLabelValues("error").Inc()
+	p.log.Warn("unlock failed", "step", what, "err", err)
+	p.render(w, http.StatusServiceUnavailable, page{Title: "Please try again", User: c.User,
+		Message: "The account could not be unlocked just now. The link still works: try again in a minute."})
+}
+
+func (p *UnlockPage) render(w http.ResponseWriter, status int, pg page) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := unlockPage.Execute(w, pg); err != nil {
+		p.log.Debug("unlock page: write", "err", err)
+	}
+}
