@@ -1,8 +1,9 @@
-# defender's three services as small static images, one target each:
+# defender's four services as small static images, one target each:
 #   docker build --target gate -t defender-gate .
 #   docker build --target recorder -t defender-recorder .
 #   docker build --target admin -t defender-admin .
-# deploy/compose.yml builds all three and runs them with Redis, NATS and
+#   docker build --target notifier -t defender-notifier .
+# deploy/compose.yml builds all four and runs them with Redis, NATS and
 # ClickHouse. Each image holds its binary as /service and /probe, a tiny
 # HTTP health check for the compose file (the images have no shell).
 
@@ -17,7 +18,7 @@ COPY go.mod go.sum ./
 # layer, kept while go.mod and go.sum do not change.
 RUN go mod download
 COPY . .
-RUN go build -ldflags="-s -w" -o /out/ ./cmd/gate ./cmd/recorder ./cmd/admin ./deploy/probe
+RUN go build -ldflags="-s -w" -o /out/ ./cmd/gate ./cmd/recorder ./cmd/admin ./cmd/notifier ./deploy/probe
 
 # distroless/static: CA certificates, tzdata, /etc/passwd with nonroot, no shell.
 FROM gcr.io/distroless/static-debian12:nonroot AS base
@@ -33,6 +34,10 @@ FROM base AS admin
 COPY --from=build /out/admin /service
 CMD ["serve"]
 EXPOSE 8081
+
+FROM base AS notifier
+COPY --from=build /out/notifier /service
+EXPOSE 9103 8082
 
 # Last, so that a plain "docker build ." gives the gate.
 FROM base AS gate

@@ -67,7 +67,7 @@ func TestComposeConfig(t *testing.T) {
 	for name := range cfg.Services {
 		names = append(names, name)
 	}
-	assert.ElementsMatch(t, []string{"redis", "nats", "clickhouse", "gate", "recorder", "admin"}, names)
+	assert.ElementsMatch(t, []string{"redis", "nats", "clickhouse", "gate", "recorder", "admin", "notifier", "mailpit"}, names)
 	for name, s := range cfg.Services {
 		assert.NotEmpty(t, s.Healthcheck.Test, "%s has a health check", name)
 	}
@@ -81,7 +81,7 @@ func TestComposeConfig(t *testing.T) {
 		assert.NotEmpty(t, cfg.Services[name].Volumes, "%s keeps its data in a volume", name)
 	}
 
-	// The three services are built from the repository's Dockerfile, one
+	// The four services are built from the repository's Dockerfile, one
 	// target each, and wired per DESIGN.md.
 	dockerfile, err := os.ReadFile("../Dockerfile")
 	require.NoError(t, err)
@@ -91,7 +91,7 @@ func TestComposeConfig(t *testing.T) {
 	}
 	root, err := os.Getwd()
 	require.NoError(t, err)
-	for _, name := range []string{"gate", "recorder", "admin"} {
+	for _, name := range []string{"gate", "recorder", "admin", "notifier"} {
 		s := cfg.Services[name]
 		require.NotNil(t, s.Build, "%s is built", name)
 		assert.Equal(t, strings.TrimSuffix(root, "/deploy"), s.Build.Context, name)
@@ -110,6 +110,8 @@ func TestComposeConfig(t *testing.T) {
 	assert.Equal(t, "service_healthy", cfg.Services["gate"].DependsOn["redis"].Condition)
 	assert.Equal(t, "3", cfg.Services["gate"].Environment["DEFENDER_LOGIN_FAILURE_LIMIT"], "django-defender's default")
 	assert.True(t, slices.Contains(cfg.Services["gate"].Healthcheck.Test, "/probe"), "the gate's image checks itself with /probe")
+	assert.Empty(t, cfg.Services["notifier"].Environment["DEFENDER_UNLOCK_ADDR"], "the public unlock page is off by default")
+	assert.Empty(t, cfg.Services["notifier"].Environment["DEFENDER_SMTP_HOST"], "no mail until the operator says where and to whom")
 }
 
 // The admin never runs without a password: compose refuses to start

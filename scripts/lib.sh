@@ -34,3 +34,12 @@ need_go() {
 	fi
 	export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 }
+
+# need_mailpit makes sure mailpit, the mail catcher the stack runs (and
+# its test reads), is on PATH: go install'ed once into $(go env GOPATH)/bin,
+# which need_go puts on PATH.
+need_mailpit() {
+	command -v mailpit >/dev/null 2>&1 && return 0
+	echo "installing mailpit, the local mail catcher (once, about a minute) ..." >&2
+	GOFLAGS=-mod=mod go install github.com/axllent/mailpit@v1.33.1
+}

@@ -8,13 +8,18 @@
 #   cmd/recorder            events -> ClickHouse
 #   cmd/admin               web UI + JSON API (basic auth: admin / $DEFENDER_ADMIN_PASSWORD)
 #   examples/loginapp       a login site protected by the gate (alice/wonderland, bob/builder)
+#   mailpit                 a local mail catcher with a web UI (go install'ed once when missing)
+#   cmd/notifier            mails a locked-out user (to mailpit) with a link that unlocks
 #
 # Settings (environment):
 #   DEFENDER_DATA            data, logs and binaries (default ./data)
 #   DEFENDER_ADMIN_PASSWORD  admin password (default: random, kept in $DEFENDER_DATA/admin-password)
 #   STACK_SITE_PORT 8000, STACK_GATE_PORT 8080, STACK_ADMIN_PORT 8081,
 #   STACK_RECORDER_PORT 9102, STACK_NATS_PORT 14222, STACK_REDIS_PORT 16379,
-#   STACK_CLICKHOUSE_PORT 19000, STACK_CLICKHOUSE_HTTP_PORT 18123
+#   STACK_CLICKHOUSE_PORT 19000, STACK_CLICKHOUSE_HTTP_PORT 18123,
+#   STACK_MAIL_PORT 8025 (mailpit's web UI), STACK_SMTP_PORT 1025,
+#   STACK_NOTIFIER_PORT 9103, STACK_UNLOCK_PORT 8082 (the unlock page)
+#   STACK_MAILPIT            a mailpit binary to use (default: mailpit on PATH, installed when missing)
 #   STACK_DEMO=0             do not replay a small demo attack through the gate service at start
 #   STACK_WAIT               seconds each service may take to start (default 60)
 # Every DEFENDER_* decision setting (DEFENDER_LOGIN_FAILURE_LIMIT, ...) is
@@ -34,6 +39,10 @@ NATS_PORT="${STACK_NATS_PORT:-14222}"
 REDIS_PORT="${STACK_REDIS_PORT:-16379}"
 CH_PORT="${STACK_CLICKHOUSE_PORT:-19000}"
 CH_HTTP_PORT="${STACK_CLICKHOUSE_HTTP_PORT:-18123}"
+MAIL_PORT="${STACK_MAIL_PORT:-8025}"
+SMTP_PORT="${STACK_SMTP_PORT:-1025}"
+NOTIFIER_PORT="${STACK_NOTIFIER_PORT:-9103}"
+UNLOCK_PORT="${STACK_UNLOCK_PORT:-8082}"
 WAIT="${STACK_WAIT:-60}"
 
 need_go
@@ -72,7 +81,7 @@ fi
 # Say which port is taken before starting anything: a readiness check
 # could otherwise be answered by whatever holds it.
 for port in "$SITE_PORT" "$GATE_PORT" "$ADMIN_PORT" "$RECORDER_PORT" "$NATS_PORT" \
-	"$REDIS_PORT" "$CH_PORT" "$CH_HTTP_PORT"; do
+	"$REDIS_PORT" "$CH_PORT" "$CH_HTTP_PORT" "$MAIL_PORT" "$SMTP_PORT" "$NOTIFIER_PORT" "$UNLOCK_PORT"; do
 	if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "port $port is taken; stop what listens there, or move the stack (STACK_*_PORT, see $0)" >&2
 		exit 1
@@ -89,9 +98,19 @@ if [ -z "${DEFENDER_ADMIN_PASSWORD:-}" ]; then
 fi
 export DEFENDER_ADMIN_PASSWORD
 ADMIN_USER="${DEFENDER_ADMIN_USER:-admin}"
+# The key that signs the mails' unlock links, kept so that links survive
+# a restart.
+if [ ! -s "$DATA/unlock-key" ]; then
+	(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DATA/unlock-key")
+fi
 
 echo "building ..."
-go build -o "$DATA/bin/" ./cmd/gate ./cmd/recorder ./cmd/admin ./examples/loginapp
+go build -o "$DATA/bin/" ./cmd/gate ./cmd/recorder ./cmd/admin ./cmd/notifier ./examples/loginapp
+MAILPIT="${STACK_MAILPIT:-}"
+if [ -z "$MAILPIT" ]; then
+	need_mailpit
+	MAILPIT="$(command -v mailpit)"
+fi
 
 pids=()
 names=()
@@ -213,7 +232,18 @@ wait_for recorder curl -sf "http://127.0.0.1:$RECORDER_PORT/healthz"
 start admin env DEFENDER_HTTP_ADDR="127.0.0.1:$ADMIN_PORT" "$DATA/bin/admin" serve
 wait_for admin curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz"
 start loginapp env DEFENDER_HTTP_ADDR="127.0.0.1:$SITE_PORT" "$DATA/bin/loginapp"
-wait_for loginapp curl -sf -o /dev/null "http://127.0.0.1:$SITE_PORT/login"
+# Liveness, not the login: a block an earlier run left in Redis answers
+# the login page with 429, which a locked-out newcomer restarts with.
+wait_for loginapp curl -s -o /dev/null "http://127.0.0.1:$SITE_PORT/login"
+start mailpit "$MAILPIT" --listen "127.0.0.1:$MAIL_PORT" --smtp "127.0.0.1:$SMTP_PORT" --database "$DATA/mailpit.db"
+wait_for mailpit curl -sf "http://127.0.0.1:$MAIL_PORT/livez"
+start notifier env DEFENDER_HTTP_ADDR="127.0.0.1:$NOTIFIER_PORT" \
+	DEFENDER_SMTP_HOST=127.0.0.1 DEFENDER_SMTP_PORT="$SMTP_PORT" DEFENDER_SMTP_TLS=none \
+	DEFENDER_MAIL_FROM="defender <defender@localhost>" DEFENDER_MAIL_SITE="the example login site" \
+	DEFENDER_MAIL_LOOKUP_URL="http://127.0.0.1:$SITE_PORT/defender/email?username={username}" \
+	DEFENDER_UNLOCK_ADDR="127.0.0.1:$UNLOCK_PORT" DEFENDER_UNLOCK_URL="http://127.0.0.1:$UNLOCK_PORT/unlock" \
+	DEFENDER_UNLOCK_KEYS="$(cat "$DATA/unlock-key")" "$DATA/bin/notifier"
+wait_for notifier curl -sf "http://127.0.0.1:$NOTIFIER_PORT/healthz"
 
 # A small attack through the gate service, from documentation addresses,
 # so the admin has history and a blocked IP and username to show. It never
@@ -239,9 +269,11 @@ defender is running (logs in $DATA/logs):
   admin         http://127.0.0.1:$ADMIN_PORT/            $ADMIN_USER / $DEFENDER_ADMIN_PASSWORD
   admin API     curl -u $ADMIN_USER:$DEFENDER_ADMIN_PASSWORD http://127.0.0.1:$ADMIN_PORT/api/v1/blocked
   gate service  http://127.0.0.1:$GATE_PORT/v1/check     (POST JSON, see README)
-  metrics       http://127.0.0.1:$GATE_PORT/metrics, :$RECORDER_PORT/metrics, :$ADMIN_PORT/metrics
+  mail catcher  http://127.0.0.1:$MAIL_PORT/             the notifier's mails, with their unlock links
+  metrics       http://127.0.0.1:$GATE_PORT/metrics, :$RECORDER_PORT/metrics, :$ADMIN_PORT/metrics, :$NOTIFIER_PORT/metrics
   NATS          nats://127.0.0.1:$NATS_PORT     ClickHouse 127.0.0.1:$CH_PORT     Redis 127.0.0.1:$REDIS_PORT
-Fail to sign in 4 times on the login site to be locked out, then see it in the admin.
+Fail to sign in 4 times on the login site to be locked out, then see it in the admin,
+and alice's or bob's mail in the mail catcher: its link unlocks the account.
 Ctrl-C stops everything.
 TXT
 echo "ready" >"$DATA/ready"

@@ -13,6 +13,7 @@ need_go
 if [ "${1:-}" != "-short" ]; then
 	need_packages redis-server redis-server clickhouse-server clickhouse-server \
 		clickhouse-client clickhouse-client chromium chromium nginx nginx /usr/sbin/nats-server nats-server
+	need_mailpit
 fi
 echo "== go vet"
 go vet ./...

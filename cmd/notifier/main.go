@@ -168,6 +168,9 @@ func serve(ctx context.Context, cfg Config) error {
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	g.Add(func() error { return n.Run(rctx, 10*time.Second) }, func(error) { cancel() })
+	if o.Mail == nil && o.Hooks == nil {
+		log.Warn("nothing to send: set DEFENDER_SMTP_HOST (with DEFENDER_MAIL_LOOKUP_URL) or DEFENDER_WEBHOOK_URLS; block events are acknowledged unsent")
+	}
 	log.Info("notifying", "nats", nc.ConnectedUrlRedacted(), "consumer", cfg.Durable,
 		"mail", cfg.SMTP.Host != "", "unlock", cfg.UnlockAddr != "", "webhooks", len(cfg.Webhooks))
 	health.Ready()

@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -171,7 +172,22 @@ func newSite(g *gate.Gate, users map[string]string) http.Handler {
 	s.mux.HandleFunc("GET /{$}", s.home)
 	s.mux.Handle("/login", g.Middleware(http.HandlerFunc(s.login)))
 	s.mux.HandleFunc("POST /logout", s.logout)
+	s.mux.HandleFunc("GET /defender/email", s.email)
 	return s.mux
+}
+
+// email is the address lookup the notifier asks (DEFENDER_MAIL_LOOKUP_URL)
+// before it mails a blocked user: {"email": ...} for a user of the site,
+// 404 for any other name. A real site answers from its user table, on a
+// private listener: the addresses are its users'.
+func (s *site) email(w http.ResponseWriter, r *http.Request) {
+	user := r.URL.Query().Get("username")
+	if _, ok := s.users[user]; !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"email": user + "@example.com"})
 }
 
 func (s *site) home(w http.ResponseWriter, r *http.Request) {

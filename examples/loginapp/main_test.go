@@ -49,6 +49,16 @@ func TestLoginSite(t *testing.T) {
 
 	// The escaper keeps user input inert in the page.
 	assert.Equal(t, "&lt;script&gt;", escape("<script>"))
+
+	// The notifier's address lookup: users of the site only.
+	for user, want := range map[string]int{"alice": http.StatusOK, "mallory": http.StatusNotFound} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/defender/email?username="+user, nil))
+		assert.Equal(t, want, w.Code, user)
+		if want == http.StatusOK {
+			assert.JSONEq(t, `{"email":"alice@example.com"}`, w.Body.String())
+		}
+	}
 }
 
 func TestParseUsers(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func TestStack(t *testing.T) {
 	data := t.TempDir()
 
 	ports := map[string]int{}
-	for _, name := range []string{"SITE", "GATE", "ADMIN", "RECORDER", "NATS", "REDIS", "CLICKHOUSE", "CLICKHOUSE_HTTP"} {
+	for _, name := range []string{"SITE", "GATE", "ADMIN", "RECORDER", "NATS", "REDIS", "CLICKHOUSE", "CLICKHOUSE_HTTP", "MAIL", "SMTP", "NOTIFIER", "UNLOCK"} {
 		ports[name] = freePort(t, ports)
 	}
 	env := []string{"PATH=" + path, "DEFENDER_DATA=" + data, "DEFENDER_ADMIN_PASSWORD=" + adminPassword, "STACK_WAIT=90"}
@@ -202,6 +203,37 @@ func TestStack(t *testing.T) {
 		assert.Equal(t, "success\t1\nfailure\t8\nblocked\t2\n", got)
 	}
 
+	// The notifier mailed alice once, to the stack's mail catcher (read
+	// back through mailpit's API), with a link that lifts her username's
+	// block, not the address's; the admin shows the unblock as the user's.
+	assert.Contains(t, out.String(), fmt.Sprintf("http://127.0.0.1:%d/", ports["MAIL"]), "the mail catcher's URL is printed")
+	link := aliceUnlockLink(t, fmt.Sprintf("http://127.0.0.1:%d", ports["MAIL"]))
+	resp, err = client.Get(link)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the link opens the unlock page")
+	u, err := url.Parse(link)
+	require.NoError(t, err)
+	resp, err = client.PostForm(u.Scheme+"://"+u.Host+u.Path, url.Values{"t": {u.Query().Get("t")}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "its button unlocks")
+	blocked.IPs, blocked.Usernames = nil, nil
+	require.Equal(t, http.StatusOK, adminGet("/api/v1/blocked", &blocked))
+	assert.NotContains(t, values(blocked.Usernames), "alice", "alice's username is unlocked")
+	assert.Contains(t, values(blocked.IPs), "127.0.0.1", "the address that failed stays blocked")
+	waitFor(t, 60*time.Second, "the user's unblock in alice's history", func() bool {
+		req, err := http.NewRequest(http.MethodGet, admin+"/username/alice", nil)
+		require.NoError(t, err)
+		req.SetBasicAuth("admin", adminPassword)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var page bytes.Buffer
+		_, _ = page.ReadFrom(resp.Body)
+		return strings.Contains(page.String(), "<td>user</td>")
+	})
+
 	// SIGTERM stops every service, in order, and the script exits 0.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
@@ -211,7 +243,7 @@ func TestStack(t *testing.T) {
 		t.Fatal("scripts/stack.sh still running 60 s after SIGTERM")
 	}
 	require.NoError(t, err, "exit status of scripts/stack.sh after SIGTERM")
-	for _, name := range []string{"loginapp", "admin", "recorder", "gate", "clickhouse", "redis"} {
+	for _, name := range []string{"notifier", "mailpit", "loginapp", "admin", "recorder", "gate", "clickhouse", "redis"} {
 		assert.Contains(t, out.String(), "  "+name+" stopped\n")
 	}
 	for name, port := range ports {
@@ -223,6 +255,46 @@ func TestStack(t *testing.T) {
 	}
 	assert.Empty(t, processesUsing(t, data), "processes left running from %s", data)
 	assert.NoFileExists(t, filepath.Join(data, "ready"))
+}
+
+// aliceUnlockLink waits for the notifier's mail to alice in mailpit (its
+// HTTP API at base), checks it is the only one, and returns its unlock
+// link.
+func aliceUnlockLink(t *testing.T, base string) string {
+	t.Helper()
+	var ids []string
+	waitFor(t, 60*time.Second, "the notifier's mail to alice in mailpit", func() bool {
+		resp, err := http.Get(base + "/api/v1/messages")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var list struct {
+			Messages []struct {
+				ID string
+				To []struct{ Address string }
+			}
+		}
+		if json.NewDecoder(resp.Body).Decode(&list) != nil {
+			return false
+		}
+		ids = nil
+		for _, m := range list.Messages {
+			if len(m.To) == 1 && m.To[0].Address == "alice@example.com" {
+				ids = append(ids, m.ID)
+			}
+		}
+		return len(ids) > 0
+	})
+	require.Len(t, ids, 1, "one mail for one block")
+	resp, err := http.Get(base + "/api/v1/message/" + ids[0])
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var msg struct{ Text string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&msg))
+	link := regexp.MustCompile(`http://127\.0\.0\.1:\d+/unlock\?t=[A-Za-z0-9_\-.]+`).FindString(msg.Text)
+	require.NotEmpty(t, link, "the mail carries an unlock link:\n%s", msg.Text)
+	return link
 }
 
 // freePort returns a free loopback port not among taken.
