@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
@@ -249,4 +250,40 @@ func TestWebhookOnBlock(t *testing.T) {
 	require.Len(t, dead[0].Blocks, 1)
 	assert.Equal(t, "dave", dead[0].Blocks[0].Subject)
 	assert.Equal(t, 3, dead[0].Attempts)
+}
+
+// TestUnlockMakesTheBrowserFamiliar: with smart lockout, the browser that
+// unlocked gets a device cookie its user's logins keep: when the attacker
+// blocks the username again, that browser still gets in.
+func TestUnlockMakesTheBrowserFamiliar(t *testing.T) {
+	r := newRig(t, nil, func(c *gate.Config) { c.SmartLockout = true })
+	r.lookup.add("erin", "erin@example.com")
+	r.failFrom(t, "erin", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}) })
+	r.settled(t)
+	got := r.mailsTo("erin@example.com")
+	require.Len(t, got, 1)
+	link := strings.ReplaceAll(unlockURL.FindString(strings.ReplaceAll(string(got[0].Data), "=\r\n", "")), "=3D", "=")
+	u, err := url.Parse(link)
+	require.NoError(t, err)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	browser := &http.Client{Jar: jar}
+	res, err := browser.PostForm(r.unlock.URL+"/unlock", url.Values{"t": {u.Query().Get("t")}})
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var device string
+	for _, c := range jar.Cookies(u) {
+		if c.Name == gate.DeviceCookie {
+			device = c.Value
+		}
+	}
+	require.NotEmpty(t, device, "the unlock gives the browser a device cookie")
+
+	// The attacker blocks erin again, from other addresses.
+	r.failFrom(t, "erin", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 50)}) })
+	home := netip.MustParseAddr("192.0.2.77")
+	assert.False(t, r.gate.Check(context.Background(), gate.Attempt{IP: home, Username: "erin"}).Allowed, "blocked again")
+	d := r.gate.Check(context.Background(), gate.Attempt{IP: home, Username: "erin", Device: device})
+	assert.True(t, d.Allowed, "the browser that unlocked gets in: %+v", d)
 }

@@ -44,8 +44,8 @@ type rig struct {
 var rigKey = []byte("0123456789abcdef0123456789abcdef")
 
 // newRig starts it all; tune adjusts the notifier's options before it
-// starts.
-func newRig(t *testing.T, tune func(*notify.Options)) *rig {
+// starts, gateTune the gate's configuration.
+func newRig(t *testing.T, tune func(*notify.Options), gateTune ...func(*gate.Config)) *rig {
 	t.Helper()
 	ctx := context.Background()
 	ns := testenv.NATS(t)
@@ -109,6 +109,9 @@ func newRig(t *testing.T, tune func(*notify.Options)) *rig {
 	go func() { pubDone <- pub.Run(pctx) }()
 	rs := testenv.Redis(t)
 	cfg := gate.DefaultConfig()
+	for _, f := range gateTune {
+		f(&cfg)
+	}
 	r.gate, err = gate.New(cfg, gate.NewRedisStore(rs.Client(), cfg.KeyPrefix, cfg.Policy()), gate.WithEmitter(pub), gate.WithLogger(log))
 	require.NoError(t, err)
 	t.Cleanup(func() {

@@ -8,13 +8,18 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/defender-go/defender/pkg/gate"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Unlocker lifts a username's block at its user's request (*gate.Gate),
-// publishing the unblock with reason user.
+// publishing the unblock with reason user; with smart lockout the
+// browser's device becomes familiar to the user (gate.Gate.Device and
+// SetDeviceCookie: "" and nothing when smart lockout is off).
 type Unlocker interface {
-	UnblockByUser(ctx context.Context, username string) (bool, error)
+	UnblockByUser(ctx context.Context, username, device string) (bool, error)
+	Device(token string) (string, bool)
+	SetDeviceCookie(w http.ResponseWriter, r *http.Request, token string)
 }
 
 // UnlockPage serves the page an unlock link opens. A GET only shows the
@@ -70,7 +75,7 @@ func (p *UnlockPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.render(w, http.StatusBadRequest, page{Title: "This link does not work", Message: "The request could not be read."})
 			return
 		}
-		p.use(w, r.Context(), r.PostForm.Get("t"))
+		p.use(w, r, r.PostForm.Get("t"))
 	default:
 		h.Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -89,7 +94,8 @@ func (p *UnlockPage) show(w http.ResponseWriter, token string) {
 }
 
 // use unlocks once per link.
-func (p *UnlockPage) use(w http.ResponseWriter, ctx context.Context, token string) {
+func (p *UnlockPage) use(w http.ResponseWriter, r *http.Request, token string) {
+	ctx := r.Context()
 	c, err := p.links.check(token)
 	if err != nil {
 		p.refuse(w, c, err)
@@ -103,15 +109,23 @@ func (p *UnlockPage) use(w http.ResponseWriter, ctx context.Context, token strin
 		p.unavailable(w, c, "mark the link used", err)
 		return
 	}
+	var cookie string
+	if ck, err := r.Cookie(gate.DeviceCookie); err == nil {
+		cookie = ck.Value
+	}
+	device, fresh := p.unlock.Device(cookie)
 	uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := p.unlock.UnblockByUser(uctx, c.User); err != nil {
+	if _, err := p.unlock.UnblockByUser(uctx, c.User, device); err != nil {
 		// Not unlocked: the link may be used again.
 		if derr := p.used.Delete(context.WithoutCancel(ctx), key); derr != nil {
 			p.log.Warn("unlock: could not release the link after a failed unlock", "err", derr)
 		}
 		p.unavailable(w, c, "unblock", err)
 		return
+	}
+	if fresh {
+		p.unlock.SetDeviceCookie(w, r, device)
 	}
 	p.m.unlocks.WithLabelValues("unlocked").Inc()
 	p.log.Info("unlocked by the user", "username", c.User, "event", c.Event)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/http"
 	"strings"
 )
 
@@ -45,6 +46,17 @@ func (g *Gate) Device(token string) (string, bool) {
 	}
 	return g.NewDevice(), true
 }
+
+// SetDeviceCookie gives the browser of r the device token (DeviceCookie,
+// HttpOnly, SameSite=Lax, Secure over TLS), for as long as a source stays
+// familiar (DEFENDER_FAMILIAR_DAYS).
+func (g *Gate) SetDeviceCookie(w http.ResponseWriter, r *http.Request, token string) {
+	http.SetCookie(w, &http.Cookie{Name: DeviceCookie, Value: token, Path: "/",
+		MaxAge: int(g.cfg.FamiliarFor.Seconds()), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+}
+
+// deviceSource is a device's source in a user's familiar set.
+func deviceSource(id string) string { return "dev:" + id }
 
 // deviceID returns the id of a device token signed with the gate's key.
 // A token altered, forged or signed with another key is no device.

@@ -370,7 +370,7 @@ func (g *Gate) sources(id *identity, a Attempt) []string {
 		s = append(s, "ip:"+id.ipSubject)
 	}
 	if dev, ok := g.deviceID(a.Device); ok {
-		s = append(s, "dev:"+dev)
+		s = append(s, deviceSource(dev))
 	}
 	return s
 }
@@ -1188,9 +1188,31 @@ func (g *Gate) Unblock(ctx context.Context, k Kind, subject string) (bool, error
 // UnblockByUser lifts a username's block at its user's request (the
 // notifier's unlock link), as Unblock does, with reason user. It takes no
 // kind: a user may lift their username's block, never an address's or a
-// pair's, which others share.
-func (g *Gate) UnblockByUser(ctx context.Context, username string) (bool, error) {
-	return g.unblock(ctx, KindUsername, username, ReasonUser)
+// pair's, which others share. With smart lockout, device (a token of
+// Device; "" for none) then becomes a source familiar to the user, as a
+// login from it would make it: the browser that unlocked is not locked
+// out again by an attacker's failures elsewhere.
+func (g *Gate) UnblockByUser(ctx context.Context, username, device string) (bool, error) {
+	lifted, err := g.unblock(ctx, KindUsername, username, ReasonUser)
+	if err != nil || !g.cfg.SmartLockout {
+		return lifted, err
+	}
+	dev, ok := g.deviceID(device)
+	if !ok {
+		return lifted, nil
+	}
+	// A success of the user's two counters from the device alone, as its
+	// login would be: it clears the one that applies (the unblock cleared
+	// the other sources' already) and teaches the device.
+	user := NormalizeUsername(username, g.cfg.MaxUsernameLength)
+	op := Op{Counters: []Counter{
+		{Kind: KindUsername, Subject: user, Limit: g.cfg.UsernameFailureLimit, When: IfUnfamiliar},
+		{Kind: KindUsernameFamiliar, Subject: user, Limit: g.cfg.UsernameFailureLimit, When: IfFamiliar},
+	}, Familiar: &Familiar{User: user, Sources: []string{deviceSource(dev)}, For: g.cfg.FamiliarFor, Max: g.cfg.FamiliarMax, Learn: true}}
+	if _, err := g.store.Record(ctx, op, true); err != nil {
+		return lifted, fmt.Errorf("make the device familiar to %q: %w", user, err)
+	}
+	return lifted, nil
 }
 
 func (g *Gate) unblock(ctx context.Context, k Kind, subject string, reason Reason) (bool, error) {

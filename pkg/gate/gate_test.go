@@ -421,7 +421,7 @@ func TestUnblockByUser(t *testing.T) {
 		for i := 0; i < 6; i++ {
 			g.Record(ctx, attempt(ip, user), false)
 		}
-		ok, err := g.UnblockByUser(ctx, user)
+		ok, err := g.UnblockByUser(ctx, user, "")
 		require.NoError(t, err)
 		assert.True(t, ok)
 		un := ev.blocks(false)
@@ -433,6 +433,39 @@ func TestUnblockByUser(t *testing.T) {
 		assert.Equal(t, []gate.Kind{gate.KindIP}, d.BlockedBy)
 		_, other := fresh()
 		assert.True(t, g.Check(ctx, attempt(other, user)).Allowed, "the user from elsewhere gets in")
+	})
+}
+
+// TestUnblockByUserMakesTheDeviceFamiliar: with smart lockout, the
+// browser that unlocked keeps access when the attacker blocks the user
+// again from elsewhere.
+func TestUnblockByUserMakesTheDeviceFamiliar(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		cfg := gate.DefaultConfig()
+		cfg.SmartLockout = true
+		g, _ := newGate(t, b, cfg)
+		user, attacker := fresh()
+		block := func() {
+			for i := 0; i < 4; i++ {
+				g.Record(ctx, attempt(attacker, user), false)
+			}
+		}
+		block()
+		device := g.NewDevice()
+		_, home := fresh()
+		owner := gate.Attempt{IP: netip.MustParseAddr(home), Username: user, Device: device}
+		require.False(t, g.Check(ctx, owner).Allowed, "blocked before the unlock")
+		ok, err := g.UnblockByUser(ctx, user, device)
+		require.NoError(t, err)
+		assert.True(t, ok)
+		_, err = g.Unblock(ctx, gate.KindIP, attacker) // as if the attacker moved on to a new address
+		require.NoError(t, err)
+		block()
+		stranger := gate.Attempt{IP: netip.MustParseAddr(home), Username: user}
+		assert.False(t, g.Check(ctx, stranger).Allowed, "the attacker blocked the user again")
+		d := g.Check(ctx, owner)
+		assert.True(t, d.Allowed, "the device that unlocked is familiar: %+v", d)
+		assert.True(t, d.Familiar)
 	})
 }
 

@@ -121,8 +121,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if success && newDevice && !bw.committed {
-		http.SetCookie(bw, &http.Cookie{Name: DeviceCookie, Value: a.Device, Path: "/",
-			MaxAge: int(g.cfg.FamiliarFor.Seconds()), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		g.SetDeviceCookie(bw, r, a.Device)
 	}
 	bw.commit()
 }
