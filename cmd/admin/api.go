@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -532,4 +533,18 @@ func (s *Server) apiStatsTop(w http.ResponseWriter, r *http.Request) {
 		items = []TopEntry{}
 	}
 	writeJSON(w, http.StatusOK, TopList{By: by, Window: win.Name, Items: items})
+}
+
+// apiDeadLetters answers the notifier's webhook calls given up on, oldest
+// first.
+func (s *Server) apiDeadLetters(w http.ResponseWriter, r *http.Request) {
+	dls, err := s.deadLetters(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	if dls == nil {
+		dls = []webhook.DeadLetter{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": dls})
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/defender-go/defender/internal/notify"
+	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
@@ -176,4 +178,13 @@ func (d *deps) Close(ctx context.Context, log *slog.Logger) {
 	if d.hist != nil {
 		_ = d.hist.Close()
 	}
+}
+
+// deadLettersOf reads the notifier's dead letters through nc.
+func deadLettersOf(nc *nats.Conn) (func(context.Context) ([]webhook.DeadLetter, error), error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) ([]webhook.DeadLetter, error) { return notify.DeadLetters(ctx, js) }, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
@@ -125,11 +126,14 @@ func newEnv(t *testing.T, o envOpts) *env {
 	d, err := openDeps(ctx, cfg, needs{redis: true, clickhouse: true, shared: true}, log, reg)
 	require.NoError(t, err)
 	e.deps = d
+	var dead func(context.Context) ([]webhook.DeadLetter, error)
 	if d.nc != nil {
 		e.live, err = NewLive(d.nc, e.subjPfx, o.observe, log)
 		require.NoError(t, err)
+		dead, err = deadLettersOf(d.nc)
+		require.NoError(t, err)
 	}
-	e.srv, err = NewServer(ServerOptions{Gate: d.gate, History: d.hist, Live: e.live, User: testUser,
+	e.srv, err = NewServer(ServerOptions{Gate: d.gate, History: d.hist, Live: e.live, DeadLetters: dead, User: testUser,
 		Password: testPassword, Logger: log, Registry: reg})
 	require.NoError(t, err)
 	e.http = httptest.NewServer(e.srv)

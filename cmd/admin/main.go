@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
@@ -164,14 +165,18 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, lookup func(
 	cancel()
 
 	var live *Live
+	var dead func(context.Context) ([]webhook.DeadLetter, error)
 	if d.nc != nil {
 		if live, err = NewLive(d.nc, events.Subjects{Prefix: cfg.SubjectPrefix}, cfg.Gate.Mode == gate.ModeObserve, log); err != nil {
+			return err
+		}
+		if dead, err = deadLettersOf(d.nc); err != nil {
 			return err
 		}
 	} else {
 		log.Warn("DEFENDER_NATS_URL is not set: no live updates on the Blocked page, and blocks and unblocks made here publish no events")
 	}
-	srv, err := NewServer(ServerOptions{Gate: d.gate, History: d.hist, Live: live, User: cfg.AdminUser,
+	srv, err := NewServer(ServerOptions{Gate: d.gate, History: d.hist, Live: live, DeadLetters: dead, User: cfg.AdminUser,
 		Password: cfg.AdminPassword, Logger: log, Registry: reg})
 	if err != nil {
 		return err

@@ -12,11 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
 // pageNames are the templates rendered inside layout.html.
-var pageNames = []string{"dashboard", "blocked", "attempts", "subject", "error"}
+var pageNames = []string{"dashboard", "blocked", "attempts", "subject", "notifier", "error"}
 
 // templateFuncs are the helpers the templates use. None returns
 // template.HTML: every value is escaped by html/template.
@@ -459,4 +460,25 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		k = gate.KindIP
 	}
 	http.Redirect(w, r, subjectHref(k, q), http.StatusSeeOther)
+}
+
+// deadLetters reads the notifier's dead letters; an error says why none
+// can be shown.
+func (s *Server) deadLetters(ctx context.Context) ([]webhook.DeadLetter, error) {
+	if s.dead == nil {
+		return nil, errors.New("the admin has no NATS (DEFENDER_NATS_URL), where the notifier keeps them")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return s.dead(ctx)
+}
+
+// pageNotifier lists the notifier's webhook calls given up on.
+func (s *Server) pageNotifier(w http.ResponseWriter, r *http.Request) {
+	dls, err := s.deadLetters(r.Context())
+	p := page{Title: "Notifier", Nav: "notifier", Data: dls}
+	if err != nil {
+		p.Error = err.Error()
+	}
+	s.render(w, r, http.StatusOK, "notifier", p)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -29,6 +30,7 @@ type Server struct {
 	gate    *gate.Gate
 	hist    *History
 	live    *Live // nil without NATS
+	dead    func(context.Context) ([]webhook.DeadLetter, error)
 	log     *slog.Logger
 	csrf    string
 	user    string
@@ -45,12 +47,15 @@ type Server struct {
 
 // ServerOptions are what a Server is built from.
 type ServerOptions struct {
-	Gate     *gate.Gate
-	History  *History
-	Live     *Live // optional
-	User     string
-	Password string
-	Logger   *slog.Logger
+	Gate    *gate.Gate
+	History *History
+	Live    *Live // optional
+	// DeadLetters reads the notifier's webhook calls given up on
+	// (optional: without NATS there are none to read).
+	DeadLetters func(context.Context) ([]webhook.DeadLetter, error)
+	User        string
+	Password    string
+	Logger      *slog.Logger
 	// Registry serves /metrics; the server registers its own metrics there.
 	Registry *prometheus.Registry
 }
@@ -64,7 +69,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{
-		gate: o.Gate, hist: o.History, live: o.Live, log: o.Logger, reg: o.Registry, user: o.User,
+		gate: o.Gate, hist: o.History, live: o.Live, dead: o.DeadLetters, log: o.Logger, reg: o.Registry, user: o.User,
 		csrf: csrfToken(o.User, o.Password), now: time.Now,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "defender_admin_http_requests_total", Help: "HTTP requests by route and status code.",
@@ -102,6 +107,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 	mux.HandleFunc("GET /api/v1/stats/blocks", s.apiStatsBlocks)
 	mux.HandleFunc("GET /api/v1/stats/top", s.apiStatsTop)
 	mux.HandleFunc("GET /api/v1/events", s.events)
+	mux.HandleFunc("GET /api/v1/notifier/dead-letters", s.apiDeadLetters)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint")
 	})
@@ -115,6 +121,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		mux.HandleFunc("GET /"+string(k)+"/{value...}", s.pageSubject(k))
 	}
 	mux.HandleFunc("GET /search", s.search)
+	mux.HandleFunc("GET /notifier", s.pageNotifier)
 
 	var proxy gate.Config
 	if o.Gate != nil {
