@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/internal/notify"
 	"github.com/defender-go/defender/internal/notify/mail"
 	"github.com/defender-go/defender/internal/notify/webhook"
+	"github.com/defender-go/defender/internal/testenv"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -286,4 +288,37 @@ func TestUnlockMakesTheBrowserFamiliar(t *testing.T) {
 	assert.False(t, r.gate.Check(context.Background(), gate.Attempt{IP: home, Username: "erin"}).Allowed, "blocked again")
 	d := r.gate.Check(context.Background(), gate.Attempt{IP: home, Username: "erin", Device: device})
 	assert.True(t, d.Allowed, "the browser that unlocked gets in: %+v", d)
+}
+
+// TestUnlockInABrowser follows the mail's link in headless chromium: the
+// page shows the account and a button, and pressing it shows that the
+// account is unlocked; the gate lets the user in again.
+func TestUnlockInABrowser(t *testing.T) {
+	ctx := testenv.Chromium(t)
+	r := newRig(t, nil)
+	r.lookup.add("grace", "grace@example.com")
+	r.failFrom(t, "grace", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}) })
+	r.settled(t)
+	got := r.mailsTo("grace@example.com")
+	require.Len(t, got, 1)
+	link := strings.ReplaceAll(unlockURL.FindString(strings.ReplaceAll(string(got[0].Data), "=\r\n", "")), "=3D", "=")
+	require.NotEmpty(t, link)
+
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(link), chromedp.WaitReady(chromedp.CSS("#unlock"))))
+	title, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.querySelector('h1').textContent"))
+	require.NoError(t, err)
+	assert.Equal(t, "Unlock your account", title)
+	home := gate.Attempt{IP: netip.MustParseAddr("192.0.2.50"), Username: "grace"}
+	assert.False(t, r.gate.Check(context.Background(), home).Allowed, "showing the page unlocks nothing")
+
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#unlock"))))
+	for {
+		h1, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.querySelector('h1') ? document.querySelector('h1').textContent : ''"))
+		if err == nil && h1 == "Your account is unlocked" {
+			break
+		}
+		require.NoError(t, ctx.Err(), "the result page never showed (last: %q, %v)", h1, err)
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.True(t, r.gate.Check(context.Background(), home).Allowed, "grace gets in again")
 }
