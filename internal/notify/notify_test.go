@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -321,4 +322,37 @@ func TestUnlockInABrowser(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assert.True(t, r.gate.Check(context.Background(), home).Allowed, "grace gets in again")
+}
+
+// TestOnlyRealBlocksMail: observe mode's would-be blocks and a gate's
+// local blocks mail nobody, even on the block subjects; the hourly cap
+// holds back the mails past it, counted.
+func TestOnlyRealBlocksMail(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := newRig(t, func(o *notify.Options) { o.MailsPerHour = 1; o.Registerer = reg })
+	for _, u := range []string{"ivan", "judy", "kim", "leo"} {
+		r.lookup.add(u, u+"@example.com")
+	}
+	publish := func(user string, tune func(*events.Block)) {
+		b := events.NewBlock(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindUsername, Subject: user, Blocked: true,
+			Until: time.Now().Add(5 * time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "test")
+		tune(&b)
+		data, err := json.Marshal(b)
+		require.NoError(t, err)
+		_, err = r.js.Publish(context.Background(), events.Subjects{}.BlockUsername(), data)
+		require.NoError(t, err)
+	}
+	publish("ivan", func(b *events.Block) { b.Observe = true })
+	publish("judy", func(b *events.Block) { b.Local = true })
+	publish("kim", func(*events.Block) {})
+	r.settled(t)
+	publish("leo", func(*events.Block) {})
+	r.settled(t)
+	var to []string
+	for _, m := range r.smtp.Messages() {
+		to = append(to, m.To...)
+	}
+	assert.Equal(t, []string{"kim@example.com"}, to, "a real block mails; the hourly cap of 1 holds leo's back")
+	assert.Equal(t, 1.0, testenv.Metric(t, reg, "defender_notifier_mails_total", "result", "rate_limited_global"))
+	assert.Equal(t, 2.0, testenv.Metric(t, reg, "defender_notifier_events_total", "outcome", "skipped"))
 }
