@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -355,4 +356,47 @@ func TestOnlyRealBlocksMail(t *testing.T) {
 	assert.Equal(t, []string{"kim@example.com"}, to, "a real block mails; the hourly cap of 1 holds leo's back")
 	assert.Equal(t, 1.0, testenv.Metric(t, reg, "defender_notifier_mails_total", "result", "rate_limited_global"))
 	assert.Equal(t, 2.0, testenv.Metric(t, reg, "defender_notifier_events_total", "outcome", "skipped"))
+}
+
+// TestInstancesShareTheWork: two notifiers on the same consumer split the
+// block events between them, and each user is mailed once.
+func TestInstancesShareTheWork(t *testing.T) {
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	r := newRig(t, func(o *notify.Options) { o.Registerer = regs[0] })
+	log := slog.New(slog.DiscardHandler)
+	sender, err := mail.NewSender(mail.Options{Host: r.smtp.Host, Port: r.smtp.Port, TLS: "none", From: r.from, Log: log})
+	require.NoError(t, err)
+	lookup, err := mail.NewLookup(mail.LookupOptions{URL: r.lookup.URL + "/email?username={username}"})
+	require.NoError(t, err)
+	second, err := notify.New(context.Background(), r.js, notify.Options{Mail: sender, Lookup: lookup, AckWait: 3 * time.Second, Log: log, Registerer: regs[1]})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- second.Run(ctx, time.Second) }()
+	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
+
+	// More events than one instance pulls at once (DefaultConcurrency, 32).
+	const users = 40
+	for i := range users {
+		user := "user" + strconv.Itoa(i)
+		r.lookup.add(user, user+"@example.com")
+		b := events.NewBlock(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindUsername, Subject: user, Blocked: true,
+			Until: time.Now().Add(5 * time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "test")
+		data, err := b.Encode()
+		require.NoError(t, err)
+		_, err = r.js.Publish(context.Background(), b.NATSSubject(events.Subjects{}), data)
+		require.NoError(t, err)
+	}
+	r.settled(t)
+	seen := map[string]int{}
+	for _, m := range r.smtp.Messages() {
+		seen[strings.Join(m.To, ",")]++
+	}
+	assert.Len(t, seen, users, "every user mailed")
+	for to, n := range seen {
+		assert.Equal(t, 1, n, "%s mailed once", to)
+	}
+	for i, reg := range regs {
+		assert.Positive(t, testenv.Metric(t, reg, "defender_notifier_mails_total", "result", "sent"), "instance %d sent some", i+1)
+	}
 }
