@@ -289,9 +289,11 @@ func (n *Notifier) remember(ctx context.Context, key string) {
 //
 // An instance sends one mail at a time, and marks it done before the
 // next: an instance that dies has at most one mail in flight, the one a
-// redelivery may send again (with the same Message-ID). One instance
-// sends a few mails a second through a nearby relay, far above
-// DEFENDER_MAIL_MAX_PER_HOUR's default; run more for more.
+// redelivery may send again (with the same Message-ID). Sends one after
+// the other still go fast: 500 blocks made 500 mails in 0.57 s through an
+// SMTP server on the same machine (about 870 a second; a relay farther
+// away gives one mail per few of its round trips), far above
+// DEFENDER_MAIL_MAX_PER_HOUR's default. Run more instances for more.
 func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) error {
 	user := b.Subject
 	slot := "u_" + digest(user)
