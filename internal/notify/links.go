@@ -33,6 +33,7 @@ var (
 	ErrLinkInvalid = errors.New("the link is not one we sent: it is incomplete or was altered")
 	ErrLinkExpired = errors.New("the link has expired")
 	ErrLinkUsed    = errors.New("the link was used already")
+	ErrLinkStale   = errors.New("the lock this link was sent for has ended or was replaced by another")
 )
 
 // NewLinks checks its settings: at least one key of MinKeyLen bytes, a
@@ -63,13 +64,16 @@ func (l *Links) TTL() time.Duration { return l.ttl }
 type claims struct {
 	User    string `json:"u"`
 	Event   string `json:"e"`
+	Until   int64  `json:"b"` // the end of the block it was sent for, unix ms
 	Expires int64  `json:"x"` // unix seconds
 }
 
-// URL is the unlock link for username's block event eventID, valid for
-// the links' ttl from now.
-func (l *Links) URL(username, eventID string) string {
-	return l.base + "?t=" + l.token(claims{User: username, Event: eventID, Expires: l.now().Add(l.ttl).Unix()})
+// URL is the unlock link for username's block event eventID, a block
+// that ends at until, valid for the links' ttl from now. It lifts that
+// block only: not one that replaced it (an admin's, or the attacker's
+// next).
+func (l *Links) URL(username, eventID string, until time.Time) string {
+	return l.base + "?t=" + l.token(claims{User: username, Event: eventID, Until: until.UnixMilli(), Expires: l.now().Add(l.ttl).Unix()})
 }
 
 func (l *Links) token(c claims) string {
@@ -92,7 +96,9 @@ func (l *Links) check(token string) (claims, error) {
 		return claims{}, ErrLinkInvalid
 	}
 	mac, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
+	// Only the encoding we write: the decoder skips newlines and takes
+	// spare bits, which would give one link endless spellings.
+	if err != nil || base64.RawURLEncoding.EncodeToString(mac) != s {
 		return claims{}, ErrLinkInvalid
 	}
 	signed := false
@@ -103,7 +109,7 @@ func (l *Links) check(token string) (claims, error) {
 		return claims{}, ErrLinkInvalid
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(p)
-	if err != nil {
+	if err != nil || base64.RawURLEncoding.EncodeToString(payload) != p {
 		return claims{}, ErrLinkInvalid
 	}
 	var c claims
@@ -116,6 +122,7 @@ func (l *Links) check(token string) (claims, error) {
 	return c, nil
 }
 
-// usedKey is the key that marks a token used: a digest, since a key-value
-// bucket's keys allow few characters and the token need not be stored.
-func usedKey(token string) string { return "t_" + digest(token) }
+// usedKey is the key that marks a link used: by its block event, so that
+// no other spelling or second link for the event works again (a digest:
+// a key-value bucket's keys allow few characters).
+func usedKey(c claims) string { return "t_" + digest(c.Event) }

@@ -26,11 +26,12 @@ func TestLinks(t *testing.T) {
 	l, err := NewLinks([][]byte{oldKey}, 15*time.Minute, "https://shop.example/defender/unlock")
 	require.NoError(t, err)
 	l.now = clock
-	link := l.URL("alice", "ev1")
+	until := now.Add(5 * time.Minute)
+	link := l.URL("alice", "ev1", until)
 	assert.True(t, strings.HasPrefix(link, "https://shop.example/defender/unlock?t="))
 	c, err := l.check(tokenOf(t, link))
 	require.NoError(t, err)
-	assert.Equal(t, claims{User: "alice", Event: "ev1", Expires: now.Add(15 * time.Minute).Unix()}, c)
+	assert.Equal(t, claims{User: "alice", Event: "ev1", Until: until.UnixMilli(), Expires: now.Add(15 * time.Minute).Unix()}, c)
 
 	// Rotation: the new key signs, the old one still verifies.
 	rotated, err := NewLinks([][]byte{newKey, oldKey}, 15*time.Minute, "https://shop.example/defender/unlock")
@@ -43,14 +44,21 @@ func TestLinks(t *testing.T) {
 	newOnly.now = clock
 	_, err = newOnly.check(tokenOf(t, link))
 	assert.ErrorIs(t, err, ErrLinkInvalid, "once the old key is dropped its links stop working")
-	_, err = newOnly.check(tokenOf(t, rotated.URL("alice", "ev2")))
+	_, err = newOnly.check(tokenOf(t, rotated.URL("alice", "ev2", until)))
 	assert.NoError(t, err)
 
 	now = now.Add(15 * time.Minute)
 	_, err = l.check(tokenOf(t, link))
 	assert.ErrorIs(t, err, ErrLinkExpired)
 
-	for _, bad := range []string{"", ".", "abc", "a.b", strings.Repeat("x", 5000) + ".y"} {
+	// Another spelling of a good token: a newline the decoder would skip.
+	good := tokenOf(t, l.URL("alice", "ev1", until))
+	now = now.Add(-15 * time.Minute)
+	_, err = l.check(good)
+	require.NoError(t, err)
+	p, s, _ := strings.Cut(good, ".")
+	for _, bad := range []string{"", ".", "abc", "a.b", strings.Repeat("x", 5000) + ".y",
+		p + "." + s[:5] + "\n" + s[5:], p[:3] + "\r\n" + p[3:] + "." + s, good + "\n"} {
 		_, err := l.check(bad)
 		assert.ErrorIs(t, err, ErrLinkInvalid, "%q", bad)
 	}

@@ -17,20 +17,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 		mails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "defender", Subsystem: "notifier", Name: "mails_total",
-			Help: "Mails to blocked users, by result: sent, failed (will retry), rejected (given up: the server refused it for good), no_address, rate_limited_user (one per user per DEFENDER_MAIL_EVERY), rate_limited_global (DEFENDER_MAIL_MAX_PER_HOUR reached).",
+			Help: "Mails to blocked users, by result: sent, failed (will retry), rejected (given up: the server refused it for good), no_address, rate_limited_user (one per user per DEFENDER_MAIL_EVERY), rate_limited_global (DEFENDER_MAIL_MAX_PER_HOUR reached), not_auto (an admin's or the blacklist's block), ended (the block was over before a mail went).",
 		}, []string{"result"}),
 		unlocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "defender", Subsystem: "notifier", Name: "unlocks_total",
-			Help: "Unlock links used, by result: unlocked, invalid, expired, used (a second time), error.",
+			Help: "Unlock links used, by result: unlocked, invalid, expired, used (a second time), stale (the lock it was sent for ended or was replaced), not_locked, error.",
 		}, []string{"result"}),
 	}
 	for _, o := range []string{"done", "skipped", "duplicate", "malformed", "retried"} {
 		m.events.WithLabelValues(o)
 	}
-	for _, r := range []string{"sent", "failed", "rejected", "no_address", "rate_limited_user", "rate_limited_global"} {
+	for _, r := range []string{"sent", "failed", "rejected", "no_address", "rate_limited_user", "rate_limited_global", "not_auto", "ended"} {
 		m.mails.WithLabelValues(r)
 	}
-	for _, r := range []string{"unlocked", "invalid", "expired", "used", "error"} {
+	for _, r := range []string{"unlocked", "invalid", "expired", "used", "stale", "not_locked", "error"} {
 		m.unlocks.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -84,7 +84,7 @@ type Options struct {
 const (
 	DefaultDurable     = "notifier"
 	DefaultAckWait     = time.Minute
-	DefaultConcurrency = 32
+	DefaultConcurrency = 256
 	DefaultMailEvery   = time.Hour
 	doneFor            = 7 * 24 * time.Hour // the stream's default age limit
 )
@@ -169,7 +169,10 @@ func (n *Notifier) UnlockPage(u Unlocker) *UnlockPage {
 // Run handles events until ctx ends, then waits up to grace for the
 // events in hand (those it cannot finish are redelivered later).
 func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
-	it, err := n.cons.Messages(jetstream.PullMaxMessages(n.o.Concurrency))
+	// One message buffered: a message waits in no buffer while the
+	// handlers are busy, where no keep-alive reaches it and NATS would
+	// hand it out again after AckWait.
+	it, err := n.cons.Messages(jetstream.PullMaxMessages(1))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", n.o.Durable, err)
 	}
@@ -181,6 +184,7 @@ func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
 	defer stopped()
 	slots := make(chan struct{}, n.o.Concurrency)
 	for {
+		slots <- struct{}{} // a free slot first: no message waits for one
 		msg, err := it.Next()
 		if err != nil {
 			n.active.Wait()
@@ -189,7 +193,6 @@ func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
 			}
 			return fmt.Errorf("consume %s: %w", n.o.Durable, err)
 		}
-		slots <- struct{}{}
 		n.active.Go(func() {
 			defer func() { <-slots }()
 			n.handle(hctx, msg)
@@ -296,12 +299,30 @@ func (n *Notifier) remember(ctx context.Context, key string) {
 // DEFENDER_MAIL_MAX_PER_HOUR's default. Run more instances for more.
 func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) error {
 	user := b.Subject
+	// Only the failures' own blocks mail: an admin's (or the
+	// blacklist's) is deliberate, and its unlock link would undo it.
+	if b.Reason != string(gate.ReasonAuto) {
+		n.m.mails.WithLabelValues("not_auto").Inc()
+		n.remember(ctx, key)
+		return nil
+	}
+	// Nor does a block that has ended, however its mail failed before:
+	// an attacker may choose usernames whose lookup always fails, and
+	// their events must not be retried for days.
+	if blockEnded(b, time.Now()) {
+		n.m.mails.WithLabelValues("ended").Inc()
+		n.remember(ctx, key)
+		return nil
+	}
 	slot := "u_" + digest(user)
 	// The slot is the event's: a redelivery of the event that took it
 	// may still mail.
 	if _, err := n.users.Create(ctx, slot, []byte(b.ID)); errors.Is(err, jetstream.ErrKeyExists) {
 		e, err := n.users.Get(ctx, slot)
-		if err != nil || string(e.Value()) != b.ID {
+		if err != nil {
+			return fmt.Errorf("read %s: %w", BucketUsers, err)
+		}
+		if string(e.Value()) != b.ID {
 			n.m.mails.WithLabelValues("rate_limited_user").Inc()
 			n.remember(ctx, key)
 			return nil
@@ -310,6 +331,11 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 		return fmt.Errorf("read %s: %w", BucketUsers, err)
 	}
 	to, found, err := n.address(ctx, user)
+	if err != nil && mail.Permanent(err) {
+		// The site refuses this name, or answers an address that is none.
+		n.log.Warn("no address for a blocked user: the lookup refused it", "event", b.ID, "err", err)
+		found, err = false, nil
+	}
 	if err != nil {
 		return fmt.Errorf("look up the address: %w", err)
 	}
@@ -327,11 +353,20 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 		return nil
 	}
 	m := mail.Message{To: to, Username: user, IP: b.IP, Failures: b.Failures, Time: b.Time, Until: b.Until, EventID: b.ID}
-	if n.o.Links != nil {
-		m.UnlockURL, m.UnlockTTL = n.o.Links.URL(user, b.ID), n.o.Links.TTL()
+	if n.o.Links != nil && !b.Permanent && b.Until != nil {
+		// A permanent block is the operator's policy: its mail says to
+		// ask them, and carries no link.
+		m.UnlockURL, m.UnlockTTL = n.o.Links.URL(user, b.ID, *b.Until), n.o.Links.TTL()
 	}
 	n.sending.Lock()
 	defer n.sending.Unlock()
+	// A copy of the event (redelivered while this one waited) may have
+	// sent it meanwhile.
+	if done, err := n.isDone(ctx, key); err != nil {
+		return err
+	} else if done {
+		return nil
+	}
 	if err := n.o.Mail.Send(ctx, m); err != nil {
 		if mail.Permanent(err) {
 			n.m.mails.WithLabelValues("rejected").Inc()
@@ -345,6 +380,15 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	n.m.mails.WithLabelValues("sent").Inc()
 	n.remember(ctx, key)
 	return nil
+}
+
+// blockEnded reports a block over at now: past its end, or, for a
+// permanent one, older than a day.
+func blockEnded(b *events.Block, now time.Time) bool {
+	if b.Until != nil {
+		return !now.Before(*b.Until)
+	}
+	return now.Sub(b.Time) > 24*time.Hour
 }
 
 // address is the user's mail address, if one is known.

@@ -194,7 +194,7 @@ func forged(t *testing.T, user string) string {
 	t.Helper()
 	l, err := notify.NewLinks([][]byte{[]byte(strings.Repeat("k", 32))}, time.Hour, "https://example.com/unlock")
 	require.NoError(t, err)
-	u, err := url.Parse(l.URL(user, "some-event"))
+	u, err := url.Parse(l.URL(user, "some-event", time.Now().Add(time.Hour)))
 	require.NoError(t, err)
 	return u.Query().Get("t")
 }

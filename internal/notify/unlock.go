@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/defender-go/defender/pkg/gate"
@@ -17,6 +18,7 @@ import (
 // browser's device becomes familiar to the user (gate.Gate.Device and
 // SetDeviceCookie: "" and nothing when smart lockout is off).
 type Unlocker interface {
+	Check(ctx context.Context, a gate.Attempt) gate.Decision
 	UnblockByUser(ctx context.Context, username, device string) (bool, error)
 	Device(token string) (string, bool)
 	SetDeviceCookie(w http.ResponseWriter, r *http.Request, token string)
@@ -101,7 +103,31 @@ func (p *UnlockPage) use(w http.ResponseWriter, r *http.Request, token string) {
 		p.refuse(w, c, err)
 		return
 	}
-	key := usedKey(token)
+	key := usedKey(c)
+	if _, err := p.used.Get(ctx, key); err == nil {
+		p.refuse(w, c, ErrLinkUsed)
+		return
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		p.unavailable(w, c, "read whether the link was used", err)
+		return
+	}
+	// The link lifts the block it was sent for, not one that replaced it
+	// (an admin's, or the attacker's next).
+	d := p.unlock.Check(ctx, gate.Attempt{Username: c.User})
+	if d.Degraded {
+		p.unavailable(w, c, "read the lock", d.Err)
+		return
+	}
+	if !slices.Contains(d.BlockedBy, gate.KindUsername) {
+		p.m.unlocks.WithLabelValues("not_locked").Inc()
+		p.render(w, http.StatusOK, page{Title: "Your account is not locked", User: c.User,
+			Message: "There is no lock on it now: you can sign in."})
+		return
+	}
+	if end := time.Now().Add(d.RetryAfter); d.Permanent || absDuration(end.Sub(time.UnixMilli(c.Until))) > sameLock {
+		p.refuse(w, c, ErrLinkStale)
+		return
+	}
 	if _, err := p.used.Create(ctx, key, []byte(c.Event)); errors.Is(err, jetstream.ErrKeyExists) {
 		p.refuse(w, c, ErrLinkUsed)
 		return
@@ -133,6 +159,18 @@ func (p *UnlockPage) use(w http.ResponseWriter, r *http.Request, token string) {
 		Message: "You can sign in again. If you did not cause the failed attempts, change your password."})
 }
 
+// sameLock is how far the end of the lock on the account may be from the
+// end its link names and still be that lock: the gate and the notifier
+// read it on clocks of their own.
+const sameLock = 10 * time.Second
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
 // refuse says why a link does not work, and changes nothing.
 func (p *UnlockPage) refuse(w http.ResponseWriter, c claims, err error) {
 	status, why := http.StatusBadRequest, "invalid"
@@ -141,10 +179,14 @@ func (p *UnlockPage) refuse(w http.ResponseWriter, c claims, err error) {
 		status, why = http.StatusGone, "expired"
 	case errors.Is(err, ErrLinkUsed):
 		status, why = http.StatusConflict, "used"
+	case errors.Is(err, ErrLinkStale):
+		status, why = http.StatusConflict, "stale"
 	}
 	p.m.unlocks.WithLabelValues(why).Inc()
 	msg := err.Error() + "."
-	if why != "used" {
+	if why == "stale" {
+		msg += " Wait until the lock ends, or ask for help."
+	} else if why != "used" {
 		msg += " Wait until the lock ends, or ask for help."
 	}
 	p.render(w, status, page{Title: "This link does not work", User: c.User, Message: msg})

@@ -60,6 +60,7 @@ type Lookup struct {
 	client      *http.Client
 	cache       *cache
 	now         func() time.Time // the cache's clock; tests set it
+	inPath      bool             // the username goes in the URL's path
 }
 
 // NewLookup checks o.
@@ -72,6 +73,8 @@ func NewLookup(o LookupOptions) (*Lookup, error) {
 		return nil, err
 	}
 	l := &Lookup{url: target, timeout: o.Timeout, client: o.Client, cache: newCache(o.CacheTTL, o.CacheSize), now: time.Now}
+	path, _, _ := strings.Cut(target, "?")
+	l.inPath = strings.Contains(path, placeholder)
 	if o.Header != "" {
 		if l.headerName, l.headerValue, err = parseHeader(o.Header); err != nil {
 			return nil, err
@@ -157,6 +160,11 @@ func (l *Lookup) target(username string) string {
 // cached: the next call asks again. An invalid address is an error that
 // Permanent reports.
 func (l *Lookup) Email(ctx context.Context, username string) (addr string, found bool, err error) {
+	if strings.Trim(username, ".") == "" && l.inPath {
+		// "." or ".." in the URL's path would ask another path of the
+		// site, with the lookup's header: no account is named so.
+		return "", false, nil
+	}
 	if e, ok := l.cache.get(username, l.now()); ok {
 		return e.addr, e.found, nil
 	}
@@ -189,7 +197,15 @@ func (l *Lookup) ask(ctx context.Context, username string) (string, bool, error)
 	case http.StatusOK:
 	case http.StatusNotFound:
 		return "", false, nil
-	default:
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return "", false, fmt.Errorf("the site answered %s", resp.Status)
+	}
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		// The site refuses this username: asking again will not help, and
+		// an attacker may choose usernames that it refuses.
+		return "", false, fmt.Errorf("%w answer: the site answered %s", errInvalid, resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
 		return "", false, fmt.Errorf("the site answered %s", resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))

@@ -280,3 +280,40 @@ func FuzzParseAnswer(f *testing.F) {
 		assert.False(t, strings.ContainsAny(addr, "\r\n<>,"), "%q", addr)
 	})
 }
+
+// TestLookupRefusalsAndDots: a username the site refuses (4xx) is an
+// error retrying will not fix; "." and ".." never reach the URL's path.
+func TestLookupRefusalsAndDots(t *testing.T) {
+	var asked []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.EscapedPath())
+		mu.Unlock()
+		switch {
+		case strings.Contains(r.URL.Path, "/refused/"):
+			http.Error(w, "no", http.StatusForbidden)
+		case strings.Contains(r.URL.Path, "/busy/"):
+			http.Error(w, "later", http.StatusTooManyRequests)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	l, err := NewLookup(LookupOptions{URL: srv.URL + "/users/{username}/email"})
+	require.NoError(t, err)
+	_, _, err = l.Email(context.Background(), "refused")
+	require.Error(t, err)
+	assert.True(t, Permanent(err), "a 403 is the site refusing the name: %v", err)
+	_, _, err = l.Email(context.Background(), "busy")
+	require.Error(t, err)
+	assert.False(t, Permanent(err), "a 429 is worth another try")
+	for _, name := range []string{".", ".."} {
+		_, found, err := l.Email(context.Background(), name)
+		require.NoError(t, err)
+		assert.False(t, found, name)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"/users/refused/email", "/users/busy/email"}, asked, "the dots asked nothing")
+}
