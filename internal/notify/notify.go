@@ -23,7 +23,9 @@ import (
 	netmail "net/mail"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -103,6 +105,9 @@ type Notifier struct {
 	active sync.WaitGroup
 	// sending is held from a mail's send until it is marked done.
 	sending sync.Mutex
+	// stopping is set when Run's context ends: the handlers finish what
+	// they started, and start no new send.
+	stopping atomic.Bool
 }
 
 // New creates (or updates) the consumer and the buckets. A new consumer
@@ -176,7 +181,7 @@ func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", n.o.Durable, err)
 	}
-	context.AfterFunc(ctx, it.Stop)
+	context.AfterFunc(ctx, func() { n.stopping.Store(true); it.Stop() })
 	// Handlers outlive ctx by grace, to finish what they started.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -314,21 +319,12 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 		n.remember(ctx, key)
 		return nil
 	}
-	slot := "u_" + digest(user)
-	// The slot is the event's: a redelivery of the event that took it
-	// may still mail.
-	if _, err := n.users.Create(ctx, slot, []byte(b.ID)); errors.Is(err, jetstream.ErrKeyExists) {
-		e, err := n.users.Get(ctx, slot)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", BucketUsers, err)
-		}
-		if string(e.Value()) != b.ID {
-			n.m.mails.WithLabelValues("rate_limited_user").Inc()
-			n.remember(ctx, key)
-			return nil
-		}
-	} else if err != nil {
-		return fmt.Errorf("read %s: %w", BucketUsers, err)
+	if taken, err := n.takeSlot(ctx, "u_"+digest(user), b.ID); err != nil {
+		return err
+	} else if !taken {
+		n.m.mails.WithLabelValues("rate_limited_user").Inc()
+		n.remember(ctx, key)
+		return nil
 	}
 	to, found, err := n.address(ctx, user)
 	if err != nil && mail.Permanent(err) {
@@ -341,6 +337,15 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	}
 	if !found {
 		n.m.mails.WithLabelValues("no_address").Inc()
+		n.remember(ctx, key)
+		return nil
+	}
+	// The interval holds per address too: a site that signs in by
+	// username or by address has two names for one mailbox.
+	if taken, err := n.takeSlot(ctx, "a_"+digest(strings.ToLower(to)), b.ID); err != nil {
+		return err
+	} else if !taken {
+		n.m.mails.WithLabelValues("rate_limited_user").Inc()
 		n.remember(ctx, key)
 		return nil
 	}
@@ -360,6 +365,9 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	}
 	n.sending.Lock()
 	defer n.sending.Unlock()
+	if n.stopping.Load() {
+		return errors.New("stopping: the mail is left for another instance")
+	}
 	// A copy of the event (redelivered while this one waited) may have
 	// sent it meanwhile.
 	if done, err := n.isDone(ctx, key); err != nil {
@@ -380,6 +388,24 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	n.m.mails.WithLabelValues("sent").Inc()
 	n.remember(ctx, key)
 	return nil
+}
+
+// takeSlot takes the mail slot key of this interval for event id: false
+// when another event holds it. The slot is the event's: a redelivery of
+// the event that took it may still mail.
+func (n *Notifier) takeSlot(ctx context.Context, key, id string) (bool, error) {
+	_, err := n.users.Create(ctx, key, []byte(id))
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, fmt.Errorf("write %s: %w", BucketUsers, err)
+	}
+	e, err := n.users.Get(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", BucketUsers, err)
+	}
+	return string(e.Value()) == id, nil
 }
 
 // blockEnded reports a block over at now: past its end, or, for a
@@ -494,8 +520,11 @@ func (n *Notifier) DeadLetter(ctx context.Context, dl webhook.DeadLetter) error 
 	return nil
 }
 
-// DeadLetters reads the webhook calls given up on, oldest first (none
-// when the bucket does not exist yet).
+// maxDeadLetters is the most DeadLetters reads: the newest.
+const maxDeadLetters = 200
+
+// DeadLetters reads the newest webhook calls given up on (maxDeadLetters
+// at most), oldest first (none when the bucket does not exist yet).
 func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLetter, error) {
 	kv, err := js.KeyValue(ctx, BucketDead)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -507,8 +536,18 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLet
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", BucketDead, err)
 	}
-	var out []webhook.DeadLetter
+	var names []string
 	for k := range keys.Keys() {
+		names = append(names, k)
+	}
+	// Keys start with the time in ns (19 digits until 2286): the newest
+	// sort last.
+	slices.Sort(names)
+	if len(names) > maxDeadLetters {
+		names = names[len(names)-maxDeadLetters:]
+	}
+	var out []webhook.DeadLetter
+	for _, k := range names {
 		e, err := kv.Get(ctx, k)
 		if err != nil {
 			continue // expired meanwhile

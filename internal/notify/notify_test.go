@@ -400,3 +400,15 @@ func TestInstancesShareTheWork(t *testing.T) {
 		assert.Positive(t, testenv.Metric(t, reg, "defender_notifier_mails_total", "result", "sent"), "instance %d sent some", i+1)
 	}
 }
+
+// TestOneMailPerAddress: two usernames with one address (a site that
+// signs in by name or by address) make one mail per interval.
+func TestOneMailPerAddress(t *testing.T) {
+	r := newRig(t, nil)
+	r.lookup.add("olga", "olga@example.com")
+	r.lookup.add("olga@example.com", "olga@example.com")
+	r.fail(t, "olga", 5)
+	r.fail(t, "olga@example.com", 5)
+	r.settled(t)
+	assert.Len(t, r.mailsTo("olga@example.com"), 1)
+}
