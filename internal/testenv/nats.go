@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -79,22 +80,44 @@ func (n *NATSServer) Shutdown() {
 }
 
 // ConsumerDone waits up to within until consumer durable of stream has
-// acknowledged every message it was to take (nothing pending, nothing
-// awaiting an acknowledgement): whatever it was going to do is done.
+// acknowledged every message of its filter published so far: whatever it
+// was going to do with them is done. (Its pending counts alone do not
+// tell: the server updates them a moment after a publish is
+// acknowledged, so right after one they may read 0.)
 func ConsumerDone(t testing.TB, js jetstream.JetStream, stream, durable string, within time.Duration) {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(within)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, err := js.Consumer(ctx, stream, durable)
+	if err != nil {
+		t.Fatalf("consumer %s of %s: %v", durable, stream, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatalf("consumer %s of %s: %v", durable, stream, err)
+	}
+	filter := info.Config.FilterSubject
+	if filter == "" {
+		filter = ">"
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	var last uint64
+	if m, err := s.GetLastMsgForSubject(ctx, filter); err == nil {
+		last = m.Sequence
+	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("the last message of %s on %s: %v", stream, filter, err)
+	}
 	for {
-		c, err := js.Consumer(ctx, stream, durable)
-		if err == nil {
-			info, err := c.Info(ctx)
-			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-				return
-			}
+		info, err = c.Info(ctx)
+		if err == nil && info.AckFloor.Stream >= last && info.NumAckPending == 0 && info.NumPending == 0 {
+			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer %s of %s still has messages to take or acknowledge after %s", durable, stream, within)
+		if ctx.Err() != nil {
+			t.Fatalf("consumer %s of %s has not acknowledged message %d after %s (ack floor %d, %d awaiting an ack)",
+				durable, stream, last, within, info.AckFloor.Stream, info.NumAckPending)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
