@@ -412,3 +412,16 @@ func TestOneMailPerAddress(t *testing.T) {
 	r.settled(t)
 	assert.Len(t, r.mailsTo("olga@example.com"), 1)
 }
+
+// TestUnlockWhenNotLocked: a valid link for an account that is not
+// locked (its lock ended) says so and is not used up.
+func TestUnlockWhenNotLocked(t *testing.T) {
+	r := newRig(t, nil)
+	link, err := url.Parse(r.links.URL("pat", "ev-pat", time.Now().Add(time.Minute)))
+	require.NoError(t, err)
+	for range 2 {
+		res, body := post(t, r.unlock.URL+"/unlock", link.Query().Get("t"))
+		assert.Equal(t, http.StatusOK, res.StatusCode)
+		assert.Contains(t, body, "Your account is not locked")
+	}
+}
