@@ -2,6 +2,7 @@ package stacktest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -233,6 +236,18 @@ func TestStack(t *testing.T) {
 		_, _ = page.ReadFrom(resp.Body)
 		return strings.Contains(page.String(), "<td>user</td>")
 	})
+	// And as an admin sees it, in a browser: the unblock row of alice's
+	// history says the user lifted it.
+	bctx := testenv.Chromium(t)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+adminPassword))
+	_, err = chromedp.Call(bctx, network.Enable, network.EnableParams{})
+	require.NoError(t, err)
+	_, err = chromedp.Call(bctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}})
+	require.NoError(t, err)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(admin+"/username/alice"), chromedp.WaitReady(chromedp.CSS("body"))))
+	reasons, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("tr")].filter(r => r.textContent.includes("unblock")).map(r => r.lastElementChild.textContent.trim())`))
+	require.NoError(t, err)
+	assert.Contains(t, reasons, "user", "the admin's browser shows the unblock as the user's")
 
 	// SIGTERM stops every service, in order, and the script exits 0.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
