@@ -334,20 +334,12 @@ func TestOnlyRealBlocksMail(t *testing.T) {
 	for _, u := range []string{"ivan", "judy", "kim", "leo"} {
 		r.lookup.add(u, u+"@example.com")
 	}
-	publish := func(user string, tune func(*events.Block)) {
-		b := events.NewBlock(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindUsername, Subject: user, Blocked: true,
-			Until: time.Now().Add(5 * time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "test")
-		tune(&b)
-		data, err := json.Marshal(b)
-		require.NoError(t, err)
-		_, err = r.js.Publish(context.Background(), events.Subjects{}.BlockUsername(), data)
-		require.NoError(t, err)
-	}
-	publish("ivan", func(b *events.Block) { b.Observe = true })
-	publish("judy", func(b *events.Block) { b.Local = true })
-	publish("kim", func(*events.Block) {})
+	// On the block subject even when observed: only the flag tells.
+	r.publishBlock(t, func(b *events.Block) { b.Observe = true }, "ivan")
+	r.publishBlock(t, func(b *events.Block) { b.Local = true }, "judy")
+	r.publishBlock(t, nil, "kim")
 	r.settled(t)
-	publish("leo", func(*events.Block) {})
+	r.publishBlock(t, nil, "leo")
 	r.settled(t)
 	var to []string
 	for _, m := range r.smtp.Messages() {
@@ -380,12 +372,7 @@ func TestInstancesShareTheWork(t *testing.T) {
 	for i := range users {
 		user := "user" + strconv.Itoa(i)
 		r.lookup.add(user, user+"@example.com")
-		b := events.NewBlock(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindUsername, Subject: user, Blocked: true,
-			Until: time.Now().Add(5 * time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "test")
-		data, err := b.Encode()
-		require.NoError(t, err)
-		_, err = r.js.Publish(context.Background(), b.NATSSubject(events.Subjects{}), data)
-		require.NoError(t, err)
+		r.publishBlock(t, nil, user)
 	}
 	r.settled(t)
 	seen := map[string]int{}

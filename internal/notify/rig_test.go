@@ -8,12 +8,15 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/internal/notify"
@@ -144,6 +147,39 @@ func (r *rig) failFrom(t *testing.T, user string, n int, ip func(int) netip.Addr
 	}
 	require.Eventually(t, func() bool { return len(r.blockEvents(t, subject)) > before }, 10*time.Second, 10*time.Millisecond,
 		"the failures block %q", user)
+}
+
+// publishBlock publishes a block of username user as a gate does,
+// straight to the stream, on the block subject; tune, if set, changes
+// the event after its subject is chosen.
+func (r *rig) publishBlock(t *testing.T, tune func(*events.Block), user string) events.Block {
+	t.Helper()
+	b := events.NewBlock(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindUsername, Subject: user, Blocked: true,
+		Until: time.Now().Add(5 * time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "test")
+	subject := b.NATSSubject(events.Subjects{})
+	if tune != nil {
+		tune(&b)
+	}
+	data, err := json.Marshal(b)
+	require.NoError(t, err)
+	_, err = r.js.Publish(context.Background(), subject, data)
+	require.NoError(t, err)
+	return b
+}
+
+// mailedOnce checks that users prefix0..prefix<n-1> (at @example.com)
+// got one mail each, and logs the duplicates reg counted.
+func (r *rig) mailedOnce(t *testing.T, prefix string, n int, reg prometheus.Gatherer) {
+	t.Helper()
+	total := 0
+	for i := range n {
+		u := prefix + strconv.Itoa(i)
+		got := len(r.mailsTo(u + "@example.com"))
+		total += got
+		assert.Equal(t, 1, got, "%s mailed once", u)
+	}
+	t.Logf("%d mails for %d blocks; events handled again and found done: %v", total, n,
+		testenv.Metric(t, reg, "defender_notifier_events_total", "outcome", "duplicate"))
 }
 
 // mailsTo are the messages received for address to.
