@@ -181,11 +181,15 @@ func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", n.o.Durable, err)
 	}
-	context.AfterFunc(ctx, func() { n.stopping.Store(true); it.Stop() })
-	// Handlers outlive ctx by grace, to finish what they started.
+	// When ctx ends: no new pull and no new send, and the handlers, which
+	// outlive ctx by grace to finish what they started, are cut then.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	stopped := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	stopped := context.AfterFunc(ctx, func() {
+		n.stopping.Store(true)
+		it.Stop()
+		time.AfterFunc(grace, cancel)
+	})
 	defer stopped()
 	slots := make(chan struct{}, n.o.Concurrency)
 	for {

@@ -367,7 +367,8 @@ func TestInstancesShareTheWork(t *testing.T) {
 	go func() { done <- second.Run(ctx, time.Second) }()
 	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
 
-	// More events than one instance pulls at once (DefaultConcurrency, 32).
+	// Each instance keeps one pull of one message waiting, and the server
+	// serves the waiting pulls in turn: both get some of the 40.
 	const users = 40
 	for i := range users {
 		user := "user" + strconv.Itoa(i)

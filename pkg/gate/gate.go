@@ -1202,15 +1202,15 @@ func (g *Gate) UnblockByUser(ctx context.Context, username, device string) (bool
 		return lifted, nil
 	}
 	// A success of the user's two counters from the device alone, as its
-	// login would be: it clears the one that applies (the unblock cleared
-	// the other sources' already) and teaches the device.
-	user := NormalizeUsername(username, g.cfg.MaxUsernameLength)
-	op := Op{Counters: []Counter{
-		{Kind: KindUsername, Subject: user, Limit: g.cfg.UsernameFailureLimit, When: IfUnfamiliar},
-		{Kind: KindUsernameFamiliar, Subject: user, Limit: g.cfg.UsernameFailureLimit, When: IfFamiliar},
-	}, Familiar: &Familiar{User: user, Sources: []string{deviceSource(dev)}, For: g.cfg.FamiliarFor, Max: g.cfg.FamiliarMax, Learn: true}}
-	if _, err := g.store.Record(ctx, op, true); err != nil {
-		return lifted, fmt.Errorf("make the device familiar to %q: %w", user, err)
+	// login would be (the counters identify gives a login with no
+	// address): it clears the one that applies (the unblock cleared the
+	// other sources' already) and teaches the device.
+	var id identity
+	id.username = NormalizeUsername(username, g.cfg.MaxUsernameLength)
+	id.countUser(&g.cfg, []string{deviceSource(dev)})
+	id.complete(&g.cfg, netip.Addr{}, false)
+	if _, err := g.store.Record(ctx, id.op(""), true); err != nil {
+		return lifted, fmt.Errorf("make the device familiar to %q: %w", id.username, err)
 	}
 	return lifted, nil
 }
