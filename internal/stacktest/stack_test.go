@@ -123,17 +123,6 @@ func TestStack(t *testing.T) {
 		return resp.StatusCode
 	}
 
-	// The login site: a good password signs in; with the default limit of
-	// 3, the fourth failure is answered as locked, and so is the right
-	// password afterwards.
-	require.Equal(t, http.StatusFound, login("bob", "builder"), "bob signs in")
-	for i := 1; i <= 3; i++ {
-		require.Equal(t, http.StatusOK, login("alice", "guess"+strconv.Itoa(i)), "failure %d is an ordinary failure", i)
-	}
-	require.Equal(t, http.StatusTooManyRequests, login("alice", "guess4"), "the failure past the limit blocks")
-	require.Equal(t, http.StatusTooManyRequests, login("alice", "wonderland"), "blocked, even with the password")
-
-	// The admin API shows the block, and the demo attack stack.sh replays.
 	adminGet := func(path string, v any) int {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodGet, admin+path, nil)
@@ -147,6 +136,31 @@ func TestStack(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
+	type attempt struct {
+		Username string `json:"username"`
+		Result   string `json:"result"`
+		Path     string `json:"path"`
+	}
+	// The login site: a good password signs in; with the default limit of
+	// 3, the fourth failure is answered as locked, and so is the right
+	// password afterwards.
+	require.Equal(t, http.StatusFound, login("bob", "builder"), "bob signs in")
+	// The middleware writes an outcome after the response, and a success
+	// resets the address's failures: wait until bob's is written (his
+	// attempt is published once it is) so that, on a loaded machine, it
+	// cannot land after alice's first failure and wipe it.
+	waitFor(t, 60*time.Second, "bob's success in ClickHouse, through the admin API", func() bool {
+		var page struct{ Attempts []attempt }
+		return adminGet("/api/v1/attempts?username=bob&limit=50", &page) == http.StatusOK &&
+			len(page.Attempts) == 1 && page.Attempts[0].Result == "success"
+	})
+	for i := 1; i <= 3; i++ {
+		require.Equal(t, http.StatusOK, login("alice", "guess"+strconv.Itoa(i)), "failure %d is an ordinary failure", i)
+	}
+	require.Equal(t, http.StatusTooManyRequests, login("alice", "guess4"), "the failure past the limit blocks")
+	require.Equal(t, http.StatusTooManyRequests, login("alice", "wonderland"), "blocked, even with the password")
+
+	// The admin API shows the block, and the demo attack stack.sh replays.
 	resp, err := client.Get(admin + "/api/v1/blocked")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -171,11 +185,6 @@ func TestStack(t *testing.T) {
 
 	// The attempts reach ClickHouse through NATS and the recorder: the
 	// admin reads them back, newest first.
-	type attempt struct {
-		Username string `json:"username"`
-		Result   string `json:"result"`
-		Path     string `json:"path"`
-	}
 	var results map[string]int
 	waitFor(t, 60*time.Second, "alice's 5 attempts in ClickHouse, through the admin API", func() bool {
 		var page struct{ Attempts []attempt }
