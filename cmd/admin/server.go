@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/defender-go/defender/internal/notify/webhook"
+	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -151,33 +153,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := &service.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
-		s.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		s.requests.WithLabelValues(route, strconv.Itoa(cmp.Or(sw.Status, http.StatusOK))).Inc()
 		s.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
-}
-
-// statusWriter remembers the status code written.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
-
-// Unwrap lets http.ResponseController reach Flush on the real writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// Flush passes flushes through (server-sent events).
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
 }
 
 // healthz answers 200 when Redis answers; ClickHouse and NATS are reported

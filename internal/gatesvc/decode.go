@@ -9,9 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -81,6 +79,24 @@ type rawAttempt struct {
 	Device    string          `json:"device"`
 }
 
+func (r *rawAttempt) field(name string) any {
+	switch name {
+	case "ip":
+		return &r.IP
+	case "username":
+		return &r.Username
+	case "success":
+		return &r.Success
+	case "path":
+		return &r.Path
+	case "user_agent":
+		return &r.UserAgent
+	case "device":
+		return &r.Device
+	}
+	return nil
+}
+
 // OutcomeRequest is the body of POST /v1/attempts/{token}.
 type OutcomeRequest struct {
 	Success bool
@@ -88,6 +104,13 @@ type OutcomeRequest struct {
 
 type rawOutcome struct {
 	Success json.RawMessage `json:"success"`
+}
+
+func (r *rawOutcome) field(name string) any {
+	if name == "success" {
+		return &r.Success
+	}
+	return nil
 }
 
 // acceptsJSON says whether a body sent with media type mt may hold JSON.
@@ -130,9 +153,23 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// decodeStrict decodes exactly one JSON object of body into v, refusing
-// invalid UTF-8, unknown fields and anything after the object.
-func decodeStrict(body []byte, v any) error {
+// fields is a request's wire form: field gives where the value of the key
+// name goes, or nil when the API has no such field.
+type fields interface {
+	field(name string) any
+}
+
+// maxFields bounds the fields of a request type (for decodeStrict's
+// record of the keys seen).
+const maxFields = 8
+
+// decodeStrict decodes exactly one JSON object of body into v, in one
+// pass, refusing invalid UTF-8, unknown fields and anything after the
+// object. Keys are the API's exactly: encoding/json alone would take a key
+// in another case or Unicode folding ("Success", "ſuccess") for a field,
+// and keep the last of a key given twice ({"success":false,"success":true},
+// from a body built by concatenation).
+func decodeStrict(body []byte, v fields) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("empty body: a JSON object is required")
 	}
@@ -143,83 +180,54 @@ func decodeStrict(body []byte, v any) error {
 		return badRequest("body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		var syntaxErr *json.SyntaxError
-		switch {
-		case errors.As(err, &typeErr):
-			return badRequest("field %q must be a %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
-		case errors.As(err, &syntaxErr):
-			return badRequest("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return badRequest("malformed JSON: unexpected end of body")
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	if _, err := dec.Token(); err != nil {
+		return jsonError(err, "")
+	}
+	var seen [maxFields]string
+	n := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return jsonError(err, "")
 		}
-		return badRequest("malformed JSON: %v", err)
+		key, _ := t.(string)
+		dst := v.field(key)
+		if dst == nil {
+			return badRequest("unknown field %q (fields are spelt in lower case)", textutil.Truncate(key, 64))
+		}
+		for _, k := range seen[:n] {
+			if k == key {
+				return badRequest("field %q given twice", key)
+			}
+		}
+		seen[n], n = key, n+1
+		if err := dec.Decode(dst); err != nil {
+			return jsonError(err, key)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return jsonError(err, "")
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("unexpected data after the JSON object")
 	}
-	return exactKeys(body, v)
-}
-
-// exactKeys refuses what encoding/json takes for a field although the API
-// does not name it: a key in another case or Unicode folding ("Success",
-// "ſuccess"), and a key given twice, where json keeps the last value
-// ({"success":false,"success":true} from a body built by concatenation).
-// body is one valid object (decodeStrict checked it).
-func exactKeys(body []byte, v any) error {
-	names := jsonNames(reflect.TypeOf(v).Elem())
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if _, err := dec.Token(); err != nil {
-		return badRequest("malformed JSON: %v", err)
-	}
-	seen := make(map[string]bool, len(names))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return badRequest("malformed JSON: %v", err)
-		}
-		key, _ := t.(string)
-		if !names[key] {
-			return badRequest("unknown field %q (fields are spelt in lower case)", textutil.Truncate(key, 64))
-		}
-		if seen[key] {
-			return badRequest("field %q given twice", key)
-		}
-		seen[key] = true
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return badRequest("malformed JSON: %v", err)
-		}
-	}
 	return nil
 }
 
-// jsonNamesCache holds jsonNames by type: the request types are few, and
-// their names are read on every request, a login's hot path.
-var jsonNamesCache sync.Map // reflect.Type -> map[string]bool
-
-// jsonNames are the JSON names of a struct's fields, worked out once per
-// type.
-func jsonNames(t reflect.Type) map[string]bool {
-	if names, ok := jsonNamesCache.Load(t); ok {
-		return names.(map[string]bool)
+// jsonError is the client's message for a decoding error, in the field
+// key when there is one.
+func jsonError(err error, key string) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		return badRequest("field %q must be a %s, not %s", key, typeErr.Type, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return badRequest("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return badRequest("malformed JSON: unexpected end of body")
 	}
-	names := make(map[string]bool, t.NumField())
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name == "" {
-			name = t.Field(i).Name
-		}
-		if name != "-" {
-			names[name] = true
-		}
-	}
-	jsonNamesCache.Store(t, names)
-	return names
+	return badRequest("malformed JSON: %v", err)
 }
 
 // parseSuccess reads the raw success field: absent gives nil.
@@ -304,6 +312,16 @@ func DecodeOutcome(body []byte) (OutcomeRequest, error) {
 type CheckRequest struct {
 	IP       string `json:"ip"`
 	Username string `json:"username"`
+}
+
+func (r *CheckRequest) field(name string) any {
+	switch name {
+	case "ip":
+		return &r.IP
+	case "username":
+		return &r.Username
+	}
+	return nil
 }
 
 // DecodeCheck parses and validates the body of POST /v1/check, which

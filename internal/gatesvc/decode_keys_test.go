@@ -40,3 +40,14 @@ func TestDecodeExactKeys(t *testing.T) {
 	assert.Equal(t, "bob", req.Username)
 	assert.Equal(t, "ua", req.UserAgent)
 }
+
+// The decoder runs on every login through the service.
+func BenchmarkDecodeAttempt(b *testing.B) {
+	body := []byte(`{"ip":"192.0.2.1","username":"alice@example.com","success":false,"path":"/login","user_agent":"Mozilla/5.0 (X11; Linux x86_64)"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := gatesvc.DecodeAttempt(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/defender-go/defender/internal/service"
 	"github.com/defender-go/defender/internal/textutil"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -151,7 +152,7 @@ func New(o Options) (*Server, error) {
 // ServeHTTP implements http.Handler. A panic in a handler is logged and
 // answered 500 (if nothing was written yet); the process goes on.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rec := &statusWriter{ResponseWriter: w}
+	rec := &service.StatusWriter{ResponseWriter: w}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -160,35 +161,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			s.m.panics.Inc()
-			if rec.status == 0 {
+			if rec.Status == 0 {
 				writeError(rec, http.StatusInternalServerError, "internal error")
 			}
 		}
 	}()
 	s.mux.ServeHTTP(rec, r)
 }
-
-// statusWriter remembers the status written.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // only answers 405 with Allow to methods other than allowed.
 func (s *Server) only(route string, h http.Handler, allowed ...string) http.Handler {
@@ -217,7 +196,7 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request) er
 		s.m.inFlight.Inc()
 		defer s.m.inFlight.Dec()
 		start := time.Now()
-		rec := &statusWriter{ResponseWriter: w}
+		rec := &service.StatusWriter{ResponseWriter: w}
 		err := s.authorize(rec, r)
 		if err == nil {
 			err = h(rec, r)
@@ -233,7 +212,7 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request) er
 			}
 		}
 		duration.Observe(time.Since(start).Seconds())
-		requests.WithLabelValues(strconv.Itoa(rec.status)).Inc()
+		requests.WithLabelValues(strconv.Itoa(rec.Status)).Inc()
 	}), http.MethodPost)
 }
 
@@ -389,7 +368,7 @@ func (s *Server) write(w http.ResponseWriter, d gate.Decision, token, device str
 		status = http.StatusServiceUnavailable
 		res.Allowed = false
 		res.Error = "store unavailable (DEFENDER_FAIL_MODE=closed)"
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
 	case !d.Allowed:
 		status = http.StatusTooManyRequests
 		res.Reason = string(d.Reason)
@@ -397,8 +376,7 @@ func (s *Server) write(w http.ResponseWriter, d gate.Decision, token, device str
 			res.Reason = string(gate.ReasonAuto)
 		}
 		if !d.Permanent {
-			// Never 0 for a block that ends: 0 means never.
-			res.RetryAfter = int64(max(1, d.RetryAfterSeconds()))
+			res.RetryAfter = int64(d.RetryAfterSeconds())
 			w.Header().Set("Retry-After", strconv.FormatInt(res.RetryAfter, 10))
 		}
 	case token != "":

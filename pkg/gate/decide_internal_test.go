@@ -2,6 +2,7 @@ package gate
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -19,4 +20,22 @@ func TestDecideBlockInItsLastMillisecond(t *testing.T) {
 	d = decide(&id, &Result{Blocked: []BlockState{{Kind: KindIP, Subject: "192.0.2.1", Permanent: true}}})
 	assert.True(t, d.Permanent)
 	assert.Equal(t, 0, d.RetryAfterSeconds(), "permanent: no Retry-After")
+}
+
+// One Retry-After rule for the middleware and the gate service: rounded
+// up, never 0 for a refusal that ends, 5 s when the store is down.
+func TestRetryAfterSeconds(t *testing.T) {
+	for _, c := range []struct {
+		d    Decision
+		want int
+	}{
+		{Decision{RetryAfter: 1500 * time.Millisecond}, 2},
+		{Decision{RetryAfter: 300 * time.Second}, 300},
+		{Decision{}, 1},
+		{Decision{Permanent: true}, 0},
+		{Decision{Allowed: true}, 0},
+		{Decision{Unavailable: true}, 5},
+	} {
+		assert.Equal(t, c.want, c.d.RetryAfterSeconds(), "%+v", c.d)
+	}
 }

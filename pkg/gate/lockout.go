@@ -14,13 +14,22 @@ const (
 	UnavailableMessage      = "Login is temporarily unavailable.  Please try again later."
 )
 
+// unavailableRetryAfter is the Retry-After of a refusal because the store
+// is down (FailClosed), in seconds.
+const unavailableRetryAfter = 5
+
 // RetryAfterSeconds is the Retry-After value of a refusal: whole seconds,
-// rounded up, at least 1; 0 when the block never expires.
+// rounded up, at least 1 (0 would read as never); 0 when the block never
+// expires, or when nothing was refused; 5 when the store is down and the
+// gate fails closed.
 func (d Decision) RetryAfterSeconds() int {
-	if d.Permanent || d.RetryAfter <= 0 {
+	switch {
+	case d.Unavailable:
+		return unavailableRetryAfter
+	case d.Permanent || d.Allowed:
 		return 0
 	}
-	return int(math.Ceil(d.RetryAfter.Seconds()))
+	return max(1, int(math.Ceil(d.RetryAfter.Seconds())))
 }
 
 // WriteLockout answers a refused attempt: with DEFENDER_LOCKOUT_TEMPLATE the
@@ -30,7 +39,7 @@ func (d Decision) RetryAfterSeconds() int {
 func (g *Gate) WriteLockout(w http.ResponseWriter, r *http.Request, d Decision) {
 	h := w.Header()
 	if d.Unavailable {
-		h.Set("Retry-After", "5")
+		h.Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(UnavailableMessage))
