@@ -239,13 +239,8 @@ func openPublisher(url string, log *slog.Logger) (*events.Publisher, func(contex
 		nc.Close()
 		return nil, nil, err
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pub.Run(runCtx) }()
 	return pub, func(ctx context.Context) error {
 		err := pub.Close(ctx)
-		stop()
-		<-done
 		nc.Close()
 		return err
 	}, nil

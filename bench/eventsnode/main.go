@@ -45,15 +45,13 @@ func publish(ctx context.Context, url string, n, rate int) (evload.Report, error
 	if err != nil {
 		return evload.Report{}, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
 	cpu0, t0 := evload.CPU(), time.Now()
 	evload.Pace(n, rate, func(i int) { p.EmitAttempt(evload.Record(i, time.Now())) })
 	closeCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	err = p.Close(closeCtx)
 	rep := evload.Report{Events: n, CPU: evload.CPU() - cpu0, Elapsed: time.Since(t0)}
-	return rep, errors.Join(err, <-done)
+	return rep, err
 }
 
 // recordEvents is the recorder with its defaults, until it has written n

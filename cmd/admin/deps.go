@@ -25,13 +25,11 @@ import (
 // deps are the connections a command works with. Close releases them,
 // flushing the events still queued.
 type deps struct {
-	store  io.Closer // the Redis client of the gate's store
-	gate   *gate.Gate
-	hist   *History
-	nc     *nats.Conn
-	pub    *events.Publisher
-	pubErr chan error // Run's result
-	stop   context.CancelFunc
+	store io.Closer // the Redis client of the gate's store
+	gate  *gate.Gate
+	hist  *History
+	nc    *nats.Conn
+	pub   *events.Publisher
 	// stopLists ends the refresh of the shared address lists, and waits
 	// for it.
 	stopLists func()
@@ -51,15 +49,11 @@ func openDeps(ctx context.Context, cfg *Config, need needs, log *slog.Logger, re
 		// go-redis's own lines (failed dials) in the admin's log format.
 		redis.SetLogger(service.PrintfLogger{Log: log.With("component", "redis"), Level: slog.LevelWarn})
 		// One Redis, a cluster or a Sentinel-watched master, as the gate.
-		store, closer, err := gate.OpenRedisStore(cfg.Gate)
+		store, client, err := gate.OpenRedisStore(cfg.Gate)
 		if err != nil {
 			return nil, err
 		}
-		d.store = closer
-		client, ok := closer.(redis.UniversalClient)
-		if !ok {
-			return nil, fmt.Errorf("redis store: %T is not a redis client", closer)
-		}
+		d.store = client
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = client.Ping(pctx).Err()
 		cancel()
@@ -145,10 +139,6 @@ func (d *deps) openNATS(ctx context.Context, cfg *Config, log *slog.Logger, reg 
 		return err
 	}
 	d.pub = pub
-	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	d.stop = stop
-	d.pubErr = make(chan error, 1)
-	go func() { d.pubErr <- pub.Run(rctx) }()
 	return nil
 }
 
@@ -166,8 +156,6 @@ func (d *deps) Close(ctx context.Context, log *slog.Logger) {
 		if err := d.pub.Close(ctx); err != nil {
 			log.Warn("events left unpublished", "err", err)
 		}
-		d.stop()
-		<-d.pubErr
 	}
 	if d.nc != nil {
 		d.nc.Close()

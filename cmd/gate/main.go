@@ -150,9 +150,8 @@ func serve(cfg Config, log *slog.Logger) error {
 	hs.ReadHeaderTimeout, hs.ReadTimeout, hs.WriteTimeout = 5*time.Second, 15*time.Second, 15*time.Second
 	hs.MaxHeaderBytes = 64 << 10
 
-	// HTTP first: interrupts run in order, and the HTTP actor returns only
-	// once requests have drained and the gate has closed, so the publisher
-	// flushes everything they emitted.
+	// The HTTP actor returns only once requests have drained and the gate
+	// has closed.
 	var group run.Group
 	hctx, stopHTTP := context.WithCancel(ctx)
 	group.Add(func() error {
@@ -174,17 +173,12 @@ func serve(cfg Config, log *slog.Logger) error {
 	// would interrupt the publisher while requests are still draining.
 	lctx, stopLists := context.WithCancel(context.WithoutCancel(ctx))
 	group.Add(func() error { return lists.Run(lctx) }, func(error) { stopLists() })
-	var pubErr error
-	group.Add(func() error {
-		pubErr = ev.pub.Run(context.WithoutCancel(ctx))
-		return pubErr
-	}, func(error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
-		defer cancel()
-		_ = ev.pub.Close(fctx) // Run returns its result
-	})
-
 	err = group.Run()
+	// Requests have drained and the gate has closed: the publisher
+	// flushes everything they emitted.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
+	defer cancel()
+	pubErr := ev.pub.Close(fctx)
 	st := ev.pub.Stats()
 	log.Info("gate stopped", "events_published", st.Published, "events_dropped", st.Dropped, "events_unsent", st.Unsent)
 	return errors.Join(err, pubErr)
@@ -205,14 +199,9 @@ func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) 
 		m := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Gate.Policy(), MaxEntries: cfg.Gate.MemoryMaxEntries, MaxBytes: cfg.Gate.MemoryMaxBytes})
 		return m, nil, func() { _ = m.Close() }, nil
 	}
-	store, closer, err := gate.OpenRedisStore(cfg.Gate)
+	store, client, err := gate.OpenRedisStore(cfg.Gate)
 	if err != nil {
 		return nil, nil, nil, badConfig{err}
-	}
-	client, ok := closer.(redis.UniversalClient)
-	if !ok {
-		_ = closer.Close()
-		return nil, nil, nil, fmt.Errorf("redis store: %T is not a redis client", closer)
 	}
 	pingTimeout := max(cfg.Gate.StoreTimeout, time.Second)
 	health := func(ctx context.Context) error {
@@ -234,7 +223,7 @@ func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) 
 		}
 		cancel()
 	}
-	return store, health, func() { _ = closer.Close() }, nil
+	return store, health, func() { _ = client.Close() }, nil
 }
 
 // eventsConn is the event publisher and what it runs on.
@@ -287,7 +276,7 @@ func openEvents(ctx context.Context, cfg Config, log *slog.Logger, reg prometheu
 		name, _ = os.Hostname()
 	}
 	ec.pub, err = events.NewPublisher(js, events.PublisherOptions{Subjects: cfg.Events.Subjects(), Gate: name,
-		Buffer: cfg.Events.EventBuffer, FlushTimeout: cfg.FlushTimeout, Logger: log, Registerer: reg})
+		Buffer: cfg.Events.EventBuffer, Logger: log, Registerer: reg})
 	if err != nil {
 		ec.close(log)
 		return nil, err

@@ -202,7 +202,7 @@ func serveUnlock(ctx context.Context, g *run.Group, cfg Config, js jetstream.Jet
 		return nil, fmt.Errorf("DEFENDER_UNLOCK_ADDR: %w", err)
 	}
 	redis.SetLogger(service.PrintfLogger{Log: log.With("component", "redis"), Level: slog.LevelWarn})
-	store, closer, err := gate.OpenRedisStore(cfg.Gate)
+	store, client, err := gate.OpenRedisStore(cfg.Gate)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -210,12 +210,9 @@ func serveUnlock(ctx context.Context, g *run.Group, cfg Config, js jetstream.Jet
 	pub, err := events.NewPublisher(js, events.PublisherOptions{Subjects: cfg.Events.Subjects(), Gate: "notifier", Logger: log, Registerer: reg})
 	if err != nil {
 		ln.Close()
-		closer.Close()
+		client.Close()
 		return nil, err
 	}
-	pctx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- pub.Run(pctx) }()
 	gt, err := gate.New(cfg.Gate, store, gate.WithEmitter(pub), gate.WithLogger(log))
 	closeAll := func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -228,9 +225,7 @@ func serveUnlock(ctx context.Context, g *run.Group, cfg Config, js jetstream.Jet
 		if err := pub.Close(cctx); err != nil {
 			log.Warn("unblock events left unpublished", "err", err)
 		}
-		stopPub()
-		<-pubDone
-		_ = closer.Close()
+		_ = client.Close()
 	}
 	if err != nil {
 		ln.Close()

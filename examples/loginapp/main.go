@@ -24,7 +24,6 @@ import (
 
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
-	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -108,14 +107,9 @@ func openEvents(ctx context.Context, log *slog.Logger) (*events.Publisher, func(
 		nc.Close()
 		return nil, nil, err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- pub.Run(runCtx) }()
 	log.Info("publishing events", "nats", ecfg.NATSURL)
 	return pub, func(ctx context.Context) error {
 		err := pub.Close(ctx)
-		cancel()
-		<-done
 		nc.Close()
 		return err
 	}, nil
@@ -127,19 +121,17 @@ func openStore(cfg gate.Config, log *slog.Logger) (gate.Store, func(), error) {
 		m := gate.NewMemoryStore(gate.MemoryOptions{Policy: cfg.Policy(), MaxEntries: cfg.MemoryMaxEntries, MaxBytes: cfg.MemoryMaxBytes})
 		return m, func() { m.Close() }, nil
 	}
-	store, closer, err := gate.OpenRedisStore(cfg) // one Redis, a cluster or a Sentinel master
+	store, client, err := gate.OpenRedisStore(cfg) // one Redis, a cluster or a Sentinel master
 	if err != nil {
 		return nil, nil, err
 	}
 	log.Info("counting failures in Redis", "store", fmt.Sprintf("%T", store))
-	if client, ok := closer.(redis.UniversalClient); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := gate.CheckRedisMemoryPolicy(ctx, client); err != nil {
-			log.Warn("Redis memory policy", "err", err)
-		}
-		cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := gate.CheckRedisMemoryPolicy(ctx, client); err != nil {
+		log.Warn("Redis memory policy", "err", err)
 	}
-	return store, func() { closer.Close() }, nil
+	return store, func() { client.Close() }, nil
 }
 
 func envOr(name, def string) string {

@@ -132,7 +132,7 @@ func TestUnlockLinkWorksOnce(t *testing.T) {
 
 	var unblocks []events.Block
 	require.Eventually(t, func() bool {
-		unblocks = readBlocks(t, r.js, events.Subjects{}.UnblockUsername(), "carol")
+		unblocks = readBlocks(t, r.js, events.Subjects{}.Unblock("username"), "carol")
 		return len(unblocks) == 1
 	}, 10*time.Second, 20*time.Millisecond)
 	assert.Equal(t, string(gate.ReasonUser), unblocks[0].Reason)

@@ -107,9 +107,6 @@ func newRig(t *testing.T, tune func(*notify.Options), gateTune ...func(*gate.Con
 	// The gate whose blocks the notifier hears about.
 	pub, err := events.NewPublisher(js, events.PublisherOptions{Gate: "test", Logger: log})
 	require.NoError(t, err)
-	pctx, stopPub := context.WithCancel(ctx)
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- pub.Run(pctx) }()
 	rs := testenv.Redis(t)
 	cfg := gate.DefaultConfig()
 	for _, f := range gateTune {
@@ -120,8 +117,6 @@ func newRig(t *testing.T, tune func(*notify.Options), gateTune ...func(*gate.Con
 	t.Cleanup(func() {
 		require.NoError(t, r.gate.Close(ctx))
 		require.NoError(t, pub.Close(ctx))
-		stopPub()
-		<-pubDone
 	})
 	pageMu.Lock()
 	page = r.n.UnlockPage(r.gate)
@@ -203,7 +198,7 @@ func (r *rig) settled(t *testing.T) {
 // blockEvents are the block events of username published so far.
 func (r *rig) blockEvents(t *testing.T, user string) []events.Block {
 	t.Helper()
-	return readBlocks(t, r.js, events.Subjects{}.BlockUsername(), user)
+	return readBlocks(t, r.js, events.Subjects{}.Block("username"), user)
 }
 
 // readBlocks reads the events on subject whose subject is user.

@@ -32,7 +32,7 @@ func TestFromEnv(t *testing.T) {
 	}{
 		{"prefix and url", map[string]string{"DEFENDER_SUBJECT_PREFIX": "acme.auth", "DEFENDER_NATS_URL": "nats://a:4222, nats://b:4222"},
 			func(t *testing.T, c events.Config) {
-				assert.Equal(t, "acme.auth.block.ip", c.Subjects().BlockIP())
+				assert.Equal(t, "acme.auth.block.ip", c.Subjects().Block("ip"))
 				assert.Equal(t, "nats://a:4222, nats://b:4222", c.NATSURL)
 			}},
 		{"buffer", map[string]string{"DEFENDER_EVENT_BUFFER": "1000"}, func(t *testing.T, c events.Config) { assert.Equal(t, 1000, c.EventBuffer) }},
@@ -83,16 +83,16 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 
 func TestSubjects(t *testing.T) {
 	s := events.Subjects{}
-	got := []string{s.AttemptSuccess(), s.AttemptFailure(), s.AttemptBlocked(),
-		s.BlockIP(), s.BlockUsername(), s.BlockPair(),
-		s.UnblockIP(), s.UnblockUsername(), s.UnblockPair(),
+	got := []string{s.Attempt("success"), s.Attempt("failure"), s.Attempt("blocked"),
+		s.Block("ip"), s.Block("username"), s.Block("pair"),
+		s.Unblock("ip"), s.Unblock("username"), s.Unblock("pair"),
 		s.All(), s.Attempts(), s.Blocks(), s.Unblocks(), s.DLQ()}
 	want := []string{"defender.attempt.success", "defender.attempt.failure", "defender.attempt.blocked",
 		"defender.block.ip", "defender.block.username", "defender.block.pair",
 		"defender.unblock.ip", "defender.unblock.username", "defender.unblock.pair",
 		"defender.>", "defender.attempt.>", "defender.block.>", "defender.unblock.>", "defender.dlq"}
 	assert.Equal(t, want, got)
-	assert.Equal(t, "x.y.block.ip", events.Subjects{Prefix: "x.y"}.BlockIP())
+	assert.Equal(t, "x.y.block.ip", events.Subjects{Prefix: "x.y"}.Block("ip"))
 	assert.Equal(t, []string{"p.attempt.>", "p.block.>", "p.unblock.>", "p.observe.block.>", "p.observe.unblock.>"},
 		events.Subjects{Prefix: "p"}.Events())
 

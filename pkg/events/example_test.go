@@ -15,11 +15,11 @@ import (
 // The subjects events are published on, under DEFENDER_SUBJECT_PREFIX.
 func ExampleSubjects() {
 	s := events.Subjects{} // Prefix "" means "defender"
-	fmt.Println(s.AttemptFailure())
-	fmt.Println(s.BlockIP())
+	fmt.Println(s.Attempt("failure"))
+	fmt.Println(s.Block("ip"))
 	fmt.Println(s.Blocks())
 	fmt.Println(s.All())
-	fmt.Println(events.Subjects{Prefix: "acme.auth"}.UnblockUsername())
+	fmt.Println(events.Subjects{Prefix: "acme.auth"}.Unblock("username"))
 	// Output:
 	// defender.attempt.failure
 	// defender.block.ip
@@ -55,7 +55,7 @@ func ExampleFromEnv() {
 
 	env["DEFENDER_EVENT_BUFFER"] = "100000"
 	cfg, err := events.FromEnv(lookup)
-	fmt.Println(cfg.EventBuffer, cfg.Subjects().BlockIP(), cfg.StreamMaxAge, err)
+	fmt.Println(cfg.EventBuffer, cfg.Subjects().Block("ip"), cfg.StreamMaxAge, err)
 	// Output:
 	// DEFENDER_EVENT_BUFFER: "abc" is not a positive integer
 	// 100000 acme.block.ip 168h0m0s <nil>
@@ -98,9 +98,6 @@ func ExampleNewPublisher() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = pub.Run(runCtx) }()
 
 	g, err := gate.New(gate.DefaultConfig(), gate.NewMemoryStore(gate.MemoryOptions{}), gate.WithEmitter(pub))
 	if err != nil {

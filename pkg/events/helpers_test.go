@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
@@ -41,22 +42,14 @@ func newNATSEnv(t testing.TB) *natsEnv {
 	return &natsEnv{srv: srv, nc: nc, js: js}
 }
 
-// runPublisher starts p.Run and returns a function that stops it and
-// returns Run's error. The test's cleanup stops it too.
+// runPublisher returns a function that closes p (flushing within 30 s)
+// and returns Close's error. The test's cleanup closes it too.
 func runPublisher(t testing.TB, p *events.Publisher) (stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- p.Run(ctx) }()
-	var err error
-	stopped := false
 	stop = func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			err = <-errc
-		}
-		return err
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return p.Close(ctx)
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
@@ -91,7 +84,7 @@ func streamMsgs(t testing.TB, js jetstream.JetStream, filter string, want int) [
 	// Just after a cluster lost a server, a read may meet "no responders"
 	// while the consumer finds its new home: read everything again then.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out, err := readAll(ctx, s, cfg)
+		out, err := readAll(ctx, s, cfg, want)
 		if err == nil {
 			return out
 		}
@@ -101,8 +94,10 @@ func streamMsgs(t testing.TB, js jetstream.JetStream, filter string, want int) [
 	}
 }
 
-// readAll reads every message cfg selects with a fresh ordered consumer.
-func readAll(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsumerConfig) ([]jetstream.Msg, error) {
+// readAll reads every message cfg selects with a fresh ordered consumer:
+// at least want (an empty fetch before then is a slow machine, not the
+// end), then until a fetch brings nothing.
+func readAll(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsumerConfig, want int) ([]jetstream.Msg, error) {
 	c, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -121,8 +116,11 @@ func readAll(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsu
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return nil, err
 		}
-		if n == 0 {
+		if n == 0 && len(out) >= want {
 			return out, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %d of %d messages: %w", len(out), want, err)
 		}
 	}
 }

@@ -21,13 +21,9 @@ var _ gate.Emitter = (*Publisher)(nil)
 
 // Errors of the Publisher.
 var (
-	// ErrUnsent is wrapped by Run and Close when events were left unsent
-	// at shutdown (NATS down past the flush deadline).
+	// ErrUnsent is wrapped by Close when events were left unsent at
+	// shutdown (NATS down past the flush deadline).
 	ErrUnsent = errors.New("events: events left unsent")
-	// ErrClosed is returned by Run on a closed Publisher.
-	ErrClosed = errors.New("events: publisher closed")
-	// ErrRunning is returned by a second concurrent Run.
-	ErrRunning = errors.New("events: publisher already running")
 )
 
 // PublisherOptions configures a Publisher. Zero fields take the defaults
@@ -58,9 +54,6 @@ type PublisherOptions struct {
 	// at all behind a block or unblock, which go out at once. A negative
 	// value sends every event at once.
 	Linger time.Duration
-	// FlushTimeout bounds the final flush when Run's context ends (5 s).
-	// Close uses its own context's deadline instead.
-	FlushTimeout time.Duration
 	// LogInterval is the least time between two warnings about dropped
 	// events or failing publishes (10 s).
 	LogInterval time.Duration
@@ -89,9 +82,6 @@ func (o *PublisherOptions) setDefaults() {
 	if o.Linger == 0 {
 		o.Linger = DefaultLinger
 	}
-	if o.FlushTimeout <= 0 {
-		o.FlushTimeout = 5 * time.Second
-	}
 	if o.LogInterval <= 0 {
 		o.LogInterval = 10 * time.Second
 	}
@@ -112,7 +102,7 @@ type Stats struct {
 
 // Publisher is a gate.Emitter that publishes events on JetStream without
 // ever making the caller wait. Emit* put the event in a bounded queue and
-// return; Run publishes asynchronously with up to MaxPending events
+// return; the publisher publishes asynchronously with up to MaxPending events
 // awaiting their acknowledgement, and sends what was not acknowledged
 // again. A block or unblock carries its id as the message id, so the
 // stream's duplicate window turns a retry of a stored one into a no-op; an
@@ -138,15 +128,11 @@ type Publisher struct {
 	// Block.NATSSubject)
 	attemptSubj map[gate.Outcome]string
 
-	closed     atomic.Bool // Emit drops from now on
-	started    atomic.Bool // Run (or Close's own flush) owns the queue
-	closeOnce  sync.Once
-	stopCtx    context.Context // cancelled by Close
-	stop       context.CancelFunc
-	closeCtxMu sync.Mutex
-	closeCtx   context.Context // Close's deadline for the flush
-	done       chan struct{}   // closed when Run returns
-	runErr     error           // Run's result, read after done
+	closed    atomic.Bool // Emit drops from now on
+	closeOnce sync.Once
+	closing   chan context.Context // Close's context, bounding the flush
+	done      chan struct{}        // closed when the sending goroutine ends
+	runErr    error                // the flush's result, read after done
 
 	queued, published, dropped, errs, unsent atomic.Uint64
 	latency                                  prometheus.Histogram
@@ -162,8 +148,8 @@ type item struct {
 	t          gate.TransitionRecord
 }
 
-// NewPublisher returns a Publisher on js. Start it with Run; stop it by
-// cancelling Run's context or with Close.
+// NewPublisher returns a Publisher on js, publishing from now on; Close
+// stops it.
 func NewPublisher(js jetstream.JetStream, opts PublisherOptions) (*Publisher, error) {
 	if js == nil {
 		return nil, errors.New("events: nil JetStream")
@@ -181,16 +167,17 @@ func NewPublisher(js jetstream.JetStream, opts PublisherOptions) (*Publisher, er
 		fullAt:      max(min(lingerFull, opts.Buffer/2), 1),
 		urgent:      make(chan struct{}, 1),
 		attemptSubj: map[gate.Outcome]string{},
+		closing:     make(chan context.Context, 1),
 		done:        make(chan struct{}),
 	}
 	p.pool.New = func() any { return new(item) }
-	p.stopCtx, p.stop = context.WithCancel(context.Background())
 	for _, o := range []gate.Outcome{gate.OutcomeSuccess, gate.OutcomeFailure, gate.OutcomeBlocked} {
 		p.attemptSubj[o] = opts.Subjects.Attempt(string(o))
 	}
 	if err := p.registerMetrics(opts.Registerer); err != nil {
 		return nil, err
 	}
+	go p.run()
 	return p, nil
 }
 
@@ -260,46 +247,20 @@ func (p *Publisher) Stats() Stats {
 	}
 }
 
-// Run publishes queued events until ctx ends or Close is called, then
-// flushes what is queued: within FlushTimeout after ctx ends, or within
-// Close's context. It returns nil when everything was published, or an
-// error wrapping ErrUnsent with the number of events given up.
-func (p *Publisher) Run(ctx context.Context) error {
-	if p.closed.Load() {
-		return ErrClosed
-	}
-	if !p.started.CompareAndSwap(false, true) {
-		return ErrRunning
-	}
+// run publishes queued events until Close, then flushes what is queued
+// within Close's context.
+func (p *Publisher) run() {
 	defer close(p.done)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stopWatch := context.AfterFunc(p.stopCtx, cancel)
-	defer stopWatch()
-
 	s := p.newSender()
 	defer s.stop()
-	s.loop(runCtx, false)
-
-	fctx, fcancel := p.flushContext(ctx)
-	defer fcancel()
-	p.closed.Store(true) // nothing new from now on
-	p.runErr = p.finish(fctx, s)
-	return p.runErr
-}
-
-// flushContext is Close's context when Close stopped Run, else a context
-// that outlives ctx's cancellation by FlushTimeout.
-func (p *Publisher) flushContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if p.stopCtx.Err() != nil {
-		p.closeCtxMu.Lock()
-		cctx := p.closeCtx
-		p.closeCtxMu.Unlock()
-		if cctx != nil {
-			return context.WithCancel(cctx)
-		}
-	}
-	return context.WithTimeout(context.WithoutCancel(ctx), p.opts.FlushTimeout)
+	stop, cancel := context.WithCancel(context.Background())
+	var ctx context.Context
+	go func() {
+		ctx = <-p.closing
+		cancel()
+	}()
+	s.loop(stop, false)
+	p.runErr = p.finish(ctx, s) // ctx is set: stop ends only after it
 }
 
 // finish flushes everything left through s until ctx ends.
@@ -390,8 +351,9 @@ type flight struct {
 	f        jetstream.PubAckFuture
 }
 
-// sender is Run's state: a window of up to MaxPending messages in flight,
-// acknowledged in order, and the messages waiting to be sent again.
+// sender is the sending goroutine's state: a window of up to MaxPending
+// messages in flight, acknowledged in order, and the messages waiting to
+// be sent again.
 type sender struct {
 	p        *Publisher
 	inflight []flight // FIFO from head
@@ -623,24 +585,14 @@ func (s *sender) logDrops() {
 }
 
 // Close stops the publisher: Emit drops from now on, and what is queued is
-// flushed until ctx ends. It waits for Run to return (or, if Run never
-// ran, flushes itself) and returns Run's result: nil, or an error
-// wrapping ErrUnsent. Close may be called more than once.
+// flushed until ctx ends. It returns nil when everything was published,
+// or an error wrapping ErrUnsent with the number of events given up.
+// Close may be called more than once, and returns the same result.
 func (p *Publisher) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
-		p.closeCtxMu.Lock()
-		p.closeCtx = ctx
-		p.closeCtxMu.Unlock()
 		p.closed.Store(true)
-		p.stop()
-		if p.started.CompareAndSwap(false, true) {
-			// Run never ran: flush here.
-			s := p.newSender()
-			p.runErr = p.finish(ctx, s)
-			s.stop()
-			close(p.done)
-		}
+		p.closing <- ctx
 	})
-	<-p.done // Run's flush ends with ctx
+	<-p.done
 	return p.runErr
 }

@@ -191,23 +191,25 @@ func slices(ds []time.Duration) time.Duration {
 func TestPublisherFullQueueDrops(t *testing.T) {
 	env := newNATSEnv(t)
 	reg := prometheus.NewRegistry()
-	p, err := events.NewPublisher(env.js, events.PublisherOptions{Buffer: 10, Registerer: reg})
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{Buffer: 10, MaxPending: 1, Registerer: reg})
 	require.NoError(t, err)
-	// Not running: nothing drains the queue.
-	for i := range 100 {
+	p.EmitAttempt(attemptRecord(0))
+	require.Eventually(t, func() bool { return p.Stats().Published == 1 }, 10*time.Second, 5*time.Millisecond)
+	// NATS gone: the publisher soon stops taking from its queue, which
+	// fills, and the rest is dropped: an Emit never waits.
+	env.srv.Shutdown()
+	require.Eventually(t, func() bool { return !env.nc.IsConnected() }, 10*time.Second, 5*time.Millisecond)
+	for i := 1; i <= 100; i++ {
 		p.EmitAttempt(attemptRecord(i))
 	}
 	st := p.Stats()
-	assert.Equal(t, uint64(10), st.Queued)
-	assert.Equal(t, uint64(90), st.Dropped)
 	assert.Equal(t, 10, st.QueueLen)
-	assert.Equal(t, float64(90), testenv.Metric(t, reg, "defender_events_dropped_total"))
-
-	// Once running, the queued ten go out.
-	stop := runPublisher(t, p)
-	require.Eventually(t, func() bool { return p.Stats().Published == 10 }, 10*time.Second, 10*time.Millisecond)
-	require.NoError(t, stop())
-	assert.Len(t, streamMsgs(t, env.js, "", 10), 10)
+	assert.GreaterOrEqual(t, st.Dropped, uint64(80))
+	assert.Equal(t, uint64(101), st.Queued+st.Dropped)
+	assert.Equal(t, float64(st.Dropped), testenv.Metric(t, reg, "defender_events_dropped_total"))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, p.Close(ctx), events.ErrUnsent, "the queued events never went out")
 }
 
 func TestPublisherCloseFlushes(t *testing.T) {
@@ -216,8 +218,6 @@ func TestPublisherCloseFlushes(t *testing.T) {
 	p, err := events.NewPublisher(env.js, events.PublisherOptions{})
 	require.NoError(t, err)
 	ctx := context.Background()
-	errc := make(chan error, 1)
-	go func() { errc <- p.Run(ctx) }()
 	p.EmitAttempt(attemptRecord(0))
 	require.Eventually(t, func() bool { return p.Stats().Published == 1 }, 10*time.Second, time.Millisecond)
 	const n = 3000
@@ -228,19 +228,18 @@ func TestPublisherCloseFlushes(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	require.NoError(t, p.Close(cctx))
-	require.NoError(t, <-errc)
 	assert.Equal(t, uint64(n), p.Stats().Published)
 
 	p.EmitAttempt(attemptRecord(0)) // after Close: dropped, never blocks
 	assert.Equal(t, uint64(1), p.Stats().Dropped)
-	require.ErrorIs(t, p.Run(ctx), events.ErrClosed)
 	require.NoError(t, p.Close(ctx), "Close twice")
 	requireNoLeak(t, baseline)
 
 	assert.Len(t, streamMsgs(t, env.js, "", n), n)
 }
 
-func TestPublisherCloseWithoutRun(t *testing.T) {
+// What is emitted right before Close goes out too.
+func TestPublisherCloseAtOnce(t *testing.T) {
 	env := newNATSEnv(t)
 	p, err := events.NewPublisher(env.js, events.PublisherOptions{})
 	require.NoError(t, err)
@@ -251,18 +250,6 @@ func TestPublisherCloseWithoutRun(t *testing.T) {
 	assert.Len(t, streamMsgs(t, env.js, "", 100), 100)
 }
 
-func TestPublisherRunCancelFlushes(t *testing.T) {
-	env := newNATSEnv(t)
-	p, err := events.NewPublisher(env.js, events.PublisherOptions{})
-	require.NoError(t, err)
-	stop := runPublisher(t, p)
-	for i := range 1000 {
-		p.EmitAttempt(attemptRecord(i))
-	}
-	require.NoError(t, stop(), "cancelling Run's context flushes the queue")
-	assert.Equal(t, uint64(1000), p.Stats().Published)
-}
-
 // TestPublisherCloseGivesUp: with NATS down, Close returns when its
 // context ends and reports what was left.
 func TestPublisherCloseGivesUp(t *testing.T) {
@@ -270,14 +257,9 @@ func TestPublisherCloseGivesUp(t *testing.T) {
 	baseline := goroutineBaseline(t, env)
 	p, err := events.NewPublisher(env.js, events.PublisherOptions{MinBackoff: 10 * time.Millisecond, AckTimeout: 200 * time.Millisecond})
 	require.NoError(t, err)
-	errc := make(chan error, 1)
-	go func() { errc <- p.Run(context.Background()) }()
-	// Run must be running before NATS goes: a Close that comes first
-	// flushes by itself, and the late Run then returns ErrClosed (seen
-	// under -race on a loaded machine).
 	p.EmitAttempt(attemptRecord(1000))
 	require.Eventually(t, func() bool { return p.Stats().Published == 1 }, 10*time.Second, 5*time.Millisecond,
-		"Run publishes")
+		"the publisher publishes")
 	env.srv.Shutdown()
 	for i := range 50 {
 		p.EmitAttempt(attemptRecord(i))
@@ -287,7 +269,7 @@ func TestPublisherCloseGivesUp(t *testing.T) {
 	err = p.Close(ctx)
 	require.ErrorIs(t, err, events.ErrUnsent)
 	assert.Contains(t, err.Error(), "50 events")
-	require.ErrorIs(t, <-errc, events.ErrUnsent)
+	require.ErrorIs(t, p.Close(ctx), events.ErrUnsent, "Close again: the same result")
 	assert.Equal(t, uint64(50), p.Stats().Unsent)
 	requireNoLeak(t, baseline)
 }

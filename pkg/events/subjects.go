@@ -84,33 +84,6 @@ func (s Subjects) ObserveBlock(kind string) string { return s.prefix() + ".obser
 // "<prefix>.observe.unblock.<kind>".
 func (s Subjects) ObserveUnblock(kind string) string { return s.prefix() + ".observe.unblock." + kind }
 
-// AttemptSuccess is "<prefix>.attempt.success".
-func (s Subjects) AttemptSuccess() string { return s.Attempt(ResultSuccess) }
-
-// AttemptFailure is "<prefix>.attempt.failure".
-func (s Subjects) AttemptFailure() string { return s.Attempt(ResultFailure) }
-
-// AttemptBlocked is "<prefix>.attempt.blocked": refused before the password check.
-func (s Subjects) AttemptBlocked() string { return s.Attempt(ResultBlocked) }
-
-// BlockIP is "<prefix>.block.ip".
-func (s Subjects) BlockIP() string { return s.Block(KindIP) }
-
-// BlockUsername is "<prefix>.block.username".
-func (s Subjects) BlockUsername() string { return s.Block(KindUsername) }
-
-// BlockPair is "<prefix>.block.pair" (combo mode).
-func (s Subjects) BlockPair() string { return s.Block(KindPair) }
-
-// UnblockIP is "<prefix>.unblock.ip".
-func (s Subjects) UnblockIP() string { return s.Unblock(KindIP) }
-
-// UnblockUsername is "<prefix>.unblock.username".
-func (s Subjects) UnblockUsername() string { return s.Unblock(KindUsername) }
-
-// UnblockPair is "<prefix>.unblock.pair".
-func (s Subjects) UnblockPair() string { return s.Unblock(KindPair) }
-
 // All is "<prefix>.>", the filter of the DEFENDER stream. It also matches
 // DLQ.
 func (s Subjects) All() string { return s.prefix() + ".>" }

@@ -281,7 +281,7 @@ func TestLocalKeepsWhatOnlyItKnows(t *testing.T) {
 		}
 		r, err := s.Check(context.Background(), op("victim"))
 		require.NoError(t, err)
-		st := s.Stats()
+		st := s.stats()
 		t.Logf("limiter %t: %d of 10,000 new names refused, %d entries, victim's failures %v", limiter, refused, st.Entries, r.Failures)
 		if limiter {
 			assert.Equal(t, []int{3}, r.Failures, "the victim's failures outlive the flood")

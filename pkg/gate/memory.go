@@ -48,8 +48,8 @@ type MemoryOptions struct {
 	SweepInterval time.Duration
 }
 
-// MemoryStats are counters of a MemoryStore for metrics.
-type MemoryStats struct {
+// memoryStats are counters of a MemoryStore for metrics.
+type memoryStats struct {
 	// Entries is the number of subjects tracked now, expired ones not yet
 	// swept included. Never above MemoryOptions.MaxEntries.
 	Entries int
@@ -175,9 +175,9 @@ func (s *MemoryStore) Close() error {
 // Policy returns the policy the store applies.
 func (s *MemoryStore) Policy() Policy { return s.policy.clone() }
 
-// Stats returns the store's counters.
-func (s *MemoryStore) Stats() MemoryStats {
-	return MemoryStats{
+// stats returns the store's counters (the defender_gate_memory_* metrics).
+func (s *MemoryStore) stats() memoryStats {
+	return memoryStats{
 		Entries:       int(s.entries.Load()),
 		Bytes:         s.bytes.Load(),
 		Evictions:     s.evictions.Load(),

@@ -58,7 +58,7 @@ func TestMemoryBytesTrackHeap(t *testing.T) {
 				}
 			}
 			heap := heapInUse() - before
-			counted := s.Stats().Bytes
+			counted := s.stats().Bytes
 			t.Logf("%d entries: heap %d B (%d per entry), counted %d B (%d per entry)", n, heap, heap/n, counted, counted/n)
 			assert.GreaterOrEqual(t, float64(counted), 0.8*float64(heap), "the count follows the heap")
 			runtime.KeepAlive(s)
@@ -91,11 +91,11 @@ func TestMemoryFloodOfLongNamesIsBoundedByBytes(t *testing.T) {
 		_, err := s.Record(ctx, op, false)
 		require.NoError(t, err)
 		if i%10_000 == 0 {
-			require.LessOrEqual(t, s.Stats().Bytes, int64(maxBytes))
+			require.LessOrEqual(t, s.stats().Bytes, int64(maxBytes))
 		}
 	}
 	heap := heapInUse() - before
-	st := s.Stats()
+	st := s.stats()
 	t.Logf("after 100,000 names of 1 KB: %d entries, %d B counted, heap +%d B, %d evictions", st.Entries, st.Bytes, heap, st.Evictions)
 	assert.LessOrEqual(t, st.Bytes, int64(maxBytes))
 	assert.Less(t, heap, int64(2*maxBytes), "the heap stays within twice the bound")

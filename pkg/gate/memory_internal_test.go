@@ -105,6 +105,6 @@ func TestMemoryRandomOpsKeepInvariants(t *testing.T) {
 		now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
 		checkInvariants(t, s)
 	}
-	require.NotZero(t, s.Stats().Evictions)
-	require.NotZero(t, s.Stats().Expired)
+	require.NotZero(t, s.stats().Evictions)
+	require.NotZero(t, s.stats().Expired)
 }

@@ -167,7 +167,7 @@ func (c *memoryCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *memoryCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.mem.Stats()
+	st := c.mem.stats()
 	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
 	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(st.Evictions))

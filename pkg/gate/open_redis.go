@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -35,9 +34,9 @@ import (
 // Query options of go-redis' ParseURL, ParseClusterURL or ParseFailoverURL
 // (pool_size, dial_timeout, ...) apply; unknown ones are refused. A comma
 // in a password makes no list, but in a list it is ambiguous and
-// refused (write it %2C there). The returned io.Closer closes the client; it
-// is also a redis.UniversalClient, for health checks (Ping).
-func OpenRedisStore(cfg Config) (Store, io.Closer, error) {
+// refused (write it %2C there). The client is returned for health checks
+// (Ping, CheckRedisMemoryPolicy); closing it releases the store.
+func OpenRedisStore(cfg Config) (Store, redis.UniversalClient, error) {
 	raw := strings.TrimSpace(cfg.RedisURL)
 	if raw == "" {
 		return nil, nil, errors.New("DEFENDER_REDIS_URL: empty")

@@ -151,11 +151,23 @@ func TestRedisDown(t *testing.T) {
 			g, err := gate.New(cfg, gate.NewRedisStore(client, "down", cfg.Policy()), gate.WithLogger(quiet))
 			require.NoError(t, err)
 			defer g.Close(ctx)
+			// The block, made by a gate that waits for Redis as long as a
+			// loaded machine needs (50 ms is not always enough there).
+			setupCfg := cfg
+			setupCfg.StoreTimeout = 10 * time.Second
+			setup, err := gate.New(setupCfg, gate.NewRedisStore(client, "down", setupCfg.Policy()), gate.WithLogger(quiet))
+			require.NoError(t, err)
 			user, ip := fresh()
 			for i := 0; i < 4; i++ {
-				g.Record(ctx, attempt(ip, user), false)
+				require.NoError(t, setup.Record(ctx, attempt(ip, user), false).Err)
 			}
-			require.False(t, g.Check(ctx, attempt(ip, user)).Allowed)
+			require.NoError(t, setup.Close(ctx))
+			// g learns of it from the store (a Check counts nothing: retried
+			// until one answers within g's deadline).
+			require.Eventually(t, func() bool {
+				d := g.Check(ctx, attempt(ip, user))
+				return d.Err == nil && !d.Allowed
+			}, 10*time.Second, 10*time.Millisecond)
 
 			before := runtime.NumGoroutine()
 			srv.Kill()

@@ -45,14 +45,14 @@ func TestDeadLetters(t *testing.T) {
 		data    []byte
 		reason  string
 	}{
-		{subjects.AttemptFailure(), []byte("{not json"), "malformed"},
-		{subjects.AttemptFailure(), mustJSON(t, badID), "not a UUID"},
-		{subjects.BlockIP(), mustJSON(t, blockWrongType), "unblock event on a block subject"},
-		{subjects.BlockIP(), mustJSON(t, blockBadReason), `reason "whim"`},
-		{subjects.AttemptSuccess(), mustJSON(t, map[string]any{"v": 1, "type": "attempt"}), "missing id"},
+		{subjects.Attempt("failure"), []byte("{not json"), "malformed"},
+		{subjects.Attempt("failure"), mustJSON(t, badID), "not a UUID"},
+		{subjects.Block("ip"), mustJSON(t, blockWrongType), "unblock event on a block subject"},
+		{subjects.Block("ip"), mustJSON(t, blockBadReason), `reason "whim"`},
+		{subjects.Attempt("success"), mustJSON(t, map[string]any{"v": 1, "type": "attempt"}), "missing id"},
 		{subjects.Block("spray"), mustJSON(t, observeOnReal), "observe true event on subject defender.block.spray"},
 		{subjects.ObserveUnblock("spray"), mustJSON(t, realOnObserve), "observe false event on subject defender.observe.unblock.spray"},
-		{subjects.AttemptBlocked(), mustJSON(t, unknownKind), `blocked_by kind "asn"`},
+		{subjects.Attempt("blocked"), mustJSON(t, unknownKind), `blocked_by kind "asn"`},
 	}
 
 	reg := prometheus.NewRegistry()

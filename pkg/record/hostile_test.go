@@ -45,15 +45,15 @@ func TestHostileEvents(t *testing.T) {
 		name, subject string
 		data          []byte
 	}{
-		{"empty", subjects.AttemptFailure(), nil},
-		{"binary", subjects.AttemptFailure(), []byte("\x00\x01\xff\xfe{\"v\":1}")},
-		{"deeply nested", subjects.AttemptSuccess(), nested},
-		{"JSON array", subjects.AttemptBlocked(), []byte(`[{"v":1,"type":"attempt"}]`)},
-		{"attempt on a block subject", subjects.BlockUsername(), mustJSON(t, newAttempt(901, base))},
-		{"unknown kind", subjects.BlockUsername(), mustJSON(t, wrongKind)},
-		{"huge field quoted in the error", subjects.AttemptFailure(), hugeBad},
-		{"garbage of the largest size", subjects.AttemptFailure(), fullGarbage},
-		{"time out of range", subjects.AttemptFailure(), []byte(`{"v":1,"type":"attempt","id":"` + events.NewID() +
+		{"empty", subjects.Attempt("failure"), nil},
+		{"binary", subjects.Attempt("failure"), []byte("\x00\x01\xff\xfe{\"v\":1}")},
+		{"deeply nested", subjects.Attempt("success"), nested},
+		{"JSON array", subjects.Attempt("blocked"), []byte(`[{"v":1,"type":"attempt"}]`)},
+		{"attempt on a block subject", subjects.Block("username"), mustJSON(t, newAttempt(901, base))},
+		{"unknown kind", subjects.Block("username"), mustJSON(t, wrongKind)},
+		{"huge field quoted in the error", subjects.Attempt("failure"), hugeBad},
+		{"garbage of the largest size", subjects.Attempt("failure"), fullGarbage},
+		{"time out of range", subjects.Attempt("failure"), []byte(`{"v":1,"type":"attempt","id":"` + events.NewID() +
 			`","time":"9999-12-31T23:59:59Z","result":"failure"}`)},
 	}
 
@@ -78,7 +78,7 @@ func TestHostileEvents(t *testing.T) {
 	badUTF8 := newAttempt(905, base)
 	raw := mustJSON(t, badUTF8)
 	raw = bytes.Replace(raw, []byte(`"user5"`), []byte("\"us\xffer\""), 1)
-	publishRaw(t, js, subjects.AttemptFailure(), raw, badUTF8.ID)
+	publishRaw(t, js, subjects.Attempt("failure"), raw, badUTF8.ID)
 	publishAttempts(t, js, oddGood)
 	publishAttempts(t, js, good[10:])
 	stored := len(good) + len(oddGood) + 1

@@ -223,10 +223,7 @@ func TestRecorderStoresKindsAndMarks(t *testing.T) {
 	rec, _ := runRecorder(t, js, conn, record.Options{})
 	p, err := events.NewPublisher(js, events.PublisherOptions{Gate: "gate-k"})
 	require.NoError(t, err)
-	pctx, stopPub := context.WithCancel(ctx)
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- p.Run(pctx) }()
-	t.Cleanup(func() { stopPub(); <-pubDone })
+	t.Cleanup(func() { _ = p.Close(ctx) })
 
 	base := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
 	var trs []gate.TransitionRecord
