@@ -19,8 +19,8 @@ func TestLibraryVarsListWhatTheyRead(t *testing.T) {
 		vars []envflag.Var
 		read func(lookup func(string) (string, bool)) error
 	}{
-		{"gate", envflag.Vars(gate.EnvVars), func(l func(string) (string, bool)) error { _, err := gate.ConfigFromEnv(l); return err }},
-		{"events", envflag.Vars(events.EnvVars), func(l func(string) (string, bool)) error { _, err := events.FromEnv(l); return err }},
+		{"gate", gate.EnvVars, func(l func(string) (string, bool)) error { _, err := gate.ConfigFromEnv(l); return err }},
+		{"events", events.EnvVars, func(l func(string) (string, bool)) error { _, err := events.FromEnv(l); return err }},
 		{"sharedip", sharedip.EnvVars, func(l func(string) (string, bool)) error { _, err := sharedip.ConfigFromEnv(l); return err }},
 	}
 	for _, tc := range tests {
