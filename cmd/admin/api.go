@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/defender-go/defender/internal/envflag"
 	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -262,7 +263,7 @@ func (s *Server) requestDuration(raw json.RawMessage) (time.Duration, error) {
 	}
 	var secs float64
 	if err := json.Unmarshal(raw, &secs); err == nil {
-		if secs <= 0 || secs > 1e9 {
+		if secs <= 0 || secs > maxDuration.Seconds() {
 			return 0, fmt.Errorf("duration %v seconds is out of range", secs)
 		}
 		return time.Duration(secs * float64(time.Second)), nil
@@ -274,23 +275,19 @@ func (s *Server) requestDuration(raw json.RawMessage) (time.Duration, error) {
 	return parseDuration(str)
 }
 
-// parseDuration accepts a Go duration ("90m"), whole days ("7d") or seconds.
+// maxDuration bounds a block's duration and a look-back (100 years).
+const maxDuration = 36500 * envflag.Day
+
+// parseDuration reads a block's duration or a look-back with the settings'
+// grammar (envflag.ParseDuration: "90m", "7d", or seconds), positive and
+// at most maxDuration.
 func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	var d time.Duration
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n <= 1e9 {
-		d = time.Duration(n) * time.Second
-	} else if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n > 36500 {
-			return 0, fmt.Errorf("duration %q: bad number of days", s)
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else if d, err = time.ParseDuration(s); err != nil {
-		return 0, fmt.Errorf("duration %q is not like 90s, 1h30m, 7d or 3600", s)
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("duration %q must be positive", s)
+	d, err := envflag.ParseDuration(strings.TrimSpace(s), time.Second)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("duration %q is not like 90s, 1h30m, 7d or 3600: %w", s, err)
+	case d <= 0 || d > maxDuration:
+		return 0, fmt.Errorf("duration %q is out of range (more than 0, at most 36500d)", s)
 	}
 	return d, nil
 }

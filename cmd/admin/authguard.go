@@ -87,7 +87,7 @@ func (a *authGuard) fail(r *http.Request) gate.Decision {
 	d := a.g.Record(context.WithoutCancel(r.Context()), at, false)
 	if !d.Allowed {
 		a.log.Warn("admin: too many wrong passwords; address refused", "ip", at.IP.String(),
-			"retry_after", d.RetryAfter.String())
+			"retry_after", d.RetryAfter)
 	}
 	return d
 }

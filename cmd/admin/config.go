@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"flag"
-	"fmt"
 	"strings"
 
 	"github.com/defender-go/defender/internal/envflag"
@@ -67,9 +65,9 @@ var adminVars = []envflag.Var{
 // event library's.
 func vars() []envflag.Var {
 	out := append([]envflag.Var{}, adminVars...)
-	out = append(out, envflag.Vars(gate.EnvVars)...)
+	out = append(out, gate.EnvVars...)
 	out = append(out, sharedip.EnvVars...)
-	return append(out, envflag.Vars(events.EnvVars)...)
+	return append(out, events.EnvVars...)
 }
 
 // bindConfig registers a flag for every variable on fs and returns the
@@ -82,20 +80,17 @@ func bindConfig(fs *flag.FlagSet, env func(string) (string, bool)) *Config {
 // finish reads the settings and checks the values; need says which
 // services the command uses. Errors name the variable at fault.
 func (c *Config) finish(need needs) error {
-	get := func(name, def string) string {
-		if v, ok := c.lookup(name); ok {
-			return v
-		}
-		return def
-	}
-	c.RedisURL = get("DEFENDER_REDIS_URL", "")
-	c.ClickHouseURL = get("DEFENDER_CLICKHOUSE_URL", "clickhouse://127.0.0.1:9000/defender")
-	c.NATSURL = get("DEFENDER_NATS_URL", "")
-	c.CachePrefix = get("DEFENDER_CACHE_PREFIX", "defender")
-	c.SubjectPrefix = get("DEFENDER_SUBJECT_PREFIX", "defender")
-	c.AdminUser = get("DEFENDER_ADMIN_USER", "admin")
-	c.AdminPassword = get("DEFENDER_ADMIN_PASSWORD", "")
-	c.HTTPAddr = get("DEFENDER_HTTP_ADDR", ":8081")
+	r := envflag.NewReader(c.lookup)
+	c.ClickHouseURL, c.CachePrefix, c.SubjectPrefix = "clickhouse://127.0.0.1:9000/defender", "defender", "defender"
+	c.AdminUser, c.HTTPAddr = "admin", ":8081"
+	r.String("DEFENDER_REDIS_URL", &c.RedisURL)
+	r.String("DEFENDER_CLICKHOUSE_URL", &c.ClickHouseURL)
+	r.String("DEFENDER_NATS_URL", &c.NATSURL)
+	r.String("DEFENDER_CACHE_PREFIX", &c.CachePrefix)
+	r.String("DEFENDER_SUBJECT_PREFIX", &c.SubjectPrefix)
+	r.String("DEFENDER_ADMIN_USER", &c.AdminUser)
+	r.Secret("DEFENDER_ADMIN_PASSWORD", &c.AdminPassword)
+	r.String("DEFENDER_HTTP_ADDR", &c.HTTPAddr)
 	gc, err := gate.ConfigFromEnv(c.lookup)
 	if err != nil {
 		return err
@@ -106,36 +101,29 @@ func (c *Config) finish(need needs) error {
 	if c.Shared, err = sharedip.ConfigFromEnv(c.lookup); err != nil {
 		return err
 	}
-	var errs []error
 	if need.redis && c.RedisURL == "" {
-		errs = append(errs, errors.New("DEFENDER_REDIS_URL: required (e.g. redis://127.0.0.1:6379/0)"))
+		r.Errorf("DEFENDER_REDIS_URL", "required (e.g. redis://127.0.0.1:6379/0)")
 	}
 	if need.clickhouse {
 		if _, err := record.ParseURL(c.ClickHouseURL); err != nil {
-			errs = append(errs, fmt.Errorf("DEFENDER_CLICKHOUSE_URL: %w", err))
+			r.Errorf("DEFENDER_CLICKHOUSE_URL", "%v", err)
 		}
 	}
 	if c.NATSURL != "" && !strings.Contains(c.NATSURL, "://") {
-		errs = append(errs, fmt.Errorf("DEFENDER_NATS_URL: %q is not a URL (nats://host:4222)", c.NATSURL))
+		r.Errorf("DEFENDER_NATS_URL", "%q is not a URL (nats://host:4222)", c.NATSURL)
 	}
-	if c.CachePrefix == "" {
-		errs = append(errs, errors.New("DEFENDER_CACHE_PREFIX: empty"))
-	}
-	if err := (events.Subjects{Prefix: c.SubjectPrefix}).Validate(); err != nil || c.SubjectPrefix == "" {
-		errs = append(errs, fmt.Errorf("DEFENDER_SUBJECT_PREFIX: %q is not one or more NATS tokens without wildcards", c.SubjectPrefix))
+	if err := (events.Subjects{Prefix: c.SubjectPrefix}).Validate(); err != nil {
+		r.Errorf("DEFENDER_SUBJECT_PREFIX", "%q is not one or more NATS tokens without wildcards", c.SubjectPrefix)
 	}
 	if need.http {
-		if c.AdminUser == "" || strings.Contains(c.AdminUser, ":") {
-			errs = append(errs, errors.New("DEFENDER_ADMIN_USER: empty or contains ':'"))
+		if strings.Contains(c.AdminUser, ":") {
+			r.Errorf("DEFENDER_ADMIN_USER", "%q contains ':'", c.AdminUser)
 		}
 		if c.AdminPassword == "" {
-			errs = append(errs, errors.New("DEFENDER_ADMIN_PASSWORD: required: the admin never runs without a password"))
-		}
-		if c.HTTPAddr == "" {
-			errs = append(errs, errors.New("DEFENDER_HTTP_ADDR: empty"))
+			r.Errorf("DEFENDER_ADMIN_PASSWORD", "required: the admin never runs without a password")
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := r.Err(); err != nil {
 		return err
 	}
 	if c.NATSURL != "" {

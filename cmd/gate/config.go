@@ -1,12 +1,9 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/defender-go/defender/internal/envflag"
@@ -81,7 +78,7 @@ var middlewareOnly = map[string]bool{
 // vars lists every variable the service reads: the gate's, then its own,
 // then the event library's.
 func vars() []envflag.Var {
-	out := envflag.Vars(gate.EnvVars)
+	out := append([]envflag.Var{}, gate.EnvVars...)
 	for i, v := range out {
 		if middlewareOnly[v.Name] {
 			out[i].Usage = "library middleware only: " + v.Usage
@@ -89,76 +86,56 @@ func vars() []envflag.Var {
 	}
 	out = append(out, serviceVars...)
 	out = append(out, sharedip.EnvVars...)
-	return append(out, envflag.Vars(events.EnvVars)...)
+	return append(out, events.EnvVars...)
 }
 
 // loadConfig reads every setting through lookup. The error names each
 // variable at fault.
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
-	get := func(name, def string) string {
-		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
-			return strings.TrimSpace(v)
-		}
-		return def
-	}
-	var errs []error
-	c := Config{HTTPAddr: get("DEFENDER_HTTP_ADDR", ":8080")}
+	r := envflag.NewReader(lookup)
+	c := Config{HTTPAddr: ":8080", ShutdownTimeout: 10 * time.Second, FlushTimeout: 5 * time.Second}
 	var err error
-	if c.Gate, err = gate.ConfigFromEnv(lookup); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Events, err = events.FromEnv(lookup); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Shared, err = sharedip.ConfigFromEnv(lookup); err != nil {
-		errs = append(errs, err)
-	}
+	c.Gate, err = gate.ConfigFromEnv(lookup)
+	r.Add(err)
+	c.Events, err = events.FromEnv(lookup)
+	r.Add(err)
+	c.Shared, err = sharedip.ConfigFromEnv(lookup)
+	r.Add(err)
+	r.String("DEFENDER_HTTP_ADDR", &c.HTTPAddr)
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		errs = append(errs, fmt.Errorf("DEFENDER_HTTP_ADDR: %q is not host:port: %w", c.HTTPAddr, err))
+		r.Errorf("DEFENDER_HTTP_ADDR", "%q is not host:port: %v", c.HTTPAddr, err)
 	}
-	listen := get("DEFENDER_NATS_LISTEN", "127.0.0.1:4222")
+	listen := "127.0.0.1:4222"
+	r.String("DEFENDER_NATS_LISTEN", &listen)
 	if host, port, err := net.SplitHostPort(listen); err != nil {
-		errs = append(errs, fmt.Errorf("DEFENDER_NATS_LISTEN: %q is not host:port: %w", listen, err))
+		r.Errorf("DEFENDER_NATS_LISTEN", "%q is not host:port: %v", listen, err)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		errs = append(errs, fmt.Errorf("DEFENDER_NATS_LISTEN: %q has no valid port", listen))
+		r.Errorf("DEFENDER_NATS_LISTEN", "%q has no valid port", listen)
 	} else {
 		c.NATSHost, c.NATSPort = host, n
 		if c.NATSHost == "" {
 			c.NATSHost = "0.0.0.0"
 		}
 	}
-	c.NATSStoreDir = get("DEFENDER_NATS_STORE_DIR", "")
-	if s := get("DEFENDER_TOKEN_SECRET", ""); s != "" {
-		if len(s) < gatesvc.MinSecretBytes {
-			errs = append(errs, fmt.Errorf("DEFENDER_TOKEN_SECRET: %d bytes is too short, use at least %d (e.g. openssl rand -hex 32)", len(s), gatesvc.MinSecretBytes))
+	r.String("DEFENDER_NATS_STORE_DIR", &c.NATSStoreDir)
+	var secret string
+	r.String("DEFENDER_TOKEN_SECRET", &secret)
+	if secret != "" {
+		if len(secret) < gatesvc.MinSecretBytes {
+			r.Errorf("DEFENDER_TOKEN_SECRET", "%d bytes is too short, use at least %d (e.g. openssl rand -hex 32)", len(secret), gatesvc.MinSecretBytes)
 		}
-		c.TokenSecret = []byte(s)
+		c.TokenSecret = []byte(secret)
 	}
-	if c.APIKey = get("DEFENDER_API_KEY", ""); c.APIKey != "" && len(c.APIKey) < gatesvc.MinSecretBytes {
-		errs = append(errs, fmt.Errorf("DEFENDER_API_KEY: %d bytes is too short, use at least %d (e.g. openssl rand -hex 32)", len(c.APIKey), gatesvc.MinSecretBytes))
+	r.String("DEFENDER_API_KEY", &c.APIKey)
+	if c.APIKey != "" && len(c.APIKey) < gatesvc.MinSecretBytes {
+		r.Errorf("DEFENDER_API_KEY", "%d bytes is too short, use at least %d (e.g. openssl rand -hex 32)", len(c.APIKey), gatesvc.MinSecretBytes)
 	}
-	c.ShutdownTimeout = duration(get, "DEFENDER_SHUTDOWN_TIMEOUT", 10*time.Second, &errs)
-	c.FlushTimeout = duration(get, "DEFENDER_EVENT_FLUSH_TIMEOUT", 5*time.Second, &errs)
-	if err := c.LogLevel.UnmarshalText([]byte(get("DEFENDER_LOG_LEVEL", "info"))); err != nil {
-		errs = append(errs, fmt.Errorf("DEFENDER_LOG_LEVEL: %q is not debug, info, warn or error", get("DEFENDER_LOG_LEVEL", "")))
-	}
-	c.Name = get("DEFENDER_GATE_NAME", "")
-	return c, errors.Join(errs...)
-}
-
-// duration reads a positive Go duration or a number of seconds.
-func duration(get func(string, string) string, name string, def time.Duration, errs *[]error) time.Duration {
-	v := get(name, "")
-	if v == "" {
-		return def
-	}
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		*errs = append(*errs, fmt.Errorf("%s: %q is not a positive duration like 10s or a number of seconds", name, v))
-		return def
-	}
-	return d
+	r.PositiveDuration("DEFENDER_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, time.Second)
+	r.PositiveDuration("DEFENDER_EVENT_FLUSH_TIMEOUT", &c.FlushTimeout, time.Second)
+	envflag.Parse(r, "DEFENDER_LOG_LEVEL", &c.LogLevel, "debug, info, warn or error", func(s string) (slog.Level, error) {
+		var l slog.Level
+		return l, l.UnmarshalText([]byte(s))
+	})
+	r.String("DEFENDER_GATE_NAME", &c.Name)
+	return c, r.Err()
 }

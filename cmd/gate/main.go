@@ -212,7 +212,7 @@ func openStore(cfg Config, log *slog.Logger) (gate.Store, func(context.Context) 
 		}
 		return nil
 	}
-	log.Info("counting failures in Redis", "store", fmt.Sprintf("%T", store), "timeout", cfg.Gate.StoreTimeout.String())
+	log.Info("counting failures in Redis", "store", fmt.Sprintf("%T", store), "timeout", cfg.Gate.StoreTimeout)
 	if err := health(context.Background()); err != nil {
 		log.Warn("Redis does not answer yet; decisions follow DEFENDER_FAIL_MODE until it does",
 			"fail_mode", string(cfg.Gate.FailMode), "err", err)

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/defender-go/defender/internal/envflag"
@@ -78,7 +74,7 @@ var vars = append(append([]envflag.Var{
 	{Name: "DEFENDER_WEBHOOK_SECRETS", Usage: "comma list of signing secrets of 16 bytes or more: each call is signed with every one"},
 	{Name: "DEFENDER_WEBHOOK_INTERVAL", Usage: "at most one call per webhook per interval (default 5s)"},
 	{Name: "DEFENDER_WEBHOOK_ATTEMPTS", Usage: "tries of a call before its dead letter (default 6)"},
-}, envflag.Vars(events.EnvVars)...), envflag.Vars(gate.EnvVars)...)
+}, events.EnvVars...), gate.EnvVars...)
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -97,72 +93,16 @@ func DefaultConfig() Config {
 	}
 }
 
-// reader reads variables, collecting every error.
-type reader struct {
-	lookup func(string) (string, bool)
-	errs   []error
-}
-
-func (r *reader) get(name string) (string, bool) {
-	v, ok := r.lookup(name)
-	v = strings.TrimSpace(v)
-	return v, ok && v != ""
-}
-
-func (r *reader) fail(name, v, want string) {
-	r.errs = append(r.errs, fmt.Errorf("%s: %q is not %s", name, v, want))
-}
-
-func (r *reader) str(name string, p *string) {
-	if v, ok := r.get(name); ok {
-		*p = v
-	}
-}
-
-func (r *reader) duration(name string, p *time.Duration) {
-	if v, ok := r.get(name); ok {
-		d, err := envflag.ParseDuration(v)
-		if err != nil || d <= 0 {
-			r.fail(name, v, "a positive duration like 90s, 15m or 1h")
-			return
-		}
-		*p = d
-	}
-}
-
-func (r *reader) number(name string, p *int, least, most int) {
-	if v, ok := r.get(name); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < least || n > most {
-			r.fail(name, v, fmt.Sprintf("a whole number from %d to %d", least, most))
-			return
-		}
-		*p = n
-	}
-}
-
-func (r *reader) boolean(name string, p *bool) {
-	if v, ok := r.get(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			r.fail(name, v, "true or false")
-			return
-		}
-		*p = b
-	}
-}
-
 // secrets reads a comma list of secrets (never echoed in errors).
-func (r *reader) secrets(name string, p *[][]byte) {
-	v, ok := r.get(name)
-	if !ok {
+func secrets(r *envflag.Reader, name string, p *[][]byte) {
+	var list []string
+	r.List(name, &list)
+	if list == nil {
 		return
 	}
 	*p = nil
-	for s := range strings.SplitSeq(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*p = append(*p, []byte(s))
-		}
+	for _, s := range list {
+		*p = append(*p, []byte(s))
 	}
 }
 
@@ -170,69 +110,62 @@ func (r *reader) secrets(name string, p *[][]byte) {
 // DefaultConfig. The error names every bad variable.
 func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c := DefaultConfig()
-	r := &reader{lookup: lookup}
+	r := envflag.NewReader(lookup)
 	ev, err := events.FromEnv(lookup)
-	if err != nil {
-		r.errs = append(r.errs, err)
-	}
+	r.Add(err)
 	c.Events = ev
 	if c.Events.NATSURL == "" {
-		r.errs = append(r.errs, errors.New("DEFENDER_NATS_URL: required: the NATS server(s) holding the DEFENDER stream"))
+		r.Errorf("DEFENDER_NATS_URL", "required: the NATS server(s) holding the DEFENDER stream")
 	}
-	r.str("DEFENDER_HTTP_ADDR", &c.HTTPAddr)
-	r.str("DEFENDER_NOTIFY_CONSUMER", &c.Durable)
-	r.duration("DEFENDER_NOTIFY_ACK_WAIT", &c.AckWait)
+	r.String("DEFENDER_HTTP_ADDR", &c.HTTPAddr)
+	r.String("DEFENDER_NOTIFY_CONSUMER", &c.Durable)
+	r.PositiveDuration("DEFENDER_NOTIFY_ACK_WAIT", &c.AckWait, time.Second)
 
-	r.str("DEFENDER_SMTP_HOST", &c.SMTP.Host)
-	r.number("DEFENDER_SMTP_PORT", &c.SMTP.Port, 1, 65535)
-	r.str("DEFENDER_SMTP_USERNAME", &c.SMTP.Username)
-	if v, ok := lookup("DEFENDER_SMTP_PASSWORD"); ok {
-		c.SMTP.Password = v // as given: a password may end in a space
-	}
-	r.str("DEFENDER_SMTP_TLS", &c.SMTP.TLS)
-	r.str("DEFENDER_MAIL_FROM", &c.SMTP.From)
-	r.str("DEFENDER_MAIL_SITE", &c.SMTP.Site)
-	r.str("DEFENDER_MAIL_TEXT_TEMPLATE", &c.SMTP.TextTemplate)
-	r.str("DEFENDER_MAIL_HTML_TEMPLATE", &c.SMTP.HTMLTemplate)
-	r.str("DEFENDER_MAIL_LOOKUP_URL", &c.Lookup.URL)
-	r.str("DEFENDER_MAIL_LOOKUP_HEADER", &c.Lookup.Header)
-	r.boolean("DEFENDER_MAIL_TO_USERNAME", &c.MailToUsername)
-	r.duration("DEFENDER_MAIL_EVERY", &c.MailEvery)
-	r.number("DEFENDER_MAIL_MAX_PER_HOUR", &c.MailsPerHour, 0, 1_000_000)
+	r.String("DEFENDER_SMTP_HOST", &c.SMTP.Host)
+	r.IntIn("DEFENDER_SMTP_PORT", &c.SMTP.Port, 1, 65535)
+	r.String("DEFENDER_SMTP_USERNAME", &c.SMTP.Username)
+	r.Secret("DEFENDER_SMTP_PASSWORD", &c.SMTP.Password)
+	r.String("DEFENDER_SMTP_TLS", &c.SMTP.TLS)
+	r.String("DEFENDER_MAIL_FROM", &c.SMTP.From)
+	r.String("DEFENDER_MAIL_SITE", &c.SMTP.Site)
+	r.String("DEFENDER_MAIL_TEXT_TEMPLATE", &c.SMTP.TextTemplate)
+	r.String("DEFENDER_MAIL_HTML_TEMPLATE", &c.SMTP.HTMLTemplate)
+	r.String("DEFENDER_MAIL_LOOKUP_URL", &c.Lookup.URL)
+	r.String("DEFENDER_MAIL_LOOKUP_HEADER", &c.Lookup.Header)
+	r.Bool("DEFENDER_MAIL_TO_USERNAME", &c.MailToUsername)
+	r.PositiveDuration("DEFENDER_MAIL_EVERY", &c.MailEvery, time.Second)
+	r.IntIn("DEFENDER_MAIL_MAX_PER_HOUR", &c.MailsPerHour, 0, 1_000_000)
 	if c.SMTP.Host != "" && c.Lookup.URL == "" && !c.MailToUsername {
-		r.errs = append(r.errs, errors.New("DEFENDER_MAIL_LOOKUP_URL: required with DEFENDER_SMTP_HOST, to find a blocked user's address (or set DEFENDER_MAIL_TO_USERNAME=true if usernames are addresses)"))
+		r.Errorf("DEFENDER_MAIL_LOOKUP_URL", "required with DEFENDER_SMTP_HOST, to find a blocked user's address (or set DEFENDER_MAIL_TO_USERNAME=true if usernames are addresses)")
 	}
 
-	r.str("DEFENDER_UNLOCK_ADDR", &c.UnlockAddr)
-	r.str("DEFENDER_UNLOCK_URL", &c.UnlockURL)
-	r.secrets("DEFENDER_UNLOCK_KEYS", &c.UnlockKeys)
-	r.duration("DEFENDER_UNLOCK_TTL", &c.UnlockTTL)
+	r.String("DEFENDER_UNLOCK_ADDR", &c.UnlockAddr)
+	r.String("DEFENDER_UNLOCK_URL", &c.UnlockURL)
+	secrets(r, "DEFENDER_UNLOCK_KEYS", &c.UnlockKeys)
+	r.PositiveDuration("DEFENDER_UNLOCK_TTL", &c.UnlockTTL, time.Second)
 	if c.UnlockAddr != "" {
 		if c.SMTP.Host == "" {
-			r.errs = append(r.errs, errors.New("DEFENDER_UNLOCK_ADDR: unlock links are sent by mail: set DEFENDER_SMTP_HOST too"))
+			r.Errorf("DEFENDER_UNLOCK_ADDR", "unlock links are sent by mail: set DEFENDER_SMTP_HOST too")
 		}
-		if _, err := notify.NewLinks(c.UnlockKeys, c.UnlockTTL, c.UnlockURL); err != nil {
-			r.errs = append(r.errs, err)
-		}
+		_, err := notify.NewLinks(c.UnlockKeys, c.UnlockTTL, c.UnlockURL)
+		r.Add(err)
 		g, err := gate.ConfigFromEnv(lookup)
-		if err != nil {
-			r.errs = append(r.errs, err)
-		}
+		r.Add(err)
 		c.Gate = g
 	}
 
-	if v, ok := r.get("DEFENDER_WEBHOOK_URLS"); ok {
+	if v, ok := r.Get("DEFENDER_WEBHOOK_URLS"); ok {
 		eps, err := webhook.ParseEndpoints(v)
 		if err != nil {
-			r.errs = append(r.errs, fmt.Errorf("DEFENDER_WEBHOOK_URLS: %w", err))
+			r.Errorf("DEFENDER_WEBHOOK_URLS", "%v", err)
 		}
 		c.Webhooks = eps
 	}
-	r.secrets("DEFENDER_WEBHOOK_SECRETS", &c.WebhookSecrets)
-	r.duration("DEFENDER_WEBHOOK_INTERVAL", &c.WebhookInterval)
-	r.number("DEFENDER_WEBHOOK_ATTEMPTS", &c.WebhookAttempts, 1, 100)
+	secrets(r, "DEFENDER_WEBHOOK_SECRETS", &c.WebhookSecrets)
+	r.PositiveDuration("DEFENDER_WEBHOOK_INTERVAL", &c.WebhookInterval, time.Second)
+	r.IntIn("DEFENDER_WEBHOOK_ATTEMPTS", &c.WebhookAttempts, 1, 100)
 	if len(c.Webhooks) > 0 && len(c.WebhookSecrets) == 0 {
-		r.errs = append(r.errs, errors.New("DEFENDER_WEBHOOK_SECRETS: required with DEFENDER_WEBHOOK_URLS: receivers check each call's signature"))
+		r.Errorf("DEFENDER_WEBHOOK_SECRETS", "required with DEFENDER_WEBHOOK_URLS: receivers check each call's signature")
 	}
-	return c, errors.Join(r.errs...)
+	return c, r.Err()
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/envflag/envflagtest"
 )
 
 func env(kv map[string]string) func(string) (string, bool) {
@@ -69,4 +71,29 @@ func TestConfigRefuses(t *testing.T) {
 		assert.Contains(t, err.Error(), tc.want, name)
 		assert.NotContains(t, err.Error(), key32, "%s: secrets are never echoed", name)
 	}
+}
+
+// The notifier reads its durations, and the gate's for the unlock, with
+// the one grammar every binary uses (envflagtest's table).
+func TestDurationsAgree(t *testing.T) {
+	base := map[string]string{
+		"DEFENDER_NATS_URL":         "nats://127.0.0.1:4222",
+		"DEFENDER_SMTP_HOST":        "mail.example.com",
+		"DEFENDER_MAIL_FROM":        "no-reply@example.com",
+		"DEFENDER_MAIL_TO_USERNAME": "true",
+		"DEFENDER_UNLOCK_ADDR":      ":9200",
+		"DEFENDER_UNLOCK_URL":       "https://shop.example/defender/unlock",
+		"DEFENDER_UNLOCK_KEYS":      key32,
+	}
+	read := func(l func(string) (string, bool)) (Config, error) { return FromEnv(envflagtest.Over(l, base)) }
+	envflagtest.CheckDurations(t, read, []envflagtest.Duration[Config]{
+		{Name: "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", Unit: time.Hour, Least: 1,
+			Field: func(c Config) time.Duration { return c.Gate.AccessAttemptExpiration }},
+		{Name: "DEFENDER_MAIL_EVERY", Unit: time.Second, Least: 1,
+			Field: func(c Config) time.Duration { return c.MailEvery }},
+		{Name: "DEFENDER_NOTIFY_ACK_WAIT", Unit: time.Second, Least: 1,
+			Field: func(c Config) time.Duration { return c.AckWait }},
+		{Name: "DEFENDER_WEBHOOK_INTERVAL", Unit: time.Second, Least: 1,
+			Field: func(c Config) time.Duration { return c.WebhookInterval }},
+	})
 }

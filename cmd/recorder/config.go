@@ -1,10 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/defender-go/defender/internal/envflag"
@@ -28,7 +24,7 @@ type Config struct {
 	// Batch is the most events per insert (DEFENDER_RECORD_BATCH, 10000).
 	Batch int
 	// Flush is how often the recorder takes what the stream holds
-	// (DEFENDER_RECORD_FLUSH, 1s; a Go duration or seconds): the longest
+	// (DEFENDER_RECORD_FLUSH, 1s; a duration or seconds): the longest
 	// an event waits to be written while events arrive briskly. While
 	// fewer than Batch/10 arrive per Flush they wait for more, up to
 	// 5 × Flush (record.Options.MaxDelay).
@@ -37,8 +33,8 @@ type Config struct {
 	// recorder that died (DEFENDER_RECORD_ACK_WAIT, 1m; at least 3 × Flush).
 	AckWait time.Duration
 	// Expiration is the age past which cleanup removes attempts
-	// (DEFENDER_ACCESS_ATTEMPT_EXPIRATION, in hours as in django-defender,
-	// 24).
+	// (DEFENDER_ACCESS_ATTEMPT_EXPIRATION, 24; hours as in django-defender,
+	// decimals allowed, or a duration like 36h: as the gates read it).
 	Expiration time.Duration
 	// HTTPAddr serves /metrics and /healthz (DEFENDER_HTTP_ADDR, ":9102").
 	HTTPAddr string
@@ -52,11 +48,11 @@ var vars = append([]envflag.Var{
 	{Name: "DEFENDER_RECORD_BATCH", Usage: "most events per insert (default 10000)"},
 	{Name: "DEFENDER_RECORD_FLUSH", Usage: "how often to take what the stream holds, e.g. 1s (default 1s; few events wait up to 5 times that)"},
 	{Name: "DEFENDER_RECORD_ACK_WAIT", Usage: "redelivery delay of a dead recorder's events (default 1m)"},
-	{Name: "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", Usage: "hours attempts are kept, for cleanup (default 24)"},
+	{Name: "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", Usage: "how long attempts are kept, for cleanup: hours (1.5 is 90 minutes) or a duration like 36h (default 24)"},
 	{Name: "DEFENDER_HTTP_ADDR", Usage: "listen address of /metrics and /healthz (default :9102)"},
 	{Name: "DEFENDER_STREAM_MAX_AGE", Usage: "age limit of the DEFENDER stream if the recorder creates it (default 7d)"},
 	{Name: "DEFENDER_STREAM_MAX_BYTES", Usage: "size limit of the DEFENDER stream if the recorder creates it (default 1GiB)"},
-}, envflag.Vars(events.EnvVars)...)
+}, events.EnvVars...)
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -77,74 +73,24 @@ func DefaultConfig() Config {
 // DEFENDER_NATS_URL. The error names every bad variable.
 func FromEnv(lookup func(string) (string, bool), needNATS bool) (Config, error) {
 	c := DefaultConfig()
-	var errs []error
+	r := envflag.NewReader(lookup)
 	ev, err := events.FromEnv(lookup)
-	if err != nil {
-		errs = append(errs, err)
-	}
+	r.Add(err)
 	c.Events = ev
-	get := func(name string) (string, bool) {
-		v, ok := lookup(name)
-		v = strings.TrimSpace(v)
-		return v, ok && v != ""
-	}
 	if needNATS && c.Events.NATSURL == "" {
-		errs = append(errs, errors.New("DEFENDER_NATS_URL: required: the NATS server(s) holding the DEFENDER stream"))
+		r.Errorf("DEFENDER_NATS_URL", "required: the NATS server(s) holding the DEFENDER stream")
 	}
-	if v, ok := get("DEFENDER_CLICKHOUSE_URL"); ok {
-		c.ClickHouseURL = v
-	}
+	r.String("DEFENDER_CLICKHOUSE_URL", &c.ClickHouseURL)
 	if _, err := record.ParseURL(c.ClickHouseURL); err != nil {
-		errs = append(errs, fmt.Errorf("DEFENDER_CLICKHOUSE_URL: %w", err))
+		r.Errorf("DEFENDER_CLICKHOUSE_URL", "%v", err)
 	}
-	if v, ok := get("DEFENDER_RECORD_BATCH"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > 1_000_000 {
-			errs = append(errs, fmt.Errorf("DEFENDER_RECORD_BATCH: %q is not a whole number from 1 to 1000000", v))
-		} else {
-			c.Batch = n
-		}
-	}
-	if v, ok := get("DEFENDER_RECORD_FLUSH"); ok {
-		d, err := duration(v, time.Second)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("DEFENDER_RECORD_FLUSH: %q is not a positive duration like 1s or 500ms", v))
-		} else {
-			c.Flush = d
-		}
-	}
-	if v, ok := get("DEFENDER_RECORD_ACK_WAIT"); ok {
-		d, err := duration(v, time.Second)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("DEFENDER_RECORD_ACK_WAIT: %q is not a positive duration like 1m or 30s", v))
-		} else {
-			c.AckWait = d
-		}
-	}
+	r.IntIn("DEFENDER_RECORD_BATCH", &c.Batch, 1, 1_000_000)
+	r.PositiveDuration("DEFENDER_RECORD_FLUSH", &c.Flush, time.Second)
+	r.PositiveDuration("DEFENDER_RECORD_ACK_WAIT", &c.AckWait, time.Second)
 	if c.AckWait < 3*c.Flush {
-		errs = append(errs, fmt.Errorf("DEFENDER_RECORD_ACK_WAIT: %s is shorter than 3 × DEFENDER_RECORD_FLUSH (%s)", c.AckWait, c.Flush))
+		r.Errorf("DEFENDER_RECORD_ACK_WAIT", "%s is shorter than 3 × DEFENDER_RECORD_FLUSH (%s)", c.AckWait, c.Flush)
 	}
-	if v, ok := get("DEFENDER_ACCESS_ATTEMPT_EXPIRATION"); ok {
-		d, err := duration(v, time.Hour)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("DEFENDER_ACCESS_ATTEMPT_EXPIRATION: %q is not a positive number of hours", v))
-		} else {
-			c.Expiration = d
-		}
-	}
-	if v, ok := get("DEFENDER_HTTP_ADDR"); ok {
-		c.HTTPAddr = v
-	}
-	return c, errors.Join(errs...)
-}
-
-// duration parses a plain number in unit, or a Go duration ("36h", "500ms").
-func duration(s string, unit time.Duration) (time.Duration, error) {
-	if n, err := strconv.ParseFloat(s, 64); err == nil {
-		if n < 0 || n*float64(unit) > float64(1<<62) {
-			return 0, errors.New("out of range")
-		}
-		return time.Duration(n * float64(unit)), nil
-	}
-	return time.ParseDuration(s)
+	r.PositiveDuration("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", &c.Expiration, time.Hour)
+	r.String("DEFENDER_HTTP_ADDR", &c.HTTPAddr)
+	return c, r.Err()
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/internal/envflag"
+	"github.com/defender-go/defender/internal/envflag/envflagtest"
+	"github.com/defender-go/defender/pkg/events"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -128,4 +130,20 @@ func TestMainHelp(t *testing.T) {
 	for _, want := range []string{"run ", "migrate ", "cleanup ", "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "DEFENDER_CLICKHOUSE_URL", "DEFENDER_RECORD_FLUSH"} {
 		assert.Contains(t, string(out), want)
 	}
+}
+
+// The recorder reads its durations with the one grammar every binary uses
+// (envflagtest's table): DEFENDER_ACCESS_ATTEMPT_EXPIRATION=1.5 is 90
+// minutes here as in the gates.
+func TestDurationsAgree(t *testing.T) {
+	read := func(l func(string) (string, bool)) (Config, error) { return FromEnv(l, false) }
+	envflagtest.CheckDurations(t, read, []envflagtest.Duration[Config]{
+		{Name: "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", Unit: time.Hour, Least: 1,
+			Field: func(c Config) time.Duration { return c.Expiration }},
+		// At least 3 × DEFENDER_RECORD_FLUSH (1s).
+		{Name: "DEFENDER_RECORD_ACK_WAIT", Unit: time.Second, Least: 3 * time.Second,
+			Field: func(c Config) time.Duration { return c.AckWait }},
+		{Name: "DEFENDER_STREAM_MAX_AGE", Unit: time.Second, Zero: true, Least: events.DefaultDuplicates,
+			Field: func(c Config) time.Duration { return c.Events.StreamMaxAge }},
+	})
 }

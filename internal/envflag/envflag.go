@@ -6,14 +6,15 @@
 // signature of os.LookupEnv, so configuration readers such as
 // gate.ConfigFromEnv take it unchanged and keep naming the variable in
 // their errors whichever way the value came.
+//
+// Reader reads the values with one grammar per type for every binary and
+// library (see ParseDuration): DEFENDER_ACCESS_ATTEMPT_EXPIRATION=1.5
+// means 90 minutes wherever it is read.
 package envflag
 
 import (
-	"errors"
 	"flag"
-	"strconv"
 	"strings"
-	"time"
 )
 
 // Prefix is stripped from variable names to make flag names.
@@ -85,73 +86,4 @@ func Names(names ...string) []Var {
 		out[i] = Var{Name: n}
 	}
 	return out
-}
-
-// Vars turns a library's list of variables (gate.EnvVars, events.EnvVars:
-// structs of a Name and a Usage, like Var) into Vars.
-func Vars[V ~struct{ Name, Usage string }](vs []V) []Var {
-	out := make([]Var, len(vs))
-	for i, v := range vs {
-		out[i] = Var(v)
-	}
-	return out
-}
-
-var byteUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	// longest suffixes first
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
-	{"B", 1},
-}
-
-// ParseBytes reads a byte count with an optional unit: KiB, MiB, GiB,
-// TiB (or K, M, G, T) are powers of 1024; KB, MB, GB, TB powers of 1000.
-func ParseBytes(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range byteUnits {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(num), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	if n < 0 || n > (1<<63-1)/mult {
-		return 0, errors.New("out of range")
-	}
-	return n * mult, nil
-}
-
-// ParseDuration is the grammar of a duration setting: a Go duration
-// ("90s", "1h30m"), a whole number of days ("7d") or plain seconds;
-// negative values are refused.
-func ParseDuration(s string) (time.Duration, error) {
-	var d time.Duration
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		d = time.Duration(n) * time.Second
-		if n > int64(1<<63-1)/int64(time.Second) {
-			return 0, errors.New("too large")
-		}
-	} else if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseInt(days, 10, 64)
-		if err != nil || n > int64(1<<63-1)/int64(24*time.Hour) {
-			return 0, errors.New("bad days")
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		d, err = time.ParseDuration(s)
-		if err != nil {
-			return 0, err
-		}
-	}
-	if d < 0 {
-		return 0, errors.New("negative")
-	}
-	return d, nil
 }

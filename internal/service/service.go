@@ -23,9 +23,18 @@ import (
 )
 
 // Logger returns a service's logger: JSON lines on w from level up, each
-// with service=name.
+// with service=name. Durations are written as Go durations ("5m0s"), as
+// the settings take them and a text log shows them, not as nanoseconds.
 func Logger(w io.Writer, level slog.Leveler, name string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("service", name)
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationString})).With("service", name)
+}
+
+// durationString writes a duration attribute as its String.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // PrintfLogger is a slog.Logger as the Printf(ctx, format, args...)
@@ -127,7 +136,7 @@ func (h HTTP) Run(ctx context.Context) error {
 		return fmt.Errorf("http: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining requests", "timeout", h.Timeout.String())
+	log.Info("shutting down: draining requests", "timeout", h.Timeout)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.Timeout)
 	defer cancel()
 	var err error

@@ -31,6 +31,27 @@ func TestLogger(t *testing.T) {
 	assert.Equal(t, "192.0.2.1", line["ip"])
 }
 
+// Durations are logged as Go durations, as the settings take them, in
+// plain attributes, groups, loggers' own attributes and values that
+// resolve to a duration.
+func TestLoggerWritesDurationsAsStrings(t *testing.T) {
+	var buf bytes.Buffer
+	log := service.Logger(&buf, slog.LevelInfo, "defender-test").With("cooloff", 5*time.Minute)
+	log.Info("blocked", "duration", 300*time.Second, slog.Group("store", slog.Duration("timeout", 100*time.Millisecond)),
+		"retry", durationValuer(90*time.Second), "count", 3)
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &line), buf.String())
+	assert.Equal(t, "5m0s", line["duration"])
+	assert.Equal(t, "5m0s", line["cooloff"])
+	assert.Equal(t, map[string]any{"timeout": "100ms"}, line["store"])
+	assert.Equal(t, "1m30s", line["retry"])
+	assert.Equal(t, float64(3), line["count"], "other numbers stay numbers")
+}
+
+type durationValuer time.Duration
+
+func (d durationValuer) LogValue() slog.Value { return slog.DurationValue(time.Duration(d)) }
+
 func TestRegistry(t *testing.T) {
 	families, err := service.Registry().Gather()
 	require.NoError(t, err)

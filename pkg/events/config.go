@@ -3,8 +3,6 @@ package events
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/defender-go/defender/internal/envflag"
@@ -40,21 +38,14 @@ type Config struct {
 	StreamMaxBytes int64
 }
 
-// EnvVar describes one variable of the configuration, for flags and docs.
-type EnvVar struct {
-	// Name is the variable, e.g. DEFENDER_NATS_URL.
-	Name string
-	// Usage says what it sets in one line, default included.
-	Usage string
-}
-
-// EnvVars lists every variable FromEnv reads, with its description.
-var EnvVars = []EnvVar{
-	{"DEFENDER_NATS_URL", "NATS server(s) holding the DEFENDER stream, comma-separated URLs"},
-	{"DEFENDER_SUBJECT_PREFIX", "prefix of NATS subjects (default defender)"},
-	{"DEFENDER_EVENT_BUFFER", "events held while NATS is slow or away before new ones are dropped (default 65536)"},
-	{"DEFENDER_STREAM_MAX_AGE", "how long the DEFENDER stream keeps events: 168h, 7d or seconds (default 7d)"},
-	{"DEFENDER_STREAM_MAX_BYTES", "size bound of the DEFENDER stream: bytes, 512MiB, 1GB (default 1GiB)"},
+// EnvVars lists every variable FromEnv reads, each a Name and a one-line
+// Usage, default included, for flags and docs.
+var EnvVars = []envflag.Var{
+	{Name: "DEFENDER_NATS_URL", Usage: "NATS server(s) holding the DEFENDER stream, comma-separated URLs"},
+	{Name: "DEFENDER_SUBJECT_PREFIX", Usage: "prefix of NATS subjects (default defender)"},
+	{Name: "DEFENDER_EVENT_BUFFER", Usage: "events held while NATS is slow or away before new ones are dropped (default 65536)"},
+	{Name: "DEFENDER_STREAM_MAX_AGE", Usage: "how long the DEFENDER stream keeps events: 168h, 7d or seconds (default 7d)"},
+	{Name: "DEFENDER_STREAM_MAX_BYTES", Usage: "size bound of the DEFENDER stream: bytes, 512MiB, 1GB (default 1GiB)"},
 }
 
 // DefaultConfig returns the defaults.
@@ -97,51 +88,23 @@ func (c *Config) Stream() StreamConfig {
 
 // FromEnv reads the configuration from lookup (os.LookupEnv in a main),
 // starting from DefaultConfig. Unset or empty variables keep their
-// default. The error names every bad variable, e.g.
-// `DEFENDER_EVENT_BUFFER: "abc" is not a positive integer`.
+// default. The error names every bad variable and its value, e.g.
+// `DEFENDER_EVENT_BUFFER: "abc" is not a whole number: invalid syntax`.
 func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c := DefaultConfig()
-	var errs []error
-	get := func(name string) (string, bool) {
-		v, ok := lookup(name)
-		v = strings.TrimSpace(v)
-		return v, ok && v != ""
-	}
-	if v, ok := get("DEFENDER_NATS_URL"); ok {
-		c.NATSURL = v
-		if err := CheckURLs(v); err != nil {
-			errs = append(errs, fmt.Errorf("DEFENDER_NATS_URL: %w", err))
+	r := envflag.NewReader(lookup)
+	r.String("DEFENDER_NATS_URL", &c.NATSURL)
+	if c.NATSURL != "" {
+		if err := CheckURLs(c.NATSURL); err != nil {
+			r.Errorf("DEFENDER_NATS_URL", "%v", err)
 		}
 	}
-	if v, ok := get("DEFENDER_SUBJECT_PREFIX"); ok {
-		c.SubjectPrefix = v
-	}
-	if v, ok := get("DEFENDER_EVENT_BUFFER"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("DEFENDER_EVENT_BUFFER: %q is not a positive integer", v))
-		} else {
-			c.EventBuffer = n
-		}
-	}
-	if v, ok := get("DEFENDER_STREAM_MAX_AGE"); ok {
-		d, err := envflag.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_AGE: %q is not a duration like 168h, 7d or seconds", v))
-		} else {
-			c.StreamMaxAge = d
-		}
-	}
-	if v, ok := get("DEFENDER_STREAM_MAX_BYTES"); ok {
-		n, err := envflag.ParseBytes(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("DEFENDER_STREAM_MAX_BYTES: %q is not a size like 1073741824, 512MiB or 1GB", v))
-		} else {
-			c.StreamMaxBytes = n
-		}
-	}
-	if len(errs) > 0 {
-		return c, errors.Join(errs...)
+	r.String("DEFENDER_SUBJECT_PREFIX", &c.SubjectPrefix)
+	r.Int("DEFENDER_EVENT_BUFFER", &c.EventBuffer)
+	r.Duration("DEFENDER_STREAM_MAX_AGE", &c.StreamMaxAge, time.Second)
+	r.Bytes("DEFENDER_STREAM_MAX_BYTES", &c.StreamMaxBytes)
+	if err := r.Err(); err != nil {
+		return c, err
 	}
 	if err := c.Validate(); err != nil {
 		return c, err

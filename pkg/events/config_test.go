@@ -58,8 +58,8 @@ func TestFromEnvErrorsNameTheVariable(t *testing.T) {
 	tests := []struct {
 		name, key, value, msg string
 	}{
-		{"buffer text", "DEFENDER_EVENT_BUFFER", "abc", `DEFENDER_EVENT_BUFFER: "abc" is not a positive integer`},
-		{"buffer zero", "DEFENDER_EVENT_BUFFER", "0", `DEFENDER_EVENT_BUFFER: "0" is not a positive integer`},
+		{"buffer text", "DEFENDER_EVENT_BUFFER", "abc", `DEFENDER_EVENT_BUFFER: "abc" is not a whole number`},
+		{"buffer zero", "DEFENDER_EVENT_BUFFER", "0", `DEFENDER_EVENT_BUFFER: 0 is not a positive integer`},
 		{"age", "DEFENDER_STREAM_MAX_AGE", "soon", `DEFENDER_STREAM_MAX_AGE: "soon"`},
 		{"age negative", "DEFENDER_STREAM_MAX_AGE", "-1h", `DEFENDER_STREAM_MAX_AGE: "-1h"`},
 		{"age below dup window", "DEFENDER_STREAM_MAX_AGE", "30s", `DEFENDER_STREAM_MAX_AGE: 30s is shorter`},

@@ -57,7 +57,7 @@ func ExampleFromEnv() {
 	cfg, err := events.FromEnv(lookup)
 	fmt.Println(cfg.EventBuffer, cfg.Subjects().Block("ip"), cfg.StreamMaxAge, err)
 	// Output:
-	// DEFENDER_EVENT_BUFFER: "abc" is not a positive integer
+	// DEFENDER_EVENT_BUFFER: "abc" is not a whole number: invalid syntax
 	// 100000 acme.block.ip 168h0m0s <nil>
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -178,7 +177,7 @@ type Config struct {
 	StoreAccessAttempts bool
 	// AccessAttemptExpiration is how long attempts are kept in the history
 	// and lockouts counted for escalation (DEFENDER_ACCESS_ATTEMPT_EXPIRATION,
-	// 24 h; the variable is in hours).
+	// 24 h; a bare number is hours, decimals allowed, as in every binary).
 	AccessAttemptExpiration time.Duration
 	// PendingTimeout is how long an attempt may stay between Begin and its
 	// outcome before it counts as a failure (DEFENDER_PENDING_TIMEOUT, 30 s).
@@ -338,104 +337,109 @@ func (c Config) Policy() Policy {
 	}
 }
 
-// EnvVar describes one variable of the configuration, for flags and docs.
-type EnvVar struct {
-	// Name is the variable, e.g. DEFENDER_LOGIN_FAILURE_LIMIT.
-	Name string
-	// Usage says what it sets in one line, default included.
-	Usage string
-}
-
-// EnvVars lists every variable ConfigFromEnv reads, with its description.
-var EnvVars = []EnvVar{
-	{"DEFENDER_LOGIN_FAILURE_LIMIT", "failures tolerated before a block (default 3)"},
-	{"DEFENDER_LOGIN_FAILURE_LIMIT_IP", "failure limit per IP (default DEFENDER_LOGIN_FAILURE_LIMIT)"},
-	{"DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", "failure limit per username (default DEFENDER_LOGIN_FAILURE_LIMIT)"},
-	{"DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME", "count and block the (IP, username) pair only (default false)"},
-	{"DEFENDER_DISABLE_IP_LOCKOUT", "never block by IP (default false)"},
-	{"DEFENDER_DISABLE_USERNAME_LOCKOUT", "never block by username (default false)"},
-	{"DEFENDER_COOLOFF_TIME", "seconds failures are remembered and blocks last; 0 = forever (default 300)"},
-	{"DEFENDER_ATTEMPT_COOLOFF_TIME", "seconds failures are remembered (default DEFENDER_COOLOFF_TIME)"},
-	{"DEFENDER_LOCKOUT_COOLOFF_TIME", "seconds a block lasts, or an escalating list like 60,300,0 (default DEFENDER_COOLOFF_TIME)"},
-	{"DEFENDER_BEHIND_REVERSE_PROXY", "take the client address from DEFENDER_REVERSE_PROXY_HEADER (default false)"},
-	{"DEFENDER_REVERSE_PROXY_HEADER", "header holding the client address behind a proxy (default X-Forwarded-For)"},
-	{"DEFENDER_TRUSTED_PROXIES", "CIDR list of the proxies whose header is believed"},
-	{"DEFENDER_IPV6_PREFIX", "prefix length by which IPv6 clients are counted (default 64)"},
-	{"DEFENDER_SPRAY_LIMIT", "distinct usernames that may fail from one source within the attempt cool-off before it is blocked; 0 = off (default 10)"},
-	{"DEFENDER_SPRAY_IPV6_PREFIX", "wider IPv6 network by which spraying is counted too (default 48)"},
-	{"DEFENDER_SPRAY_LIMIT_NET", "distinct usernames that may fail from one such IPv6 network (default 20)"},
-	{"DEFENDER_MODE", "enforce, or observe: decide and count as enforce would, refuse nothing (default enforce)"},
-	{"DEFENDER_SMART_LOCKOUT", "count a user's failures apart for the sources it logged in from and the others, whose block leaves the user's own sources their access (default false)"},
-	{"DEFENDER_FAMILIAR_DAYS", "smart lockout: days a source that logged in as a user stays familiar to it (default 30)"},
-	{"DEFENDER_FAMILIAR_MAX", "familiar sources a user keeps at most (default 20)"},
-	{"DEFENDER_DEVICE_KEY", "key signing device tokens (16+ bytes), the same on every instance (default: random per process)"},
-	{"DEFENDER_USERNAME_FORM_FIELD", "form field holding the username (default username)"},
-	{"DEFENDER_MAX_USERNAME_LENGTH", "characters of a username kept after normalisation (default 255)"},
-	{"DEFENDER_CACHE_PREFIX", "prefix of store keys (default defender)"},
-	{"DEFENDER_LOCKOUT_URL", "redirect locked-out requests there"},
-	{"DEFENDER_LOCKOUT_TEMPLATE", "html/template of the lockout page"},
-	{"DEFENDER_REDIS_URL", "Redis shared by every instance: redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or redis+sentinel://s1:26379/master (default: in-memory store, single instance)"},
-	{"DEFENDER_REDIS_TIMEOUT", "bound of every store call, milliseconds or a duration like 250ms (default 100)"},
-	{"DEFENDER_REDIS_MAX_IN_FLIGHT", "store calls a process waits for at once; the others are decided by the fail mode at once (default 8 per CPU)"},
-	{"DEFENDER_FAIL_MODE", "when the store does not answer in time: local (decide with this process's local limiter) or closed (503); open is the former name of local (default local)"},
-	{"DEFENDER_IP_WHITELIST", "addresses or CIDRs never blocked"},
-	{"DEFENDER_USERNAME_WHITELIST", "usernames never blocked"},
-	{"DEFENDER_IP_BLACKLIST", "addresses or CIDRs always refused"},
-	{"DEFENDER_STORE_ACCESS_ATTEMPTS", "publish an event per attempt; block events are always published (default true)"},
-	{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION", "hours lockouts count for escalation (default 24)"},
-	{"DEFENDER_PENDING_TIMEOUT", "seconds a two-phase attempt may wait for its outcome before it counts as a failure (default 30)"},
-	{"DEFENDER_MEMORY_MAX_ENTRIES", "subjects the in-memory store, or the local limiter, tracks at most (default 1000000)"},
-	{"DEFENDER_MEMORY_MAX_BYTES", "bytes the in-memory store, or the local limiter, takes at most, e.g. 256MiB; the heap may grow to twice this (default 128MiB)"},
+// EnvVars lists every variable ConfigFromEnv reads, each a Name and a
+// one-line Usage, default included, for flags and docs.
+var EnvVars = []envflag.Var{
+	{Name: "DEFENDER_LOGIN_FAILURE_LIMIT", Usage: "failures tolerated before a block (default 3)"},
+	{Name: "DEFENDER_LOGIN_FAILURE_LIMIT_IP", Usage: "failure limit per IP (default DEFENDER_LOGIN_FAILURE_LIMIT)"},
+	{Name: "DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", Usage: "failure limit per username (default DEFENDER_LOGIN_FAILURE_LIMIT)"},
+	{Name: "DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME", Usage: "count and block the (IP, username) pair only (default false)"},
+	{Name: "DEFENDER_DISABLE_IP_LOCKOUT", Usage: "never block by IP (default false)"},
+	{Name: "DEFENDER_DISABLE_USERNAME_LOCKOUT", Usage: "never block by username (default false)"},
+	{Name: "DEFENDER_COOLOFF_TIME", Usage: "seconds failures are remembered and blocks last; 0 = forever (default 300)"},
+	{Name: "DEFENDER_ATTEMPT_COOLOFF_TIME", Usage: "seconds failures are remembered (default DEFENDER_COOLOFF_TIME)"},
+	{Name: "DEFENDER_LOCKOUT_COOLOFF_TIME", Usage: "seconds a block lasts, or an escalating list like 60,300,0 (default DEFENDER_COOLOFF_TIME)"},
+	{Name: "DEFENDER_BEHIND_REVERSE_PROXY", Usage: "take the client address from DEFENDER_REVERSE_PROXY_HEADER (default false)"},
+	{Name: "DEFENDER_REVERSE_PROXY_HEADER", Usage: "header holding the client address behind a proxy (default X-Forwarded-For)"},
+	{Name: "DEFENDER_TRUSTED_PROXIES", Usage: "CIDR list of the proxies whose header is believed"},
+	{Name: "DEFENDER_IPV6_PREFIX", Usage: "prefix length by which IPv6 clients are counted (default 64)"},
+	{Name: "DEFENDER_SPRAY_LIMIT", Usage: "distinct usernames that may fail from one source within the attempt cool-off before it is blocked; 0 = off (default 10)"},
+	{Name: "DEFENDER_SPRAY_IPV6_PREFIX", Usage: "wider IPv6 network by which spraying is counted too (default 48)"},
+	{Name: "DEFENDER_SPRAY_LIMIT_NET", Usage: "distinct usernames that may fail from one such IPv6 network (default 20)"},
+	{Name: "DEFENDER_MODE", Usage: "enforce, or observe: decide and count as enforce would, refuse nothing (default enforce)"},
+	{Name: "DEFENDER_SMART_LOCKOUT", Usage: "count a user's failures apart for the sources it logged in from and the others, whose block leaves the user's own sources their access (default false)"},
+	{Name: "DEFENDER_FAMILIAR_DAYS", Usage: "smart lockout: days a source that logged in as a user stays familiar to it (default 30)"},
+	{Name: "DEFENDER_FAMILIAR_MAX", Usage: "familiar sources a user keeps at most (default 20)"},
+	{Name: "DEFENDER_DEVICE_KEY", Usage: "key signing device tokens (16+ bytes), the same on every instance (default: random per process)"},
+	{Name: "DEFENDER_USERNAME_FORM_FIELD", Usage: "form field holding the username (default username)"},
+	{Name: "DEFENDER_MAX_USERNAME_LENGTH", Usage: "characters of a username kept after normalisation (default 255)"},
+	{Name: "DEFENDER_CACHE_PREFIX", Usage: "prefix of store keys (default defender)"},
+	{Name: "DEFENDER_LOCKOUT_URL", Usage: "redirect locked-out requests there"},
+	{Name: "DEFENDER_LOCKOUT_TEMPLATE", Usage: "html/template of the lockout page"},
+	{Name: "DEFENDER_REDIS_URL", Usage: "Redis shared by every instance: redis://host:6379/0, redis+cluster://h1:7000,h2:7001 or redis+sentinel://s1:26379/master (default: in-memory store, single instance)"},
+	{Name: "DEFENDER_REDIS_TIMEOUT", Usage: "bound of every store call, milliseconds or a duration like 250ms (default 100)"},
+	{Name: "DEFENDER_REDIS_MAX_IN_FLIGHT", Usage: "store calls a process waits for at once; the others are decided by the fail mode at once (default 8 per CPU)"},
+	{Name: "DEFENDER_FAIL_MODE", Usage: "when the store does not answer in time: local (decide with this process's local limiter) or closed (503); open is the former name of local (default local)"},
+	{Name: "DEFENDER_IP_WHITELIST", Usage: "addresses or CIDRs never blocked"},
+	{Name: "DEFENDER_USERNAME_WHITELIST", Usage: "usernames never blocked"},
+	{Name: "DEFENDER_IP_BLACKLIST", Usage: "addresses or CIDRs always refused"},
+	{Name: "DEFENDER_STORE_ACCESS_ATTEMPTS", Usage: "publish an event per attempt; block events are always published (default true)"},
+	{Name: "DEFENDER_ACCESS_ATTEMPT_EXPIRATION", Usage: "how long lockouts count for escalation: hours (1.5 is 90 minutes) or a duration like 36h (default 24)"},
+	{Name: "DEFENDER_PENDING_TIMEOUT", Usage: "seconds a two-phase attempt may wait for its outcome before it counts as a failure (default 30)"},
+	{Name: "DEFENDER_MEMORY_MAX_ENTRIES", Usage: "subjects the in-memory store, or the local limiter, tracks at most (default 1000000)"},
+	{Name: "DEFENDER_MEMORY_MAX_BYTES", Usage: "bytes the in-memory store, or the local limiter, takes at most, e.g. 256MiB; the heap may grow to twice this (default 128MiB)"},
 }
 
 // ConfigFromEnv reads DEFENDER_* variables through lookup (os.LookupEnv in
 // a main) over DefaultConfig, and validates the result. Every error names
-// the variable at fault.
+// the variable at fault, and all of them are returned together. Durations
+// are a Go duration ("90s", "1h30m"), days ("7d") or a bare number, whole
+// or decimal, in the variable's documented unit: seconds, but hours for
+// DEFENDER_ACCESS_ATTEMPT_EXPIRATION, milliseconds for
+// DEFENDER_REDIS_TIMEOUT and days for DEFENDER_FAMILIAR_DAYS.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c := DefaultConfig()
-	r := envReader{lookup: lookup}
-	c.FailureLimit = r.int("DEFENDER_LOGIN_FAILURE_LIMIT", c.FailureLimit)
-	c.IPFailureLimit = r.int("DEFENDER_LOGIN_FAILURE_LIMIT_IP", c.FailureLimit)
-	c.UsernameFailureLimit = r.int("DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", c.FailureLimit)
-	c.LockOutByIPAndUsername = r.bool("DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME", false)
-	c.DisableIPLockout = r.bool("DEFENDER_DISABLE_IP_LOCKOUT", false)
-	c.DisableUsernameLockout = r.bool("DEFENDER_DISABLE_USERNAME_LOCKOUT", false)
-	cooloff := r.seconds("DEFENDER_COOLOFF_TIME", 300*time.Second)
-	c.AttemptCooloff = r.seconds("DEFENDER_ATTEMPT_COOLOFF_TIME", cooloff)
-	c.LockoutCooloffs = r.secondsList("DEFENDER_LOCKOUT_COOLOFF_TIME", []time.Duration{cooloff})
-	c.BehindReverseProxy = r.bool("DEFENDER_BEHIND_REVERSE_PROXY", false)
-	c.ReverseProxyHeader = headerName(r.string("DEFENDER_REVERSE_PROXY_HEADER", c.ReverseProxyHeader))
-	c.TrustedProxies = r.prefixes("DEFENDER_TRUSTED_PROXIES")
-	c.IPv6Prefix = r.int("DEFENDER_IPV6_PREFIX", c.IPv6Prefix)
-	c.SprayLimit = r.int("DEFENDER_SPRAY_LIMIT", c.SprayLimit)
-	c.SprayIPv6Prefix = r.int("DEFENDER_SPRAY_IPV6_PREFIX", min(c.SprayIPv6Prefix, c.IPv6Prefix))
-	c.SprayNetLimit = r.int("DEFENDER_SPRAY_LIMIT_NET", c.SprayNetLimit)
-	c.Mode = Mode(strings.ToLower(r.string("DEFENDER_MODE", string(c.Mode))))
-	c.SmartLockout = r.bool("DEFENDER_SMART_LOCKOUT", c.SmartLockout)
-	c.FamiliarFor = time.Duration(r.int("DEFENDER_FAMILIAR_DAYS", int(c.FamiliarFor/(24*time.Hour)))) * 24 * time.Hour
-	c.FamiliarMax = r.int("DEFENDER_FAMILIAR_MAX", c.FamiliarMax)
-	if k := r.string("DEFENDER_DEVICE_KEY", ""); k != "" {
+	r := envflag.NewReader(lookup)
+	r.Int("DEFENDER_LOGIN_FAILURE_LIMIT", &c.FailureLimit)
+	c.IPFailureLimit, c.UsernameFailureLimit = c.FailureLimit, c.FailureLimit
+	r.Int("DEFENDER_LOGIN_FAILURE_LIMIT_IP", &c.IPFailureLimit)
+	r.Int("DEFENDER_LOGIN_FAILURE_LIMIT_USERNAME", &c.UsernameFailureLimit)
+	r.Bool("DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME", &c.LockOutByIPAndUsername)
+	r.Bool("DEFENDER_DISABLE_IP_LOCKOUT", &c.DisableIPLockout)
+	r.Bool("DEFENDER_DISABLE_USERNAME_LOCKOUT", &c.DisableUsernameLockout)
+	cooloff := c.AttemptCooloff
+	r.Duration("DEFENDER_COOLOFF_TIME", &cooloff, time.Second)
+	c.AttemptCooloff, c.LockoutCooloffs = cooloff, []time.Duration{cooloff}
+	r.Duration("DEFENDER_ATTEMPT_COOLOFF_TIME", &c.AttemptCooloff, time.Second)
+	r.Durations("DEFENDER_LOCKOUT_COOLOFF_TIME", &c.LockoutCooloffs, time.Second)
+	r.Bool("DEFENDER_BEHIND_REVERSE_PROXY", &c.BehindReverseProxy)
+	r.String("DEFENDER_REVERSE_PROXY_HEADER", &c.ReverseProxyHeader)
+	c.ReverseProxyHeader = headerName(c.ReverseProxyHeader)
+	envflag.Parse(r, "DEFENDER_TRUSTED_PROXIES", &c.TrustedProxies, prefixesWant, parsePrefixes)
+	r.Int("DEFENDER_IPV6_PREFIX", &c.IPv6Prefix)
+	r.Int("DEFENDER_SPRAY_LIMIT", &c.SprayLimit)
+	c.SprayIPv6Prefix = min(c.SprayIPv6Prefix, c.IPv6Prefix)
+	r.Int("DEFENDER_SPRAY_IPV6_PREFIX", &c.SprayIPv6Prefix)
+	r.Int("DEFENDER_SPRAY_LIMIT_NET", &c.SprayNetLimit)
+	mode, failMode := string(c.Mode), string(c.FailMode)
+	r.String("DEFENDER_MODE", &mode)
+	c.Mode = Mode(strings.ToLower(mode))
+	r.Bool("DEFENDER_SMART_LOCKOUT", &c.SmartLockout)
+	r.Duration("DEFENDER_FAMILIAR_DAYS", &c.FamiliarFor, envflag.Day)
+	r.Int("DEFENDER_FAMILIAR_MAX", &c.FamiliarMax)
+	if k, ok := r.Get("DEFENDER_DEVICE_KEY"); ok {
 		c.DeviceKey = []byte(k)
 	}
-	c.UsernameFormField = r.string("DEFENDER_USERNAME_FORM_FIELD", c.UsernameFormField)
-	c.MaxUsernameLength = r.int("DEFENDER_MAX_USERNAME_LENGTH", c.MaxUsernameLength)
-	c.KeyPrefix = r.string("DEFENDER_CACHE_PREFIX", c.KeyPrefix)
-	c.LockoutURL = r.string("DEFENDER_LOCKOUT_URL", "")
-	c.LockoutTemplate = r.string("DEFENDER_LOCKOUT_TEMPLATE", "")
-	c.RedisURL = r.string("DEFENDER_REDIS_URL", "")
-	c.StoreTimeout = r.duration("DEFENDER_REDIS_TIMEOUT", c.StoreTimeout, time.Millisecond)
-	c.StoreMaxInFlight = r.int("DEFENDER_REDIS_MAX_IN_FLIGHT", c.StoreMaxInFlight)
-	c.FailMode = FailMode(strings.ToLower(r.string("DEFENDER_FAIL_MODE", string(c.FailMode)))).canonical()
-	c.IPWhitelist = r.prefixes("DEFENDER_IP_WHITELIST")
-	c.UsernameWhitelist = r.list("DEFENDER_USERNAME_WHITELIST")
-	c.IPBlacklist = r.prefixes("DEFENDER_IP_BLACKLIST")
-	c.StoreAccessAttempts = r.bool("DEFENDER_STORE_ACCESS_ATTEMPTS", c.StoreAccessAttempts)
-	c.AccessAttemptExpiration = r.duration("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", c.AccessAttemptExpiration, time.Hour)
-	c.PendingTimeout = r.seconds("DEFENDER_PENDING_TIMEOUT", c.PendingTimeout)
-	c.MemoryMaxEntries = r.int("DEFENDER_MEMORY_MAX_ENTRIES", c.MemoryMaxEntries)
-	c.MemoryMaxBytes = r.bytes("DEFENDER_MEMORY_MAX_BYTES", c.MemoryMaxBytes)
-	if r.err != nil {
-		return Config{}, r.err
+	r.String("DEFENDER_USERNAME_FORM_FIELD", &c.UsernameFormField)
+	r.Int("DEFENDER_MAX_USERNAME_LENGTH", &c.MaxUsernameLength)
+	r.String("DEFENDER_CACHE_PREFIX", &c.KeyPrefix)
+	r.String("DEFENDER_LOCKOUT_URL", &c.LockoutURL)
+	r.String("DEFENDER_LOCKOUT_TEMPLATE", &c.LockoutTemplate)
+	r.String("DEFENDER_REDIS_URL", &c.RedisURL)
+	r.Duration("DEFENDER_REDIS_TIMEOUT", &c.StoreTimeout, time.Millisecond)
+	r.Int("DEFENDER_REDIS_MAX_IN_FLIGHT", &c.StoreMaxInFlight)
+	r.String("DEFENDER_FAIL_MODE", &failMode)
+	c.FailMode = FailMode(strings.ToLower(failMode)).canonical()
+	envflag.Parse(r, "DEFENDER_IP_WHITELIST", &c.IPWhitelist, prefixesWant, parsePrefixes)
+	r.List("DEFENDER_USERNAME_WHITELIST", &c.UsernameWhitelist)
+	envflag.Parse(r, "DEFENDER_IP_BLACKLIST", &c.IPBlacklist, prefixesWant, parsePrefixes)
+	r.Bool("DEFENDER_STORE_ACCESS_ATTEMPTS", &c.StoreAccessAttempts)
+	r.Duration("DEFENDER_ACCESS_ATTEMPT_EXPIRATION", &c.AccessAttemptExpiration, time.Hour)
+	r.Duration("DEFENDER_PENDING_TIMEOUT", &c.PendingTimeout, time.Second)
+	r.Int("DEFENDER_MEMORY_MAX_ENTRIES", &c.MemoryMaxEntries)
+	r.Bytes("DEFENDER_MEMORY_MAX_BYTES", &c.MemoryMaxBytes)
+	if err := r.Err(); err != nil {
+		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -452,135 +456,19 @@ func headerName(s string) string {
 	return s
 }
 
-// envReader parses variables, keeping the first error.
-type envReader struct {
-	lookup func(string) (string, bool)
-	err    error
-}
+const prefixesWant = "a comma list of addresses or CIDR prefixes"
 
-func (r *envReader) get(name string) (string, bool) {
-	v, ok := r.lookup(name)
-	v = strings.TrimSpace(v)
-	return v, ok && v != ""
-}
-
-func (r *envReader) fail(name, v, want string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%s: %q is not %s", name, v, want)
-	}
-}
-
-func (r *envReader) string(name, def string) string {
-	if v, ok := r.get(name); ok {
-		return v
-	}
-	return def
-}
-
-func (r *envReader) int(name string, def int) int {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		r.fail(name, v, "an integer")
-		return def
-	}
-	return n
-}
-
-func (r *envReader) bool(name string, def bool) bool {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	switch strings.ToLower(v) {
-	case "1", "true", "yes", "on":
-		return true
-	case "0", "false", "no", "off":
-		return false
-	}
-	r.fail(name, v, "a boolean (true/false)")
-	return def
-}
-
-// duration parses an integer in unit (django-defender's seconds or hours)
-// or a Go duration such as "90s" or "1h30m".
-func (r *envReader) duration(name string, def, unit time.Duration) time.Duration {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	d, err := parseDuration(v, unit)
-	if err != nil {
-		r.fail(name, v, "a non-negative number of "+unitName(unit)+" or a duration like 90s")
-		return def
-	}
-	return d
-}
-
-func (r *envReader) seconds(name string, def time.Duration) time.Duration {
-	return r.duration(name, def, time.Second)
-}
-
-func (r *envReader) secondsList(name string, def []time.Duration) []time.Duration {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	v = strings.Trim(v, "[]")
-	var out []time.Duration
-	for _, part := range strings.Split(v, ",") {
-		d, err := parseDuration(strings.TrimSpace(part), time.Second)
-		if err != nil {
-			r.fail(name, v, "a list of non-negative seconds such as 60,300,0")
-			return def
-		}
-		out = append(out, d)
-	}
-	return out
-}
-
-// bytes parses a size such as 268435456, 256MiB or 1GB.
-func (r *envReader) bytes(name string, def int64) int64 {
-	v, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	n, err := envflag.ParseBytes(v)
-	if err != nil {
-		r.fail(name, v, "a size such as 268435456, 256MiB or 1GB")
-		return def
-	}
-	return n
-}
-
-func (r *envReader) list(name string) []string {
-	v, ok := r.get(name)
-	if !ok {
-		return nil
-	}
-	var out []string
-	for _, part := range strings.Split(v, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
-}
-
-func (r *envReader) prefixes(name string) []netip.Prefix {
+// parsePrefixes reads a comma list of ParsePrefix's forms.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range r.list(name) {
-		p, err := ParsePrefix(s)
+	for _, part := range envflag.SplitList(s) {
+		p, err := ParsePrefix(part)
 		if err != nil {
-			r.fail(name, s, "an IP address or CIDR prefix")
-			return nil
+			return nil, fmt.Errorf("%q: %w", part, err)
 		}
 		out = append(out, p)
 	}
-	return out
+	return out, nil
 }
 
 // ParsePrefix parses "10.0.0.0/8", "2001:db8::/32" or a single address
@@ -602,28 +490,4 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 	}
 	return p.Masked(), nil
-}
-
-func parseDuration(v string, unit time.Duration) (time.Duration, error) {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 || n > int64(100*365*24*time.Hour/unit) {
-			return 0, fmt.Errorf("out of range")
-		}
-		return time.Duration(n) * unit, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad duration %q", v)
-	}
-	return d, nil
-}
-
-func unitName(unit time.Duration) string {
-	switch unit {
-	case time.Hour:
-		return "hours"
-	case time.Millisecond:
-		return "milliseconds"
-	}
-	return "seconds"
 }

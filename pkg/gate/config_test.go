@@ -111,3 +111,29 @@ func TestConfigBothSidesDisabled(t *testing.T) {
 	}))
 	require.Error(t, err)
 }
+
+// Every bad variable is named at once, with its value, so that an
+// operator fixes them in one go.
+func TestConfigFromEnvNamesEveryBadVariable(t *testing.T) {
+	_, err := ConfigFromEnv(envOf(map[string]string{
+		"DEFENDER_LOGIN_FAILURE_LIMIT":       "three",
+		"DEFENDER_ACCESS_ATTEMPT_EXPIRATION": "1,5",
+		"DEFENDER_TRUSTED_PROXIES":           "10.0.0.0/8, proxy.internal",
+		"DEFENDER_COOLOFF_TIME":              "soon",
+	}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `DEFENDER_LOGIN_FAILURE_LIMIT: "three" is not a whole number`)
+	assert.Contains(t, err.Error(), `DEFENDER_ACCESS_ATTEMPT_EXPIRATION: "1,5" is not a duration like 90s, 1h30m, 7d or a number of hours`)
+	assert.Contains(t, err.Error(), `DEFENDER_COOLOFF_TIME: "soon" is not a duration like 90s, 1h30m, 7d or a number of seconds: bad syntax`, "as the README shows it")
+	assert.Contains(t, err.Error(), `DEFENDER_TRUSTED_PROXIES: "10.0.0.0/8, proxy.internal" is not a comma list of addresses or CIDR prefixes: "proxy.internal"`)
+}
+
+// DEFENDER_ACCESS_ATTEMPT_EXPIRATION is hours, decimals allowed, or a Go
+// duration: as the recorder reads it.
+func TestAccessAttemptExpirationGrammar(t *testing.T) {
+	for value, want := range map[string]time.Duration{"48": 48 * time.Hour, "1.5": 90 * time.Minute, "90m": 90 * time.Minute, "2d": 48 * time.Hour} {
+		c, err := ConfigFromEnv(envOf(map[string]string{"DEFENDER_ACCESS_ATTEMPT_EXPIRATION": value}))
+		require.NoError(t, err, value)
+		assert.Equal(t, want, c.AccessAttemptExpiration, value)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -109,43 +108,24 @@ var EnvVars = []envflag.Var{
 // ConfigFromEnv reads DEFENDER_SHARED_* variables through lookup
 // (os.LookupEnv in a main) over DefaultConfig, and validates the result.
 // Every error names the variable at fault. Booleans and durations take
-// the forms pkg/gate takes: true/false, 1/0, yes/no, on/off; seconds or
-// a Go duration.
+// envflag's grammar, as every setting does: true/false, 1/0, yes/no,
+// on/off; a Go duration, days or a number of seconds.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c := DefaultConfig()
-	var errs []error
-	get := func(name string) (string, bool) {
-		v, ok := lookup(name)
-		v = strings.TrimSpace(v)
-		return v, ok && v != ""
+	r := envflag.NewReader(lookup)
+	r.Bool("DEFENDER_SHARED_CGNAT", &c.CGNAT)
+	r.String("DEFENDER_SHARED_RELAY_FILE", &c.RelayFile)
+	r.String("DEFENDER_SHARED_RELAY_URL", &c.RelayURL)
+	r.String("DEFENDER_SHARED_TOR_FILE", &c.TorFile)
+	r.String("DEFENDER_SHARED_TOR_URL", &c.TorURL)
+	var files []string
+	r.List("DEFENDER_SHARED_CIDR_FILES", &files)
+	for _, f := range files {
+		c.CIDRFiles = append(c.CIDRFiles, cidrFile(f))
 	}
-	if v, ok := get("DEFENDER_SHARED_CGNAT"); ok {
-		b, err := parseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("DEFENDER_SHARED_CGNAT: %q is not a boolean (true/false)", v))
-		}
-		c.CGNAT = b
-	}
-	c.RelayFile, _ = get("DEFENDER_SHARED_RELAY_FILE")
-	c.RelayURL, _ = get("DEFENDER_SHARED_RELAY_URL")
-	c.TorFile, _ = get("DEFENDER_SHARED_TOR_FILE")
-	c.TorURL, _ = get("DEFENDER_SHARED_TOR_URL")
-	if v, ok := get("DEFENDER_SHARED_CIDR_FILES"); ok {
-		for part := range strings.SplitSeq(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				c.CIDRFiles = append(c.CIDRFiles, cidrFile(part))
-			}
-		}
-	}
-	if v, ok := get("DEFENDER_SHARED_REFRESH"); ok {
-		d, err := parseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("DEFENDER_SHARED_REFRESH: %q is not a non-negative number of seconds or a duration like 12h", v))
-		}
-		c.Refresh = d
-	}
-	c.CacheDir, _ = get("DEFENDER_SHARED_CACHE_DIR")
-	if err := errors.Join(errs...); err != nil {
+	r.Duration("DEFENDER_SHARED_REFRESH", &c.Refresh, time.Second)
+	r.String("DEFENDER_SHARED_CACHE_DIR", &c.CacheDir)
+	if err := r.Err(); err != nil {
 		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
@@ -216,31 +196,4 @@ func validName(s string) bool {
 		}
 	}
 	return true
-}
-
-// parseBool takes the forms pkg/gate's settings take.
-func parseBool(v string) (bool, error) {
-	switch strings.ToLower(v) {
-	case "1", "true", "yes", "on":
-		return true, nil
-	case "0", "false", "no", "off":
-		return false, nil
-	}
-	return false, errors.New("not a boolean")
-}
-
-// parseDuration takes the forms pkg/gate's durations in seconds take: a
-// whole number of seconds or a Go duration, not negative.
-func parseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 || n > int64(100*365*24*time.Hour/time.Second) {
-			return 0, errors.New("out of range")
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad duration %q", v)
-	}
-	return d, nil
 }
