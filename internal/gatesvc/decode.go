@@ -13,7 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/truncate"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -193,7 +193,7 @@ func decodeStrict(body []byte, v fields) error {
 		key, _ := t.(string)
 		dst := v.field(key)
 		if dst == nil {
-			return badRequest("unknown field %q (fields are spelt in lower case)", textutil.Truncate(key, 64))
+			return badRequest("unknown field %q (fields are spelt in lower case)", truncate.UTF8(key, 64))
 		}
 		for _, k := range seen[:n] {
 			if k == key {
@@ -243,7 +243,7 @@ func parseSuccess(raw json.RawMessage) (*bool, error) {
 		b := false
 		return &b, nil
 	}
-	return nil, badRequest("field \"success\" must be true or false, not %s (leave it out to start a two-phase attempt)", textutil.Truncate(string(raw), 32))
+	return nil, badRequest("field \"success\" must be true or false, not %s (leave it out to start a two-phase attempt)", truncate.UTF8(string(raw), 32))
 }
 
 // DecodeAttempt parses and validates the body of POST /v1/check and POST
@@ -254,8 +254,8 @@ func DecodeAttempt(body []byte) (AttemptRequest, error) {
 		return AttemptRequest{}, err
 	}
 	req := AttemptRequest{IP: raw.IP, Username: raw.Username,
-		Path: textutil.Truncate(raw.Path, MaxInfoBytes), UserAgent: textutil.Truncate(raw.UserAgent, MaxInfoBytes),
-		Device: textutil.Truncate(raw.Device, 64)}
+		Path: truncate.UTF8(raw.Path, MaxInfoBytes), UserAgent: truncate.UTF8(raw.UserAgent, MaxInfoBytes),
+		Device: truncate.UTF8(raw.Device, 64)}
 	var err error
 	if req.Success, err = parseSuccess(raw.Success); err != nil {
 		return AttemptRequest{}, err
@@ -273,7 +273,7 @@ func (req *AttemptRequest) validate() error {
 	}
 	var err error
 	if req.Addr, err = gate.ParseIP(req.IP); err != nil {
-		return badRequest("field \"ip\": %q is not an IP address", textutil.Truncate(req.IP, 64))
+		return badRequest("field \"ip\": %q is not an IP address", truncate.UTF8(req.IP, 64))
 	}
 	// Padding at either end is dropped by the gate's normalisation: it
 	// must not push a name over the bound, or "<2000 spaces>alice", which

@@ -32,7 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/defender-go/defender/internal/service"
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/truncate"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -144,7 +144,7 @@ func New(o Options) (*Server, error) {
 		s.mux.Handle("/metrics", s.only("metrics", o.Metrics, http.MethodGet, http.MethodHead))
 	}
 	s.mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s", textutil.Truncate(r.URL.Path, 128)))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s", truncate.UTF8(r.URL.Path, 128)))
 	}))
 	return s, nil
 }

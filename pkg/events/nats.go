@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/redact"
 )
 
 // EmbeddedOptions configures the NATS server a gate embeds when no
@@ -149,7 +149,7 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 			}
 			msg := err.Error()
 			if prev := lastFail.Swap(&msg); prev == nil || *prev != msg {
-				log.Warn("nats connect failed, retrying", "servers", redactURLs(url), "err", err)
+				log.Warn("nats connect failed, retrying", "servers", redact.URLList(url), "err", err)
 			}
 		}),
 		nats.ConnectHandler(func(nc *nats.Conn) {
@@ -172,11 +172,11 @@ func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("nats connect %s: %w", redactURLs(url), err)
+		return nil, nil, fmt.Errorf("nats connect %s: %w", redact.URLList(url), err)
 	}
 	if err := waitConnected(ctx, nc, &lastFail); err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("nats connect %s: %w", redactURLs(url), err)
+		return nil, nil, fmt.Errorf("nats connect %s: %w", redact.URLList(url), err)
 	}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(DefaultMaxAckPending),
@@ -238,21 +238,8 @@ func CheckURLs(list string) error {
 			full = "nats://" + full
 		}
 		if _, err := neturl.Parse(full); err != nil {
-			return fmt.Errorf("%s is %w", redactURLs(u), textutil.URLParseError(u, err))
+			return fmt.Errorf("%s is %w", redact.URLList(u), redact.URLError(u, err))
 		}
 	}
 	return nil
-}
-
-// redactURLs hides passwords in a URL list for error messages.
-func redactURLs(list string) string {
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "xxxxx" + p[at:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
 }

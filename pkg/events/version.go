@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/defender-go/defender/internal/redact"
+
 	"github.com/nats-io/nats.go"
 	"golang.org/x/mod/semver"
 )
@@ -47,7 +49,7 @@ func (n ServerNeed) Check(nc *nats.Conn) error {
 	if semver.Compare(have, want) >= 0 {
 		return nil
 	}
-	return &TooOldError{Version: found, URL: redactURLs(nc.ConnectedUrl()), Need: n}
+	return &TooOldError{Version: found, URL: redact.URLList(nc.ConnectedUrl()), Need: n}
 }
 
 // TooOldError is a NATS server older than a program needs.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/truncate"
 	"github.com/defender-go/defender/pkg/gate"
 )
 
@@ -57,8 +57,8 @@ func attemptOf(r *gate.AttemptRecord, id, gateName string) Attempt {
 		IP:               r.IP,
 		Username:         r.Username,
 		Result:           string(r.Outcome),
-		Path:             textutil.Truncate(r.Path, MaxInfoBytes),
-		UserAgent:        textutil.Truncate(r.UserAgent, MaxInfoBytes),
+		Path:             truncate.UTF8(r.Path, MaxInfoBytes),
+		UserAgent:        truncate.UTF8(r.UserAgent, MaxInfoBytes),
 		Gate:             gateName,
 		IPFailures:       r.IPFailures,
 		UsernameFailures: r.UsernameFailures,

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/redact"
 )
 
 // OpenRedisStore opens the Redis-backed Store that cfg.RedisURL
@@ -69,7 +69,7 @@ func OpenRedisStore(cfg Config) (Store, redis.UniversalClient, error) {
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) { // it quotes the URL, password included
-			err = textutil.URLParseError(raw, err)
+			err = redact.URLError(raw, err)
 		}
 		return nil, nil, fmt.Errorf("DEFENDER_REDIS_URL: %w", err)
 	}
@@ -87,7 +87,7 @@ func redisClusterOptions(raw string) (*redis.ClusterOptions, error) {
 	if scheme, rest, _ := strings.Cut(raw, "://"); strings.HasSuffix(scheme, "+cluster") {
 		u, err := url.Parse(strings.TrimSuffix(scheme, "+cluster") + "://" + rest)
 		if err != nil {
-			return nil, textutil.URLParseError(raw, err)
+			return nil, redact.URLError(raw, err)
 		}
 		first = u
 		hosts = strings.Split(u.Host, ",")
@@ -96,7 +96,7 @@ func redisClusterOptions(raw string) (*redis.ClusterOptions, error) {
 			u, err := url.Parse(strings.TrimSpace(part))
 			if err != nil {
 				// raw, not part: a password cut at a comma has no '@' left
-				return nil, fmt.Errorf("URL %d of the list: %w", i+1, textutil.URLParseError(raw, err))
+				return nil, fmt.Errorf("URL %d of the list: %w", i+1, redact.URLError(raw, err))
 			}
 			if i == 0 {
 				first = u
@@ -165,7 +165,7 @@ func withoutUserinfo(raw string) string {
 func redisSentinelOptions(raw string) (*redis.FailoverOptions, error) {
 	u, err := url.Parse(strings.Replace(raw, "redis+sentinel://", "redis://", 1))
 	if err != nil {
-		return nil, textutil.URLParseError(raw, err)
+		return nil, redact.URLError(raw, err)
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 	if parts[0] == "" || len(parts) > 2 {

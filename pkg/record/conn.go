@@ -11,7 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/redact"
 )
 
 // Database is the ClickHouse database of defender's tables. The schema
@@ -47,7 +47,7 @@ var (
 func ParseURL(dsn string) (*clickhouse.Options, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadURL, textutil.URLParseError(dsn, err))
+		return nil, fmt.Errorf("%w: %w", ErrBadURL, redact.URLError(dsn, err))
 	}
 	if u.Scheme != "clickhouse" && u.Scheme != "tcp" {
 		return nil, fmt.Errorf("%w: scheme %q, want clickhouse:// (native protocol; HTTP does not work with 18.16)", ErrBadURL, u.Scheme)

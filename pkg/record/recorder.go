@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/truncate"
 	"github.com/defender-go/defender/pkg/events"
 )
 
@@ -638,7 +638,7 @@ func deadLetterReason(err error) string {
 		return c
 	}, strings.ToValidUTF8(err.Error(), "\ufffd"))
 	if len(s) > maxReasonBytes {
-		s = textutil.Truncate(s, maxReasonBytes) + "..."
+		s = truncate.UTF8(s, maxReasonBytes) + "..."
 	}
 	return s
 }

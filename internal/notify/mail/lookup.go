@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/redact"
 )
 
 // placeholder in LookupOptions.URL stands for the username.
@@ -116,7 +116,7 @@ func lookupURL(raw string) (string, error) {
 	u, err := url.Parse(strings.ReplaceAll(raw, placeholder, "x"))
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("mail: LookupOptions.URL: %w", textutil.URLParseError(raw, err))
+		return "", fmt.Errorf("mail: LookupOptions.URL: %w", redact.URLError(raw, err))
 	case u.Scheme != "http" && u.Scheme != "https":
 		return "", fmt.Errorf("mail: LookupOptions.URL: scheme %q, want http or https", u.Scheme)
 	case u.Host == "":

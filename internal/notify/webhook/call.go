@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/truncate"
 	"github.com/defender-go/defender/pkg/events"
 )
 
@@ -106,7 +106,7 @@ func answerError(host string, resp *http.Response, answer []byte) *callError {
 	}
 	retry := code >= 500 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests
 	cerr := &callError{
-		err:   fmt.Errorf("%s answered %d: %q", host, code, textutil.Truncate(string(answer), 200)),
+		err:   fmt.Errorf("%s answered %d: %q", host, code, truncate.UTF8(string(answer), 200)),
 		retry: retry,
 	}
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {

@@ -6,7 +6,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/redact"
+	"github.com/defender-go/defender/internal/truncate"
 )
 
 // Format is the body an endpoint receives.
@@ -81,7 +82,7 @@ func parseEndpoint(p string) (Endpoint, error) {
 // checkEndpoint checks e's format and URL.
 func checkEndpoint(e Endpoint) error {
 	if e.Format != "" && e.Format != FormatJSON && e.Format != FormatSlack {
-		return fmt.Errorf("unknown format %q (want %s or %s)", textutil.Truncate(string(e.Format), 20), FormatJSON, FormatSlack)
+		return fmt.Errorf("unknown format %q (want %s or %s)", truncate.UTF8(string(e.Format), 20), FormatJSON, FormatSlack)
 	}
 	_, err := endpointHost(e.URL)
 	return err
@@ -96,27 +97,17 @@ func endpointHost(raw string) (string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", textutil.URLParseError(raw, err)
+		return "", redact.URLError(raw, err)
 	}
 	switch {
 	case u.Scheme == "":
 		return "", errors.New("URL has no scheme (want http:// or https://)")
 	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("%s: scheme %q is not http or https", redact(u), textutil.Truncate(u.Scheme, 20))
+		return "", fmt.Errorf("%s: scheme %q is not http or https", redact.URL(u), truncate.UTF8(u.Scheme, 20))
 	case u.Hostname() == "":
-		return "", fmt.Errorf("%s: URL has no host", redact(u))
+		return "", fmt.Errorf("%s: URL has no host", redact.URL(u))
 	}
 	return u.Host, nil
-}
-
-// redact is u without what may be secret: scheme and host, "/…" standing
-// for the rest.
-func redact(u *url.URL) string {
-	s := u.Scheme + "://" + u.Host
-	if u.Opaque != "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
-		s += "/…"
-	}
-	return s
 }
 
 // isWord reports whether s is a non-empty run of ASCII letters.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/defender-go/defender/internal/textutil"
+	"github.com/defender-go/defender/internal/truncate"
 )
 
 // The headers of a call.
@@ -64,7 +64,7 @@ func Verify(secrets [][]byte, header http.Header, body []byte, tolerance time.Du
 	ts := header.Get(headerTimestamp)
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("webhook verify: %s %q is not unix seconds", headerTimestamp, textutil.Truncate(ts, 32))
+		return fmt.Errorf("webhook verify: %s %q is not unix seconds", headerTimestamp, truncate.UTF8(ts, 32))
 	}
 	if skew := now.Sub(time.Unix(sec, 0)).Abs(); skew > tolerance {
 		return fmt.Errorf("webhook verify: %s is %s away from now, more than %s", headerTimestamp, skew.Round(time.Second), tolerance)

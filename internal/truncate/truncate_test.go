@@ -1,4 +1,4 @@
-package textutil
+package truncate
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-func TestTruncate(t *testing.T) {
+func TestUTF8(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		n    int
@@ -21,7 +21,7 @@ func TestTruncate(t *testing.T) {
 		{"ж", 1, ""},
 		{"", 0, ""},
 	} {
-		got := Truncate(tc.in, tc.n)
+		got := UTF8(tc.in, tc.n)
 		assert.Equal(t, tc.want, got, "%q to %d", tc.in, tc.n)
 		assert.True(t, utf8.ValidString(got))
 	}
