@@ -20,9 +20,9 @@ const Version = 1
 type Type string
 
 const (
-	TypeAttempt Type = "attempt"
-	TypeBlock   Type = "block"
-	TypeUnblock Type = "unblock"
+	TypeAttempt Type = "attempt" // an Attempt, on <prefix>.attempt.<result>
+	TypeBlock   Type = "block"   // a Block, on <prefix>.block.<kind>
+	TypeUnblock Type = "unblock" // a Block that lifts one, on <prefix>.unblock.<kind>
 )
 
 // Attempt is one login attempt, refused ones included.
