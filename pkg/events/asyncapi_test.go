@@ -353,3 +353,36 @@ func TestAsyncAPIRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestREADMEEventsMatchAsyncAPI: the events the README shows subscribers
+// are valid ones, on the channel of their type.
+func TestREADMEEventsMatchAsyncAPI(t *testing.T) {
+	_, chans := loadAsyncAPI(t)
+	schema := map[string]*jsonschema.Schema{}
+	for _, ch := range chans {
+		schema[ch.name] = ch.schema
+	}
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	n := 0
+	for _, block := range regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
+		var ev struct {
+			V       int    `json:"v"`
+			Type    string `json:"type"`
+			Observe bool   `json:"observe"`
+		}
+		if json.Unmarshal([]byte(block[1]), &ev) != nil || ev.V != events.Version {
+			continue // not an event
+		}
+		channel := ev.Type
+		if ev.Observe && ev.Type != "attempt" {
+			channel = "observe" + strings.ToUpper(ev.Type[:1]) + ev.Type[1:]
+		}
+		require.Contains(t, schema, channel, block[1])
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(block[1]))
+		require.NoError(t, err)
+		assert.NoError(t, schema[channel].Validate(v), block[1])
+		n++
+	}
+	assert.GreaterOrEqual(t, n, 2, "the README shows an attempt and a block")
+}
