@@ -110,6 +110,15 @@ func loadAsyncAPI(t *testing.T) (*asyncAPI, []channel) {
 	return &doc, chans
 }
 
+// schemasByChannel maps each channel's name to its payload schema.
+func schemasByChannel(chans []channel) map[string]*jsonschema.Schema {
+	out := map[string]*jsonschema.Schema{}
+	for _, ch := range chans {
+		out[ch.name] = ch.schema
+	}
+	return out
+}
+
 // jsonFields lists the JSON names of a struct's fields.
 func jsonFields(v any) []string {
 	var out []string
@@ -305,10 +314,7 @@ func TestEventsMatchAsyncAPI(t *testing.T) {
 // wrong type, and on an event sent to another kind's channel.
 func TestAsyncAPIRejects(t *testing.T) {
 	_, chans := loadAsyncAPI(t)
-	schema := map[string]*jsonschema.Schema{}
-	for _, ch := range chans {
-		schema[ch.name] = ch.schema
-	}
+	schema := schemasByChannel(chans)
 	now := time.Now()
 	blk := events.NewBlock(gate.TransitionRecord{Time: now, Kind: gate.KindIP, Subject: "192.0.2.1", Blocked: true,
 		Until: now.Add(time.Minute), Failures: 4, Reason: gate.ReasonAuto, IP: "192.0.2.1"}, "g")
@@ -358,10 +364,7 @@ func TestAsyncAPIRejects(t *testing.T) {
 // are valid ones, on the channel of their type.
 func TestREADMEEventsMatchAsyncAPI(t *testing.T) {
 	_, chans := loadAsyncAPI(t)
-	schema := map[string]*jsonschema.Schema{}
-	for _, ch := range chans {
-		schema[ch.name] = ch.schema
-	}
+	schema := schemasByChannel(chans)
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	n := 0
