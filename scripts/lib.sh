@@ -14,8 +14,21 @@ need_packages() {
 	local sudo=""
 	[ "$(id -u)" -ne 0 ] && sudo="sudo"
 	echo "installing ${missing[*]} ..." >&2
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	# apt, debconf, needrestart and perl talk a lot ("debconf: delaying
+	# package configuration", needrestart's kernel and service notices,
+	# locale warnings): keep it in a log, shown only when the install fails.
+	local log quiet
+	log=$(mktemp)
+	quiet=(env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes NEEDRESTART_MODE=a
+		NEEDRESTART_SUSPEND=1 LC_ALL=C LANG=C LANGUAGE=)
+	if ! { $sudo "${quiet[@]}" apt-get update -qq &&
+		$sudo "${quiet[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}"; } >"$log" 2>&1; then
+		echo "installing ${missing[*]} failed; apt's output:" >&2
+		cat "$log" >&2
+		rm -f "$log"
+		return 1
+	fi
+	rm -f "$log"
 }
 
 # need_go makes sure a Go toolchain able to build this module is on PATH:

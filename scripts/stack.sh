@@ -267,7 +267,8 @@ cat <<TXT
 defender is running (logs in $DATA/logs):
   login site    http://127.0.0.1:$SITE_PORT/login        alice / wonderland, bob / builder
   admin         http://127.0.0.1:$ADMIN_PORT/            $ADMIN_USER / $DEFENDER_ADMIN_PASSWORD
-  admin API     curl -u $ADMIN_USER:$DEFENDER_ADMIN_PASSWORD http://127.0.0.1:$ADMIN_PORT/api/v1/blocked
+  admin API     curl -u $ADMIN_USER:$DEFENDER_ADMIN_PASSWORD http://127.0.0.1:$ADMIN_PORT/api/v1/blocked   (every call: README)
+  admin CLI     DEFENDER_REDIS_URL=$DEFENDER_REDIS_URL DEFENDER_NATS_URL=$DEFENDER_NATS_URL DEFENDER_CLICKHOUSE_URL=$DEFENDER_CLICKHOUSE_URL $DATA/bin/admin blocked
   gate service  http://127.0.0.1:$GATE_PORT/v1/check     (POST JSON, see README)
   mail catcher  http://127.0.0.1:$MAIL_PORT/             the notifier's mails, with their unlock links
   metrics       http://127.0.0.1:$GATE_PORT/metrics, :$RECORDER_PORT/metrics, :$ADMIN_PORT/metrics, :$NOTIFIER_PORT/metrics

@@ -2,10 +2,12 @@
 # Runs every test of the project against real servers (Redis, ClickHouse,
 # embedded NATS and Debian's nats-server, headless Chromium), installing
 # what is missing.
-#   ./scripts/test.sh            all tests
-#   ./scripts/test.sh -short     unit tests only, no servers
-# Ends by running each fuzz target FUZZTIME (5000 executions, under a minute in all);
-# FUZZTIME=0 skips that. Longer fuzzing: make fuzz FUZZTIME=5m.
+#   ./scripts/test.sh            all tests, then the race detector on pkg/gate and
+#                                pkg/events, then each fuzz target FUZZTIME
+#                                (5000 executions; FUZZTIME=0 skips that; longer
+#                                fuzzing: make fuzz FUZZTIME=5m)
+#   ./scripts/test.sh -short     the quick loop: vet, gofmt and the unit tests only,
+#                                no servers, no race run, no fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -25,6 +27,9 @@ if [ -n "$unformatted" ]; then
 fi
 echo "== go test"
 go test -count=1 -timeout 20m "$@" ./...
+if [ "${1:-}" = "-short" ]; then
+	exit 0 # the race build and the fuzz targets' builds alone take minutes on 2 cores
+fi
 echo "== go test -race (gate and events)"
 go test -count=1 -race -timeout 10m "$@" ./pkg/gate/... ./pkg/events/...
 if [ "${FUZZTIME:-5000x}" != "0" ]; then

@@ -338,3 +338,56 @@ func TestBrowserAttemptsAndDashboard(t *testing.T) {
 	b.screenshot("username-page")
 	assert.Empty(t, b.alerts(), "no script from data ran")
 }
+
+// placeholderFits is a JavaScript expression: whether the placeholder of
+// the input sel selects shows whole, measured in the input's own font.
+func placeholderFits(sel string) string {
+	return `(() => { const i = document.querySelector(` + jsString(sel) + `); const cs = getComputedStyle(i);
+		const c = document.createElement('canvas').getContext('2d'); c.font = cs.font;
+		const room = i.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+		return i.placeholder !== '' && c.measureText(i.placeholder).width <= room; })()`
+}
+
+// TestBrowserFormsAndLinks: the filters' and the block form's placeholders
+// show whole; the block form's follows the kind chosen; a pair's table,
+// hidden outside combo mode, appears with a live pair block; the username
+// ".." opens its own page from its link.
+func TestBrowserFormsAndLinks(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := newBrowser(t, e)
+	e.block(gate.KindUsername, "..", time.Hour)
+
+	b.open("/attempts")
+	for _, name := range []string{"ip", "since", "until"} {
+		assert.True(t, eval[bool](b, placeholderFits(`#filters input[name=`+name+`]`)), "the %s filter's placeholder shows whole", name)
+	}
+
+	b.open("/blocked")
+	b.waitFor(`document.getElementById('live').getAttribute('data-state') === 'open'`)
+	kinds := eval[[]string](b, `Array.from(document.querySelectorAll('#block-kind option')).map(o => o.value)`)
+	require.Equal(t, []string{"ip", "username", "spray", "spray_net"}, kinds)
+	for _, k := range kinds {
+		b.do(chromedp.SetValue(chromedp.CSS(`#block-kind`), k))
+		_, err := chromedp.Run(b.ctx, chromedp.Evaluate[chromedp.Void](`document.getElementById('block-kind').dispatchEvent(new Event('change'))`))
+		require.NoError(t, err)
+		assert.Equal(t, kindInfoOf(gate.Kind(k)).Example, eval[string](b, `document.getElementById('block-value').placeholder`))
+		assert.True(t, eval[bool](b, placeholderFits(`#block-value`)), "%s's example shows whole", k)
+	}
+
+	pairsShown := `getComputedStyle(document.querySelector('section[data-kind=pair]')).display !== 'none'`
+	assert.False(t, eval[bool](b, pairsShown), "no pairs outside combo mode")
+	// A gate in combo mode, on the same NATS, blocks a pair.
+	ev := events.NewBlock(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindPair, Subject: "203.0.113.7|alice", Blocked: true,
+		Until: time.Now().Add(time.Hour), Failures: 4, Reason: gate.ReasonAuto}, "gate-combo")
+	data, err := ev.Encode()
+	require.NoError(t, err)
+	require.NoError(t, e.deps.nc.Publish(ev.NATSSubject(e.subjPfx), data))
+	b.waitFor(rowPresent("pair", "203.0.113.7|alice"))
+	assert.True(t, eval[bool](b, pairsShown), "a pair blocked all the same shows")
+
+	b.click(rowSel("username", "..") + ` a`)
+	b.waitFor(`location.pathname === '/username/' && document.readyState === 'complete'`)
+	assert.Equal(t, "..", eval[string](b, `document.getElementById('subject').textContent`))
+	assert.Empty(t, eval[[]string](b, `Array.from(document.querySelectorAll('.nav a.active')).map(a => a.textContent)`),
+		"a subject's page highlights no menu entry")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -89,7 +90,8 @@ type env struct {
 
 type envOpts struct {
 	noNATS  bool
-	observe bool // DEFENDER_MODE=observe, as the gates
+	observe bool              // DEFENDER_MODE=observe, as the gates
+	vars    map[string]string // more settings, as the gates'
 }
 
 // newEnv starts Redis, NATS and ClickHouse and an admin server over them.
@@ -109,6 +111,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.observe {
 		vars["DEFENDER_MODE"] = "observe"
 	}
+	maps.Copy(vars, o.vars)
 	if !o.noNATS {
 		e.nats = testenv.NATS(t)
 		vars["DEFENDER_NATS_URL"] = e.nats.URL

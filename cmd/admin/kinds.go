@@ -22,6 +22,9 @@ type kindInfo struct {
 	Title, Column, Short string
 	// Note says what a block of this kind does, where it is not obvious.
 	Note string
+	// Option names the kind in the "Block by hand" form, Example shows a
+	// value of it there.
+	Option, Example string
 	// Report marks a kind whose "block" refuses nobody: a report.
 	Report bool
 	// Color draws the kind in the dashboard's chart of new blocks.
@@ -31,17 +34,23 @@ type kindInfo struct {
 // kindInfos lists every gate.Kind, in gate.Kinds' order
 // (TestKindInfosCoverEveryKind).
 var kindInfos = []kindInfo{
-	{Kind: gate.KindIP, Key: "ips", Title: "Blocked IPs", Column: "IP", Short: "IPs", Color: "#3b6fd6"},
+	{Kind: gate.KindIP, Key: "ips", Title: "Blocked IPs", Column: "IP", Short: "IPs", Color: "#3b6fd6",
+		Option: "IP or IPv6 network", Example: "203.0.113.7 or 2001:db8::/64"},
 	{Kind: gate.KindUsername, Key: "usernames", Title: "Blocked usernames", Column: "Username", Short: "users", Color: "#8a4fd0",
+		Option: "Username", Example: "alice",
 		Note: "With smart lockout, a username block refuses the sources the user never logged in from; those they did are refused by a block for familiar sources."},
-	{Kind: gate.KindPair, Key: "pairs", Title: "Blocked IP and username pairs", Column: "IP | username", Short: "pairs", Color: "#19a3b5"},
+	{Kind: gate.KindPair, Key: "pairs", Title: "Blocked IP and username pairs", Column: "IP | username", Short: "pairs", Color: "#19a3b5",
+		Option: "IP and username pair", Example: "203.0.113.7|alice"},
 	{Kind: gate.KindSpray, Key: "sprays", Title: "Blocked password sprayers", Column: "IP", Short: "sprayers", Color: "#e8590c",
+		Option: "Password sprayer (IP)", Example: "203.0.113.7 or 2001:db8::/64",
 		Note: "Sources that failed for too many distinct usernames."},
 	{Kind: gate.KindSprayNet, Key: "spray_nets", Title: "Blocked spraying IPv6 networks", Column: "Network", Short: "spraying nets", Color: "#c2255c",
+		Option: "Spraying IPv6 network", Example: "2001:db8:1::/48",
 		Note: "IPv6 networks whose addresses together failed for too many distinct usernames."},
 	{Kind: gate.KindSprayShared, Key: "spray_shared", Title: "Spraying reported from shared addresses", Column: "Shared IP", Short: "shared reports", Report: true, Color: "#868e96",
 		Note: "Reports that refuse nobody: these addresses (carrier-grade NAT, iCloud Private Relay, Tor, your lists) are shared by many users, so none of them is refused; their IP and username pairs are counted instead."},
 	{Kind: gate.KindUsernameFamiliar, Key: "usernames_familiar", Title: "Usernames blocked for familiar sources", Column: "Username", Short: "users (familiar)", Color: "#5f3dc4",
+		Option: "Username, from its familiar sources", Example: "alice",
 		Note: "Refuses the user's logins from the sources they logged in from before. A user is blocked completely when blocked here and as a username."},
 }
 

@@ -22,7 +22,6 @@ var pageNames = []string{"dashboard", "blocked", "attempts", "subject", "notifie
 // templateFuncs are the helpers the templates use. None returns
 // template.HTML: every value is escaped by html/template.
 var templateFuncs = template.FuncMap{
-	"pathEscape": url.PathEscape,
 	"fmtTime": func(t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -47,7 +46,8 @@ var templateFuncs = template.FuncMap{
 		}
 		return t.Unix()
 	},
-	"human": humanDuration,
+	"human":       humanDuration,
+	"subjectHref": func(k, v string) string { return subjectHref(gate.Kind(k), v) },
 }
 
 // parsePages parses each page with the layout.
@@ -144,16 +144,49 @@ type blockedTable struct {
 	kindInfo
 	Rows []blockedRow
 	More bool // more than blockedPageLimit are blocked; Rows holds that many
+	// Hidden: empty, and of a kind this configuration never blocks (pairs
+	// outside combo mode, spraying turned off). blocked.js shows it should
+	// a block of it arrive all the same (set by hand, or by a gate
+	// configured otherwise).
+	Hidden bool
 }
 
 // blockedPageLimit bounds each table of the Blocked page, which must stay
 // usable during an attack that blocks thousands of addresses.
 const blockedPageLimit = 1000
 
-func subjectHref(k gate.Kind, v string) string { return "/" + string(k) + "/" + url.PathEscape(v) }
+// subjectHref is the path of a subject's page: "/username/alice". The
+// values "." and "..", which browsers and the router take for path
+// segments to resolve, go in the query instead: "/username/?value=..".
+// (url.PathEscape leaves dots, and browsers resolve "%2E%2E" too.)
+// blocked.js builds the same.
+func subjectHref(k gate.Kind, v string) string {
+	if v == "." || v == ".." {
+		return "/" + string(k) + "/?" + url.Values{"value": {v}}.Encode()
+	}
+	return "/" + string(k) + "/" + url.PathEscape(v)
+}
+
+// subjectValue is the value of a subject's page, as subjectHref put it.
+func subjectValue(r *http.Request) string {
+	if v := r.PathValue("value"); v != "" {
+		return v
+	}
+	return r.URL.Query().Get("value")
+}
+
+// shown reports whether the Blocked page shows kind k's table when it is
+// empty: when this configuration blocks by it, or reports it (spraying
+// from shared addresses, while spraying is counted).
+func shown(g *gate.Gate, k gate.Kind) bool {
+	if k == gate.KindSprayShared {
+		return g.Checks(gate.KindSpray)
+	}
+	return g.Checks(k)
+}
 
 // tables lays the list out as one table per kind, in kindInfos' order.
-func tables(list BlockedList) []blockedTable {
+func tables(list BlockedList, g *gate.Gate) []blockedTable {
 	var out []blockedTable
 	for _, ki := range kindInfos {
 		t := blockedTable{kindInfo: ki}
@@ -164,6 +197,7 @@ func tables(list BlockedList) []blockedTable {
 		for _, e := range es {
 			t.Rows = append(t.Rows, blockedRow{Kind: ki.Kind, BlockedEntry: e, Href: subjectHref(ki.Kind, e.Value)})
 		}
+		t.Hidden = len(t.Rows) == 0 && !shown(g, ki.Kind)
 		out = append(out, t)
 	}
 	return out
@@ -179,12 +213,25 @@ func (s *Server) pageBlocked(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, "blocked", page{Title: "Blocked", Nav: "blocked", Script: "blocked.js", Data: map[string]any{
-		"Tables":    tables(list),
+		"Tables":    tables(list, s.gate),
 		"Observe":   s.gate.Config().Mode == gate.ModeObserve,
 		"Live":      s.live != nil,
 		"Limit":     blockedPageLimit,
 		"Durations": durationChoices,
+		"Kinds":     blockable(s.gate),
 	}})
+}
+
+// blockable lists the kinds the "Block by hand" form offers: those the
+// gates check (a block of another kind would refuse nobody).
+func blockable(g *gate.Gate) []kindInfo {
+	var out []kindInfo
+	for _, ki := range kindInfos {
+		if g.Checks(ki.Kind) {
+			out = append(out, ki)
+		}
+	}
+	return out
 }
 
 // durationChoices are the manual block form's durations.
@@ -390,9 +437,10 @@ type subjectView struct {
 // its attempts and its blocks.
 func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		subject, err := s.gate.Subject(k, r.PathValue("value"))
+		value := subjectValue(r)
+		subject, err := s.gate.Subject(k, value)
 		if err != nil {
-			s.renderError(w, r, http.StatusBadRequest, fmt.Sprintf("%q is not a valid %s: %v", r.PathValue("value"), k, err))
+			s.renderError(w, r, http.StatusBadRequest, fmt.Sprintf("%q is not a valid %s: %v", value, k, err))
 			return
 		}
 		v := subjectView{Info: kindInfoOf(k), Kind: k, Value: subject, Checks: s.gate.Checks(k), Durations: durationChoices,
@@ -444,7 +492,9 @@ func (s *Server) pageSubject(k gate.Kind) http.HandlerFunc {
 			s.log.Error("history query failed", "err", err)
 			v.HistError = "History is unavailable: " + err.Error()
 		}
-		s.render(w, r, http.StatusOK, "subject", page{Title: string(k) + " " + subject, Nav: "blocked", Data: v})
+		// No menu entry is this page: it is neither the Blocked list nor
+		// the Attempts, though it shows some of each.
+		s.render(w, r, http.StatusOK, "subject", page{Title: string(k) + " " + subject, Data: v})
 	}
 }
 

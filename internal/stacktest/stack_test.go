@@ -183,6 +183,18 @@ func TestStack(t *testing.T) {
 	assert.Contains(t, values(blocked.IPs), "203.0.113.66", "the demo attack's IP")
 	assert.Contains(t, values(blocked.Usernames), "root", "the demo attack's username")
 
+	// The admin CLI line the banner prints works as it is, pasted into a
+	// shell with none of the stack's settings.
+	_, cli, ok := strings.Cut(out.String(), "\n  admin CLI")
+	require.True(t, ok, "the banner prints the admin CLI line")
+	cli, _, _ = strings.Cut(strings.TrimSpace(cli), "\n")
+	cliCmd := exec.Command("bash", "-c", cli)
+	cliCmd.Env = []string{"PATH=" + path, "HOME=" + data}
+	cliOut, err := cliCmd.CombinedOutput()
+	require.NoError(t, err, "%s:\n%s", cli, cliOut)
+	assert.Contains(t, string(cliOut), "203.0.113.66", "the CLI lists the demo attack's IP")
+	assert.Contains(t, string(cliOut), "alice")
+
 	// The attempts reach ClickHouse through NATS and the recorder: the
 	// admin reads them back, newest first.
 	var results map[string]int

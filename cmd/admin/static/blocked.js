@@ -26,6 +26,14 @@
     return date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '') + ' UTC';
   }
 
+  // subjectHref is a subject's page, as the server's subjectHref builds it:
+  // "." and "..", which the browser would resolve as path segments, go in
+  // the query.
+  function subjectHref(kind, value) {
+    if (value === '.' || value === '..') { return '/' + kind + '/?value=' + encodeURIComponent(value); }
+    return '/' + kind + '/' + encodeURIComponent(value);
+  }
+
   function tbody(kind) {
     return Object.prototype.hasOwnProperty.call(TABLES, kind) ? TABLES[kind] : null;
   }
@@ -49,6 +57,7 @@
     var empty = tb.querySelector('tr.empty');
     if (empty) { empty.hidden = n > 0; }
     var card = tb.closest('section');
+    if (card && n > 0) { card.hidden = false; } // a kind this configuration does not block, blocked all the same
     var count = card && card.querySelector('[data-count]');
     if (count) { count.textContent = String(n); }
   }
@@ -65,7 +74,7 @@
     var td = document.createElement('td');
     td.className = 'value';
     var a = document.createElement('a');
-    a.href = '/' + ev.kind + '/' + encodeURIComponent(ev.value);
+    a.href = subjectHref(ev.kind, ev.value);
     a.textContent = ev.value;
     td.appendChild(a);
     var report = isReport(ev.kind);
@@ -158,6 +167,16 @@
     }
   }
   setInterval(tick, 1000);
+
+  // The manual block form's placeholder shows a value of the chosen kind.
+  var kindSel = document.getElementById('block-kind');
+  var valueIn = document.getElementById('block-value');
+  if (kindSel && valueIn) {
+    kindSel.addEventListener('change', function () {
+      var opt = kindSel.options[kindSel.selectedIndex];
+      valueIn.placeholder = opt ? opt.getAttribute('data-example') || '' : '';
+    });
+  }
 
   // reconcile brings the tables in line with the current list, for what
   // changed while the stream was not connected.

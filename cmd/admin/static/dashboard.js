@@ -132,7 +132,9 @@
     var base = box.getAttribute('data-link') || '';
     items.forEach(function (it, i) {
       var y = i * row + 2;
-      var a = el('a', { href: base + encodeURIComponent(it.value) }, svg);
+      // "." and ".." in the query, as the server's subjectHref puts them.
+      var dots = it.value === '.' || it.value === '..';
+      var a = el('a', { href: base + (dots ? '?value=' : '') + encodeURIComponent(it.value) }, svg);
       var name = it.value.length > 22 ? it.value.slice(0, 21) + '…' : it.value;
       var t = el('text', { x: L - 10, y: y + 16, 'text-anchor': 'end', 'class': 'bar-label' }, a);
       t.textContent = name;
