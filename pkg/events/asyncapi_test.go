@@ -164,7 +164,7 @@ func TestAsyncAPIListsEveryField(t *testing.T) {
 
 	// Every subject the package names is a channel's, under the default prefix.
 	s := events.Subjects{}
-	subjects := []string{s.AttemptSuccess(), s.AttemptFailure(), s.AttemptBlocked()}
+	subjects := []string{s.Attempt("success"), s.Attempt("failure"), s.Attempt("blocked")}
 	for _, k := range kinds {
 		subjects = append(subjects, s.Block(k), s.Unblock(k), s.ObserveBlock(k), s.ObserveUnblock(k))
 	}
