@@ -34,6 +34,9 @@ import (
 )
 
 func main() {
+	// A CLI command's libraries (the NATS connection's lines) warn only,
+	// as the command itself does; serve installs its JSON logger.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ctx, stop := service.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
 	stop()

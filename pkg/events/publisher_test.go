@@ -144,7 +144,7 @@ func TestPublisherSurvivesOutage(t *testing.T) {
 	require.Nil(t, env.srv.Server, "server must still be down")
 	assert.Equal(t, uint64(before+burst+goroutines*perG), p.Stats().Queued)
 	assert.Zero(t, p.Stats().Dropped)
-	t.Logf("max EmitAttempt duration during outage: %s (emitters done after %s)", slices(maxEmit), time.Since(down))
+	t.Logf("max EmitAttempt duration during outage: %s (emitters done after %s)", longest(maxEmit), time.Since(down))
 
 	time.Sleep(time.Until(down.Add(10 * time.Second))) // keep NATS down ~10 s
 	env.srv.Start()
@@ -180,7 +180,7 @@ func TestPublisherSurvivesOutage(t *testing.T) {
 	require.NoError(t, stop())
 }
 
-func slices(ds []time.Duration) time.Duration {
+func longest(ds []time.Duration) time.Duration {
 	var m time.Duration
 	for _, d := range ds {
 		m = max(m, d)
