@@ -126,8 +126,15 @@ func (w *where) eq(column, value string) {
 }
 
 // in matches column against any of values (no condition when empty).
+// One value is an equality: scanning ten million usernames, IN with a
+// set of one made a user's history 1.85 times the plain query with =,
+// and 1.2 times once it was = too (TestPerf10M).
 func (w *where) in(column string, values []string) {
-	if len(values) == 0 {
+	switch len(values) {
+	case 0:
+		return
+	case 1:
+		w.add(column+" = ?", values[0])
 		return
 	}
 	args := make([]any, len(values))
