@@ -400,7 +400,7 @@ func (c *client) recorderRun(n, probes int) (*recorderResult, error) {
 			return nil, fmt.Errorf("publish probe: %w", err)
 		}
 		for {
-			got, err := record.CountAttempts(ctx, c.conn, record.AttemptFilter{Username: name})
+			got, err := record.CountAttempts(ctx, c.conn, record.AttemptFilter{Usernames: []string{name}})
 			if err != nil {
 				return nil, err
 			}

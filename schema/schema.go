@@ -20,8 +20,9 @@
 //
 // The clustered variant (package schema/cluster) is derived from these
 // migrations, so the tables are written once, here: a migration holds
-// CREATE TABLE IF NOT EXISTS defender.<table> and ALTER TABLE
-// defender.<table> statements only.
+// CREATE TABLE IF NOT EXISTS defender.<table>, ALTER TABLE
+// defender.<table> and CREATE MATERIALIZED VIEW IF NOT EXISTS
+// defender.<view> ... FROM defender.<table> statements only.
 package schema
 
 import (

@@ -19,6 +19,7 @@ import (
 	"github.com/defender-go/defender/internal/envflag"
 	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/record"
 )
 
 // BlockedEntry is one blocked subject as the API shows it.
@@ -321,13 +322,12 @@ type AttemptPage struct {
 
 // parseFilter reads attempt filters from a query string (API, pages and CLI
 // share it). Times are RFC 3339, unix seconds, or a duration ago ("1h", "7d").
-func parseFilter(q url.Values, cfg *gate.Config, now time.Time) (AttemptFilter, error) {
-	var f AttemptFilter
-	bad := func(format string, a ...any) (AttemptFilter, error) {
-		return AttemptFilter{}, fmt.Errorf("%w: "+format, append([]any{ErrBadFilter}, a...)...)
+func parseFilter(q url.Values, cfg *gate.Config, now time.Time) (record.AttemptFilter, error) {
+	var f record.AttemptFilter
+	bad := func(format string, a ...any) (record.AttemptFilter, error) {
+		return record.AttemptFilter{}, fmt.Errorf("%w: "+format, append([]any{ErrBadFilter}, a...)...)
 	}
 	if u := strings.TrimSpace(q.Get("username")); u != "" {
-		f.Username = u
 		f.Usernames = []string{u}
 		if n := gate.NormalizeUsername(u, cfg.MaxUsernameLength); n != u && n != "" {
 			f.Usernames = append(f.Usernames, n)
@@ -349,7 +349,7 @@ func parseFilter(q url.Values, cfg *gate.Config, now time.Time) (AttemptFilter, 
 	}
 	var err error
 	if f.Observe, err = parseObserve(q.Get("observe")); err != nil {
-		return AttemptFilter{}, err
+		return record.AttemptFilter{}, err
 	}
 	if f.Since, err = parseTime(q.Get("since"), now); err != nil {
 		return bad("since: %v", err)
@@ -365,11 +365,11 @@ func parseFilter(q url.Values, cfg *gate.Config, now time.Time) (AttemptFilter, 
 		f.Limit = n
 	}
 	if v := q.Get("cursor"); v != "" {
-		c, err := ParseCursor(v)
+		c, err := record.ParseCursor(v)
 		if err != nil {
-			return AttemptFilter{}, err
+			return record.AttemptFilter{}, err
 		}
-		f.After = &c
+		f.After = c
 	}
 	return f, nil
 }
@@ -500,9 +500,9 @@ func (s *Server) apiStatsBlocks(w http.ResponseWriter, r *http.Request) {
 
 // TopList is the answer of GET /api/v1/stats/top.
 type TopList struct {
-	By     string     `json:"by"`
-	Window string     `json:"window"`
-	Items  []TopEntry `json:"items"`
+	By     string            `json:"by"`
+	Window string            `json:"window"`
+	Items  []record.TopEntry `json:"items"`
 }
 
 // apiStatsTop is GET /api/v1/stats/top?by=ip|username&window=1h&limit=10.
@@ -527,7 +527,7 @@ func (s *Server) apiStatsTop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if items == nil {
-		items = []TopEntry{}
+		items = []record.TopEntry{}
 	}
 	writeJSON(w, http.StatusOK, TopList{By: by, Window: win.Name, Items: items})
 }

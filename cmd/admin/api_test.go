@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/defender-go/defender/pkg/gate"
+	"github.com/defender-go/defender/pkg/record"
 )
 
 func decode[T any](t *testing.T, body string) T {
@@ -214,7 +215,7 @@ func TestAttemptsAPI(t *testing.T) {
 		case 1:
 			r.ip, r.user, r.result = "2001:db8::1", "bob", "success"
 		case 2:
-			r.ip, r.user, r.result = "2001:db8:0:0:1::2", "Иван", "blocked"
+			r.ip, r.user, r.result, r.blockedBy = "2001:db8:0:0:1::2", "Иван", "blocked", []string{"ip", "username"}
 		}
 		rows = append(rows, r)
 	}
@@ -239,6 +240,18 @@ func TestAttemptsAPI(t *testing.T) {
 		a, b := all.Attempts[i-1], all.Attempts[i]
 		assert.False(t, a.Time.Before(b.Time), "newest first at %d", i)
 	}
+
+	for _, a := range all.Attempts {
+		if a.Result == "blocked" {
+			assert.Equal(t, []string{"ip", "username"}, a.BlockedBy, "which counters refused it")
+		} else {
+			assert.Equal(t, []string{}, a.BlockedBy)
+		}
+	}
+	resp, body := e.do("GET", "/attempts?result=blocked", nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 10, strings.Count(body, `<span class="mark blocked-by" title="the counters that refused it">by ip, username</span>`),
+		"the attempts table says which side refused")
 
 	page := get("")
 	assert.Len(t, page.Attempts, 32, "default limit is 100")
@@ -336,11 +349,11 @@ func TestStatsAPI(t *testing.T) {
 	_, body = e.do("GET", "/api/v1/stats/top?by=ip&window=1h", nil, nil)
 	top := decode[TopList](t, body)
 	require.Len(t, top.Items, 2)
-	assert.Equal(t, TopEntry{Value: "203.0.113.7", Failures: 2, Blocked: 1}, top.Items[0])
-	assert.Equal(t, TopEntry{Value: "198.51.100.1", Failures: 1}, top.Items[1])
+	assert.Equal(t, record.TopEntry{Value: "203.0.113.7", Failures: 2, Blocked: 1}, top.Items[0])
+	assert.Equal(t, record.TopEntry{Value: "198.51.100.1", Failures: 1}, top.Items[1])
 
 	_, body = e.do("GET", "/api/v1/stats/top?by=username&window=7d&limit=1", nil, nil)
-	assert.Equal(t, []TopEntry{{Value: "alice", Failures: 2, Blocked: 1}}, decode[TopList](t, body).Items)
+	assert.Equal(t, []record.TopEntry{{Value: "alice", Failures: 2, Blocked: 1}}, decode[TopList](t, body).Items)
 
 	for _, bad := range []string{"/api/v1/stats/attempts?window=2y", "/api/v1/stats/top?by=country", "/api/v1/stats/top?limit=0"} {
 		resp, _ := e.do("GET", bad, nil, nil)
@@ -450,7 +463,7 @@ func TestAttemptsTimeBoundsOutsideDateTime(t *testing.T) {
 		return len(decode[AttemptPage](t, body).Attempts)
 	}
 	for _, q := range []string{"since=36500d", "since=1960-01-01", "until=2110-01-01", "until=9999-12-31T23:59:59Z",
-		"since=1960-01-01&until=2110-01-01", "since=36500d&cursor=" + url.QueryEscape(Cursor{Time: now, ID: uuid.NewString()}.String())} {
+		"since=1960-01-01&until=2110-01-01", "since=36500d&cursor=" + url.QueryEscape(record.Cursor{Time: now, ID: uuid.NewString()}.String())} {
 		assert.Equal(t, 2, count(q), q)
 	}
 	for _, q := range []string{"since=2110-01-01", "until=1960-01-01"} {

@@ -261,7 +261,8 @@ func cmdAttempts(ctx context.Context, args []string, stdout, stderr io.Writer, l
 
 // marks are an attempt's marks for the CLI: "observe" (let through in
 // observe mode: a blocked result would have been refused),
-// "shared=<list>", "familiar"; "-" for none.
+// "shared=<list>", "familiar", "blocked_by=<kinds>" (the counters that
+// refused it, joined by "+"); "-" for none.
 func marks(a AttemptRow) string {
 	var ms []string
 	if a.Observe {
@@ -272,6 +273,9 @@ func marks(a AttemptRow) string {
 	}
 	if a.Familiar {
 		ms = append(ms, "familiar")
+	}
+	if len(a.BlockedBy) > 0 {
+		ms = append(ms, "blocked_by="+printable(strings.Join(a.BlockedBy, "+")))
 	}
 	if len(ms) == 0 {
 		return "-"

@@ -125,7 +125,7 @@ func TestCLI(t *testing.T) {
 	e.insertAttempts([]attempt{
 		{ts: now.Add(-3 * time.Minute), ip: "203.0.113.7", user: "alice", result: "failure", path: "/login"},
 		{ts: now.Add(-2 * time.Minute), ip: "203.0.113.7", user: "alice", result: "failure", path: "/login"},
-		{ts: now.Add(-1 * time.Minute), ip: "203.0.113.7", user: "alice\x1b[31m", result: "blocked", path: "/login"},
+		{ts: now.Add(-1 * time.Minute), ip: "203.0.113.7", user: "alice\x1b[31m", result: "blocked", path: "/login", blockedBy: []string{"ip", "username"}},
 		{ts: now.Add(-2 * time.Hour), ip: "203.0.113.7", user: "alice", result: "failure", path: "/login"},
 		{ts: now.Add(-time.Minute), ip: "192.0.2.1", user: "bob", result: "success", path: "/login"},
 	})
@@ -134,8 +134,8 @@ func TestCLI(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 4, out)
 	assert.Regexp(t, `^TIME\s+RESULT\s+IP\s+USERNAME\s+PATH`, lines[0])
-	assert.Regexp(t, `blocked\s+203\.0\.113\.7\s+alice\\x1b\[31m\s+/login`, lines[1], "control characters are escaped")
-	assert.Regexp(t, `failure\s+203\.0\.113\.7\s+alice\s+/login`, lines[2])
+	assert.Regexp(t, `blocked\s+203\.0\.113\.7\s+alice\\x1b\[31m\s+/login\s+blocked_by=ip\+username$`, lines[1], "control characters are escaped")
+	assert.Regexp(t, `failure\s+203\.0\.113\.7\s+alice\s+/login\s+-$`, lines[2])
 	require.True(t, strings.HasPrefix(lines[3], "next: --cursor "), lines[3])
 	cursor := strings.TrimPrefix(lines[3], "next: --cursor ")
 

@@ -71,7 +71,7 @@ func TestHistoryOnCluster(t *testing.T) {
 		}, time.Minute, 100*time.Millisecond, "server %d counts every attempt", i)
 
 		var got []string
-		f := AttemptFilter{Limit: 70}
+		f := record.AttemptFilter{Limit: 70}
 		for {
 			rows, next, err := h.Attempts(ctx, f)
 			require.NoError(t, err, "server %d", i)
@@ -81,7 +81,7 @@ func TestHistoryOnCluster(t *testing.T) {
 			if next == nil {
 				break
 			}
-			f.After = next
+			f.After = *next
 		}
 		want := make([]string, n)
 		for j, id := range ids {

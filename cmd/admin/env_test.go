@@ -236,6 +236,7 @@ type attempt struct {
 	path, userAgent   string
 	observe, familiar bool
 	shared            string
+	blockedBy         []string
 }
 
 // insertAttempts writes rows as the recorder would (naming the columns,
@@ -243,7 +244,7 @@ type attempt struct {
 func (e *env) insertAttempts(rows []attempt) {
 	e.t.Helper()
 	ctx := context.Background()
-	batch, err := e.ch.PrepareBatch(ctx, "INSERT INTO attempts (id, ts, ts_ms, ip, username, result, path, user_agent, observe, shared, familiar)")
+	batch, err := e.ch.PrepareBatch(ctx, "INSERT INTO attempts (id, ts, ts_ms, ip, username, result, blocked_by, path, user_agent, observe, shared, familiar)")
 	require.NoError(e.t, err)
 	u8 := func(b bool) uint8 {
 		if b {
@@ -256,7 +257,10 @@ func (e *env) insertAttempts(rows []attempt) {
 			r.id = uuid.Must(uuid.NewV7())
 		}
 		ms := uint16(r.ts.Nanosecond() / int(time.Millisecond))
-		require.NoError(e.t, batch.Append(r.id, r.ts.Truncate(time.Second), ms, r.ip, r.user, r.result, r.path, r.userAgent,
+		if r.blockedBy == nil {
+			r.blockedBy = []string{}
+		}
+		require.NoError(e.t, batch.Append(r.id, r.ts.Truncate(time.Second), ms, r.ip, r.user, r.result, r.blockedBy, r.path, r.userAgent,
 			u8(r.observe), r.shared, u8(r.familiar)))
 	}
 	require.NoError(e.t, batch.Send())

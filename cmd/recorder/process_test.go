@@ -325,7 +325,7 @@ func (p *publisher) halt(t *testing.T) (attempts, blocks []string) {
 // each id once, and counts each id.
 func storedIDs(t *testing.T, conn driver.Conn) map[string]int {
 	t.Helper()
-	return pagedIDs(t, func(after record.Cursor) ([]events.Attempt, error) {
+	return pagedIDs(t, func(after record.Cursor) ([]events.Attempt, *record.Cursor, error) {
 		return record.QueryAttempts(context.Background(), conn, record.AttemptFilter{Limit: record.MaxLimit, After: after})
 	}, record.CursorOf)
 }
@@ -333,24 +333,24 @@ func storedIDs(t *testing.T, conn driver.Conn) map[string]int {
 // storedBlockIDs is storedIDs of the blocks and unblocks.
 func storedBlockIDs(t *testing.T, conn driver.Conn) map[string]int {
 	t.Helper()
-	return pagedIDs(t, func(after record.Cursor) ([]events.Block, error) {
+	return pagedIDs(t, func(after record.Cursor) ([]events.Block, *record.Cursor, error) {
 		return record.QueryBlocks(context.Background(), conn, record.BlockFilter{Limit: record.MaxLimit, After: after})
 	}, record.BlockCursorOf)
 }
 
-func pagedIDs[T any](t *testing.T, page func(after record.Cursor) ([]T, error), cursor func(T) record.Cursor) map[string]int {
+func pagedIDs[T any](t *testing.T, page func(after record.Cursor) ([]T, *record.Cursor, error), cursor func(T) record.Cursor) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
 	var after record.Cursor
 	for {
-		rows, err := page(after)
+		rows, next, err := page(after)
 		require.NoError(t, err)
 		for _, r := range rows {
 			seen[cursor(r).ID]++
 		}
-		if len(rows) < record.MaxLimit {
+		if next == nil {
 			return seen
 		}
-		after = cursor(rows[len(rows)-1])
+		after = *next
 	}
 }

@@ -36,7 +36,9 @@ func (r CleanupReport) Print(w io.Writer) error {
 // (DEFENDER_ACCESS_ATTEMPT_EXPIRATION): days entirely older are dropped
 // whole (ALTER TABLE ... DROP PARTITION, instant), and the older rows of
 // the boundary day are deleted with a mutation (ALTER TABLE ... DELETE),
-// which Cleanup waits for. Blocks are kept.
+// which Cleanup waits for. The materialized views of
+// schema/003_aggregates.sql lose the days dropped whole; the boundary
+// day's counts stay until the next day's Cleanup. Blocks are kept.
 //
 // On 18.16 a mutation rewrites every part of the table that it applies to,
 // not only the boundary day's, and there is no mutations_sync setting:
@@ -58,6 +60,18 @@ func Cleanup(ctx context.Context, conn driver.Conn, olderThan time.Duration) (Cl
 	if dist {
 		table += "_local"
 	}
+	// The cutoff's own day is never dropped whole, even when every row it
+	// holds now is older: a late event (a recorder catching up) newer
+	// than the cutoff may land in it between the listing and the drop.
+	// Its rows go by condition. The partition key is toDate(ts), in the
+	// server's time zone: the server names the day.
+	var cutoffDay uint32
+	if err := conn.QueryRow(ctx, "SELECT toYYYYMMDD(toDateTime(?))", cutoff).Scan(&cutoffDay); err != nil {
+		return rep, fmt.Errorf("cleanup: day of the cutoff: %w", err)
+	}
+	if err := dropViewDays(ctx, conn, dist, strconv.FormatUint(uint64(cutoffDay), 10)); err != nil {
+		return rep, err
+	}
 	if err := conn.QueryRow(ctx, "SELECT count() FROM "+Database+"."+table+" WHERE ts < toDateTime(?)", cutoff).
 		Scan(&rep.Removed); err != nil {
 		return rep, fmt.Errorf("cleanup: count attempts: %w", err)
@@ -68,15 +82,6 @@ func Cleanup(ctx context.Context, conn driver.Conn, olderThan time.Duration) (Cl
 	parts, err := partitions(ctx, conn, table)
 	if err != nil {
 		return rep, err
-	}
-	// The cutoff's own day is never dropped whole, even when every row it
-	// holds now is older: a late event (a recorder catching up) newer
-	// than the cutoff may land in it between the listing and the drop.
-	// Its rows go by condition. The partition key is toDate(ts), in the
-	// server's time zone: the server names the day.
-	var cutoffDay uint32
-	if err := conn.QueryRow(ctx, "SELECT toYYYYMMDD(toDateTime(?))", cutoff).Scan(&cutoffDay); err != nil {
-		return rep, fmt.Errorf("cleanup: day of the cutoff: %w", err)
 	}
 	boundary := false
 	for _, p := range parts {
@@ -103,6 +108,35 @@ func Cleanup(ctx context.Context, conn driver.Conn, olderThan time.Duration) (Cl
 		}
 	}
 	return rep, nil
+}
+
+// views are the materialized views of schema/003_aggregates.sql, each
+// partitioned by day.
+var views = []string{"attempts_per_minute", "attempts_by_subject", "attempts_top"}
+
+// dropViewDays drops the days before cutoffDay (YYYYMMDD) from every
+// view: whole days only, so a view keeps the boundary day's counts until
+// that day is past. A view stores its rows in ".inner.<view>", whose
+// partitions DROP PARTITION on the view drops.
+func dropViewDays(ctx context.Context, conn driver.Conn, dist bool, cutoffDay string) error {
+	for _, v := range views {
+		if dist {
+			v += "_local"
+		}
+		parts, err := partitions(ctx, conn, ".inner."+v)
+		if err != nil {
+			return err
+		}
+		for _, p := range parts {
+			if p.id >= cutoffDay {
+				continue
+			}
+			if err := conn.Exec(ctx, "ALTER TABLE "+Database+"."+v+" DROP PARTITION ID ?", p.id); err != nil {
+				return fmt.Errorf("cleanup: drop partition %s of %s: %w", p.id, v, err)
+			}
+		}
+	}
+	return nil
 }
 
 type partition struct {

@@ -51,7 +51,7 @@ func TestCleanup(t *testing.T) {
 	assert.True(t, rep.Mutated, "the boundary day is deleted by condition")
 
 	for name, ts := range at {
-		n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{Username: name})
+		n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{Usernames: []string{name}})
 		require.NoError(t, err)
 		if ts.Before(cutoff) {
 			assert.Zero(t, n, name)
@@ -99,7 +99,7 @@ func TestCleanupKeepsTheCutoffDay(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, rep.DroppedPartitions, cutoff.Format("20060102"), "the cutoff's day is not dropped whole")
 	assert.True(t, rep.Mutated, "its rows are deleted by condition")
-	n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{Username: "cutoff-day-morning"})
+	n, err := record.CountAttempts(ctx, conn, record.AttemptFilter{Usernames: []string{"cutoff-day-morning"}})
 	require.NoError(t, err)
 	assert.Zero(t, n, "the rows older than the cutoff are gone")
 }

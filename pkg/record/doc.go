@@ -7,8 +7,11 @@
 // The package also owns the rest of the ClickHouse side: Open parses
 // DEFENDER_CLICKHOUSE_URL, Migrate applies the schema embedded from
 // package schema, QueryAttempts, CountAttempts and QueryBlocks read the
-// history with every event id once however often it was delivered, and
-// Cleanup enforces DEFENDER_ACCESS_ATTEMPT_EXPIRATION.
+// history with every event id once however often it was delivered,
+// AttemptCounts, BlockCounts and Top give the admin's dashboard its
+// figures, and Cleanup enforces DEFENDER_ACCESS_ATTEMPT_EXPIRATION. This
+// is defender's one read layer: one filter per table, one cursor format,
+// one WHERE builder; cmd/admin only shapes its rows for the API.
 //
 // # Reading each event once
 //
@@ -19,6 +22,12 @@
 // LIMIT 1 BY id LIMIT n" (the copies share ts and id, so they are adjacent
 // and lie in the same time window, QueryNewest) and counts use
 // uniqExact(id). Code that queries the tables directly must do the same.
+//
+// The figures of AttemptCounts and Top come from the materialized views
+// of schema/003_aggregates.sql, which count stored rows: a copy not merged
+// away when it was stored counts twice there (docs/DESIGN.md says how
+// rare that is). QueryAttempts uses the per-subject view only to bound the
+// time span it reads, and checks what it finds, so listings stay exact.
 //
 // # The clustered schema
 //

@@ -131,15 +131,16 @@ func storedAttemptIDs(t testing.TB, conn driver.Conn) map[string]int {
 	seen := map[string]int{}
 	f := record.AttemptFilter{Limit: record.MaxLimit}
 	for {
-		page, err := record.QueryAttempts(context.Background(), conn, f)
+		page, next, err := record.QueryAttempts(context.Background(), conn, f)
 		require.NoError(t, err)
 		for _, a := range page {
 			seen[a.ID]++
 		}
-		if len(page) < f.Limit {
+		if next == nil {
 			return seen
 		}
-		f.After = record.CursorOf(page[len(page)-1])
+		require.Equal(t, record.CursorOf(page[len(page)-1]), *next, "the next page starts after this one's last row")
+		f.After = *next
 	}
 }
 

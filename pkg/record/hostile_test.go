@@ -92,7 +92,7 @@ func TestHostileEvents(t *testing.T) {
 	for _, a := range append(append([]events.Attempt{badUTF8}, oddGood...), good...) {
 		assert.Equal(t, 1, ids[a.ID], "attempt %s (%.20q)", a.ID, a.Username)
 	}
-	page, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Username: "*", Limit: 10})
+	page, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Usernames: []string{"*"}, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, page, 1, "a glob-like username matches itself only")
 	assert.Equal(t, oddGood[0].ID, page[0].ID)

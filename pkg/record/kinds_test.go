@@ -185,13 +185,13 @@ func TestMigrateKeepsRowsOfTheFirstSchema(t *testing.T) {
 			assert.Zero(t, marked, "old blocks read as real ones")
 
 			// Through the query helpers too.
-			got, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Limit: record.MaxLimit})
+			got, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Limit: record.MaxLimit})
 			require.NoError(t, err)
 			require.Len(t, got, len(attempts))
 			for _, a := range got {
 				assert.False(t, a.Observe || a.Familiar || a.Shared != "", a.ID)
 			}
-			gotB, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Kind: "pair"})
+			gotB, _, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Kinds: []string{"pair"}})
 			require.NoError(t, err)
 			assert.Len(t, gotB, 3)
 
@@ -264,7 +264,7 @@ func TestRecorderStoresKindsAndMarks(t *testing.T) {
 	}, time.Minute, 20*time.Millisecond, "recorded %+v", rec.Stats())
 	assert.Zero(t, rec.Stats().DeadLetters)
 
-	gotB, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Limit: record.MaxLimit})
+	gotB, _, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Limit: record.MaxLimit})
 	require.NoError(t, err)
 	require.Len(t, gotB, len(trs))
 	for i, b := range gotB { // newest first
@@ -278,16 +278,16 @@ func TestRecorderStoresKindsAndMarks(t *testing.T) {
 		assert.Equal(t, want, b, "%s %s observe=%t", tr.Kind, tr.Subject, tr.Observe)
 	}
 	for _, k := range gate.Kinds {
-		bs, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Kind: string(k), Type: "block"})
+		bs, _, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Kinds: []string{string(k)}, Type: "block"})
 		require.NoError(t, err)
 		require.Len(t, bs, 2, k)
 		assert.True(t, bs[0].Observe, "the observe block came second")
 		assert.False(t, bs[1].Observe)
 	}
-	_, err = record.QueryBlocks(ctx, conn, record.BlockFilter{Kind: "asn"})
+	_, _, err = record.QueryBlocks(ctx, conn, record.BlockFilter{Kinds: []string{"asn"}})
 	assert.Error(t, err)
 
-	got, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{})
+	got, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{})
 	require.NoError(t, err)
 	require.Len(t, got, len(ars))
 	for i, a := range got {
@@ -323,7 +323,7 @@ func TestRecorderWidensAnOldConsumer(t *testing.T) {
 
 	rec, _ := runRecorder(t, js, conn, record.Options{})
 	require.Eventually(t, func() bool { s := rec.Stats(); return s.Blocks == 1 && s.Attempts == 1 }, time.Minute, 20*time.Millisecond)
-	bs, err := record.QueryBlocks(ctx, conn, record.BlockFilter{})
+	bs, _, err := record.QueryBlocks(ctx, conn, record.BlockFilter{})
 	require.NoError(t, err)
 	require.Len(t, bs, 1)
 	assert.Equal(t, b.ID, bs[0].ID)

@@ -2,6 +2,7 @@ package record_test
 
 import (
 	"context"
+	"net/netip"
 	"sort"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func TestRecorderEndToEnd(t *testing.T) {
 	assert.EqualValues(t, n, physicalRows(t, conn, "attempts"))
 
 	// Every field comes back, for a user's attempts, newest first.
-	got, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Username: "user7", Limit: record.MaxLimit})
+	got, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Usernames: []string{"user7"}, Limit: record.MaxLimit})
 	require.NoError(t, err)
 	var want []events.Attempt
 	for _, a := range as {
@@ -68,8 +69,8 @@ func TestRecorderEndToEnd(t *testing.T) {
 
 	// Filters combine.
 	since := base.Add(1000 * time.Millisecond)
-	f := record.AttemptFilter{Result: events.ResultFailure, Username: "user1", Since: since, Until: since.Add(time.Second)}
-	got, err = record.QueryAttempts(ctx, conn, f)
+	f := record.AttemptFilter{Result: events.ResultFailure, Usernames: []string{"user1"}, Since: since, Until: since.Add(time.Second)}
+	got, _, err = record.QueryAttempts(ctx, conn, f)
 	require.NoError(t, err)
 	cnt, err := record.CountAttempts(ctx, conn, f)
 	require.NoError(t, err)
@@ -85,7 +86,7 @@ func TestRecorderEndToEnd(t *testing.T) {
 	for _, a := range got {
 		assert.Contains(t, wantIDs, a.ID)
 	}
-	byIP, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{IP: as[42].IP})
+	byIP, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{IP: netip.PrefixFrom(netip.MustParseAddr(as[42].IP), 32)})
 	require.NoError(t, err)
 	require.NotEmpty(t, byIP)
 	for _, a := range byIP {
@@ -93,7 +94,7 @@ func TestRecorderEndToEnd(t *testing.T) {
 	}
 
 	// Blocks, newest first, with their fields.
-	gotBlocks, err := record.QueryBlocks(ctx, conn, record.BlockFilter{})
+	gotBlocks, _, err := record.QueryBlocks(ctx, conn, record.BlockFilter{})
 	require.NoError(t, err)
 	require.Len(t, gotBlocks, len(blocks))
 	for i, b := range gotBlocks {
@@ -105,7 +106,7 @@ func TestRecorderEndToEnd(t *testing.T) {
 		}
 		assert.Equal(t, exp, b)
 	}
-	ipBlocks, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Kind: events.KindIP, Type: "block"})
+	ipBlocks, _, err := record.QueryBlocks(ctx, conn, record.BlockFilter{Kinds: []string{events.KindIP}, Type: "block"})
 	require.NoError(t, err)
 	require.Len(t, ipBlocks, 1)
 	assert.Equal(t, blocks[0].ID, ipBlocks[0].ID)
@@ -155,13 +156,15 @@ func TestQueryPaging(t *testing.T) {
 	var got []events.Attempt
 	f := record.AttemptFilter{Limit: 70}
 	for {
-		page, err := record.QueryAttempts(ctx, conn, f)
+		page, next, err := record.QueryAttempts(ctx, conn, f)
 		require.NoError(t, err)
 		got = append(got, page...)
-		if len(page) < f.Limit {
+		if next == nil {
+			require.Len(t, got, n, "the last page ends the listing")
 			break
 		}
-		c, err := record.ParseCursor(record.CursorOf(page[len(page)-1]).String())
+		require.Len(t, page, f.Limit, "a page before the last is full")
+		c, err := record.ParseCursor(next.String())
 		require.NoError(t, err)
 		f.After = c
 	}
@@ -209,8 +212,8 @@ func TestQueryBoundsOutsideDateTime(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := record.AttemptFilter{Username: "far", Since: tc.since, Until: tc.until}
-			got, err := record.QueryAttempts(ctx, conn, f)
+			f := record.AttemptFilter{Usernames: []string{"far"}, Since: tc.since, Until: tc.until}
+			got, _, err := record.QueryAttempts(ctx, conn, f)
 			require.NoError(t, err)
 			assert.Len(t, got, tc.want)
 			n, err := record.CountAttempts(ctx, conn, f)

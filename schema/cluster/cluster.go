@@ -14,6 +14,17 @@
 //   - defender.<table> AS defender.<table>_local, a Distributed table
 //     over it (the "distributed" block of cluster.sql).
 //
+// Each "CREATE MATERIALIZED VIEW IF NOT EXISTS defender.<view>" over
+// "FROM defender.<table>", whose engine must be a *MergeTree of its own
+// (the views of schema/003_aggregates.sql), becomes two statements too:
+//
+//   - the same view as defender.<view>_local over defender.<table>_local,
+//     so that each shard counts the rows it stores, with the engine
+//     Replicated<engine> when Options.Replicated (a replica's view sees
+//     only the inserts made on that replica; the counts replicate);
+//   - defender.<view>, a Distributed table over <view>_local for reading
+//     (the "view" block of cluster.sql): sums over it add the shards' sums.
+//
 // Each "ALTER TABLE defender.<table> ..." becomes the same ALTER of
 // defender.<table>_local, then of the Distributed table defender.<table>
 // (which has columns of its own), with " ON CLUSTER <name>" after each
@@ -73,6 +84,11 @@ var clusterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // then everything after it.
 var createTable = regexp.MustCompile(`(?s)^(CREATE TABLE IF NOT EXISTS defender\.)([A-Za-z_][A-Za-z0-9_]*)(\n.*\nENGINE = )ReplacingMergeTree(\n.*)$`)
 
+// createView is the form of a migration's materialized view: its name,
+// the text up to the engine, the engine, the text up to its source table,
+// the source table, and the rest.
+var createView = regexp.MustCompile(`(?s)^(CREATE MATERIALIZED VIEW IF NOT EXISTS defender\.)([A-Za-z_][A-Za-z0-9_]*)(\nENGINE = )([A-Za-z]*MergeTree)(\n.*\nFROM defender\.)([A-Za-z_][A-Za-z0-9_]*)(\n.*)$`)
+
 // alterTable is the form of a migration's ALTER statement: the table's
 // name, then the rest.
 var alterTable = regexp.MustCompile(`(?s)^ALTER TABLE defender\.([A-Za-z_][A-Za-z0-9_]*)( .*)$`)
@@ -116,9 +132,22 @@ func Statements(o Options) ([]string, error) {
 					"ALTER TABLE defender."+table+onCluster+rest)
 				continue
 			}
+			if view := createView.FindStringSubmatch(stmt); view != nil {
+				name, engine := view[2], view[4]
+				if o.Replicated {
+					engine = fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/defender/%s_local', '{replica}')", engine, name)
+				}
+				out = append(out, view[1]+name+"_local"+onCluster+view[3]+engine+view[5]+view[6]+"_local"+view[7])
+				dist, err := render("view", name)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, dist...)
+				continue
+			}
 			parts := createTable.FindStringSubmatch(stmt)
 			if parts == nil {
-				return nil, fmt.Errorf("clustered schema: %s statement %d: only CREATE TABLE IF NOT EXISTS defender.<table> ... ENGINE = ReplacingMergeTree and ALTER TABLE defender.<table> have a clustered form", m.Name, i+1)
+				return nil, fmt.Errorf("clustered schema: %s statement %d: only CREATE TABLE IF NOT EXISTS defender.<table> ... ENGINE = ReplacingMergeTree, CREATE MATERIALIZED VIEW IF NOT EXISTS defender.<view> ... FROM defender.<table> and ALTER TABLE defender.<table> have a clustered form", m.Name, i+1)
 			}
 			table := parts[2]
 			engine := "ReplacingMergeTree"

@@ -21,6 +21,14 @@ CREATE TABLE IF NOT EXISTS defender.{{.Table}}{{.OnCluster}} AS defender.{{.Tabl
 ENGINE = Distributed({{.Cluster}}, defender, {{.Table}}_local, cityHash64(toString(id)));
 {{end}}
 
+-- After each materialized view's <view>_local: the view's rows under its
+-- own name, a Distributed table over <view>_local on every shard. Nothing
+-- is inserted into it, so it needs no sharding key.
+{{define "view"}}
+CREATE TABLE IF NOT EXISTS defender.{{.Table}}{{.OnCluster}} AS defender.{{.Table}}_local
+ENGINE = Distributed({{.Cluster}}, defender, {{.Table}}_local);
+{{end}}
+
 -- After the tables: the active parts of every shard, for readers that
 -- size their scans from part metadata (system.parts lists no parts for a
 -- Distributed table): record's query helpers read it with

@@ -47,7 +47,7 @@ func TestRecorderThroughDistributed(t *testing.T) {
 		var engine string
 		require.NoError(t, conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = 'defender' AND name = 'attempts'").Scan(&engine))
 		require.Equal(t, "Distributed", engine)
-		empty, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{})
+		empty, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{})
 		require.NoError(t, err)
 		assert.Empty(t, empty, "no attempt yet")
 	}
@@ -115,21 +115,21 @@ func TestRecorderThroughDistributed(t *testing.T) {
 		var got []string
 		f := record.AttemptFilter{Limit: 70}
 		for {
-			page, err := record.QueryAttempts(ctx, conn, f)
+			page, next, err := record.QueryAttempts(ctx, conn, f)
 			require.NoError(t, err, "server %d", i)
 			for _, a := range page {
 				got = append(got, a.ID)
 			}
-			if len(page) < f.Limit {
+			if next == nil {
 				break
 			}
-			f.After = record.CursorOf(page[len(page)-1])
+			f.After = *next
 		}
 		require.Equal(t, ids, got, "server %d lists every attempt once, newest first", i)
-		user, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Username: "user7", Limit: record.MaxLimit})
+		user, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Usernames: []string{"user7"}, Limit: record.MaxLimit})
 		require.NoError(t, err)
 		assert.Len(t, user, n/40, "server %d: one user's attempts", i)
-		blocks, err := record.QueryBlocks(ctx, conn, record.BlockFilter{})
+		blocks, _, err := record.QueryBlocks(ctx, conn, record.BlockFilter{})
 		require.NoError(t, err)
 		require.Len(t, blocks, 1, "server %d: the block", i)
 		assert.Equal(t, b.ID, blocks[0].ID)
@@ -159,6 +159,33 @@ func TestRecorderThroughDistributed(t *testing.T) {
 	}
 	assert.Equal(t, n, total, "no id on two shards")
 
+	// Each shard's views count the rows it stores; through either server
+	// the Distributed tables over them add both shards' counts, a
+	// redelivered copy counting as a row of its own (docs/DESIGN.md).
+	week := now.Add(-7 * 24 * time.Hour)
+	for i, conn := range conns {
+		require.Eventually(t, func() bool {
+			cs, err := record.AttemptCounts(ctx, conn, week, time.Hour)
+			return err == nil && sumCounts(cs) == n+again
+		}, 30*time.Second, 100*time.Millisecond, "server %d: the chart counts every stored row", i)
+		top, err := record.Top(ctx, conn, "username", week, 100)
+		require.NoError(t, err)
+		require.Len(t, top, 40, "server %d: every user failed", i)
+		total := 0
+		for _, e := range top {
+			total += e.Failures
+			assert.InDelta(t, n/40, e.Failures, again/40+1, "server %d: %s", i, e.Value)
+		}
+		assert.Equal(t, n+again, total, "server %d: the top table counts every stored row", i)
+		user, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Usernames: []string{"user7"}, Limit: 10})
+		require.NoError(t, err)
+		var want []string
+		for j := 7; len(want) < 10; j += 40 {
+			want = append(want, ids[j])
+		}
+		assert.Equal(t, want, idsOf(user), "server %d: one user's newest attempts, bounded by attempts_by_subject", i)
+	}
+
 	// Cleanup with a cutoff halfway between two attempts, a little over
 	// three days ago: run on each shard, it removes the older attempts of
 	// both.
@@ -172,10 +199,25 @@ func TestRecorderThroughDistributed(t *testing.T) {
 		got, err := record.CountAttempts(ctx, conn, record.AttemptFilter{})
 		require.NoError(t, err)
 		assert.EqualValues(t, kept, got, "server %d after cleanup", i)
-		left, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Limit: record.MaxLimit})
+		left, _, err := record.QueryAttempts(ctx, conn, record.AttemptFilter{Limit: record.MaxLimit})
 		require.NoError(t, err)
 		assert.Equal(t, ids[:kept], idsOf(left), "server %d lists what is left", i)
+		// The views lose the days dropped whole, not the boundary day.
+		cs, err := record.AttemptCounts(ctx, conn, time.Unix(0, 0), 24*time.Hour)
+		require.NoError(t, err)
+		require.NotEmpty(t, cs)
+		for _, c := range cs {
+			assert.False(t, c.Start.Before(time.Now().Add(-keep).Truncate(24*time.Hour)), "server %d: a view kept %s", i, c.Start)
+		}
 	}
+}
+
+func sumCounts(cs []record.Count) int {
+	n := 0
+	for _, c := range cs {
+		n += int(c.N)
+	}
+	return n
 }
 
 func idsOf(as []events.Attempt) []string {

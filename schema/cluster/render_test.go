@@ -28,7 +28,8 @@ func TestStatements(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			stmts, err := cluster.Statements(tc.opts)
 			require.NoError(t, err)
-			require.Len(t, stmts, 18, "database, 2 local and 2 distributed tables, 6 ALTERs of a local table and its Distributed table, cluster_parts")
+			require.Len(t, stmts, 24, "database, 2 local and 2 distributed tables, 6 ALTERs of a local table and its Distributed table, 3 local views and the Distributed tables over them, cluster_parts")
+			views := 0
 			for i, s := range stmts {
 				if strings.HasPrefix(s, "ALTER TABLE") {
 					// Each ALTER of a migration: the local table first (its
@@ -48,12 +49,25 @@ func TestStatements(t *testing.T) {
 				for _, n := range tc.not {
 					assert.NotContains(t, s, n)
 				}
+				if strings.HasPrefix(s, "CREATE MATERIALIZED VIEW") {
+					// Each shard counts its own rows; the view is read
+					// through the Distributed table that follows it.
+					views++
+					assert.Contains(t, s, "_local"+cond(tc.opts.OnCluster, " ON CLUSTER "+tc.opts.Cluster, "")+"\nENGINE = "+
+						cond(tc.opts.Replicated, "ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/defender/", "SummingMergeTree\n"))
+					assert.Contains(t, s, "\nFROM defender.attempts_local\n")
+					name := strings.Fields(s)[6]
+					assert.Equal(t, "CREATE TABLE IF NOT EXISTS "+strings.TrimSuffix(name, "_local")+
+						cond(tc.opts.OnCluster, " ON CLUSTER "+tc.opts.Cluster, "")+" AS "+name+"\nENGINE = Distributed("+
+						cond(tc.opts.Cluster == "", "defender", tc.opts.Cluster)+", defender, "+strings.TrimPrefix(name, "defender.")+")", stmts[i+1])
+				}
 				if strings.HasPrefix(s, "CREATE TABLE") && !strings.Contains(s, "Distributed(") {
 					for _, w := range tc.want {
 						assert.Contains(t, s, w)
 					}
 				}
 			}
+			assert.Equal(t, 3, views)
 			assert.Contains(t, stmts[2], "Distributed(")
 			assert.Contains(t, stmts[2], "cityHash64(toString(id))")
 		})
@@ -62,12 +76,19 @@ func TestStatements(t *testing.T) {
 	assert.Error(t, err)
 }
 
+func cond(c bool, yes, no string) string {
+	if c {
+		return yes
+	}
+	return no
+}
+
 // TestDDLUnchanged pins the DDL both schemas produce, to the byte: the
 // single-node migrations (record.Migrations, from package schema) and the
 // clustered variant derived from them, without and with Keeper. The hashes
 // were those of the statements as they were when the clustered schema still
 // had its own copy of the tables, then of those with 002_kinds_observe.sql's
-// ALTERs added after them. A change to the schema on purpose changes them:
+// ALTERs added after them, then with 003_aggregates.sql's views. A change to the schema on purpose changes them:
 // review the statements the failure prints, then update the hash.
 func TestDDLUnchanged(t *testing.T) {
 	migrations, err := record.Migrations()
@@ -85,9 +106,9 @@ func TestDDLUnchanged(t *testing.T) {
 		stmts []string
 		hash  string
 	}{
-		{"single node", single, "f90413daac4f9ad2ec920e3ef9e598d97678fd9ce52a4614ca42a609bd3ad92f"},
-		{"cluster", local, "bafcff4aa3b71805c1703b5699a354d827972fe2a2af5edd0c1707eb56273429"},
-		{"replicated cluster", replicated, "135649287714cdde71f7dd0be04908622620dfab8f66e1f63bd122307d27eba1"},
+		{"single node", single, "96e7dbab0bc3eeede1f2f81d357fc709e5b7eef9045716ee78ab96504c550eca"},
+		{"cluster", local, "c423e5236b867c819fca56561854a4c5b0958c88dd8f349951c62c9477b3b35d"},
+		{"replicated cluster", replicated, "c06d5e021a932fb5dce4f8ad3c29cd35db199fb32e6ae7673ce1136cb9a9075f"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
