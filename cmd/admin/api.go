@@ -521,7 +521,7 @@ func (s *Server) apiStatsTop(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	by := cmp.Or(q.Get("by"), "ip")
-	items, err := s.hist.Top(r.Context(), by, s.now().Add(-win.Span), limit)
+	items, err := s.hist.Top(r.Context(), by, win.Span, limit)
 	if err != nil {
 		s.historyFail(w, err)
 		return

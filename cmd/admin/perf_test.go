@@ -62,25 +62,39 @@ func TestPerf10M(t *testing.T) {
 	require.NoError(t, err)
 	const cols = "SELECT id, ts, ts_ms, ip, username, toString(result), blocked_by, path, user_agent, observe, shared, familiar FROM defender.attempts"
 	const newest = " ORDER BY ts DESC, ts_ms DESC, id DESC LIMIT 50"
+	// The top tables as computed, without the admin's minute of keeping
+	// them (History.Top): what each refresh costs.
+	computeTop := func(by string) func() {
+		return func() {
+			items, err := record.Top(ctx, e.srv.hist.conn, by, time.Now().Add(-7*24*time.Hour), 10)
+			require.NoError(t, err)
+			require.NotEmpty(t, items)
+		}
+	}
 	calls := []struct {
 		name, path, plain string
 		args              []any
+		direct            func() // timed instead of the path
 	}{
-		{"latest 50", "/api/v1/attempts?limit=50", cols + newest, nil},
+		{"latest 50", "/api/v1/attempts?limit=50", cols + newest, nil, nil},
 		{"next page", "/api/v1/attempts?limit=50&cursor=" + url.QueryEscape(next),
-			cols + " WHERE (ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))" + newest, []any{c.Time.Unix(), c.Time.Nanosecond() / 1e6, c.ID}},
-		{fmt.Sprintf("one username (%d rows)", userRows), "/api/v1/attempts?limit=50&username=" + user, cols + " WHERE username = ?" + newest, []any{user}},
-		{"one username (the busiest)", "/api/v1/attempts?limit=50&username=user0", cols + " WHERE username = 'user0'" + newest, nil},
-		{fmt.Sprintf("one IP (%d rows)", ipRows), "/api/v1/attempts?limit=50&ip=" + ip, cols + " WHERE ip = ?" + newest, []any{ip}},
-		{"one IP (the busiest)", "/api/v1/attempts?limit=50&ip=10.0.0.0", cols + " WHERE ip = '10.0.0.0'" + newest, nil},
+			cols + " WHERE (ts, ts_ms, id) < (toDateTime(?), ?, toUUID(?))" + newest, []any{c.Time.Unix(), c.Time.Nanosecond() / 1e6, c.ID}, nil},
+		{fmt.Sprintf("one username (%d rows)", userRows), "/api/v1/attempts?limit=50&username=" + user, cols + " WHERE username = ?" + newest, []any{user}, nil},
+		{"one username (the busiest)", "/api/v1/attempts?limit=50&username=user0", cols + " WHERE username = 'user0'" + newest, nil, nil},
+		{fmt.Sprintf("one IP (%d rows)", ipRows), "/api/v1/attempts?limit=50&ip=" + ip, cols + " WHERE ip = ?" + newest, []any{ip}, nil},
+		{"one IP (the busiest)", "/api/v1/attempts?limit=50&ip=10.0.0.0", cols + " WHERE ip = '10.0.0.0'" + newest, nil, nil},
 		{"stats, 7 days (the chart)", "/api/v1/stats/attempts?window=7d",
-			"SELECT intDiv(toUInt32(ts), 7200) * 7200 AS b, result, count() FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY b, result", []any{week}},
+			"SELECT intDiv(toUInt32(ts), 7200) * 7200 AS b, result, count() FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY b, result", []any{week}, nil},
 		{"top IPs, 7 days", "/api/v1/stats/top?by=ip&window=7d",
-			"SELECT ip, countIf(result = 'failure') AS f, countIf(result = 'blocked') AS b FROM defender.attempts WHERE ts >= toDateTime(?) AND result != 'success' GROUP BY ip ORDER BY f + b DESC LIMIT 10", []any{week}},
+			"SELECT ip, countIf(result = 'failure') AS f, countIf(result = 'blocked') AS b FROM defender.attempts WHERE ts >= toDateTime(?) AND result != 'success' GROUP BY ip ORDER BY f + b DESC LIMIT 10", []any{week}, nil},
 		{"top usernames, 7 days", "/api/v1/stats/top?by=username&window=7d",
-			"SELECT username, countIf(result = 'failure') AS f, countIf(result = 'blocked') AS b FROM defender.attempts WHERE ts >= toDateTime(?) AND result != 'success' GROUP BY username ORDER BY f + b DESC LIMIT 10", []any{week}},
+			"SELECT username, countIf(result = 'failure') AS f, countIf(result = 'blocked') AS b FROM defender.attempts WHERE ts >= toDateTime(?) AND result != 'success' GROUP BY username ORDER BY f + b DESC LIMIT 10", []any{week}, nil},
+		{"top IPs, 7 days, computed (each refresh)", "",
+			"SELECT ip, countIf(result = 'failure') AS f, countIf(result = 'blocked') AS b FROM defender.attempts WHERE ts >= toDateTime(?) AND result != 'success' GROUP BY ip ORDER BY f + b DESC LIMIT 10", []any{week}, computeTop("ip")},
+		{"top usernames, 7 days, computed (each refresh)", "",
+			"SELECT username, countIf(result = 'failure') AS f, countIf(result = 'blocked') AS b FROM defender.attempts WHERE ts >= toDateTime(?) AND result != 'success' GROUP BY username ORDER BY f + b DESC LIMIT 10", []any{week}, computeTop("username")},
 		{"dashboard page, 7 days (totals)", "/?window=7d",
-			"SELECT result, count() FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY result", []any{week}},
+			"SELECT result, count() FROM defender.attempts WHERE ts >= toDateTime(?) GROUP BY result", []any{week}, nil},
 	}
 	var out strings.Builder
 	tw := tabwriter.NewWriter(&out, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -89,9 +103,12 @@ func TestPerf10M(t *testing.T) {
 		var admin, plain []time.Duration
 		for i := 0; i < 5; i++ {
 			t0 := time.Now()
-			body := e.get(t, c.path)
+			if c.direct != nil {
+				c.direct()
+			} else {
+				require.NotContains(t, e.get(t, c.path), `"attempts":[]`, c.name)
+			}
 			admin = append(admin, time.Since(t0))
-			require.NotContains(t, body, `"attempts":[]`, c.name)
 			t0 = time.Now()
 			n := e.plainRows(t, c.plain, c.args...)
 			plain = append(plain, time.Since(t0))
