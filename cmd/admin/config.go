@@ -109,8 +109,10 @@ func (c *Config) finish(need needs) error {
 			r.Errorf("DEFENDER_CLICKHOUSE_URL", "%v", err)
 		}
 	}
-	if c.NATSURL != "" && !strings.Contains(c.NATSURL, "://") {
-		r.Errorf("DEFENDER_NATS_URL", "%q is not a URL (nats://host:4222)", c.NATSURL)
+	if c.NATSURL != "" {
+		if err := events.CheckURLs(c.NATSURL); err != nil { // the gate's and the recorder's rule
+			r.Errorf("DEFENDER_NATS_URL", "%v", err)
+		}
 	}
 	if err := (events.Subjects{Prefix: c.SubjectPrefix}).Validate(); err != nil {
 		r.Errorf("DEFENDER_SUBJECT_PREFIX", "%q is not one or more NATS tokens without wildcards", c.SubjectPrefix)

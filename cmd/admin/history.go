@@ -30,9 +30,11 @@ type History struct {
 	now  func() time.Time
 
 	topMu      sync.Mutex
-	top        map[topKey]*topAnswer
-	topQueries int            // top tables queried, under topMu
-	topWork    sync.WaitGroup // the background refreshes
+	top        map[topKey]*topAnswer // by (by, window): a few
+	topQueries int                   // top tables queried, under topMu
+	topWork    sync.WaitGroup        // the background refreshes
+	bg         context.Context       // theirs, cancelled by Close
+	stopBG     context.CancelFunc
 }
 
 // openHistory prepares connections to ClickHouse over the native protocol
@@ -43,11 +45,13 @@ func openHistory(dsn string) (*History, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DEFENDER_CLICKHOUSE_URL: %w", err)
 	}
-	return &History{conn: conn, now: time.Now, top: map[topKey]*topAnswer{}}, nil
+	bg, stop := context.WithCancel(context.Background())
+	return &History{conn: conn, now: time.Now, top: map[topKey]*topAnswer{}, bg: bg, stopBG: stop}, nil
 }
 
-// Close waits for the background refreshes and closes the connections.
+// Close stops the background refreshes and closes the connections.
 func (h *History) Close() error {
+	h.stopBG()
 	h.topWork.Wait()
 	return h.conn.Close()
 }
@@ -244,74 +248,102 @@ func (s *Series) addAll(cs []record.Count) {
 }
 
 // topTTL is how old a top table may be when the dashboard shows it.
-// Computing one groups every address or username of the window: 1.4 to
-// 2.1 s over 7 days of ten million attempts (docs/DESIGN.md), for every
-// admin's every look. So an answer is kept topTTL; after that the old one
-// is still served while a single background query replaces it.
-const topTTL = time.Minute
-
-// maxTopAnswers bounds the answers kept: windows and limits are few.
-const maxTopAnswers = 64
+// Computing one groups every address or username of the window: 1 to 2 s
+// over 7 days of ten million attempts (docs/DESIGN.md), for every admin's
+// every look. So an answer is kept topTTL; after that the old one is still
+// served while a single background query replaces it. One older than
+// topMaxAge (ClickHouse failing the refreshes) is not served: the look
+// queries, and says what failed.
+const (
+	topTTL    = time.Minute
+	topMaxAge = 5 * time.Minute
+	// topLimit is how many entries are kept, the API's largest limit: a
+	// smaller limit is the head of the same answer.
+	topLimit = 100
+)
 
 type topKey struct {
-	by    string
-	span  time.Duration
-	limit int
+	by   string
+	span time.Duration
 }
 
 type topAnswer struct {
 	at         time.Time
 	items      []record.TopEntry
+	err        error
+	ready      chan struct{} // closed once its query answered
 	refreshing bool
+	next       *topAnswer // the background refresh's, while it runs
 }
 
 // Top lists the IPs or usernames (by: "ip" or "username") with the most
-// failed or refused attempts in the last span, as of at most topTTL ago
-// (at most twice that while ClickHouse is slow to answer a refresh).
+// failed or refused attempts in the last span, at most limit (1 to
+// topLimit), as of at most topTTL ago (twice that while a refresh runs).
 func (h *History) Top(ctx context.Context, by string, span time.Duration, limit int) ([]record.TopEntry, error) {
-	key := topKey{by, span, limit}
-	now := h.now()
+	if by != "ip" && by != "username" {
+		return nil, fmt.Errorf("%w: by %q (want ip or username)", ErrBadFilter, by)
+	}
+	key := topKey{by, span}
 	h.topMu.Lock()
 	a, ok := h.top[key]
-	if ok && (now.Sub(a.at) < topTTL || a.refreshing) {
-		items := a.items
+	switch {
+	case !ok || (a.err == nil && h.now().Sub(a.at) >= topMaxAge) || a.err != nil:
+		// None yet, too old, or the last first query failed: this look
+		// queries, and the others wait for it.
+		if ok && a.refreshing {
+			if a.next != nil {
+				a = a.next // too old to show: wait for the refresh
+			}
+			break // a query is on its way: wait for it below
+		}
+		a = &topAnswer{ready: make(chan struct{}), refreshing: true}
+		h.top[key] = a
 		h.topMu.Unlock()
-		return items, nil
-	}
-	if ok {
-		a.refreshing = true
-		items := a.items
+		// Not cut short by this look's request: others wait for it.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		h.computeTop(qctx, key, a)
+		return head(a.items, limit), a.err
+	case h.now().Sub(a.at) >= topTTL && !a.refreshing:
+		next := &topAnswer{ready: make(chan struct{})}
+		a.refreshing, a.next = true, next
 		h.topWork.Add(1)
-		h.topMu.Unlock()
 		go func() {
 			defer h.topWork.Done()
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			rctx, cancel := context.WithTimeout(h.bg, time.Minute)
 			defer cancel()
-			h.computeTop(rctx, key) // on error the old answer stays, and the next look retries
+			h.computeTop(rctx, key, next)
+			h.topMu.Lock()
+			defer h.topMu.Unlock()
+			a.refreshing, a.next = false, nil
+			if next.err == nil { // else the old answer stays, and a later look retries
+				h.top[key] = next
+			}
 		}()
-		return items, nil
 	}
 	h.topMu.Unlock()
-	return h.computeTop(ctx, key)
+	select {
+	case <-a.ready:
+		return head(a.items, limit), a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
-// computeTop queries a top table and keeps the answer.
-func (h *History) computeTop(ctx context.Context, key topKey) ([]record.TopEntry, error) {
+// computeTop queries a top table into a and closes a.ready.
+func (h *History) computeTop(ctx context.Context, key topKey, a *topAnswer) {
 	now := h.now()
-	items, err := record.Top(ctx, h.conn, key.by, now.Add(-key.span), key.limit)
+	items, err := record.Top(ctx, h.conn, key.by, now.Add(-key.span), topLimit)
 	h.topMu.Lock()
-	defer h.topMu.Unlock()
 	h.topQueries++
-	if a, ok := h.top[key]; ok {
-		a.refreshing = false
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := h.top[key]; ok || len(h.top) < maxTopAnswers {
-		h.top[key] = &topAnswer{at: now, items: items}
-	}
-	return items, nil
+	a.at, a.items, a.err, a.refreshing = now, items, err, false
+	h.topMu.Unlock()
+	close(a.ready)
+}
+
+// head is the first n of items.
+func head(items []record.TopEntry, n int) []record.TopEntry {
+	return items[:min(n, len(items))]
 }
 
 // Totals counts attempts by result since since, to the minute (wouldBlock

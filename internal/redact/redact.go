@@ -23,15 +23,20 @@ func URLError(raw string, err error) error {
 }
 
 // URLList is a comma-separated list of URLs with each user information
-// replaced by "xxxxx".
+// replaced by "xxxxx", with or without a scheme ("user:pw@host:4222" is a
+// URL to nats.go).
 func URLList(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "xxxxx" + p[at:]
-			}
+		at := strings.LastIndex(p, "@")
+		if at < 0 {
+			continue
 		}
+		start := len(p) - len(strings.TrimLeft(p, " \t"))
+		if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+			start = scheme + 3
+		}
+		parts[i] = p[:start] + "xxxxx" + p[at:]
 	}
 	return strings.Join(parts, ",")
 }

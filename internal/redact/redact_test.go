@@ -27,7 +27,7 @@ func TestURLError(t *testing.T) {
 func TestURLList(t *testing.T) {
 	assert.Equal(t, "nats://xxxxx@a:4222, nats://b:4222,tls://xxxxx@c",
 		URLList("nats://u:p@a:4222, nats://b:4222,tls://tok@c"))
-	assert.Equal(t, "a@b", URLList("a@b"), "no scheme: not a URL with user information")
+	assert.Equal(t, "xxxxx@nats:4222, xxxxx@b", URLList("user:s3cret@nats:4222, tok@b"), "nats.go takes URLs without a scheme")
 }
 
 func TestURL(t *testing.T) {

@@ -39,9 +39,16 @@ type ClickHouseServer struct {
 // well under a second on 18.16; tests that need many servers can still
 // share one through StartClickHouse.
 func ClickHouse(t testing.TB) *ClickHouseServer {
+	return ClickHouseInZone(t, "UTC")
+}
+
+// ClickHouseInZone is ClickHouse with the server's time zone set to zone
+// (an IANA name), for what depends on where the server's hours and days
+// start.
+func ClickHouseInZone(t testing.TB, zone string) *ClickHouseServer {
 	t.Helper()
 	skipShort(t, "clickhouse-server")
-	s, err := StartClickHouse(t.TempDir())
+	s, err := startClickHouse(t.TempDir(), zone)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -54,6 +61,10 @@ func ClickHouse(t testing.TB) *ClickHouseServer {
 // or Stop. It is for a server shared by a test package (from TestMain or a
 // sync.Once), where no testing.TB exists yet.
 func StartClickHouse(dir string) (*ClickHouseServer, error) {
+	return startClickHouse(dir, "UTC")
+}
+
+func startClickHouse(dir, zone string) (*ClickHouseServer, error) {
 	bin, err := clickHouseBinary()
 	if err != nil {
 		return nil, err
@@ -72,7 +83,7 @@ func StartClickHouse(dir string) (*ClickHouseServer, error) {
 		dir:      dir,
 		bin:      bin,
 	}
-	if err := s.writeConfig(tcp, http); err != nil {
+	if err := s.writeConfig(tcp, http, zone); err != nil {
 		return nil, err
 	}
 	if err := s.start(); err != nil {
@@ -233,13 +244,13 @@ func clickHouseBinary() ([]string, error) {
 	return nil, errors.New("clickhouse-server not found: install the Debian package clickhouse-server (see .ci/run)")
 }
 
-func (s *ClickHouseServer) writeConfig(tcp, http int) error {
+func (s *ClickHouseServer) writeConfig(tcp, http int, zone string) error {
 	for _, d := range []string{"data", "tmp", "user_files", "format_schemas"} {
 		if err := os.MkdirAll(filepath.Join(s.dir, d), 0o755); err != nil {
 			return fmt.Errorf("clickhouse dir: %w", err)
 		}
 	}
-	vars := map[string]any{"Dir": s.dir, "TCP": tcp, "HTTP": http}
+	vars := map[string]any{"Dir": s.dir, "TCP": tcp, "HTTP": http, "Zone": zone}
 	for name, tmpl := range map[string]*template.Template{"config.xml": configXML, "users.xml": usersXML} {
 		f, err := os.Create(filepath.Join(s.dir, name))
 		if err != nil {
@@ -257,7 +268,7 @@ func (s *ClickHouseServer) writeConfig(tcp, http int) error {
 }
 
 // configXML is a minimal server config: loopback only, no interserver or
-// TLS ports, UTC, small caches (the defaults reserve GiBs), logs in Dir.
+// TLS ports, the time zone given (UTC unless a test asks), small caches (the defaults reserve GiBs), logs in Dir.
 // <yandex> is the root 18.16 wants; newer servers accept it too.
 var configXML = template.Must(template.New("config").Parse(`<?xml version="1.0"?>
 <yandex>
@@ -279,7 +290,7 @@ var configXML = template.Must(template.New("config").Parse(`<?xml version="1.0"?
   <users_config>{{.Dir}}/users.xml</users_config>
   <default_profile>default</default_profile>
   <default_database>default</default_database>
-  <timezone>UTC</timezone>
+  <timezone>{{.Zone}}</timezone>
   <mark_cache_size>67108864</mark_cache_size>
   <uncompressed_cache_size>16777216</uncompressed_cache_size>
   <max_concurrent_queries>100</max_concurrent_queries>

@@ -52,7 +52,9 @@ func TestCursor(t *testing.T) {
 	zero, err := record.ParseCursor("")
 	require.NoError(t, err)
 	assert.True(t, zero.IsZero())
-	for _, bad := range []string{"x", "123", "123_nope", "_0190a1b2-0000-7000-8000-000000000001"} {
+	for _, bad := range []string{"x", "123", "123_nope", "_0190a1b2-0000-7000-8000-000000000001",
+		"1700000000000_{00000000-0000-0000-0000-000000000000}", "1700000000000_urn:uuid:00000000-0000-0000-0000-000000000000",
+		"1700000000000_00000000000000000000000000000000"} {
 		_, err := record.ParseCursor(bad)
 		assert.ErrorIs(t, err, record.ErrBadCursor, bad)
 	}

@@ -60,7 +60,9 @@ func ParseCursor(s string) (Cursor, error) {
 	}
 	ms, id, ok := strings.Cut(s, "_")
 	n, err := strconv.ParseInt(ms, 10, 64)
-	if !ok || err != nil || n < 0 || uuid.Validate(id) != nil {
+	// The canonical form only (36 characters): uuid also takes {...},
+	// urn:uuid: and bare hex, which ClickHouse's toUUID refuses.
+	if !ok || err != nil || n < 0 || len(id) != 36 || uuid.Validate(id) != nil {
 		return Cursor{}, fmt.Errorf("%w %q", ErrBadCursor, s)
 	}
 	return Cursor{Time: time.UnixMilli(n).UTC(), ID: id}, nil

@@ -95,16 +95,16 @@ func Top(ctx context.Context, conn driver.Conn, by string, since time.Time, limi
 		return nil, fmt.Errorf("%w: by %q (want ip or username)", ErrBadFilter, by)
 	}
 	since = InDateTime(since).Truncate(time.Second)
-	hour := since.Truncate(time.Hour)
-	if hour.Before(since) {
-		hour = hour.Add(time.Hour)
-	}
+	// The first whole hour of the view at or after since, as the view cuts
+	// hours: toStartOfHour in the server's time zone, whose hours start at
+	// :30 or :45 UTC in some zones.
+	const hour = "toStartOfHour(toDateTime(?) + 3599)"
 	q := "SELECT any(value) AS v, sum(f) AS fs, sum(b) AS bs FROM (" +
-		"SELECT h, value, failures AS f, blocked AS b FROM " + Database + ".attempts_top WHERE by = ? AND hour >= toDateTime(?)" +
+		"SELECT h, value, failures AS f, blocked AS b FROM " + Database + ".attempts_top WHERE by = ? AND hour >= " + hour +
 		" UNION ALL SELECT cityHash64(" + by + ") AS h, " + by + " AS value, toUInt64(result = 'failure') AS f, toUInt64(result = 'blocked') AS b" +
-		" FROM " + Database + ".attempts WHERE ts >= toDateTime(?) AND ts < toDateTime(?) AND result != 'success' AND " + by + " != ''" +
+		" FROM " + Database + ".attempts WHERE ts >= toDateTime(?) AND ts < " + hour + " AND result != 'success' AND " + by + " != ''" +
 		") GROUP BY h ORDER BY fs + bs DESC, v LIMIT " + strconv.Itoa(max(limit, 1))
-	rows, err := conn.Query(ctx, q, by, hour.Unix(), since.Unix(), hour.Unix())
+	rows, err := conn.Query(ctx, q, by, since.Unix(), since.Unix(), since.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("query top %s: %w", by, err)
 	}

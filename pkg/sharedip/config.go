@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/defender-go/defender/internal/envflag"
+	"github.com/defender-go/defender/internal/redact"
 )
 
 // Names of the built-in lists, as Lookup returns them.
@@ -157,7 +158,7 @@ func (c *Config) Validate() error {
 			continue
 		}
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-			bad(name, "%q is not an http(s) URL", u)
+			bad(name, "%q is not an http(s) URL", redact.URLList(u))
 		}
 	}
 	names := map[string]bool{ListCGNAT: true, ListRelay: true, ListTor: true}
