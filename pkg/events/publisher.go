@@ -130,9 +130,11 @@ type Publisher struct {
 
 	closed    atomic.Bool // Emit drops from now on
 	closeOnce sync.Once
-	closing   chan context.Context // Close's context, bounding the flush
-	done      chan struct{}        // closed when the sending goroutine ends
-	runErr    error                // the flush's result, read after done
+	stopCtx   context.Context    // cancelled by Close
+	stop      context.CancelFunc // after closeCtx is set
+	closeCtx  context.Context    // Close's context, bounding the flush
+	done      chan struct{}      // closed when the sending goroutine ends
+	runErr    error              // the flush's result, read after done
 
 	queued, published, dropped, errs, unsent atomic.Uint64
 	latency                                  prometheus.Histogram
@@ -167,9 +169,9 @@ func NewPublisher(js jetstream.JetStream, opts PublisherOptions) (*Publisher, er
 		fullAt:      max(min(lingerFull, opts.Buffer/2), 1),
 		urgent:      make(chan struct{}, 1),
 		attemptSubj: map[gate.Outcome]string{},
-		closing:     make(chan context.Context, 1),
 		done:        make(chan struct{}),
 	}
+	p.stopCtx, p.stop = context.WithCancel(context.Background())
 	p.pool.New = func() any { return new(item) }
 	for _, o := range []gate.Outcome{gate.OutcomeSuccess, gate.OutcomeFailure, gate.OutcomeBlocked} {
 		p.attemptSubj[o] = opts.Subjects.Attempt(string(o))
@@ -253,14 +255,8 @@ func (p *Publisher) run() {
 	defer close(p.done)
 	s := p.newSender()
 	defer s.stop()
-	stop, cancel := context.WithCancel(context.Background())
-	var ctx context.Context
-	go func() {
-		ctx = <-p.closing
-		cancel()
-	}()
-	s.loop(stop, false)
-	p.runErr = p.finish(ctx, s) // ctx is set: stop ends only after it
+	s.loop(p.stopCtx, false)
+	p.runErr = p.finish(p.closeCtx, s) // set before stopCtx ended
 }
 
 // finish flushes everything left through s until ctx ends.
@@ -591,7 +587,8 @@ func (s *sender) logDrops() {
 func (p *Publisher) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
-		p.closing <- ctx
+		p.closeCtx = ctx
+		p.stop()
 	})
 	<-p.done
 	return p.runErr

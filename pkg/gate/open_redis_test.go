@@ -45,7 +45,11 @@ func TestOpenRedisStoreURLs(t *testing.T) {
 			require.NoError(t, err)
 			defer client.Close()
 			assert.Equal(t, tc.store, fmt.Sprintf("%T", s))
-			assert.NotNil(t, client, "the store's client, for health checks")
+			wantClient := "*redis.Client" // one Redis, or a Sentinel's failover client
+			if tc.store == "*gate.RedisClusterStore" {
+				wantClient = "*redis.ClusterClient"
+			}
+			assert.Equal(t, wantClient, fmt.Sprintf("%T", client), "the store's own client, for health checks")
 		})
 	}
 	cfg := gate.DefaultConfig()
