@@ -15,18 +15,12 @@ import (
 // variable and a flag of the same meaning (envflag); a flag wins over the
 // variable.
 type Config struct {
-	// RedisURL is the Redis holding the gate's state (DEFENDER_REDIS_URL,
-	// required): one Redis, a cluster or a Sentinel-watched master, as
-	// gate.OpenRedisStore takes.
-	RedisURL string
 	// ClickHouseURL is the history store
 	// (DEFENDER_CLICKHOUSE_URL, clickhouse://127.0.0.1:9000/defender; native protocol).
 	ClickHouseURL string
 	// NATSURL is where block and unblock events are published and followed
 	// (DEFENDER_NATS_URL). Empty: no live updates and no events.
 	NATSURL string
-	// CachePrefix prefixes the gate's Redis keys (DEFENDER_CACHE_PREFIX, "defender").
-	CachePrefix string
 	// SubjectPrefix prefixes NATS subjects (DEFENDER_SUBJECT_PREFIX, "defender").
 	SubjectPrefix string
 	// AdminUser and AdminPassword guard every page but /healthz
@@ -35,8 +29,10 @@ type Config struct {
 	AdminPassword string
 	// HTTPAddr is the listen address (DEFENDER_HTTP_ADDR, ":8081").
 	HTTPAddr string
-	// Gate holds the gate settings (IPv6 prefix, username length, ...), read
-	// with gate.ConfigFromEnv.
+	// Gate holds the gate settings, read with gate.ConfigFromEnv: the
+	// Redis holding the gate's state (RedisURL, DEFENDER_REDIS_URL,
+	// required), its keys' prefix (KeyPrefix, DEFENDER_CACHE_PREFIX), the
+	// IPv6 prefix, the username length, ...
 	Gate gate.Config
 	// Events holds the stream settings the admin uses when it creates the
 	// DEFENDER stream (events.FromEnv), read when NATSURL is set.
@@ -81,12 +77,10 @@ func bindConfig(fs *flag.FlagSet, env func(string) (string, bool)) *Config {
 // services the command uses. Errors name the variable at fault.
 func (c *Config) finish(need needs) error {
 	r := envflag.NewReader(c.lookup)
-	c.ClickHouseURL, c.CachePrefix, c.SubjectPrefix = "clickhouse://127.0.0.1:9000/defender", "defender", "defender"
+	c.ClickHouseURL, c.SubjectPrefix = "clickhouse://127.0.0.1:9000/defender", "defender"
 	c.AdminUser, c.HTTPAddr = "admin", ":8081"
-	r.String("DEFENDER_REDIS_URL", &c.RedisURL)
 	r.String("DEFENDER_CLICKHOUSE_URL", &c.ClickHouseURL)
 	r.String("DEFENDER_NATS_URL", &c.NATSURL)
-	r.String("DEFENDER_CACHE_PREFIX", &c.CachePrefix)
 	r.String("DEFENDER_SUBJECT_PREFIX", &c.SubjectPrefix)
 	r.String("DEFENDER_ADMIN_USER", &c.AdminUser)
 	r.Secret("DEFENDER_ADMIN_PASSWORD", &c.AdminPassword)
@@ -95,13 +89,11 @@ func (c *Config) finish(need needs) error {
 	if err != nil {
 		return err
 	}
-	gc.KeyPrefix = c.CachePrefix
-	gc.RedisURL = c.RedisURL
 	c.Gate = gc
 	if c.Shared, err = sharedip.ConfigFromEnv(c.lookup); err != nil {
 		return err
 	}
-	if need.redis && c.RedisURL == "" {
+	if need.redis && c.Gate.RedisURL == "" {
 		r.Errorf("DEFENDER_REDIS_URL", "required (e.g. redis://127.0.0.1:6379/0)")
 	}
 	if need.clickhouse {

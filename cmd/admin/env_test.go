@@ -152,7 +152,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	})
 
 	client := e.redis.Client()
-	g, err := gate.New(cfg.Gate, gate.NewRedisStore(client, cfg.CachePrefix, cfg.Gate.Policy()), gate.WithLogger(log))
+	g, err := gate.New(cfg.Gate, gate.NewRedisStore(client, cfg.Gate.KeyPrefix, cfg.Gate.Policy()), gate.WithLogger(log))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = g.Close(context.Background()) })
 	e.gate = g
@@ -175,7 +175,7 @@ func (e *env) block(kind gate.Kind, value string, d time.Duration) {
 		cfg := e.cfg.Gate
 		cfg.LockOutByIPAndUsername = true
 		var err error
-		g, err = gate.New(cfg, gate.NewRedisStore(e.redis.Client(), e.cfg.CachePrefix, cfg.Policy()),
+		g, err = gate.New(cfg, gate.NewRedisStore(e.redis.Client(), e.cfg.Gate.KeyPrefix, cfg.Policy()),
 			gate.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(e.t, err)
 		defer g.Close(context.Background())
@@ -190,7 +190,7 @@ func (e *env) storeBlock(kind gate.Kind, subject string, d time.Duration) {
 	e.t.Helper()
 	client := e.redis.Client()
 	defer client.Close()
-	_, err := gate.NewRedisStore(client, e.cfg.CachePrefix, e.cfg.Gate.Policy()).Block(context.Background(), kind, subject, d)
+	_, err := gate.NewRedisStore(client, e.cfg.Gate.KeyPrefix, e.cfg.Gate.Policy()).Block(context.Background(), kind, subject, d)
 	require.NoError(e.t, err)
 }
 

@@ -287,7 +287,7 @@ func (h *History) Top(ctx context.Context, by string, span time.Duration, limit 
 	h.topMu.Lock()
 	a, ok := h.top[key]
 	switch {
-	case !ok || (a.err == nil && h.now().Sub(a.at) >= topMaxAge) || a.err != nil:
+	case !ok || a.err != nil || h.now().Sub(a.at) >= topMaxAge:
 		// None yet, too old, or the last first query failed: this look
 		// queries, and the others wait for it.
 		if ok && a.refreshing {
