@@ -34,6 +34,7 @@ type Config struct {
 	UnlockURL  string
 	UnlockKeys [][]byte
 	UnlockTTL  time.Duration
+	links      *notify.Links // made of the four above, when UnlockAddr is set
 	// Gate is read for the unlock only: the Redis the gates share
 	// (DEFENDER_REDIS_URL...) and the username's normalisation.
 	Gate gate.Config
@@ -53,7 +54,7 @@ var vars = append(append([]envflag.Var{
 	{Name: "DEFENDER_NOTIFY_CONSUMER", Usage: "name of the durable consumer every instance shares (default notifier)"},
 	{Name: "DEFENDER_NOTIFY_ACK_WAIT", Usage: "how long before a dead instance's events go to another (default 1m)"},
 	{Name: "DEFENDER_SMTP_HOST", Usage: "SMTP server; empty: no mails (default empty)"},
-	{Name: "DEFENDER_SMTP_PORT", Usage: "SMTP port (default 587)"},
+	{Name: "DEFENDER_SMTP_PORT", Usage: "SMTP port (default 587; 465 with DEFENDER_SMTP_TLS=tls, 25 with none)"},
 	{Name: "DEFENDER_SMTP_USERNAME", Usage: "SMTP AUTH user (default none)"},
 	{Name: "DEFENDER_SMTP_PASSWORD", Usage: "SMTP AUTH password"},
 	{Name: "DEFENDER_SMTP_TLS", Usage: "starttls (required), opportunistic, tls (implicit) or none (default starttls)"},
@@ -83,13 +84,13 @@ func DefaultConfig() Config {
 		HTTPAddr:        ":9103",
 		Durable:         notify.DefaultDurable,
 		AckWait:         notify.DefaultAckWait,
-		SMTP:            mail.Options{Port: 587, TLS: "starttls"},
+		SMTP:            mail.Options{TLS: "starttls"}, // the port follows the TLS mode (mail.Options)
 		MailEvery:       notify.DefaultMailEvery,
 		MailsPerHour:    1000,
 		UnlockTTL:       15 * time.Minute,
 		Gate:            gate.DefaultConfig(),
-		WebhookInterval: 5 * time.Second,
-		WebhookAttempts: 6,
+		WebhookInterval: webhook.DefaultInterval,
+		WebhookAttempts: webhook.DefaultAttempts,
 	}
 }
 
@@ -147,7 +148,8 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		if c.SMTP.Host == "" {
 			r.Errorf("DEFENDER_UNLOCK_ADDR", "unlock links are sent by mail: set DEFENDER_SMTP_HOST too")
 		}
-		_, err := notify.NewLinks(c.UnlockKeys, c.UnlockTTL, c.UnlockURL)
+		var err error
+		c.links, err = notify.NewLinks(c.UnlockKeys, c.UnlockTTL, c.UnlockURL)
 		r.Add(err)
 		g, err := gate.ConfigFromEnv(lookup)
 		r.Add(err)

@@ -33,7 +33,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"DEFENDER_WEBHOOK_INTERVAL": "10s",
 	}))
 	require.NoError(t, err)
-	assert.Equal(t, 587, c.SMTP.Port)
+	assert.Zero(t, c.SMTP.Port, "unset: the mail package takes it from the TLS mode, 465 for implicit TLS")
 	assert.Equal(t, "starttls", c.SMTP.TLS, "STARTTLS required unless told otherwise")
 	assert.Equal(t, 2*time.Hour, c.MailEvery)
 	assert.Equal(t, 10*time.Minute, c.UnlockTTL, "plain seconds")

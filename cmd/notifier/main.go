@@ -122,11 +122,7 @@ func serve(ctx context.Context, cfg Config) error {
 			}
 		}
 	}
-	if cfg.UnlockAddr != "" {
-		if o.Links, err = notify.NewLinks(cfg.UnlockKeys, cfg.UnlockTTL, cfg.UnlockURL); err != nil {
-			return err
-		}
-	}
+	o.Links = cfg.links
 	var n *notify.Notifier // set below, before any dead letter can come
 	if len(cfg.Webhooks) > 0 {
 		o.Hooks, err = webhook.New(webhook.Options{Endpoints: cfg.Webhooks, Secrets: cfg.WebhookSecrets,

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	netmail "net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -311,24 +310,18 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	// Only the failures' own blocks mail: an admin's (or the
 	// blacklist's) is deliberate, and its unlock link would undo it.
 	if b.Reason != string(gate.ReasonAuto) {
-		n.m.mails.WithLabelValues("not_auto").Inc()
-		n.remember(ctx, key)
-		return nil
+		return n.settled(ctx, key, "not_auto")
 	}
 	// Nor does a block that has ended, however its mail failed before:
 	// an attacker may choose usernames whose lookup always fails, and
 	// their events must not be retried for days.
 	if blockEnded(b, time.Now()) {
-		n.m.mails.WithLabelValues("ended").Inc()
-		n.remember(ctx, key)
-		return nil
+		return n.settled(ctx, key, "ended")
 	}
 	if taken, err := n.takeSlot(ctx, "u_"+digest(user), b.ID); err != nil {
 		return err
 	} else if !taken {
-		n.m.mails.WithLabelValues("rate_limited_user").Inc()
-		n.remember(ctx, key)
-		return nil
+		return n.settled(ctx, key, "rate_limited_user")
 	}
 	to, found, err := n.address(ctx, user)
 	if err != nil && mail.Permanent(err) {
@@ -340,26 +333,20 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 		return fmt.Errorf("look up the address: %w", err)
 	}
 	if !found {
-		n.m.mails.WithLabelValues("no_address").Inc()
-		n.remember(ctx, key)
-		return nil
+		return n.settled(ctx, key, "no_address")
 	}
 	// The interval holds per address too: a site that signs in by
 	// username or by address has two names for one mailbox.
 	if taken, err := n.takeSlot(ctx, "a_"+digest(strings.ToLower(to)), b.ID); err != nil {
 		return err
 	} else if !taken {
-		n.m.mails.WithLabelValues("rate_limited_user").Inc()
-		n.remember(ctx, key)
-		return nil
+		return n.settled(ctx, key, "rate_limited_user")
 	}
 	if ok, err := n.hourly(ctx); err != nil {
 		return err
 	} else if !ok {
-		n.m.mails.WithLabelValues("rate_limited_global").Inc()
 		n.log.Warn("mail cap reached for this hour: a blocked user is not mailed", "cap", n.o.MailsPerHour, "event", b.ID)
-		n.remember(ctx, key)
-		return nil
+		return n.settled(ctx, key, "rate_limited_global")
 	}
 	m := mail.Message{To: to, Username: user, IP: b.IP, Failures: b.Failures, Time: b.Time, Until: b.Until, EventID: b.ID}
 	if n.o.Links != nil && !b.Permanent && b.Until != nil {
@@ -381,15 +368,19 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	}
 	if err := n.o.Mail.Send(ctx, m); err != nil {
 		if mail.Permanent(err) {
-			n.m.mails.WithLabelValues("rejected").Inc()
 			n.log.Warn("mail refused for good; not retried", "event", b.ID, "err", err)
-			n.remember(ctx, key)
-			return nil
+			return n.settled(ctx, key, "rejected")
 		}
 		n.m.mails.WithLabelValues("failed").Inc()
 		return fmt.Errorf("send the mail: %w", err)
 	}
-	n.m.mails.WithLabelValues("sent").Inc()
+	return n.settled(ctx, key, "sent")
+}
+
+// settled counts a mail's result and marks its event's mail done, so
+// that no redelivery tries it again.
+func (n *Notifier) settled(ctx context.Context, key, result string) error {
+	n.m.mails.WithLabelValues(result).Inc()
 	n.remember(ctx, key)
 	return nil
 }
@@ -429,11 +420,10 @@ func (n *Notifier) address(ctx context.Context, user string) (string, bool, erro
 	if !n.o.MailToUsername {
 		return "", false, nil
 	}
-	a, err := netmail.ParseAddress(user)
-	if err != nil || a.Name != "" || a.Address != user {
+	if !mail.BareAddress(user) {
 		return "", false, nil
 	}
-	return a.Address, true, nil
+	return user, true, nil
 }
 
 // hourly takes one mail of this clock hour's cap, shared by every

@@ -124,7 +124,7 @@ func (p *UnlockPage) use(w http.ResponseWriter, r *http.Request, token string) {
 			Message: "There is no lock on it now: you can sign in."})
 		return
 	}
-	if end := time.Now().Add(d.RetryAfter); d.Permanent || absDuration(end.Sub(time.UnixMilli(c.Until))) > sameLock {
+	if end := time.Now().Add(d.RetryAfter); d.Permanent || end.Sub(time.UnixMilli(c.Until)).Abs() > sameLock {
 		p.refuse(w, c, ErrLinkStale)
 		return
 	}
@@ -164,13 +164,6 @@ func (p *UnlockPage) use(w http.ResponseWriter, r *http.Request, token string) {
 // read it on clocks of their own.
 const sameLock = 10 * time.Second
 
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
-}
-
 // refuse says why a link does not work, and changes nothing.
 func (p *UnlockPage) refuse(w http.ResponseWriter, c claims, err error) {
 	status, why := http.StatusBadRequest, "invalid"
@@ -184,9 +177,7 @@ func (p *UnlockPage) refuse(w http.ResponseWriter, c claims, err error) {
 	}
 	p.m.unlocks.WithLabelValues(why).Inc()
 	msg := err.Error() + "."
-	if why == "stale" {
-		msg += " Wait until the lock ends, or ask for help."
-	} else if why != "used" {
+	if why != "used" {
 		msg += " Wait until the lock ends, or ask for help."
 	}
 	p.render(w, status, page{Title: "This link does not work", User: c.User, Message: msg})

@@ -338,6 +338,13 @@ func dotAtom(s string) bool {
 	return true
 }
 
+// BareAddress reports whether s is a single bare address that Send takes
+// as To (see parseAddr): for usernames used as addresses.
+func BareAddress(s string) bool {
+	_, err := parseAddr(s)
+	return err == nil
+}
+
 // parseAddr accepts a single bare address ("a@example.com"), written as
 // net/mail reads it back: no display name that could pose as someone
 // else, no comment, no list.

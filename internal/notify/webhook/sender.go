@@ -16,11 +16,12 @@ import (
 	"github.com/defender-go/defender/pkg/events"
 )
 
-// Defaults of Options.
+// Defaults of Options: DefaultInterval and DefaultAttempts are also the
+// notifier's settings' (DEFENDER_WEBHOOK_INTERVAL, DEFENDER_WEBHOOK_ATTEMPTS).
 const (
-	defaultInterval   = 5 * time.Second
+	DefaultInterval   = 5 * time.Second
+	DefaultAttempts   = 6
 	defaultMaxBatch   = 500
-	defaultAttempts   = 6
 	defaultBackoff    = time.Second
 	defaultMaxBackoff = time.Minute
 	defaultTimeout    = 10 * time.Second
@@ -86,13 +87,13 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.Interval <= 0 {
-		o.Interval = defaultInterval
+		o.Interval = DefaultInterval
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = defaultMaxBatch
 	}
 	if o.Attempts <= 0 {
-		o.Attempts = defaultAttempts
+		o.Attempts = DefaultAttempts
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = defaultBackoff
