@@ -51,6 +51,7 @@ type RedisStore struct {
 	prefix string
 	policy Policy
 	args   redisPolicyArgs // the policy's script arguments
+	charge *redisChargers  // Begin's fast path, by shape (redis_charge.go)
 }
 
 var (
@@ -63,7 +64,7 @@ var (
 // gate's store applies the gate's, Config.Policy().
 func NewRedisStore(client RedisClient, prefix string, p Policy) *RedisStore {
 	p = p.clone()
-	return &RedisStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p)}
+	return &RedisStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(prefix, &p)}
 }
 
 // Policy returns the policy the store applies.
@@ -79,8 +80,6 @@ var (
 	redisLuaCommon = redisLuaFamiliar + redisLuaRules
 	//go:embed redis_check.lua
 	redisLuaCheck string
-	//go:embed redis_charge.lua
-	redisLuaCharge string
 	//go:embed redis_clear.lua
 	redisLuaClear string
 	//go:embed redis_begin.lua
@@ -115,13 +114,13 @@ var (
 	// had written before (a charge removed, no failure counted).
 	//
 	//
-	// An ordinary login runs the fast paths, charge (Begin) and clear
-	// (a success's Finish): scripts of their own with only the keys and
-	// arguments they need, as each one costs Redis time on every login.
+	// An ordinary login runs the fast paths, charge (Begin, written per
+	// shape of op: redis_charge.go) and clear (a success's Finish):
+	// scripts of their own with only the keys and arguments they need, as
+	// each one costs Redis time on every login.
 	// They answer -1 for what they leave to the full rules. Record's fast
 	// path comes first in its script, returning before the shared rules'
 	// functions are even built (each call builds them anew).
-	redisScriptCharge  = redis.NewScript("#!lua\n" + redisLuaFamiliar + redisLuaCharge)
 	redisScriptClear   = redis.NewScript("#!lua\n" + redisLuaFamiliar + redisLuaClear)
 	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaBegin)
 	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaFinish)
@@ -186,8 +185,9 @@ func (s *RedisStore) Check(ctx context.Context, op Op) (Result, error) {
 	return s.run(ctx, "check", redisScriptCheck, op, false)
 }
 
-// Begin implements Store: the charge script, and the full rules when it
-// leaves the attempt to them (a charge pending, a last chance).
+// Begin implements Store: the charge script of op's shape, and the full
+// rules when it leaves the attempt to them (a last chance, a charge to
+// settle) or op has no charge script (a report-only counter).
 func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if op.Token == "" {
 		return Result{}, errors.New("redis begin: empty token")
@@ -195,7 +195,12 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis begin: %w", err)
 	}
-	reply, err := redisScriptCharge.Run(ctx, s.client, s.chargeKeys(op), s.args.charge(op)...).Result()
+	charge := s.charge.script(&op)
+	if charge == nil {
+		return s.run(ctx, "begin", redisScriptBegin, op, false)
+	}
+	keys := s.charge.keys(make([]string, 0, 2*len(op.Counters)+1), &op, s.counterKey, s.familiarKey)
+	reply, err := charge.Run(ctx, s.client, keys, s.charge.args(&op)...).Result()
 	if err == nil && redisFallback(reply) {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)
 	}
@@ -284,34 +289,9 @@ func (s *RedisStore) fastKeys(op Op, marker bool) []string {
 	return keys
 }
 
-// chargeKeys is KEYS of the charge script: fastKeys, then the user's set
-// of familiar sources when a counter's condition needs it.
-func (s *RedisStore) chargeKeys(op Op) []string {
-	keys := s.fastKeys(op, false)
-	if op.Familiar != nil && op.conditional() {
-		keys = append(keys, s.familiarKey(op.Familiar))
-	}
-	return keys
-}
-
-// charge is ARGV of the charge script for op: the attempt cool-off and
-// each counter's limit, then, when a counter counts distinct members or
-// has a condition, each counter's flag.
-func (a *redisPolicyArgs) charge(op Op) []any {
-	args := make([]any, 1, 1+2*len(op.Counters))
-	args[0] = a.head[0]
-	for _, c := range op.Counters {
-		args = append(args, c.Limit)
-	}
-	if redisDistinct(op) || op.conditional() {
-		for _, c := range op.Counters {
-			args = append(args, redisFlag(c))
-		}
-	}
-	if op.Familiar != nil && op.conditional() {
-		args = appendFamiliar(args, op.Familiar)
-	}
-	return args
+// counterKey is c's key of the given kind ("failed", "blocked", ...).
+func (s *RedisStore) counterKey(what string, c *Counter) string {
+	return s.prefix + ":" + what + ":" + string(c.Kind) + ":" + c.Subject
 }
 
 // clearKeys is KEYS of the clear script for op's success: fastKeys with

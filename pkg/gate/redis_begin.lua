@@ -2,8 +2,9 @@
 -- counter: counted as a failure at once where its failure would not take
 -- the counter above its limit, else (the last chance) as a token pending
 -- until now + pending timeout, whose failure Finish counts. The same as
--- redis_charge.lua, which runs first, with what it leaves here: pending
--- charges past their deadline, which are settled first.
+-- the charge script (redis_charge.go), which runs first, with what it
+-- leaves here: the last chance, pending charges past their deadline,
+-- which are settled first, and ops with a report-only counter.
 --
 -- A counter of distinct members whose member is in its set already
 -- (a username that failed from this source before) neither refuses nor

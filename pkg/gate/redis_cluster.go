@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +87,7 @@ type RedisClusterStore struct {
 	prefix string
 	policy Policy
 	args   redisPolicyArgs // the policy's script arguments
+	charge *redisChargers  // Begin's fast path, by shape (redis_charge.go)
 	log    *slog.Logger
 	// indexTimeout bounds index writes and compensating releases, which
 	// run even when the caller's context is done (see followUp).
@@ -111,7 +113,7 @@ func NewRedisClusterStore(client RedisClusterClient, prefix string, p Policy, op
 		return nil, fmt.Errorf("redis cluster store: prefix %q must be non-empty, without '{' or '}'", prefix)
 	}
 	p = p.clone()
-	s := &RedisClusterStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p),
+	s := &RedisClusterStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(prefix, &p),
 		log: slog.Default(), indexTimeout: 2 * time.Second}
 	s.logs.index.Interval, s.logs.release.Interval = time.Minute, time.Minute
 	for _, o := range opts {
@@ -363,6 +365,16 @@ func (s *RedisClusterStore) key(what string, kind Kind, subject string) string {
 	return s.prefix + ":" + what + ":" + string(kind) + ":{" + subject + "}"
 }
 
+// counterKey is c's key of the given kind, on its subject's slot.
+func (s *RedisClusterStore) counterKey(what string, c *Counter) string {
+	return s.key(what, c.Kind, c.Subject)
+}
+
+// familiarKey is the user's set of familiar sources, on the user's slot.
+func (s *RedisClusterStore) familiarKey(f *Familiar) string {
+	return s.key("familiar", KindUsername, f.User)
+}
+
 func (s *RedisClusterStore) indexKey(kind Kind) string {
 	return s.prefix + ":index:blocked:" + string(kind)
 }
@@ -402,35 +414,45 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 			left = append(left, i)
 		}
 	case script == redisScriptBegin, script == redisScriptFinish && redisClears(op, success):
-		fast, keys, args := redisScriptCharge, make([][]string, n), make([][]any, n)
+		clear := script == redisScriptFinish
+		fast, keys, args, at := make([]*redis.Script, 0, n), make([][]string, 0, n), make([][]any, 0, n), make([]int, 0, n)
 		for i, c := range op.Counters {
-			keys[i] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
-				s.key("pending", c.Kind, c.Subject)}
-			if f := ones[i].Familiar; f != nil && script == redisScriptBegin {
-				keys[i] = append(keys[i], s.key("familiar", KindUsername, f.User))
+			switch {
+			case clear:
+				fast = append(fast, redisScriptClear)
+				k := []string{s.settledKey(c, op.Token), s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
+					s.key("pending", c.Kind, c.Subject)}
+				if f := ones[i].Familiar; f != nil {
+					k = append(k, s.familiarKey(f))
+				}
+				keys, args = append(keys, k), append(args, clearArgs([]any{pa.markerTTL}, ones[i]))
+			case s.charge.script(&ones[i]) != nil:
+				fast = append(fast, s.charge.script(&ones[i]))
+				keys = append(keys, s.charge.keys(nil, &ones[i], s.counterKey, s.familiarKey))
+				args = append(args, s.charge.args(&ones[i]))
+			default:
+				left = append(left, i)
+				continue
 			}
-			args[i] = pa.charge(ones[i])
-			if script == redisScriptFinish {
-				fast = redisScriptClear
-				keys[i] = append([]string{s.settledKey(c, op.Token)}, keys[i]...)
-				args[i] = clearArgs([]any{pa.markerTTL}, ones[i])
-			}
+			at = append(at, i)
 		}
 		replies, rerrs := s.pipeline(ctx, fast, keys, args)
-		for i, reply := range replies {
+		for j, reply := range replies {
+			i := at[j]
 			switch {
-			case rerrs[i] != nil:
-				errs[i] = s.scriptError(name, op.Counters[i], rerrs[i])
+			case rerrs[j] != nil:
+				errs[i] = s.scriptError(name, op.Counters[i], rerrs[j])
 			case redisFallback(reply):
 				left = append(left, i)
-			case fast == redisScriptClear && redisFallback(redisClearReply(reply, 0)):
+			case clear && redisFallback(redisClearReply(reply, 0)):
 				left = append(left, i)
-			case fast == redisScriptClear:
+			case clear:
 				rs[i], errs[i] = redisCleared(ones[i], redisClearReply(reply, 0))
 			default:
 				rs[i], errs[i] = s.decodeOne(name, reply, ones[i], true)
 			}
 		}
+		slices.Sort(left)
 	default:
 		for i := range n {
 			left = append(left, i)
@@ -446,11 +468,11 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 				keys[j] = append(keys[j], s.settledKey(c, op.Token))
 			}
 			if f := ones[i].Familiar; f != nil {
-				keys[j] = append(keys[j], s.key("familiar", KindUsername, f.User))
+				keys[j] = append(keys[j], s.familiarKey(f))
 			}
 			args[j] = pa.counter(ones[i], success)
 		}
-		replies, rerrs := s.pipeline(ctx, script, keys, args)
+		replies, rerrs := s.pipeline(ctx, slices.Repeat([]*redis.Script{script}, len(keys)), keys, args)
 		for j, i := range left {
 			if rerrs[j] != nil {
 				errs[i] = s.scriptError(name, op.Counters[i], rerrs[j])
@@ -476,18 +498,18 @@ func (s *RedisClusterStore) settledKey(c Counter, token string) string {
 // pipeline runs script once per keys[i], args[i] in one pipeline, and
 // returns each reply and error. A master that lost the script (a
 // restart) gets it again by Run.
-func (s *RedisClusterStore) pipeline(ctx context.Context, script *redis.Script, keys [][]string, args [][]any) ([]any, []error) {
+func (s *RedisClusterStore) pipeline(ctx context.Context, scripts []*redis.Script, keys [][]string, args [][]any) ([]any, []error) {
 	cmds := make([]*redis.Cmd, len(keys))
 	pipe := s.client.Pipeline()
 	for i := range keys {
-		cmds[i] = script.EvalSha(ctx, pipe, keys[i], args[i]...)
+		cmds[i] = scripts[i].EvalSha(ctx, pipe, keys[i], args[i]...)
 	}
 	_, _ = pipe.Exec(ctx) // every command keeps its own error
 	replies, errs := make([]any, len(keys)), make([]error, len(keys))
 	for i, cmd := range cmds {
 		replies[i], errs[i] = cmd.Result()
 		if redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
-			replies[i], errs[i] = script.Run(ctx, s.client, keys[i], args[i]...).Result()
+			replies[i], errs[i] = scripts[i].Run(ctx, s.client, keys[i], args[i]...).Result()
 		}
 	}
 	return replies, errs

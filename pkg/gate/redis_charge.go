@@ -1,0 +1,322 @@
+package gate
+
+import (
+	_ "embed"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The charge script is Begin's fast path, the one script of an ordinary
+// login. Redis spends on it, besides the commands, about a microsecond per
+// key and argument it is sent and per line of Lua it runs, so it is not
+// one general script but one per shape of op, written here in straight
+// lines: what does not change from login to login (the limits, the
+// cool-off, which counter counts distinct members or has a condition, how
+// long a source stays familiar) is written into the script, and a login
+// sends only its keys and its members. A gate has a handful of shapes
+// (IPv4 or IPv6, combo mode, smart lockout), so a handful of scripts.
+//
+// The script of a shape takes
+//
+//	KEYS  the failed and blocked key of each counter, in turn; then, when
+//	      a counter has a condition and op has familiar sources, the
+//	      user's set of familiar sources
+//	ARGV  the member of each counter of distinct members, in turn; then
+//	      those sources
+//
+// It reads familiarity first (ZSCORE of each source, TIME on a hit only),
+// leaving out the counters whose condition does not hold. One EXISTS over
+// the block keys of the others then refuses a blocked attempt
+// (redis_charge_blocked.lua). Otherwise it counts the attempt as a
+// failure at once on each (INCR, or SADD and SCARD), renews their TTLs and
+// replies the short form of redis_common.lua, so that a failure needs no
+// second call and a success is one clear (redis_clear.lua). A count that
+// passes its limit is undone (redis_charge_over.lua): refused there if a
+// last chance pending saturates its counter, else -1, and the caller runs
+// the full rules (redis_begin.lua): the last chance, once per block, or a
+// charge past its deadline to settle.
+//
+// Pending sets are not read on that path: only the full rules write them,
+// for a last chance, at a count that then passes its limit. (Gates of the
+// first protocol charge every attempt as pending; see docs/DESIGN.md on
+// upgrading from them.)
+
+var (
+	//go:embed redis_charge_blocked.lua
+	redisLuaChargeBlocked string
+	//go:embed redis_charge_over.lua
+	redisLuaChargeOver string
+)
+
+// redisChargeShapes bounds the charge scripts a store writes: past it, an
+// op of a new shape goes to the full rules (a caller of the Store
+// interface may send limits of its own on every call).
+const redisChargeShapes = 64
+
+// redisChargers writes and keeps a store's charge scripts by shape.
+type redisChargers struct {
+	prefixLen int
+	cooloff   string // the attempt cool-off in ms, "0": never forgotten
+	mu        sync.Mutex
+	scripts   atomic.Pointer[map[string]*redis.Script] // replaced whole, read without a lock
+}
+
+func newRedisChargers(prefix string, p *Policy) *redisChargers {
+	c := &redisChargers{prefixLen: len(prefix), cooloff: redisMillis(p.AttemptCooloff)}
+	c.scripts.Store(&map[string]*redis.Script{})
+	return c
+}
+
+// redisChargeFast reports whether op can take a charge script: a
+// report-only counter goes to the full rules.
+func redisChargeFast(op *Op) bool {
+	for i := range op.Counters {
+		if op.Counters[i].ReportOnly {
+			return false
+		}
+	}
+	return true
+}
+
+// familiarSources reports whether op's charge reads familiarity: a
+// counter with a condition and sources to look up.
+func (op *Op) familiarSources() bool {
+	return op.Familiar != nil && len(op.Familiar.Sources) > 0 && op.conditional()
+}
+
+// script returns the charge script of op's shape, nil when op goes to
+// the full rules.
+func (c *redisChargers) script(op *Op) *redis.Script {
+	if !redisChargeFast(op) {
+		return nil
+	}
+	var buf [96]byte
+	shape := redisChargeShape(buf[:0], op)
+	if s := (*c.scripts.Load())[string(shape)]; s != nil {
+		return s
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.scripts.Load()
+	if s := old[string(shape)]; s != nil {
+		return s
+	}
+	if len(old) >= redisChargeShapes {
+		return nil
+	}
+	s := redis.NewScript(c.source(op))
+	scripts := make(map[string]*redis.Script, len(old)+1)
+	for k, v := range old {
+		scripts[k] = v
+	}
+	scripts[string(shape)] = s
+	c.scripts.Store(&scripts)
+	return s
+}
+
+// redisChargeShape appends to b what the charge script of op depends on:
+// per counter its kind of count, its condition and its limit; with
+// familiar sources, how long one stays familiar and how many op has.
+func redisChargeShape(b []byte, op *Op) []byte {
+	for i := range op.Counters {
+		ct := &op.Counters[i]
+		b = append(b, "pm"[b2i(ct.distinct())], "-fu"[ct.When])
+		b = strconv.AppendInt(b, int64(ct.Limit), 10)
+		b = append(b, ',')
+	}
+	if op.familiarSources() {
+		b = append(b, redisMillis(op.Familiar.For)...)
+		b = append(b, '#')
+		b = strconv.AppendInt(b, int64(len(op.Familiar.Sources)), 10)
+	}
+	return b
+}
+
+// keys appends to keys the charge script's KEYS for op, each counter's
+// keys named by key (the store's naming: plain, or hash-tagged on a
+// cluster), and familiar the key of the user's set of familiar sources.
+func (c *redisChargers) keys(keys []string, op *Op, key func(what string, ct *Counter) string, familiar func(*Familiar) string) []string {
+	for i := range op.Counters {
+		keys = append(keys, key("failed", &op.Counters[i]), key("blocked", &op.Counters[i]))
+	}
+	if op.familiarSources() {
+		keys = append(keys, familiar(op.Familiar))
+	}
+	return keys
+}
+
+// args is the charge script's ARGV for op.
+func (c *redisChargers) args(op *Op) []any {
+	var args []any
+	for i := range op.Counters {
+		if op.Counters[i].distinct() {
+			args = append(args, op.Counters[i].Member)
+		}
+	}
+	if op.familiarSources() {
+		for _, s := range op.Familiar.Sources {
+			args = append(args, s)
+		}
+	}
+	return args
+}
+
+// source writes the charge script of op's shape.
+func (c *redisChargers) source(op *Op) string {
+	n := len(op.Counters)
+	var b strings.Builder
+	w := func(parts ...string) {
+		for _, p := range parts {
+			b.WriteString(p)
+		}
+		b.WriteByte('\n')
+	}
+	itoa := strconv.Itoa
+	// The shebang: at maxmemory Redis refuses the script whole, before it
+	// writes anything (see redisScriptCharge's siblings in redis.go).
+	w("#!lua")
+	w("-- defender's charge script for one shape of op, written by redis_charge.go")
+	w("local n = ", itoa(n))
+	// applies[i]: the Lua condition under which counter i applies; "" always.
+	applies := make([]string, n)
+	always := false
+	for i, ct := range op.Counters {
+		switch ct.When {
+		case IfFamiliar:
+			applies[i] = "known"
+		case IfUnfamiliar:
+			applies[i] = "not known"
+		default:
+			always = true
+		}
+	}
+	member := make([]string, n) // ARGV of each counter's member
+	arg := 0
+	for i, ct := range op.Counters {
+		if ct.distinct() {
+			arg++
+			member[i] = "ARGV[" + itoa(arg) + "]"
+		}
+	}
+	if op.conditional() {
+		w("local known = false")
+		if op.familiarSources() {
+			fkey := "KEYS[" + itoa(2*n+1) + "]"
+			age := redisMillis(op.Familiar.For)
+			for j := range op.Familiar.Sources {
+				w("if not known then")
+				w("  local s = redis.call('ZSCORE', ", fkey, ", ARGV[", itoa(arg+j+1), "])")
+				w("  if s then")
+				w("    local t = redis.call('TIME')")
+				w("    known = tonumber(s) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ", age)
+				w("  end")
+				w("end")
+			}
+		}
+		if !always {
+			// No counter applies: nothing to do.
+			none := make([]string, n)
+			cond := make([]string, n)
+			for i := range none {
+				none[i], cond[i] = "-1", "("+applies[i]+")"
+			}
+			w("if not (", strings.Join(cond, " or "), ") then return {1, 0, n, ", strings.Join(none, ", "), "} end")
+		}
+	}
+	// Each counter's descriptor for the slow paths, with extra fields.
+	desc := func(extra func(i int) string) string {
+		var d strings.Builder
+		d.WriteString("local cs = {")
+		for i := range op.Counters {
+			if i > 0 {
+				d.WriteString(", ")
+			}
+			e := "{f = KEYS[" + itoa(2*i+1) + "], b = KEYS[" + itoa(2*i+2) + "], l = " + itoa(op.Counters[i].Limit)
+			if member[i] != "" {
+				e += ", m = " + member[i]
+			}
+			if applies[i] != "" {
+				e += ", skip = not (" + applies[i] + ")"
+			}
+			d.WriteString(e + extra(i) + "}")
+		}
+		d.WriteString("}")
+		return d.String()
+	}
+	// The block check.
+	if !op.conditional() {
+		ks := make([]string, n)
+		for i := range ks {
+			ks[i] = "KEYS[" + itoa(2*i+2) + "]"
+		}
+		w("if redis.call('EXISTS', ", strings.Join(ks, ", "), ") ~= 0 then")
+	} else {
+		w("local ek = {}")
+		for i := range op.Counters {
+			k := "ek[#ek + 1] = KEYS[" + itoa(2*i+2) + "]"
+			if applies[i] != "" {
+				w("if ", applies[i], " then ", k, " end")
+			} else {
+				w(k)
+			}
+		}
+		w("if redis.call('EXISTS', unpack(ek)) ~= 0 then")
+	}
+	w(desc(func(int) string { return "" }))
+	w(redisLuaChargeBlocked)
+	w("end")
+	// The counts.
+	over := make([]string, n)
+	counts := make([]string, n)
+	for i, ct := range op.Counters {
+		c, d, fk := "c"+itoa(i+1), "d"+itoa(i+1), "KEYS["+itoa(2*i+1)+"]"
+		counts[i] = c
+		sadd, incr := d+" = redis.call('SADD', "+fk+", "+member[i]+") == 1; "+c+" = redis.call('SCARD', "+fk+")", c+" = redis.call('INCR', "+fk+")"
+		switch {
+		case ct.distinct() && applies[i] == "":
+			w("local ", d, " = redis.call('SADD', ", fk, ", ", member[i], ") == 1")
+			w("local ", c, " = redis.call('SCARD', ", fk, ")")
+		case ct.distinct():
+			w("local ", c, ", ", d, " = -1, false")
+			w("if ", applies[i], " then ", sadd, " end")
+		case applies[i] == "":
+			w("local ", incr)
+		default:
+			w("local ", c, " = -1")
+			w("if ", applies[i], " then ", incr, " end")
+		}
+		if ct.distinct() {
+			over[i] = "(" + d + " and " + c + " > " + itoa(ct.Limit) + ")"
+		} else {
+			over[i] = c + " > " + itoa(ct.Limit)
+		}
+	}
+	w("if ", strings.Join(over, " or "), " then")
+	w("local PL = ", itoa(c.prefixLen))
+	w(desc(func(i int) string {
+		s := ", c = c" + itoa(i+1)
+		if member[i] != "" {
+			s += ", d = d" + itoa(i+1)
+		}
+		return s
+	}))
+	w(redisLuaChargeOver)
+	w("end")
+	// The sliding TTLs.
+	if c.cooloff != "0" {
+		for i := range op.Counters {
+			e := "redis.call('PEXPIRE', KEYS[" + itoa(2*i+1) + "], " + c.cooloff + ")"
+			if applies[i] != "" {
+				w("if ", applies[i], " then ", e, " end")
+			} else {
+				w(e)
+			}
+		}
+	}
+	w("return {1, 0, n, ", strings.Join(counts, ", "), "}")
+	return b.String()
+}
