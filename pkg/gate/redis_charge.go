@@ -40,6 +40,11 @@ import (
 // the full rules (redis_begin.lua): the last chance, once per block, or a
 // charge past its deadline to settle.
 //
+// Nothing a client sends reaches a script's text: subjects, members and
+// sources travel as KEYS and ARGV; the text holds only the op's numbers
+// (limits, durations, counts), which validateOp checked, and the length
+// of the store's prefix.
+//
 // Pending sets are not read on that path: only the full rules write them,
 // for a last chance, at a count that then passes its limit. (Gates of the
 // first protocol charge every attempt as pending; see docs/DESIGN.md on
