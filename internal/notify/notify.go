@@ -69,8 +69,8 @@ type Options struct {
 	MailToUsername bool
 	// MailEvery is the least time between two mails to one user.
 	MailEvery time.Duration
-	// MailsPerHour caps the mails of every instance together in one
-	// clock hour (0: no cap).
+	// MailsPerHour caps the mails sent by every instance together in one
+	// clock hour (0: no cap); a send that fails takes none of it.
 	MailsPerHour int
 	// Links makes unlock links for the mails; nil: none.
 	Links *Links
@@ -342,12 +342,6 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	} else if !taken {
 		return n.settled(ctx, key, "rate_limited_user")
 	}
-	if ok, err := n.hourly(ctx); err != nil {
-		return err
-	} else if !ok {
-		n.log.Warn("mail cap reached for this hour: a blocked user is not mailed", "cap", n.o.MailsPerHour, "event", b.ID)
-		return n.settled(ctx, key, "rate_limited_global")
-	}
 	m := mail.Message{To: to, Username: user, IP: b.IP, Failures: b.Failures, Time: b.Time, Until: b.Until, EventID: b.ID}
 	if n.o.Links != nil && !b.Permanent && b.Until != nil {
 		// A permanent block is the operator's policy: its mail says to
@@ -366,7 +360,20 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	} else if done {
 		return nil
 	}
+	// The hour's cap is taken by a mail about to go, and given back if it
+	// does not go: sends that fail while SMTP is down, and their retries,
+	// take none of it.
+	hour := hourKey(time.Now())
+	if ok, err := n.countHour(ctx, hour, 1); err != nil {
+		return err
+	} else if !ok {
+		n.log.Warn("mail cap reached for this hour: a blocked user is not mailed", "cap", n.o.MailsPerHour, "event", b.ID)
+		return n.settled(ctx, key, "rate_limited_global")
+	}
 	if err := n.o.Mail.Send(ctx, m); err != nil {
+		if _, gerr := n.countHour(ctx, hour, -1); gerr != nil {
+			n.log.Warn("could not give back a unit of the hourly mail cap", "err", gerr)
+		}
 		if mail.Permanent(err) {
 			n.log.Warn("mail refused for good; not retried", "event", b.ID, "err", err)
 			return n.settled(ctx, key, "rejected")
@@ -426,18 +433,23 @@ func (n *Notifier) address(ctx context.Context, user string) (string, bool, erro
 	return user, true, nil
 }
 
-// hourly takes one mail of this clock hour's cap, shared by every
-// instance (a counter updated with compare-and-set); false when the cap
-// is reached.
-func (n *Notifier) hourly(ctx context.Context) (bool, error) {
+// hourKey names the counter of t's clock hour in BucketHours.
+func hourKey(t time.Time) string { return "h_" + strconv.FormatInt(t.Unix()/3600, 10) }
+
+// countHour adds delta to the mails counted under key, shared by every
+// instance (a counter updated with compare-and-set): 1 takes a mail of
+// the hour's cap, false when the cap is reached; -1 gives one back.
+func (n *Notifier) countHour(ctx context.Context, key string, delta int) (bool, error) {
 	if n.o.MailsPerHour <= 0 {
 		return true, nil
 	}
-	key := "h_" + strconv.FormatInt(time.Now().Unix()/3600, 10)
 	for range 20 {
 		e, err := n.hours.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			if _, err := n.hours.Create(ctx, key, []byte("1")); err == nil {
+			if delta < 0 {
+				return true, nil // the hour is gone
+			}
+			if _, err := n.hours.Create(ctx, key, []byte(strconv.Itoa(delta))); err == nil {
 				return true, nil
 			} else if !errors.Is(err, jetstream.ErrKeyExists) {
 				return false, fmt.Errorf("count the hour's mails: %w", err)
@@ -447,10 +459,10 @@ func (n *Notifier) hourly(ctx context.Context) (bool, error) {
 			return false, fmt.Errorf("count the hour's mails: %w", err)
 		}
 		count, _ := strconv.Atoi(string(e.Value()))
-		if count >= n.o.MailsPerHour {
+		if delta > 0 && count+delta > n.o.MailsPerHour {
 			return false, nil
 		}
-		if _, err := n.hours.Update(ctx, key, []byte(strconv.Itoa(count+1)), e.Revision()); err == nil {
+		if _, err := n.hours.Update(ctx, key, []byte(strconv.Itoa(max(0, count+delta))), e.Revision()); err == nil {
 			return true, nil
 		}
 	}
