@@ -4,12 +4,14 @@
 // most once per user per interval, with a link that lifts the block) and
 // alerts the admins by webhook.
 //
-// Delivery: an event is acknowledged once its mail and its webhook calls
-// are done or given up on; until then NATS redelivers it (to any
-// instance). What each event has done is kept in a key-value bucket
-// (DEFENDER_NOTIFY_DONE) by event id, so a redelivered event, or one whose
-// instance died after sending, is not sent again: at most the one mail in
-// flight when an instance died goes twice, with the same Message-ID.
+// Delivery: an event's mail and its webhook calls go independently (the
+// admins hear of a block whose mail cannot go yet); the event is
+// acknowledged once both are done or given up on; until then NATS
+// redelivers it (to any instance). What each event has done is kept in a
+// key-value bucket (DEFENDER_NOTIFY_DONE) by event id, so a redelivered
+// event, or one whose instance died after sending, is not sent again: at
+// most the one mail in flight when an instance died goes twice, with the
+// same Message-ID.
 package notify
 
 import (
@@ -240,41 +242,56 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) {
 }
 
 // notify mails and calls the webhooks for b, each at most once per event.
+// The two go their own ways: the admins hear of a block while its mail
+// cannot go (SMTP or the address lookup down), and a retry of the mail
+// calls no webhook again. It returns once both are done or given up on,
+// with the error of either, which leaves the event for a retry.
 func (n *Notifier) notify(ctx context.Context, b *events.Block) error {
-	did := false
-	if n.o.Mail != nil && b.Kind == string(gate.KindUsername) {
-		key := "mail_" + digest(b.ID)
-		done, err := n.isDone(ctx, key)
-		if err != nil {
-			return err
-		}
-		if !done {
-			if err := n.mailUser(ctx, b, key); err != nil {
-				return err
-			}
-			did = true
-		}
+	type result struct {
+		did bool
+		err error
 	}
+	var hooked chan result
 	if n.o.Hooks != nil {
-		key := "hook_" + digest(b.ID)
-		done, err := n.isDone(ctx, key)
-		if err != nil {
-			return err
-		}
-		if !done {
-			if err := n.o.Hooks.Deliver(ctx, *b); err != nil {
-				return err
-			}
-			n.remember(ctx, key)
-			did = true
-		}
+		hooked = make(chan result, 1)
+		go func() {
+			did, err := n.once(ctx, "hook_"+digest(b.ID), func(key string) error {
+				if err := n.o.Hooks.Deliver(ctx, *b); err != nil {
+					return err
+				}
+				n.remember(ctx, key)
+				return nil
+			})
+			hooked <- result{did, err}
+		}()
 	}
-	if did {
+	var mailed result
+	if n.o.Mail != nil && b.Kind == string(gate.KindUsername) {
+		mailed.did, mailed.err = n.once(ctx, "mail_"+digest(b.ID), func(key string) error { return n.mailUser(ctx, b, key) })
+	}
+	var hook result
+	if hooked != nil {
+		hook = <-hooked
+	}
+	if err := errors.Join(mailed.err, hook.err); err != nil {
+		return err
+	}
+	if mailed.did || hook.did {
 		n.m.events.WithLabelValues("done").Inc()
 	} else {
 		n.m.events.WithLabelValues("duplicate").Inc()
 	}
 	return nil
+}
+
+// once runs do(key) unless the bucket says the work of key was done, and
+// reports whether it ran; do marks key done once its work is.
+func (n *Notifier) once(ctx context.Context, key string, do func(key string) error) (bool, error) {
+	done, err := n.isDone(ctx, key)
+	if err != nil || done {
+		return false, err
+	}
+	return true, do(key)
 }
 
 // isDone reports whether the bucket says the work of key was done.
