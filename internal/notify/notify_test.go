@@ -121,10 +121,15 @@ func TestUnlockLinkWorksOnce(t *testing.T) {
 
 	res, body = post(t, r.unlock.URL+"/unlock", token)
 	assert.Equal(t, http.StatusOK, res.StatusCode)
-	assert.Contains(t, body, "unlocked")
+	assert.Contains(t, body, "<h1>Your account is unlocked</h1>")
 	assert.False(t, blocked(), "the user gets in from elsewhere")
 	d := r.gate.Check(context.Background(), gate.Attempt{IP: ipOf(4), Username: "someone else"})
 	assert.False(t, d.Allowed, "the addresses that failed stay blocked")
+	// And the page says so: the account's lock is lifted, the address's
+	// may not be.
+	assert.Contains(t, body, "The lock on this account is lifted.")
+	assert.Contains(t, body, "If sign-in is still refused from this network, its address is blocked as well")
+	assert.NotContains(t, body, "You can sign in again", "not a promise the address's block may break")
 
 	res, body = post(t, r.unlock.URL+"/unlock", token)
 	assert.Equal(t, http.StatusConflict, res.StatusCode, "a link works once")
