@@ -363,7 +363,9 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	if n.o.Links != nil && !b.Permanent && b.Until != nil {
 		// A permanent block is the operator's policy: its mail says to
 		// ask them, and carries no link.
-		m.UnlockURL, m.UnlockTTL = n.o.Links.URL(user, b.ID, *b.Until), n.o.Links.TTL()
+		if u := n.o.Links.URL(user, b.ID, *b.Until); u != "" {
+			m.UnlockURL, m.UnlockTTL = u, n.o.Links.TTL()
+		}
 	}
 	n.sending.Lock()
 	defer n.sending.Unlock()

@@ -143,24 +143,35 @@ func TestUnlockLinkWorksOnce(t *testing.T) {
 	assert.Equal(t, string(gate.ReasonUser), unblocks[0].Reason)
 }
 
-// TestHostileUsernameMail: a username that carries headers or markup
-// reaches the mail's body escaped, never its headers.
+// TestHostileUsernameMail: a block event whose username carries CR/LF
+// and a header, markup and 10 KB of name reaches the notifier as
+// published (straight on the block subject: a gate would have folded the
+// line breaks), and the mail it makes holds the name in its bodies only,
+// cleaned, escaped and cut.
 func TestHostileUsernameMail(t *testing.T) {
 	r := newRig(t, nil)
-	user := "eve\r\nBcc: victim@example.com\r\n<script>alert(1)</script>"
-	subject, err := r.gate.Subject(gate.KindUsername, user)
-	require.NoError(t, err)
-	r.lookup.add(subject, "eve@example.com") // as the gate names the user
-	r.fail(t, user, 5)
+	user := "eve\r\nBcc: victim@example.com\r\n<script>alert(1)</script>" + strings.Repeat("x", 10<<10)
+	r.lookup.add(user, "eve@example.com")
+	r.publishBlock(t, nil, user)
 	r.settled(t)
 	got := r.mailsTo("eve@example.com")
 	require.Len(t, got, 1)
-	assert.Empty(t, got[0].Header("Bcc"))
-	assert.Equal(t, []string{"eve@example.com"}, got[0].To)
-	_, html, ok := strings.Cut(string(got[0].Data), "Content-Type: text/html")
-	require.True(t, ok, "an HTML part")
-	assert.NotContains(t, html, "<script>", "markup in the name is escaped")
-	assert.Contains(t, html, "&lt;script&gt;")
+	assert.Len(t, r.smtp.Messages(), 1, "nobody else is mailed")
+	m := got[0].Parse(t)
+	assert.Empty(t, m.Header["Bcc"])
+	for _, piece := range []string{"victim", "script", "xxxx"} {
+		assert.NotContains(t, m.RawHeader, piece, "the username reached a header")
+	}
+	assert.Contains(t, m.Text, `"eveBcc: victim@example.com<script>alert(1)</script>xxx`, "line breaks dropped, in the text part")
+	assert.NotContains(t, m.Text, "\r", "mail line ends are CRLF, so a lone CR is the name's")
+	for _, line := range strings.Split(m.Text, "\n") {
+		assert.False(t, strings.HasPrefix(line, "Bcc:"), "a line of the name's own: %q", line)
+	}
+	assert.NotContains(t, m.HTML, "<script>", "markup in the name is escaped")
+	assert.Contains(t, m.HTML, "&lt;script&gt;")
+	assert.NotContains(t, m.Text, strings.Repeat("x", 1000), "a 10 KB name is cut")
+	assert.Empty(t, linkOf(got[0]), "no link: its token would be longer than the unlock page takes")
+	assert.Less(t, len(got[0].Data), 10<<10, "the mail is not the name's size")
 }
 
 func get(t *testing.T, u string) (*http.Response, string) {
