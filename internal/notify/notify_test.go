@@ -57,24 +57,35 @@ func TestOneMailPerBlock(t *testing.T) {
 	assert.Len(t, r.mailsTo("alice@example.com"), 1, "at most one mail per user per hour")
 }
 
-// TestMailAgainAfterTheWindow: once DEFENDER_MAIL_EVERY has passed, the
-// next block mails again.
+// TestMailAgainAfterTheWindow: a second block within DEFENDER_MAIL_EVERY
+// mails nothing; once the window has passed, the next block mails again.
 func TestMailAgainAfterTheWindow(t *testing.T) {
-	r := newRig(t, func(o *notify.Options) { o.MailEvery = time.Second })
+	const every = 3 * time.Second
+	r := newRig(t, func(o *notify.Options) { o.MailEvery = every })
 	r.lookup.add("bob", "bob@example.com")
+	start := time.Now()
 	r.fail(t, "bob", 5)
 	r.settled(t)
 	require.Len(t, r.mailsTo("bob@example.com"), 1)
-	// Blocked again, from new addresses each time, until the window has
-	// passed and a block mails.
-	deadline := time.Now().Add(20 * time.Second)
-	for round := 1; len(r.mailsTo("bob@example.com")) < 2; round++ {
-		require.True(t, time.Now().Before(deadline), "a block after the window mails again")
-		time.Sleep(300 * time.Millisecond)
+	// blockAgain lifts bob's block and blocks him again, from new
+	// addresses each round.
+	round := 0
+	blockAgain := func() {
+		round++
 		_, err := r.gate.Unblock(context.Background(), gate.KindUsername, "bob")
 		require.NoError(t, err)
 		r.failFrom(t, "bob", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(round*5 + i)}) })
 		r.settled(t)
+	}
+	blockAgain()
+	require.Less(t, time.Since(start), every, "the second block came within the window (too slow a machine?)")
+	assert.Equal(t, 1, len(r.mailsTo("bob@example.com")), "no second mail within the window")
+	// Blocked again until the window has passed and a block mails.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(r.mailsTo("bob@example.com")) < 2 {
+		require.True(t, time.Now().Before(deadline), "a block after the window mails again")
+		time.Sleep(300 * time.Millisecond)
+		blockAgain()
 	}
 	assert.Len(t, r.mailsTo("bob@example.com"), 2)
 }
@@ -427,5 +438,62 @@ func TestUnlockWhenNotLocked(t *testing.T) {
 		res, body := post(t, r.unlock.URL+"/unlock", link.Query().Get("t"))
 		assert.Equal(t, http.StatusOK, res.StatusCode)
 		assert.Contains(t, body, "Your account is not locked")
+	}
+}
+
+// TestExpiredUnlockLink: a link past its time, for a block still on,
+// gets a page that says so on its GET (no button) and on the button's
+// POST, and changes nothing.
+func TestExpiredUnlockLink(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := newRig(t, func(o *notify.Options) { o.Registerer = reg })
+	r.failFrom(t, "hank", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}) })
+	blocks := r.blockEvents(t, "hank")
+	require.Len(t, blocks, 1)
+	// The rig's key, a link valid for a second (expiries are whole
+	// seconds: it is over within two).
+	short, err := notify.NewLinks([][]byte{rigKey}, time.Second, r.unlock.URL+"/unlock")
+	require.NoError(t, err)
+	link := short.URL("hank", blocks[0].ID, *blocks[0].Until)
+	time.Sleep(2 * time.Second)
+
+	res, body := get(t, link)
+	assert.Equal(t, http.StatusGone, res.StatusCode)
+	assert.Contains(t, body, "<h1>This link does not work</h1>")
+	assert.Contains(t, body, "The link has expired.")
+	assert.NotContains(t, body, `id="unlock"`, "no button")
+	res, body = post(t, r.unlock.URL+"/unlock", tokenIn(t, link))
+	assert.Equal(t, http.StatusGone, res.StatusCode)
+	assert.Contains(t, body, "The link has expired.")
+
+	home := gate.Attempt{IP: netip.MustParseAddr("192.0.2.12"), Username: "hank"}
+	assert.False(t, r.gate.Check(context.Background(), home).Allowed, "still locked")
+	assert.Equal(t, 2.0, testenv.Metric(t, reg, "defender_notifier_unlocks_total", "result", "expired"))
+	assert.Zero(t, testenv.Metric(t, reg, "defender_notifier_unlocks_total", "result", "unlocked"))
+	assert.Empty(t, readBlocks(t, r.js, events.Subjects{}.Unblock("username"), "hank"), "no unblock published")
+}
+
+// TestMailToUsername: without a lookup, the opt-in
+// (DEFENDER_MAIL_TO_USERNAME) mails a username that is a bare address,
+// and no other; without the opt-in, a username that looks like an address
+// gets no mail: an attacker would choose whom the site mails.
+func TestMailToUsername(t *testing.T) {
+	for _, optIn := range []bool{true, false} {
+		t.Run("opt-in "+strconv.FormatBool(optIn), func(t *testing.T) {
+			r := newRig(t, func(o *notify.Options) { o.Lookup, o.MailToUsername = nil, optIn })
+			for _, user := range []string{"ines@example.com", "ines", "Ines <victim@example.com>", "a@b@example.com"} {
+				r.publishBlock(t, nil, user)
+			}
+			r.settled(t)
+			var to []string
+			for _, m := range r.smtp.Messages() {
+				to = append(to, m.To...)
+			}
+			if optIn {
+				assert.Equal(t, []string{"ines@example.com"}, to, "only the username that is a bare address")
+			} else {
+				assert.Empty(t, to, "no mail without the opt-in")
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/defender-go/defender/pkg/gate"
@@ -182,7 +183,8 @@ func (p *UnlockPage) refuse(w http.ResponseWriter, c claims, err error) {
 		status, why = http.StatusConflict, "stale"
 	}
 	p.m.unlocks.WithLabelValues(why).Inc()
-	msg := err.Error() + "."
+	// The error's text as a sentence (the errors are ASCII).
+	msg := strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
 	if why != "used" {
 		msg += " Wait until the lock ends, or ask for help."
 	}
