@@ -550,6 +550,12 @@ const maxDeadLetters = 200
 
 // DeadLetters reads the newest webhook calls given up on (maxDeadLetters
 // at most), oldest first (none when the bucket does not exist yet).
+//
+// It reads without a consumer: the keys are the subjects the bucket's
+// stream info lists, the values direct gets. A reader allowed only
+// $JS.API.STREAM.INFO.KV_DEFENDER_NOTIFY_DEAD and
+// $JS.API.DIRECT.GET.KV_DEFENDER_NOTIFY_DEAD.> (the admin, in the
+// README's NATS permissions) reads them, and changes nothing.
 func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLetter, error) {
 	kv, err := js.KeyValue(ctx, BucketDead)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -557,13 +563,18 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLet
 	} else if err != nil {
 		return nil, fmt.Errorf("open %s: %w", BucketDead, err)
 	}
-	keys, err := kv.ListKeys(ctx)
+	st, err := js.Stream(ctx, "KV_"+BucketDead)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", BucketDead, err)
+	}
+	prefix := "$KV." + BucketDead + "."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", BucketDead, err)
 	}
 	var names []string
-	for k := range keys.Keys() {
-		names = append(names, k)
+	for subject := range info.State.Subjects {
+		names = append(names, strings.TrimPrefix(subject, prefix))
 	}
 	// Keys start with the time in ns (19 digits until 2286): the newest
 	// sort last.
@@ -575,7 +586,7 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLet
 	for _, k := range names {
 		e, err := kv.Get(ctx, k)
 		if err != nil {
-			continue // expired meanwhile
+			continue // expired meanwhile, or deleted
 		}
 		var dl webhook.DeadLetter
 		if err := json.Unmarshal(e.Value(), &dl); err == nil {
