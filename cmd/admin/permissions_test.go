@@ -7,12 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/defender-go/defender/internal/notify"
-	"github.com/defender-go/defender/internal/notify/webhook"
 	"github.com/defender-go/defender/pkg/events"
 	"github.com/defender-go/defender/pkg/gate"
 )
@@ -26,13 +23,7 @@ func TestAdminUnderREADMEPermissions(t *testing.T) {
 	e := newEnv(t, envOpts{readmeNATS: true})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	connect := func(user string) jetstream.JetStream {
-		nc, js, err := events.Connect(ctx, e.nats.UserURL(user), user)
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		return js
-	}
-	_, err := connect("gate").Stream(ctx, events.StreamName)
+	_, err := e.nats.JetStreamAs("gate").Stream(ctx, events.StreamName)
 	require.NoError(t, err, "the admin created the stream")
 
 	// A gate's block, live.
@@ -43,7 +34,7 @@ func TestAdminUnderREADMEPermissions(t *testing.T) {
 		Until: now.Add(time.Hour), Failures: 4, Reason: gate.ReasonAuto}, "gate-1")
 	data, err := b.Encode()
 	require.NoError(t, err)
-	_, err = connect("gate").Publish(ctx, b.NATSSubject(e.subjPfx), data)
+	_, err = e.nats.JetStreamAs("gate").Publish(ctx, b.NATSSubject(e.subjPfx), data)
 	require.NoError(t, err)
 	select {
 	case f := <-frames:
@@ -53,21 +44,14 @@ func TestAdminUnderREADMEPermissions(t *testing.T) {
 	}
 
 	// The notifier's dead letters.
-	n, err := notify.New(ctx, connect("notifier"), notify.Options{})
-	require.NoError(t, err)
-	require.NoError(t, n.DeadLetter(ctx, webhook.DeadLetter{Endpoint: "ops.example.com", Blocks: []events.Block{b},
-		Attempts: 6, Err: "503 Service Unavailable", Time: now}))
-	resp, body := e.do(http.MethodGet, "/api/v1/notifier/dead-letters", nil, nil)
-	require.Equal(t, http.StatusOK, resp.StatusCode, body)
-	got := decode[struct {
-		DeadLetters []webhook.DeadLetter `json:"dead_letters"`
-	}](t, body)
-	require.Len(t, got.DeadLetters, 1)
-	assert.Equal(t, "ops.example.com", got.DeadLetters[0].Endpoint)
+	writeDeadLetter(t, e.nats.JetStreamAs("notifier"), e.subjPfx, b)
+	got := e.deadLetters()
+	require.Len(t, got, 1)
+	assert.Equal(t, "ops.example.com", got[0].Endpoint)
 
 	// Its own block and unblock.
 	blocks, unblocks := e.subscribe(e.subjPfx.Blocks()), e.subscribe(e.subjPfx.Unblocks())
-	resp, body = e.do(http.MethodPost, "/api/v1/blocked", strings.NewReader(`{"kind":"username","value":"mallory","duration":"1h"}`),
+	resp, body := e.do(http.MethodPost, "/api/v1/blocked", strings.NewReader(`{"kind":"username","value":"mallory","duration":"1h"}`),
 		http.Header{"Content-Type": {"application/json"}})
 	require.Equal(t, http.StatusCreated, resp.StatusCode, body)
 	assert.Equal(t, "admin", next(t, blocks).Reason)

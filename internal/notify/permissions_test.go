@@ -31,11 +31,7 @@ import (
 // change to the stream and the buckets; the victim is mailed nothing.
 func TestOnlyGatesPublishBlocks(t *testing.T) {
 	ns := testenv.NATSAsREADME(t)
-	conns := rigNATS{
-		gate:     natsConnect(t, ns.UserURL("gate"), "gate"),
-		notifier: natsConnect(t, ns.UserURL("notifier"), "notifier"),
-		test:     natsConnect(t, ns.UserURL(testenv.Inspector), "test"),
-	}
+	conns := rigNATS{gate: ns.JetStreamAs("gate"), notifier: ns.JetStreamAs("notifier"), test: ns.JetStreamAs(testenv.Inspector)}
 	hook := newSlowHook(t, 0)
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "down", http.StatusBadGateway)
@@ -74,9 +70,8 @@ func TestOnlyGatesPublishBlocks(t *testing.T) {
 	// The recorder's user, attacking.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, rec, err := events.Connect(ctx, ns.UserURL("recorder"), "recorder")
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	rec := ns.JetStreamAs("recorder")
+	nc := rec.Conn()
 	forged := events.NewBlock(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindUsername, Subject: "victim", Blocked: true,
 		Until: time.Now().Add(5 * time.Minute), Failures: 4, Reason: gate.ReasonAuto}, "forged")
 	data, err := forged.Encode()

@@ -63,19 +63,12 @@ type rigNATS struct {
 // configuration.
 func newRig(t *testing.T, tune func(*notify.Options), gateTune ...func(*gate.Config)) *rig {
 	t.Helper()
-	js := natsConnect(t, testenv.NATS(t).URL, "notify-test")
-	return newRigOn(t, rigNATS{gate: js, notifier: js, test: js}, tune, gateTune...)
-}
-
-// natsConnect connects to url as name until the test ends.
-func natsConnect(t *testing.T, url, name string) jetstream.JetStream {
-	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, js, err := events.Connect(ctx, url, name, nats.ReconnectWait(50*time.Millisecond))
+	nc, js, err := events.Connect(ctx, testenv.NATS(t).URL, "notify-test", nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	return js
+	return newRigOn(t, rigNATS{gate: js, notifier: js, test: js}, tune, gateTune...)
 }
 
 // newRigOn is newRig with each part on its own connection.

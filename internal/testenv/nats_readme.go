@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Inspector is the user NATSAsREADME adds beside the README's, allowed
@@ -77,6 +79,22 @@ func (n *NATSServer) UserURL(user string) string {
 	}
 	u.User = url.UserPassword(user, user+"-pass")
 	return u.String()
+}
+
+// JetStreamAs connects to the server as user (UserURL) until the test
+// ends.
+func (n *NATSServer) JetStreamAs(user string) jetstream.JetStream {
+	n.t.Helper()
+	nc, err := nats.Connect(n.UserURL(user), nats.Name(user))
+	if err != nil {
+		n.t.Fatalf("nats connect as %s: %v", user, err)
+	}
+	n.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return js
 }
 
 // Violations are the permission violations the server has logged so far

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -23,16 +22,10 @@ func TestRecorderUnderREADMEPermissions(t *testing.T) {
 	ns := testenv.NATSAsREADME(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	connect := func(user string) jetstream.JetStream {
-		nc, js, err := events.Connect(ctx, ns.UserURL(user), user)
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		return js
-	}
-	gate := connect("gate")
+	gate := ns.JetStreamAs("gate")
 	_, err := events.EnsureStream(ctx, gate, events.StreamConfig{Subjects: subjects})
 	require.NoError(t, err)
-	rec, _ := runRecorder(t, connect("recorder"), conn, record.Options{})
+	rec, _ := runRecorder(t, ns.JetStreamAs("recorder"), conn, record.Options{})
 
 	good := make([]events.Attempt, 10)
 	for i := range good {
@@ -45,7 +38,7 @@ func TestRecorderUnderREADMEPermissions(t *testing.T) {
 		return s.Attempts == uint64(len(good)) && s.DeadLetters == 1
 	}, time.Minute, 50*time.Millisecond, "the recorder stores the events and dead-letters the bad one")
 	assert.EqualValues(t, len(good), countAttempts(t, conn))
-	st, err := connect(testenv.Inspector).Stream(ctx, events.StreamName)
+	st, err := ns.JetStreamAs(testenv.Inspector).Stream(ctx, events.StreamName)
 	require.NoError(t, err)
 	dl, err := st.GetLastMsgForSubject(ctx, subjects.DLQ())
 	require.NoError(t, err, "the dead letter is on the DLQ subject")
