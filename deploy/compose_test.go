@@ -111,7 +111,40 @@ func TestComposeConfig(t *testing.T) {
 	assert.Equal(t, "3", cfg.Services["gate"].Environment["DEFENDER_LOGIN_FAILURE_LIMIT"], "django-defender's default")
 	assert.True(t, slices.Contains(cfg.Services["gate"].Healthcheck.Test, "/probe"), "the gate's image checks itself with /probe")
 	assert.Empty(t, cfg.Services["notifier"].Environment["DEFENDER_UNLOCK_ADDR"], "the public unlock page is off by default")
-	assert.Empty(t, cfg.Services["notifier"].Environment["DEFENDER_SMTP_HOST"], "no mail until the operator says where and to whom")
+}
+
+// TestComposeMailsIntoMailpit: out of the box the notifier mails into the
+// mailpit service, where mailpit listens; an operator who names a relay
+// gets the relay's port and STARTTLS, not the catcher's settings, and the
+// settings they give are kept.
+func TestComposeMailsIntoMailpit(t *testing.T) {
+	notifier := func(env ...string) map[string]string {
+		t.Helper()
+		out, stderr, err := compose(t, append([]string{"DEFENDER_ADMIN_PASSWORD=compose-test"}, env...), "config")
+		require.NoError(t, err, "docker-compose config:\n%s", stderr)
+		var cfg composeConfig
+		require.NoError(t, yaml.Unmarshal(out, &cfg))
+		if len(env) == 0 {
+			assert.Equal(t, []any{"--smtp", "0.0.0.0:587"}, cfg.Services["mailpit"].Command, "mailpit's SMTP on 587")
+			assert.Contains(t, cfg.Services["notifier"].DependsOn, "mailpit")
+		}
+		return cfg.Services["notifier"].Environment
+	}
+	catcher := notifier()
+	assert.Equal(t, "mailpit", catcher["DEFENDER_SMTP_HOST"])
+	assert.Empty(t, catcher["DEFENDER_SMTP_PORT"], "the TLS mode's port: 587, mailpit's")
+	assert.Equal(t, "opportunistic", catcher["DEFENDER_SMTP_TLS"], "plain text to mailpit, which offers no STARTTLS; never a login in clear")
+	assert.Equal(t, "true", catcher["DEFENDER_MAIL_TO_USERNAME"], "an address to mail without a site to look it up")
+
+	relay := notifier("DEFENDER_SMTP_HOST=smtp.example.com")
+	assert.Equal(t, "smtp.example.com", relay["DEFENDER_SMTP_HOST"])
+	assert.Empty(t, relay["DEFENDER_SMTP_PORT"], "no catcher's port left behind: 587 for STARTTLS")
+	assert.NotEqual(t, "none", relay["DEFENDER_SMTP_TLS"], "STARTTLS whenever the relay offers it")
+
+	set := notifier("DEFENDER_SMTP_HOST=smtp.example.com", "DEFENDER_SMTP_TLS=tls", "DEFENDER_SMTP_PORT=2465", "DEFENDER_MAIL_TO_USERNAME=false")
+	assert.Equal(t, "tls", set["DEFENDER_SMTP_TLS"])
+	assert.Equal(t, "2465", set["DEFENDER_SMTP_PORT"])
+	assert.Equal(t, "false", set["DEFENDER_MAIL_TO_USERNAME"])
 }
 
 // The admin never runs without a password: compose refuses to start

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs defender on this machine until Ctrl-C.
 #   ./scripts/run.sh              the whole pipeline (scripts/stack.sh): Redis, ClickHouse,
-#                                 the gate service with embedded NATS, the recorder, the admin
-#                                 and the example login site
+#                                 the gate service with embedded NATS, the recorder, the admin,
+#                                 the example login site, and the notifier with its mail
+#                                 catcher (mailpit), which shows the lockout mails
 #   ./scripts/run.sh --site-only  the example login site alone, counting failures in memory
 #                                 (or in Redis when DEFENDER_REDIS_URL is set); also
 #                                 DEFENDER_SITE_ONLY=1; port STACK_SITE_PORT (8000), binary
@@ -13,7 +14,7 @@ case "${1:-}" in
 --site-only) site_only=1 ;;
 "") site_only="${DEFENDER_SITE_ONLY:-}" ;;
 -h | --help)
-	sed -n '2,9s/^# \{0,1\}//p' "$0"
+	sed -n '2,10s/^# \{0,1\}//p' "$0"
 	exit 0
 	;;
 *)

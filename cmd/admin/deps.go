@@ -126,7 +126,10 @@ func (d *deps) openNATS(ctx context.Context, cfg *Config, log *slog.Logger, reg 
 	}
 	d.nc = nc
 	if _, err := js.Stream(cctx, events.StreamName); errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := events.EnsureStream(cctx, js, cfg.Events.Stream()); err != nil {
+		// Create only, never update: the stream's limits are the gates'
+		// to set, and the README's admin user may create it, not change
+		// it. A gate that created it meanwhile wins.
+		if _, err := js.CreateStream(cctx, cfg.Events.Stream().JetStream()); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("create stream %s: %w", events.StreamName, err)
 		}
 	} else if err != nil {

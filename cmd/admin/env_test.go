@@ -74,24 +74,30 @@ func clickHouseDSN(t *testing.T) string {
 
 // env is a running admin with its servers.
 type env struct {
-	t       *testing.T
-	cfg     *Config
-	srv     *Server
-	http    *httptest.Server
-	deps    *deps
-	live    *Live
-	nats    *testenv.NATSServer
-	redis   *testenv.RedisServer
-	gate    *gate.Gate // a separate gate on the same Redis, as a login service would hold
-	ch      driver.Conn
-	lookup  func(string) (string, bool)
-	subjPfx events.Subjects
+	t    *testing.T
+	cfg  *Config
+	srv  *Server
+	http *httptest.Server
+	deps *deps
+	live *Live
+	nats *testenv.NATSServer
+	// natsTest is the URL of the test's own connections.
+	natsTest string
+	redis    *testenv.RedisServer
+	gate     *gate.Gate // a separate gate on the same Redis, as a login service would hold
+	ch       driver.Conn
+	lookup   func(string) (string, bool)
+	subjPfx  events.Subjects
 }
 
 type envOpts struct {
-	noNATS  bool
-	observe bool              // DEFENDER_MODE=observe, as the gates
-	vars    map[string]string // more settings, as the gates'
+	noNATS bool
+	// readmeNATS runs NATS with the README's users and permissions
+	// (testenv.NATSAsREADME), the admin as its user "admin", on the
+	// default subject prefix.
+	readmeNATS bool
+	observe    bool              // DEFENDER_MODE=observe, as the gates
+	vars       map[string]string // more settings, as the gates'
 }
 
 // newEnv starts Redis, NATS and ClickHouse and an admin server over them.
@@ -112,12 +118,20 @@ func newEnv(t *testing.T, o envOpts) *env {
 		vars["DEFENDER_MODE"] = "observe"
 	}
 	maps.Copy(vars, o.vars)
-	if !o.noNATS {
+	e.subjPfx = events.Subjects{Prefix: "dt"}
+	switch {
+	case o.readmeNATS:
+		e.nats = testenv.NATSAsREADME(t)
+		e.natsTest = e.nats.UserURL(testenv.Inspector)
+		vars["DEFENDER_NATS_URL"] = e.nats.UserURL("admin")
+		vars["DEFENDER_SUBJECT_PREFIX"] = events.DefaultPrefix
+		e.subjPfx = events.Subjects{}
+	case !o.noNATS:
 		e.nats = testenv.NATS(t)
+		e.natsTest = e.nats.URL
 		vars["DEFENDER_NATS_URL"] = e.nats.URL
 	}
 	e.lookup = func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
-	e.subjPfx = events.Subjects{Prefix: "dt"}
 
 	fs, cfg := newFlagSet("test", io.Discard, e.lookup)
 	require.NoError(t, fs.Parse(nil))
@@ -293,7 +307,7 @@ func (e *env) insertBlockOf(ts time.Time, kind, subject string, blocked bool, un
 // subscribe collects block and unblock events published on NATS.
 func (e *env) subscribe(subject string) chan *nats.Msg {
 	e.t.Helper()
-	nc, err := nats.Connect(e.nats.URL)
+	nc, err := nats.Connect(e.natsTest)
 	require.NoError(e.t, err)
 	e.t.Cleanup(nc.Close)
 	ch := make(chan *nats.Msg, 64)

@@ -154,6 +154,12 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		g, err := gate.ConfigFromEnv(lookup)
 		r.Add(err)
 		c.Gate = g
+		// Without the gates' key the unlock's device token is signed
+		// with a random one: no gate believes it, and the browser that
+		// unlocked is locked out again by the attacker's next failures.
+		if g.SmartLockout && len(g.DeviceKey) == 0 {
+			r.Errorf("DEFENDER_DEVICE_KEY", "required with DEFENDER_SMART_LOCKOUT=true and DEFENDER_UNLOCK_ADDR: set the gates' key, so that the browser that unlocks becomes a device the gates know")
+		}
 	}
 
 	if v, ok := r.Get("DEFENDER_WEBHOOK_URLS"); ok {

@@ -31,8 +31,12 @@ func TestConfigFromEnv(t *testing.T) {
 		"DEFENDER_WEBHOOK_URLS":     "https://ops.example/hook,slack=https://hooks.slack.com/services/T/B/X",
 		"DEFENDER_WEBHOOK_SECRETS":  "0123456789abcdef",
 		"DEFENDER_WEBHOOK_INTERVAL": "10s",
+		"DEFENDER_SMART_LOCKOUT":    "true",
+		"DEFENDER_DEVICE_KEY":       "the-gates-device-key",
 	}))
 	require.NoError(t, err)
+	assert.True(t, c.Gate.SmartLockout)
+	assert.Equal(t, []byte("the-gates-device-key"), c.Gate.DeviceKey, "the unlock signs device tokens with the gates' key")
 	assert.Zero(t, c.SMTP.Port, "unset: the mail package takes it from the TLS mode, 465 for implicit TLS")
 	assert.Equal(t, "starttls", c.SMTP.TLS, "STARTTLS required unless told otherwise")
 	assert.Equal(t, 2*time.Hour, c.MailEvery)
@@ -61,6 +65,9 @@ func TestConfigRefuses(t *testing.T) {
 		"bad duration":        {map[string]string{"DEFENDER_MAIL_EVERY": "soon"}, "DEFENDER_MAIL_EVERY"},
 		"bad port":            {map[string]string{"DEFENDER_SMTP_PORT": "70000"}, "DEFENDER_SMTP_PORT"},
 		"bad bool":            {map[string]string{"DEFENDER_MAIL_TO_USERNAME": "maybe"}, "DEFENDER_MAIL_TO_USERNAME"},
+		"smart lockout without the device key": {map[string]string{"DEFENDER_SMTP_HOST": "m", "DEFENDER_MAIL_FROM": "a@b.example",
+			"DEFENDER_MAIL_TO_USERNAME": "true", "DEFENDER_UNLOCK_ADDR": ":9200", "DEFENDER_UNLOCK_URL": "https://a.example/u",
+			"DEFENDER_UNLOCK_KEYS": key32, "DEFENDER_SMART_LOCKOUT": "true"}, "DEFENDER_DEVICE_KEY"},
 	} {
 		kv := base()
 		for k, v := range tc.set {

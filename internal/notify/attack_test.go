@@ -144,16 +144,17 @@ func TestAttackPoisonEventsStallTheConsumer(t *testing.T) {
 }
 
 // slowHook is a webhook endpoint that takes d to answer each call, and
-// counts the calls and their sizes.
+// counts the calls, their sizes and the events they carry.
 type slowHook struct {
 	*httptest.Server
 	mu    sync.Mutex
 	calls []int // blocks per call
 	at    []time.Time
+	ids   map[string]int // calls per event id
 }
 
 func newSlowHook(t *testing.T, d time.Duration) *slowHook {
-	h := &slowHook{}
+	h := &slowHook{ids: map[string]int{}}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var call struct{ Blocks []events.Block }
@@ -161,11 +162,21 @@ func newSlowHook(t *testing.T, d time.Duration) *slowHook {
 		h.mu.Lock()
 		h.calls = append(h.calls, len(call.Blocks))
 		h.at = append(h.at, time.Now())
+		for _, b := range call.Blocks {
+			h.ids[b.ID]++
+		}
 		h.mu.Unlock()
 		time.Sleep(d)
 	}))
 	t.Cleanup(h.Close)
 	return h
+}
+
+// delivered is how many calls carried event id.
+func (h *slowHook) delivered(id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ids[id]
 }
 
 func hooksTo(t *testing.T, u string, interval time.Duration) *webhook.Sender {

@@ -71,10 +71,20 @@ type claims struct {
 // URL is the unlock link for username's block event eventID, a block
 // that ends at until, valid for the links' ttl from now. It lifts that
 // block only: not one that replaced it (an admin's, or the attacker's
-// next).
+// next). It is "" when the username is too long for a link that the
+// page would take (maxToken).
 func (l *Links) URL(username, eventID string, until time.Time) string {
-	return l.base + "?t=" + l.token(claims{User: username, Event: eventID, Until: until.UnixMilli(), Expires: l.now().Add(l.ttl).Unix()})
+	t := l.token(claims{User: username, Event: eventID, Until: until.UnixMilli(), Expires: l.now().Add(l.ttl).Unix()})
+	if len(t) > maxToken {
+		return ""
+	}
+	return l.base + "?t=" + t
 }
+
+// maxToken is the longest token the page takes: a username of over 2,000
+// bytes or so makes none (the gates cut usernames to
+// DEFENDER_MAX_USERNAME_LENGTH, 255 characters by default).
+const maxToken = 4096
 
 func (l *Links) token(c claims) string {
 	payload, _ := json.Marshal(c) // strings and an int: cannot fail
@@ -92,7 +102,7 @@ func sign(key []byte, payload string) []byte {
 // has not expired.
 func (l *Links) check(token string) (claims, error) {
 	p, s, ok := strings.Cut(token, ".")
-	if !ok || len(token) > 4096 {
+	if !ok || len(token) > maxToken {
 		return claims{}, ErrLinkInvalid
 	}
 	mac, err := base64.RawURLEncoding.DecodeString(s)

@@ -32,6 +32,10 @@ func TestLinks(t *testing.T) {
 	c, err := l.check(tokenOf(t, link))
 	require.NoError(t, err)
 	assert.Equal(t, claims{User: "alice", Event: "ev1", Until: until.UnixMilli(), Expires: now.Add(15 * time.Minute).Unix()}, c)
+	long := strings.Repeat("a", 2000)
+	_, err = l.check(tokenOf(t, l.URL(long, "ev1", until)))
+	assert.NoError(t, err, "a name of 2,000 bytes still fits")
+	assert.Empty(t, l.URL(long+long, "ev1", until), "none for a name whose token the page would refuse")
 
 	// Rotation: the new key signs, the old one still verifies.
 	rotated, err := NewLinks([][]byte{newKey, oldKey}, 15*time.Minute, "https://shop.example/defender/unlock")

@@ -4,12 +4,14 @@
 // most once per user per interval, with a link that lifts the block) and
 // alerts the admins by webhook.
 //
-// Delivery: an event is acknowledged once its mail and its webhook calls
-// are done or given up on; until then NATS redelivers it (to any
-// instance). What each event has done is kept in a key-value bucket
-// (DEFENDER_NOTIFY_DONE) by event id, so a redelivered event, or one whose
-// instance died after sending, is not sent again: at most the one mail in
-// flight when an instance died goes twice, with the same Message-ID.
+// Delivery: an event's mail and its webhook calls go independently (the
+// admins hear of a block whose mail cannot go yet); the event is
+// acknowledged once both are done or given up on; until then NATS
+// redelivers it (to any instance). What each event has done is kept in a
+// key-value bucket (DEFENDER_NOTIFY_DONE) by event id, so a redelivered
+// event, or one whose instance died after sending, is not sent again: at
+// most the one mail in flight when an instance died goes twice, with the
+// same Message-ID.
 package notify
 
 import (
@@ -69,8 +71,8 @@ type Options struct {
 	MailToUsername bool
 	// MailEvery is the least time between two mails to one user.
 	MailEvery time.Duration
-	// MailsPerHour caps the mails of every instance together in one
-	// clock hour (0: no cap).
+	// MailsPerHour caps the mails sent by every instance together in one
+	// clock hour (0: no cap); a send that fails takes none of it.
 	MailsPerHour int
 	// Links makes unlock links for the mails; nil: none.
 	Links *Links
@@ -240,41 +242,56 @@ func (n *Notifier) handle(ctx context.Context, msg jetstream.Msg) {
 }
 
 // notify mails and calls the webhooks for b, each at most once per event.
+// The two go their own ways: the admins hear of a block while its mail
+// cannot go (SMTP or the address lookup down), and a retry of the mail
+// calls no webhook again. It returns once both are done or given up on,
+// with the error of either, which leaves the event for a retry.
 func (n *Notifier) notify(ctx context.Context, b *events.Block) error {
-	did := false
-	if n.o.Mail != nil && b.Kind == string(gate.KindUsername) {
-		key := "mail_" + digest(b.ID)
-		done, err := n.isDone(ctx, key)
-		if err != nil {
-			return err
-		}
-		if !done {
-			if err := n.mailUser(ctx, b, key); err != nil {
-				return err
-			}
-			did = true
-		}
+	type result struct {
+		did bool
+		err error
 	}
+	var hooked chan result
 	if n.o.Hooks != nil {
-		key := "hook_" + digest(b.ID)
-		done, err := n.isDone(ctx, key)
-		if err != nil {
-			return err
-		}
-		if !done {
-			if err := n.o.Hooks.Deliver(ctx, *b); err != nil {
-				return err
-			}
-			n.remember(ctx, key)
-			did = true
-		}
+		hooked = make(chan result, 1)
+		go func() {
+			did, err := n.once(ctx, "hook_"+digest(b.ID), func(key string) error {
+				if err := n.o.Hooks.Deliver(ctx, *b); err != nil {
+					return err
+				}
+				n.remember(ctx, key)
+				return nil
+			})
+			hooked <- result{did, err}
+		}()
 	}
-	if did {
+	var mailed result
+	if n.o.Mail != nil && b.Kind == string(gate.KindUsername) {
+		mailed.did, mailed.err = n.once(ctx, "mail_"+digest(b.ID), func(key string) error { return n.mailUser(ctx, b, key) })
+	}
+	var hook result
+	if hooked != nil {
+		hook = <-hooked
+	}
+	if err := errors.Join(mailed.err, hook.err); err != nil {
+		return err
+	}
+	if mailed.did || hook.did {
 		n.m.events.WithLabelValues("done").Inc()
 	} else {
 		n.m.events.WithLabelValues("duplicate").Inc()
 	}
 	return nil
+}
+
+// once runs do(key) unless the bucket says the work of key was done, and
+// reports whether it ran; do marks key done once its work is.
+func (n *Notifier) once(ctx context.Context, key string, do func(key string) error) (bool, error) {
+	done, err := n.isDone(ctx, key)
+	if err != nil || done {
+		return false, err
+	}
+	return true, do(key)
 }
 
 // isDone reports whether the bucket says the work of key was done.
@@ -342,17 +359,13 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	} else if !taken {
 		return n.settled(ctx, key, "rate_limited_user")
 	}
-	if ok, err := n.hourly(ctx); err != nil {
-		return err
-	} else if !ok {
-		n.log.Warn("mail cap reached for this hour: a blocked user is not mailed", "cap", n.o.MailsPerHour, "event", b.ID)
-		return n.settled(ctx, key, "rate_limited_global")
-	}
 	m := mail.Message{To: to, Username: user, IP: b.IP, Failures: b.Failures, Time: b.Time, Until: b.Until, EventID: b.ID}
 	if n.o.Links != nil && !b.Permanent && b.Until != nil {
 		// A permanent block is the operator's policy: its mail says to
 		// ask them, and carries no link.
-		m.UnlockURL, m.UnlockTTL = n.o.Links.URL(user, b.ID, *b.Until), n.o.Links.TTL()
+		if u := n.o.Links.URL(user, b.ID, *b.Until); u != "" {
+			m.UnlockURL, m.UnlockTTL = u, n.o.Links.TTL()
+		}
 	}
 	n.sending.Lock()
 	defer n.sending.Unlock()
@@ -366,7 +379,20 @@ func (n *Notifier) mailUser(ctx context.Context, b *events.Block, key string) er
 	} else if done {
 		return nil
 	}
+	// The hour's cap is taken by a mail about to go, and given back if it
+	// does not go: sends that fail while SMTP is down, and their retries,
+	// take none of it.
+	hour := hourKey(time.Now())
+	if ok, err := n.countHour(ctx, hour, 1); err != nil {
+		return err
+	} else if !ok {
+		n.log.Warn("mail cap reached for this hour: a blocked user is not mailed", "cap", n.o.MailsPerHour, "event", b.ID)
+		return n.settled(ctx, key, "rate_limited_global")
+	}
 	if err := n.o.Mail.Send(ctx, m); err != nil {
+		if _, gerr := n.countHour(ctx, hour, -1); gerr != nil {
+			n.log.Warn("could not give back a unit of the hourly mail cap", "err", gerr)
+		}
 		if mail.Permanent(err) {
 			n.log.Warn("mail refused for good; not retried", "event", b.ID, "err", err)
 			return n.settled(ctx, key, "rejected")
@@ -426,18 +452,23 @@ func (n *Notifier) address(ctx context.Context, user string) (string, bool, erro
 	return user, true, nil
 }
 
-// hourly takes one mail of this clock hour's cap, shared by every
-// instance (a counter updated with compare-and-set); false when the cap
-// is reached.
-func (n *Notifier) hourly(ctx context.Context) (bool, error) {
+// hourKey names the counter of t's clock hour in BucketHours.
+func hourKey(t time.Time) string { return "h_" + strconv.FormatInt(t.Unix()/3600, 10) }
+
+// countHour adds delta to the mails counted under key, shared by every
+// instance (a counter updated with compare-and-set): 1 takes a mail of
+// the hour's cap, false when the cap is reached; -1 gives one back.
+func (n *Notifier) countHour(ctx context.Context, key string, delta int) (bool, error) {
 	if n.o.MailsPerHour <= 0 {
 		return true, nil
 	}
-	key := "h_" + strconv.FormatInt(time.Now().Unix()/3600, 10)
 	for range 20 {
 		e, err := n.hours.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			if _, err := n.hours.Create(ctx, key, []byte("1")); err == nil {
+			if delta < 0 {
+				return true, nil // the hour is gone
+			}
+			if _, err := n.hours.Create(ctx, key, []byte(strconv.Itoa(delta))); err == nil {
 				return true, nil
 			} else if !errors.Is(err, jetstream.ErrKeyExists) {
 				return false, fmt.Errorf("count the hour's mails: %w", err)
@@ -447,10 +478,10 @@ func (n *Notifier) hourly(ctx context.Context) (bool, error) {
 			return false, fmt.Errorf("count the hour's mails: %w", err)
 		}
 		count, _ := strconv.Atoi(string(e.Value()))
-		if count >= n.o.MailsPerHour {
+		if delta > 0 && count+delta > n.o.MailsPerHour {
 			return false, nil
 		}
-		if _, err := n.hours.Update(ctx, key, []byte(strconv.Itoa(count+1)), e.Revision()); err == nil {
+		if _, err := n.hours.Update(ctx, key, []byte(strconv.Itoa(max(0, count+delta))), e.Revision()); err == nil {
 			return true, nil
 		}
 	}
@@ -519,6 +550,12 @@ const maxDeadLetters = 200
 
 // DeadLetters reads the newest webhook calls given up on (maxDeadLetters
 // at most), oldest first (none when the bucket does not exist yet).
+//
+// It reads without a consumer: the keys are the subjects the bucket's
+// stream info lists, the values direct gets. A reader allowed only
+// $JS.API.STREAM.INFO.KV_DEFENDER_NOTIFY_DEAD and
+// $JS.API.DIRECT.GET.KV_DEFENDER_NOTIFY_DEAD.> (the admin, in the
+// README's NATS permissions) reads them, and changes nothing.
 func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLetter, error) {
 	kv, err := js.KeyValue(ctx, BucketDead)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -526,13 +563,18 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLet
 	} else if err != nil {
 		return nil, fmt.Errorf("open %s: %w", BucketDead, err)
 	}
-	keys, err := kv.ListKeys(ctx)
+	st, err := js.Stream(ctx, "KV_"+BucketDead)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", BucketDead, err)
+	}
+	prefix := "$KV." + BucketDead + "."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", BucketDead, err)
 	}
 	var names []string
-	for k := range keys.Keys() {
-		names = append(names, k)
+	for subject := range info.State.Subjects {
+		names = append(names, strings.TrimPrefix(subject, prefix))
 	}
 	// Keys start with the time in ns (19 digits until 2286): the newest
 	// sort last.
@@ -544,7 +586,7 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream) ([]webhook.DeadLet
 	for _, k := range names {
 		e, err := kv.Get(ctx, k)
 		if err != nil {
-			continue // expired meanwhile
+			continue // expired meanwhile, or deleted
 		}
 		var dl webhook.DeadLetter
 		if err := json.Unmarshal(e.Value(), &dl); err == nil {

@@ -57,24 +57,35 @@ func TestOneMailPerBlock(t *testing.T) {
 	assert.Len(t, r.mailsTo("alice@example.com"), 1, "at most one mail per user per hour")
 }
 
-// TestMailAgainAfterTheWindow: once DEFENDER_MAIL_EVERY has passed, the
-// next block mails again.
+// TestMailAgainAfterTheWindow: a second block within DEFENDER_MAIL_EVERY
+// mails nothing; once the window has passed, the next block mails again.
 func TestMailAgainAfterTheWindow(t *testing.T) {
-	r := newRig(t, func(o *notify.Options) { o.MailEvery = time.Second })
+	const every = 3 * time.Second
+	r := newRig(t, func(o *notify.Options) { o.MailEvery = every })
 	r.lookup.add("bob", "bob@example.com")
+	start := time.Now()
 	r.fail(t, "bob", 5)
 	r.settled(t)
 	require.Len(t, r.mailsTo("bob@example.com"), 1)
-	// Blocked again, from new addresses each time, until the window has
-	// passed and a block mails.
-	deadline := time.Now().Add(20 * time.Second)
-	for round := 1; len(r.mailsTo("bob@example.com")) < 2; round++ {
-		require.True(t, time.Now().Before(deadline), "a block after the window mails again")
-		time.Sleep(300 * time.Millisecond)
+	// blockAgain lifts bob's block and blocks him again, from new
+	// addresses each round.
+	round := 0
+	blockAgain := func() {
+		round++
 		_, err := r.gate.Unblock(context.Background(), gate.KindUsername, "bob")
 		require.NoError(t, err)
 		r.failFrom(t, "bob", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(round*5 + i)}) })
 		r.settled(t)
+	}
+	blockAgain()
+	require.Less(t, time.Since(start), every, "the second block came within the window (too slow a machine?)")
+	assert.Equal(t, 1, len(r.mailsTo("bob@example.com")), "no second mail within the window")
+	// Blocked again until the window has passed and a block mails.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(r.mailsTo("bob@example.com")) < 2 {
+		require.True(t, time.Now().Before(deadline), "a block after the window mails again")
+		time.Sleep(300 * time.Millisecond)
+		blockAgain()
 	}
 	assert.Len(t, r.mailsTo("bob@example.com"), 2)
 }
@@ -121,10 +132,15 @@ func TestUnlockLinkWorksOnce(t *testing.T) {
 
 	res, body = post(t, r.unlock.URL+"/unlock", token)
 	assert.Equal(t, http.StatusOK, res.StatusCode)
-	assert.Contains(t, body, "unlocked")
+	assert.Contains(t, body, "<h1>Your account is unlocked</h1>")
 	assert.False(t, blocked(), "the user gets in from elsewhere")
 	d := r.gate.Check(context.Background(), gate.Attempt{IP: ipOf(4), Username: "someone else"})
 	assert.False(t, d.Allowed, "the addresses that failed stay blocked")
+	// And the page says so: the account's lock is lifted, the address's
+	// may not be.
+	assert.Contains(t, body, "The lock on this account is lifted.")
+	assert.Contains(t, body, "If sign-in is still refused from this network, its address is blocked as well")
+	assert.NotContains(t, body, "You can sign in again", "not a promise the address's block may break")
 
 	res, body = post(t, r.unlock.URL+"/unlock", token)
 	assert.Equal(t, http.StatusConflict, res.StatusCode, "a link works once")
@@ -138,24 +154,35 @@ func TestUnlockLinkWorksOnce(t *testing.T) {
 	assert.Equal(t, string(gate.ReasonUser), unblocks[0].Reason)
 }
 
-// TestHostileUsernameMail: a username that carries headers or markup
-// reaches the mail's body escaped, never its headers.
+// TestHostileUsernameMail: a block event whose username carries CR/LF
+// and a header, markup and 10 KB of name reaches the notifier as
+// published (straight on the block subject: a gate would have folded the
+// line breaks), and the mail it makes holds the name in its bodies only,
+// cleaned, escaped and cut.
 func TestHostileUsernameMail(t *testing.T) {
 	r := newRig(t, nil)
-	user := "eve\r\nBcc: victim@example.com\r\n<script>alert(1)</script>"
-	subject, err := r.gate.Subject(gate.KindUsername, user)
-	require.NoError(t, err)
-	r.lookup.add(subject, "eve@example.com") // as the gate names the user
-	r.fail(t, user, 5)
+	user := "eve\r\nBcc: victim@example.com\r\n<script>alert(1)</script>" + strings.Repeat("x", 10<<10)
+	r.lookup.add(user, "eve@example.com")
+	r.publishBlock(t, nil, user)
 	r.settled(t)
 	got := r.mailsTo("eve@example.com")
 	require.Len(t, got, 1)
-	assert.Empty(t, got[0].Header("Bcc"))
-	assert.Equal(t, []string{"eve@example.com"}, got[0].To)
-	_, html, ok := strings.Cut(string(got[0].Data), "Content-Type: text/html")
-	require.True(t, ok, "an HTML part")
-	assert.NotContains(t, html, "<script>", "markup in the name is escaped")
-	assert.Contains(t, html, "&lt;script&gt;")
+	assert.Len(t, r.smtp.Messages(), 1, "nobody else is mailed")
+	m := got[0].Parse(t)
+	assert.Empty(t, m.Header["Bcc"])
+	for _, piece := range []string{"victim", "script", "xxxx"} {
+		assert.NotContains(t, m.RawHeader, piece, "the username reached a header")
+	}
+	assert.Contains(t, m.Text, `"eveBcc: victim@example.com<script>alert(1)</script>xxx`, "line breaks dropped, in the text part")
+	assert.NotContains(t, m.Text, "\r", "mail line ends are CRLF, so a lone CR is the name's")
+	for _, line := range strings.Split(m.Text, "\n") {
+		assert.False(t, strings.HasPrefix(line, "Bcc:"), "a line of the name's own: %q", line)
+	}
+	assert.NotContains(t, m.HTML, "<script>", "markup in the name is escaped")
+	assert.Contains(t, m.HTML, "&lt;script&gt;")
+	assert.NotContains(t, m.Text, strings.Repeat("x", 1000), "a 10 KB name is cut")
+	assert.Empty(t, linkOf(got[0]), "no link: its token would be longer than the unlock page takes")
+	assert.Less(t, len(got[0].Data), 10<<10, "the mail is not the name's size")
 }
 
 func get(t *testing.T, u string) (*http.Response, string) {
@@ -411,5 +438,62 @@ func TestUnlockWhenNotLocked(t *testing.T) {
 		res, body := post(t, r.unlock.URL+"/unlock", link.Query().Get("t"))
 		assert.Equal(t, http.StatusOK, res.StatusCode)
 		assert.Contains(t, body, "Your account is not locked")
+	}
+}
+
+// TestExpiredUnlockLink: a link past its time, for a block still on,
+// gets a page that says so on its GET (no button) and on the button's
+// POST, and changes nothing.
+func TestExpiredUnlockLink(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := newRig(t, func(o *notify.Options) { o.Registerer = reg })
+	r.failFrom(t, "hank", 5, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}) })
+	blocks := r.blockEvents(t, "hank")
+	require.Len(t, blocks, 1)
+	// The rig's key, a link valid for a second (expiries are whole
+	// seconds: it is over within two).
+	short, err := notify.NewLinks([][]byte{rigKey}, time.Second, r.unlock.URL+"/unlock")
+	require.NoError(t, err)
+	link := short.URL("hank", blocks[0].ID, *blocks[0].Until)
+	time.Sleep(2 * time.Second)
+
+	res, body := get(t, link)
+	assert.Equal(t, http.StatusGone, res.StatusCode)
+	assert.Contains(t, body, "<h1>This link does not work</h1>")
+	assert.Contains(t, body, "The link has expired.")
+	assert.NotContains(t, body, `id="unlock"`, "no button")
+	res, body = post(t, r.unlock.URL+"/unlock", tokenIn(t, link))
+	assert.Equal(t, http.StatusGone, res.StatusCode)
+	assert.Contains(t, body, "The link has expired.")
+
+	home := gate.Attempt{IP: netip.MustParseAddr("192.0.2.12"), Username: "hank"}
+	assert.False(t, r.gate.Check(context.Background(), home).Allowed, "still locked")
+	assert.Equal(t, 2.0, testenv.Metric(t, reg, "defender_notifier_unlocks_total", "result", "expired"))
+	assert.Zero(t, testenv.Metric(t, reg, "defender_notifier_unlocks_total", "result", "unlocked"))
+	assert.Empty(t, readBlocks(t, r.js, events.Subjects{}.Unblock("username"), "hank"), "no unblock published")
+}
+
+// TestMailToUsername: without a lookup, the opt-in
+// (DEFENDER_MAIL_TO_USERNAME) mails a username that is a bare address,
+// and no other; without the opt-in, a username that looks like an address
+// gets no mail: an attacker would choose whom the site mails.
+func TestMailToUsername(t *testing.T) {
+	for _, optIn := range []bool{true, false} {
+		t.Run("opt-in "+strconv.FormatBool(optIn), func(t *testing.T) {
+			r := newRig(t, func(o *notify.Options) { o.Lookup, o.MailToUsername = nil, optIn })
+			for _, user := range []string{"ines@example.com", "ines", "Ines <victim@example.com>", "a@b@example.com"} {
+				r.publishBlock(t, nil, user)
+			}
+			r.settled(t)
+			var to []string
+			for _, m := range r.smtp.Messages() {
+				to = append(to, m.To...)
+			}
+			if optIn {
+				assert.Equal(t, []string{"ines@example.com"}, to, "only the username that is a bare address")
+			} else {
+				assert.Empty(t, to, "no mail without the opt-in")
+			}
+		})
 	}
 }

@@ -29,8 +29,11 @@ import (
 // rig is the whole path of a notification, real servers only: a gate on
 // a real Redis publishing to an embedded NATS JetStream, the notifier,
 // an in-process SMTP server, the site's address lookup and the unlock
-// page, each on its own port.
+// page (with a gate of its own on the same Redis, as cmd/notifier runs
+// it), each on its own port.
 type rig struct {
+	// js reads and publishes for the test itself (the inspector's
+	// connection under the README's permissions).
 	js     jetstream.JetStream
 	gate   *gate.Gate
 	smtp   *testenv.SMTPServer
@@ -43,24 +46,41 @@ type rig struct {
 	stop func()
 }
 
-// rigKey signs the rig's unlock links.
-var rigKey = []byte("0123456789abcdef0123456789abcdef")
+// rigKey signs the rig's unlock links; rigDeviceKey the gates' device
+// tokens, as every gate and the notifier share it.
+var (
+	rigKey       = []byte("0123456789abcdef0123456789abcdef")
+	rigDeviceKey = []byte("rig-device-key-0123456789")
+)
 
-// newRig starts it all; tune adjusts the notifier's options before it
-// starts, gateTune the gate's configuration.
+// rigNATS are the JetStream connections of a rig's parts.
+type rigNATS struct {
+	gate, notifier, test jetstream.JetStream
+}
+
+// newRig starts it all on one NATS server without permissions; tune
+// adjusts the notifier's options before it starts, gateTune the gates'
+// configuration.
 func newRig(t *testing.T, tune func(*notify.Options), gateTune ...func(*gate.Config)) *rig {
 	t.Helper()
-	ctx := context.Background()
-	ns := testenv.NATS(t)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, js, err := events.Connect(cctx, ns.URL, "notify-test", nats.ReconnectWait(50*time.Millisecond))
+	nc, js, err := events.Connect(ctx, testenv.NATS(t).URL, "notify-test", nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	_, err = events.EnsureStream(cctx, js, events.StreamConfig{})
+	return newRigOn(t, rigNATS{gate: js, notifier: js, test: js}, tune, gateTune...)
+}
+
+// newRigOn is newRig with each part on its own connection.
+func newRigOn(t *testing.T, conns rigNATS, tune func(*notify.Options), gateTune ...func(*gate.Config)) *rig {
+	t.Helper()
+	ctx := context.Background()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := events.EnsureStream(cctx, conns.gate, events.StreamConfig{})
 	require.NoError(t, err)
 
-	r := &rig{js: js, smtp: testenv.SMTP(t, testenv.SMTPOptions{}), lookup: newLookupSite(t), from: "Defender <no-reply@example.com>"}
+	r := &rig{js: conns.test, smtp: testenv.SMTP(t, testenv.SMTPOptions{}), lookup: newLookupSite(t), from: "Defender <no-reply@example.com>"}
 	// The unlock page's URL is needed before the page exists.
 	var page http.Handler = http.NotFoundHandler()
 	var pageMu sync.Mutex
@@ -83,7 +103,7 @@ func newRig(t *testing.T, tune func(*notify.Options), gateTune ...func(*gate.Con
 	if tune != nil {
 		tune(&o)
 	}
-	r.n, err = notify.New(cctx, js, o)
+	r.n, err = notify.New(cctx, conns.notifier, o)
 	require.NoError(t, err)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 2)
@@ -104,22 +124,29 @@ func newRig(t *testing.T, tune func(*notify.Options), gateTune ...func(*gate.Con
 	}
 	t.Cleanup(r.stop)
 
-	// The gate whose blocks the notifier hears about.
-	pub, err := events.NewPublisher(js, events.PublisherOptions{Gate: "test", Logger: log})
-	require.NoError(t, err)
+	// The gate whose blocks the notifier hears about, and the unlock
+	// page's, which publishes the unblocks through the notifier's
+	// connection.
 	rs := testenv.Redis(t)
 	cfg := gate.DefaultConfig()
+	cfg.DeviceKey = rigDeviceKey
 	for _, f := range gateTune {
 		f(&cfg)
 	}
-	r.gate, err = gate.New(cfg, gate.NewRedisStore(rs.Client(), cfg.KeyPrefix, cfg.Policy()), gate.WithEmitter(pub), gate.WithLogger(log))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		require.NoError(t, r.gate.Close(ctx))
-		require.NoError(t, pub.Close(ctx))
-	})
+	newGate := func(js jetstream.JetStream, name string) *gate.Gate {
+		pub, err := events.NewPublisher(js, events.PublisherOptions{Gate: name, Logger: log})
+		require.NoError(t, err)
+		g, err := gate.New(cfg, gate.NewRedisStore(rs.Client(), cfg.KeyPrefix, cfg.Policy()), gate.WithEmitter(pub), gate.WithLogger(log))
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			require.NoError(t, g.Close(ctx))
+			require.NoError(t, pub.Close(ctx))
+		})
+		return g
+	}
+	r.gate = newGate(conns.gate, "test")
 	pageMu.Lock()
-	page = r.n.UnlockPage(r.gate)
+	page = r.n.UnlockPage(newGate(conns.notifier, "notifier"))
 	pageMu.Unlock()
 	return r
 }

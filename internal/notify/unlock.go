@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/defender-go/defender/pkg/gate"
@@ -121,7 +122,7 @@ func (p *UnlockPage) use(w http.ResponseWriter, r *http.Request, token string) {
 	if !slices.Contains(d.BlockedBy, gate.KindUsername) {
 		p.m.unlocks.WithLabelValues("not_locked").Inc()
 		p.render(w, http.StatusOK, page{Title: "Your account is not locked", User: c.User,
-			Message: "There is no lock on it now: you can sign in."})
+			Message: "There is no lock on this account now. " + addressMayBeBlocked})
 		return
 	}
 	if end := time.Now().Add(d.RetryAfter); d.Permanent || end.Sub(time.UnixMilli(c.Until)).Abs() > sameLock {
@@ -156,8 +157,14 @@ func (p *UnlockPage) use(w http.ResponseWriter, r *http.Request, token string) {
 	p.m.unlocks.WithLabelValues("unlocked").Inc()
 	p.log.Info("unlocked by the user", "username", c.User, "event", c.Event)
 	p.render(w, http.StatusOK, page{Title: "Your account is unlocked", User: c.User,
-		Message: "You can sign in again. If you did not cause the failed attempts, change your password."})
+		Message: "The lock on this account is lifted. " + addressMayBeBlocked + " If you did not cause the failed attempts, change your password."})
 }
+
+// addressMayBeBlocked tells why sign-in may still be refused: a link
+// lifts the username's block only, and the failures that locked the
+// account may have blocked the address they came from too.
+const addressMayBeBlocked = "If sign-in is still refused from this network, its address is blocked as well: " +
+	"that block ends by itself after a cool-off period, or you can ask the site for help."
 
 // sameLock is how far the end of the lock on the account may be from the
 // end its link names and still be that lock: the gate and the notifier
@@ -176,7 +183,8 @@ func (p *UnlockPage) refuse(w http.ResponseWriter, c claims, err error) {
 		status, why = http.StatusConflict, "stale"
 	}
 	p.m.unlocks.WithLabelValues(why).Inc()
-	msg := err.Error() + "."
+	// The error's text as a sentence (the errors are ASCII).
+	msg := strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
 	if why != "used" {
 		msg += " Wait until the lock ends, or ask for help."
 	}

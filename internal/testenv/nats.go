@@ -16,6 +16,9 @@ type NATSServer struct {
 	Server *server.Server
 	opts   *server.Options
 	t      testing.TB
+	// violations, when set, keeps the permission violations the server
+	// logs (NATSAsREADME).
+	violations *violationLog
 }
 
 // NATS starts an embedded nats-server with JetStream on a free port and a
@@ -58,6 +61,9 @@ func (n *NATSServer) Start() {
 	s, err := server.NewServer(n.opts)
 	if err != nil {
 		n.t.Fatalf("nats server: %v", err)
+	}
+	if n.violations != nil {
+		s.SetLoggerV2(n.violations, false, false, false)
 	}
 	go s.Start()
 	// A restart recovers the JetStream store, slow under -race on a

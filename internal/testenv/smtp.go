@@ -8,12 +8,16 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"io"
 	"log"
 	"math/big"
+	"mime"
+	"mime/multipart"
 	"net"
 	"net/mail"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +41,74 @@ func (m SMTPMessage) Header(name string) string {
 		return ""
 	}
 	return msg.Header.Get(name)
+}
+
+// SMTPMail is a received message taken apart as a mail client would.
+type SMTPMail struct {
+	Header    mail.Header
+	RawHeader string // the header block as it came over the wire
+	Type      string // the top-level media type
+	// Text and HTML are the bodies of the text/plain and text/html parts,
+	// quoted-printable decoded, with the mail's CRLF line ends made LF:
+	// a CR or LF left is one the message's content carried.
+	Text, HTML string
+}
+
+// Parse takes the message apart, failing the test if it does not parse.
+func (m SMTPMessage) Parse(t testing.TB) SMTPMail {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+	if err != nil {
+		t.Fatalf("mail: %v", err)
+	}
+	head, _, ok := bytes.Cut(m.Data, []byte("\r\n\r\n"))
+	if !ok {
+		t.Fatal("mail: no end of headers")
+	}
+	p := SMTPMail{Header: msg.Header, RawHeader: string(head)}
+	if p.Type, _, err = mime.ParseMediaType(msg.Header.Get("Content-Type")); err != nil {
+		t.Fatalf("mail: Content-Type: %v", err)
+	}
+	if err := p.walk(msg.Header.Get("Content-Type"), msg.Body); err != nil {
+		t.Fatalf("mail: %v", err)
+	}
+	return p
+}
+
+// walk reads the text and HTML parts; multipart's NextPart decodes
+// quoted-printable.
+func (p *SMTPMail) walk(contentType string, body io.Reader) error {
+	media, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(media, "multipart/") {
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			part, err := mr.NextPart()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := p.walk(part.Header.Get("Content-Type"), part); err != nil {
+				return err
+			}
+		}
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	s := strings.ReplaceAll(string(b), "\r\n", "\n")
+	switch media {
+	case "text/plain":
+		p.Text = s
+	case "text/html":
+		p.HTML = s
+	}
+	return nil
 }
 
 // SMTPTLS is how an SMTPServer protects connections.

@@ -93,9 +93,9 @@ func TestOperatorTemplates(t *testing.T) {
 	require.NoError(t, send(t, o, m))
 	msgs := box.Messages()
 	require.Len(t, msgs, 1)
-	p := parse(t, msgs[0].Data)
-	assert.Equal(t, "Custom text for <b>carol</b>: 7 failures.\n", p.text)
-	assert.Equal(t, "<p>Custom HTML for &lt;b&gt;carol&lt;/b&gt;</p>\n", p.html, "still escaped")
+	p := msgs[0].Parse(t)
+	assert.Equal(t, "Custom text for <b>carol</b>: 7 failures.\n", p.Text)
+	assert.Equal(t, "<p>Custom HTML for &lt;b&gt;carol&lt;/b&gt;</p>\n", p.HTML, "still escaped")
 
 	t.Run("one replaced, the other default", func(t *testing.T) {
 		tmpl, err := loadTemplates(textPath, "")

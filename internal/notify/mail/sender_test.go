@@ -1,14 +1,10 @@
 package mail
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"html"
-	"io"
 	"log/slog"
-	"mime"
-	"mime/multipart"
 	netmail "net/mail"
 	"strings"
 	"testing"
@@ -20,57 +16,6 @@ import (
 
 	"github.com/defender-go/defender/internal/testenv"
 )
-
-// parsed is a received mail taken apart as a mail client would.
-type parsed struct {
-	header    netmail.Header
-	rawHeader string // the header block as it came over the wire
-	top       string // the top-level media type
-	text      string
-	html      string
-}
-
-func parse(t *testing.T, raw []byte) parsed {
-	t.Helper()
-	msg, err := netmail.ReadMessage(bytes.NewReader(raw))
-	require.NoError(t, err)
-	head, _, ok := bytes.Cut(raw, []byte("\r\n\r\n"))
-	require.True(t, ok, "no end of headers")
-	p := parsed{header: msg.Header, rawHeader: string(head)}
-	p.top, _, err = mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	require.NoError(t, err)
-	p.walk(t, msg.Header.Get("Content-Type"), msg.Body)
-	return p
-}
-
-// walk reads the text and HTML parts; multipart's NextPart decodes
-// quoted-printable.
-func (p *parsed) walk(t *testing.T, contentType string, body io.Reader) {
-	t.Helper()
-	media, params, err := mime.ParseMediaType(contentType)
-	require.NoError(t, err)
-	if strings.HasPrefix(media, "multipart/") {
-		mr := multipart.NewReader(body, params["boundary"])
-		for {
-			part, err := mr.NextPart()
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			require.NoError(t, err)
-			p.walk(t, part.Header.Get("Content-Type"), part)
-		}
-	}
-	b, err := io.ReadAll(body)
-	require.NoError(t, err)
-	// Mail lines end in CRLF; the name's own line breaks are what tests look for.
-	s := strings.ReplaceAll(string(b), "\r\n", "\n")
-	switch media {
-	case "text/plain":
-		p.text = s
-	case "text/html":
-		p.html = s
-	}
-}
 
 // testOptions send to the test SMTP server on port in plain text.
 func testOptions(port int) Options {
@@ -112,22 +57,22 @@ func TestSendDelivers(t *testing.T) {
 	assert.Equal(t, "no-reply@example.com", msgs[0].From)
 	assert.Equal(t, []string{"alice@example.org"}, msgs[0].To)
 
-	p := parse(t, msgs[0].Data)
-	to, err := p.header.AddressList("To")
+	p := msgs[0].Parse(t)
+	to, err := p.Header.AddressList("To")
 	require.NoError(t, err)
 	assert.Equal(t, []*netmail.Address{{Address: "alice@example.org"}}, to)
-	from, err := p.header.AddressList("From")
+	from, err := p.Header.AddressList("From")
 	require.NoError(t, err)
 	assert.Equal(t, []*netmail.Address{{Name: "Defender", Address: "no-reply@example.com"}}, from)
-	assert.Equal(t, "Your account was locked after failed sign-ins", p.header.Get("Subject"))
-	assert.Equal(t, MessageID(m.EventID, o.From), p.header.Get("Message-Id"))
-	assert.Equal(t, "<"+m.EventID+"@example.com>", p.header.Get("Message-Id"))
-	assert.Equal(t, "auto-generated", p.header.Get("Auto-Submitted"))
-	_, err = p.header.Date()
+	assert.Equal(t, "Your account was locked after failed sign-ins", p.Header.Get("Subject"))
+	assert.Equal(t, MessageID(m.EventID, o.From), p.Header.Get("Message-Id"))
+	assert.Equal(t, "<"+m.EventID+"@example.com>", p.Header.Get("Message-Id"))
+	assert.Equal(t, "auto-generated", p.Header.Get("Auto-Submitted"))
+	_, err = p.Header.Date()
 	assert.NoError(t, err, "Date header")
-	assert.Equal(t, "multipart/alternative", p.top)
+	assert.Equal(t, "multipart/alternative", p.Type)
 
-	for name, body := range map[string]string{"text": p.text, "HTML": html.UnescapeString(p.html)} {
+	for name, body := range map[string]string{"text": p.Text, "HTML": html.UnescapeString(p.HTML)} {
 		assert.Contains(t, body, "203.0.113.7", name)
 		assert.Contains(t, body, "7 failed sign-in attempts", name)
 		assert.Contains(t, body, m.UnlockURL, name)
@@ -151,9 +96,9 @@ func TestSendSameEventSameMessageID(t *testing.T) {
 
 	msgs := box.Messages()
 	require.Len(t, msgs, 3)
-	first := parse(t, msgs[0].Data).header.Get("Message-Id")
-	assert.Equal(t, first, parse(t, msgs[1].Data).header.Get("Message-Id"), "a resend keeps the Message-ID")
-	assert.NotEqual(t, first, parse(t, msgs[2].Data).header.Get("Message-Id"), "another event has another")
+	first := msgs[0].Parse(t).Header.Get("Message-Id")
+	assert.Equal(t, first, msgs[1].Parse(t).Header.Get("Message-Id"), "a resend keeps the Message-ID")
+	assert.NotEqual(t, first, msgs[2].Parse(t).Header.Get("Message-Id"), "another event has another")
 }
 
 func TestSendHostileUsernames(t *testing.T) {
@@ -180,26 +125,26 @@ func TestSendHostileUsernames(t *testing.T) {
 			require.Len(t, msgs, 1)
 			assert.Equal(t, []string{"alice@example.org"}, msgs[0].To, "envelope recipients")
 
-			p := parse(t, msgs[0].Data)
-			assert.Empty(t, p.header["Bcc"])
-			assert.Len(t, p.header["To"], 1)
-			to, err := p.header.AddressList("To")
+			p := msgs[0].Parse(t)
+			assert.Empty(t, p.Header["Bcc"])
+			assert.Len(t, p.Header["To"], 1)
+			to, err := p.Header.AddressList("To")
 			require.NoError(t, err)
 			assert.Len(t, to, 1)
 			for _, piece := range []string{"victim", "script", "evil", "click", "ж", "gnp"} {
-				assert.NotContains(t, p.rawHeader, piece, "the username reached a header")
+				assert.NotContains(t, p.RawHeader, piece, "the username reached a header")
 			}
 
-			lower := strings.ToLower(p.html)
+			lower := strings.ToLower(p.HTML)
 			assert.NotContains(t, lower, "<script")
 			assert.NotContains(t, lower, "<a href=https://evil")
-			assert.NotContains(t, p.html, "\u202E")
+			assert.NotContains(t, p.HTML, "\u202E")
 
-			assert.Contains(t, p.text, tc.wantText)
-			assert.NotContains(t, p.text, "\u202E")
-			assert.NotContains(t, p.text, strings.Repeat("ж", 201))
-			assert.NotContains(t, p.text, "\r", "mail line ends are CRLF, so a lone CR is the name's")
-			for _, line := range strings.Split(p.text, "\n") {
+			assert.Contains(t, p.Text, tc.wantText)
+			assert.NotContains(t, p.Text, "\u202E")
+			assert.NotContains(t, p.Text, strings.Repeat("ж", 201))
+			assert.NotContains(t, p.Text, "\r", "mail line ends are CRLF, so a lone CR is the name's")
+			for _, line := range strings.Split(p.Text, "\n") {
 				assert.False(t, strings.HasPrefix(line, "Bcc:"), "a line of the name's own: %q", line)
 			}
 		})

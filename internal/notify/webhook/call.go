@@ -166,7 +166,10 @@ func (s *Sender) giveUp(ctx context.Context, e *endpoint, blocks []events.Block,
 	defer cancel()
 	dl := DeadLetter{Endpoint: e.host, Blocks: blocks, Attempts: attempts, Err: cerr.Error(), Time: s.o.Now()}
 	if err := s.o.DeadLetter(dctx, dl); err != nil {
-		s.o.Log.Error("webhook dead letter not written", "endpoint", e.host, "blocks", len(blocks), "err", err)
+		// The batch still counts as given up on (its events are
+		// acknowledged): the metric is what an alert can watch.
+		s.m.deadLetterWriteFailed.WithLabelValues(e.host).Inc()
+		s.o.Log.Error("webhook dead letter not written: the batch is lost", "endpoint", e.host, "blocks", len(blocks), "err", err)
 	}
 }
 

@@ -14,7 +14,11 @@ type metrics struct {
 	failed       *prometheus.CounterVec
 	retried      *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
-	blocks       *prometheus.CounterVec
+	// deadLetterWriteFailed counts the batches given up on whose dead
+	// letter could not be kept: alerts that reached nobody and left no
+	// trace but a log line.
+	deadLetterWriteFailed *prometheus.CounterVec
+	blocks                *prometheus.CounterVec
 }
 
 // newMetrics creates the metrics with a series for each of hosts and
@@ -30,9 +34,11 @@ func newMetrics(reg prometheus.Registerer, hosts []string) (*metrics, error) {
 		failed:       counter("webhook_failed_total", "Webhook calls that failed: each failed try, retried or not."),
 		retried:      counter("webhook_retried_total", "Failed webhook calls that were tried again."),
 		deadLettered: counter("webhook_dead_lettered_total", "Webhook batches given up on and handed to the dead letter."),
-		blocks:       counter("webhook_blocks_total", "Block events delivered to the endpoint."),
+		deadLetterWriteFailed: counter("webhook_dead_letter_write_failed_total",
+			"Webhook batches given up on whose dead letter could not be written: lost but for the error log."),
+		blocks: counter("webhook_blocks_total", "Block events delivered to the endpoint."),
 	}
-	all := []*prometheus.CounterVec{m.sent, m.failed, m.retried, m.deadLettered, m.blocks}
+	all := []*prometheus.CounterVec{m.sent, m.failed, m.retried, m.deadLettered, m.deadLetterWriteFailed, m.blocks}
 	for _, c := range all {
 		for _, h := range hosts {
 			c.WithLabelValues(h) // a series at 0 from the start, so that rate() sees the first event

@@ -74,7 +74,9 @@ type Options struct {
 	// redirect). Timeout applies to a given client too.
 	Client *http.Client
 	// DeadLetter, when set, is called with each batch given up on. Its
-	// error is logged; the batch counts as delivered either way.
+	// error is logged at error level and counted
+	// (defender_notifier_webhook_dead_letter_write_failed_total); the
+	// batch counts as delivered either way.
 	DeadLetter func(context.Context, DeadLetter) error
 	// Log receives warnings (slog.Default()).
 	Log *slog.Logger

@@ -328,16 +328,20 @@ func TestNoURLPathInLogs(t *testing.T) {
 	assert.NotContains(t, logs.String(), "SECRET")
 }
 
-// A DeadLetter that fails is logged; the block still counts as given up.
+// A DeadLetter that fails is counted and logged as an error; the block
+// still counts as given up.
 func TestDeadLetterError(t *testing.T) {
 	rc := newReceiver(t, func(int, http.ResponseWriter, *http.Request) int { return http.StatusBadRequest })
 	var logs testenv.SyncBuffer
-	o := options(prometheus.NewRegistry(), webhook.Endpoint{URL: rc.srv.URL})
+	reg := prometheus.NewRegistry()
+	o := options(reg, webhook.Endpoint{URL: rc.srv.URL})
 	o.DeadLetter = func(context.Context, webhook.DeadLetter) error { return errors.New("disk full") }
 	o.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	s, stop := start(t, o)
 
 	require.NoError(t, s.Deliver(context.Background(), block(1)))
 	stop()
-	assert.Contains(t, logs.String(), "disk full")
+	assert.Equal(t, 1.0, testenv.Metric(t, reg, "defender_notifier_webhook_dead_letter_write_failed_total", "endpoint", rc.host()))
+	assert.Equal(t, 1.0, testenv.Metric(t, reg, "defender_notifier_webhook_dead_lettered_total", "endpoint", rc.host()))
+	assert.Regexp(t, `level=ERROR msg="webhook dead letter not written[^"]*".*err="disk full"`, logs.String())
 }
