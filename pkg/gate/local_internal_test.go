@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
 )
 
 // localFixture is a local limiter with a clock the test moves, and the
@@ -407,4 +409,62 @@ func TestLocalStaleAnswerKeepsLaterCharges(t *testing.T) {
 	r, err := f.local.Begin(context.Background(), f.token("z.local"))
 	require.NoError(t, err)
 	assert.False(t, r.Admitted, "three failures and Y in flight: no fifth attempt")
+}
+
+// TestLocalKeepsTheLastChanceAfterAShortAnswer: Redis's Begin answers
+// are fed to the local limiter as the gate does (reserve, Begin, sync).
+// Username limit 3: two failures, the user's own attempt (on another
+// instance) counted, the attacker's last chance held open here, then the
+// user's success clears the count (the last chance stays pending). The
+// attacker's next attempt here must say the charge still pending, else
+// the limiter drops the last chance's mirror charge as settled elsewhere
+// and, once Redis is late, admits one attempt too many: the last chance,
+// this one and those decided locally stay within limit+1.
+func TestLocalKeepsTheLastChanceAfterAShortAnswer(t *testing.T) {
+	f := newLocalFixture(t)
+	ctx := context.Background()
+	srv := testenv.Redis(t)
+	s := NewRedisStore(srv.Client(), "lcs", f.local.policy)
+	step := func() { f.now = f.now.Add(time.Millisecond) }
+	viaGate := func(tok string) Result { // what Gate.Begin does with a store answer
+		o := f.token(tok)
+		_, refused := f.local.reserve(o)
+		require.False(t, refused)
+		sent := f.now.UnixNano()
+		step()
+		r, err := s.Begin(ctx, o)
+		require.NoError(t, err)
+		f.local.sync(o, storeAnswer{res: &r, sent: sent, begin: true})
+		step()
+		return r
+	}
+	for _, tok := range []string{"f1", "f2"} {
+		require.True(t, viaGate(tok).Admitted)
+	}
+	user := f.token("user") // the user's own login, on another instance
+	r, err := s.Begin(ctx, user)
+	require.NoError(t, err)
+	require.True(t, r.Admitted)
+	lc := viaGate("lc")
+	require.True(t, lc.LastChance)
+	_, err = s.Finish(ctx, user, true)
+	require.NoError(t, err)
+
+	a := viaGate("a")
+	require.True(t, a.Admitted)
+	n, err := srv.Client().ZCard(ctx, "lcs:pending:username:carol").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "the last chance is still pending")
+	assert.Equal(t, []int{1}, a.Pending, "Result.Pending: the charges pending after the call")
+
+	// Redis late: the limiter decides alone.
+	local := 0
+	for i := range 5 {
+		r, err := f.local.Begin(ctx, f.token(fmt.Sprintf("late%d%s", i, localToken)))
+		require.NoError(t, err)
+		if r.Admitted {
+			local++
+		}
+	}
+	assert.LessOrEqual(t, 2+local, 4, "in flight: the last chance, the attempt counted at once, %d decided locally: at most limit+1", local)
 }

@@ -64,7 +64,7 @@ var (
 // gate's store applies the gate's, Config.Policy().
 func NewRedisStore(client RedisClient, prefix string, p Policy) *RedisStore {
 	p = p.clone()
-	return &RedisStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(prefix, &p)}
+	return &RedisStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(&p)}
 }
 
 // Policy returns the policy the store applies.
@@ -186,8 +186,9 @@ func (s *RedisStore) Check(ctx context.Context, op Op) (Result, error) {
 }
 
 // Begin implements Store: the charge script of op's shape, and the full
-// rules when it leaves the attempt to them (a last chance, a charge to
-// settle) or op has no charge script (a report-only counter).
+// rules when it leaves the attempt to them (a last chance, charges in
+// flight, one to settle) or op has no charge script (a report-only
+// counter).
 func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if op.Token == "" {
 		return Result{}, errors.New("redis begin: empty token")
@@ -199,7 +200,7 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 	if charge == nil {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)
 	}
-	keys := s.charge.keys(make([]string, 0, 2*len(op.Counters)+1), &op, s.counterKey, s.familiarKey)
+	keys := s.charge.keys(make([]string, 0, 3*len(op.Counters)+1), &op, s.counterKey, s.familiarKey)
 	reply, err := charge.Run(ctx, s.client, keys, s.charge.args(&op)...).Result()
 	if err == nil && redisFallback(reply) {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)

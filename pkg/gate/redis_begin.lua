@@ -3,7 +3,8 @@
 -- the counter above its limit, else (the last chance) as a token pending
 -- until now + pending timeout, whose failure Finish counts. The same as
 -- the charge script (redis_charge.go), which runs first, with what it
--- leaves here: the last chance, pending charges past their deadline,
+-- leaves here: the last chance, an attempt beside pending charges that
+-- do not saturate its counters, pending charges past their deadline,
 -- which are settled first, and ops with a report-only counter.
 --
 -- A counter of distinct members whose member is in its set already

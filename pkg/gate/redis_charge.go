@@ -22,7 +22,8 @@ import (
 //
 // The script of a shape takes
 //
-//	KEYS  the failed and blocked key of each counter, in turn; then, when
+//	KEYS  the failed, blocked and pending key of each counter, in turn;
+//	      then, when
 //	      a counter has a condition and op has familiar sources, the
 //	      user's set of familiar sources
 //	ARGV  the member of each counter of distinct members, in turn; then
@@ -30,29 +31,33 @@ import (
 //
 // It reads familiarity first (ZSCORE of each source, TIME on a hit only),
 // leaving out the counters whose condition does not hold. One EXISTS over
-// the block keys of the others then refuses a blocked attempt
-// (redis_charge_blocked.lua). Otherwise it counts the attempt as a
-// failure at once on each (INCR, or SADD and SCARD), renews their TTLs and
-// replies the short form of redis_common.lua, so that a failure needs no
-// second call and a success is one clear (redis_clear.lua). A count that
-// passes its limit is undone (redis_charge_over.lua): refused there if a
-// last chance pending saturates its counter, else -1, and the caller runs
-// the full rules (redis_begin.lua): the last chance, once per block, or a
-// charge past its deadline to settle.
+// the block keys and pending sets of the others then finds a blocked
+// attempt or a charge in flight (redis_charge_found.lua: refused when
+// blocked or when the pending charges saturate a counter, else -1, and
+// the caller runs the full rules, redis_begin.lua, which count it beside
+// them or settle one past its deadline). Otherwise it counts the attempt
+// as a failure at once on each (INCR, or SADD and SCARD), renews their
+// TTLs and replies the short form of redis_common.lua (no charge pending:
+// the EXISTS said so), so that a failure needs no second call and a
+// success is one clear (redis_clear.lua). A count that passes its limit is
+// undone (redis_charge_over.lua) and left to the full rules: the last
+// chance, once per block.
 //
 // Nothing a client sends reaches a script's text: subjects, members and
 // sources travel as KEYS and ARGV; the text holds only the op's numbers
-// (limits, durations, counts), which validateOp checked, and the length
-// of the store's prefix.
+// (limits, durations, counts), which validateOp checked.
 //
-// Pending sets are not read on that path: only the full rules write them,
-// for a last chance, at a count that then passes its limit. (Gates of the
-// first protocol charge every attempt as pending; see docs/DESIGN.md on
-// upgrading from them.)
+// The pending sets are in the EXISTS although only the full rules write
+// them (a last chance; every attempt of a first-protocol gate): a count
+// can fall back below its limit while a last chance is in flight (a
+// success clears it, a member leaves a set of distinct members, a count
+// expires), and an attempt counted then without reading the charge would
+// be one guess past limit+1. The pending key costs a login one key per
+// counter.
 
 var (
-	//go:embed redis_charge_blocked.lua
-	redisLuaChargeBlocked string
+	//go:embed redis_charge_found.lua
+	redisLuaChargeFound string
 	//go:embed redis_charge_over.lua
 	redisLuaChargeOver string
 )
@@ -64,14 +69,13 @@ const redisChargeShapes = 64
 
 // redisChargers writes and keeps a store's charge scripts by shape.
 type redisChargers struct {
-	prefixLen int
-	cooloff   string // the attempt cool-off in ms, "0": never forgotten
-	mu        sync.Mutex
-	scripts   atomic.Pointer[map[string]*redis.Script] // replaced whole, read without a lock
+	cooloff string // the attempt cool-off in ms, "0": never forgotten
+	mu      sync.Mutex
+	scripts atomic.Pointer[map[string]*redis.Script] // replaced whole, read without a lock
 }
 
-func newRedisChargers(prefix string, p *Policy) *redisChargers {
-	c := &redisChargers{prefixLen: len(prefix), cooloff: redisMillis(p.AttemptCooloff)}
+func newRedisChargers(p *Policy) *redisChargers {
+	c := &redisChargers{cooloff: redisMillis(p.AttemptCooloff)}
 	c.scripts.Store(&map[string]*redis.Script{})
 	return c
 }
@@ -146,7 +150,7 @@ func redisChargeShape(b []byte, op *Op) []byte {
 // cluster), and familiar the key of the user's set of familiar sources.
 func (c *redisChargers) keys(keys []string, op *Op, key func(what string, ct *Counter) string, familiar func(*Familiar) string) []string {
 	for i := range op.Counters {
-		keys = append(keys, key("failed", &op.Counters[i]), key("blocked", &op.Counters[i]))
+		keys = append(keys, key("failed", &op.Counters[i]), key("blocked", &op.Counters[i]), key("pending", &op.Counters[i]))
 	}
 	if op.familiarSources() {
 		keys = append(keys, familiar(op.Familiar))
@@ -210,7 +214,7 @@ func (c *redisChargers) source(op *Op) string {
 	if op.conditional() {
 		w("local known = false")
 		if op.familiarSources() {
-			fkey := "KEYS[" + itoa(2*n+1) + "]"
+			fkey := "KEYS[" + itoa(3*n+1) + "]"
 			age := redisMillis(op.Familiar.For)
 			for j := range op.Familiar.Sources {
 				w("if not known then")
@@ -240,7 +244,7 @@ func (c *redisChargers) source(op *Op) string {
 			if i > 0 {
 				d.WriteString(", ")
 			}
-			e := "{f = KEYS[" + itoa(2*i+1) + "], b = KEYS[" + itoa(2*i+2) + "], l = " + itoa(op.Counters[i].Limit)
+			e := "{f = KEYS[" + itoa(3*i+1) + "], b = KEYS[" + itoa(3*i+2) + "], p = KEYS[" + itoa(3*i+3) + "], l = " + itoa(op.Counters[i].Limit)
 			if member[i] != "" {
 				e += ", m = " + member[i]
 			}
@@ -252,17 +256,18 @@ func (c *redisChargers) source(op *Op) string {
 		d.WriteString("}")
 		return d.String()
 	}
-	// The block check.
+	// The check for a block or a charge in flight: each counter's blocked
+	// and pending key.
 	if !op.conditional() {
-		ks := make([]string, n)
-		for i := range ks {
-			ks[i] = "KEYS[" + itoa(2*i+2) + "]"
+		ks := make([]string, 0, 2*n)
+		for i := range n {
+			ks = append(ks, "KEYS["+itoa(3*i+2)+"]", "KEYS["+itoa(3*i+3)+"]")
 		}
 		w("if redis.call('EXISTS', ", strings.Join(ks, ", "), ") ~= 0 then")
 	} else {
 		w("local ek = {}")
 		for i := range op.Counters {
-			k := "ek[#ek + 1] = KEYS[" + itoa(2*i+2) + "]"
+			k := "ek[#ek + 1], ek[#ek + 2] = KEYS[" + itoa(3*i+2) + "], KEYS[" + itoa(3*i+3) + "]"
 			if applies[i] != "" {
 				w("if ", applies[i], " then ", k, " end")
 			} else {
@@ -272,13 +277,13 @@ func (c *redisChargers) source(op *Op) string {
 		w("if redis.call('EXISTS', unpack(ek)) ~= 0 then")
 	}
 	w(desc(func(int) string { return "" }))
-	w(redisLuaChargeBlocked)
+	w(redisLuaChargeFound)
 	w("end")
 	// The counts.
 	over := make([]string, n)
 	counts := make([]string, n)
 	for i, ct := range op.Counters {
-		c, d, fk := "c"+itoa(i+1), "d"+itoa(i+1), "KEYS["+itoa(2*i+1)+"]"
+		c, d, fk := "c"+itoa(i+1), "d"+itoa(i+1), "KEYS["+itoa(3*i+1)+"]"
 		counts[i] = c
 		sadd, incr := d+" = redis.call('SADD', "+fk+", "+member[i]+") == 1; "+c+" = redis.call('SCARD', "+fk+")", c+" = redis.call('INCR', "+fk+")"
 		switch {
@@ -301,7 +306,6 @@ func (c *redisChargers) source(op *Op) string {
 		}
 	}
 	w("if ", strings.Join(over, " or "), " then")
-	w("local PL = ", itoa(c.prefixLen))
 	w(desc(func(i int) string {
 		s := ", c = c" + itoa(i+1)
 		if member[i] != "" {
@@ -314,7 +318,7 @@ func (c *redisChargers) source(op *Op) string {
 	// The sliding TTLs.
 	if c.cooloff != "0" {
 		for i := range op.Counters {
-			e := "redis.call('PEXPIRE', KEYS[" + itoa(2*i+1) + "], " + c.cooloff + ")"
+			e := "redis.call('PEXPIRE', KEYS[" + itoa(3*i+1) + "], " + c.cooloff + ")"
 			if applies[i] != "" {
 				w("if ", applies[i], " then ", e, " end")
 			} else {

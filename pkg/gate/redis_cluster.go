@@ -113,7 +113,7 @@ func NewRedisClusterStore(client RedisClusterClient, prefix string, p Policy, op
 		return nil, fmt.Errorf("redis cluster store: prefix %q must be non-empty, without '{' or '}'", prefix)
 	}
 	p = p.clone()
-	s := &RedisClusterStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(prefix, &p),
+	s := &RedisClusterStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(&p),
 		log: slog.Default(), indexTimeout: 2 * time.Second}
 	s.logs.index.Interval, s.logs.release.Interval = time.Minute, time.Minute
 	for _, o := range opts {

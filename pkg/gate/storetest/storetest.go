@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T, p gate.Policy) (gate.Store, C
 		{"BlockedRefusesAndCountsNothing", testBlockedRefuses},
 		{"CheckWritesNothing", testCheckWritesNothing},
 		{"Saturation", testSaturation},
+		{"LastChanceBelowTheLimit", testLastChanceBelowTheLimit},
 		{"ConcurrentBeginAdmitsLimitPlusOne", testConcurrentBegin},
 		{"ConcurrentAttemptsBlockOnce", testConcurrentAttempts},
 		{"LastChance", testLastChance},
@@ -368,20 +369,17 @@ func testSaturation(t *testing.T, s *suite) {
 		assert.False(t, r.Admitted, "still saturated")
 	}
 	// A success clears the counter, but the last chance, still pending,
-	// keeps its slot: two more attempts fit, and no third. (Which of the
-	// two is flagged as the next last chance is the store's: Redis's
-	// charge script counts an attempt whose count stays within the limit
-	// at once, without reading the pending charge, and the older last
-	// chance's failure then blocks.)
+	// keeps its slot: one more attempt fits below it, and then one as the
+	// next last chance.
 	s.finish(charged[0], true)
 	_, r = s.begin(o)
 	assert.True(t, r.Admitted)
 	assert.False(t, r.LastChance)
 	_, r = s.begin(o)
 	assert.True(t, r.Admitted)
+	assert.True(t, r.LastChance)
 	_, r = s.begin(o)
 	assert.False(t, r.Admitted)
-	assert.Equal(t, []gate.Kind{gate.KindUsername}, r.Saturated)
 
 	// Failures count against the budget, capped at Limit.
 	c2 := counter(gate.KindIP, 2)
@@ -1341,4 +1339,72 @@ func (s *suite) refusesEveryOp(store gate.Store, o gate.Op, name string) {
 	assert.Error(s.t, err, "Finish: %s", name)
 	_, err = store.Record(s.ctx, o, false)
 	assert.Error(s.t, err, "Record: %s", name)
+}
+
+// testLastChanceBelowTheLimit: a last chance stays in flight while its
+// counter falls back below the limit (the success of an attempt admitted
+// before it clears the count; on a counter of distinct members, the
+// sprayer's own login takes its name back), and another counter then
+// sends an attempt to the full rules, which give the counter a second
+// last chance. Its pending charges fill its budget although its count is
+// below the limit: the next attempt is refused, as saturated. A store
+// that counts an attempt below the limit without reading the charges in
+// flight admits one guess more for each time this is repeated.
+func testLastChanceBelowTheLimit(t *testing.T, s *suite) {
+	s.use(policy(time.Minute))
+	t.Run("count", func(t *testing.T) {
+		user := counter(gate.KindUsername, 3)
+		from := func() gate.Op { return op(counter(gate.KindIP, 1), user) }
+		first, r := s.begin(from())
+		require.True(t, r.Admitted)
+		s.record(from(), false)
+		s.record(from(), false)
+		_, r = s.begin(from())
+		require.True(t, r.Admitted)
+		require.True(t, r.LastChance, "the username's last chance, held open")
+		s.finish(first, true) // clears the username's count; the last chance stays in flight
+
+		// Since the success, limit attempts fit beside the last chance:
+		// the second from one address is sent to the full rules by its
+		// address's limit.
+		ip := counter(gate.KindIP, 1)
+		admitted := 0
+		for i, o := range []gate.Op{from(), op(ip, user), op(ip, user), from()} {
+			_, r = s.begin(o)
+			if r.Admitted {
+				admitted++
+			} else {
+				assert.Equal(t, 3, i, "attempt %d refused", i+1)
+			}
+		}
+		assert.Equal(t, 3, admitted, "3 attempts beside the last chance: limit+1 in flight")
+		assert.False(t, r.Admitted, "the budget is full")
+		assert.Contains(t, r.Saturated, gate.KindUsername)
+		assert.Empty(t, r.Blocked, "saturated, not blocked")
+	})
+	t.Run("distinct", func(t *testing.T) {
+		net := spray(3, "x")
+		from := func(name string) gate.Op { return as(op(counter(gate.KindIP, 1), net), name) }
+		for _, u := range []string{"mine", "n1", "n2"} {
+			s.record(from(u), false)
+		}
+		_, r := s.begin(from("m1"))
+		require.True(t, r.Admitted)
+		require.True(t, r.LastChance, "the source's last chance, held open")
+		own, r := s.begin(from("mine"))
+		require.True(t, r.Admitted, "a name counted already is admitted")
+		r = s.finish(own, true)
+		assert.Equal(t, []int{0, 2}, r.Failures, "the sprayer's own login takes its name back")
+
+		// One more name fits: its address's second attempt goes to the
+		// full rules, which give the source a second last chance.
+		ip := counter(gate.KindIP, 1)
+		s.record(as(op(ip, net), "n1"), false)
+		_, r = s.begin(as(op(ip, net), "m2"))
+		require.True(t, r.Admitted)
+		assert.True(t, r.LastChance)
+		_, r = s.begin(from("m3"))
+		assert.False(t, r.Admitted, "2 names failed and 2 in flight: limit+1")
+		assert.Contains(t, r.Saturated, gate.KindSpray)
+	})
 }
