@@ -52,6 +52,7 @@ type RedisStore struct {
 	policy Policy
 	args   redisPolicyArgs // the policy's script arguments
 	charge *redisChargers  // Begin's fast path, by shape (redis_charge.go)
+	clear  *redisClearers  // a success's Finish's fast path, by shape (redis_clear.go)
 }
 
 var (
@@ -64,7 +65,7 @@ var (
 // gate's store applies the gate's, Config.Policy().
 func NewRedisStore(client RedisClient, prefix string, p Policy) *RedisStore {
 	p = p.clone()
-	return &RedisStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(&p)}
+	return &RedisStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(&p), clear: newRedisClearers(&p)}
 }
 
 // Policy returns the policy the store applies.
@@ -80,8 +81,6 @@ var (
 	redisLuaCommon = redisLuaFamiliar + redisLuaRules
 	//go:embed redis_check.lua
 	redisLuaCheck string
-	//go:embed redis_clear.lua
-	redisLuaClear string
 	//go:embed redis_begin.lua
 	redisLuaBegin string
 	//go:embed redis_finish.lua
@@ -121,7 +120,6 @@ var (
 	// They answer -1 for what they leave to the full rules. Record's fast
 	// path comes first in its script, returning before the shared rules'
 	// functions are even built (each call builds them anew).
-	redisScriptClear   = redis.NewScript("#!lua\n" + redisLuaFamiliar + redisLuaClear)
 	redisScriptBegin   = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaBegin)
 	redisScriptFinish  = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaFinish)
 	redisScriptRecord  = redis.NewScript("#!lua\n" + redisLuaRecordFast + redisLuaCommon + redisLuaRecord)
@@ -218,8 +216,8 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis finish: %w", err)
 	}
-	if redisClears(op, success) {
-		reply, err := redisScriptClear.Run(ctx, s.client, s.clearKeys(op), clearArgs([]any{s.args.markerTTL}, op)...).Result()
+	if clear := s.clearScript(op, success); clear != nil {
+		reply, err := clear.Run(ctx, s.client, s.clear.keys(nil, &op, s.markerKey(op.Token), s.counterKey, s.familiarKey), s.clear.args(nil, &op)...).Result()
 		if err != nil {
 			return s.decode("finish", redisScriptFinish, op, reply, err)
 		}
@@ -242,6 +240,20 @@ func redisClears(op Op, success bool) bool {
 		}
 	}
 	return true
+}
+
+// clearScript returns the clear script of op's success, nil when the
+// outcome goes to the full rules.
+func (s *RedisStore) clearScript(op Op, success bool) *redis.Script {
+	if !redisClears(op, success) {
+		return nil
+	}
+	return s.clear.script(&op)
+}
+
+// markerKey is the settled marker of a token.
+func (s *RedisStore) markerKey(token string) string {
+	return s.prefix + ":settled:" + token
 }
 
 // redisFallback reports a fast script's -1: the full rules decide.
@@ -275,54 +287,14 @@ func redisCleared(op Op, v any) (Result, error) {
 	return res, nil
 }
 
-// fastKeys is KEYS of the charge and clear scripts for op: the failed,
-// blocked and pending keys of each counter, after the token's settled
-// marker for clear (marker).
-func (s *RedisStore) fastKeys(op Op, marker bool) []string {
-	keys := make([]string, 0, 1+3*len(op.Counters))
-	if marker {
-		keys = append(keys, s.prefix+":settled:"+op.Token)
-	}
-	for _, c := range op.Counters {
-		base := ":" + string(c.Kind) + ":" + c.Subject
-		keys = append(keys, s.prefix+":failed"+base, s.prefix+":blocked"+base, s.prefix+":pending"+base)
-	}
-	return keys
-}
-
 // counterKey is c's key of the given kind ("failed", "blocked", ...).
 func (s *RedisStore) counterKey(what string, c *Counter) string {
 	return s.prefix + ":" + what + ":" + string(c.Kind) + ":" + c.Subject
 }
 
-// clearKeys is KEYS of the clear script for op's success: fastKeys with
-// the marker, then the user's set of familiar sources when op has them.
-func (s *RedisStore) clearKeys(op Op) []string {
-	keys := s.fastKeys(op, true)
-	if op.Familiar != nil {
-		keys = append(keys, s.familiarKey(op.Familiar))
-	}
-	return keys
-}
-
 // familiarKey is the user's set of familiar sources.
 func (s *RedisStore) familiarKey(f *Familiar) string {
 	return s.prefix + ":familiar:" + f.User
-}
-
-// clearArgs appends to args the clear script's ARGV for op's success:
-// its number of counters; or, when one counts distinct members or has a
-// condition, or op has familiar sources, that number negative, followed
-// by their flags and the familiar arguments.
-func clearArgs(args []any, op Op) []any {
-	if !redisDistinct(op) && !op.conditional() && op.Familiar == nil {
-		return append(args, len(op.Counters))
-	}
-	args = append(args, -len(op.Counters))
-	for _, c := range op.Counters {
-		args = append(args, redisFlag(c))
-	}
-	return appendFamiliar(args, op.Familiar)
 }
 
 // redisDistinct reports whether a counter of op counts distinct members.
@@ -534,41 +506,44 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 	}
 	pipe := p.Pipeline()
 	cmds := make([]*redis.Cmd, len(ops))
-	// Plain successes in a row go in one clear script, in their place;
-	// clearAt[i] is op i's place in its script (-1: not in one).
+	// Plain successes of one shape in a row go in one clear script, in
+	// their place; clearAt[i] is op i's place in its script (-1: not in
+	// one).
+	var clearScript *redis.Script
 	var clearKeys []string
 	var clearArgv []any
-	clearN := 0 // successes in clearArgv
+	clearN := 0 // successes in the script being gathered
 	clearAt := make([]int, len(ops))
 	clearCmd := make([]*redis.Cmd, len(ops))
 	run := 0 // first op of the run of successes being gathered
 	flush := func(end int) {
-		if clearArgv != nil {
-			cmd := redisScriptClear.EvalSha(ctx, pipe, clearKeys, clearArgv...)
+		if clearScript != nil {
+			cmd := clearScript.EvalSha(ctx, pipe, clearKeys, clearArgv...)
 			for j := run; j < end; j++ {
 				clearCmd[j] = cmd
 			}
 		}
-		clearKeys, clearArgv = nil, nil
+		clearScript, clearKeys, clearArgv = nil, nil, nil
 	}
 	for i, op := range ops {
 		clearAt[i] = -1
 		if err := validateOp(op, &s.policy); err != nil || op.Token == "" {
 			continue // Finish says why
 		}
-		if !redisClears(op, success[i]) {
+		clear := s.clearScript(op, success[i])
+		if clear == nil {
 			flush(i)
 			cmds[i] = redisScriptFinish.EvalSha(ctx, pipe, s.counterKeys(op, true), s.args.counter(op, success[i])...)
 			continue
 		}
-		if clearArgv == nil {
-			run = i
-			clearArgv, clearN = []any{s.args.markerTTL}, 0
+		if clear != clearScript {
+			flush(i)
+			run, clearScript, clearN = i, clear, 0
 		}
 		clearAt[i] = clearN
 		clearN++
-		clearKeys = append(clearKeys, s.clearKeys(op)...)
-		clearArgv = clearArgs(clearArgv, op)
+		clearKeys = s.clear.keys(clearKeys, &op, s.markerKey(op.Token), s.counterKey, s.familiarKey)
+		clearArgv = s.clear.args(clearArgv, &op)
 	}
 	flush(len(ops))
 	_, _ = pipe.Exec(ctx) // every command keeps its own error
@@ -637,15 +612,13 @@ func b2i(b bool) int {
 // redisPolicyArgs is a Policy's part of the scripts' ARGV, formatted and
 // boxed once, by the store that applies the policy.
 type redisPolicyArgs struct {
-	head      [3]any // ARGV[1..3] of a counter script
-	cooloffs  []any  // the lockout cool-offs at its end
-	markerTTL any    // the clear script's ARGV[1]
+	head     [3]any // ARGV[1..3] of a counter script
+	cooloffs []any  // the lockout cool-offs at its end
 }
 
 func newRedisPolicyArgs(p *Policy) redisPolicyArgs {
 	a := redisPolicyArgs{
-		head:      [3]any{redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory)},
-		markerTTL: redisMarkerTTL(p),
+		head: [3]any{redisMillis(p.AttemptCooloff), redisMillis(p.PendingTimeout), redisMillis(p.LockoutMemory)},
 	}
 	for _, d := range p.LockoutCooloffs {
 		a.cooloffs = append(a.cooloffs, redisMillis(d))

@@ -95,3 +95,96 @@ func timeless(r Result) Result {
 	}
 	return r
 }
+
+// TestRedisFinishBatchOfShapes: successes of several shapes of op in one
+// batch (spraying, smart lockout's conditional counters and teaching, a
+// plain op), runs of one shape sharing a clear script, answer and leave
+// Redis as Finish called once per success in the same order.
+func TestRedisFinishBatchOfShapes(t *testing.T) {
+	srv := testenv.Redis(t)
+	c := srv.Client()
+	ctx := context.Background()
+	p := Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
+		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
+	plain := func(ip, user string) Op {
+		return Op{Counters: []Counter{{Kind: KindIP, Subject: ip, Limit: 100}, {Kind: KindUsername, Subject: user, Limit: 100}}}
+	}
+	spray := func(ip, user string) Op {
+		o := plain(ip, user)
+		o.Counters = append(o.Counters, Counter{Kind: KindSpray, Subject: ip, Limit: 100, Member: user})
+		return o
+	}
+	smart := func(ip, user string) Op {
+		o := spray(ip, user)
+		o.Counters[1].When = IfUnfamiliar
+		o.Counters = append(o.Counters, Counter{Kind: KindUsernameFamiliar, Subject: user, Limit: 100, When: IfFamiliar})
+		o.Familiar = &Familiar{User: user, Sources: []string{"ip:" + ip}, For: time.Hour, Max: 20, Learn: true}
+		return o
+	}
+	// Each user fails from two addresses, then succeeds from the first,
+	// and smart lockout's users once more from it (familiar by then).
+	shapes := []func(ip, user string) Op{spray, spray, smart, smart, plain, spray, smart}
+	settle := func(prefix string, batch bool) ([]Result, map[string]any) {
+		s := NewRedisStore(c, prefix, p)
+		var ops []Op
+		for i, shape := range shapes {
+			user := "u" + strconv.Itoa(i)
+			for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
+				o := shape(ip, user)
+				o.Token = prefix + user + ip
+				r, err := s.Begin(ctx, o)
+				require.NoError(t, err)
+				require.True(t, r.Admitted)
+				_, err = s.Finish(ctx, o, false)
+				require.NoError(t, err)
+			}
+			o := shape("192.0.2.1", user)
+			o.Token = prefix + user + "ok"
+			r, err := s.Begin(ctx, o)
+			require.NoError(t, err)
+			require.True(t, r.Admitted)
+			ops = append(ops, o)
+		}
+		var res []Result
+		succ := make([]bool, len(ops))
+		for i := range succ {
+			succ[i] = true
+		}
+		if batch {
+			var errs []error
+			res, errs = s.finishBatch(ctx, ops, succ)
+			for _, err := range errs {
+				require.NoError(t, err)
+			}
+		} else {
+			for _, o := range ops {
+				r, err := s.Finish(ctx, o, true)
+				require.NoError(t, err)
+				res = append(res, r)
+			}
+		}
+		state := map[string]any{}
+		for i, shape := range shapes {
+			user := "u" + strconv.Itoa(i)
+			for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
+				r, err := s.Check(ctx, shape(ip, user))
+				require.NoError(t, err)
+				state[user+ip] = timeless(r)
+			}
+			fam, err := c.ZRange(ctx, prefix+":familiar:"+user, 0, -1).Result()
+			require.NoError(t, err)
+			state[user+" familiar"] = fam
+		}
+		return res, state
+	}
+	oneRes, oneState := settle("shapes-one", false)
+	batchRes, batchState := settle("shapes-batch", true)
+	require.Len(t, batchRes, len(oneRes))
+	for i := range oneRes {
+		assert.Equal(t, timeless(oneRes[i]), timeless(batchRes[i]), "success %d", i)
+	}
+	assert.Equal(t, oneState, batchState)
+	assert.Equal(t, []string{"ip:192.0.2.1"}, oneState["u2 familiar"], "smart lockout's success taught its address")
+	r := oneState["u0192.0.2.2"].(Result)
+	assert.Equal(t, []int{7, 0, 6}, r.Failures, "the second address keeps its 7 failures and the 6 names sprayed from it (u4's op counts none); the success cleared the username")
+}

@@ -67,17 +67,51 @@ var (
 // interface may send limits of its own on every call).
 const redisChargeShapes = 64
 
-// redisChargers writes and keeps a store's charge scripts by shape.
-type redisChargers struct {
-	cooloff string // the attempt cool-off in ms, "0": never forgotten
+// redisShapeScripts keeps the scripts a store writes per shape of op, at
+// most redisChargeShapes of them.
+type redisShapeScripts struct {
 	mu      sync.Mutex
 	scripts atomic.Pointer[map[string]*redis.Script] // replaced whole, read without a lock
 }
 
+// get returns the script of shape, written by write the first time; nil
+// past the bound.
+func (c *redisShapeScripts) get(shape []byte, write func() string) *redis.Script {
+	if m := c.scripts.Load(); m != nil {
+		if s := (*m)[string(shape)]; s != nil {
+			return s
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var old map[string]*redis.Script
+	if m := c.scripts.Load(); m != nil {
+		old = *m
+	}
+	if s := old[string(shape)]; s != nil {
+		return s
+	}
+	if len(old) >= redisChargeShapes {
+		return nil
+	}
+	s := redis.NewScript(write())
+	scripts := make(map[string]*redis.Script, len(old)+1)
+	for k, v := range old {
+		scripts[k] = v
+	}
+	scripts[string(shape)] = s
+	c.scripts.Store(&scripts)
+	return s
+}
+
+// redisChargers writes and keeps a store's charge scripts by shape.
+type redisChargers struct {
+	redisShapeScripts
+	cooloff string // the attempt cool-off in ms, "0": never forgotten
+}
+
 func newRedisChargers(p *Policy) *redisChargers {
-	c := &redisChargers{cooloff: redisMillis(p.AttemptCooloff)}
-	c.scripts.Store(&map[string]*redis.Script{})
-	return c
+	return &redisChargers{cooloff: redisMillis(p.AttemptCooloff)}
 }
 
 // redisChargeFast reports whether op can take a charge script: a
@@ -104,27 +138,7 @@ func (c *redisChargers) script(op *Op) *redis.Script {
 		return nil
 	}
 	var buf [96]byte
-	shape := redisChargeShape(buf[:0], op)
-	if s := (*c.scripts.Load())[string(shape)]; s != nil {
-		return s
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := *c.scripts.Load()
-	if s := old[string(shape)]; s != nil {
-		return s
-	}
-	if len(old) >= redisChargeShapes {
-		return nil
-	}
-	s := redis.NewScript(c.source(op))
-	scripts := make(map[string]*redis.Script, len(old)+1)
-	for k, v := range old {
-		scripts[k] = v
-	}
-	scripts[string(shape)] = s
-	c.scripts.Store(&scripts)
-	return s
+	return c.get(redisChargeShape(buf[:0], op), func() string { return c.source(op) })
 }
 
 // redisChargeShape appends to b what the charge script of op depends on:

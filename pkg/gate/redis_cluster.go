@@ -88,6 +88,7 @@ type RedisClusterStore struct {
 	policy Policy
 	args   redisPolicyArgs // the policy's script arguments
 	charge *redisChargers  // Begin's fast path, by shape (redis_charge.go)
+	clear  *redisClearers  // a success's Finish's fast path, by shape (redis_clear.go)
 	log    *slog.Logger
 	// indexTimeout bounds index writes and compensating releases, which
 	// run even when the caller's context is done (see followUp).
@@ -113,7 +114,7 @@ func NewRedisClusterStore(client RedisClusterClient, prefix string, p Policy, op
 		return nil, fmt.Errorf("redis cluster store: prefix %q must be non-empty, without '{' or '}'", prefix)
 	}
 	p = p.clone()
-	s := &RedisClusterStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(&p),
+	s := &RedisClusterStore{client: client, prefix: prefix, policy: p, args: newRedisPolicyArgs(&p), charge: newRedisChargers(&p), clear: newRedisClearers(&p),
 		log: slog.Default(), indexTimeout: 2 * time.Second}
 	s.logs.index.Interval, s.logs.release.Interval = time.Minute, time.Minute
 	for _, o := range opts {
@@ -419,13 +420,14 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 		for i, c := range op.Counters {
 			switch {
 			case clear:
-				fast = append(fast, redisScriptClear)
-				k := []string{s.settledKey(c, op.Token), s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
-					s.key("pending", c.Kind, c.Subject)}
-				if f := ones[i].Familiar; f != nil {
-					k = append(k, s.familiarKey(f))
+				cs := s.clear.script(&ones[i])
+				if cs == nil {
+					left = append(left, i)
+					continue
 				}
-				keys, args = append(keys, k), append(args, clearArgs([]any{pa.markerTTL}, ones[i]))
+				fast = append(fast, cs)
+				keys = append(keys, s.clear.keys(nil, &ones[i], s.settledKey(c, op.Token), s.counterKey, s.familiarKey))
+				args = append(args, s.clear.args(nil, &ones[i]))
 			case s.charge.script(&ones[i]) != nil:
 				fast = append(fast, s.charge.script(&ones[i]))
 				keys = append(keys, s.charge.keys(nil, &ones[i], s.counterKey, s.familiarKey))

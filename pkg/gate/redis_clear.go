@@ -1,0 +1,244 @@
+package gate
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The clear script is Finish's fast path for a success, off the login's
+// path, one call for all the successes of one shape in a batch. Like the
+// charge script (redis_charge.go), it is written per shape of op, in
+// straight lines, with what does not change from login to login in its
+// text (the marker's life, which counter counts distinct members or has
+// a condition, smart lockout's age and bound), so that a success sends
+// only its keys and its members and sources.
+//
+// The script of a shape takes, per success in turn,
+//
+//	KEYS  the token's settled marker; the failed, blocked and pending key
+//	      of each counter; then, when op has familiar arguments, the
+//	      user's set of familiar sources
+//	ARGV  the member of each counter of distinct members; then, with
+//	      familiar arguments, the sources
+//
+// For each success where no counter that applies is blocked and none has
+// a charge pending (one EXISTS tells both), it deletes the failure counts
+// (this attempt's charge among them; of distinct members, only this
+// attempt's member goes), teaches its sources to its user when told to
+// (teach in redis_familiar.lua) and marks the token settled, once: 1 in
+// the reply, or the short form of redis_common.lua {1, 0, n, counts} for
+// a success with flags (a counter of distinct members keeps its other
+// names; a counter whose condition does not hold replies -1 and is left
+// as it is). Otherwise (something to lift or settle, or the token settled
+// already) it changes nothing there: -1, and the caller runs
+// redis_finish.lua for that one.
+//
+// A counter's condition is that of the full rules (redis_common.lua): a
+// counter of distinct members has none there.
+
+// redisClearers writes and keeps a store's clear scripts by shape.
+type redisClearers struct {
+	redisShapeScripts
+	markerTTL string // how long a settled marker lives, in ms
+}
+
+func newRedisClearers(p *Policy) *redisClearers {
+	return &redisClearers{markerTTL: redisMarkerTTL(p)}
+}
+
+// script returns the clear script of op's shape, nil when op's success
+// goes to the full rules.
+func (c *redisClearers) script(op *Op) *redis.Script {
+	var buf [96]byte
+	return c.get(redisClearShape(buf[:0], op), func() string { return c.source(op) })
+}
+
+// redisClearApplies reports whether counter ct's condition is one of the
+// clear script's: the full rules give a counter of distinct members none.
+func redisClearApplies(ct *Counter) When {
+	if ct.distinct() {
+		return Always
+	}
+	return ct.When
+}
+
+// redisClearShape appends to b what the clear script of op depends on:
+// per counter its kind of count and its condition; with familiar
+// arguments, how long a source stays familiar, how many a user keeps,
+// whether a success teaches, and how many sources op has.
+func redisClearShape(b []byte, op *Op) []byte {
+	for i := range op.Counters {
+		ct := &op.Counters[i]
+		b = append(b, "pm"[b2i(ct.distinct())], "-fu"[redisClearApplies(ct)])
+	}
+	if f := op.Familiar; f != nil {
+		b = append(b, '|')
+		b = append(b, redisMillis(f.For)...)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(f.Max), 10)
+		b = append(b, ',', "01"[b2i(f.Learn)], ',')
+		b = strconv.AppendInt(b, int64(len(f.Sources)), 10)
+	}
+	return b
+}
+
+// keys appends to keys the clear script's KEYS for op's success: marker,
+// the token's settled marker, each counter's keys named by key, and
+// familiar the key of the user's set of familiar sources.
+func (c *redisClearers) keys(keys []string, op *Op, marker string, key func(what string, ct *Counter) string, familiar func(*Familiar) string) []string {
+	keys = append(keys, marker)
+	for i := range op.Counters {
+		keys = append(keys, key("failed", &op.Counters[i]), key("blocked", &op.Counters[i]), key("pending", &op.Counters[i]))
+	}
+	if op.Familiar != nil {
+		keys = append(keys, familiar(op.Familiar))
+	}
+	return keys
+}
+
+// args appends to args the clear script's ARGV for op's success.
+func (c *redisClearers) args(args []any, op *Op) []any {
+	for i := range op.Counters {
+		if op.Counters[i].distinct() {
+			args = append(args, op.Counters[i].Member)
+		}
+	}
+	if op.Familiar != nil {
+		for _, s := range op.Familiar.Sources {
+			args = append(args, s)
+		}
+	}
+	return args
+}
+
+// source writes the clear script of op's shape.
+func (c *redisClearers) source(op *Op) string {
+	n := len(op.Counters)
+	f := op.Familiar
+	var b strings.Builder
+	w := func(parts ...string) {
+		for _, p := range parts {
+			b.WriteString(p)
+		}
+		b.WriteByte('\n')
+	}
+	itoa := strconv.Itoa
+	key := func(k int) string { return "KEYS[o + " + itoa(k) + "]" }
+	arg := func(k int) string { return "ARGV[a + " + itoa(k) + "]" }
+	member := make([]string, n) // ARGV of each counter's member
+	applies := make([]string, n)
+	members, conditional, flags := 0, false, f != nil
+	for i := range op.Counters {
+		ct := &op.Counters[i]
+		if ct.distinct() {
+			members++
+			member[i], flags = arg(members), true
+		}
+		switch redisClearApplies(ct) {
+		case IfFamiliar:
+			applies[i], conditional, flags = "known", true, true
+		case IfUnfamiliar:
+			applies[i], conditional, flags = "not known", true, true
+		}
+	}
+	sources, fkey := 0, key(2+3*n)
+	if f != nil {
+		sources = len(f.Sources)
+	}
+	failed := func(i int) string { return key(2 + 3*i) }
+	// The shebang: at maxmemory Redis refuses the script whole, before it
+	// writes anything (see the counting scripts in redis.go).
+	w("#!lua")
+	w("-- defender's clear script for one shape of op, written by redis_clear.go")
+	if f != nil && f.Learn && sources > 0 {
+		w(redisLuaFamiliar)
+	}
+	w("local out = {}")
+	w("for j = 0, #KEYS / ", itoa(1+3*n+b2i(f != nil)), " - 1 do")
+	w("local o, a = j * ", itoa(1+3*n+b2i(f != nil)), ", j * ", itoa(members+sources))
+	if conditional {
+		w("local known = false")
+		for j := range sources {
+			w("if not known then")
+			w("  local s = redis.call('ZSCORE', ", fkey, ", ", arg(members+j+1), ")")
+			w("  if s then")
+			w("    local t = redis.call('TIME')")
+			w("    known = tonumber(s) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ", redisMillis(f.For))
+			w("  end")
+			w("end")
+		}
+	}
+	mark := "not redis.call('SET', " + key(1) + ", '1', 'NX', 'PX', " + c.markerTTL + ")"
+	if !conditional {
+		ks := make([]string, 0, 2*n)
+		for i := range n {
+			ks = append(ks, key(3+3*i), key(4+3*i))
+		}
+		w("if redis.call('EXISTS', ", strings.Join(ks, ", "), ") ~= 0 or ", mark, " then")
+	} else {
+		w("local ek = {}")
+		for i := range n {
+			k := "ek[#ek + 1], ek[#ek + 2] = " + key(3+3*i) + ", " + key(4+3*i)
+			if applies[i] != "" {
+				w("if ", applies[i], " then ", k, " end")
+			} else {
+				w(k)
+			}
+		}
+		w("if (#ek > 0 and redis.call('EXISTS', unpack(ek)) ~= 0) or ", mark, " then")
+	}
+	w("out[j + 1] = -1")
+	w("else")
+	// The plain counters' counts go in one DEL.
+	var del []string
+	dynamic := false
+	for i := range n {
+		if !op.Counters[i].distinct() {
+			del = append(del, failed(i))
+			dynamic = dynamic || applies[i] != ""
+		}
+	}
+	switch {
+	case dynamic:
+		w("local del = {}")
+		for i := range n {
+			if op.Counters[i].distinct() {
+				continue
+			}
+			if applies[i] != "" {
+				w("if ", applies[i], " then del[#del + 1] = ", failed(i), " end")
+			} else {
+				w("del[#del + 1] = ", failed(i))
+			}
+		}
+		w("if #del > 0 then redis.call('DEL', unpack(del)) end")
+	case len(del) > 0:
+		w("redis.call('DEL', ", strings.Join(del, ", "), ")")
+	}
+	counts := make([]string, n)
+	for i := range n {
+		switch {
+		case op.Counters[i].distinct():
+			w("redis.call('SREM', ", failed(i), ", ", member[i], ")")
+			counts[i] = "redis.call('SCARD', " + failed(i) + ")"
+		case applies[i] != "":
+			counts[i] = "(" + applies[i] + ") and 0 or -1"
+		default:
+			counts[i] = "0"
+		}
+	}
+	if f != nil && f.Learn && sources > 0 {
+		w("teach(", fkey, ", a + ", itoa(members+1), ", a + ", itoa(members+sources), ", now_ms(), ", redisMillis(f.For), ", ", itoa(f.Max), ")")
+	}
+	if flags {
+		w("out[j + 1] = {1, 0, ", itoa(n), ", ", strings.Join(counts, ", "), "}")
+	} else {
+		w("out[j + 1] = 1")
+	}
+	w("end")
+	w("end")
+	w("return out")
+	return b.String()
+}
