@@ -39,7 +39,7 @@ import (
 // as a failure at once on each (INCR, or SADD and SCARD), renews their
 // TTLs and replies the short form of redis_common.lua (no charge pending:
 // the EXISTS said so), so that a failure needs no second call and a
-// success is one clear (redis_clear.lua). A count that passes its limit is
+// success is one clear (redis_clear.go). A count that passes its limit is
 // undone (redis_charge_over.lua) and left to the full rules: the last
 // chance, once per block.
 //
@@ -163,24 +163,37 @@ func redisChargeShape(b []byte, op *Op) []byte {
 // keys named by key (the store's naming: plain, or hash-tagged on a
 // cluster), and familiar the key of the user's set of familiar sources.
 func (c *redisChargers) keys(keys []string, op *Op, key func(what string, ct *Counter) string, familiar func(*Familiar) string) []string {
+	return redisShapeKeys(keys, op, key, familiar, op.familiarSources())
+}
+
+// args is the charge script's ARGV for op.
+func (c *redisChargers) args(op *Op) []any {
+	return redisShapeArgs(nil, op, op.familiarSources())
+}
+
+// redisShapeKeys appends to keys what the scripts written per shape take
+// of op: each counter's failed, blocked and pending key, named by key,
+// then, with fam, the user's set of familiar sources, named by familiar.
+func redisShapeKeys(keys []string, op *Op, key func(what string, ct *Counter) string, familiar func(*Familiar) string, fam bool) []string {
 	for i := range op.Counters {
 		keys = append(keys, key("failed", &op.Counters[i]), key("blocked", &op.Counters[i]), key("pending", &op.Counters[i]))
 	}
-	if op.familiarSources() {
+	if fam {
 		keys = append(keys, familiar(op.Familiar))
 	}
 	return keys
 }
 
-// args is the charge script's ARGV for op.
-func (c *redisChargers) args(op *Op) []any {
-	var args []any
+// redisShapeArgs appends to args what the scripts written per shape take
+// of op as arguments: the member of each counter of distinct members,
+// then, with fam, op's familiar sources.
+func redisShapeArgs(args []any, op *Op, fam bool) []any {
 	for i := range op.Counters {
 		if op.Counters[i].distinct() {
 			args = append(args, op.Counters[i].Member)
 		}
 	}
-	if op.familiarSources() {
+	if fam {
 		for _, s := range op.Familiar.Sources {
 			args = append(args, s)
 		}
@@ -188,16 +201,39 @@ func (c *redisChargers) args(op *Op) []any {
 	return args
 }
 
+// luaText is a script being written by shape.
+type luaText struct{ strings.Builder }
+
+// line writes parts, then a line break.
+func (t *luaText) line(parts ...string) {
+	for _, p := range parts {
+		t.WriteString(p)
+	}
+	t.WriteByte('\n')
+}
+
+// known writes the Lua that sets known when one of the sources (their
+// ARGV expressions) logged in as the user within age ms: ZSCORE of each
+// in the set fkey until one hits, TIME on a hit only. No source, or no
+// set, leaves known false.
+func (t *luaText) known(fkey string, sources []string, age string) {
+	t.line("local known = false")
+	for _, src := range sources {
+		t.line("if not known then")
+		t.line("  local s = redis.call('ZSCORE', ", fkey, ", ", src, ")")
+		t.line("  if s then")
+		t.line("    local t = redis.call('TIME')")
+		t.line("    known = tonumber(s) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ", age)
+		t.line("  end")
+		t.line("end")
+	}
+}
+
 // source writes the charge script of op's shape.
 func (c *redisChargers) source(op *Op) string {
 	n := len(op.Counters)
-	var b strings.Builder
-	w := func(parts ...string) {
-		for _, p := range parts {
-			b.WriteString(p)
-		}
-		b.WriteByte('\n')
-	}
+	var b luaText
+	w := b.line
 	itoa := strconv.Itoa
 	// The shebang: at maxmemory Redis refuses the script whole, before it
 	// writes anything (see redisScriptCharge's siblings in redis.go).
@@ -226,20 +262,15 @@ func (c *redisChargers) source(op *Op) string {
 		}
 	}
 	if op.conditional() {
-		w("local known = false")
+		var sources []string
+		age := ""
 		if op.familiarSources() {
-			fkey := "KEYS[" + itoa(3*n+1) + "]"
-			age := redisMillis(op.Familiar.For)
 			for j := range op.Familiar.Sources {
-				w("if not known then")
-				w("  local s = redis.call('ZSCORE', ", fkey, ", ARGV[", itoa(arg+j+1), "])")
-				w("  if s then")
-				w("    local t = redis.call('TIME')")
-				w("    known = tonumber(s) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ", age)
-				w("  end")
-				w("end")
+				sources = append(sources, "ARGV["+itoa(arg+j+1)+"]")
 			}
+			age = redisMillis(op.Familiar.For)
 		}
+		b.known("KEYS["+itoa(3*n+1)+"]", sources, age)
 		if !always {
 			// No counter applies: nothing to do.
 			none := make([]string, n)

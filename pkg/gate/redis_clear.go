@@ -34,9 +34,6 @@ import (
 // as it is). Otherwise (something to lift or settle, or the token settled
 // already) it changes nothing there: -1, and the caller runs
 // redis_finish.lua for that one.
-//
-// A counter's condition is that of the full rules (redis_common.lua): a
-// counter of distinct members has none there.
 
 // redisClearers writes and keeps a store's clear scripts by shape.
 type redisClearers struct {
@@ -55,75 +52,42 @@ func (c *redisClearers) script(op *Op) *redis.Script {
 	return c.get(redisClearShape(buf[:0], op), func() string { return c.source(op) })
 }
 
-// redisClearApplies reports whether counter ct's condition is one of the
-// clear script's: the full rules give a counter of distinct members none.
-func redisClearApplies(ct *Counter) When {
-	if ct.distinct() {
-		return Always
-	}
-	return ct.When
-}
-
 // redisClearShape appends to b what the clear script of op depends on:
-// per counter its kind of count and its condition; with familiar
-// arguments, how long a source stays familiar, how many a user keeps,
-// whether a success teaches, and how many sources op has.
+// the charge script's shape (its limits are not in the clear script, but
+// a gate's do not change), then, with familiar arguments, how many
+// sources op has, how long one stays familiar, how many a user keeps and
+// whether a success teaches.
 func redisClearShape(b []byte, op *Op) []byte {
-	for i := range op.Counters {
-		ct := &op.Counters[i]
-		b = append(b, "pm"[b2i(ct.distinct())], "-fu"[redisClearApplies(ct)])
-	}
+	b = append(redisChargeShape(b, op), '|')
 	if f := op.Familiar; f != nil {
-		b = append(b, '|')
+		b = strconv.AppendInt(b, int64(len(f.Sources)), 10)
+		b = append(b, ',')
 		b = append(b, redisMillis(f.For)...)
 		b = append(b, ',')
 		b = strconv.AppendInt(b, int64(f.Max), 10)
-		b = append(b, ',', "01"[b2i(f.Learn)], ',')
-		b = strconv.AppendInt(b, int64(len(f.Sources)), 10)
+		b = append(b, ',', "01"[b2i(f.Learn)])
 	}
 	return b
 }
 
 // keys appends to keys the clear script's KEYS for op's success: marker,
-// the token's settled marker, each counter's keys named by key, and
+// the token's settled marker, then each counter's keys named by key, and
 // familiar the key of the user's set of familiar sources.
 func (c *redisClearers) keys(keys []string, op *Op, marker string, key func(what string, ct *Counter) string, familiar func(*Familiar) string) []string {
-	keys = append(keys, marker)
-	for i := range op.Counters {
-		keys = append(keys, key("failed", &op.Counters[i]), key("blocked", &op.Counters[i]), key("pending", &op.Counters[i]))
-	}
-	if op.Familiar != nil {
-		keys = append(keys, familiar(op.Familiar))
-	}
-	return keys
+	return redisShapeKeys(append(keys, marker), op, key, familiar, op.Familiar != nil)
 }
 
 // args appends to args the clear script's ARGV for op's success.
 func (c *redisClearers) args(args []any, op *Op) []any {
-	for i := range op.Counters {
-		if op.Counters[i].distinct() {
-			args = append(args, op.Counters[i].Member)
-		}
-	}
-	if op.Familiar != nil {
-		for _, s := range op.Familiar.Sources {
-			args = append(args, s)
-		}
-	}
-	return args
+	return redisShapeArgs(args, op, op.Familiar != nil)
 }
 
 // source writes the clear script of op's shape.
 func (c *redisClearers) source(op *Op) string {
 	n := len(op.Counters)
 	f := op.Familiar
-	var b strings.Builder
-	w := func(parts ...string) {
-		for _, p := range parts {
-			b.WriteString(p)
-		}
-		b.WriteByte('\n')
-	}
+	var b luaText
+	w := b.line
 	itoa := strconv.Itoa
 	key := func(k int) string { return "KEYS[o + " + itoa(k) + "]" }
 	arg := func(k int) string { return "ARGV[a + " + itoa(k) + "]" }
@@ -136,7 +100,7 @@ func (c *redisClearers) source(op *Op) string {
 			members++
 			member[i], flags = arg(members), true
 		}
-		switch redisClearApplies(ct) {
+		switch ct.When { // validateOp refuses a condition on distinct members
 		case IfFamiliar:
 			applies[i], conditional, flags = "known", true, true
 		case IfUnfamiliar:
@@ -159,16 +123,15 @@ func (c *redisClearers) source(op *Op) string {
 	w("for j = 0, #KEYS / ", itoa(1+3*n+b2i(f != nil)), " - 1 do")
 	w("local o, a = j * ", itoa(1+3*n+b2i(f != nil)), ", j * ", itoa(members+sources))
 	if conditional {
-		w("local known = false")
-		for j := range sources {
-			w("if not known then")
-			w("  local s = redis.call('ZSCORE', ", fkey, ", ", arg(members+j+1), ")")
-			w("  if s then")
-			w("    local t = redis.call('TIME')")
-			w("    known = tonumber(s) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ", redisMillis(f.For))
-			w("  end")
-			w("end")
+		var srcs []string
+		age := ""
+		if sources > 0 {
+			for j := range sources {
+				srcs = append(srcs, arg(members+j+1))
+			}
+			age = redisMillis(f.For)
 		}
+		b.known(fkey, srcs, age)
 	}
 	mark := "not redis.call('SET', " + key(1) + ", '1', 'NX', 'PX', " + c.markerTTL + ")"
 	if !conditional {
