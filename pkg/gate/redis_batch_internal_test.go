@@ -21,8 +21,7 @@ func TestRedisFinishBatchIsFinishInOrder(t *testing.T) {
 	srv := testenv.Redis(t)
 	c := srv.Client()
 	ctx := context.Background()
-	p := Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
-		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
+	p := minutePolicy()
 	op := func(token string) Op {
 		return Op{Token: token, Counters: []Counter{
 			{Kind: KindIP, Subject: "10.0.0.1", Limit: 20}, {Kind: KindUsername, Subject: "bob", Limit: 3}}}
@@ -78,6 +77,13 @@ func TestRedisFinishBatchIsFinishInOrder(t *testing.T) {
 	assert.Equal(t, []int{0, 0}, oneAfter.Failures)
 }
 
+// minutePolicy is a policy of one-minute timings (an hour's lockout
+// memory): nothing a test waits for expires.
+func minutePolicy() Policy {
+	return Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
+		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
+}
+
 // withLimits is o with every counter's limit set to n.
 func withLimits(o Op, n int) Op {
 	o.Counters = append([]Counter(nil), o.Counters...)
@@ -104,8 +110,7 @@ func TestRedisFinishBatchOfShapes(t *testing.T) {
 	srv := testenv.Redis(t)
 	c := srv.Client()
 	ctx := context.Background()
-	p := Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
-		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
+	p := minutePolicy()
 	plain := func(ip, user string) Op {
 		return Op{Counters: []Counter{{Kind: KindIP, Subject: ip, Limit: 100}, {Kind: KindUsername, Subject: user, Limit: 100}}}
 	}

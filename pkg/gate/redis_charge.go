@@ -2,6 +2,7 @@ package gate
 
 import (
 	_ "embed"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,9 +24,8 @@ import (
 // The script of a shape takes
 //
 //	KEYS  the failed, blocked and pending key of each counter, in turn;
-//	      then, when
-//	      a counter has a condition and op has familiar sources, the
-//	      user's set of familiar sources
+//	      then, when a counter has a condition and op has familiar
+//	      sources, the user's set of familiar sources
 //	ARGV  the member of each counter of distinct members, in turn; then
 //	      those sources
 //
@@ -212,12 +212,73 @@ func (t *luaText) line(parts ...string) {
 	t.WriteByte('\n')
 }
 
+// when writes stmt, under cond unless cond is "" (always).
+func (t *luaText) when(cond, stmt string) {
+	if cond == "" {
+		t.line(stmt)
+		return
+	}
+	t.line("if ", cond, " then ", stmt, " end")
+}
+
+// inFlight returns the Lua condition that a counter that applies is
+// blocked or has a charge pending: one EXISTS over their blocked and
+// pending keys (the expressions blocked(i), pending(i)). With conditions
+// (applies[i], as for when), it first writes the list of keys to read.
+func (t *luaText) inFlight(applies []string, blocked, pending func(i int) string) string {
+	if !slices.ContainsFunc(applies, func(a string) bool { return a != "" }) {
+		ks := make([]string, 0, 2*len(applies))
+		for i := range applies {
+			ks = append(ks, blocked(i), pending(i))
+		}
+		return "redis.call('EXISTS', " + strings.Join(ks, ", ") + ") ~= 0"
+	}
+	t.line("local ek = {}")
+	for i, a := range applies {
+		t.when(a, "ek[#ek + 1], ek[#ek + 2] = "+blocked(i)+", "+pending(i))
+	}
+	return "(#ek > 0 and redis.call('EXISTS', unpack(ek)) ~= 0)"
+}
+
+// redisShapeParts is what the scripts written per shape say of op, its
+// arguments laid out as redisShapeArgs sends them (arg(k): the k-th): per
+// counter, the Lua expression of its member ("" for a plain count) and
+// the condition under which it applies ("known", "not known"; "" always);
+// then, with fam, the expressions of op's familiar sources.
+func redisShapeParts(op *Op, arg func(k int) string, fam bool) (member, applies, sources []string) {
+	member, applies = make([]string, len(op.Counters)), make([]string, len(op.Counters))
+	k := 0
+	for i := range op.Counters {
+		if op.Counters[i].distinct() {
+			k++
+			member[i] = arg(k)
+		}
+		switch op.Counters[i].When {
+		case IfFamiliar:
+			applies[i] = "known"
+		case IfUnfamiliar:
+			applies[i] = "not known"
+		}
+	}
+	if fam {
+		for range op.Familiar.Sources {
+			k++
+			sources = append(sources, arg(k))
+		}
+	}
+	return member, applies, sources
+}
+
 // known writes the Lua that sets known when one of the sources (their
-// ARGV expressions) logged in as the user within age ms: ZSCORE of each
-// in the set fkey until one hits, TIME on a hit only. No source, or no
-// set, leaves known false.
-func (t *luaText) known(fkey string, sources []string, age string) {
+// ARGV expressions) logged in as the user within f.For: ZSCORE of each in
+// the set fkey until one hits, TIME on a hit only. No source, or no set,
+// leaves known false.
+func (t *luaText) known(fkey string, sources []string, f *Familiar) {
 	t.line("local known = false")
+	if len(sources) == 0 {
+		return
+	}
+	age := redisMillis(f.For)
 	for _, src := range sources {
 		t.line("if not known then")
 		t.line("  local s = redis.call('ZSCORE', ", fkey, ", ", src, ")")
@@ -236,41 +297,14 @@ func (c *redisChargers) source(op *Op) string {
 	w := b.line
 	itoa := strconv.Itoa
 	// The shebang: at maxmemory Redis refuses the script whole, before it
-	// writes anything (see redisScriptCharge's siblings in redis.go).
+	// writes anything (see the counting scripts in redis.go).
 	w("#!lua")
 	w("-- defender's charge script for one shape of op, written by redis_charge.go")
 	w("local n = ", itoa(n))
-	// applies[i]: the Lua condition under which counter i applies; "" always.
-	applies := make([]string, n)
-	always := false
-	for i, ct := range op.Counters {
-		switch ct.When {
-		case IfFamiliar:
-			applies[i] = "known"
-		case IfUnfamiliar:
-			applies[i] = "not known"
-		default:
-			always = true
-		}
-	}
-	member := make([]string, n) // ARGV of each counter's member
-	arg := 0
-	for i, ct := range op.Counters {
-		if ct.distinct() {
-			arg++
-			member[i] = "ARGV[" + itoa(arg) + "]"
-		}
-	}
+	member, applies, sources := redisShapeParts(op, func(k int) string { return "ARGV[" + itoa(k) + "]" }, op.familiarSources())
+	always := slices.Contains(applies, "")
 	if op.conditional() {
-		var sources []string
-		age := ""
-		if op.familiarSources() {
-			for j := range op.Familiar.Sources {
-				sources = append(sources, "ARGV["+itoa(arg+j+1)+"]")
-			}
-			age = redisMillis(op.Familiar.For)
-		}
-		b.known("KEYS["+itoa(3*n+1)+"]", sources, age)
+		b.known("KEYS["+itoa(3*n+1)+"]", sources, op.Familiar)
 		if !always {
 			// No counter applies: nothing to do.
 			none := make([]string, n)
@@ -301,26 +335,9 @@ func (c *redisChargers) source(op *Op) string {
 		d.WriteString("}")
 		return d.String()
 	}
-	// The check for a block or a charge in flight: each counter's blocked
-	// and pending key.
-	if !op.conditional() {
-		ks := make([]string, 0, 2*n)
-		for i := range n {
-			ks = append(ks, "KEYS["+itoa(3*i+2)+"]", "KEYS["+itoa(3*i+3)+"]")
-		}
-		w("if redis.call('EXISTS', ", strings.Join(ks, ", "), ") ~= 0 then")
-	} else {
-		w("local ek = {}")
-		for i := range op.Counters {
-			k := "ek[#ek + 1], ek[#ek + 2] = KEYS[" + itoa(3*i+2) + "], KEYS[" + itoa(3*i+3) + "]"
-			if applies[i] != "" {
-				w("if ", applies[i], " then ", k, " end")
-			} else {
-				w(k)
-			}
-		}
-		w("if redis.call('EXISTS', unpack(ek)) ~= 0 then")
-	}
+	// The check for a block or a charge in flight.
+	w("if ", b.inFlight(applies, func(i int) string { return "KEYS[" + itoa(3*i+2) + "]" },
+		func(i int) string { return "KEYS[" + itoa(3*i+3) + "]" }), " then")
 	w(desc(func(int) string { return "" }))
 	w(redisLuaChargeFound)
 	w("end")
@@ -363,12 +380,7 @@ func (c *redisChargers) source(op *Op) string {
 	// The sliding TTLs.
 	if c.cooloff != "0" {
 		for i := range op.Counters {
-			e := "redis.call('PEXPIRE', KEYS[" + itoa(3*i+1) + "], " + c.cooloff + ")"
-			if applies[i] != "" {
-				w("if ", applies[i], " then ", e, " end")
-			} else {
-				w(e)
-			}
+			b.when(applies[i], "redis.call('PEXPIRE', KEYS["+itoa(3*i+1)+"], "+c.cooloff+")")
 		}
 	}
 	w("return {1, 0, n, ", strings.Join(counts, ", "), "}")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,8 +17,7 @@ import (
 // past redisChargeShapes shapes, an op of a new one goes to the full
 // rules, and its decisions are the same as through a charge script.
 func TestChargeScriptsByShape(t *testing.T) {
-	p := Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
-		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
+	p := minutePolicy()
 	srv := testenv.Redis(t)
 	s := NewRedisStore(srv.Client(), "shape", p)
 	ctx := context.Background()

@@ -91,74 +91,41 @@ func (c *redisClearers) source(op *Op) string {
 	itoa := strconv.Itoa
 	key := func(k int) string { return "KEYS[o + " + itoa(k) + "]" }
 	arg := func(k int) string { return "ARGV[a + " + itoa(k) + "]" }
-	member := make([]string, n) // ARGV of each counter's member
-	applies := make([]string, n)
-	members, conditional, flags := 0, false, f != nil
-	for i := range op.Counters {
-		ct := &op.Counters[i]
-		if ct.distinct() {
+	member, applies, sources := redisShapeParts(op, arg, f != nil)
+	members := 0
+	for _, m := range member {
+		if m != "" {
 			members++
-			member[i], flags = arg(members), true
-		}
-		switch ct.When { // validateOp refuses a condition on distinct members
-		case IfFamiliar:
-			applies[i], conditional, flags = "known", true, true
-		case IfUnfamiliar:
-			applies[i], conditional, flags = "not known", true, true
 		}
 	}
-	sources, fkey := 0, key(2+3*n)
-	if f != nil {
-		sources = len(f.Sources)
-	}
+	conditional := op.conditional()
+	flags := f != nil || members > 0 || conditional // the reply carries the counts
+	teaches := f != nil && f.Learn && len(sources) > 0
+	stride := itoa(1 + 3*n + b2i(f != nil)) // keys per success
+	fkey := key(2 + 3*n)
 	failed := func(i int) string { return key(2 + 3*i) }
 	// The shebang: at maxmemory Redis refuses the script whole, before it
 	// writes anything (see the counting scripts in redis.go).
 	w("#!lua")
 	w("-- defender's clear script for one shape of op, written by redis_clear.go")
-	if f != nil && f.Learn && sources > 0 {
+	if teaches {
 		w(redisLuaFamiliar)
 	}
 	w("local out = {}")
-	w("for j = 0, #KEYS / ", itoa(1+3*n+b2i(f != nil)), " - 1 do")
-	w("local o, a = j * ", itoa(1+3*n+b2i(f != nil)), ", j * ", itoa(members+sources))
+	w("for j = 0, #KEYS / ", stride, " - 1 do")
+	w("local o, a = j * ", stride, ", j * ", itoa(members+len(sources)))
 	if conditional {
-		var srcs []string
-		age := ""
-		if sources > 0 {
-			for j := range sources {
-				srcs = append(srcs, arg(members+j+1))
-			}
-			age = redisMillis(f.For)
-		}
-		b.known(fkey, srcs, age)
+		b.known(fkey, sources, f)
 	}
 	mark := "not redis.call('SET', " + key(1) + ", '1', 'NX', 'PX', " + c.markerTTL + ")"
-	if !conditional {
-		ks := make([]string, 0, 2*n)
-		for i := range n {
-			ks = append(ks, key(3+3*i), key(4+3*i))
-		}
-		w("if redis.call('EXISTS', ", strings.Join(ks, ", "), ") ~= 0 or ", mark, " then")
-	} else {
-		w("local ek = {}")
-		for i := range n {
-			k := "ek[#ek + 1], ek[#ek + 2] = " + key(3+3*i) + ", " + key(4+3*i)
-			if applies[i] != "" {
-				w("if ", applies[i], " then ", k, " end")
-			} else {
-				w(k)
-			}
-		}
-		w("if (#ek > 0 and redis.call('EXISTS', unpack(ek)) ~= 0) or ", mark, " then")
-	}
+	w("if ", b.inFlight(applies, func(i int) string { return key(3 + 3*i) }, func(i int) string { return key(4 + 3*i) }), " or ", mark, " then")
 	w("out[j + 1] = -1")
 	w("else")
 	// The plain counters' counts go in one DEL.
 	var del []string
 	dynamic := false
 	for i := range n {
-		if !op.Counters[i].distinct() {
+		if member[i] == "" {
 			del = append(del, failed(i))
 			dynamic = dynamic || applies[i] != ""
 		}
@@ -167,13 +134,8 @@ func (c *redisClearers) source(op *Op) string {
 	case dynamic:
 		w("local del = {}")
 		for i := range n {
-			if op.Counters[i].distinct() {
-				continue
-			}
-			if applies[i] != "" {
-				w("if ", applies[i], " then del[#del + 1] = ", failed(i), " end")
-			} else {
-				w("del[#del + 1] = ", failed(i))
+			if member[i] == "" {
+				b.when(applies[i], "del[#del + 1] = "+failed(i))
 			}
 		}
 		w("if #del > 0 then redis.call('DEL', unpack(del)) end")
@@ -183,7 +145,7 @@ func (c *redisClearers) source(op *Op) string {
 	counts := make([]string, n)
 	for i := range n {
 		switch {
-		case op.Counters[i].distinct():
+		case member[i] != "":
 			w("redis.call('SREM', ", failed(i), ", ", member[i], ")")
 			counts[i] = "redis.call('SCARD', " + failed(i) + ")"
 		case applies[i] != "":
@@ -192,8 +154,8 @@ func (c *redisClearers) source(op *Op) string {
 			counts[i] = "0"
 		}
 	}
-	if f != nil && f.Learn && sources > 0 {
-		w("teach(", fkey, ", a + ", itoa(members+1), ", a + ", itoa(members+sources), ", now_ms(), ", redisMillis(f.For), ", ", itoa(f.Max), ")")
+	if teaches {
+		w("teach(", fkey, ", a + ", itoa(members+1), ", a + ", itoa(members+len(sources)), ", now_ms(), ", redisMillis(f.For), ", ", itoa(f.Max), ")")
 	}
 	if flags {
 		w("out[j + 1] = {1, 0, ", itoa(n), ", ", strings.Join(counts, ", "), "}")

@@ -418,23 +418,23 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 		clear := script == redisScriptFinish
 		fast, keys, args, at := make([]*redis.Script, 0, n), make([][]string, 0, n), make([][]any, 0, n), make([]int, 0, n)
 		for i, c := range op.Counters {
-			switch {
-			case clear:
-				cs := s.clear.script(&ones[i])
-				if cs == nil {
-					left = append(left, i)
-					continue
-				}
-				fast = append(fast, cs)
-				keys = append(keys, s.clear.keys(nil, &ones[i], s.settledKey(c, op.Token), s.counterKey, s.familiarKey))
-				args = append(args, s.clear.args(nil, &ones[i]))
-			case s.charge.script(&ones[i]) != nil:
-				fast = append(fast, s.charge.script(&ones[i]))
-				keys = append(keys, s.charge.keys(nil, &ones[i], s.counterKey, s.familiarKey))
-				args = append(args, s.charge.args(&ones[i]))
-			default:
+			var fs *redis.Script
+			if clear {
+				fs = s.clear.script(&ones[i])
+			} else {
+				fs = s.charge.script(&ones[i])
+			}
+			if fs == nil {
 				left = append(left, i)
 				continue
+			}
+			fast = append(fast, fs)
+			if clear {
+				keys = append(keys, s.clear.keys(nil, &ones[i], s.settledKey(c, op.Token), s.counterKey, s.familiarKey))
+				args = append(args, s.clear.args(nil, &ones[i]))
+			} else {
+				keys = append(keys, s.charge.keys(nil, &ones[i], s.counterKey, s.familiarKey))
+				args = append(args, s.charge.args(&ones[i]))
 			}
 			at = append(at, i)
 		}
