@@ -316,12 +316,7 @@ func TestParallelGuessesAcrossGateProcesses(t *testing.T) {
 
 			// Outcomes Redis did not take in time wait in the gates'
 			// backlogs; the store's block comes when they are replayed.
-			for _, g := range gs {
-				require.Eventually(t, func() bool {
-					m, err := testenv.Scrape(g.URL + "/metrics")
-					return err == nil && m["defender_gate_backlog_outcomes"] == 0
-				}, 30*time.Second, 50*time.Millisecond, "%s never replayed its backlog", g.name)
-			}
+			waitReplayed(t, gs...)
 			waitPublished(t, gs...)
 			// Read the stream until the blocks are there: one read can end
 			// early on a loaded machine (it stops at the first empty fetch).
@@ -410,15 +405,33 @@ func TestParallelGuessesAcrossGateProcesses(t *testing.T) {
 		wg.Wait()
 		require.Zero(t, errs.Load())
 		t.Logf("check then report: %d of %d guesses were allowed by /v1/check (limit %d)", checked.Load(), guesses, burstLimit)
+		// Reports the gates decided locally wait in their backlogs, and
+		// the store's block comes when they are replayed (as above).
+		waitReplayed(t, gs...)
 		waitPublished(t, gs...)
-		n := 0
-		for _, b := range streamBlocks(t, ns.URL) {
-			if b.Subject == user && !b.Local {
-				n++
-				assert.Equal(t, "username", b.Kind)
+		var kinds []string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			kinds = nil
+			for _, b := range streamBlocks(t, ns.URL) {
+				if b.Subject == user && !b.Local {
+					kinds = append(kinds, b.Kind)
+				}
+			}
+			if len(kinds) > 0 || time.Now().After(deadline) {
+				break
 			}
 		}
-		assert.Equal(t, 1, n, "still exactly one store block event")
+		assert.LessOrEqual(t, len(kinds), 1, "one store block event at most: %v", kinds)
+		assert.Subset(t, []string{"username"}, kinds, "a username block only")
+		checker := loadClient(10 * time.Second)
+		require.Eventually(t, func() bool {
+			a := post(checker, gs[0].URL+"/v1/check", map[string]any{"ip": "192.0.2.77", "username": user})
+			return a.Err == nil && !a.Body.Degraded && a.Status == http.StatusTooManyRequests &&
+				slices.Contains(a.Body.BlockedBy, gate.Kind("username"))
+		}, 30*time.Second, 100*time.Millisecond, "the store blocks the username")
+		if len(kinds) == 0 {
+			t.Logf("the username's block was not announced: it was made by a call whose answer came late (docs/RELIABILITY.md)")
+		}
 	})
 }
 

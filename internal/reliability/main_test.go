@@ -278,6 +278,18 @@ func waitPublished(t *testing.T, gates ...*gateProc) {
 	}
 }
 
+// waitReplayed waits until each gate has written its backlog (the
+// outcomes it decided locally while the store was late) to the store.
+func waitReplayed(t *testing.T, gates ...*gateProc) {
+	t.Helper()
+	for _, g := range gates {
+		require.Eventually(t, func() bool {
+			m, err := testenv.Scrape(g.URL + "/metrics")
+			return err == nil && m["defender_gate_backlog_outcomes"] == 0
+		}, 30*time.Second, 50*time.Millisecond, "%s never replayed its backlog", g.name)
+	}
+}
+
 // streamBlocks reads every block event of the DEFENDER stream on the NATS
 // server at url.
 func streamBlocks(t *testing.T, url string) []events.Block {
