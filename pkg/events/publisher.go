@@ -193,10 +193,14 @@ func (p *Publisher) EmitAttempt(r gate.AttemptRecord) {
 	p.enqueue(it)
 }
 
-// EmitTransition queues a block or unblock event. It never blocks.
+// EmitTransition queues a block or unblock event, under r.ID when the
+// gate named it (else a new id). It never blocks.
 func (p *Publisher) EmitTransition(r gate.TransitionRecord) {
 	it := p.pool.Get().(*item)
-	it.id = newUUID()
+	it.id = r.ID
+	if it.id == (uuid.UUID{}) {
+		it.id = newUUID()
+	}
 	it.transition = true
 	it.t = r
 	p.enqueue(it)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -91,6 +92,38 @@ func TestPublisherRoundTrip(t *testing.T) {
 	assert.Zero(t, st.Dropped)
 	assert.Equal(t, float64(n+2), testenv.Metric(t, reg, "defender_events_published_total"))
 	assert.Equal(t, float64(n+2), testenv.Metric(t, reg, "defender_events_publish_seconds"), "one latency sample per event")
+}
+
+// TestPublisherNamedTransitionOnce: a transition the gate named (a block
+// replied again to a replayed store call, announced a second time) is
+// published under its id, which JetStream's duplicate window takes once.
+func TestPublisherNamedTransitionOnce(t *testing.T) {
+	env := newNATSEnv(t)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{Gate: "gate-a", Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	stop := runPublisher(t, p)
+	id := uuid.Must(uuid.NewV7())
+	at := time.Now().Truncate(time.Millisecond)
+	named := gate.TransitionRecord{ID: id, Time: at, Kind: gate.KindUsername, Subject: "dana",
+		Blocked: true, Until: at.Add(time.Minute), Failures: 4, Reason: gate.ReasonAuto}
+	p.EmitTransition(named)
+	p.EmitTransition(named)
+	// And one the emitter names: an id of its own.
+	p.EmitTransition(gate.TransitionRecord{Time: at, Kind: gate.KindUsername, Subject: "erin", Blocked: true, Reason: gate.ReasonAuto})
+	require.NoError(t, stop())
+	assert.Equal(t, uint64(3), p.Stats().Published, "each sent")
+
+	msgs := streamMsgs(t, env.js, events.Subjects{}.Blocks(), 2)
+	require.Len(t, msgs, 2, "the named block once, the other once")
+	b, err := events.DecodeBlock(msgs[0].Data())
+	require.NoError(t, err)
+	assert.Equal(t, id.String(), b.ID)
+	assert.Equal(t, "dana", b.Subject)
+	assert.True(t, at.Equal(b.Time), "at the time the gate gave")
+	other, err := events.DecodeBlock(msgs[1].Data())
+	require.NoError(t, err)
+	assert.NotEqual(t, id.String(), other.ID)
+	assert.Equal(t, "erin", other.Subject)
 }
 
 // TestPublisherSurvivesOutage stops NATS for about 10 s while several

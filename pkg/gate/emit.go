@@ -1,6 +1,10 @@
 package gate
 
-import "time"
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
 
 // Outcome is the result of one attempt as reported in events.
 type Outcome string
@@ -50,6 +54,13 @@ const (
 
 // TransitionRecord is a block or unblock of one subject.
 type TransitionRecord struct {
+	// ID names the event, when the gate names it (zero: the emitter
+	// gives it a new id): a block the store made for a call whose answer
+	// came too late is announced when the gate replays the call, and a
+	// call can be announced twice (the same outcome reported again), each
+	// time under this same id, which subscribers take once (JetStream's
+	// duplicate window, the recorder, the notifier).
+	ID        uuid.UUID
 	Time      time.Time
 	Kind      Kind
 	Subject   string

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -503,7 +505,7 @@ func (g *Gate) exec(ctx context.Context, name storeOp, op Op, success, admit boo
 // syncLocal copies a store answer to op into the local limiter, and
 // publishes the blocks it made there.
 func (g *Gate) syncLocal(op Op, a storeAnswer, ip string) {
-	g.transitions(g.local.sync(localOp(op), a), ReasonAuto, true, ip)
+	g.transitions(g.local.sync(localOp(op), a), ReasonAuto, true, ip, "")
 }
 
 // degraded counts a decision taken without the store, and warns (at most
@@ -560,7 +562,7 @@ func decide(id *identity, res *Result) Decision {
 // decideLocally is decide for a result of the local limiter, made
 // because the store failed with err: its blocks are published as local.
 func (g *Gate) decideLocally(id *identity, res *Result, err error) Decision {
-	g.transitions(res.Transitions, ReasonAuto, true, id.ip)
+	g.transitions(res.Transitions, ReasonAuto, true, id.ip, "")
 	d := decide(id, res)
 	d.Degraded, d.Err = true, err
 	return d
@@ -741,7 +743,7 @@ func (g *Gate) begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	if id.n == 0 {
 		return t, Decision{Allowed: true}
 	}
-	t.token = g.tokenPrefix + strconv.FormatUint(g.tokenSeq.Add(1), 36)
+	t.token = g.newToken()
 	op := t.op()
 	if g.local != nil {
 		// Counted here from now on: a late call decides with the attempts
@@ -767,7 +769,7 @@ func (g *Gate) begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	if g.local != nil {
 		g.syncLocal(op, storeAnswer{res: &res, sent: sent, begin: true}, t.id.ip)
 	}
-	g.transitions(res.Transitions, ReasonAuto, false, t.id.ip)
+	g.transitions(res.Transitions, ReasonAuto, false, t.id.ip, op.Token)
 	return g.begun(t, &res, decide(&t.id, &res), chargedInStore)
 }
 
@@ -1026,7 +1028,7 @@ func (g *Gate) settled(t *Ticket, op Op, success bool, res *Result, sent int64) 
 	if g.local != nil {
 		g.syncLocal(op, storeAnswer{res: res, sent: sent, success: success, release: true}, t.id.ip)
 	}
-	g.transitions(res.Transitions, ReasonAuto, false, t.id.ip)
+	g.transitions(res.Transitions, ReasonAuto, false, t.id.ip, op.Token)
 	d := decide(&t.id, res)
 	g.publishAttempt(&t.a, &t.id, outcomeOf(success), &d)
 	return d
@@ -1068,7 +1070,9 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 		g.publishAttempt(&a, &id, outcome, &d)
 		return d
 	}
-	op := id.op("")
+	// A token of its own: a replay of this Record, should its answer come
+	// too late, is then the same outcome again (see Op.Token).
+	op := id.op(g.newToken())
 	sent := time.Now().UnixNano()
 	res, err := g.call(ctx, opRecord, op, success)
 	var d Decision
@@ -1077,7 +1081,7 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 		if g.local != nil {
 			g.syncLocal(op, storeAnswer{res: &res, sent: sent, success: success && res.Admitted}, id.ip)
 		}
-		g.transitions(res.Transitions, ReasonAuto, false, id.ip)
+		g.transitions(res.Transitions, ReasonAuto, false, id.ip, op.Token)
 		d = decide(&id, &res)
 	default:
 		var closed bool
@@ -1174,7 +1178,7 @@ func (g *Gate) Block(ctx context.Context, k Kind, subject string, d time.Duratio
 		_, _ = g.local.Block(ctx, k, s, d) // valid: the store took it
 	}
 	if tr != nil {
-		g.transitions([]Transition{*tr}, ReasonAdmin, false, "")
+		g.transitions([]Transition{*tr}, ReasonAdmin, false, "", "")
 	}
 	return nil
 }
@@ -1228,7 +1232,7 @@ func (g *Gate) unblock(ctx context.Context, k Kind, subject string, reason Reaso
 		_, _ = g.local.Unblock(ctx, k, s)
 	}
 	if tr != nil {
-		g.transitions([]Transition{*tr}, reason, false, "")
+		g.transitions([]Transition{*tr}, reason, false, "", "")
 	}
 	return tr != nil, nil
 }
@@ -1248,7 +1252,7 @@ func (g *Gate) Blocked(ctx context.Context, k Kind, limit int) ([]BlockState, er
 // transitions publishes block and unblock events and runs the hooks.
 // local marks those the local limiter made (the store did not answer);
 // ip is the address of the attempt that made them ("" for an admin's).
-func (g *Gate) transitions(ts []Transition, reason Reason, local bool, ip string) {
+func (g *Gate) transitions(ts []Transition, reason Reason, local bool, ip, token string) {
 	if len(ts) == 0 {
 		return
 	}
@@ -1257,11 +1261,17 @@ func (g *Gate) transitions(ts []Transition, reason Reason, local bool, ip string
 		r := TransitionRecord{Time: now, Kind: t.Kind, Subject: t.Subject, Blocked: t.Blocked,
 			Permanent: t.Permanent, Failures: t.Failures, Reason: reason, Local: local, IP: ip,
 			Observe: g.cfg.Mode == ModeObserve && reason == ReasonAuto}
+		if !t.At.IsZero() && token != "" {
+			// The store says when it made it: a replay of the call that
+			// made it (whose answer came too late) replies it again, and
+			// is announced under the same id (see TransitionRecord.ID).
+			r.Time, r.ID = t.At, transitionID(t.At, token, &t)
+		}
 		direction := "unblock"
 		if t.Blocked {
 			direction = "block"
 			if !t.Permanent {
-				r.Until = now.Add(t.Duration)
+				r.Until = r.Time.Add(t.Duration)
 			}
 			if g.logs.blocks.Allow() {
 				g.log.Info("gate blocked", "kind", string(t.Kind), "subject", t.Subject,
@@ -1279,6 +1289,29 @@ func (g *Gate) transitions(ts []Transition, reason Reason, local bool, ip string
 			g.hooks.OnUnblock(r)
 		}
 	}
+}
+
+// transitionID names the event of a transition t the store made at at for
+// the call of token: a UUIDv7 (time-ordered, like every event id) of at's
+// millisecond, whose other bits are a hash of the token and t. The same
+// transition replied again (a replay) gets the same id, which JetStream's
+// duplicate window, the recorder and the notifier each take once.
+func transitionID(at time.Time, token string, t *Transition) uuid.UUID {
+	h := sha256.New()
+	for _, s := range [...]string{token, string(t.Kind), t.Subject} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte{byte(b2i(t.Blocked))})
+	var id uuid.UUID
+	copy(id[:], h.Sum(nil))
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	id[6] = 0x70 | id[6]&0x0f // version 7
+	id[8] = 0x80 | id[8]&0x3f // RFC 9562 variant
+	return id
 }
 
 // publishAttempt counts an attempt and hands its event to the emitter.
@@ -1300,6 +1333,12 @@ func (g *Gate) publishAttempt(a *Attempt, id *identity, o Outcome, d *Decision) 
 		r.BlockedBy = d.BlockedBy
 	}
 	g.emit.EmitAttempt(r)
+}
+
+// newToken returns a token for a store call, unique among this process's
+// and, by its random prefix, among every gate's.
+func (g *Gate) newToken() string {
+	return g.tokenPrefix + strconv.FormatUint(g.tokenSeq.Add(1), 36)
 }
 
 // queueReplay puts an outcome the store did not take in the backlog:
@@ -1406,7 +1445,7 @@ func (g *Gate) drainBatch(ctx context.Context) error {
 			}
 			g.syncLocal(r.op, storeAnswer{res: &res, sent: sent, success: r.success, confirmed: confirmed, release: r.finish}, r.ip)
 		}
-		g.transitions(res.Transitions, ReasonAuto, false, r.ip)
+		g.transitions(res.Transitions, ReasonAuto, false, r.ip, r.op.Token)
 		g.m.replayed.Inc()
 		done++
 	}

@@ -337,6 +337,9 @@ func redisMarkerTTL(p *Policy) string {
 
 // Record implements Store.
 func (s *RedisStore) Record(ctx context.Context, op Op, success bool) (Result, error) {
+	if op.Token == "" {
+		op.Token = "record-" + randomToken()
+	}
 	return s.run(ctx, "record", redisScriptRecord, op, success)
 }
 
@@ -412,12 +415,18 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
-	reply, err := script.Run(ctx, s.client, s.counterKeys(op, script == redisScriptFinish), s.args.counter(op, success)...).Result()
+	reply, err := script.Run(ctx, s.client, s.counterKeys(op, redisMarked(script)), s.args.counter(op, success)...).Result()
 	return s.decode(name, script, op, reply, err)
 }
 
+// redisMarked reports whether script takes its token's settled marker
+// (see redis_common.lua).
+func redisMarked(script *redis.Script) bool {
+	return script == redisScriptFinish || script == redisScriptRecord
+}
+
 // counterKeys is KEYS of a counter script for op (see redis_common.lua),
-// with the token's settled marker for Finish (marker). The keys are
+// with the token's settled marker for Finish and Record (marker). The keys are
 // written into one string and sliced from it: one allocation for all of
 // them rather than one each.
 func (s *RedisStore) counterKeys(op Op, marker bool) []string {
@@ -639,7 +648,7 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 			return Result{}, fmt.Errorf("reply element %d: unexpected %T", i, v)
 		}
 	}
-	const head, perCounter, perTransition = 3, 6, 6
+	const head, perCounter, perTransition = 3, 6, 7
 	nc := len(op.Counters)
 	if len(n) == head+nc && nc > 0 && n[2] == int64(nc) {
 		return decodeShortRedisResult(n, op, withLockouts), nil
@@ -691,7 +700,7 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 			return Result{}, fmt.Errorf("transition of counter %d out of range", t[0])
 		}
 		c := op.Counters[i]
-		res.Transitions = append(res.Transitions, Transition{
+		tr := Transition{
 			Kind:      c.Kind,
 			Subject:   c.Subject,
 			Blocked:   t[1] == 1,
@@ -699,7 +708,11 @@ func decodeRedisResult(reply any, op Op, withLockouts bool) (Result, error) {
 			Permanent: t[3] == 1,
 			Failures:  int(t[4]),
 			Lockouts:  int(t[5]),
-		})
+		}
+		if t[6] > 0 {
+			tr.At = time.UnixMilli(t[6])
+		}
+		res.Transitions = append(res.Transitions, tr)
 	}
 	return res, nil
 }

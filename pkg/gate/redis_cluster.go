@@ -215,6 +215,12 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis record: %w", err)
 	}
+	if op.Token == "" || len(op.Counters) > 1 {
+		// Over several counters, a reserve round charges the token and a
+		// Finish round settles it: a fresh one each time. (A replay of
+		// such a Record counts again, and finds nothing remembered.)
+		op.Token = "record-" + randomToken()
+	}
 	if len(op.Counters) == 1 {
 		rs, errs := s.each(ctx, op, "record", redisScriptRecord, success)
 		s.index(ctx, rs, errs)
@@ -223,7 +229,6 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 		}
 		return mergeRedisResults(op, rs, rs[0].Admitted), nil
 	}
-	op.Token = "record-" + randomToken()
 	rs, errs := s.each(ctx, op, "record reserve", redisScriptReserve, false)
 	s.index(ctx, rs, errs)
 	if !s.settleAdmission(ctx, op, rs, errs) {
@@ -466,7 +471,7 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 			c := op.Counters[i]
 			keys[j] = []string{s.key("failed", c.Kind, c.Subject), s.key("blocked", c.Kind, c.Subject),
 				s.key("pending", c.Kind, c.Subject), s.key("lockouts", c.Kind, c.Subject)}
-			if script == redisScriptFinish {
+			if redisMarked(script) {
 				keys[j] = append(keys[j], s.settledKey(c, op.Token))
 			}
 			if f := ones[i].Familiar; f != nil {

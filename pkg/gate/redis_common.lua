@@ -9,7 +9,8 @@
 -- Counter scripts (check, begin, reserve, finish, record) take
 --   KEYS   four keys per counter i (1-based), from KEYS[4*(i-1)+1]:
 --          failed, blocked, pending, lockouts;
---          then, for finish only, the token's settled marker (KEYS[4*n+1]);
+--          then, for finish and record, the token's settled marker
+--          (KEYS[4*n+1]);
 --          then, optionally, the blocked index of each counter's kind
 --          (KEYS[4*n+m+i], m 1 for finish, else 0); without them the
 --          index is not maintained here
@@ -42,8 +43,10 @@
 --        0 in the other scripts' replies), lockouts so far (-1 when the
 --        call did not read them) and charges pending after the call (both
 --        Begin only; 0 in the other scripts' replies),
---   then per transition, 6 values: counter index (1-based), blocked (0/1),
---        duration in ms, permanent (0/1), failures, lockouts;
+--   then per transition, 7 values: counter index (1-based), blocked (0/1),
+--        duration in ms, permanent (0/1), failures, lockouts, and the
+--        server's time in ms when it was made (which, with the token, names
+--        its event: see remember);
 -- or, from a fast path, the short form: admitted, 0, n, then per counter
 -- its failures (none blocked, none pending, no transition; Begin: the
 -- attempt counted at once on every counter, lockouts not read).
@@ -62,7 +65,9 @@
 -- of tokens scored by their deadline in ms; lockouts is an integer with the
 -- lockout memory as TTL; the index is a sorted set of blocked subjects
 -- scored by the block's end in ms (+inf when permanent), read by Blocked;
--- the settled marker of a token exists once its outcome was reported.
+-- the settled marker of a token exists once its outcome was reported
+-- (Finish), or once its call made a transition (Finish, Record: then it
+-- holds them, see remember).
 --
 -- An attempt is charged in one of two ways (see redis_begin.lua): counted
 -- as a failure at once (failed + 1: an ordinary attempt, whose failure
@@ -105,7 +110,7 @@ local function learn(op)
 end
 
 -- load_op parses KEYS and ARGV as described above; with_marker says KEYS
--- hold the settled marker (finish).
+-- hold the token's settled marker (finish, record).
 local function load_op(with_marker)
   local n = tonumber(ARGV[6])
   local m = with_marker and 1 or 0
@@ -272,6 +277,7 @@ local function add_transition(op, c, blocked, duration, permanent, nfailures, lo
   t[#t + 1] = permanent and 1 or 0
   t[#t + 1] = nfailures
   t[#t + 1] = lockouts
+  t[#t + 1] = now(op)
 end
 
 -- set_block blocks c for ms milliseconds (0: for ever), replacing any block,
@@ -460,16 +466,53 @@ local function count_now(op, c)
   c.charge = 2
 end
 
+-- marker_ttl is how long a token's settled marker lives: as long as a
+-- charge may (the pending timeout; a day when charges never expire).
+local function marker_ttl(op)
+  if op.pending_timeout <= 0 then
+    return 86400000
+  end
+  return op.pending_timeout
+end
+
+-- remember keeps, in op.token's marker, the transitions this call made
+-- and whether it admitted the attempt ("admitted,t1,t2,...", each
+-- transition's values as replied), when it made any: the reply may reach
+-- no one (a gate that gave up waiting for it replays the outcome), and
+-- the replay, finding the marker, announces them (recall). Most calls
+-- make none and write nothing here.
+local function remember(op, admitted)
+  if op.marker and #op.transitions > 0 then
+    redis.call('SET', op.marker, (admitted and '1,' or '0,') .. table.concat(op.transitions, ','), 'PX', marker_ttl(op))
+  end
+end
+
+-- recall reads what remember kept in op.token's marker: it puts the
+-- transitions in op.transitions and returns whether the call admitted the
+-- attempt; nil when the marker is absent. A marker of '1' (set by
+-- settled, or a clear script) holds no transitions.
+local function recall(op)
+  local v = redis.call('GET', op.marker)
+  if not v then
+    return nil
+  end
+  local admitted = v:sub(1, 1) == '1'
+  for x in v:sub(3):gmatch('[^,]+') do
+    op.transitions[#op.transitions + 1] = tonumber(x)
+  end
+  return admitted
+end
+
 -- settled marks op.token's outcome as reported, and reports whether it
 -- had been already: an outcome takes effect once. The marker lives as
 -- long as a charge may (the pending timeout; a day when charges never
 -- expire).
 local function settled(op)
-  local ttl = op.pending_timeout
-  if ttl <= 0 then
-    ttl = 86400000
+  if redis.call('SET', op.marker, '1', 'NX', 'PX', marker_ttl(op)) then
+    return false
   end
-  return not redis.call('SET', op.marker, '1', 'NX', 'PX', ttl)
+  recall(op)
+  return true
 end
 
 -- reply is the flat integer reply described above. Only Begin's reply

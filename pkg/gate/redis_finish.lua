@@ -1,6 +1,8 @@
 -- Finish: settle the outcome of an attempt charged by Begin, once: the
 -- settled marker refuses a token reported again (on this gate or another
--- one sharing the store), which changes nothing.
+-- one sharing the store), which changes nothing but replies the
+-- transitions the first report made (remember), for a gate that never
+-- read that reply to announce them.
 --
 -- Where the token is pending (a last chance), a failure counts now and
 -- may block; a success clears. Where Begin counted the attempt at once, a
@@ -12,7 +14,7 @@
 -- not undo.
 local op = load_op(true)
 if settled(op) then
-  return reply(op, false, false)
+  return reply(op, false, false) -- with the transitions the first made
 end
 settle_expired(op, false, op.token)
 for _, c in ipairs(op.counters) do
@@ -40,4 +42,5 @@ end
 if op.success and not late then
   learn(op) -- the sources of a login become familiar to its user
 end
+remember(op, false)
 return reply(op, false, false)

@@ -2,9 +2,18 @@
 -- nothing is counted; otherwise success clears (but the counters kept on
 -- success; a counter of distinct members loses the member) and failure
 -- counts one, and the reply says admitted.
-local op = load_op(false)
+local op = load_op(true)
+-- The same outcome again (a gate replaying a call whose reply came too
+-- late): what the first call made is replied, nothing is counted twice.
+-- Only a call that made a transition leaves a marker (remember): a replay
+-- of one that made none counts again.
+local admitted = recall(op)
+if admitted ~= nil then
+  return reply(op, admitted, false)
+end
 settle_expired(op)
 if blocked_any(op) then
+  remember(op, false)
   return reply(op, false, false)
 end
 if op.success then
@@ -19,4 +28,5 @@ for _, c in ipairs(op.counters) do
     clear(op, c)
   end
 end
+remember(op, true)
 return reply(op, true, false)

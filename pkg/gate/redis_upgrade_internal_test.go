@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,15 @@ func (s legacyStore) run(ctx context.Context, script *redis.Script, op Op, succe
 	reply, err := script.Run(ctx, s.client, s.counterKeys(op, false), s.args.counter(op, success)...).Result()
 	if err != nil {
 		return Result{}, err
+	}
+	// Its full reply's transitions have 6 values: the 7th, when it was
+	// made, came later (0: not said).
+	if vals, ok := reply.([]any); ok && len(vals) > 3+len(op.Counters) {
+		full := slices.Clone(vals[:3+6*len(op.Counters)])
+		for t := vals[len(full):]; len(t) >= 6; t = t[6:] {
+			full = append(append(full, t[:6]...), int64(0))
+		}
+		reply = full
 	}
 	return decodeRedisResult(reply, op, begin)
 }

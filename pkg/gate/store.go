@@ -164,7 +164,12 @@ func (p Policy) clone() Policy {
 type Op struct {
 	Counters []Counter // one to three counters, kinds distinct (the gate sends one or two)
 	// Token identifies a charged attempt: set by the caller for Begin (a
-	// unique random string) and passed back unchanged to Finish.
+	// unique random string) and passed back unchanged to Finish. Record
+	// takes one too (optional): the same Record again, with its token,
+	// is the same outcome reported again, which a store that remembers
+	// it (RedisStore, RedisClusterStore, for a call that made a
+	// transition) does not count twice and answers with the first call's
+	// transitions.
 	Token string
 	// Familiar (optional) decides the counters' conditions (Counter.When)
 	// and, on a success, teaches the sources.
@@ -283,6 +288,11 @@ type Transition struct {
 	// Lockouts is the subject's number of lockouts within
 	// Policy.LockoutMemory including this one (0 for unblocks).
 	Lockouts int
+	// At is when the store made it, by its clock (zero when it does not
+	// say). A store that can reply a call's transitions again (to the
+	// same token reported again: RedisStore, RedisClusterStore) replies
+	// the same At, so that the gate names both announcements alike.
+	At time.Time
 }
 
 // Result is the outcome of one store call.
@@ -383,7 +393,10 @@ type Store interface {
 
 	// Finish settles the outcome of an attempt Begin charged with the same
 	// op, once: a token reported again (on this gate or another one
-	// sharing the store) changes nothing, whichever outcome it reports.
+	// sharing the store) changes nothing, whichever outcome it reports
+	// (RedisStore and RedisClusterStore answer it with the transitions
+	// the first report made, same At: a gate that gave up waiting for
+	// that answer replays the outcome, and announces them then).
 	// Where op.Token is pending, a failure removes it and counts one (the
 	// failure that takes a count above its Limit blocks that subject for
 	// the next lockout cool-off; a subject already blocked stays as it
@@ -402,7 +415,7 @@ type Store interface {
 	// Record is django-defender's one-call flow for an attempt whose
 	// outcome is known: if any counter is blocked it returns the blocks and
 	// counts nothing; otherwise it acts as Finish on a fresh charge and sets
-	// Admitted.
+	// Admitted. op.Token is optional (see Op.Token).
 	Record(ctx context.Context, op Op, success bool) (Result, error)
 
 	// Block blocks a subject by hand for d (0: permanent), replacing any

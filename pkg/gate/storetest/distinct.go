@@ -55,7 +55,7 @@ func testDistinctMembers(t *testing.T, s *suite) {
 	assert.Equal(t, gate.KindSpray, r.Blocked[0].Kind)
 	require.Len(t, r.Transitions, 1)
 	assert.Equal(t, gate.Transition{Kind: gate.KindSpray, Subject: o.Counters[0].Subject, Blocked: true,
-		Duration: time.Minute, Failures: 4, Lockouts: 1}, r.Transitions[0])
+		Duration: time.Minute, Failures: 4, Lockouts: 1}, plain(t, r.Transitions[0]))
 	assert.Equal(t, []int{4}, r.Failures)
 
 	r = s.record(as(o, "alice"), true)

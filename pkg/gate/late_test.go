@@ -1,0 +1,229 @@
+package gate_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/gate"
+)
+
+// TestRedisRepliesTransitionsAgain: the same outcome reported again (a
+// Finish of a settled token, a Record with the token of one that blocked)
+// changes nothing and replies the transitions the first call made, with
+// the same At: a gate that gave up waiting for the first answer replays
+// the outcome, and announces the block then. On RedisStore and on
+// RedisClusterStore (one counter per script).
+func TestRedisRepliesTransitionsAgain(t *testing.T) {
+	srv := testenv.Redis(t)
+	client := srv.Client()
+	p := gate.Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
+		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
+	stores := map[string]gate.Store{
+		"redis":   gate.NewRedisStore(client, "late"+redisStoreRandom(), p),
+		"cluster": newClusterStore(t, client, "late"+redisStoreRandom(), p),
+	}
+	for name, s := range stores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			op := func(user, token string) gate.Op {
+				return gate.Op{Token: token, Counters: []gate.Counter{
+					{Kind: gate.KindIP, Subject: "192.0.2.1", Limit: 1000},
+					{Kind: gate.KindUsername, Subject: user, Limit: 2}}}
+			}
+			// blockOnce checks a call that blocks the username (first)
+			// against the same call again (again).
+			blockOnce := func(t *testing.T, first, again gate.Result) {
+				t.Helper()
+				require.Len(t, first.Transitions, 1, "the first call blocks")
+				tr := first.Transitions[0]
+				assert.Equal(t, gate.KindUsername, tr.Kind)
+				assert.True(t, tr.Blocked)
+				assert.False(t, tr.At.IsZero(), "the store says when")
+				assert.WithinDuration(t, time.Now(), tr.At, time.Minute)
+				require.Len(t, again.Transitions, 1, "the same call again replies its transitions")
+				assert.Equal(t, tr, again.Transitions[0])
+				assert.Equal(t, first.Failures, again.Failures, "nothing counted twice")
+			}
+
+			t.Run("finish", func(t *testing.T) {
+				user := "finish-" + redisStoreRandom()
+				for i := range 2 {
+					o := op(user, "f"+redisStoreRandom())
+					r, err := s.Begin(ctx, o)
+					require.NoError(t, err)
+					require.True(t, r.Admitted, "attempt %d", i)
+					if !slicesAll(r.Counted) {
+						_, err = s.Finish(ctx, o, false)
+						require.NoError(t, err)
+					}
+				}
+				last := op(user, "f"+redisStoreRandom())
+				r, err := s.Begin(ctx, last)
+				require.NoError(t, err)
+				require.True(t, r.LastChance, "the third attempt is the last chance")
+				first, err := s.Finish(ctx, last, false)
+				require.NoError(t, err)
+				again, err := s.Finish(ctx, last, false)
+				require.NoError(t, err)
+				blockOnce(t, first, again)
+				// Reported as a success this time: still nothing lifted.
+				success, err := s.Finish(ctx, last, true)
+				require.NoError(t, err)
+				assert.Equal(t, first.Transitions, success.Transitions)
+				assert.Equal(t, first.Failures, success.Failures)
+				require.NotEmpty(t, success.Blocked, "still blocked")
+			})
+
+			t.Run("record", func(t *testing.T) {
+				user := "record-" + redisStoreRandom()
+				op := op
+				if name == "cluster" {
+					// Over several counters it reserves and finishes under a
+					// fresh token each time: only one counter's Record is
+					// the same call again (see RedisClusterStore.Record).
+					op = func(user, token string) gate.Op {
+						return gate.Op{Token: token, Counters: []gate.Counter{
+							{Kind: gate.KindIP, Subject: "192.0.2.1", Limit: 1000},
+							{Kind: gate.KindUsername, Subject: user, Limit: 2}}[1:]}
+					}
+				}
+				for range 2 {
+					r, err := s.Record(ctx, op(user, "r"+redisStoreRandom()), false)
+					require.NoError(t, err)
+					require.True(t, r.Admitted)
+				}
+				o := op(user, "r"+redisStoreRandom())
+				first, err := s.Record(ctx, o, false)
+				require.NoError(t, err)
+				again, err := s.Record(ctx, o, false)
+				require.NoError(t, err)
+				blockOnce(t, first, again)
+				assert.True(t, again.Admitted, "the first call counted it")
+				assert.Equal(t, 3, again.Failures[len(again.Failures)-1])
+				// Another attempt is refused, and announces nothing.
+				other, err := s.Record(ctx, op(user, "r"+redisStoreRandom()), false)
+				require.NoError(t, err)
+				assert.False(t, other.Admitted)
+				assert.Empty(t, other.Transitions)
+				// Without a token each call is a new one.
+				anon, err := s.Record(ctx, op(user, ""), false)
+				require.NoError(t, err)
+				assert.False(t, anon.Admitted)
+				assert.Empty(t, anon.Transitions)
+			})
+		})
+	}
+}
+
+func slicesAll(bs []bool) bool {
+	for _, b := range bs {
+		if !b {
+			return false
+		}
+	}
+	return len(bs) > 0
+}
+
+// TestLateAnswerBlockIsAnnounced: a store call that Redis ran but whose
+// answer came after the gate's deadline (a proxy holds Redis's answers
+// back) made a block. The gate took the call for failed, decided with its
+// local limiter and replayed the outcome once Redis answered in time
+// again: the replay announces the store's block, once, under an id that
+// names it, and counts nothing twice. Before, the replay changed nothing
+// and nobody announced the block (no event, no notifier mail).
+func TestLateAnswerBlockIsAnnounced(t *testing.T) {
+	srv := testenv.Redis(t)
+	direct := srv.Client()
+
+	for _, flow := range []string{"record", "finish"} {
+		t.Run(flow, func(t *testing.T) {
+			proxy := testenv.Late(t, srv.Addr)
+			cfg := gate.DefaultConfig()
+			cfg.UsernameFailureLimit, cfg.IPFailureLimit = 2, 1000
+			cfg.StoreTimeout = 100 * time.Millisecond
+			cfg.RedisURL = "redis://" + proxy.Addr
+			store, client, err := gate.OpenRedisStore(cfg) // the deadline as in production
+			require.NoError(t, err)
+			t.Cleanup(func() { client.Close() })
+			ev := &events{}
+			g, err := gate.New(cfg, store, gate.WithEmitter(ev), gate.WithLogger(quiet))
+			require.NoError(t, err)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				assert.NoError(t, g.Close(ctx))
+			})
+			fail := func(a gate.Attempt) gate.Decision {
+				if flow == "record" {
+					return g.Record(ctx, a, false)
+				}
+				return login(g, a, false)
+			}
+			// Redis learns the scripts first: a script it does not know
+			// yet is not run by the first call (NOSCRIPT), whose answer
+			// a late reply would hold back, but by the gate's second.
+			wu, wip := fresh()
+			warm := attempt(wip, wu)
+			for range 3 {
+				fail(warm)
+			}
+			user, ip := fresh()
+			a := attempt(ip, user)
+			for i := range 2 {
+				d := fail(a)
+				require.True(t, d.Allowed, "failure %d", i+1)
+				require.False(t, d.Degraded, "failure %d", i+1)
+			}
+			var tk *gate.Ticket
+			if flow == "finish" {
+				var d gate.Decision
+				tk, d = g.Begin(ctx, a)
+				require.True(t, d.Allowed, "the last chance")
+				require.False(t, d.Degraded)
+			}
+			// The failure that blocks: Redis runs it, its answer comes late.
+			proxy.SetDelay(600 * time.Millisecond)
+			var d gate.Decision
+			if flow == "record" {
+				d = g.Record(ctx, a, false)
+			} else {
+				d = tk.Finish(ctx, false)
+			}
+			require.True(t, d.Degraded, "the gate gave up waiting: %+v", d)
+			proxy.SetDelay(0)
+
+			storeBlocks := func() []gate.TransitionRecord {
+				var out []gate.TransitionRecord
+				for _, b := range ev.blocks(true) {
+					if !b.Local && b.Kind == gate.KindUsername && b.Subject == user {
+						out = append(out, b)
+					}
+				}
+				return out
+			}
+			require.Eventually(t, func() bool { return len(storeBlocks()) > 0 }, 15*time.Second, 20*time.Millisecond,
+				"the replay announces the store's block")
+			// Whatever else the gate replays or checks, once is all.
+			assert.Eventually(t, func() bool {
+				c := g.Check(ctx, attempt("192.0.2.200", user))
+				return !c.Allowed && !c.Degraded
+			}, 10*time.Second, 20*time.Millisecond, "the store blocks the username")
+			blocks := storeBlocks()
+			require.Len(t, blocks, 1, "announced once")
+			b := blocks[0]
+			assert.NotEqual(t, uuid.UUID{}, b.ID, "named by the gate: the same id if announced again")
+			assert.Equal(t, uuid.Version(7), b.ID.Version(), "time-ordered like every event id")
+			assert.Equal(t, 3, b.Failures)
+			assert.WithinDuration(t, time.Now(), b.Time, time.Minute)
+			n, err := direct.Get(ctx, cfg.KeyPrefix+":failed:username:"+user).Int()
+			require.NoError(t, err)
+			assert.Equal(t, 3, n, "the replay counted nothing twice")
+		})
+	}
+}
