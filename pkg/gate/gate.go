@@ -1086,12 +1086,15 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 	default:
 		var closed bool
 		if d, closed = g.degraded(err); closed {
+			g.queueRecall(op, id.ip)
 			g.publishAttempt(&a, &id, OutcomeBlocked, &d)
 			return d
 		}
 		res = g.local.localRecord(localOp(op), success)
 		if res.Admitted {
 			g.queueReplay(op, id.ip, false, success, !success)
+		} else {
+			g.queueRecall(op, id.ip)
 		}
 		d = g.decideLocally(&id, &res, err)
 	}
@@ -1363,6 +1366,17 @@ func (g *Gate) queueReplay(op Op, ip string, finish, success, counted bool) {
 		g.log.Error("gate backlog full: outcomes the store did not take are dropped; their charges expire into failures (counted in defender_gate_replays_dropped_total)",
 			"max_outcomes", backlogMaxItems, "max_bytes", backlogMaxBytes)
 	})
+}
+
+// queueRecall puts in the backlog, for a Record refused without the
+// store (the fail mode decided), a Finish of its token reporting a
+// failure: it counts nothing, but should the Record have run in the store
+// all the same (its answer came too late) and blocked, the store replies
+// that block to it (see Op.Token), and the gate announces it. Otherwise
+// it marks the token settled, so that the Record, if it runs later still,
+// counts nothing: the attempt was refused.
+func (g *Gate) queueRecall(op Op, ip string) {
+	g.queueReplay(op, ip, true, false, false)
 }
 
 // forget releases what the local limiter kept for a replay too old to
