@@ -1086,7 +1086,7 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 	default:
 		var closed bool
 		if d, closed = g.degraded(err); closed {
-			g.queueRecall(op, id.ip)
+			g.queueRecall(op, id.ip, err)
 			g.publishAttempt(&a, &id, OutcomeBlocked, &d)
 			return d
 		}
@@ -1094,7 +1094,7 @@ func (g *Gate) record(ctx context.Context, a Attempt, success bool) Decision {
 		if res.Admitted {
 			g.queueReplay(op, id.ip, false, success, !success)
 		} else {
-			g.queueRecall(op, id.ip)
+			g.queueRecall(op, id.ip, err)
 		}
 		d = g.decideLocally(&id, &res, err)
 	}
@@ -1349,11 +1349,20 @@ func (g *Gate) newToken() string {
 // counted says the local limiter counted it as an unconfirmed failure
 // (until the store has it, the limiter keeps its own count).
 func (g *Gate) queueReplay(op Op, ip string, finish, success, counted bool) {
+	g.queue(newReplay(op, ip, finish, success, counted))
+}
+
+// queue puts r in the backlog.
+func (g *Gate) queue(r replay) {
 	if g.drainClosed.Load() {
 		g.m.replayDropped.WithLabelValues("closed").Inc()
 		return
 	}
-	dropped := g.backlog.push(newReplay(op, ip, finish, success, counted))
+	dropped, refused := g.backlog.push(r)
+	if refused {
+		g.m.replayDropped.WithLabelValues("recalls_full").Inc()
+		return
+	}
 	g.m.backlog.Inc()
 	if len(dropped) == 0 {
 		return
@@ -1368,15 +1377,21 @@ func (g *Gate) queueReplay(op Op, ip string, finish, success, counted bool) {
 	})
 }
 
-// queueRecall puts in the backlog, for a Record refused without the
-// store (the fail mode decided), a Finish of its token reporting a
-// failure: it counts nothing, but should the Record have run in the store
-// all the same (its answer came too late) and blocked, the store replies
-// that block to it (see Op.Token), and the gate announces it. Otherwise
-// it marks the token settled, so that the Record, if it runs later still,
-// counts nothing: the attempt was refused.
-func (g *Gate) queueRecall(op Op, ip string) {
-	g.queueReplay(op, ip, true, false, false)
+// queueRecall puts in the backlog, for a Record that the fail mode
+// refused after its call failed with err, a Finish of its token reporting
+// a failure: it counts nothing, but should the Record have run in the
+// store all the same (its answer came too late) and blocked, the store
+// replies that block to it (see Op.Token), and the gate announces it.
+// Otherwise it marks the token settled, so that the Record, if it runs
+// later still, counts nothing: the attempt was refused. A call never sent
+// (errOverloaded) needs none; at most backlogMaxRecalls wait.
+func (g *Gate) queueRecall(op Op, ip string, err error) {
+	if errors.Is(err, errOverloaded) {
+		return
+	}
+	r := newReplay(op, ip, true, false, false)
+	r.recall = true
+	g.queue(r)
 }
 
 // forget releases what the local limiter kept for a replay too old to
@@ -1431,9 +1446,11 @@ func (g *Gate) drainBatch(ctx context.Context) error {
 		r := &batch[done]
 		// The store turned a charge older than the pending timeout into a
 		// failure by itself, and forgets failures older than the attempt
-		// cool-off: such replays would change nothing right.
-		if stale := g.policy.PendingTimeout; r.finish && now.Sub(r.queued) > stale ||
-			!r.finish && g.policy.AttemptCooloff > 0 && now.Sub(r.queued) > g.policy.AttemptCooloff {
+		// cool-off: such replays would change nothing right. (A Record's
+		// marker lives as long as its replay may come: a recall's too.)
+		record := !r.finish || r.recall
+		if stale := g.policy.PendingTimeout; !record && now.Sub(r.queued) > stale ||
+			record && g.policy.AttemptCooloff > 0 && now.Sub(r.queued) > g.policy.AttemptCooloff {
 			g.m.replayDropped.WithLabelValues("stale").Inc()
 			g.forget(*r)
 			done++

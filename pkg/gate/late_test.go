@@ -22,7 +22,10 @@ import (
 func TestRedisRepliesTransitionsAgain(t *testing.T) {
 	srv := testenv.Redis(t)
 	client := srv.Client()
-	p := gate.Policy{AttemptCooloff: time.Minute, PendingTimeout: time.Minute,
+	// A pending timeout shorter than the attempt cool-off: a Record's
+	// replay may come as long as its failure would count, and its marker
+	// lasts that long.
+	p := gate.Policy{AttemptCooloff: time.Minute, PendingTimeout: 2 * time.Second,
 		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
 	stores := map[string]gate.Store{
 		"redis":   gate.NewRedisStore(client, "late"+redisStoreRandom(), p),
@@ -106,6 +109,19 @@ func TestRedisRepliesTransitionsAgain(t *testing.T) {
 				blockOnce(t, first, again)
 				assert.True(t, again.Admitted, "the first call counted it")
 				assert.Equal(t, 3, again.Failures[len(again.Failures)-1])
+				// Past the pending timeout, and after an admin's unblock
+				// (the fast path, which finds no block, reads the marker too).
+				time.Sleep(p.PendingTimeout + 200*time.Millisecond)
+				_, err = s.Unblock(ctx, gate.KindUsername, user)
+				require.NoError(t, err)
+				before, err := s.Check(ctx, o)
+				require.NoError(t, err)
+				late, err := s.Record(ctx, o, false)
+				require.NoError(t, err)
+				assert.Equal(t, first.Transitions, late.Transitions, "replied again later, and after the unblock")
+				assert.Equal(t, before.Failures, late.Failures, "nothing counted")
+				_, err = s.Block(ctx, gate.KindUsername, user, time.Hour)
+				require.NoError(t, err)
 				// Another attempt is refused, and announces nothing.
 				other, err := s.Record(ctx, op(user, "r"+redisStoreRandom()), false)
 				require.NoError(t, err)

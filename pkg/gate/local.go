@@ -396,8 +396,12 @@ type replay struct {
 	// counted says the local limiter counted the outcome as an
 	// unconfirmed failure, which its replay, or its loss, then settles.
 	counted bool
-	queued  time.Time
-	size    int64
+	// recall is the Finish (a failure, which counts nothing) of a Record
+	// the fail mode refused, to learn what it did should it have run in
+	// the store all the same (Gate.queueRecall).
+	recall bool
+	queued time.Time
+	size   int64
 }
 
 // Bounds of the backlog. Past them the oldest outcomes are dropped (and
@@ -406,6 +410,11 @@ const (
 	backlogMaxItems = 100_000
 	backlogMaxBytes = 32 << 20
 	replayBatch     = 64
+	// backlogMaxRecalls bounds the recalls waiting: one per refused
+	// Record would let a blocked attacker fill the backlog with them
+	// while the store is late, pushing out the outcomes it must learn.
+	// Past it a recall is not kept.
+	backlogMaxRecalls = 1024
 )
 
 // backlog is the queue of replays, oldest first.
@@ -415,18 +424,22 @@ type backlog struct {
 	head  int // items[:head] are done
 	bytes int64
 	seq   uint64 // of the last replay pushed
-	wake  chan struct{}
+	// recalls is the number of items that are recalls.
+	recalls int
+	wake    chan struct{}
 }
 
-// push appends r and reports the replays dropped to make room.
-func (b *backlog) push(r replay) (dropped []replay) {
+// push appends r and reports the replays dropped to make room; a recall
+// past backlogMaxRecalls is not appended (refused).
+func (b *backlog) push(r replay) (dropped []replay, refused bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if r.recall && b.recalls >= backlogMaxRecalls {
+		return nil, true
+	}
 	for len(b.items)-b.head >= backlogMaxItems || (b.bytes+r.size > backlogMaxBytes && len(b.items) > b.head) {
 		dropped = append(dropped, b.items[b.head])
-		b.bytes -= b.items[b.head].size
-		b.items[b.head] = replay{}
-		b.head++
+		b.drop()
 	}
 	if b.head > len(b.items)/2 { // compact
 		n := copy(b.items, b.items[b.head:])
@@ -437,11 +450,24 @@ func (b *backlog) push(r replay) (dropped []replay) {
 	r.seq = b.seq
 	b.items = append(b.items, r)
 	b.bytes += r.size
+	if r.recall {
+		b.recalls++
+	}
 	select {
 	case b.wake <- struct{}{}:
 	default:
 	}
-	return dropped
+	return dropped, false
+}
+
+// drop removes the replay at the front.
+func (b *backlog) drop() {
+	b.bytes -= b.items[b.head].size
+	if b.items[b.head].recall {
+		b.recalls--
+	}
+	b.items[b.head] = replay{}
+	b.head++
 }
 
 // peek copies up to n replays from the front.
@@ -460,9 +486,7 @@ func (b *backlog) pop(seq uint64) int {
 	defer b.mu.Unlock()
 	n := 0
 	for b.head < len(b.items) && b.items[b.head].seq <= seq {
-		b.bytes -= b.items[b.head].size
-		b.items[b.head] = replay{}
-		b.head++
+		b.drop()
 		n++
 	}
 	if b.head == len(b.items) {

@@ -190,9 +190,14 @@ func TestBacklogBounds(t *testing.T) {
 	var b backlog
 	b.wake = make(chan struct{}, 1)
 	op := Op{Counters: []Counter{{Kind: KindIP, Subject: "192.0.2.1", Limit: 3}}}
+	push := func(b *backlog, r replay) []replay {
+		dropped, refused := b.push(r)
+		require.False(t, refused)
+		return dropped
+	}
 	var dropped int
 	for range backlogMaxItems + 10 {
-		dropped += len(b.push(newReplay(op, "", false, false, true)))
+		dropped += len(push(&b, newReplay(op, "", false, false, true)))
 	}
 	assert.Equal(t, 10, dropped)
 	assert.Equal(t, backlogMaxItems, b.len())
@@ -205,11 +210,11 @@ func TestBacklogBounds(t *testing.T) {
 	// Outcomes pushed while a batch is written drop the oldest, some of
 	// the batch among them: removing the batch removes no newer one.
 	for range 3 {
-		require.Empty(t, b.push(newReplay(op, "", false, false, true)))
+		require.Empty(t, push(&b, newReplay(op, "", false, false, true)))
 	}
 	batch := b.peek(replayBatch)
 	for range 10 {
-		require.Len(t, b.push(newReplay(op, "", false, false, true)), 1)
+		require.Len(t, push(&b, newReplay(op, "", false, false, true)), 1)
 	}
 	assert.Equal(t, replayBatch-10, b.pop(batch[len(batch)-1].seq), "only what is left of the batch")
 	assert.Equal(t, backlogMaxItems-(replayBatch-10), b.len(), "the 10 new outcomes are still there")
@@ -220,10 +225,28 @@ func TestBacklogBounds(t *testing.T) {
 	long := op
 	long.Counters = []Counter{{Kind: KindUsername, Subject: string(make([]byte, 64<<10)), Limit: 3}}
 	for range 1000 {
-		big.push(newReplay(long, "", false, false, true))
+		push(&big, newReplay(long, "", false, false, true))
 	}
 	assert.LessOrEqual(t, big.bytes, int64(backlogMaxBytes), "bounded by bytes as well")
 	assert.Less(t, big.len(), 1000)
+
+	// Recalls (of Records the fail mode refused) are bounded apart: past
+	// backlogMaxRecalls one is refused, and never pushes out an outcome.
+	var rb backlog
+	rb.wake = make(chan struct{}, 1)
+	recall := newReplay(op, "", true, false, false)
+	recall.recall = true
+	for range backlogMaxRecalls {
+		require.Empty(t, push(&rb, recall))
+	}
+	dropped2, refused := rb.push(recall)
+	assert.True(t, refused, "one recall too many")
+	assert.Empty(t, dropped2)
+	assert.Equal(t, backlogMaxRecalls, rb.len())
+	require.Empty(t, push(&rb, newReplay(op, "", false, false, true)), "an outcome is still taken")
+	assert.Equal(t, 10, rb.pop(rb.peek(10)[9].seq))
+	require.Empty(t, push(&rb, recall), "room again once recalls were written")
+	assert.Equal(t, backlogMaxRecalls-9, rb.recalls, "10 written, one more waits")
 }
 
 // TestLocalForgetsChargesSettledElsewhere: attempts this process sent to

@@ -12,7 +12,7 @@
 --          then, for finish and record, the token's settled marker
 --          (KEYS[4*n+1]);
 --          then, optionally, the blocked index of each counter's kind
---          (KEYS[4*n+m+i], m 1 for finish, else 0); without them the
+--          (KEYS[4*n+m+i], m 1 for finish and record, else 0); without them the
 --          index is not maintained here
 --   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
 --   ARGV[2] pending timeout in ms (0: charges never expire)
@@ -467,12 +467,19 @@ local function count_now(op, c)
 end
 
 -- marker_ttl is how long a token's settled marker lives: as long as a
--- charge may (the pending timeout; a day when charges never expire).
+-- charge may (the pending timeout; a day when charges never expire), and
+-- for Record (op.record), whose replay may come as long as the failure it
+-- reports would be counted, at least the attempt cool-off (a day when
+-- failures are never forgotten).
 local function marker_ttl(op)
-  if op.pending_timeout <= 0 then
-    return 86400000
+  local ttl = op.pending_timeout
+  if ttl <= 0 then
+    ttl = 86400000
   end
-  return op.pending_timeout
+  if op.record then
+    ttl = math.max(ttl, op.attempt_cooloff > 0 and op.attempt_cooloff or 86400000)
+  end
+  return ttl
 end
 
 -- remember keeps, in op.token's marker, the transitions this call made

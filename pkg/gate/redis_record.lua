@@ -3,6 +3,7 @@
 -- success; a counter of distinct members loses the member) and failure
 -- counts one, and the reply says admitted.
 local op = load_op(true)
+op.record = true
 -- The same outcome again (a gate replaying a call whose reply came too
 -- late): what the first call made is replied, nothing is counted twice.
 -- Only a call that made a transition leaves a marker (remember): a replay

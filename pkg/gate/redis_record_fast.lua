@@ -1,5 +1,7 @@
 -- Record's fast path, run before the shared rules are even defined: when
--- no counter is blocked and none has a charge pending, a success deletes
+-- no counter is blocked, none has a charge pending and the token's marker
+-- is absent (a Record that made a transition, replayed: see remember in
+-- redis_common.lua), a success deletes
 -- the failure counts it clears, and a failure that takes no count above
 -- its limit is counted (INCR and the sliding TTL). Anything else, and a
 -- failure that blocks (its counts taken back), goes on to
@@ -21,14 +23,15 @@ do
   if report or ARGV[7 + 3 * n] ~= '0' then -- smart lockout: its conditions, or a login to learn from
     -- the full rules
   elseif n == 2 then
-    found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7])
+    found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[6], KEYS[7], KEYS[9])
   elseif n == 1 then
-    found = redis.call('EXISTS', KEYS[2], KEYS[3])
+    found = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[5])
   else
     local k = {}
     for i = 1, n do
       k[#k + 1], k[#k + 2] = KEYS[4 * i - 2], KEYS[4 * i - 1]
     end
+    k[#k + 1] = KEYS[4 * n + 1]
     found = redis.call('EXISTS', unpack(k))
   end
   if found == 0 then
