@@ -34,7 +34,8 @@ type PublisherOptions struct {
 	// Gate names this instance in every event ("" leaves it out).
 	Gate string
 	// Buffer is the queue's capacity (DefaultEventBuffer): events emitted
-	// while it is full are dropped and counted.
+	// while it is full are dropped and counted, except blocks and
+	// unblocks, which wait in a reserve of their own (4096) first.
 	Buffer int
 	// MaxPending is how many events may await their acknowledgement at
 	// once (2048). Keep it below the JetStream context's own limit
@@ -115,10 +116,15 @@ type Publisher struct {
 	opts PublisherOptions
 	log  *slog.Logger
 
-	queue  chan *item
-	full   chan struct{} // signalled when the queue reaches fullAt
-	fullAt int           // lingerFull, or half a smaller queue
-	urgent chan struct{} // signalled when a block or unblock is queued
+	queue chan *item
+	// reserved holds the blocks and unblocks that find the queue full
+	// (attempts fill it while NATS is slow or away): an attacker's flood
+	// of attempts must not cost a block its event, and so its notifier
+	// mail. Only when it is full too is a block dropped.
+	reserved chan *item
+	full     chan struct{} // signalled when the queue reaches fullAt
+	fullAt   int           // lingerFull, or half a smaller queue
+	urgent   chan struct{} // signalled when a block or unblock is queued
 	// transitions is the blocks and unblocks queued and not yet taken:
 	// while there are any, no event lingers.
 	transitions atomic.Int64
@@ -165,6 +171,7 @@ func NewPublisher(js jetstream.JetStream, opts PublisherOptions) (*Publisher, er
 		opts:        opts,
 		log:         opts.Logger,
 		queue:       make(chan *item, opts.Buffer),
+		reserved:    make(chan *item, reservedTransitions),
 		full:        make(chan struct{}, 1),
 		fullAt:      max(min(lingerFull, opts.Buffer/2), 1),
 		urgent:      make(chan struct{}, 1),
@@ -194,7 +201,8 @@ func (p *Publisher) EmitAttempt(r gate.AttemptRecord) {
 }
 
 // EmitTransition queues a block or unblock event, under r.ID when the
-// gate named it (else a new id). It never blocks.
+// gate named it (else a new id). It never blocks; a full queue leaves it
+// to the reserve of blocks, and only a full reserve drops it.
 func (p *Publisher) EmitTransition(r gate.TransitionRecord) {
 	it := p.pool.Get().(*item)
 	it.id = r.ID
@@ -221,6 +229,16 @@ func (p *Publisher) enqueue(it *item) {
 			}
 			return
 		default:
+		}
+		if urgent {
+			select {
+			case p.reserved <- it:
+				p.queued.Add(1)
+				p.transitions.Add(1)
+				signal(p.urgent)
+				return
+			default:
+			}
 		}
 	}
 	p.dropped.Add(1)
@@ -249,7 +267,7 @@ func (p *Publisher) Stats() Stats {
 		Dropped:   p.dropped.Load(),
 		Errors:    p.errs.Load(),
 		Unsent:    p.unsent.Load(),
-		QueueLen:  len(p.queue),
+		QueueLen:  len(p.queue) + len(p.reserved),
 	}
 }
 
@@ -283,11 +301,20 @@ func (p *Publisher) discardQueue() int {
 		case it := <-p.queue:
 			p.release(it)
 			n++
+		case it := <-p.reserved:
+			p.release(it)
+			n++
 		default:
 			return n
 		}
 	}
 }
+
+// reservedTransitions is the capacity of Publisher.reserved: blocks and
+// unblocks beyond the queue's. Blocks are few beside attempts (one per
+// subject per lockout), so this many outlast a long NATS outage under a
+// flood, at about 1 KiB each.
+const reservedTransitions = 4096
 
 // DefaultLinger is PublisherOptions.Linger's default. Beyond a few
 // thousand logins a second events fill a write (lingerFull) within
@@ -401,12 +428,12 @@ func (s *sender) loop(ctx context.Context, draining bool) bool {
 			s.resend(room)
 			continue
 		}
-		if draining && s.pending() == 0 && len(p.queue) == 0 {
+		if draining && s.pending() == 0 && len(p.queue) == 0 && len(p.reserved) == 0 {
 			return true
 		}
-		var queue <-chan *item
+		var queue, reserved <-chan *item
 		if !paused && room > 0 {
-			queue = p.queue
+			queue, reserved = p.queue, p.reserved
 		}
 		var ok <-chan *jetstream.PubAck
 		var fail <-chan error
@@ -425,6 +452,8 @@ func (s *sender) loop(ctx context.Context, draining bool) bool {
 		case <-ctx.Done():
 			s.wake.Stop()
 			return false
+		case it := <-reserved:
+			s.publish(it, room)
 		case it := <-queue:
 			if !draining && !it.transition {
 				s.lingerFor(ctx)

@@ -221,6 +221,46 @@ func longest(ds []time.Duration) time.Duration {
 	return m
 }
 
+// TestPublisherFullQueueKeepsBlocks: attempts fill the queue while NATS
+// is away (an attacker's flood); the blocks made meanwhile are kept apart
+// and published once NATS is back: a flood costs a block neither its
+// event nor its notifier mail.
+func TestPublisherFullQueueKeepsBlocks(t *testing.T) {
+	env := newNATSEnv(t)
+	p, err := events.NewPublisher(env.js, events.PublisherOptions{Buffer: 10, MaxPending: 1,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	stop := runPublisher(t, p)
+	p.EmitAttempt(attemptRecord(0))
+	require.Eventually(t, func() bool { return p.Stats().Published == 1 }, 10*time.Second, 5*time.Millisecond)
+	env.srv.Shutdown()
+	require.Eventually(t, func() bool { return !env.nc.IsConnected() }, 10*time.Second, 5*time.Millisecond)
+	const blocks = 50
+	for i := 1; i <= 1000; i++ {
+		p.EmitAttempt(attemptRecord(i))
+		if i%20 == 0 {
+			p.EmitTransition(gate.TransitionRecord{Time: time.Now(), Kind: gate.KindUsername, Subject: fmt.Sprintf("victim-%d", i/20),
+				Blocked: true, Until: time.Now().Add(time.Hour), Failures: 4, Reason: gate.ReasonAuto})
+		}
+	}
+	st := p.Stats()
+	assert.GreaterOrEqual(t, st.Dropped, uint64(900), "attempts beyond the queue are dropped")
+	assert.Equal(t, uint64(1+1000+blocks), st.Queued+st.Dropped)
+	env.srv.Start()
+	require.NoError(t, stop(), "everything queued went out")
+
+	msgs := streamMsgs(t, env.js, events.Subjects{}.Blocks(), blocks)
+	got := map[string]bool{}
+	for _, m := range msgs {
+		b, err := events.DecodeBlock(m.Data())
+		require.NoError(t, err)
+		got[b.Subject] = true
+	}
+	for i := 1; i <= blocks; i++ {
+		assert.True(t, got[fmt.Sprintf("victim-%d", i)], "block %d published", i)
+	}
+}
+
 func TestPublisherFullQueueDrops(t *testing.T) {
 	env := newNATSEnv(t)
 	reg := prometheus.NewRegistry()
