@@ -25,7 +25,7 @@ func TestRedisRepliesTransitionsAgain(t *testing.T) {
 	// A pending timeout shorter than the attempt cool-off: a Record's
 	// replay may come as long as its failure would count, and its marker
 	// lasts that long.
-	p := gate.Policy{AttemptCooloff: time.Minute, PendingTimeout: 2 * time.Second,
+	p := gate.Policy{AttemptCooloff: time.Minute, PendingTimeout: 5 * time.Second,
 		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
 	stores := map[string]gate.Store{
 		"redis":   gate.NewRedisStore(client, "late"+redisStoreRandom(), p),
@@ -33,6 +33,7 @@ func TestRedisRepliesTransitionsAgain(t *testing.T) {
 	}
 	for name, s := range stores {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each waits out the pending timeout once
 			ctx := context.Background()
 			op := func(user, token string) gate.Op {
 				return gate.Op{Token: token, Counters: []gate.Counter{
