@@ -168,7 +168,9 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 				cfg.FailMode = gate.FailClosed
 			}
 			cfg.UsernameFailureLimit, cfg.IPFailureLimit = 2, 1000
-			cfg.StoreTimeout = 100 * time.Millisecond
+			// Not the default 100 ms: the calls before the late one must
+			// not be late on a loaded machine (-race, packages in parallel).
+			cfg.StoreTimeout = 500 * time.Millisecond
 			cfg.RedisURL = "redis://" + proxy.Addr
 			store, client, err := gate.OpenRedisStore(cfg) // the deadline as in production
 			require.NoError(t, err)
@@ -210,7 +212,7 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 				require.False(t, d.Degraded)
 			}
 			// The failure that blocks: Redis runs it, its answer comes late.
-			proxy.SetDelay(600 * time.Millisecond)
+			proxy.SetDelay(2 * time.Second)
 			var d gate.Decision
 			if flow != "finish" {
 				d = g.Record(ctx, a, false)
