@@ -29,6 +29,11 @@ func (p *Publisher) registerMetrics(reg prometheus.Registerer) error {
 		counter("defender_events_dropped_total", "Events dropped: queue full, publisher closed, or invalid.", p.dropped.Load),
 		counter("defender_events_publish_errors_total", "Failed publish attempts (each retry counts).", p.errs.Load),
 		counter("defender_events_unsent_total", "Events given up at shutdown.", p.unsent.Load),
+		counter("defender_events_blocks_dropped_total", "Blocks and unblocks dropped (of defender_events_dropped_total): their reserve and the queue full.", p.droppedTransitions.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "defender_events_reserve_length",
+			Help: "Blocks and unblocks waiting in their reserve (4096 at most), apart from the queue.",
+		}, func() float64 { return float64(len(p.reserved)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "defender_events_queue_length",
 			Help: "Events waiting in the publisher's queue.",

@@ -98,7 +98,7 @@ type Stats struct {
 	Dropped   uint64 // events refused: queue full, publisher closed, or invalid
 	Errors    uint64 // failed publish attempts (each retry counts)
 	Unsent    uint64 // events given up at shutdown
-	QueueLen  int    // events waiting in the queue now (not those in flight)
+	QueueLen  int    // events waiting in the queue and the blocks' reserve now (not those in flight)
 }
 
 // Publisher is a gate.Emitter that publishes events on JetStream without
@@ -117,10 +117,12 @@ type Publisher struct {
 	log  *slog.Logger
 
 	queue chan *item
-	// reserved holds the blocks and unblocks that find the queue full
-	// (attempts fill it while NATS is slow or away): an attacker's flood
-	// of attempts must not cost a block its event, and so its notifier
-	// mail. Only when it is full too is a block dropped.
+	// reserved holds the blocks and unblocks, apart from the attempts
+	// (which fill the queue while NATS is slow or away): an attacker's
+	// flood of attempts must neither cost a block its event, and so its
+	// notifier mail, nor hold it behind the flood. The sender takes from
+	// it first. A block that finds it full goes to the queue, and only
+	// when both are full is it dropped (counted apart too).
 	reserved chan *item
 	full     chan struct{} // signalled when the queue reaches fullAt
 	fullAt   int           // lingerFull, or half a smaller queue
@@ -143,6 +145,7 @@ type Publisher struct {
 	runErr    error              // the flush's result, read after done
 
 	queued, published, dropped, errs, unsent atomic.Uint64
+	droppedTransitions                       atomic.Uint64 // of dropped: blocks and unblocks
 	latency                                  prometheus.Histogram
 	lastWarn                                 atomic.Int64 // unix nanos of the last publish warning
 }
@@ -217,6 +220,16 @@ func (p *Publisher) EmitTransition(r gate.TransitionRecord) {
 func (p *Publisher) enqueue(it *item) {
 	if !p.closed.Load() {
 		urgent := it.transition // it belongs to the sender once queued
+		if urgent {
+			select {
+			case p.reserved <- it:
+				p.queued.Add(1)
+				p.transitions.Add(1)
+				signal(p.urgent)
+				return
+			default:
+			}
+		}
 		select {
 		case p.queue <- it:
 			p.queued.Add(1)
@@ -231,14 +244,7 @@ func (p *Publisher) enqueue(it *item) {
 		default:
 		}
 		if urgent {
-			select {
-			case p.reserved <- it:
-				p.queued.Add(1)
-				p.transitions.Add(1)
-				signal(p.urgent)
-				return
-			default:
-			}
+			p.droppedTransitions.Add(1)
 		}
 	}
 	p.dropped.Add(1)
@@ -310,10 +316,11 @@ func (p *Publisher) discardQueue() int {
 	}
 }
 
-// reservedTransitions is the capacity of Publisher.reserved: blocks and
-// unblocks beyond the queue's. Blocks are few beside attempts (one per
-// subject per lockout), so this many outlast a long NATS outage under a
-// flood, at about 1 KiB each.
+// reservedTransitions is the capacity of Publisher.reserved. Blocks are
+// few beside attempts (one per subject per lockout), about 1 KiB each; an
+// attacker who makes many blocks on purpose (throwaway names) while NATS
+// is away can still fill it and the queue, and later blocks are then
+// dropped, counted in defender_events_blocks_dropped_total.
 const reservedTransitions = 4096
 
 // DefaultLinger is PublisherOptions.Linger's default. Beyond a few
@@ -392,6 +399,10 @@ type sender struct {
 	linger   *time.Timer
 	tick     *time.Ticker
 	lastDrop uint64
+	// noLinger is how many of the attempts queued now were queued before
+	// the last block sent (which goes before them, from its reserve): they
+	// do not linger, as they would not have behind it.
+	noLinger int
 	firstErr error // first failure since the last warning
 }
 
@@ -434,6 +445,12 @@ func (s *sender) loop(ctx context.Context, draining bool) bool {
 		var queue, reserved <-chan *item
 		if !paused && room > 0 {
 			queue, reserved = p.queue, p.reserved
+			select { // blocks first
+			case it := <-reserved:
+				s.publish(it, room)
+				continue
+			default:
+			}
 		}
 		var ok <-chan *jetstream.PubAck
 		var fail <-chan error
@@ -455,7 +472,7 @@ func (s *sender) loop(ctx context.Context, draining bool) bool {
 		case it := <-reserved:
 			s.publish(it, room)
 		case it := <-queue:
-			if !draining && !it.transition {
+			if !draining && !it.transition && s.noLinger == 0 {
 				s.lingerFor(ctx)
 			}
 			s.publish(it, room)
@@ -507,6 +524,11 @@ func (s *sender) lingerFor(ctx context.Context) {
 func (s *sender) publish(it *item, room int) {
 	now := time.Now()
 	for {
+		if it.transition {
+			s.noLinger = len(s.p.queue)
+		} else if s.noLinger > 0 {
+			s.noLinger--
+		}
 		if m := s.p.encode(it); m != nil {
 			s.send(flight{msg: m, first: now}, now)
 			room--
@@ -514,10 +536,14 @@ func (s *sender) publish(it *item, room int) {
 		if room <= 0 {
 			return
 		}
-		select {
-		case it = <-s.p.queue:
+		select { // blocks first
+		case it = <-s.p.reserved:
 		default:
-			return
+			select {
+			case it = <-s.p.queue:
+			default:
+				return
+			}
 		}
 	}
 }

@@ -227,8 +227,9 @@ func longest(ds []time.Duration) time.Duration {
 // event nor its notifier mail.
 func TestPublisherFullQueueKeepsBlocks(t *testing.T) {
 	env := newNATSEnv(t)
+	reg := prometheus.NewRegistry()
 	p, err := events.NewPublisher(env.js, events.PublisherOptions{Buffer: 10, MaxPending: 1,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Registerer: reg})
 	require.NoError(t, err)
 	stop := runPublisher(t, p)
 	p.EmitAttempt(attemptRecord(0))
@@ -246,6 +247,8 @@ func TestPublisherFullQueueKeepsBlocks(t *testing.T) {
 	st := p.Stats()
 	assert.GreaterOrEqual(t, st.Dropped, uint64(900), "attempts beyond the queue are dropped")
 	assert.Equal(t, uint64(1+1000+blocks), st.Queued+st.Dropped)
+	assert.Zero(t, testenv.Metric(t, reg, "defender_events_blocks_dropped_total"))
+	assert.Equal(t, float64(blocks), testenv.Metric(t, reg, "defender_events_reserve_length"))
 	env.srv.Start()
 	require.NoError(t, stop(), "everything queued went out")
 
@@ -387,7 +390,8 @@ func TestEmitAllocations(t *testing.T) {
 }
 
 // TestPublisherLingerEnds: attempts linger for company, but never past a
-// block (which goes out at once and takes them along), nor once enough are
+// block (which goes out at once, before them, and they right after it: a
+// full window may hold them between), nor once enough are
 // queued to fill a write, nor past half a small queue (so that lingering
 // never fills it). Linger is an hour here: anything published came early.
 func TestPublisherLingerEnds(t *testing.T) {
@@ -412,8 +416,8 @@ func TestPublisherLingerEnds(t *testing.T) {
 	t.Run("a block behind a full window", func(t *testing.T) {
 		// One event in flight at most: the block's wake-up comes while the
 		// sender lingers on A1, which it then sends, and the window is full;
-		// A2 is taken once A1 is acknowledged, with the block still queued
-		// behind it. A2 must not linger then.
+		// the block goes next, from its reserve, and A2, queued before it,
+		// once the block is acknowledged. A2 must not linger then.
 		env := newNATSEnv(t)
 		p, err := events.NewPublisher(env.js, events.PublisherOptions{Linger: time.Hour, MaxPending: 1})
 		require.NoError(t, err)
