@@ -5,13 +5,17 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -31,14 +35,25 @@ func FreePort(t testing.TB) int {
 // local port of outgoing connections, so a server stopped and restarted
 // on its port (the outage tests) finds it still free. It falls back to a
 // port from the kernel when the range below holds none.
+//
+// A port is free only for a moment: until its server binds it, another
+// caller could be handed it too, and then one server answers for both
+// (seen once in CI: a gate's /healthz answered by a parallel subtest's
+// gate, which then stopped). So each port is handed out once per process
+// (taken) and reserved for the process's life against other test
+// processes, which run in parallel, by an exclusive flock on a file of its
+// own (reserve).
 func freePort() (int, error) {
 	low := ephemeralLow()
 	const floor = 20000
-	for range 100 {
+	for range 200 {
 		if low-floor < 1000 {
 			break
 		}
 		p := floor + rand.IntN(low-floor)
+		if !reserve(p) {
+			continue
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
 			continue
@@ -46,12 +61,57 @@ func freePort() (int, error) {
 		l.Close()
 		return p, nil
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("free port: %w", err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if reserve(p) {
+			return p, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("free port: none left to reserve")
+}
+
+// ports are the ports this process reserved, and the locks that hold
+// them against other processes until it exits.
+var ports struct {
+	sync.Mutex
+	taken map[int]*os.File
+}
+
+// reserve reports whether port p is now this process's: not handed out
+// here before, and its lock file (in the temporary directory) locked by
+// no other process. The lock is held until the process exits; a port
+// once reserved is never handed out again, even if its lock failed to
+// open (then only this process is kept from it).
+func reserve(p int) bool {
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.taken == nil {
+		ports.taken = map[int]*os.File{}
+	}
+	if _, ok := ports.taken[p]; ok {
+		return false
+	}
+	dir := filepath.Join(os.TempDir(), "defender-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		ports.taken[p] = nil
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		ports.taken[p] = nil
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false // another test process holds it
+	}
+	ports.taken[p] = f
+	return true
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range (Linux's
