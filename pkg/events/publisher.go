@@ -220,28 +220,18 @@ func (p *Publisher) EmitTransition(r gate.TransitionRecord) {
 func (p *Publisher) enqueue(it *item) {
 	if !p.closed.Load() {
 		urgent := it.transition // it belongs to the sender once queued
-		if urgent {
-			select {
-			case p.reserved <- it:
-				p.queued.Add(1)
-				p.transitions.Add(1)
-				signal(p.urgent)
-				return
-			default:
-			}
-		}
-		select {
-		case p.queue <- it:
+		if urgent && (offer(p.reserved, it) || offer(p.queue, it)) {
 			p.queued.Add(1)
-			switch {
-			case urgent:
-				p.transitions.Add(1)
-				signal(p.urgent)
-			case len(p.queue) >= p.fullAt-1: // the sender holds one more
+			p.transitions.Add(1)
+			signal(p.urgent)
+			return
+		}
+		if !urgent && offer(p.queue, it) {
+			p.queued.Add(1)
+			if len(p.queue) >= p.fullAt-1 { // the sender holds one more
 				signal(p.full)
 			}
 			return
-		default:
 		}
 		if urgent {
 			p.droppedTransitions.Add(1)
@@ -249,6 +239,16 @@ func (p *Publisher) enqueue(it *item) {
 	}
 	p.dropped.Add(1)
 	p.release(it)
+}
+
+// offer puts it in c if c has room, without waiting.
+func offer(c chan *item, it *item) bool {
+	select {
+	case c <- it:
+		return true
+	default:
+		return false
+	}
 }
 
 // signal wakes whoever waits on c, a channel of capacity 1, if anyone

@@ -2,6 +2,7 @@ package gate_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func TestRedisRepliesTransitionsAgain(t *testing.T) {
 					r, err := s.Begin(ctx, o)
 					require.NoError(t, err)
 					require.True(t, r.Admitted, "attempt %d", i)
-					if !slicesAll(r.Counted) {
+					if len(r.Counted) == 0 || slices.Contains(r.Counted, false) {
 						_, err = s.Finish(ctx, o, false)
 						require.NoError(t, err)
 					}
@@ -136,15 +137,6 @@ func TestRedisRepliesTransitionsAgain(t *testing.T) {
 			})
 		})
 	}
-}
-
-func slicesAll(bs []bool) bool {
-	for _, b := range bs {
-		if !b {
-			return false
-		}
-	}
-	return len(bs) > 0
 }
 
 // TestLateAnswerBlockIsAnnounced: a store call that Redis ran but whose
