@@ -261,7 +261,8 @@ func (s *RedisClusterStore) Block(ctx context.Context, kind Kind, subject string
 	if err != nil {
 		return nil, err
 	}
-	// A block replaced by hand has a new end: index it, transition or not.
+	// A block replaced by hand has a new end: index it, transition or not
+	// (a longer one raises the entry; see indexBlocks for a shorter one).
 	s.indexBlocks(ctx, []Transition{{Kind: kind, Subject: subject, Blocked: true, Duration: d, Permanent: d == 0}})
 	return t, nil
 }
@@ -633,7 +634,13 @@ func (s *RedisClusterStore) followUp(ctx context.Context) (context.Context, cont
 
 // indexBlocks adds blocks to the index of their kind, scored by their end
 // as seen now (after the script: never before the real end), even if ctx
-// is done: a block must be listed.
+// is done: a block must be listed. A score only ever rises (ZADD GT): a
+// block's transition replayed late (the same outcome reported again gets
+// the first report's back) must not lower the entry of a newer, longer
+// block of the same subject, which Blocked would then drop a minute
+// after that earlier end while the block still holds. An entry left too
+// high (a block shortened by hand, or lifted and set again shorter) only
+// sorts late until Blocked finds its key gone and drops it.
 func (s *RedisClusterStore) indexBlocks(ctx context.Context, ts []Transition) {
 	ctx, cancel := s.followUp(ctx)
 	defer cancel()
@@ -644,7 +651,7 @@ func (s *RedisClusterStore) indexBlocks(ctx context.Context, ts []Transition) {
 		if t.Permanent {
 			score = permanentScore + float64(now.UnixMilli())
 		}
-		pipe.ZAdd(ctx, s.indexKey(t.Kind), redis.Z{Score: score, Member: t.Subject})
+		pipe.ZAddGT(ctx, s.indexKey(t.Kind), redis.Z{Score: score, Member: t.Subject})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		s.logs.index.Do(func() {

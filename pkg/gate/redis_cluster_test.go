@@ -38,6 +38,44 @@ func TestRedisClusterStore(t *testing.T) {
 	t.Run("Keys", func(t *testing.T) { testRedisClusterKeys(t, c) })
 	t.Run("BoundedGuesses", func(t *testing.T) { testRedisClusterBoundedGuesses(t, c) })
 	t.Run("OpenRedisStore", func(t *testing.T) { testOpenRedisStoreCluster(t, c) })
+	t.Run("ReplayKeepsNewerIndex", func(t *testing.T) { testRedisClusterReplayKeepsNewerIndex(t, c) })
+}
+
+// testRedisClusterReplayKeepsNewerIndex: a block's transition replayed
+// late (its Record reported again) does not lower the index entry of a
+// newer, longer block of the same subject: the admin's list would drop
+// that block a minute after the replayed one's end while it still holds.
+func testRedisClusterReplayKeepsNewerIndex(t *testing.T, c *testenv.RedisClusterServer) {
+	client := c.Client()
+	s := newClusterStore(t, client, "replayidx", redisStorePolicy(time.Minute))
+	subject := "198.51.100.77"
+	op := redisStoreOp(gate.Counter{Kind: gate.KindIP, Subject: subject, Limit: 0})
+	first, err := s.Record(ctx, op, false)
+	require.NoError(t, err)
+	require.Len(t, first.Transitions, 1, "the failure blocks for a minute")
+
+	// An operator lifts it and blocks the address for a day.
+	_, err = s.Unblock(ctx, gate.KindIP, subject)
+	require.NoError(t, err)
+	_, err = s.Block(ctx, gate.KindIP, subject, 24*time.Hour)
+	require.NoError(t, err)
+	dayEnd := float64(time.Now().Add(23 * time.Hour).UnixMilli())
+	score := func() float64 {
+		v, err := client.ZScore(ctx, "replayidx:index:blocked:ip", subject).Result()
+		require.NoError(t, err)
+		return v
+	}
+	require.Greater(t, score(), dayEnd)
+
+	// The first Record reported again: its minute's block comes back.
+	again, err := s.Record(ctx, op, false)
+	require.NoError(t, err)
+	require.Equal(t, first.Transitions, again.Transitions, "the replay gets the first report's block")
+	assert.Greater(t, score(), dayEnd, "the day's block keeps its end in the index")
+	list, err := s.Blocked(ctx, gate.KindIP, 0)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Greater(t, list[0].TTL, 23*time.Hour)
 }
 
 // TestRedisClusterStoreOnSingleRedis: the store also serves a single Redis
