@@ -215,7 +215,10 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis record: %w", err)
 	}
-	if op.Token == "" {
+	if op.Token == "" || len(op.Counters) > 1 {
+		// Over several counters, a reserve round charges the token and a
+		// Finish round settles it: a fresh one each time. (A replay of
+		// such a Record counts again, and finds nothing remembered.)
 		op.Token = "record-" + randomToken()
 	}
 	if len(op.Counters) == 1 {
@@ -235,11 +238,7 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 		return mergeRedisResults(op, rs, false), nil
 	}
 	reserved := rs
-	// Over several counters, a reserve round charges the token and a
-	// Finish round settles it. The same Record again finds the token
-	// settled where that round ran: the reserve charges nothing there,
-	// and the round replies what it made (see redis_reserve.lua).
-	rs, errs = s.eachOf(ctx, op, "record finish", redisScriptFinish, success, true)
+	rs, errs = s.each(ctx, op, "record finish", redisScriptFinish, success)
 	s.index(ctx, rs, errs)
 	if err := errors.Join(errs...); err != nil {
 		return Result{}, err
@@ -393,12 +392,6 @@ func (s *RedisClusterStore) indexKey(kind Kind) string {
 // a plain success's Finish first run their fast scripts (charge, clear)
 // so, and the full script only for the counters those leave to it.
 func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script *redis.Script, success bool) ([]Result, []error) {
-	return s.eachOf(ctx, op, name, script, success, false)
-}
-
-// eachOf is each; record says the script is the Finish round of a Record
-// over several counters, whose marker lives as long as Record's.
-func (s *RedisClusterStore) eachOf(ctx context.Context, op Op, name string, script *redis.Script, success, record bool) ([]Result, []error) {
 	pa := &s.args
 	n := len(op.Counters)
 	rs, errs := make([]Result, n), make([]error, n)
@@ -486,9 +479,6 @@ func (s *RedisClusterStore) eachOf(ctx context.Context, op Op, name string, scri
 				keys[j] = append(keys[j], s.familiarKey(f))
 			}
 			args[j] = pa.counter(ones[i], success)
-			if record {
-				args[j][4] = redisRecordFlags[b2i(success)] // ARGV[5]
-			}
 		}
 		replies, rerrs := s.pipeline(ctx, slices.Repeat([]*redis.Script{script}, len(keys)), keys, args)
 		for j, i := range left {

@@ -18,9 +18,7 @@
 --   ARGV[2] pending timeout in ms (0: charges never expire)
 --   ARGV[3] lockout memory in ms (0: no memory, every lockout is the first)
 --   ARGV[4] token of the attempt ("" when none)
---   ARGV[5] "1" when the attempt succeeded, else "0"; "r1" and "r0" for
---          the Finish round of a Record over several counters
---          (RedisClusterStore), whose marker lives as long as Record's
+--   ARGV[5] "1" when the attempt succeeded, else "0"
 --   ARGV[6] n, the number of counters
 --   ARGV[7+3*(i-1)], ARGV[8+3*(i-1)], ARGV[9+3*(i-1)]  subject, limit and
 --          flag of counter i: "1" when a success leaves the counter as it
@@ -123,8 +121,7 @@ local function load_op(with_marker)
     pending_timeout = tonumber(ARGV[2]),
     lockout_memory = tonumber(ARGV[3]),
     token = ARGV[4],
-    success = ARGV[5]:sub(-1) == '1',
-    record = ARGV[5]:sub(1, 1) == 'r', -- see marker_ttl
+    success = ARGV[5] == '1',
     counters = {},
     cooloffs = {},
     transitions = {},
