@@ -99,6 +99,8 @@ var (
 	redisLuaReserve string
 	//go:embed redis_unindex.lua
 	redisLuaUnindex string
+	//go:embed redis_index.lua
+	redisLuaIndex string
 	//go:embed redis_reindex.lua
 	redisLuaReindex string
 

@@ -126,6 +126,7 @@ func NewRedisClusterStore(client RedisClusterClient, prefix string, p Policy, op
 var (
 	redisScriptReserve = redis.NewScript("#!lua\n" + redisLuaCommon + redisLuaReserve) // see redisScriptBegin
 	redisScriptUnindex = redis.NewScript(redisLuaUnindex)
+	redisScriptIndex   = redis.NewScript(redisLuaIndex)
 	redisScriptRelease = redis.NewScript(redisLuaRelease)
 )
 
@@ -634,26 +635,22 @@ func (s *RedisClusterStore) followUp(ctx context.Context) (context.Context, cont
 
 // indexBlocks adds blocks to the index of their kind, scored by their end
 // as seen now (after the script: never before the real end), even if ctx
-// is done: a block must be listed. A score only ever rises (ZADD GT): a
-// block's transition replayed late (the same outcome reported again gets
-// the first report's back) must not lower the entry of a newer, longer
-// block of the same subject, which Blocked would then drop a minute
-// after that earlier end while the block still holds. An entry left too
-// high (a block shortened by hand, or lifted and set again shorter) only
-// sorts late until Blocked finds its key gone and drops it.
+// is done: a block must be listed. A score only rises and every write
+// changes it (redis_index.lua says why), one script per block: blocks
+// are few, and each kind's index is on its own slot.
 func (s *RedisClusterStore) indexBlocks(ctx context.Context, ts []Transition) {
 	ctx, cancel := s.followUp(ctx)
 	defer cancel()
 	now := time.Now()
-	pipe := s.client.Pipeline()
+	var err error
 	for _, t := range ts {
-		score := float64(now.Add(t.Duration).UnixMilli())
+		score := now.Add(t.Duration).UnixMilli()
 		if t.Permanent {
-			score = permanentScore + float64(now.UnixMilli())
+			score = permanentScore + now.UnixMilli()
 		}
-		pipe.ZAddGT(ctx, s.indexKey(t.Kind), redis.Z{Score: score, Member: t.Subject})
+		err = errors.Join(err, redisScriptIndex.Run(ctx, s.client, []string{s.indexKey(t.Kind)}, score, t.Subject).Err())
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err != nil {
 		s.logs.index.Do(func() {
 			s.log.Warn("redis cluster store: block not indexed; Blocked will not list it (repeats within a minute not logged)",
 				"err", err, "kind", string(ts[0].Kind), "subject", ts[0].Subject)

@@ -1,6 +1,7 @@
 package gate_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -39,6 +40,7 @@ func TestRedisClusterStore(t *testing.T) {
 	t.Run("BoundedGuesses", func(t *testing.T) { testRedisClusterBoundedGuesses(t, c) })
 	t.Run("OpenRedisStore", func(t *testing.T) { testOpenRedisStoreCluster(t, c) })
 	t.Run("ReplayKeepsNewerIndex", func(t *testing.T) { testRedisClusterReplayKeepsNewerIndex(t, c) })
+	t.Run("BlockDuringUnindex", func(t *testing.T) { testRedisClusterBlockDuringUnindex(t, c) })
 }
 
 // testRedisClusterReplayKeepsNewerIndex: a block's transition replayed
@@ -76,6 +78,58 @@ func testRedisClusterReplayKeepsNewerIndex(t *testing.T, c *testenv.RedisCluster
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	assert.Greater(t, list[0].TTL, 23*time.Hour)
+}
+
+// testRedisClusterBlockDuringUnindex: Blocked finds an entry stale (its
+// block lifted, the entry of a day's block left behind) and drops it
+// only if its score has not changed since; a shorter block of the same
+// subject set in between must change it, or the new block goes unlisted
+// for good (a review found that with index scores that only rose).
+func testRedisClusterBlockDuringUnindex(t *testing.T, c *testenv.RedisClusterServer) {
+	const prefix = "unidx"
+	subject := "198.51.100.78"
+	blocker := newClusterStore(t, c.Client(), prefix, redisStorePolicy(time.Minute))
+	_, err := blocker.Block(ctx, gate.KindIP, subject, 24*time.Hour)
+	require.NoError(t, err)
+	_, err = blocker.Unblock(ctx, gate.KindIP, subject)
+	require.NoError(t, err)
+
+	// The lister's client sets the hour's block just before Blocked's
+	// compare-and-delete of the stale entry (its arguments: the subject,
+	// then the score it found).
+	client := c.Client()
+	var fired atomic.Bool
+	client.AddHook(unindexHook{before: func(cmd redis.Cmder) {
+		args := cmd.Args()
+		if len(args) == 6 && args[3] == prefix+":index:blocked:ip" && args[4] == subject && fired.CompareAndSwap(false, true) {
+			_, err := blocker.Block(ctx, gate.KindIP, subject, time.Hour)
+			assert.NoError(t, err)
+		}
+	}})
+	lister := newClusterStore(t, client, prefix, redisStorePolicy(time.Minute))
+	_, err = lister.Blocked(ctx, gate.KindIP, 0)
+	require.NoError(t, err)
+	require.True(t, fired.Load(), "Blocked dropped the stale entry through its compare-and-delete")
+	list, err := lister.Blocked(ctx, gate.KindIP, 0)
+	require.NoError(t, err)
+	require.Len(t, list, 1, "the hour's block is listed")
+	assert.Greater(t, list[0].TTL, 59*time.Minute)
+}
+
+// unindexHook calls before with each command a client sends alone.
+type unindexHook struct{ before func(redis.Cmder) }
+
+func (h unindexHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h unindexHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.before(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h unindexHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // TestRedisClusterStoreOnSingleRedis: the store also serves a single Redis
