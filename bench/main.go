@@ -51,12 +51,13 @@ func main() {
 	flag.IntVar(&o.RecorderEvents, "recorder-events", o.RecorderEvents, "events the recorder's throughput is measured with")
 	flag.DurationVar(&o.RecordFlush, "record-flush", 0, "how often the recorders take what the stream holds (DEFENDER_RECORD_FLUSH): a longer one trades lag for fewer ClickHouse inserts (default 1s, record.DefaultFlush)")
 	flag.IntVar(&o.StoreLogins, "store-logins", o.StoreLogins, "logins per cell of the store pass (Redis CPU per login)")
+	flag.IntVar(&o.InstrLogins, "instr-logins", o.InstrLogins, "logins per cell of the instructions pass (redis-server's instructions per login, under valgrind)")
 	flag.Var(intList{&o.EventsRates}, "events-rates", "the events pass's offered rates, events per second (comma list)")
 	flag.DurationVar(&o.EventsDuration, "d-events", o.EventsDuration, "the events a cell of the events pass sends: this long's worth at its offered rate")
 	flag.StringVar(&o.EventsBefore, "events-before", "", "also measure, in the events pass, defender's publisher and recorder at this git revision (the before of a change)")
 	flag.DurationVar(&o.ShareDuration, "d-share", o.ShareDuration, "measured time of a cell of the share pass (bcrypt logins with and without events)")
 	flag.IntVar(&o.ShareRounds, "share-rounds", o.ShareRounds, "rounds of the share pass; its figure is the median over them (at least 5 for the target)")
-	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency, share, events, store), for trying a change; the report then misses the others")
+	flag.StringVar(&o.Only, "only", "", "run only these passes (comma list of cheap, bcrypt, latency, share, events, store, instructions), for trying a change; the report then misses the others (instructions runs only when named here: it needs valgrind)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the login server's process (the gate's side) to this file")
 	rerender := flag.Bool("rerender", false, "measure nothing: write RESULTS.md and the charts again from the results.json in -out")
 	flag.Parse()
@@ -129,6 +130,9 @@ type options struct {
 	// StoreLogins is the logins of one cell of the store pass: a count,
 	// not a time, so that every contender does the same work.
 	StoreLogins int
+	// InstrLogins is the logins of one cell of the instructions pass,
+	// which runs only when -only names it.
+	InstrLogins int `json:",omitempty"`
 	// EventsRates are the events pass's offered rates (events a second),
 	// and EventsDuration the time a cell's events take at that rate.
 	EventsRates    []int
@@ -158,6 +162,7 @@ func defaultOptions() options {
 		Probes:          10,
 		Pings:           300,
 		StoreLogins:     30_000,
+		InstrLogins:     4_000,
 		EventsRates:     []int{2000, 10_000},
 		EventsDuration:  10 * time.Second,
 		ShareDuration:   15 * time.Second,
@@ -177,6 +182,7 @@ func quickOptions(o options) options {
 	o.Probes = 1
 	o.Pings = 20
 	o.StoreLogins = 300
+	o.InstrLogins = 100
 	o.EventsDuration = 300 * time.Millisecond
 	o.ShareDuration = 100 * time.Millisecond
 	return o
@@ -184,7 +190,13 @@ func quickOptions(o options) options {
 
 // selected tells whether the pass with this ID runs (see -only).
 func (o options) selected(id string) bool {
-	return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), id)
+	return o.Only == "" || o.named(id)
+}
+
+// named tells whether -only names the pass with this ID: the passes that
+// run only when asked for (instructions).
+func (o options) named(id string) bool {
+	return slices.Contains(strings.Split(o.Only, ","), id)
 }
 
 // intList is a flag of comma-separated positive integers.

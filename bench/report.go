@@ -63,6 +63,7 @@ type report struct {
 	// store is the store pass's cells (none when it did not run), and
 	// storeFigs and storeRatios their figures (see storeFigures).
 	store       []storeCell
+	instr       []instrCell
 	storeFigs   map[storeKey]*storeFigure
 	storeRatios map[storeKey]storeValues
 	// share is the share pass's cells and shareFigs their figures.
@@ -76,7 +77,7 @@ type report struct {
 func newReport(raw rawResults) *report {
 	o, info, cells := raw.Options, raw.Info, raw.Cells
 	r := &report{o: o, info: info, cells: cells, caught: raw.Caught, pub: raw.Published, recorder: raw.Recorder,
-		figs: map[cellKey]*figures{}, store: raw.Store, share: raw.Share, events: raw.Events}
+		figs: map[cellKey]*figures{}, store: raw.Store, share: raw.Share, events: raw.Events, instr: raw.Instructions}
 	r.storeFigs, r.storeRatios = storeFigures(raw.Store)
 	r.shareFigs = shareFiguresOf(raw.Share)
 	for _, p := range passes(o) { // those that ran (see -only)
@@ -297,6 +298,8 @@ type rawResults struct {
 	Store  []storeCell `json:",omitempty"`
 	Share  []cell      `json:",omitempty"`
 	Events *eventsRun  `json:",omitempty"`
+	// Instructions is the instructions pass's cells (instructions.go).
+	Instructions []instrCell `json:",omitempty"`
 }
 
 const rawFile = "results.json"
@@ -320,7 +323,7 @@ func (r *report) write(dir string) error {
 		return err
 	}
 	raw, err := json.MarshalIndent(rawResults{Options: r.o, Info: r.info, Cells: r.cells, Caught: r.caught, Published: r.pub,
-		Recorder: r.recorder, Store: r.store, Share: r.share, Events: r.events}, "", " ")
+		Recorder: r.recorder, Store: r.store, Share: r.share, Events: r.events, Instructions: r.instr}, "", " ")
 	if err != nil {
 		return err
 	}
@@ -457,6 +460,7 @@ func (r *report) markdown() []byte {
 	p("- **Added latency**: the cell's p50 (p99) minus the baseline's in the same round and workload, divided by the Redis round trip of that round: %d sequential PINGs (go-redis, from the login server's process) are timed before every cell, and the round's figure is the median of those cells' medians.", r.o.Pings)
 	p("")
 	r.storeSection(p)
+	r.instructionsSection(p)
 	r.shareSection(p)
 	r.eventsSection(p)
 	for _, ps := range r.passes {

@@ -157,10 +157,16 @@ func run(ctx context.Context, o options) (*report, error) {
 			return nil, err
 		}
 	}
+	var instr []instrCell
+	if o.named(passInstructions) {
+		if instr, err = e.runInstructions(ctx); err != nil {
+			return nil, err
+		}
+	}
 	e.info.LoadEnd = loadAvg()
 	e.info.Runtime = time.Since(start)
 	rep := newReport(rawResults{Options: o, Info: e.info, Cells: cells, Caught: caught.Caught, Published: pubStats,
-		Recorder: rr.Recorder, Store: store, Share: share, Events: evs})
+		Recorder: rr.Recorder, Store: store, Share: share, Events: evs, Instructions: instr})
 	if err := rep.write(o.Out); err != nil {
 		return nil, err
 	}

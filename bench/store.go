@@ -129,14 +129,16 @@ type contender interface {
 	close() error
 }
 
-func newContender(name string, rdb *redis.Client) (contender, error) {
+// newContender builds a contender on rdb; storeTimeout, when set, is the
+// gate's store deadline (DEFENDER_REDIS_TIMEOUT) instead of its default.
+func newContender(name string, rdb *redis.Client, storeTimeout time.Duration) (contender, error) {
 	switch name {
 	case ctGate:
-		return newGateContender(rdb, true, false)
+		return newGateContender(rdb, true, false, storeTimeout)
 	case ctGateSmart:
-		return newGateContender(rdb, true, true)
+		return newGateContender(rdb, true, true, storeTimeout)
 	case ctGateNoSpray:
-		return newGateContender(rdb, false, false)
+		return newGateContender(rdb, false, false, storeTimeout)
 	case ctGateBefore:
 		return newGateBeforeContender(rdb), nil
 	case ctDjango:
@@ -161,8 +163,11 @@ type gateContender struct {
 	local atomic.Int64
 }
 
-func newGateContender(rdb *redis.Client, spraying, smart bool) (*gateContender, error) {
+func newGateContender(rdb *redis.Client, spraying, smart bool, storeTimeout time.Duration) (*gateContender, error) {
 	cfg := gateConfig(prefixGate)
+	if storeTimeout > 0 {
+		cfg.StoreTimeout = storeTimeout
+	}
 	if !spraying {
 		cfg.SprayLimit = 0
 	}
@@ -523,7 +528,7 @@ func (e *env) runStore(ctx context.Context) ([]storeCell, error) {
 // read around them, outcomes settled before the second reading.
 func (e *env) measureStore(ctx context.Context, round int, wl, name string, rdb *redis.Client, rt *roundTrips) (storeCell, error) {
 	c := storeCell{Round: round, Workload: wl, Contender: name}
-	ct, err := newContender(name, rdb)
+	ct, err := newContender(name, rdb, 0)
 	if err != nil {
 		return c, err
 	}

@@ -35,7 +35,7 @@ func TestStoreContenders(t *testing.T) {
 	}
 	for _, name := range []string{ctGate, ctGateSmart, ctGateNoSpray, ctDjango, ctFloor, ctFloorKnown, ctFloorSpray, ctFloorSmart} {
 		t.Run(name, func(t *testing.T) {
-			ct, err := newContender(name, rdb)
+			ct, err := newContender(name, rdb, 0)
 			require.NoError(t, err)
 			defer func() { assert.NoError(t, ct.close()) }()
 			// The scripts loaded, so that every login below is an EVALSHA.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project against real servers (Redis, ClickHouse,
-# embedded NATS and Debian's nats-server, headless Chromium), installing
-# what is missing.
+# embedded NATS and Debian's nats-server, headless Chromium; valgrind for
+# the bench's instruction counts), installing what is missing.
 #   ./scripts/test.sh            all tests, then the race detector on pkg/gate and
 #                                pkg/events, then each fuzz target FUZZTIME
 #                                (5000 executions; FUZZTIME=0 skips that; longer
@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 need_go
 if [ "${1:-}" != "-short" ]; then
 	need_packages redis-server redis-server clickhouse-server clickhouse-server \
-		clickhouse-client clickhouse-client chromium chromium nginx nginx /usr/sbin/nats-server nats-server
+		clickhouse-client clickhouse-client chromium chromium nginx nginx /usr/sbin/nats-server nats-server \
+		valgrind valgrind
 	need_mailpit
 fi
 echo "== go vet"

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -28,6 +29,9 @@ type RedisServer struct {
 	// appendOnly runs the server with an append-only file, as
 	// deploy/compose.yml does, so that a restart reloads the data.
 	appendOnly bool
+	// wrap, when set, is a program and its arguments that run the server
+	// (valgrind, for the bench's instruction counts).
+	wrap []string
 }
 
 // Redis starts Debian's redis-server on a free port with a temporary
@@ -63,7 +67,25 @@ func redisForTest(t testing.TB, appendOnly bool) *RedisServer {
 // bench) and for servers shared by a test package.
 func StartRedis(dir string) (*RedisServer, error) { return startRedis(dir, false) }
 
+// StartRedisUnder is StartRedis with the server run by wrap (a program
+// and its arguments, e.g. valgrind's), which may slow it down many times:
+// it waits up to a minute for it to listen. Pid is then the wrapper's
+// process, which valgrind turns into the server's.
+func StartRedisUnder(dir string, wrap ...string) (*RedisServer, error) {
+	if len(wrap) == 0 {
+		return nil, errors.New("start redis-server under a program: no program")
+	}
+	if _, err := exec.LookPath(wrap[0]); err != nil {
+		return nil, fmt.Errorf("%s not found: %w", wrap[0], err)
+	}
+	return startRedisWith(dir, false, wrap)
+}
+
 func startRedis(dir string, appendOnly bool) (*RedisServer, error) {
+	return startRedisWith(dir, appendOnly, nil)
+}
+
+func startRedisWith(dir string, appendOnly bool, wrap []string) (*RedisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New("redis-server not found: install the Debian package redis-server (see .ci/run)")
@@ -72,7 +94,7 @@ func startRedis(dir string, appendOnly bool) (*RedisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &RedisServer{port: port, dir: dir, bin: bin, appendOnly: appendOnly}
+	s := &RedisServer{port: port, dir: dir, bin: bin, appendOnly: appendOnly, wrap: wrap}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
 	s.URL = "redis://" + s.Addr + "/0"
 	if err := s.start(); err != nil {
@@ -95,7 +117,7 @@ func (s *RedisServer) start() error {
 	if s.appendOnly {
 		appendOnly = "yes"
 	}
-	cmd := exec.Command(s.bin,
+	args := []string{s.bin,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
@@ -104,13 +126,18 @@ func (s *RedisServer) start() error {
 		"--appendfsync", "everysec",
 		"--protected-mode", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
-	)
+	}
+	wait := 10 * time.Second
+	if len(s.wrap) > 0 {
+		args, wait = append(slices.Clone(s.wrap), args...), time.Minute
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
 	s.cmd = cmd
-	if err := waitTCP(s.Addr, 10*time.Second); err != nil {
+	if err := waitTCP(s.Addr, wait); err != nil {
 		s.Kill()
 		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 		return fmt.Errorf("redis-server: %w\n%s", err, log)
