@@ -20,9 +20,9 @@ import (
 // instructions, with valgrind's callgrind: the store pass's contenders
 // and logins, against a redis-server of its own run under callgrind.
 // Unlike CPU time, the count does not move with what else the shared
-// cores run: the same contender, logins and binary gave the same count
-// within about a percent, run after run, so a change to a script shows in
-// one run. It counts redis-server's user-space instructions only: the
+// cores run: two runs with the same scripts gave counts within 2.5% and
+// ratios to the floor within 1% (the store pass's ratios move by 10%), so
+// a change to a script shows in one run. It counts redis-server's user-space instructions only: the
 // kernel's work per round trip (reading and writing the sockets), which
 // the store pass's CPU time holds, is left out, so its ratios are wider
 // than the store pass's. Callgrind runs the server some fifty times
@@ -170,7 +170,7 @@ func (r *report) instructionsSection(p func(string, ...any)) {
 	}
 	p("## Redis instructions per login")
 	p("")
-	p("The store pass's contenders and logins again (%d per cell, %d goroutines, after a tenth as many of unmeasured warm-up), against a redis-server of their own run under valgrind's callgrind (`-only instructions`): the instructions its main thread executed per login, outcomes written (callgrind's *Ir*, read with `callgrind_control` around the logins). The count repeats run after run whatever else the machine does, so a change to a script shows in one run; it leaves out the kernel's work per round trip (the sockets), which the store pass's CPU time holds, so its ratios are wider than the CPU's. Under callgrind the server runs many times slower and the gate's outcomes batch differently (the gate's store deadline is %s here, so that Redis decides every login).",
+	p("The store pass's contenders and logins again (%d per cell, %d goroutines, after a tenth as many of unmeasured warm-up), against a redis-server of their own run under valgrind's callgrind (`-only instructions`): the instructions its main thread executed per login, outcomes written (callgrind's *Ir*, read with `callgrind_control` around the logins). The count repeats whatever else the machine does (two runs with the same scripts gave counts within 2.5%% and ratios to the floor within 1%%), so a change to a script shows in one run; it leaves out the kernel's work per round trip (the sockets), which the store pass's CPU time holds, so its ratios are wider than the CPU's. Under callgrind the server runs many times slower and the gate's outcomes batch differently (the gate's store deadline is %s here, so that Redis decides every login).",
 		r.instr[0].Logins, r.o.Concurrency, instrStoreTimeout)
 	p("")
 	for _, wl := range storeWorkloads {
