@@ -112,7 +112,11 @@ func TestRecorderEndToEnd(t *testing.T) {
 	assert.Equal(t, blocks[0].ID, ipBlocks[0].ID)
 
 	// A redelivered event (here: published again under another message
-	// id, past the stream's de-duplication) is stored twice but read once.
+	// id, past the stream's de-duplication) is written twice but read once.
+	// ReplacingMergeTree drops the second copy whenever ClickHouse merges
+	// the parts, in the background: the table holds between n and n+100
+	// rows (a CI run saw a merge before the count), the recorder wrote
+	// n+100, and every read sees n.
 	dups := as[:100]
 	for i := range dups {
 		data, err := dups[i].Encode()
@@ -120,7 +124,9 @@ func TestRecorderEndToEnd(t *testing.T) {
 		publishRaw(t, js, dups[i].NATSSubject(subjects), data, "again-"+dups[i].ID)
 	}
 	require.Eventually(t, func() bool { return rec.Stats().Attempts == n+100 }, time.Minute, 50*time.Millisecond)
-	assert.EqualValues(t, n+100, physicalRows(t, conn, "attempts"))
+	rows := physicalRows(t, conn, "attempts")
+	assert.GreaterOrEqual(t, rows, uint64(n))
+	assert.LessOrEqual(t, rows, uint64(n+100))
 	assert.EqualValues(t, n, countAttempts(t, conn))
 	ids := storedAttemptIDs(t, conn)
 	assert.Len(t, ids, n)
