@@ -107,30 +107,23 @@ func (e *env) measureInstructions(ctx context.Context, wl, name string, rdb *red
 	if err := ct.settle(ctx); err != nil {
 		return c, err
 	}
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		return c, err
-	}
-	as := storeAttempts(c.Logins, sd)
-	d0 := ct.degraded()
-	i0, err := callgrindInstructions(ctx, pid)
-	if err != nil {
-		return c, err
-	}
-	if err := drive(ctx, ct, as, success, e.o.Concurrency, time.Time{}); err != nil {
-		return c, err
-	}
-	if err := ct.settle(ctx); err != nil {
-		return c, err
-	}
-	i1, err := callgrindInstructions(ctx, pid)
-	if err != nil {
-		return c, err
-	}
-	c.Instructions, c.Degraded = i1-i0, ct.degraded()-d0
-	if c.Degraded > 0 {
-		return c, fmt.Errorf("the gate decided %d logins without Redis", c.Degraded)
-	}
-	return c, checkCounted(ctx, ct, as, success)
+	var i0, d0 int64
+	err = measureLogins(ctx, ct, rdb, storeAttempts(c.Logins, sd), success, e.o.Concurrency, func() (err error) {
+		d0 = ct.degraded()
+		i0, err = callgrindInstructions(ctx, pid)
+		return err
+	}, func() error {
+		i1, err := callgrindInstructions(ctx, pid)
+		if err != nil {
+			return err
+		}
+		c.Instructions, c.Degraded = i1-i0, ct.degraded()-d0
+		if c.Degraded > 0 {
+			return fmt.Errorf("the gate decided %d logins without Redis", c.Degraded)
+		}
+		return nil
+	})
+	return c, err
 }
 
 // callgrindInstructions reads the instructions the main thread of the

@@ -543,34 +543,50 @@ func (e *env) measureStore(ctx context.Context, round int, wl, name string, rdb 
 			return c, err
 		}
 	}
-	// No cell sees the counters of another, or of its warm-up.
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		return c, err
-	}
 	as := storeAttempts(e.o.StoreLogins, sd)
-	s0, err := commandStats(ctx, e.ping)
-	if err != nil {
-		return c, err
+	var s0 redisCommands
+	var rt0, d0 int64
+	var redis0, self0 time.Duration
+	var t0 time.Time
+	err = measureLogins(ctx, ct, rdb, as, success, e.o.Concurrency, func() (err error) {
+		s0, err = commandStats(ctx, e.ping)
+		rt0, d0 = rt.n.Load(), ct.degraded()
+		redis0, self0 = procCPU(e.redis.Pid()), procCPU(os.Getpid())
+		t0 = time.Now()
+		return err
+	}, func() error {
+		c.Elapsed = time.Since(t0)
+		c.RedisCPU, c.ClientCPU = procCPU(e.redis.Pid())-redis0, procCPU(os.Getpid())-self0
+		c.RoundTrips, c.Degraded = rt.n.Load()-rt0, ct.degraded()-d0
+		s1, err := commandStats(ctx, e.ping)
+		c.Logins = len(as)
+		c.Scripts, c.Commands = s1.scripts-s0.scripts, s1.commands-s0.commands
+		return err
+	})
+	return c, err
+}
+
+// measureLogins runs one cell's logins as on ct: the database emptied (no
+// cell sees the counters of another, or of its warm-up), before read,
+// the logins on conc goroutines, their outcomes settled, after read, then
+// the last logins' counters checked (checkCounted).
+func measureLogins(ctx context.Context, ct contender, rdb *redis.Client, as []storeAttempt, success bool, conc int, before, after func() error) error {
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		return err
 	}
-	rt0, d0 := rt.n.Load(), ct.degraded()
-	redis0, self0 := procCPU(e.redis.Pid()), procCPU(os.Getpid())
-	t0 := time.Now()
-	if err := drive(ctx, ct, as, success, e.o.Concurrency, time.Time{}); err != nil {
-		return c, err
+	if err := before(); err != nil {
+		return err
+	}
+	if err := drive(ctx, ct, as, success, conc, time.Time{}); err != nil {
+		return err
 	}
 	if err := ct.settle(ctx); err != nil {
-		return c, err
+		return err
 	}
-	c.Elapsed = time.Since(t0)
-	c.RedisCPU, c.ClientCPU = procCPU(e.redis.Pid())-redis0, procCPU(os.Getpid())-self0
-	c.RoundTrips, c.Degraded = rt.n.Load()-rt0, ct.degraded()-d0
-	s1, err := commandStats(ctx, e.ping)
-	if err != nil {
-		return c, err
+	if err := after(); err != nil {
+		return err
 	}
-	c.Logins = len(as)
-	c.Scripts, c.Commands = s1.scripts-s0.scripts, s1.commands-s0.commands
-	return c, checkCounted(ctx, ct, as, success)
+	return checkCounted(ctx, ct, as, success)
 }
 
 // checkCounted reads the counters of the cell's last logins: after
