@@ -2,11 +2,15 @@ package gate_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -86,18 +90,9 @@ func TestRedisRepliesTransitionsAgain(t *testing.T) {
 			})
 
 			t.Run("record", func(t *testing.T) {
+				// On the cluster, over two slots: a reserve round and a
+				// Finish round under the Record's token.
 				user := "record-" + redisStoreRandom()
-				op := op
-				if name == "cluster" {
-					// Over several counters it reserves and finishes under a
-					// fresh token each time: only one counter's Record is
-					// the same call again (see RedisClusterStore.Record).
-					op = func(user, token string) gate.Op {
-						return gate.Op{Token: token, Counters: []gate.Counter{
-							{Kind: gate.KindIP, Subject: "192.0.2.1", Limit: 1000},
-							{Kind: gate.KindUsername, Subject: user, Limit: 2}}[1:]}
-					}
-				}
 				for range 2 {
 					r, err := s.Record(ctx, op(user, "r"+redisStoreRandom()), false)
 					require.NoError(t, err)
@@ -121,7 +116,14 @@ func TestRedisRepliesTransitionsAgain(t *testing.T) {
 				late, err := s.Record(ctx, o, false)
 				require.NoError(t, err)
 				assert.Equal(t, first.Transitions, late.Transitions, "replied again later, and after the unblock")
-				assert.Equal(t, before.Failures, late.Failures, "nothing counted")
+				last := len(o.Counters) - 1
+				assert.Equal(t, before.Failures[last], late.Failures[last], "nothing counted where it blocked")
+				if name == "redis" {
+					// One script, one marker. The cluster's marker on the
+					// IP's slot kept no transition: it lived the pending
+					// timeout, and the replay counts again there.
+					assert.Equal(t, before.Failures, late.Failures, "nothing counted")
+				}
 				_, err = s.Block(ctx, gate.KindUsername, user, time.Hour)
 				require.NoError(t, err)
 				// Another attempt is refused, and announces nothing.
@@ -241,5 +243,155 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, 3, n, "the replay counted nothing twice")
 		})
+	}
+}
+
+// TestRedisClusterRecordReplay: on Redis Cluster a Record over several
+// counters is a reserve round and a Finish round under the Record's
+// token. Its replay (the same token, from a gate that gave up waiting)
+// completes the first call where that one's charges are still pending,
+// though a block came since, and counts nothing twice; and a replay
+// refused by a counter takes back only the charges it made, never the
+// first call's, which become the failure they would have been. Each
+// first call loses a command on its way, by a hook on the client.
+func TestRedisClusterRecordReplay(t *testing.T) {
+	srv := testenv.Redis(t)
+	p := gate.Policy{AttemptCooloff: time.Minute, PendingTimeout: 30 * time.Second,
+		LockoutCooloffs: []time.Duration{time.Minute}, LockoutMemory: time.Hour}
+	prefix := "replay" + redisStoreRandom()
+	reader := srv.Client()
+	admin := newClusterStore(t, reader, prefix, p)
+	op := func(ip, user string) gate.Op {
+		return gate.Op{Token: "t" + redisStoreRandom(), Counters: []gate.Counter{
+			{Kind: gate.KindIP, Subject: ip, Limit: 1000},
+			{Kind: gate.KindUsername, Subject: user, Limit: 1000}}}
+	}
+	// pending reports whether o's token is pending on its counter i: a
+	// charge that becomes a failure at the pending timeout.
+	pending := func(t *testing.T, o gate.Op, i int) bool {
+		t.Helper()
+		c := o.Counters[i]
+		err := reader.ZScore(ctx, prefix+":pending:"+string(c.Kind)+":{"+c.Subject+"}", o.Token).Err()
+		if errors.Is(err, redis.Nil) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}
+
+	t.Run("CompletesTheFirst", func(t *testing.T) {
+		o := op("192.0.2.31", "victim-"+redisStoreRandom())
+		// The first call's Finish round (ARGV[5] "r0") is lost.
+		client := srv.Client()
+		client.AddHook(dropHook{drop: func(args []any) bool { return redisArgv(args, 5) == "r0" }})
+		s := newClusterStore(t, client, prefix, p)
+		_, err := s.Record(ctx, o, false)
+		require.Error(t, err, "the Finish round was lost")
+		require.True(t, pending(t, o, 0) && pending(t, o, 1), "the first call's charges wait for its outcome")
+		// Another attacker's failures block the user meanwhile.
+		_, err = admin.Block(ctx, gate.KindUsername, o.Counters[1].Subject, time.Hour)
+		require.NoError(t, err)
+
+		again, err := admin.Record(ctx, o, false)
+		require.NoError(t, err)
+		assert.True(t, again.Admitted, "the replay completes the call its charges belong to")
+		assert.Equal(t, []int{1, 1}, again.Failures, "counted once")
+		assert.False(t, pending(t, o, 0) || pending(t, o, 1), "no charge left to expire into a second failure")
+	})
+
+	t.Run("RefusedReplayKeepsTheFirstCharge", func(t *testing.T) {
+		o := op("192.0.2.32", "victim-"+redisStoreRandom())
+		// The first call's reserve on the username's slot is lost, and so
+		// is the release of its charge on the IP's.
+		client := srv.Client()
+		client.AddHook(dropHook{drop: func(args []any) bool {
+			key, _ := args[3].(string)
+			reserve := strings.Contains(key, ":failed:username:") && redisArgv(args, 5) == "0"
+			release := args[2] == "2" || args[2] == int64(2) || args[2] == 2
+			return reserve || release
+		}})
+		s := newClusterStore(t, client, prefix, p)
+		_, err := s.Record(ctx, o, false)
+		require.Error(t, err, "the reserve on the username was lost")
+		require.True(t, pending(t, o, 0), "its charge on the IP was not released")
+		_, err = admin.Block(ctx, gate.KindUsername, o.Counters[1].Subject, time.Hour)
+		require.NoError(t, err)
+
+		again, err := admin.Record(ctx, o, false)
+		require.NoError(t, err)
+		assert.False(t, again.Admitted, "the username is blocked")
+		assert.True(t, pending(t, o, 0), "the first call's charge on the IP stays, to become its failure")
+		assert.Equal(t, []int{0, 0}, again.Failures, "the replay counted nothing")
+	})
+}
+
+// redisArgv returns ARGV[i] (1-based) of an EVAL or EVALSHA command's
+// arguments, "" when it has none there.
+func redisArgv(args []any, i int) string {
+	if len(args) < 3 {
+		return ""
+	}
+	name, _ := args[0].(string)
+	if !strings.EqualFold(name, "evalsha") && !strings.EqualFold(name, "eval") {
+		return ""
+	}
+	var numkeys int
+	switch n := args[2].(type) {
+	case int:
+		numkeys = n
+	case int64:
+		numkeys = int(n)
+	case string:
+		numkeys, _ = strconv.Atoi(n)
+	}
+	if at := 2 + numkeys + i; at < len(args) {
+		v, _ := args[at].(string)
+		return v
+	}
+	return ""
+}
+
+// dropHook fails, without sending it, every EVAL or EVALSHA for which
+// drop returns true: a command lost on its way to Redis.
+type dropHook struct{ drop func(args []any) bool }
+
+var errDropped = errors.New("dropped by the test's hook")
+
+func (h dropHook) dropped(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	if len(args) < 4 {
+		return false
+	}
+	name, _ := args[0].(string)
+	if !strings.EqualFold(name, "evalsha") && !strings.EqualFold(name, "eval") || !h.drop(args) {
+		return false
+	}
+	cmd.SetErr(errDropped)
+	return true
+}
+
+func (h dropHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h dropHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.dropped(cmd) {
+			return errDropped
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h dropHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		kept := cmds[:0:0]
+		for _, cmd := range cmds {
+			if !h.dropped(cmd) {
+				kept = append(kept, cmd)
+			}
+		}
+		if len(kept) == 0 {
+			return errDropped
+		}
+		return next(ctx, kept)
 	}
 }

@@ -424,7 +424,7 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 // redisMarked reports whether script takes its token's settled marker
 // (see redis_common.lua).
 func redisMarked(script *redis.Script) bool {
-	return script == redisScriptFinish || script == redisScriptRecord
+	return script == redisScriptFinish || script == redisScriptRecord || script == redisScriptReserve
 }
 
 // counterKeys is KEYS of a counter script for op (see redis_common.lua),
@@ -612,6 +612,10 @@ func appendFamiliar(args []any, f *Familiar) []any {
 // redisFlags are "0" and "1", boxed once: ARGV[5] for a failure and a
 // success, and a counter's keep flag.
 var redisFlags = [2]any{"0", "1"}
+
+// redisRecordFlags are ARGV[5] of the Finish round of a Record over
+// several counters (RedisClusterStore), for a failure and a success.
+var redisRecordFlags = [2]any{"r0", "r1"}
 
 func b2i(b bool) int {
 	if b {

@@ -46,6 +46,7 @@ var (
 //	<prefix>:pending:<k>:{<s>}   charged tokens scored by deadline
 //	<prefix>:lockouts:<k>:{<s>}  lockout count
 //	<prefix>:index:blocked:<k>   blocked subjects by end (one key per kind, kept from Go)
+//	<prefix>:settled:<k>:{<s>}:<token>  the token's settled marker on the subject's slot
 //
 // A subject starting with '}' would make an empty hash tag, which Redis
 // ignores (spreading one subject's keys over several slots); such a
@@ -70,10 +71,12 @@ var (
 //     charge expires into a failure after Policy.PendingTimeout, as a
 //     charge whose Finish was lost does.
 //   - Record with one counter is one script. With several it is Begin
-//     without the saturation rule followed by Finish on an internal token
+//     without the saturation rule followed by Finish on the Record's token
 //     (two round trips), so no counter is counted while another one is
 //     blocked; between the two, the attempt holds a pending charge like
-//     any attempt being checked.
+//     any attempt being checked. The same Record again (a gate's replay)
+//     charges nothing where the first one's charge is pending or settled:
+//     it completes that one, and gets back the blocks it made.
 //
 // The blocked index of a kind lives in its own slot, so the scripts report
 // transitions and this store adds the new block to the index after the
@@ -164,7 +167,7 @@ func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
 	}
 	rs, errs := s.each(ctx, op, "begin", redisScriptBegin, false)
 	s.index(ctx, rs, errs)
-	admitted := s.settleAdmission(ctx, op, rs, errs)
+	admitted := s.settleAdmission(ctx, op, rs, errs, false)
 	if err := errors.Join(errs...); err != nil {
 		return Result{}, err
 	}
@@ -216,10 +219,7 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 	if err := validateOp(op, &s.policy); err != nil {
 		return Result{}, fmt.Errorf("redis record: %w", err)
 	}
-	if op.Token == "" || len(op.Counters) > 1 {
-		// Over several counters, a reserve round charges the token and a
-		// Finish round settles it: a fresh one each time. (A replay of
-		// such a Record counts again, and finds nothing remembered.)
+	if op.Token == "" {
 		op.Token = "record-" + randomToken()
 	}
 	if len(op.Counters) == 1 {
@@ -230,24 +230,36 @@ func (s *RedisClusterStore) Record(ctx context.Context, op Op, success bool) (Re
 		}
 		return mergeRedisResults(op, rs, rs[0].Admitted), nil
 	}
+	// Over several counters, a reserve round charges the token and a
+	// Finish round settles it. The same Record again (the token of one
+	// whose reply came too late) charges nothing where the first call's
+	// charge is pending or settled, and its Finish round replies what
+	// the first one's made (redis_reserve.lua).
 	rs, errs := s.each(ctx, op, "record reserve", redisScriptReserve, false)
 	s.index(ctx, rs, errs)
-	if !s.settleAdmission(ctx, op, rs, errs) {
+	if !s.settleAdmission(ctx, op, rs, errs, true) {
 		if err := errors.Join(errs...); err != nil {
 			return Result{}, err
 		}
 		return mergeRedisResults(op, rs, false), nil
 	}
 	reserved := rs
-	rs, errs = s.each(ctx, op, "record finish", redisScriptFinish, success)
+	rs, errs = s.eachOf(ctx, op, "record finish", redisScriptFinish, success, true)
 	s.index(ctx, rs, errs)
 	if err := errors.Join(errs...); err != nil {
 		return Result{}, err
 	}
 	res := mergeRedisResults(op, rs, true) // counted
+	// The reserve round's own (a block by a charge it found expired),
+	// not those it recalled from a marker, which the Finish round
+	// recalled too.
 	var ts []Transition
 	for _, r := range reserved {
-		ts = append(ts, r.Transitions...)
+		for _, t := range r.Transitions {
+			if !slices.Contains(res.Transitions, t) {
+				ts = append(ts, t)
+			}
+		}
 	}
 	res.Transitions = append(ts, res.Transitions...)
 	return res, nil
@@ -393,6 +405,13 @@ func (s *RedisClusterStore) indexKey(kind Kind) string {
 // a plain success's Finish first run their fast scripts (charge, clear)
 // so, and the full script only for the counters those leave to it.
 func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script *redis.Script, success bool) ([]Result, []error) {
+	return s.eachOf(ctx, op, name, script, success, false)
+}
+
+// eachOf is each; record says the script is the Finish round of a Record
+// over several counters, whose marker keeps its transitions as long as
+// Record's (redis_common.lua's marker_ttl).
+func (s *RedisClusterStore) eachOf(ctx context.Context, op Op, name string, script *redis.Script, success, record bool) ([]Result, []error) {
 	pa := &s.args
 	n := len(op.Counters)
 	rs, errs := make([]Result, n), make([]error, n)
@@ -480,6 +499,9 @@ func (s *RedisClusterStore) each(ctx context.Context, op Op, name string, script
 				keys[j] = append(keys[j], s.familiarKey(f))
 			}
 			args[j] = pa.counter(ones[i], success)
+			if record {
+				args[j][4] = redisRecordFlags[b2i(success)] // ARGV[5]
+			}
 		}
 		replies, rerrs := s.pipeline(ctx, slices.Repeat([]*redis.Script{script}, len(keys)), keys, args)
 		for j, i := range left {
@@ -552,8 +574,11 @@ func (s *RedisClusterStore) reload(ctx context.Context) {
 
 // settleAdmission reports whether every counter admitted the charge of
 // op.Token (no error, Admitted). If not, it releases the charges that were
-// made, before returning, even if ctx is done.
-func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Result, errs []error) bool {
+// made, before returning, even if ctx is done. For Record's reserve round
+// (reserve), only those this call made: its reply says so in LastChance
+// (redis_reserve.lua); a charge its first call made stays, and becomes
+// the failure it would have been.
+func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Result, errs []error, reserve bool) bool {
 	var charged []Counter
 	var counted []string
 	admitted := 0
@@ -562,6 +587,9 @@ func (s *RedisClusterStore) settleAdmission(ctx context.Context, op Op, rs []Res
 			continue
 		}
 		admitted++
+		if reserve && !r.LastChance {
+			continue // charged by the first call, or settled by it
+		}
 		isCounted := len(r.Counted) == 1 && r.Counted[0]
 		if isCounted && op.Counters[i].distinct() {
 			// Not taken back: the member may have been in the set before

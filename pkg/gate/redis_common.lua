@@ -18,7 +18,10 @@
 --   ARGV[2] pending timeout in ms (0: charges never expire)
 --   ARGV[3] lockout memory in ms (0: no memory, every lockout is the first)
 --   ARGV[4] token of the attempt ("" when none)
---   ARGV[5] "1" when the attempt succeeded, else "0"
+--   ARGV[5] "1" when the attempt succeeded, else "0"; "r1" and "r0" for
+--          the Finish round of a Record over several counters
+--          (RedisClusterStore), whose marker keeps its transitions as long
+--          as Record's does (see marker_ttl)
 --   ARGV[6] n, the number of counters
 --   ARGV[7+3*(i-1)], ARGV[8+3*(i-1)], ARGV[9+3*(i-1)]  subject, limit and
 --          flag of counter i: "1" when a success leaves the counter as it
@@ -121,7 +124,8 @@ local function load_op(with_marker)
     pending_timeout = tonumber(ARGV[2]),
     lockout_memory = tonumber(ARGV[3]),
     token = ARGV[4],
-    success = ARGV[5] == '1',
+    success = ARGV[5]:sub(-1) == '1',
+    record = ARGV[5]:sub(1, 1) == 'r', -- see marker_ttl
     counters = {},
     cooloffs = {},
     transitions = {},
@@ -444,13 +448,6 @@ local function charge_pending(op, c)
   c.charge = 3
 end
 
--- charge adds op.token to the pending set of every counter.
-local function charge(op)
-  for _, c in ipairs(op.counters) do
-    charge_pending(op, c)
-  end
-end
-
 -- count_now charges an attempt on c as a failure at once (its failure
 -- needs no second call; a success clears it). Only for an attempt whose
 -- failure does not take c above its limit: it never blocks.
@@ -467,16 +464,18 @@ local function count_now(op, c)
 end
 
 -- marker_ttl is how long a token's settled marker lives: as long as a
--- charge may (the pending timeout; a day when charges never expire), and
--- for Record (op.record), whose replay may come as long as the failure it
--- reports would be counted, at least the attempt cool-off (a day when
--- failures are never forgotten).
-local function marker_ttl(op)
+-- charge may (the pending timeout; a day when charges never expire), and,
+-- with long, at least the attempt cool-off (a day when failures are never
+-- forgotten): a marker that keeps Record's transitions (op.record), whose
+-- replay may come as long as the failure it reports would be counted.
+-- Only those: a marker per Record for the cool-off would be ten times
+-- the markers under a flood, when Redis nears maxmemory.
+local function marker_ttl(op, long)
   local ttl = op.pending_timeout
   if ttl <= 0 then
     ttl = 86400000
   end
-  if op.record then
+  if long then
     ttl = math.max(ttl, op.attempt_cooloff > 0 and op.attempt_cooloff or 86400000)
   end
   return ttl
@@ -490,7 +489,7 @@ end
 -- make none and write nothing here.
 local function remember(op, admitted)
   if op.marker and #op.transitions > 0 then
-    redis.call('SET', op.marker, (admitted and '1,' or '0,') .. table.concat(op.transitions, ','), 'PX', marker_ttl(op))
+    redis.call('SET', op.marker, (admitted and '1,' or '0,') .. table.concat(op.transitions, ','), 'PX', marker_ttl(op, op.record))
   end
 end
 
@@ -513,9 +512,9 @@ end
 -- settled marks op.token's outcome as reported, and reports whether it
 -- had been already: an outcome takes effect once. The marker lives as
 -- long as a charge may (the pending timeout; a day when charges never
--- expire).
+-- expire), unless remember keeps transitions in it.
 local function settled(op)
-  if redis.call('SET', op.marker, '1', 'NX', 'PX', marker_ttl(op)) then
+  if redis.call('SET', op.marker, '1', 'NX', 'PX', marker_ttl(op, false)) then
     return false
   end
   recall(op)
