@@ -664,21 +664,22 @@ func (s *RedisClusterStore) followUp(ctx context.Context) (context.Context, cont
 // indexBlocks adds blocks to the index of their kind, scored by their end
 // as seen now (after the script: never before the real end), even if ctx
 // is done: a block must be listed. A score only rises and every write
-// changes it (redis_index.lua says why), one script per block: blocks
-// are few, and each kind's index is on its own slot.
+// changes it (redis_index.lua says why): one script per block, all in
+// one pipeline (each kind's index is on its own slot).
 func (s *RedisClusterStore) indexBlocks(ctx context.Context, ts []Transition) {
 	ctx, cancel := s.followUp(ctx)
 	defer cancel()
 	now := time.Now()
-	var err error
-	for _, t := range ts {
+	keys, args := make([][]string, len(ts)), make([][]any, len(ts))
+	for i, t := range ts {
 		score := now.Add(t.Duration).UnixMilli()
 		if t.Permanent {
 			score = permanentScore + now.UnixMilli()
 		}
-		err = errors.Join(err, redisScriptIndex.Run(ctx, s.client, []string{s.indexKey(t.Kind)}, score, t.Subject).Err())
+		keys[i], args[i] = []string{s.indexKey(t.Kind)}, []any{score, t.Subject}
 	}
-	if err != nil {
+	_, errs := s.pipeline(ctx, slices.Repeat([]*redis.Script{redisScriptIndex}, len(ts)), keys, args)
+	if err := errors.Join(errs...); err != nil {
 		s.logs.index.Do(func() {
 			s.log.Warn("redis cluster store: block not indexed; Blocked will not list it (repeats within a minute not logged)",
 				"err", err, "kind", string(ts[0].Kind), "subject", ts[0].Subject)
