@@ -24,7 +24,8 @@ end
 
 -- teach makes the sources ARGV[from..to] familiar to the user after a
 -- success: each scored by t; when one is new and the set holds more than
--- max, the oldest go; the set lives age ms after its latest. A source
+-- max, the oldest go (all but the max highest ranks: one command, whatever
+-- the size); the set lives age ms after its latest. A source
 -- older than age may stay until then, unread: familiar compares scores.
 -- (Dropping those too was one more command on every new source.)
 local function teach(key, from, to, t, age, max)
@@ -36,10 +37,7 @@ local function teach(key, from, to, t, age, max)
     zadd[#zadd + 1], zadd[#zadd + 2] = t, ARGV[j]
   end
   if redis.call('ZADD', key, unpack(zadd)) > 0 then
-    local size = redis.call('ZCARD', key)
-    if size > max then
-      redis.call('ZREMRANGEBYRANK', key, 0, size - max - 1)
-    end
+    redis.call('ZREMRANGEBYRANK', key, 0, -max - 1)
   end
   redis.call('PEXPIRE', key, age)
 end
