@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,6 +267,14 @@ func TestRedisClusterRecordReplay(t *testing.T) {
 			{Kind: gate.KindIP, Subject: ip, Limit: 1000},
 			{Kind: gate.KindUsername, Subject: user, Limit: 1000}}}
 	}
+	// markerTTL is the life left to o's settled marker on counter i's slot.
+	markerTTL := func(t *testing.T, o gate.Op, i int) time.Duration {
+		t.Helper()
+		c := o.Counters[i]
+		ttl, err := reader.PTTL(ctx, prefix+":settled:"+string(c.Kind)+":{"+c.Subject+"}:"+o.Token).Result()
+		require.NoError(t, err)
+		return ttl
+	}
 	// pending reports whether o's token is pending on its counter i: a
 	// charge that becomes a failure at the pending timeout.
 	pending := func(t *testing.T, o gate.Op, i int) bool {
@@ -297,6 +306,76 @@ func TestRedisClusterRecordReplay(t *testing.T) {
 		assert.True(t, again.Admitted, "the replay completes the call its charges belong to")
 		assert.Equal(t, []int{1, 1}, again.Failures, "counted once")
 		assert.False(t, pending(t, o, 0) || pending(t, o, 1), "no charge left to expire into a second failure")
+		// Neither marker holds a transition: each lives the pending
+		// timeout, not the cool-off (a marker per Record for the
+		// cool-off would be ten times the keys under a flood).
+		for i := range o.Counters {
+			ttl := markerTTL(t, o, i)
+			assert.Greater(t, ttl, time.Duration(0), "counter %d: marked settled", i)
+			assert.LessOrEqual(t, ttl, p.PendingTimeout, "counter %d", i)
+		}
+	})
+
+	t.Run("SameTokenRelease", func(t *testing.T) {
+		// Two calls with one token (one outcome replayed by two gate
+		// instances): X charges the IP, loses its reserve on the username
+		// and releases its charge; Y's reserve ran in between (it found the
+		// IP charged, so charged nothing there) and X's release lands
+		// before Y's Finish round, which must count the IP all the same.
+		o := op("192.0.2.33", "victim-"+redisStoreRandom())
+		xc := srv.Client()
+		xc.AddHook(dropHook{drop: func(args []any) bool {
+			key, _ := args[3].(string)
+			return strings.Contains(key, ":failed:username:") && redisArgv(args, 5) == "0" || args[2] == 2
+		}})
+		_, err := newClusterStore(t, xc, prefix, p).Record(ctx, o, false)
+		require.Error(t, err, "X's reserve on the username was lost")
+		require.True(t, pending(t, o, 0), "X's release was held back")
+		yc := srv.Client()
+		yc.AddHook(beforeHook{done: new(atomic.Bool), match: func(args []any) bool { return redisArgv(args, 5) == "r0" }, do: func() {
+			ip := o.Counters[0]
+			assert.NoError(t, reader.ZRem(ctx, prefix+":pending:ip:{"+ip.Subject+"}", o.Token).Err(), "X's release")
+		}})
+		r, err := newClusterStore(t, yc, prefix, p).Record(ctx, o, false)
+		require.NoError(t, err)
+		assert.True(t, r.Admitted)
+		assert.Equal(t, []int{1, 1}, r.Failures, "the failure counted once on each counter")
+	})
+
+	t.Run("ReplayPastExpiry", func(t *testing.T) {
+		// The first call's Finish round is lost; its charges expire. The
+		// replay's reserve turns them into the failure they would have
+		// been (the username's second: a block), and its Finish round is
+		// lost too: the next replay must get the block back and count
+		// nothing again.
+		p := p
+		p.PendingTimeout = 2 * time.Second
+		lossy := func() *gate.RedisClusterStore {
+			c := srv.Client()
+			c.AddHook(dropHook{drop: func(args []any) bool { return redisArgv(args, 5) == "r0" }})
+			return newClusterStore(t, c, prefix, p)
+		}
+		admin := newClusterStore(t, reader, prefix, p)
+		user := "victim-" + redisStoreRandom()
+		o := gate.Op{Token: "t" + redisStoreRandom(), Counters: []gate.Counter{
+			{Kind: gate.KindIP, Subject: "192.0.2.34", Limit: 1000},
+			{Kind: gate.KindUsername, Subject: user, Limit: 1}}}
+		_, err := admin.Record(ctx, gate.Op{Token: "e" + redisStoreRandom(), Counters: o.Counters[1:]}, false)
+		require.NoError(t, err, "the user's first failure")
+		_, err = lossy().Record(ctx, o, false)
+		require.Error(t, err)
+		time.Sleep(p.PendingTimeout + 200*time.Millisecond)
+		_, err = lossy().Record(ctx, o, false)
+		require.Error(t, err, "the first replay's Finish round was lost too")
+
+		again, err := admin.Record(ctx, o, false)
+		require.NoError(t, err)
+		assert.True(t, again.Admitted)
+		require.Len(t, again.Transitions, 1, "the block the first replay made, replied")
+		assert.Equal(t, gate.KindUsername, again.Transitions[0].Kind)
+		assert.True(t, again.Transitions[0].Blocked)
+		assert.Equal(t, []int{1, 2}, again.Failures, "the expired charge counted once")
+		assert.Greater(t, markerTTL(t, o, 1), p.PendingTimeout, "the marker with the block lives as long as a Record's replay may come")
 	})
 
 	t.Run("RefusedReplayKeepsTheFirstCharge", func(t *testing.T) {
@@ -349,6 +428,30 @@ func redisArgv(args []any, i int) string {
 		return v
 	}
 	return ""
+}
+
+// beforeHook runs do, once, just before the first pipeline holding a
+// command whose arguments match.
+type beforeHook struct {
+	match func(args []any) bool
+	do    func()
+	done  *atomic.Bool
+}
+
+func (h beforeHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h beforeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h beforeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if h.match(c.Args()) && h.done.CompareAndSwap(false, true) {
+				h.do()
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // dropHook fails, without sending it, every EVAL or EVALSHA for which

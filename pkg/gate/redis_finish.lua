@@ -20,7 +20,11 @@ settle_expired(op, false, op.token)
 for _, c in ipairs(op.counters) do
   local pending = redis.call('ZREM', c.pending, op.token) == 1
   if not op.success then
-    if pending then
+    -- The Finish round of a Record (op.record) counts the failure its
+    -- reserve admitted even where the charge is gone: a call with the
+    -- same token (another instance's replay) that was refused released it
+    -- in between. Not one found expired: settle_expired counted it.
+    if pending or (op.record and not c.expired_token) then
       count_failures(op, c, 1)
     end
   elseif c.expired_token then

@@ -9,18 +9,35 @@
 -- reply holds the transitions that round made (kept in the marker while
 -- the failures it counted are, see remember; a marker without any lives
 -- the pending timeout, and a replay later than that counts again there).
--- Where the first call's charge is still pending, or became a failure
--- just now (settle_expired), nothing more is charged and the block of
--- another attempt since does not refuse: the Finish round completes the
--- first call. The reply's second value (last chance, which means nothing
--- else here) is 1 only where this call charged the token: the charges a
--- refused Record takes back (redis_release.lua), never the first call's,
--- which would then never be counted.
+-- Where the first call's charge is still pending, nothing more is
+-- charged and the block of another attempt since does not refuse: the
+-- Finish round completes the first call. Where that charge is found past
+-- its deadline, it becomes the failure it would have been (settle_expired)
+-- and the token is marked settled there, with the blocks that made, as
+-- the first call's Finish round would have left it: this reply may be
+-- lost too, and the next replay then recalls them. (Where another call
+-- settled the expired charge first, nothing tells the token's: the
+-- replay counts again there, on the safe side.) The reply's second value
+-- (last chance, which means nothing else here) is 1 only where this call
+-- charged the token: the charges a refused Record takes back
+-- (redis_release.lua), never the first call's, which would then never be
+-- counted.
 local op = load_op(true)
+op.record = true -- its marker's transitions live as long as Record's
 if recall(op) ~= nil then
   return reply(op, true, false)
 end
 settle_expired(op, false, op.token)
+for _, c in ipairs(op.counters) do
+  if c.expired_token then
+    if #op.transitions > 0 then
+      remember(op, true)
+    else
+      redis.call('SET', op.marker, '1', 'PX', marker_ttl(op, false))
+    end
+    break
+  end
+end
 local fresh = {}
 for _, c in ipairs(op.counters) do
   if not c.expired_token and not redis.call('ZSCORE', c.pending, op.token) then
