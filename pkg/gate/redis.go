@@ -597,17 +597,27 @@ func (a *redisPolicyArgs) counter(op Op, success bool) []any {
 
 // appendFamiliar appends the familiar arguments of a counter script
 // (redis_common.lua): their number, then the age, the most kept, whether
-// a success teaches, and the sources.
+// a success teaches, the familiar clock's time, and the sources.
 func appendFamiliar(args []any, f *Familiar) []any {
 	if f == nil {
 		return append(args, redisFlags[0])
 	}
-	args = append(args, 3+len(f.Sources), redisMillis(f.For), f.Max, redisFlags[b2i(f.Learn)])
+	args = append(args, 4+len(f.Sources), redisMillis(f.For), f.Max, redisFlags[b2i(f.Learn)], redisFamiliarNow())
 	for _, s := range f.Sources {
 		args = append(args, s)
 	}
 	return args
 }
+
+// redisFamiliarNow is the familiar clock: the time in ms, by the gate's
+// clock, that a success scores a familiar source with and that the age of
+// a familiar source is read against. Every other time in the scripts is
+// Redis's own (TIME), so that gates agree on expiries; here a skew of
+// seconds between gates is nothing to an age of days (DEFENDER_FAMILIAR_DAYS),
+// and Redis's TIME in a script cost about a sixth of a success from a
+// familiar source (17k of its 262k instructions, one TIME to teach and
+// one more to read it on a hit; the bench's instructions pass).
+func redisFamiliarNow() int64 { return time.Now().UnixMilli() }
 
 // redisFlags are "0" and "1", boxed once: ARGV[5] for a failure and a
 // success, and a counter's keep flag.

@@ -27,9 +27,9 @@ import (
 //	      then, when a counter has a condition and op has familiar
 //	      sources, the user's set of familiar sources
 //	ARGV  the member of each counter of distinct members, in turn; then
-//	      those sources
+//	      those sources and the familiar clock's time (redisFamiliarNow)
 //
-// It reads familiarity first (ZSCORE of each source, TIME on a hit only),
+// It reads familiarity first (ZSCORE of each source until one hits),
 // leaving out the counters whose condition does not hold. One EXISTS over
 // the block keys and pending sets of the others then finds a blocked
 // attempt or a charge in flight (redis_charge_found.lua: refused when
@@ -186,7 +186,8 @@ func redisShapeKeys(keys []string, op *Op, key func(what string, ct *Counter) st
 
 // redisShapeArgs appends to args what the scripts written per shape take
 // of op as arguments: the member of each counter of distinct members,
-// then, with fam, op's familiar sources.
+// then, with fam, op's familiar sources and the familiar clock's time
+// (redisFamiliarNow).
 func redisShapeArgs(args []any, op *Op, fam bool) []any {
 	for i := range op.Counters {
 		if op.Counters[i].distinct() {
@@ -197,6 +198,7 @@ func redisShapeArgs(args []any, op *Op, fam bool) []any {
 		for _, s := range op.Familiar.Sources {
 			args = append(args, s)
 		}
+		args = append(args, redisFamiliarNow())
 	}
 	return args
 }
@@ -244,8 +246,9 @@ func (t *luaText) inFlight(applies []string, blocked, pending func(i int) string
 // arguments laid out as redisShapeArgs sends them (arg(k): the k-th): per
 // counter, the Lua expression of its member ("" for a plain count) and
 // the condition under which it applies ("known", "not known"; "" always);
-// then, with fam, the expressions of op's familiar sources.
-func redisShapeParts(op *Op, arg func(k int) string, fam bool) (member, applies, sources []string) {
+// then, with fam, the expressions of op's familiar sources and of the
+// familiar clock's time in ms (a number).
+func redisShapeParts(op *Op, arg func(k int) string, fam bool) (member, applies, sources []string, clock string) {
 	member, applies = make([]string, len(op.Counters)), make([]string, len(op.Counters))
 	k := 0
 	for i := range op.Counters {
@@ -265,15 +268,16 @@ func redisShapeParts(op *Op, arg func(k int) string, fam bool) (member, applies,
 			k++
 			sources = append(sources, arg(k))
 		}
+		clock = "tonumber(" + arg(k+1) + ")"
 	}
-	return member, applies, sources
+	return member, applies, sources, clock
 }
 
 // known writes the Lua that sets known when one of the sources (their
-// ARGV expressions) logged in as the user within f.For: ZSCORE of each in
-// the set fkey until one hits, TIME on a hit only. No source, or no set,
-// leaves known false.
-func (t *luaText) known(fkey string, sources []string, f *Familiar) {
+// ARGV expressions) logged in as the user within f.For of clock (the
+// familiar clock's time): ZSCORE of each in the set fkey until one hits.
+// No source, or no set, leaves known false.
+func (t *luaText) known(fkey string, sources []string, clock string, f *Familiar) {
 	t.line("local known = false")
 	if len(sources) == 0 {
 		return
@@ -282,10 +286,7 @@ func (t *luaText) known(fkey string, sources []string, f *Familiar) {
 	for _, src := range sources {
 		t.line("if not known then")
 		t.line("  local s = redis.call('ZSCORE', ", fkey, ", ", src, ")")
-		t.line("  if s then")
-		t.line("    local t = redis.call('TIME')")
-		t.line("    known = tonumber(s) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ", age)
-		t.line("  end")
+		t.line("  known = s and tonumber(s) >= ", clock, " - ", age)
 		t.line("end")
 	}
 }
@@ -301,10 +302,10 @@ func (c *redisChargers) source(op *Op) string {
 	w("#!lua")
 	w("-- defender's charge script for one shape of op, written by redis_charge.go")
 	w("local n = ", itoa(n))
-	member, applies, sources := redisShapeParts(op, func(k int) string { return "ARGV[" + itoa(k) + "]" }, op.familiarSources())
+	member, applies, sources, clock := redisShapeParts(op, func(k int) string { return "ARGV[" + itoa(k) + "]" }, op.familiarSources())
 	always := slices.Contains(applies, "")
 	if op.conditional() {
-		b.known("KEYS["+itoa(3*n+1)+"]", sources, op.Familiar)
+		b.known("KEYS["+itoa(3*n+1)+"]", sources, clock, op.Familiar)
 		if !always {
 			// No counter applies: nothing to do.
 			none := make([]string, n)

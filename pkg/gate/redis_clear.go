@@ -21,7 +21,8 @@ import (
 //	      of each counter; then, when op has familiar arguments, the
 //	      user's set of familiar sources
 //	ARGV  the member of each counter of distinct members; then, with
-//	      familiar arguments, the sources
+//	      familiar arguments, the sources and the familiar clock's time
+//	      (redisFamiliarNow)
 //
 // For each success where no counter that applies is blocked and none has
 // a charge pending (one EXISTS tells both), it deletes the failure counts
@@ -91,7 +92,7 @@ func (c *redisClearers) source(op *Op) string {
 	itoa := strconv.Itoa
 	key := func(k int) string { return "KEYS[o + " + itoa(k) + "]" }
 	arg := func(k int) string { return "ARGV[a + " + itoa(k) + "]" }
-	member, applies, sources := redisShapeParts(op, arg, f != nil)
+	member, applies, sources, clock := redisShapeParts(op, arg, f != nil)
 	members := 0
 	for _, m := range member {
 		if m != "" {
@@ -113,9 +114,9 @@ func (c *redisClearers) source(op *Op) string {
 	}
 	w("local out = {}")
 	w("for j = 0, #KEYS / ", stride, " - 1 do")
-	w("local o, a = j * ", stride, ", j * ", itoa(members+len(sources)))
+	w("local o, a = j * ", stride, ", j * ", itoa(members+len(sources)+b2i(f != nil)))
 	if conditional {
-		b.known(fkey, sources, f)
+		b.known(fkey, sources, clock, f)
 	}
 	mark := "not redis.call('SET', " + key(1) + ", '1', 'NX', 'PX', " + c.markerTTL + ")"
 	w("if ", b.inFlight(applies, func(i int) string { return key(3 + 3*i) }, func(i int) string { return key(4 + 3*i) }), " or ", mark, " then")
@@ -155,7 +156,7 @@ func (c *redisClearers) source(op *Op) string {
 		}
 	}
 	if teaches {
-		w("teach(", fkey, ", a + ", itoa(members+1), ", a + ", itoa(members+len(sources)), ", now_ms(), ", redisMillis(f.For), ", ", itoa(f.Max), ")")
+		w("teach(", fkey, ", a + ", itoa(members+1), ", a + ", itoa(members+len(sources)), ", ", clock, ", ", redisMillis(f.For), ", ", itoa(f.Max), ")")
 	}
 	if flags {
 		w("out[j + 1] = {1, 0, ", itoa(n), ", ", strings.Join(counts, ", "), "}")

@@ -35,7 +35,9 @@
 --          then the last key is the user's set of familiar sources):
 --          ARGV[8+3*n] how long a source stays familiar in ms,
 --          ARGV[9+3*n] how many a user keeps, ARGV[10+3*n] "1" when a
---          success teaches the sources, then the sources (F - 3 of them)
+--          success teaches the sources, ARGV[11+3*n] the familiar clock's
+--          time in ms (redis.go's redisFamiliarNow: the gate's, not TIME),
+--          then the sources (F - 4 of them)
 --   ARGV[8+3*n+F] ...  lockout cool-offs in ms, first lockout first (0: permanent)
 -- and reply one flat array of integers:
 --   admitted (0/1), last chance (0/1), n,
@@ -99,16 +101,14 @@ local function is_familiar(op)
   if not op.fam then
     return false
   end
-  return familiar(op.fam.key, op.fam.from, op.fam.to, op.fam.age, function()
-    return now(op)
-  end)
+  return familiar(op.fam.key, op.fam.from, op.fam.to, op.fam.now - op.fam.age)
 end
 
 -- learn teaches the attempt's sources to its user after a success, when
 -- told to (redis_familiar.lua).
 local function learn(op)
   if op.fam and op.fam.learn then
-    teach(op.fam.key, op.fam.from, op.fam.to, now(op), op.fam.age, op.fam.max)
+    teach(op.fam.key, op.fam.from, op.fam.to, op.fam.now, op.fam.age, op.fam.max)
   end
 end
 
@@ -167,7 +167,8 @@ local function load_op(with_marker)
       age = tonumber(ARGV[8 + 3 * n]),
       max = tonumber(ARGV[9 + 3 * n]),
       learn = ARGV[10 + 3 * n] == '1',
-      from = 11 + 3 * n, -- the sources: ARGV[from..to]
+      now = tonumber(ARGV[11 + 3 * n]),
+      from = 12 + 3 * n, -- the sources: ARGV[from..to]
       to = 7 + 3 * n + f,
     }
   end

@@ -10,12 +10,12 @@ local function now_ms()
 end
 
 -- familiar reports whether one of the sources ARGV[from..to] logged in as
--- the user within age ms: clock() (ms, read on a hit only) - age at most
--- its score. No sources, or no set, is unfamiliar.
-local function familiar(key, from, to, age, clock)
+-- the user since oldest (ms, by the familiar clock: redis.go's
+-- redisFamiliarNow). No sources, or no set, is unfamiliar.
+local function familiar(key, from, to, oldest)
   for j = from, to do
     local score = redis.call('ZSCORE', key, ARGV[j])
-    if score and tonumber(score) >= clock() - age then
+    if score and tonumber(score) >= oldest then
       return true
     end
   end
@@ -23,7 +23,7 @@ local function familiar(key, from, to, age, clock)
 end
 
 -- teach makes the sources ARGV[from..to] familiar to the user after a
--- success: each scored by t; when one is new and the set holds more than
+-- success: each scored by t (ms, by the familiar clock); when one is new and the set holds more than
 -- max, the oldest go (all but the max highest ranks: one command, whatever
 -- the size); the set lives age ms after its latest. A source
 -- older than age may stay until then, unread: familiar compares scores.
