@@ -365,8 +365,12 @@ type floorContender struct {
 }
 
 // familiarFor is how long an address stays familiar in the floor with
-// smart lockout: the gate's default (DEFENDER_FAMILIAR_DAYS).
-const familiarFor = 30 * 24 * time.Hour
+// smart lockout, and familiarMax how many a user keeps: the gate's
+// defaults (DEFENDER_FAMILIAR_DAYS, DEFENDER_FAMILIAR_MAX).
+const (
+	familiarFor = 30 * 24 * time.Hour
+	familiarMax = 20
+)
 
 func (c *floorContender) login(ctx context.Context, a *storeAttempt, success bool) (bool, error) {
 	keys := []string{c.keys.blockedIP(a), c.keys.blockedUser(a), c.keys.failedIP(a), c.keys.failedUser(a)}
@@ -400,7 +404,11 @@ func (c *floorContender) login(ctx context.Context, a *storeAttempt, success boo
 			p.Del(ctx, keys[2], user)
 			p.SRem(ctx, keys[5], a.user)
 			if c.smart {
+				// Teaching is bounded (DEFENDER_FAMILIAR_MAX): all
+				// but the latest familiarMax go, one command whatever the
+				// size.
 				p.ZAdd(ctx, keys[6], redis.Z{Score: float64(now.UnixMilli()), Member: a.ipS})
+				p.ZRemRangeByRank(ctx, keys[6], 0, -familiarMax-1)
 				p.PExpire(ctx, keys[6], familiarFor)
 			}
 			return nil

@@ -31,7 +31,7 @@ func TestStoreContenders(t *testing.T) {
 		ctFloorSpray + "/" + wlFailure: {"evalsha": 1, "pttl": 3, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1},
 		ctFloorSpray + "/" + wlSuccess: {"evalsha": 1, "pttl": 3, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1, "del": 1, "srem": 1},
 		ctFloorSmart + "/" + wlFailure: {"evalsha": 1, "zscore": 1, "pttl": 3, "incr": 2, "pexpire": 3, "sadd": 1, "scard": 1},
-		ctFloorSmart + "/" + wlSuccess: {"evalsha": 1, "zscore": 1, "pttl": 3, "incr": 2, "pexpire": 4, "sadd": 1, "scard": 1, "del": 1, "srem": 1, "zadd": 1},
+		ctFloorSmart + "/" + wlSuccess: {"evalsha": 1, "zscore": 1, "pttl": 3, "incr": 2, "pexpire": 4, "sadd": 1, "scard": 1, "del": 1, "srem": 1, "zadd": 1, "zremrangebyrank": 1},
 	}
 	for _, name := range []string{ctGate, ctGateSmart, ctGateNoSpray, ctDjango, ctFloor, ctFloorKnown, ctFloorSpray, ctFloorSmart} {
 		t.Run(name, func(t *testing.T) {
