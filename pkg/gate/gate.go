@@ -757,6 +757,11 @@ func (g *Gate) begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	sent := time.Now().UnixNano()
 	res, err := g.call(ctx, opBegin, op, false)
 	if err != nil {
+		// Should the call have run all the same (its answer came too
+		// late) and refused, it kept the blocks it made in its token's
+		// marker (a charge it found expired): a Finish of the token asks
+		// for them once the store answers, as for a refused Record.
+		g.queueRecall(op, t.id.ip, err)
 		if d, closed := g.degraded(err); closed {
 			return nil, d
 		}
@@ -1378,13 +1383,16 @@ func (g *Gate) queue(r replay) {
 }
 
 // queueRecall puts in the backlog, for a Record that the fail mode
-// refused after its call failed with err, a Finish of its token reporting
-// a failure: it counts nothing, but should the Record have run in the
-// store all the same (its answer came too late) and blocked, the store
-// replies that block to it (see Op.Token), and the gate announces it.
-// Otherwise it marks the token settled, so that the Record, if it runs
-// later still, counts nothing: the attempt was refused. A call never sent
-// (errOverloaded) needs none; at most backlogMaxRecalls wait.
+// refused after its call failed with err, or a Begin whose call failed, a
+// Finish of its token reporting a failure: it counts nothing, but should
+// the call have run in the store all the same (its answer came too late)
+// and blocked, the store replies that block to it (see Op.Token), and the
+// gate announces it. Otherwise it marks the token settled, so that a
+// Record, if it runs later still, counts nothing: the attempt was
+// refused. (A late Begin's charge, if it ran, stays: counted at once, or
+// pending, which this Finish counts as the failure its expiry would have
+// been.) A call never sent (errOverloaded) needs none; at most
+// backlogMaxRecalls wait.
 func (g *Gate) queueRecall(op Op, ip string, err error) {
 	if errors.Is(err, errOverloaded) {
 		return

@@ -247,6 +247,96 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 	}
 }
 
+// TestLateBeginBlockIsAnnounced: a Begin that settles a charge found
+// past its deadline into the failure that blocks, and is refused, makes
+// that block in Redis; when its answer comes after the gate's deadline,
+// the gate asks for it afterwards (a Finish of the token, which finds the
+// block kept in the token's marker) and announces it, once. Before, no
+// gate ever published that block: no event, no mail. From an address on
+// a shared list (carrier-grade NAT), whose op goes to the full rules at
+// once (its spraying counter only reports), so that the late call is
+// the one that blocks; from an ordinary address the charge script's
+// answer (to the full rules) is the late one, and the recall settles the
+// charge itself. With the default fail mode (the local limiter decides
+// the late call) and with closed.
+func TestLateBeginBlockIsAnnounced(t *testing.T) {
+	srv := testenv.Redis(t)
+	direct := srv.Client()
+	for _, tc := range []struct {
+		mode gate.FailMode
+		from string
+	}{{gate.FailLocal, "100.64.0.9"}, {gate.FailClosed, "100.64.0.10"}, {gate.FailLocal, "192.0.2.201"}} {
+		t.Run(string(tc.mode)+" "+tc.from, func(t *testing.T) {
+			cfg := gate.DefaultConfig()
+			cfg.FailMode = tc.mode
+			cfg.UsernameFailureLimit, cfg.IPFailureLimit = 2, 1000
+			cfg.PendingTimeout = time.Second
+			cfg.StoreTimeout = 500 * time.Millisecond // see TestLateAnswerBlockIsAnnounced
+			open := func(addr string, ev *events) *gate.Gate {
+				cfg := cfg
+				cfg.RedisURL = "redis://" + addr
+				store, client, err := gate.OpenRedisStore(cfg)
+				require.NoError(t, err)
+				t.Cleanup(func() { client.Close() })
+				g, err := gate.New(cfg, store, gate.WithEmitter(ev), gate.WithLogger(quiet))
+				require.NoError(t, err)
+				t.Cleanup(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					assert.NoError(t, g.Close(ctx))
+				})
+				return g
+			}
+			// One gate leaves a last chance pending (its outcome never
+			// comes: the process died); the attempt after its deadline
+			// comes to another gate, whose local limiter knows nothing of it.
+			first := open(srv.Addr, &events{})
+			user, ip := fresh()
+			a := attempt(ip, user)
+			for i := range 2 {
+				require.True(t, login(first, a, false).Allowed, "failure %d", i+1)
+			}
+			_, d := first.Begin(ctx, a)
+			require.True(t, d.Allowed, "the last chance")
+			require.False(t, d.Degraded)
+			time.Sleep(cfg.PendingTimeout + 300*time.Millisecond)
+
+			proxy := testenv.Late(t, srv.Addr)
+			ev := &events{}
+			second := open(proxy.Addr, ev)
+			// A connection open before the answers are held back (a new
+			// one's handshake would be late itself: the call never sent).
+			require.False(t, second.Check(ctx, attempt(tc.from, "warm-"+user)).Degraded)
+			proxy.SetDelay(2 * time.Second)
+			_, d = second.Begin(ctx, attempt(tc.from, user))
+			require.True(t, d.Degraded || d.Unavailable, "the gate gave up waiting: %+v", d)
+			proxy.SetDelay(0)
+
+			storeBlocks := func() []gate.TransitionRecord {
+				var out []gate.TransitionRecord
+				for _, b := range ev.blocks(true) {
+					if !b.Local && b.Kind == gate.KindUsername && b.Subject == user {
+						out = append(out, b)
+					}
+				}
+				return out
+			}
+			require.Eventually(t, func() bool { return len(storeBlocks()) > 0 }, 15*time.Second, 20*time.Millisecond,
+				"the recall announces the block the late Begin made")
+			assert.Eventually(t, func() bool {
+				c := second.Check(ctx, attempt("192.0.2.202", user))
+				return !c.Allowed && !c.Degraded && !c.Unavailable
+			}, 10*time.Second, 20*time.Millisecond, "the store blocks the username")
+			blocks := storeBlocks()
+			require.Len(t, blocks, 1, "announced once")
+			assert.Equal(t, 3, blocks[0].Failures, "the expired charge was the third failure")
+			n, err := direct.Get(ctx, cfg.KeyPrefix+":failed:username:"+user).Int()
+			require.NoError(t, err)
+			assert.Equal(t, 3, n, "the recall counted nothing")
+		})
+	}
+}
+
 // TestRedisClusterRecordReplay: on Redis Cluster a Record over several
 // counters is a reserve round and a Finish round under the Record's
 // token. Its replay (the same token, from a gate that gave up waiting)

@@ -424,13 +424,13 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 // redisMarked reports whether script takes its token's settled marker
 // (see redis_common.lua).
 func redisMarked(script *redis.Script) bool {
-	return script == redisScriptFinish || script == redisScriptRecord || script == redisScriptReserve
+	return script == redisScriptFinish || script == redisScriptRecord || script == redisScriptReserve || script == redisScriptBegin
 }
 
 // counterKeys is KEYS of a counter script for op (see redis_common.lua),
-// with the token's settled marker for Finish and Record (marker). The keys are
-// written into one string and sliced from it: one allocation for all of
-// them rather than one each.
+// with the token's settled marker for the scripts that take it (marker).
+// The keys are written into one string and sliced from it: one
+// allocation for all of them rather than one each.
 func (s *RedisStore) counterKeys(op Op, marker bool) []string {
 	var b strings.Builder
 	size := 0

@@ -12,9 +12,16 @@
 -- is charged: the attempt adds no distinct name. A report-only counter
 -- never refuses: the attempt is counted there at once, and the count
 -- that passes its limit "blocks" it, a report that refuses nobody.
-local op = load_op(false)
+--
+-- A refusal keeps the transitions it made (a block by a charge it found
+-- expired) in the token's marker: a gate that gave up waiting for the
+-- answer asks for them afterwards with a Finish of the token (a recall),
+-- and announces them. An admitted attempt keeps none there: its own
+-- Finish must find no marker.
+local op = load_op(true)
 settle_expired(op, true)
 if blocked_any(op) then
+  remember(op, false, true)
   return reply(op, false, false, true)
 end
 local saturated, last_chance = false, false
@@ -30,6 +37,7 @@ for _, c in ipairs(op.counters) do
   end
 end
 if saturated then
+  remember(op, false, true)
   return reply(op, false, false, true)
 end
 for _, c in ipairs(op.counters) do

@@ -9,10 +9,10 @@
 -- Counter scripts (check, begin, reserve, finish, record) take
 --   KEYS   four keys per counter i (1-based), from KEYS[4*(i-1)+1]:
 --          failed, blocked, pending, lockouts;
---          then, for finish and record, the token's settled marker
---          (KEYS[4*n+1]);
+--          then, for begin, reserve, finish and record, the token's
+--          settled marker (KEYS[4*n+1]);
 --          then, optionally, the blocked index of each counter's kind
---          (KEYS[4*n+m+i], m 1 for finish and record, else 0); without them the
+--          (KEYS[4*n+m+i], m 1 with the marker, else 0); without them the
 --          index is not maintained here
 --   ARGV[1] attempt cool-off in ms (0: failures never forgotten)
 --   ARGV[2] pending timeout in ms (0: charges never expire)
@@ -125,7 +125,7 @@ local function load_op(with_marker)
     lockout_memory = tonumber(ARGV[3]),
     token = ARGV[4],
     success = ARGV[5]:sub(-1) == '1',
-    record = ARGV[5]:sub(1, 1) == 'r', -- see marker_ttl
+    record = ARGV[5]:sub(1, 1) == 'r', -- the Finish round of a Record (redis_finish.lua)
     counters = {},
     cooloffs = {},
     transitions = {},
@@ -467,10 +467,11 @@ end
 -- marker_ttl is how long a token's settled marker lives: as long as a
 -- charge may (the pending timeout; a day when charges never expire), and,
 -- with long, at least the attempt cool-off (a day when failures are never
--- forgotten): a marker that keeps Record's transitions (op.record), whose
--- replay may come as long as the failure it reports would be counted.
--- Only those: a marker per Record for the cool-off would be ten times
--- the markers under a flood, when Redis nears maxmemory.
+-- forgotten): a marker that keeps the transitions of a Record, or of a
+-- Begin that refused, whose replay (a recall, for a Begin) may come as
+-- long as the failure it reports would be counted. Only those: a marker
+-- per Record for the cool-off would be ten times the markers under a
+-- flood, when Redis nears maxmemory.
 local function marker_ttl(op, long)
   local ttl = op.pending_timeout
   if ttl <= 0 then
@@ -487,10 +488,10 @@ end
 -- transition's values as replied), when it made any: the reply may reach
 -- no one (a gate that gave up waiting for it replays the outcome), and
 -- the replay, finding the marker, announces them (recall). Most calls
--- make none and write nothing here.
-local function remember(op, admitted)
+-- make none and write nothing here. long: see marker_ttl.
+local function remember(op, admitted, long)
   if op.marker and #op.transitions > 0 then
-    redis.call('SET', op.marker, (admitted and '1,' or '0,') .. table.concat(op.transitions, ','), 'PX', marker_ttl(op, op.record))
+    redis.call('SET', op.marker, (admitted and '1,' or '0,') .. table.concat(op.transitions, ','), 'PX', marker_ttl(op, long))
   end
 end
 

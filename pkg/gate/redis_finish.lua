@@ -46,5 +46,5 @@ end
 if op.success and not late then
   learn(op) -- the sources of a login become familiar to its user
 end
-remember(op, false)
+remember(op, false, op.record)
 return reply(op, false, false)

@@ -3,7 +3,6 @@
 -- success; a counter of distinct members loses the member) and failure
 -- counts one, and the reply says admitted.
 local op = load_op(true)
-op.record = true
 -- The same outcome again (a gate replaying a call whose reply came too
 -- late): what the first call made is replied, nothing is counted twice.
 -- Only a call that made a transition leaves a marker (remember): a replay
@@ -14,7 +13,7 @@ if admitted ~= nil then
 end
 settle_expired(op)
 if blocked_any(op) then
-  remember(op, false)
+  remember(op, false, true)
   return reply(op, false, false)
 end
 if op.success then
@@ -29,5 +28,5 @@ for _, c in ipairs(op.counters) do
     clear(op, c)
   end
 end
-remember(op, true)
+remember(op, true, true)
 return reply(op, true, false)

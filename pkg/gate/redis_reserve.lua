@@ -23,7 +23,6 @@
 -- (redis_release.lua), never the first call's, which would then never be
 -- counted.
 local op = load_op(true)
-op.record = true -- its marker's transitions live as long as Record's
 if recall(op) ~= nil then
   return reply(op, true, false)
 end
@@ -31,7 +30,7 @@ settle_expired(op, false, op.token)
 for _, c in ipairs(op.counters) do
   if c.expired_token then
     if #op.transitions > 0 then
-      remember(op, true)
+      remember(op, true, true)
     else
       redis.call('SET', op.marker, '1', 'PX', marker_ttl(op, false))
     end
