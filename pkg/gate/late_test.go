@@ -217,25 +217,7 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 			require.True(t, d.Degraded || d.Unavailable, "the gate gave up waiting: %+v", d)
 			proxy.SetDelay(0)
 
-			storeBlocks := func() []gate.TransitionRecord {
-				var out []gate.TransitionRecord
-				for _, b := range ev.blocks(true) {
-					if !b.Local && b.Kind == gate.KindUsername && b.Subject == user {
-						out = append(out, b)
-					}
-				}
-				return out
-			}
-			require.Eventually(t, func() bool { return len(storeBlocks()) > 0 }, 15*time.Second, 20*time.Millisecond,
-				"the replay announces the store's block")
-			// Whatever else the gate replays or checks, once is all.
-			assert.Eventually(t, func() bool {
-				c := g.Check(ctx, attempt("192.0.2.200", user))
-				return !c.Allowed && !c.Degraded && !c.Unavailable
-			}, 10*time.Second, 20*time.Millisecond, "the store blocks the username")
-			blocks := storeBlocks()
-			require.Len(t, blocks, 1, "announced once")
-			b := blocks[0]
+			b := announcedOnce(t, g, ev, user)
 			assert.NotEqual(t, uuid.UUID{}, b.ID, "named by the gate: the same id if announced again")
 			assert.Equal(t, uuid.Version(7), b.ID.Version(), "time-ordered like every event id")
 			assert.Equal(t, 3, b.Failures)
@@ -245,6 +227,32 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 			assert.Equal(t, 3, n, "the replay counted nothing twice")
 		})
 	}
+}
+
+// announcedOnce waits until g announces the block the store made of
+// user's username (not its local limiter's), and until g's Check sees it
+// in the store; whatever else g replayed or checked meanwhile, it returns
+// the one announcement.
+func announcedOnce(t *testing.T, g *gate.Gate, ev *events, user string) gate.TransitionRecord {
+	t.Helper()
+	storeBlocks := func() []gate.TransitionRecord {
+		var out []gate.TransitionRecord
+		for _, b := range ev.blocks(true) {
+			if !b.Local && b.Kind == gate.KindUsername && b.Subject == user {
+				out = append(out, b)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(storeBlocks()) > 0 }, 15*time.Second, 20*time.Millisecond,
+		"the gate announces the store's block")
+	assert.Eventually(t, func() bool {
+		c := g.Check(ctx, attempt("192.0.2.200", user))
+		return !c.Allowed && !c.Degraded && !c.Unavailable
+	}, 10*time.Second, 20*time.Millisecond, "the store blocks the username")
+	blocks := storeBlocks()
+	require.Len(t, blocks, 1, "announced once")
+	return blocks[0]
 }
 
 // TestLateBeginBlockIsAnnounced: a Begin that settles a charge found
@@ -312,24 +320,8 @@ func TestLateBeginBlockIsAnnounced(t *testing.T) {
 			require.True(t, d.Degraded || d.Unavailable, "the gate gave up waiting: %+v", d)
 			proxy.SetDelay(0)
 
-			storeBlocks := func() []gate.TransitionRecord {
-				var out []gate.TransitionRecord
-				for _, b := range ev.blocks(true) {
-					if !b.Local && b.Kind == gate.KindUsername && b.Subject == user {
-						out = append(out, b)
-					}
-				}
-				return out
-			}
-			require.Eventually(t, func() bool { return len(storeBlocks()) > 0 }, 15*time.Second, 20*time.Millisecond,
-				"the recall announces the block the late Begin made")
-			assert.Eventually(t, func() bool {
-				c := second.Check(ctx, attempt("192.0.2.202", user))
-				return !c.Allowed && !c.Degraded && !c.Unavailable
-			}, 10*time.Second, 20*time.Millisecond, "the store blocks the username")
-			blocks := storeBlocks()
-			require.Len(t, blocks, 1, "announced once")
-			assert.Equal(t, 3, blocks[0].Failures, "the expired charge was the third failure")
+			b := announcedOnce(t, second, ev, user)
+			assert.Equal(t, 3, b.Failures, "the expired charge was the third failure")
 			n, err := direct.Get(ctx, cfg.KeyPrefix+":failed:username:"+user).Int()
 			require.NoError(t, err)
 			assert.Equal(t, 3, n, "the recall counted nothing")
