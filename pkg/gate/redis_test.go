@@ -394,17 +394,23 @@ func TestRedisStoreBlockedIndexNotStale(t *testing.T) {
 	rdb := srv.Client()
 	s := gate.NewRedisStore(rdb, "defender", redisStorePolicy(time.Minute))
 	const n = 300 // more than one batch of the script
-	for i := 0; i < n; i++ {
-		d := time.Hour
-		if i%3 == 0 {
-			d = 200 * time.Millisecond
+	block := func(from int, d time.Duration) {
+		for i := from; i < n; i += 3 {
+			_, err := s.Block(ctx, gate.KindUsername, fmt.Sprintf("u%03d", i), d)
+			require.NoError(t, err)
 		}
-		_, err := s.Block(ctx, gate.KindUsername, fmt.Sprintf("u%03d", i), d)
-		require.NoError(t, err)
 	}
+	block(1, time.Hour)
+	block(2, time.Hour)
 	for i := 1; i < n; i += 3 { // an operator deletes some keys
 		require.NoError(t, rdb.Del(ctx, fmt.Sprintf("defender:blocked:username:u%03d", i)).Err())
 	}
+	// The short blocks last, and long enough to be listed first on a
+	// loaded machine (-race): with 200 ms made first, some had ended
+	// before the listing.
+	const short = 2 * time.Second
+	block(0, short)
+	shortDone := time.Now()
 	list, err := s.Blocked(ctx, gate.KindUsername, 0)
 	require.NoError(t, err)
 	assert.Len(t, list, 2*n/3, "deleted keys are not listed")
@@ -414,7 +420,7 @@ func TestRedisStoreBlockedIndexNotStale(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotEqual(t, 1, i%3, b.Subject)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Until(shortDone.Add(short + 300*time.Millisecond)))
 	list, err = s.Blocked(ctx, gate.KindUsername, 50)
 	require.NoError(t, err)
 	assert.Len(t, list, 50)
