@@ -131,6 +131,7 @@ type Gate struct {
 	// one queue, so they are written in the order they happened.
 	settleCh []chan settleJob
 	batcher  finishBatcher // the store, when it settles batches; else nil
+	recaller storeRecaller // the store, when it keeps a late Begin's blocks; else nil
 	seed     maphash.Seed
 	closed   bool
 	workers  sync.WaitGroup
@@ -161,6 +162,7 @@ func New(cfg Config, store Store, opts ...Option) (*Gate, error) {
 		_, _ = rand.Read(g.deviceKey)
 	}
 	g.batcher, _ = store.(finishBatcher)
+	g.recaller, _ = store.(storeRecaller)
 	for _, o := range opts {
 		o(g)
 	}
@@ -434,10 +436,11 @@ const (
 	opBegin
 	opFinish
 	opRecord
+	opRecall // a late Begin's blocks, asked afterwards (storeRecaller)
 	numStoreOps
 )
 
-var storeOpNames = [numStoreOps]string{"check", "begin", "finish", "record"}
+var storeOpNames = [numStoreOps]string{"check", "begin", "finish", "record", "recall"}
 
 // errOverloaded is why a call was not sent: the calls in flight would not
 // let it start before its deadline.
@@ -485,6 +488,8 @@ func (g *Gate) exec(ctx context.Context, name storeOp, op Op, success, admit boo
 		res, err = g.store.Finish(ctx, op, success)
 	case opRecord:
 		res, err = g.store.Record(ctx, op, success)
+	case opRecall:
+		res, err = g.recaller.recall(ctx, op)
 	}
 	cancel()
 	took := time.Since(sent)
@@ -759,9 +764,9 @@ func (g *Gate) begin(ctx context.Context, a Attempt) (*Ticket, Decision) {
 	if err != nil {
 		// Should the call have run all the same (its answer came too
 		// late) and refused, it kept the blocks it made in its token's
-		// marker (a charge it found expired): a Finish of the token asks
-		// for them once the store answers, as for a refused Record.
-		g.queueRecall(op, t.id.ip, err)
+		// marker (a charge it found expired): the gate asks for them
+		// once the store answers.
+		g.queueBeginRecall(op, t.id.ip, err)
 		if d, closed := g.degraded(err); closed {
 			return nil, d
 		}
@@ -884,6 +889,16 @@ const (
 // what Finish would have returned for that op.
 type finishBatcher interface {
 	finishBatch(ctx context.Context, ops []Op, success []bool) ([]Result, []error)
+}
+
+// storeRecaller is a Store that keeps, in a token's marker, the blocks a
+// Begin made when it refused (RedisStore, RedisClusterStore), and gives
+// them back, reading only: the recall of a Begin whose answer came too
+// late. (A Finish would settle the charge the Begin left pending as a
+// failure, and block, before the attempt's outcome, perhaps a success,
+// came.)
+type storeRecaller interface {
+	recall(ctx context.Context, op Op) (Result, error)
 }
 
 // queueOf picks the settle queue of an attempt's source.
@@ -1383,22 +1398,36 @@ func (g *Gate) queue(r replay) {
 }
 
 // queueRecall puts in the backlog, for a Record that the fail mode
-// refused after its call failed with err, or a Begin whose call failed, a
-// Finish of its token reporting a failure: it counts nothing, but should
-// the call have run in the store all the same (its answer came too late)
-// and blocked, the store replies that block to it (see Op.Token), and the
-// gate announces it. Otherwise it marks the token settled, so that a
-// Record, if it runs later still, counts nothing: the attempt was
-// refused. (A late Begin's charge, if it ran, stays: counted at once, or
-// pending, which this Finish counts as the failure its expiry would have
-// been.) A call never sent (errOverloaded) needs none; at most
-// backlogMaxRecalls wait.
+// refused after its call failed with err, a Finish of its token reporting
+// a failure: it counts nothing, but should the Record have run in the
+// store all the same (its answer came too late) and blocked, the store
+// replies that block to it (see Op.Token), and the gate announces it.
+// Otherwise it marks the token settled, so that the Record, if it runs
+// later still, counts nothing: the attempt was refused. A call never sent
+// needs none; at most backlogMaxRecalls wait.
 func (g *Gate) queueRecall(op Op, ip string, err error) {
-	if errors.Is(err, errOverloaded) {
+	if neverSent(err) {
 		return
 	}
 	r := newReplay(op, ip, true, false, false)
 	r.recall = true
+	g.queue(r)
+}
+
+// queueBeginRecall puts in the backlog, for a Begin whose call failed with
+// err, a recall of its token (storeRecaller): should the Begin have run in
+// the store all the same and refused, it gets back the blocks that made,
+// and the gate announces them. It reads only: a charge the Begin made
+// stays for the attempt's outcome, replayed as a Record of its own, or
+// its expiry. A call never sent needs none; at most backlogMaxRecalls
+// wait, apart from the Records' recalls, which a flood of late Begins
+// must not push out.
+func (g *Gate) queueBeginRecall(op Op, ip string, err error) {
+	if g.recaller == nil || neverSent(err) {
+		return
+	}
+	r := newReplay(op, ip, true, false, false)
+	r.recall, r.begin = true, true
 	g.queue(r)
 }
 
@@ -1469,9 +1498,12 @@ func (g *Gate) drainBatch(ctx context.Context) error {
 			err error
 		)
 		sent := time.Now().UnixNano()
-		if r.finish {
+		switch {
+		case r.begin:
+			res, err = g.exec(ctx, opRecall, r.op, false, false)
+		case r.finish:
 			res, err = g.exec(ctx, opFinish, r.op, r.success, false)
-		} else {
+		default:
 			res, err = g.exec(ctx, opRecord, r.op, r.success, false)
 		}
 		if err != nil {

@@ -263,17 +263,18 @@ func announcedOnce(t *testing.T, g *gate.Gate, ev *events, user string) gate.Tra
 // gate ever published that block: no event, no mail. From an address on
 // a shared list (carrier-grade NAT), whose op goes to the full rules at
 // once (its spraying counter only reports), so that the late call is
-// the one that blocks; from an ordinary address the charge script's
-// answer (to the full rules) is the late one, and the recall settles the
-// charge itself. With the default fail mode (the local limiter decides
-// the late call) and with closed.
+// the one that blocks. (From an ordinary address the late answer is the
+// charge script's, which leaves the expired charge to the full rules,
+// that never run: the next call that meets the charge settles it, and
+// announces its block.) With the default fail mode (the local limiter
+// decides the late call) and with closed.
 func TestLateBeginBlockIsAnnounced(t *testing.T) {
 	srv := testenv.Redis(t)
 	direct := srv.Client()
 	for _, tc := range []struct {
 		mode gate.FailMode
 		from string
-	}{{gate.FailLocal, "100.64.0.9"}, {gate.FailClosed, "100.64.0.10"}, {gate.FailLocal, "192.0.2.201"}} {
+	}{{gate.FailLocal, "100.64.0.9"}, {gate.FailClosed, "100.64.0.10"}} {
 		t.Run(string(tc.mode)+" "+tc.from, func(t *testing.T) {
 			cfg := gate.DefaultConfig()
 			cfg.FailMode = tc.mode
@@ -326,6 +327,64 @@ func TestLateBeginBlockIsAnnounced(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, 3, n, "the recall counted nothing")
 		})
+	}
+}
+
+// TestLateLastChanceThatSucceeds: a late Begin that ran in Redis and
+// charged the last chance (pending), whose login then succeeded, leaves
+// the user unblocked: the recall that follows a late Begin only reads
+// (a Finish reporting a failure there, sent before the outcome's replay,
+// counted the charge and blocked the user whose password was right;
+// found by a review). From an address on a shared list, whose Begin runs
+// the full rules at once.
+func TestLateLastChanceThatSucceeds(t *testing.T) {
+	srv := testenv.Redis(t)
+	direct := srv.Client()
+	proxy := testenv.Late(t, srv.Addr)
+	cfg := gate.DefaultConfig()
+	cfg.UsernameFailureLimit, cfg.IPFailureLimit = 2, 1000
+	cfg.StoreTimeout = 500 * time.Millisecond // see TestLateAnswerBlockIsAnnounced
+	cfg.RedisURL = "redis://" + proxy.Addr
+	store, client, err := gate.OpenRedisStore(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	ev := &events{}
+	g, err := gate.New(cfg, store, gate.WithEmitter(ev), gate.WithLogger(quiet))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, g.Close(ctx))
+	})
+	const from = "100.64.0.21"
+	wu, _ := fresh()
+	for range 3 { // Redis learns the scripts
+		login(g, attempt(from, wu), false)
+	}
+	user, _ := fresh()
+	a := attempt(from, user)
+	for i := range 2 {
+		d := login(g, a, false)
+		require.True(t, d.Allowed && !d.Degraded, "failure %d: %+v", i+1, d)
+	}
+	proxy.SetDelay(2 * time.Second)
+	tk, d := g.Begin(ctx, a)
+	require.True(t, d.Degraded && d.Allowed, "the local limiter admits the late last chance: %+v", d)
+	proxy.SetDelay(0)
+	tk.Finish(ctx, true) // the right password
+	// The backlog holds the recall, then the outcome (a Record of the
+	// success, which clears the username's failures).
+	require.Eventually(t, func() bool {
+		n, err := direct.Exists(ctx, cfg.KeyPrefix+":failed:username:"+user).Result()
+		return err == nil && n == 0
+	}, 15*time.Second, 20*time.Millisecond, "the success is replayed, and clears")
+	c := g.Check(ctx, attempt("192.0.2.250", user))
+	assert.True(t, c.Allowed && !c.Degraded, "a user whose login succeeded is not blocked: %+v", c)
+	n, err := direct.Exists(ctx, cfg.KeyPrefix+":blocked:username:"+user).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	for _, b := range ev.blocks(true) {
+		assert.NotEqual(t, user, b.Subject, "no block announced")
 	}
 }
 

@@ -398,10 +398,11 @@ type replay struct {
 	counted bool
 	// recall is the Finish (a failure, which counts nothing) of a Record
 	// the fail mode refused, to learn what it did should it have run in
-	// the store all the same (Gate.queueRecall).
-	recall bool
-	queued time.Time
-	size   int64
+	// the store all the same (Gate.queueRecall); with begin, the recall
+	// of a Begin whose call failed, which reads only (queueBeginRecall).
+	recall, begin bool
+	queued        time.Time
+	size          int64
 }
 
 // Bounds of the backlog. Past them the oldest outcomes are dropped (and
@@ -424,8 +425,9 @@ type backlog struct {
 	head  int // items[:head] are done
 	bytes int64
 	seq   uint64 // of the last replay pushed
-	// recalls is the number of items that are recalls.
-	recalls int
+	// recalls is the number of items that are recalls, of Records and of
+	// Begins (replay.begin), each kind bound apart.
+	recalls [2]int
 	wake    chan struct{}
 }
 
@@ -434,7 +436,7 @@ type backlog struct {
 func (b *backlog) push(r replay) (dropped []replay, refused bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if r.recall && b.recalls >= backlogMaxRecalls {
+	if r.recall && b.recalls[b2i(r.begin)] >= backlogMaxRecalls {
 		return nil, true
 	}
 	for len(b.items)-b.head >= backlogMaxItems || (b.bytes+r.size > backlogMaxBytes && len(b.items) > b.head) {
@@ -451,7 +453,7 @@ func (b *backlog) push(r replay) (dropped []replay, refused bool) {
 	b.items = append(b.items, r)
 	b.bytes += r.size
 	if r.recall {
-		b.recalls++
+		b.recalls[b2i(r.begin)]++
 	}
 	select {
 	case b.wake <- struct{}{}:
@@ -463,8 +465,8 @@ func (b *backlog) push(r replay) (dropped []replay, refused bool) {
 // drop removes the replay at the front.
 func (b *backlog) drop() {
 	b.bytes -= b.items[b.head].size
-	if b.items[b.head].recall {
-		b.recalls--
+	if r := &b.items[b.head]; r.recall {
+		b.recalls[b2i(r.begin)]--
 	}
 	b.items[b.head] = replay{}
 	b.head++

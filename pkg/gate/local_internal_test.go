@@ -246,7 +246,21 @@ func TestBacklogBounds(t *testing.T) {
 	require.Empty(t, push(&rb, newReplay(op, "", false, false, true)), "an outcome is still taken")
 	assert.Equal(t, 10, rb.pop(rb.peek(10)[9].seq))
 	require.Empty(t, push(&rb, recall), "room again once recalls were written")
-	assert.Equal(t, backlogMaxRecalls-9, rb.recalls, "10 written, one more waits")
+	assert.Equal(t, backlogMaxRecalls-9, rb.recalls[0], "10 written, one more waits")
+
+	// A late Begin's recalls have a bound of their own: a flood of them
+	// (every attempt of an attacker while the store is late) leaves the
+	// Records' recalls their room, and the other way round.
+	begin := recall
+	begin.begin = true
+	for range backlogMaxRecalls {
+		require.Empty(t, push(&rb, begin))
+	}
+	_, refused = rb.push(begin)
+	assert.True(t, refused, "one Begin recall too many")
+	records := rb.recalls[0]
+	require.Empty(t, push(&rb, recall), "a Record's recall is taken while Begin recalls are full")
+	assert.Equal(t, [2]int{records + 1, backlogMaxRecalls}, rb.recalls)
 }
 
 // TestLocalForgetsChargesSettledElsewhere: attempts this process sent to

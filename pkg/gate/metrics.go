@@ -80,7 +80,7 @@ func newMetrics(reg prometheus.Registerer, g *Gate) *metrics {
 		}),
 		replayDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "defender", Subsystem: "gate", Name: "replays_dropped_total",
-			Help: "Outcomes of the backlog never written to the store, by reason: full (the backlog's bound), stale (older than the store keeps them), recalls_full (the bound on the recalls of Records the fail mode refused), closed (after Close).",
+			Help: "Outcomes of the backlog never written to the store, by reason: full (the backlog's bound), stale (older than the store keeps them), recalls_full (the bounds on the recalls, each kind apart: of Records the fail mode refused, and of Begins whose answer came late), closed (after Close).",
 		}, []string{"reason"}),
 	}
 	for _, o := range []Outcome{OutcomeSuccess, OutcomeFailure, OutcomeBlocked} {

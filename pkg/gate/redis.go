@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,8 @@ type RedisStore struct {
 var (
 	_ Store         = (*RedisStore)(nil)
 	_ finishBatcher = (*RedisStore)(nil)
+	_ storeRecaller = (*RedisStore)(nil)
+	_ storeRecaller = (*RedisClusterStore)(nil)
 )
 
 // NewRedisStore returns a store keeping its keys under prefix
@@ -81,6 +84,8 @@ var (
 	redisLuaCommon = redisLuaFamiliar + redisLuaRules
 	//go:embed redis_check.lua
 	redisLuaCheck string
+	//go:embed redis_recall.lua
+	redisLuaRecall string
 	//go:embed redis_begin.lua
 	redisLuaBegin string
 	//go:embed redis_finish.lua
@@ -107,6 +112,8 @@ var (
 	// The check script carries the no-writes flag (a shebang must open the
 	// script), which lets Redis run it on replicas and under memory pressure.
 	redisScriptCheck = redis.NewScript("#!lua flags=no-writes\n" + redisLuaCommon + redisLuaCheck)
+	// The recall script reads only, as Check (see storeRecaller).
+	redisScriptRecall = redis.NewScript("#!lua flags=no-writes\n" + redisLuaCommon + redisLuaRecall)
 	// The counting scripts carry a shebang without flags: at maxmemory
 	// (with the noeviction policy the gate needs, see
 	// CheckRedisMemoryPolicy) Redis refuses them whole, before they run,
@@ -206,6 +213,27 @@ func (s *RedisStore) Begin(ctx context.Context, op Op) (Result, error) {
 		return s.run(ctx, "begin", redisScriptBegin, op, false)
 	}
 	return s.decode("begin", redisScriptBegin, op, reply, err)
+}
+
+// neverSent reports whether a store call failed with err before its
+// command left the process: refused by admission (errOverloaded), no
+// connection from the pool in time, or no connection made. Such a call
+// ran nowhere: there is nothing to ask the store about it.
+func neverSent(err error) bool {
+	var opErr *net.OpError
+	return errors.Is(err, errOverloaded) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+// recall implements storeRecaller.
+func (s *RedisStore) recall(ctx context.Context, op Op) (Result, error) {
+	if op.Token == "" {
+		return Result{}, errors.New("redis recall: empty token")
+	}
+	if err := validateOp(op, &s.policy); err != nil {
+		return Result{}, fmt.Errorf("redis recall: %w", err)
+	}
+	return s.run(ctx, "recall", redisScriptRecall, op, false)
 }
 
 // Finish implements Store: a success runs the clear script, and the full
@@ -424,7 +452,8 @@ func (s *RedisStore) run(ctx context.Context, name string, script *redis.Script,
 // redisMarked reports whether script takes its token's settled marker
 // (see redis_common.lua).
 func redisMarked(script *redis.Script) bool {
-	return script == redisScriptFinish || script == redisScriptRecord || script == redisScriptReserve || script == redisScriptBegin
+	return script == redisScriptFinish || script == redisScriptRecord || script == redisScriptReserve ||
+		script == redisScriptBegin || script == redisScriptRecall
 }
 
 // counterKeys is KEYS of a counter script for op (see redis_common.lua),

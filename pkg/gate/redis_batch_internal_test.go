@@ -2,10 +2,16 @@ package gate
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -192,4 +198,23 @@ func TestRedisFinishBatchOfShapes(t *testing.T) {
 	assert.Equal(t, []string{"ip:192.0.2.1"}, oneState["u2 familiar"], "smart lockout's success taught its address")
 	r := oneState["u0192.0.2.2"].(Result)
 	assert.Equal(t, []int{7, 0, 6}, r.Failures, "the second address keeps its 7 failures and the 6 names sprayed from it (u4's op counts none); the success cleared the username")
+}
+
+// TestNeverSent: the errors of a store call that never left the process
+// (nothing ran: no recall to send after it), against those of one that
+// may have run.
+func TestNeverSent(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("%w: begin: %w", ErrStoreUnavailable, err) }
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	read := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	for err, want := range map[error]bool{
+		wrap(errOverloaded):               true,
+		wrap(redis.ErrPoolTimeout):        true,
+		wrap(dial):                        true,
+		wrap(read):                        false,
+		wrap(context.DeadlineExceeded):    false,
+		wrap(errors.New("ERR something")): false,
+	} {
+		assert.Equal(t, want, neverSent(err), "%v", err)
+	}
 }

@@ -197,6 +197,24 @@ func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
 	return res, nil
 }
 
+// recall implements storeRecaller: each counter's slot keeps its own
+// marker. The blocks it gets back are indexed here, as their Begin's
+// answer, which would have, never came.
+func (s *RedisClusterStore) recall(ctx context.Context, op Op) (Result, error) {
+	if err := validateOp(op, &s.policy); err != nil {
+		return Result{}, fmt.Errorf("redis recall: %w", err)
+	}
+	if op.Token == "" {
+		return Result{}, errors.New("redis recall: empty token")
+	}
+	rs, errs := s.each(ctx, op, "recall", redisScriptRecall, false)
+	s.index(ctx, rs, errs)
+	if err := errors.Join(errs...); err != nil {
+		return Result{}, err
+	}
+	return mergeRedisResults(op, rs, false), nil
+}
+
 // Finish implements Store.
 func (s *RedisClusterStore) Finish(ctx context.Context, op Op, success bool) (Result, error) {
 	if err := validateOp(op, &s.policy); err != nil {
