@@ -166,18 +166,8 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 			// Not the default 100 ms: the calls before the late one must
 			// not be late on a loaded machine (-race, packages in parallel).
 			cfg.StoreTimeout = 500 * time.Millisecond
-			cfg.RedisURL = "redis://" + proxy.Addr
-			store, client, err := gate.OpenRedisStore(cfg) // the deadline as in production
-			require.NoError(t, err)
-			t.Cleanup(func() { client.Close() })
 			ev := &events{}
-			g, err := gate.New(cfg, store, gate.WithEmitter(ev), gate.WithLogger(quiet))
-			require.NoError(t, err)
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				assert.NoError(t, g.Close(ctx))
-			})
+			g := redisGate(t, cfg, proxy.Addr, ev)
 			fail := func(a gate.Attempt) gate.Decision {
 				if flow != "finish" {
 					return g.Record(ctx, a, false)
@@ -227,6 +217,25 @@ func TestLateAnswerBlockIsAnnounced(t *testing.T) {
 			assert.Equal(t, 3, n, "the replay counted nothing twice")
 		})
 	}
+}
+
+// redisGate is a gate with cfg on the Redis at addr (a proxy's, or the
+// server's), through gate.OpenRedisStore (the deadline as in production),
+// emitting to ev, closed when the test ends.
+func redisGate(t *testing.T, cfg gate.Config, addr string, ev *events) *gate.Gate {
+	t.Helper()
+	cfg.RedisURL = "redis://" + addr
+	store, client, err := gate.OpenRedisStore(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	g, err := gate.New(cfg, store, gate.WithEmitter(ev), gate.WithLogger(quiet))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, g.Close(ctx))
+	})
+	return g
 }
 
 // announcedOnce waits until g announces the block the store made of
@@ -281,25 +290,10 @@ func TestLateBeginBlockIsAnnounced(t *testing.T) {
 			cfg.UsernameFailureLimit, cfg.IPFailureLimit = 2, 1000
 			cfg.PendingTimeout = time.Second
 			cfg.StoreTimeout = 500 * time.Millisecond // see TestLateAnswerBlockIsAnnounced
-			open := func(addr string, ev *events) *gate.Gate {
-				cfg := cfg
-				cfg.RedisURL = "redis://" + addr
-				store, client, err := gate.OpenRedisStore(cfg)
-				require.NoError(t, err)
-				t.Cleanup(func() { client.Close() })
-				g, err := gate.New(cfg, store, gate.WithEmitter(ev), gate.WithLogger(quiet))
-				require.NoError(t, err)
-				t.Cleanup(func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					assert.NoError(t, g.Close(ctx))
-				})
-				return g
-			}
 			// One gate leaves a last chance pending (its outcome never
 			// comes: the process died); the attempt after its deadline
 			// comes to another gate, whose local limiter knows nothing of it.
-			first := open(srv.Addr, &events{})
+			first := redisGate(t, cfg, srv.Addr, &events{})
 			user, ip := fresh()
 			a := attempt(ip, user)
 			for i := range 2 {
@@ -312,7 +306,7 @@ func TestLateBeginBlockIsAnnounced(t *testing.T) {
 
 			proxy := testenv.Late(t, srv.Addr)
 			ev := &events{}
-			second := open(proxy.Addr, ev)
+			second := redisGate(t, cfg, proxy.Addr, ev)
 			// A connection open before the answers are held back (a new
 			// one's handshake would be late itself: the call never sent).
 			require.False(t, second.Check(ctx, attempt(tc.from, "warm-"+user)).Degraded)
@@ -344,18 +338,8 @@ func TestLateLastChanceThatSucceeds(t *testing.T) {
 	cfg := gate.DefaultConfig()
 	cfg.UsernameFailureLimit, cfg.IPFailureLimit = 2, 1000
 	cfg.StoreTimeout = 500 * time.Millisecond // see TestLateAnswerBlockIsAnnounced
-	cfg.RedisURL = "redis://" + proxy.Addr
-	store, client, err := gate.OpenRedisStore(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { client.Close() })
 	ev := &events{}
-	g, err := gate.New(cfg, store, gate.WithEmitter(ev), gate.WithLogger(quiet))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		assert.NoError(t, g.Close(ctx))
-	})
+	g := redisGate(t, cfg, proxy.Addr, ev)
 	const from = "100.64.0.21"
 	wu, _ := fresh()
 	for range 3 { // Redis learns the scripts

@@ -201,29 +201,24 @@ func (s *RedisClusterStore) Begin(ctx context.Context, op Op) (Result, error) {
 // marker. The blocks it gets back are indexed here, as their Begin's
 // answer, which would have, never came.
 func (s *RedisClusterStore) recall(ctx context.Context, op Op) (Result, error) {
-	if err := validateOp(op, &s.policy); err != nil {
-		return Result{}, fmt.Errorf("redis recall: %w", err)
-	}
-	if op.Token == "" {
-		return Result{}, errors.New("redis recall: empty token")
-	}
-	rs, errs := s.each(ctx, op, "recall", redisScriptRecall, false)
-	s.index(ctx, rs, errs)
-	if err := errors.Join(errs...); err != nil {
-		return Result{}, err
-	}
-	return mergeRedisResults(op, rs, false), nil
+	return s.settle(ctx, op, "recall", redisScriptRecall, false)
 }
 
 // Finish implements Store.
 func (s *RedisClusterStore) Finish(ctx context.Context, op Op, success bool) (Result, error) {
+	return s.settle(ctx, op, "finish", redisScriptFinish, success)
+}
+
+// settle runs script, Finish's or recall's, for op's token on every
+// counter, and indexes the blocks the results report.
+func (s *RedisClusterStore) settle(ctx context.Context, op Op, name string, script *redis.Script, success bool) (Result, error) {
 	if err := validateOp(op, &s.policy); err != nil {
-		return Result{}, fmt.Errorf("redis finish: %w", err)
+		return Result{}, fmt.Errorf("redis %s: %w", name, err)
 	}
 	if op.Token == "" {
-		return Result{}, errors.New("redis finish: empty token")
+		return Result{}, fmt.Errorf("redis %s: empty token", name)
 	}
-	rs, errs := s.each(ctx, op, "finish", redisScriptFinish, success)
+	rs, errs := s.each(ctx, op, name, script, success)
 	s.index(ctx, rs, errs)
 	if err := errors.Join(errs...); err != nil {
 		return Result{}, err
