@@ -251,8 +251,8 @@ func (s *RedisStore) Finish(ctx context.Context, op Op, success bool) (Result, e
 		if err != nil {
 			return s.decode("finish", redisScriptFinish, op, reply, err)
 		}
-		if !redisFallback(redisClearReply(reply, 0)) {
-			return redisCleared(op, redisClearReply(reply, 0))
+		if v := redisClearReply(reply, 0, &op); v != nil && !redisClearFallback(v) {
+			return redisCleared(op, v)
 		}
 	}
 	return s.run(ctx, "finish", redisScriptFinish, op, success)
@@ -292,29 +292,48 @@ func redisFallback(reply any) bool {
 	return ok && n == -1
 }
 
-// redisClearReply is the clear script's answer for its success j: 1,
-// {1, counts...} or -1 (also when the reply is not what the script sends).
-func redisClearReply(reply any, j int) any {
-	if vals, ok := reply.([]any); ok && j < len(vals) {
-		return vals[j]
+// redisClearReply is the clear script's answer for its success j in
+// reply, the redisClearWidth(op) values from there: 1 and, for a success
+// with flags, each counter's count; -1 (and zeros) where the full rules
+// decide. nil when the reply is not what the script sends.
+func redisClearReply(reply any, j int, op *Op) []any {
+	w := redisClearWidth(op)
+	vals, ok := reply.([]any)
+	if !ok || j < 0 || (j+1)*w > len(vals) {
+		return nil
 	}
-	return int64(-1)
+	return vals[j*w : (j+1)*w]
+}
+
+// redisClearFallback reports a clear script's answer v that leaves the
+// success to the full rules: -1, or not what the script sends (they
+// decide then too).
+func redisClearFallback(v []any) bool {
+	if len(v) == 0 {
+		return true
+	}
+	n, ok := v[0].(int64)
+	return !ok || n != 1
 }
 
 // redisCleared is the Result of a success the clear script wrote and
-// answered with v: nothing blocked, every counter at 0, or, for a success
-// with flags, as the short form v says (the counts of distinct members,
-// the conditions that held).
-func redisCleared(op Op, v any) (Result, error) {
-	if _, ok := v.([]any); !ok {
+// answered with v (not a fallback): nothing blocked, every counter at 0,
+// or, for a success with flags, the counts v holds (of distinct members
+// what is left; -1 for a counter whose condition did not hold).
+func redisCleared(op Op, v []any) (Result, error) {
+	if len(v) == 1 {
 		return Result{Failures: make([]int, len(op.Counters))}, nil
 	}
-	res, err := decodeRedisResult(v, op, false)
-	if err != nil {
-		return Result{}, fmt.Errorf("redis finish: %w", err)
+	short := make([]int64, 3+len(op.Counters)) // the short form: 0 (not admitted), 0, n, counts
+	short[2] = int64(len(op.Counters))
+	for i, x := range v[1:] {
+		n, ok := x.(int64)
+		if !ok {
+			return Result{}, fmt.Errorf("redis finish: clear reply element %d: unexpected %T", i+1, x)
+		}
+		short[3+i] = n
 	}
-	res.Admitted = false
-	return res, nil
+	return decodeShortRedisResult(short, op, false), nil
 }
 
 // counterKey is c's key of the given kind ("failed", "blocked", ...).
@@ -590,15 +609,16 @@ func (s *RedisStore) finishBatch(ctx context.Context, ops []Op, success []bool) 
 	for i, cmd := range cmds {
 		if clearAt[i] >= 0 {
 			reply, err := clearCmd[i].Result()
+			v := redisClearReply(reply, clearAt[i], &ops[i])
 			switch {
 			case redis.HasErrorPrefix(err, "NOSCRIPT"):
 				res[i], errs[i] = s.Finish(ctx, ops[i], success[i])
 			case err != nil:
 				res[i], errs[i] = s.decode("finish", redisScriptFinish, ops[i], nil, err)
-			case redisFallback(redisClearReply(reply, clearAt[i])):
+			case v == nil || redisClearFallback(v):
 				res[i], errs[i] = s.run(ctx, "finish", redisScriptFinish, ops[i], success[i])
 			default:
-				res[i], errs[i] = redisCleared(ops[i], redisClearReply(reply, clearAt[i]))
+				res[i], errs[i] = redisCleared(ops[i], v)
 			}
 			continue
 		}

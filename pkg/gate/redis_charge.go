@@ -226,20 +226,50 @@ func (t *luaText) when(cond, stmt string) {
 // inFlight returns the Lua condition that a counter that applies is
 // blocked or has a charge pending: one EXISTS over their blocked and
 // pending keys (the expressions blocked(i), pending(i)). With conditions
-// (applies[i], as for when), it first writes the list of keys to read.
+// (applies[i], as for when), it first writes that EXISTS in two branches,
+// one per value of known, each naming its keys: a list built at run time
+// and unpacked cost Redis more than the command.
 func (t *luaText) inFlight(applies []string, blocked, pending func(i int) string) string {
-	if !slices.ContainsFunc(applies, func(a string) bool { return a != "" }) {
-		ks := make([]string, 0, 2*len(applies))
-		for i := range applies {
-			ks = append(ks, blocked(i), pending(i))
+	keys := func(known bool) []string {
+		var ks []string
+		for i, a := range applies {
+			if holds(a, known) {
+				ks = append(ks, blocked(i), pending(i))
+			}
 		}
-		return "redis.call('EXISTS', " + strings.Join(ks, ", ") + ") ~= 0"
+		return ks
 	}
-	t.line("local ek = {}")
-	for i, a := range applies {
-		t.when(a, "ek[#ek + 1], ek[#ek + 2] = "+blocked(i)+", "+pending(i))
+	if !slices.ContainsFunc(applies, func(a string) bool { return a != "" }) {
+		return "redis.call('EXISTS', " + strings.Join(keys(true), ", ") + ") ~= 0"
 	}
-	return "(#ek > 0 and redis.call('EXISTS', unpack(ek)) ~= 0)"
+	t.line("local ex = 0")
+	t.byKnown(func(known bool) string {
+		if ks := keys(known); len(ks) > 0 {
+			return "ex = redis.call('EXISTS', " + strings.Join(ks, ", ") + ")"
+		}
+		return ""
+	})
+	return "ex ~= 0"
+}
+
+// byKnown writes stmt(true) under known and stmt(false) under not known
+// (a statement of "" writes nothing there).
+func (t *luaText) byKnown(stmt func(known bool) string) {
+	yes, no := stmt(true), stmt(false)
+	switch {
+	case yes != "" && no != "":
+		t.line("if known then ", yes, " else ", no, " end")
+	case yes != "":
+		t.when("known", yes)
+	case no != "":
+		t.when("not known", no)
+	}
+}
+
+// holds reports whether a counter's condition (applies[i] of
+// redisShapeParts: "", "known" or "not known") holds for known.
+func holds(cond string, known bool) bool {
+	return cond == "" || (cond == "known") == known
 }
 
 // redisShapeParts is what the scripts written per shape say of op, its

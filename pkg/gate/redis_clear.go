@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,12 +30,14 @@ import (
 // (this attempt's charge among them; of distinct members, only this
 // attempt's member goes), teaches its sources to its user when told to
 // (teach in redis_familiar.lua) and marks the token settled, once: 1 in
-// the reply, or the short form of redis_common.lua {1, 0, n, counts} for
-// a success with flags (a counter of distinct members keeps its other
-// names; a counter whose condition does not hold replies -1 and is left
-// as it is). Otherwise (something to lift or settle, or the token settled
-// already) it changes nothing there: -1, and the caller runs
-// redis_finish.lua for that one.
+// the reply, followed, for a success with flags, by each counter's count
+// (a counter of distinct members keeps its other names; a counter whose
+// condition does not hold replies -1 and is left as it is). Otherwise
+// (something to lift or settle, or the token settled already) it changes
+// nothing there: -1 (and zeros for the counts), and the caller runs
+// redis_finish.lua for that one. The reply is one flat array, each
+// success's values (redisClearWidth) in turn: a table per success cost
+// Redis more to send than the commands that made it.
 
 // redisClearers writes and keeps a store's clear scripts by shape.
 type redisClearers struct {
@@ -83,6 +86,14 @@ func (c *redisClearers) args(args []any, op *Op) []any {
 	return redisShapeArgs(args, op, op.Familiar != nil)
 }
 
+// redisClearWidth is how many values the clear script of op's shape
+// replies per success: its answer (1, or -1 for the full rules), then,
+// for a success with flags, each counter's count.
+func redisClearWidth(op *Op) int {
+	flags := op.Familiar != nil || op.conditional() || slices.ContainsFunc(op.Counters, func(c Counter) bool { return c.distinct() })
+	return 1 + b2i(flags)*len(op.Counters)
+}
+
 // source writes the clear script of op's shape.
 func (c *redisClearers) source(op *Op) string {
 	n := len(op.Counters)
@@ -100,7 +111,7 @@ func (c *redisClearers) source(op *Op) string {
 		}
 	}
 	conditional := op.conditional()
-	flags := f != nil || members > 0 || conditional // the reply carries the counts
+	width := redisClearWidth(op) // values per success in the reply
 	teaches := f != nil && f.Learn && len(sources) > 0
 	stride := itoa(1 + 3*n + b2i(f != nil)) // keys per success
 	fkey := key(2 + 3*n)
@@ -114,34 +125,34 @@ func (c *redisClearers) source(op *Op) string {
 	}
 	w("local out = {}")
 	w("for j = 0, #KEYS / ", stride, " - 1 do")
-	w("local o, a = j * ", stride, ", j * ", itoa(members+len(sources)+b2i(f != nil)))
+	w("local o, a, r = j * ", stride, ", j * ", itoa(members+len(sources)+b2i(f != nil)), ", j * ", itoa(width))
 	if conditional {
 		b.known(fkey, sources, clock, f)
 	}
 	mark := "not redis.call('SET', " + key(1) + ", '1', 'NX', 'PX', " + c.markerTTL + ")"
 	w("if ", b.inFlight(applies, func(i int) string { return key(3 + 3*i) }, func(i int) string { return key(4 + 3*i) }), " or ", mark, " then")
-	w("out[j + 1] = -1")
+	w("out[r + 1] = -1")
+	for k := 2; k <= width; k++ {
+		w("out[r + ", itoa(k), "] = 0")
+	}
 	w("else")
 	// The plain counters' counts go in one DEL.
-	var del []string
-	dynamic := false
-	for i := range n {
-		if member[i] == "" {
-			del = append(del, failed(i))
-			dynamic = dynamic || applies[i] != ""
-		}
-	}
-	switch {
-	case dynamic:
-		w("local del = {}")
+	del := func(known bool) string {
+		var ks []string
 		for i := range n {
-			if member[i] == "" {
-				b.when(applies[i], "del[#del + 1] = "+failed(i))
+			if member[i] == "" && holds(applies[i], known) {
+				ks = append(ks, failed(i))
 			}
 		}
-		w("if #del > 0 then redis.call('DEL', unpack(del)) end")
-	case len(del) > 0:
-		w("redis.call('DEL', ", strings.Join(del, ", "), ")")
+		if len(ks) == 0 {
+			return ""
+		}
+		return "redis.call('DEL', " + strings.Join(ks, ", ") + ")"
+	}
+	if conditional {
+		b.byKnown(del)
+	} else if d := del(true); d != "" {
+		w(d)
 	}
 	counts := make([]string, n)
 	for i := range n {
@@ -158,10 +169,11 @@ func (c *redisClearers) source(op *Op) string {
 	if teaches {
 		w("teach(", fkey, ", a + ", itoa(members+1), ", a + ", itoa(members+len(sources)), ", ", clock, ", ", redisMillis(f.For), ", ", itoa(f.Max), ")")
 	}
-	if flags {
-		w("out[j + 1] = {1, 0, ", itoa(n), ", ", strings.Join(counts, ", "), "}")
-	} else {
-		w("out[j + 1] = 1")
+	w("out[r + 1] = 1")
+	if width > 1 {
+		for i := range n {
+			w("out[r + ", itoa(2+i), "] = ", counts[i])
+		}
 	}
 	w("end")
 	w("end")

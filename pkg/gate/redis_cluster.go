@@ -485,10 +485,10 @@ func (s *RedisClusterStore) eachOf(ctx context.Context, op Op, name string, scri
 				errs[i] = s.scriptError(name, op.Counters[i], rerrs[j])
 			case redisFallback(reply):
 				left = append(left, i)
-			case clear && redisFallback(redisClearReply(reply, 0)):
+			case clear && redisClearFallback(redisClearReply(reply, 0, &ones[i])):
 				left = append(left, i)
 			case clear:
-				rs[i], errs[i] = redisCleared(ones[i], redisClearReply(reply, 0))
+				rs[i], errs[i] = redisCleared(ones[i], redisClearReply(reply, 0, &ones[i]))
 			default:
 				rs[i], errs[i] = s.decodeOne(name, reply, ones[i], true)
 			}
