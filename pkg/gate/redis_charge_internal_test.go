@@ -70,3 +70,36 @@ func TestChargeScriptsByShape(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEmpty(t, r.Blocked, "3 failures at limit 2 block, through the full rules alone")
 }
+
+// TestRedisClearReply: the clear script's flat reply is read success by
+// success, its width set by the op's shape; a -1, a reply too short or not
+// an array leaves the success to the full rules, and a count that is not
+// an integer is an error, never a count of 0.
+func TestRedisClearReply(t *testing.T) {
+	plain := Op{Counters: []Counter{{Kind: KindIP, Subject: "192.0.2.1", Limit: 3}, {Kind: KindUsername, Subject: "alice", Limit: 3}}}
+	flags := Op{Counters: append(append([]Counter(nil), plain.Counters...), Counter{Kind: KindSpray, Subject: "192.0.2.1", Limit: 10, Member: "alice"})}
+	require.Equal(t, 1, redisClearWidth(&plain))
+	require.Equal(t, 4, redisClearWidth(&flags))
+
+	reply := []any{int64(1), int64(0), int64(0), int64(2), int64(-1), int64(0), int64(0), int64(0)}
+	v := redisClearReply(reply, 0, &flags)
+	require.False(t, redisClearFallback(v))
+	res, err := redisCleared(flags, v)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 0, 2}, res.Failures, "the spray counter keeps its other names")
+	assert.False(t, res.Admitted)
+
+	assert.True(t, redisClearFallback(redisClearReply(reply, 1, &flags)), "-1: the full rules")
+	assert.True(t, redisClearFallback(redisClearReply(reply, 2, &flags)), "past the reply")
+	assert.True(t, redisClearFallback(redisClearReply(int64(1), 0, &flags)), "not an array")
+	assert.True(t, redisClearFallback(redisClearReply([]any{"1"}, 0, &plain)), "not an integer")
+
+	v = redisClearReply([]any{int64(-1), int64(1)}, 1, &plain)
+	require.False(t, redisClearFallback(v))
+	res, err = redisCleared(plain, v)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 0}, res.Failures)
+
+	_, err = redisCleared(flags, []any{int64(1), int64(0), "x", int64(0)})
+	assert.ErrorContains(t, err, "clear reply element 2")
+}
