@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,4 +103,91 @@ func TestRedisClearReply(t *testing.T) {
 
 	_, err = redisCleared(flags, []any{int64(1), int64(0), "x", int64(0)})
 	assert.ErrorContains(t, err, "clear reply element 2")
+}
+
+// TestRedisClearIsTheFullRules: for each shape of op, a success written by
+// the clear script (its fast path, taken: no fallback) answers and leaves
+// the store as the full rules (redis_finish.lua) do from the same state:
+// the same counts, the same familiarity, nothing blocked; and the next
+// login reads the same counts and is familiar alike. Each shape runs from
+// an unfamiliar source, then from one a success taught.
+func TestRedisClearIsTheFullRules(t *testing.T) {
+	srv := testenv.Redis(t)
+	ctx := context.Background()
+	p := minutePolicy()
+	const ip, user = "192.0.2.7", "carol"
+	smart := func(cs ...Counter) Op {
+		return Op{Counters: cs, Familiar: &Familiar{User: user, Sources: []string{"ip:" + ip}, For: 24 * time.Hour, Max: 20, Learn: true}}
+	}
+	shapes := map[string]Op{
+		"plain": {Counters: []Counter{{Kind: KindIP, Subject: ip, Limit: 5}, {Kind: KindUsername, Subject: user, Limit: 5}}},
+		"spray": {Counters: []Counter{{Kind: KindIP, Subject: ip, Limit: 5}, {Kind: KindUsername, Subject: user, Limit: 5},
+			{Kind: KindSpray, Subject: ip, Limit: 5, Member: user}}},
+		"smart": smart(Counter{Kind: KindIP, Subject: ip, Limit: 5}, Counter{Kind: KindUsername, Subject: user, Limit: 5, When: IfUnfamiliar},
+			Counter{Kind: KindSpray, Subject: ip, Limit: 5, Member: user}, Counter{Kind: KindUsernameFamiliar, Subject: user, Limit: 5, When: IfFamiliar}),
+		"conditional only": smart(Counter{Kind: KindUsername, Subject: user, Limit: 5, When: IfUnfamiliar},
+			Counter{Kind: KindUsernameFamiliar, Subject: user, Limit: 5, When: IfFamiliar}),
+		"familiar counter only": smart(Counter{Kind: KindUsernameFamiliar, Subject: user, Limit: 5, When: IfFamiliar}),
+	}
+	for name, shape := range shapes {
+		t.Run(name, func(t *testing.T) {
+			clear := NewRedisStore(srv.Client(), "clear-"+name, p)
+			full := NewRedisStore(srv.Client(), "full-"+name, p)
+			seq := 0
+			attempt := func() Op {
+				seq++
+				o := shape
+				o.Token = "t" + strconv.Itoa(seq)
+				return o
+			}
+			for _, taught := range []bool{false, true} {
+				if taught { // a success from the source, on both stores alike
+					for _, s := range []*RedisStore{clear, full} {
+						_, err := s.Record(ctx, attempt(), true)
+						require.NoError(t, err)
+					}
+				}
+				var got [2]Result
+				for k, s := range []*RedisStore{clear, full} {
+					for range 2 { // two failures, counted at Begin
+						r, err := s.Begin(ctx, attempt())
+						require.NoError(t, err)
+						require.True(t, r.Admitted)
+					}
+					a := attempt()
+					r, err := s.Begin(ctx, a)
+					require.NoError(t, err)
+					require.True(t, r.Admitted)
+					if k == 0 {
+						script := s.clearScript(a, true)
+						require.NotNil(t, script, "the success goes to the clear script")
+						reply, err := script.Run(ctx, s.client, s.clear.keys(nil, &a, s.markerKey(a.Token), s.counterKey, s.familiarKey), s.clear.args(nil, &a)...).Result()
+						require.NoError(t, err)
+						v := redisClearReply(reply, 0, &a)
+						require.False(t, redisClearFallback(v), "taught %v: the clear script wrote the success", taught)
+						got[k], err = redisCleared(a, v)
+						require.NoError(t, err)
+					} else {
+						got[k], err = s.run(ctx, "finish", redisScriptFinish, a, true)
+						require.NoError(t, err)
+					}
+				}
+				assert.Equal(t, got[1].Failures, got[0].Failures, "taught %v: counts after the success", taught)
+				assert.Equal(t, got[1].Familiar, got[0].Familiar, "taught %v: familiarity", taught)
+				assert.Equal(t, taught && shape.Familiar != nil, got[0].Familiar, "taught %v", taught)
+				assert.Empty(t, got[0].Blocked)
+				assert.Empty(t, got[0].Transitions)
+				assert.False(t, got[0].Admitted)
+
+				next := [2]Result{}
+				for k, s := range []*RedisStore{clear, full} {
+					var err error
+					next[k], err = s.Check(ctx, attempt())
+					require.NoError(t, err)
+				}
+				assert.Equal(t, next[1].Failures, next[0].Failures, "taught %v: the store after the success", taught)
+				assert.Equal(t, next[1].Familiar, next[0].Familiar, "taught %v: what the success taught", taught)
+			}
+		})
+	}
 }
