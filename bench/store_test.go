@@ -98,10 +98,10 @@ func TestStoreFigures(t *testing.T) {
 			RedisCPU: time.Duration(redisUs) * 1000 * time.Microsecond, ClientCPU: time.Second, Commands: 7000}
 	}
 	var cells []storeCell
-	for round, us := range [][4]int{{60, 20, 110, 24}, {70, 35, 110, 42}, {50, 25, 110, 35}} {
+	for round, us := range [][5]int{{60, 20, 110, 24, 45}, {70, 35, 110, 42, 50}, {50, 25, 110, 35, 30}} {
 		for _, wl := range storeWorkloads {
 			cells = append(cells, cell(round, wl, ctGate, us[0]), cell(round, wl, ctFloor, us[1]), cell(round, wl, ctDjango, us[2]),
-				cell(round, wl, ctGateNoSpray, us[3]))
+				cell(round, wl, ctGateNoSpray, us[3]), cell(round, wl, ctFloorSpray, us[4]))
 		}
 	}
 	r := newReport(rawResults{Options: defaultOptions(), Store: cells})
@@ -118,7 +118,7 @@ func TestStoreFigures(t *testing.T) {
 	assert.True(t, math.IsNaN(r.storeRatio(wlFailure, ctFloor).Scripts), "0 scripts over 0")
 
 	ts := r.storeTargets()
-	require.Len(t, ts, 8)
+	require.Len(t, ts, 12)
 	assert.True(t, ts[4].NotRun, "smart lockout not measured in these cells")
 	assert.False(t, ts[0].Met, "gate 2× the floor, failure")
 	assert.False(t, ts[1].Met, "gate 2× the floor, success")
@@ -128,8 +128,13 @@ func TestStoreFigures(t *testing.T) {
 	assert.InDelta(t, 1.2, pairRatio(cells, wlFailure, ctGateNoSpray, ctFloor), 1e-9)
 	assert.True(t, ts[6].Met, "spraying off 1.2× the floor, failure")
 	assert.True(t, ts[7].Met, "spraying off 1.2× the floor, success")
+	// Against the floor with spraying: rounds' ratios 1.33, 1.4 and 1.67,
+	// median 1.4.
+	assert.True(t, ts[8].Met, "gate 1.4× the floor with spraying, failure")
+	assert.True(t, ts[9].Met, "gate 1.4× the floor with spraying, success")
+	assert.Contains(t, ts[8].Measured, "1.40 ×")
 	for i, tr := range ts {
-		assert.Equal(t, i == 4 || i == 5, tr.NotRun, tr.Goal)
+		assert.Equal(t, i == 4 || i == 5 || i == 10 || i == 11, tr.NotRun, tr.Goal)
 	}
 
 	for _, tr := range newReport(rawResults{Options: defaultOptions()}).storeTargets() {
