@@ -7,6 +7,9 @@ type metrics struct {
 	events  *prometheus.CounterVec // by what became of the event
 	mails   *prometheus.CounterVec // by result
 	unlocks *prometheus.CounterVec // by result
+	// heartbeats counts the pulls NATS went silent on (no heartbeat for
+	// two intervals), each pulled again.
+	heartbeats prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "defender", Subsystem: "notifier", Name: "unlocks_total",
 			Help: "Unlock links used, by result: unlocked, invalid, expired, used (a second time), stale (the lock it was sent for ended or was replaced), not_locked, error.",
 		}, []string{"result"}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "defender", Subsystem: "notifier", Name: "missed_heartbeats_total",
+			Help: "Pulls for the next event on which NATS sent nothing for two heartbeats (a pause, or a pull it lost); each is pulled again.",
+		}),
 	}
 	for _, o := range []string{"done", "skipped", "duplicate", "malformed", "retried"} {
 		m.events.WithLabelValues(o)
@@ -34,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.unlocks.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.mails, m.unlocks)
+		reg.MustRegister(m.events, m.mails, m.unlocks, m.heartbeats)
 	}
 	return m
 }

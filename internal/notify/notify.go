@@ -178,7 +178,7 @@ func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
 	// One message buffered: a message waits in no buffer while the
 	// handlers are busy, where no keep-alive reaches it and NATS would
 	// hand it out again after AckWait.
-	it, err := n.cons.Messages(jetstream.PullMaxMessages(1))
+	it, err := n.cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", n.o.Durable, err)
 	}
@@ -196,6 +196,15 @@ func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
 	for {
 		slots <- struct{}{} // a free slot first: no message waits for one
 		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+			// NATS sent nothing for two heartbeats (a pause, or a pull it
+			// lost): the iterator pulls again on the next call. Returning
+			// here stopped the notifier for good.
+			<-slots
+			n.m.heartbeats.Inc()
+			n.log.Warn("no heartbeat from NATS on the notifier's pull; pulling again", "durable", n.o.Durable)
+			continue
+		}
 		if err != nil {
 			n.active.Wait()
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -209,6 +218,12 @@ func (n *Notifier) Run(ctx context.Context, grace time.Duration) error {
 		})
 	}
 }
+
+// pullExpiry is how long one pull for the next event waits on the
+// server: a pull the server lost, or answered while the client missed
+// it, is replaced within it (and its heartbeats, every half of it, tell
+// a silent server). nats.go's default, 30 s, held events that long.
+const pullExpiry = 5 * time.Second
 
 // handle does what one event asks, then acknowledges it, or leaves it
 // for redelivery with a delay that grows with its deliveries.

@@ -1,8 +1,12 @@
 package notify_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/defender-go/defender/internal/notify"
 	"github.com/defender-go/defender/internal/testenv"
+	"github.com/defender-go/defender/pkg/events"
 )
 
 // TestCapSpentOnlyBySentMails: with a cap of one mail an hour, a send
@@ -58,4 +63,37 @@ func (r *rig) failedSend(t *testing.T, reg prometheus.Gatherer) {
 	require.Eventually(t, func() bool {
 		return testenv.Metric(t, reg, "defender_notifier_mails_total", "result", "failed") >= 1
 	}, 10*time.Second, 20*time.Millisecond, "a send fails while SMTP is down")
+}
+
+// TestNotifierGoesOnAfterSilence: NATS sends the notifier nothing for
+// longer than two heartbeats of its pull (its answers held back on the
+// way, as on a paused link): the notifier pulls again, and handles the
+// blocks published once the link is back. Before, the missing heartbeat
+// ended Run with an error, and no block was mailed again until a restart.
+func TestNotifierGoesOnAfterSilence(t *testing.T) {
+	srv := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, js, err := events.Connect(ctx, srv.URL, "notify-test", nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	proxy := testenv.Late(t, strings.TrimPrefix(srv.URL, "nats://"))
+	_, held, err := events.Connect(ctx, "nats://"+proxy.Addr, "notify-held", nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	r := newRigOn(t, rigNATS{gate: js, notifier: held, test: js}, func(o *notify.Options) { o.Registerer = reg })
+	r.lookup.add("sam", "sam@example.com")
+	r.publishBlock(t, nil, "sam")
+	r.settled(t)
+	require.Len(t, r.mailsTo("sam@example.com"), 1)
+
+	proxy.SetDelay(7 * time.Second) // past two heartbeats of the pull (pullExpiry 5 s: 2.5 s each)
+	require.Eventually(t, func() bool {
+		return testenv.Metric(t, reg, "defender_notifier_missed_heartbeats_total") >= 1
+	}, 20*time.Second, 100*time.Millisecond, "the notifier missed the pull's heartbeats")
+	proxy.SetDelay(0)
+
+	r.lookup.add("tess", "tess@example.com")
+	r.publishBlock(t, nil, "tess")
+	r.settled(t)
+	assert.Len(t, r.mailsTo("tess@example.com"), 1, "a block published after the silence is mailed")
 }

@@ -117,13 +117,17 @@ func ConsumerDone(t testing.TB, js jetstream.JetStream, stream, durable string, 
 		t.Fatalf("the last message of %s on %s: %v", stream, filter, err)
 	}
 	for {
-		info, err = c.Info(ctx)
-		if err == nil && info.AckFloor.Stream >= last && info.NumAckPending == 0 && info.NumPending == 0 {
-			return
+		// info keeps the last state read: a read cut by the deadline
+		// returns none.
+		if now, err := c.Info(ctx); err == nil {
+			info = now
+			if info.AckFloor.Stream >= last && info.NumAckPending == 0 && info.NumPending == 0 {
+				return
+			}
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("consumer %s of %s has not acknowledged message %d after %s (ack floor %d, %d awaiting an ack)",
-				durable, stream, last, within, info.AckFloor.Stream, info.NumAckPending)
+			t.Fatalf("consumer %s of %s has not acknowledged message %d after %s (last read: ack floor %d, delivered %d, %d awaiting an ack, %d not delivered, %d pulls waiting)",
+				durable, stream, last, within, info.AckFloor.Stream, info.Delivered.Stream, info.NumAckPending, info.NumPending, info.NumWaiting)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
