@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -70,8 +71,13 @@ func TestRecorderWorkersKilled(t *testing.T) {
 
 	// 1. The three share the consumer: each writes rows.
 	for _, w := range ws {
-		require.Eventually(t, func() bool { p, err := w.progress(); return err == nil && p.written > 0 },
-			time.Minute, 20*time.Millisecond, "%s writes rows", w.name)
+		if !assert.Eventually(t, func() bool { p, err := w.progress(); return err == nil && p.written > 0 },
+			time.Minute, 20*time.Millisecond, "%s writes rows", w.name) {
+			// Say where it stood: a failure here (seen once in CI) told nothing.
+			p, err := w.progress()
+			out, _ := os.ReadFile(w.log)
+			t.Fatalf("%s wrote no rows: %+v %v; its log ends:\n%s", w.name, p, err, out[max(0, len(out)-4096):])
+		}
 	}
 
 	// 2. w0 is killed mid-batch: holding events it has not acknowledged.
